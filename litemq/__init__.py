@@ -1,0 +1,31 @@
+"""litemq: RabbitMQ's model (exchanges, bindings, queues, acks) in one SQLite file, no server.
+
+    import litemq
+    with litemq.connect("jobs.db") as conn:
+        conn.declare_queue("hello")
+        conn.publish("", "hello", b"Hello World!")
+"""
+
+from .broker import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES, LEASE_ARGUMENT, Channel, Connection,
+                     QueueInfo, connect)
+from .consumer import Consumer
+from .errors import (AccessRefused, ChannelClosed, DeliveryError, ExchangeNotFound, LeaseExpired, LiteMQError,
+                     MessageTooLarge, NotADatabase, NotFound, PreconditionFailed, QueueNotFound, ReadOnlyDatabase,
+                     ResourceLocked, SchemaError, SchemaTooNew, StorageError, StorageFull)
+from .message import Delivery, Properties
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # Connecting
+    "connect", "Connection", "Channel", "Consumer",
+    # Values
+    "Properties", "Delivery", "QueueInfo",
+    # Settings
+    "DEFAULT_LEASE_SECONDS", "DEFAULT_MAX_MESSAGE_BYTES", "LEASE_ARGUMENT",
+    # Errors
+    "LiteMQError", "AccessRefused", "NotFound", "ExchangeNotFound", "QueueNotFound", "ResourceLocked",
+    "PreconditionFailed", "DeliveryError", "LeaseExpired", "MessageTooLarge", "ChannelClosed", "StorageError",
+    "NotADatabase", "ReadOnlyDatabase", "StorageFull", "SchemaError", "SchemaTooNew",
+    "__version__",
+]

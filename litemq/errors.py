@@ -1,0 +1,81 @@
+"""One exception tree for litemq. Classes that mirror an AMQP condition carry its reply code."""
+
+from __future__ import annotations
+
+
+class LiteMQError(Exception):
+    """Root of every error litemq raises on purpose."""
+
+    reply_code: int = 0
+
+
+class AccessRefused(LiteMQError):
+    """403: the name is reserved (``amq.``) or the operation is not allowed on that object."""
+
+    reply_code = 403
+
+
+class NotFound(LiteMQError):
+    """404: the exchange or queue does not exist."""
+
+    reply_code = 404
+
+
+class ExchangeNotFound(NotFound):
+    """404: the exchange does not exist."""
+
+
+class QueueNotFound(NotFound):
+    """404: the queue does not exist."""
+
+
+class ResourceLocked(LiteMQError):
+    """405: the queue is exclusive to another connection."""
+
+    reply_code = 405
+
+
+class PreconditionFailed(LiteMQError):
+    """406: redeclared with other properties, a queue not empty or in use, or an unknown delivery tag."""
+
+    reply_code = 406
+
+
+class DeliveryError(PreconditionFailed):
+    """406: the delivery was already settled, or its tag is unknown on this channel."""
+
+
+class LeaseExpired(LiteMQError):
+    """The delivery's lease ran out and the message went back to its queue; it was not settled."""
+
+
+class MessageTooLarge(LiteMQError):
+    """The body is larger than the connection's maximum message size."""
+
+
+class ChannelClosed(LiteMQError):
+    """The channel or connection is closed."""
+
+
+class StorageError(LiteMQError):
+    """The file cannot serve as a litemq store: not SQLite, read-only, full, or too old an SQLite."""
+
+
+class NotADatabase(StorageError):
+    """The file exists but is not an SQLite database."""
+
+
+class ReadOnlyDatabase(StorageError):
+    """The file or its directory cannot be written."""
+
+
+class StorageFull(StorageError):
+    """The disk (or SQLite's page limit) is full; the transaction was rolled back."""
+
+
+class SchemaError(StorageError):
+    """The file's schema revision is not one this litemq can use."""
+
+
+class SchemaTooNew(SchemaError):
+    """The file was written by a newer litemq."""

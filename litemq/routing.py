@@ -1,0 +1,151 @@
+"""Routing rules as pure functions: name and key checks, topic and headers matching, route(). No SQL here."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional
+
+EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+X_MATCH_VALUES = ("all", "any", "all-with-x", "any-with-x")
+MAX_NAME_BYTES = 255
+
+
+class Binding(NamedTuple):
+    """One edge of the routing graph: messages from an exchange to a queue or another exchange."""
+
+    destination: str
+    destination_kind: str  # "queue" or "exchange"
+    routing_key: str
+    arguments: Mapping[str, Any]
+
+
+def check_name(kind: str, name: object) -> str:
+    """Validate an exchange, queue or consumer name (or a routing key): str, at most 255 bytes of UTF-8, no NUL."""
+    if not isinstance(name, str):
+        raise TypeError(f"{kind} must be str, not {type(name).__name__}")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise ValueError(f"{kind} {name!r} is not valid UTF-8") from exc
+    if size > MAX_NAME_BYTES:
+        raise ValueError(f"{kind} {name[:40]!r}... is {size} bytes long; the limit is {MAX_NAME_BYTES}")
+    if "\x00" in name:
+        raise ValueError(f"{kind} {name!r} contains a NUL character")
+    return name
+
+
+def check_exchange_type(exchange_type: object) -> str:
+    if not isinstance(exchange_type, str):
+        raise TypeError(f"exchange type must be str, not {type(exchange_type).__name__}")
+    if exchange_type not in EXCHANGE_TYPES:
+        raise ValueError(f"unknown exchange type {exchange_type!r}; expected one of {', '.join(EXCHANGE_TYPES)}")
+    return exchange_type
+
+
+def x_match(arguments: Mapping[str, Any]) -> str:
+    """The ``x-match`` mode of a headers binding (``all`` when absent); ValueError when invalid."""
+    mode = arguments.get("x-match", "all")
+    if mode not in X_MATCH_VALUES:
+        raise ValueError(f"invalid x-match field value {mode!r}; expected one of {', '.join(X_MATCH_VALUES)}")
+    return str(mode)
+
+
+@lru_cache(maxsize=4096)
+def topic_words(key: str) -> tuple[str, ...]:
+    """RabbitMQ's split: ``""`` is zero words; otherwise every ``.`` separates, and empty words count."""
+    return tuple(key.split(".")) if key else ()
+
+
+def topic_matches(pattern: str, routing_key: str) -> bool:
+    """Whether a topic binding key matches a routing key: ``*`` is one word, ``#`` zero or more."""
+    pwords = topic_words(pattern)
+    states = _closure(pwords, {0})
+    for word in topic_words(routing_key):
+        following = set()
+        for i in states:
+            if i < len(pwords):
+                if pwords[i] == "#":
+                    following.add(i)
+                elif pwords[i] == "*" or pwords[i] == word:
+                    following.add(i + 1)
+        if not following:
+            return False
+        states = _closure(pwords, following)
+    return len(pwords) in states
+
+
+def _closure(pwords: tuple[str, ...], states: set[int]) -> set[int]:
+    # "#" may match zero words, so being before it also means being after it.
+    result = set(states)
+    stack = list(states)
+    while stack:
+        i = stack.pop()
+        if i < len(pwords) and pwords[i] == "#" and i + 1 not in result:
+            result.add(i + 1)
+            stack.append(i + 1)
+    return result
+
+
+def headers_match(arguments: Mapping[str, Any], headers: Optional[Mapping[str, Any]]) -> bool:
+    """RabbitMQ's headers exchange rule for one binding's arguments against a message's headers."""
+    mode = x_match(arguments)
+    with_x = mode.endswith("-with-x")
+    wanted = [
+        (k, v) for k, v in arguments.items()
+        if k != "x-match" and (with_x or not k.startswith("x-"))
+    ]
+    headers = headers or {}
+    if mode.startswith("all"):
+        return all(_header_matches(headers, k, v) for k, v in wanted)
+    return any(_header_matches(headers, k, v) for k, v in wanted)
+
+
+def _header_matches(headers: Mapping[str, Any], key: str, value: Any) -> bool:
+    if key not in headers:
+        return False
+    if value is None:  # a field with no value matches on presence
+        return True
+    actual = headers[key]
+    if isinstance(actual, bool) != isinstance(value, bool):
+        return False
+    return bool(actual == value)
+
+
+def binding_matches(exchange_type: str, binding: Binding, routing_key: str,
+                    headers: Optional[Mapping[str, Any]]) -> bool:
+    if exchange_type == "fanout":
+        return True
+    if exchange_type == "direct":
+        return binding.routing_key == routing_key
+    if exchange_type == "topic":
+        return topic_matches(binding.routing_key, routing_key)
+    return headers_match(binding.arguments, headers)
+
+
+ExchangeLookup = Callable[[str], Optional[tuple[str, Iterable[Binding]]]]
+
+
+def route(exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]],
+          lookup: ExchangeLookup) -> list[str]:
+    """The queues a message reaches, each once, in first-reached order.
+
+    ``lookup(name)`` gives an exchange's type and bindings, or None when it does not exist; bindings to other
+    exchanges are followed, and an exchange reached twice is visited once.
+    """
+    queues: dict[str, None] = {}
+    seen = {exchange}
+    pending = [exchange]
+    while pending:
+        found = lookup(pending.pop(0))
+        if found is None:
+            continue
+        exchange_type, bindings = found
+        for binding in bindings:
+            if not binding_matches(exchange_type, binding, routing_key, headers):
+                continue
+            if binding.destination_kind == "queue":
+                queues[binding.destination] = None
+            elif binding.destination not in seen:
+                seen.add(binding.destination)
+                pending.append(binding.destination)
+    return list(queues)

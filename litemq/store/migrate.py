@@ -1,0 +1,110 @@
+"""Creating and upgrading a file's schema with Alembic. Imported only when a file is not at the current revision,
+so opening a current file never pays for importing SQLAlchemy or Alembic."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+from ..errors import SchemaError, SchemaTooNew
+from . import SCHEMA_REVISION, VERSION_TABLE
+
+log = logging.getLogger("litemq")
+
+
+def script_location() -> str:
+    """Where the Alembic scripts are: ``litemq/migrations`` in an installed wheel, ``migrations/`` in a checkout."""
+    package = Path(__file__).resolve().parent.parent
+    for candidate in (package / "migrations", package.parent / "migrations"):
+        if (candidate / "env.py").is_file():
+            return str(candidate)
+    raise SchemaError(f"litemq's migration scripts are missing (looked in {package / 'migrations'})")
+
+
+def _engine(path: str, busy_timeout: float) -> Any:
+    from sqlalchemy import create_engine, event
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": busy_timeout})
+
+    # Python's sqlite3 legacy mode would autocommit DDL and leave a half-built schema when a revision fails;
+    # take transaction control and hold the write lock for the whole upgrade instead.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _config(location: Optional[str]) -> Any:
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", location or script_location())
+    return config
+
+
+def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
+            location: Optional[str] = None) -> bool:
+    """Bring the file to ``revision`` under the write lock; True when this call changed it.
+
+    Concurrent callers serialize on BEGIN IMMEDIATE: the first migrates, the rest find it done.
+    """
+    from alembic import command
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    config = _config(location)
+    script = ScriptDirectory.from_config(config)
+    engine = _engine(path, busy_timeout)
+    try:
+        with engine.begin() as connection:
+            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+            current = context.get_current_revision()
+            _check_known(path, current, script)
+            target = script.get_current_head() if revision == "head" else revision
+            if current == target:
+                return False
+            config.attributes["connection"] = connection
+            if current is None or _is_ancestor(script, current, target):
+                command.upgrade(config, revision)
+            else:
+                command.downgrade(config, revision)
+            log.info("litemq: migrated %s from schema %s to %s", path, current, target)
+            return True
+    finally:
+        engine.dispose()
+
+
+def current_revision(path: str) -> Optional[str]:
+    from alembic.runtime.migration import MigrationContext
+
+    engine = _engine(path, 60.0)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+    finally:
+        engine.dispose()
+
+
+def _check_known(path: str, current: Optional[str], script: Any) -> None:
+    if current is None:
+        return
+    try:
+        found = script.get_revision(current)
+    except Exception:  # alembic raises several resolution errors for an unknown id
+        found = None
+    if found is None:
+        raise SchemaTooNew(
+            f"{path} has schema revision {current!r}, which this litemq does not know (it writes "
+            f"{SCHEMA_REVISION!r}): the file was written by a newer litemq; upgrade litemq to open it")
+
+
+def _is_ancestor(script: Any, older: str, newer: str) -> bool:
+    return any(rev.revision == older for rev in script.iterate_revisions(newer, "base"))
+

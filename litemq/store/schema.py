@@ -1,0 +1,100 @@
+"""The schema, defined once with SQLAlchemy Core. Alembic revisions build it; the drift test compares them.
+
+Imported only by migrations, tools and tests: the hot path runs on the stdlib driver and never imports SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, PrimaryKeyConstraint,
+                        Table, Text, UniqueConstraint, text)
+
+from . import VERSION_TABLE as VERSION_TABLE
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+exchanges = Table(
+    "litemq_exchanges", metadata,
+    Column("name", Text, primary_key=True),
+    Column("type", Text, nullable=False),
+    Column("durable", Boolean, nullable=False),
+    Column("auto_delete", Boolean, nullable=False),
+    Column("internal", Boolean, nullable=False),
+    Column("arguments", Text, nullable=True),  # JSON object, NULL when none
+    Column("created_at", Float, nullable=False),
+)
+
+queues = Table(
+    "litemq_queues", metadata,
+    Column("name", Text, primary_key=True),
+    Column("durable", Boolean, nullable=False),
+    Column("exclusive", Boolean, nullable=False),
+    Column("auto_delete", Boolean, nullable=False),
+    Column("arguments", Text, nullable=True),
+    Column("owner_connection", Text, nullable=True),  # the connection an exclusive queue belongs to
+    Column("ready_count", Integer, nullable=False, server_default=text("0")),
+    Column("created_at", Float, nullable=False),
+)
+
+bindings = Table(
+    "litemq_bindings", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("exchange", Text, nullable=False),
+    Column("destination", Text, nullable=False),
+    Column("destination_kind", Text, nullable=False),  # 'queue' or 'exchange'
+    Column("routing_key", Text, nullable=False),
+    Column("arguments", Text, nullable=False, server_default=text("'{}'")),
+    UniqueConstraint("exchange", "destination_kind", "destination", "routing_key", "arguments"),
+    Index(None, "destination_kind", "destination"),
+)
+
+messages = Table(
+    "litemq_messages", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("queue", Text, nullable=False),
+    Column("exchange", Text, nullable=False),
+    Column("routing_key", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("properties", Text, nullable=True),  # JSON object of the set properties, NULL when none
+    Column("published_at", Float, nullable=False),
+    Column("delivery_count", Integer, nullable=False, server_default=text("0")),
+    Column("lease_owner", Text, nullable=True),
+    Column("lease_token", Integer, nullable=True),
+    Column("lease_expires_at", Float, nullable=True),
+    # Ready messages in their own partial index, so a claim never walks leased rows.
+    Index("ix_litemq_messages_ready", "queue", "id", sqlite_where=text("lease_token IS NULL"),
+          postgresql_where=text("lease_token IS NULL")),
+    Index("ix_litemq_messages_lease_expiry", "queue", "lease_expires_at",
+          sqlite_where=text("lease_token IS NOT NULL"), postgresql_where=text("lease_token IS NOT NULL")),
+    Index("ix_litemq_messages_lease_owner", "lease_owner",
+          sqlite_where=text("lease_token IS NOT NULL"), postgresql_where=text("lease_token IS NOT NULL")),
+)
+
+connections = Table(
+    "litemq_connections", metadata,
+    Column("id", Text, primary_key=True),
+    Column("pid", Integer, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("started_at", Float, nullable=False),
+)
+
+consumers = Table(
+    "litemq_consumers", metadata,
+    Column("connection_id", Text, nullable=False),
+    Column("channel", Integer, nullable=False),
+    Column("consumer_tag", Text, nullable=False),
+    Column("queue", Text, nullable=False),
+    Column("prefetch_count", Integer, nullable=False),
+    Column("auto_ack", Boolean, nullable=False),
+    Column("exclusive", Boolean, nullable=False),
+    Column("started_at", Float, nullable=False),
+    PrimaryKeyConstraint("connection_id", "channel", "consumer_tag"),
+    Index(None, "queue"),
+)

@@ -1,0 +1,398 @@
+"""The SQLite store on the stdlib driver: every statement litemq runs on the hot path, prepared once.
+
+Each public method is one atomic verb of the storage contract and runs inside the transaction the caller holds
+(``write()`` or ``read()``). The semantic layer computes every policy value (now, expiry, token, target queues)
+and passes it in; verbs keep their own derived data (the per-queue ready counter) consistent.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator, NamedTuple, Optional, Sequence
+
+from ..errors import (NotADatabase, ReadOnlyDatabase, SchemaError, StorageError, StorageFull)
+from . import SCHEMA_REVISION, VERSION_TABLE
+
+MIN_SQLITE = (3, 35, 0)  # RETURNING
+SQLITE_HEADER = b"SQLite format 3\x00"
+SYNCHRONOUS = ("NORMAL", "FULL")
+
+
+class ExchangeRow(NamedTuple):
+    type: str
+    durable: bool
+    auto_delete: bool
+    internal: bool
+    arguments: Optional[str]
+
+
+class QueueRow(NamedTuple):
+    durable: bool
+    exclusive: bool
+    auto_delete: bool
+    arguments: Optional[str]
+    owner_connection: Optional[str]
+    ready_count: int
+
+
+class MessageRow(NamedTuple):
+    id: int
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: Optional[str]
+    delivery_count: int
+
+
+# --- statements: the one source of SQL for the SQLite hot path (tests prepare each against the migrated schema)
+SELECT_REVISION = f"SELECT version_num FROM {VERSION_TABLE}"
+SELECT_EXCHANGE = "SELECT type, durable, auto_delete, internal, arguments FROM litemq_exchanges WHERE name = ?"
+INSERT_EXCHANGE = ("INSERT INTO litemq_exchanges (name, type, durable, auto_delete, internal, arguments, created_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)")
+DELETE_EXCHANGE = "DELETE FROM litemq_exchanges WHERE name = ?"
+SELECT_ROUTE = ("SELECT e.type, b.destination, b.destination_kind, b.routing_key, b.arguments "
+                "FROM litemq_exchanges e LEFT JOIN litemq_bindings b ON b.exchange = e.name "
+                "WHERE e.name = ? ORDER BY b.id")
+SELECT_HAS_BINDINGS = "SELECT 1 FROM litemq_bindings WHERE exchange = ? LIMIT 1"
+SELECT_IS_DESTINATION = "SELECT 1 FROM litemq_bindings WHERE destination_kind = 'exchange' AND destination = ? LIMIT 1"
+INSERT_BINDING = ("INSERT OR IGNORE INTO litemq_bindings (exchange, destination, destination_kind, routing_key, "
+                  "arguments) VALUES (?, ?, ?, ?, ?)")
+DELETE_BINDING = ("DELETE FROM litemq_bindings WHERE exchange = ? AND destination = ? AND destination_kind = ? "
+                  "AND routing_key = ? AND arguments = ?")
+DELETE_BINDINGS_OF_EXCHANGE = ("DELETE FROM litemq_bindings WHERE exchange = ? "
+                               "OR (destination_kind = 'exchange' AND destination = ?) RETURNING exchange")
+DELETE_BINDINGS_TO_QUEUE = ("DELETE FROM litemq_bindings WHERE destination_kind = 'queue' AND destination = ? "
+                            "RETURNING exchange")
+SELECT_QUEUE = ("SELECT durable, exclusive, auto_delete, arguments, owner_connection, ready_count "
+                "FROM litemq_queues WHERE name = ?")
+INSERT_QUEUE = ("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, arguments, owner_connection, "
+                "ready_count, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)")
+DELETE_QUEUE = "DELETE FROM litemq_queues WHERE name = ?"
+DELETE_QUEUE_MESSAGES = "DELETE FROM litemq_messages WHERE queue = ?"
+DELETE_QUEUE_CONSUMERS = "DELETE FROM litemq_consumers WHERE queue = ?"
+PURGE_READY = "DELETE FROM litemq_messages WHERE queue = ? AND lease_token IS NULL"
+RESET_READY = "UPDATE litemq_queues SET ready_count = 0 WHERE name = ?"
+ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ? WHERE name = ?"
+INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?)")
+RETURN_EXPIRED = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
+                  "WHERE queue = ? AND lease_token IS NOT NULL AND lease_expires_at <= ?")
+CLAIM = ("UPDATE litemq_messages SET lease_owner = ?, lease_token = ?, lease_expires_at = ?, "
+         "delivery_count = delivery_count + 1 "
+         "WHERE id IN (SELECT id FROM litemq_messages WHERE queue = ? AND lease_token IS NULL ORDER BY id LIMIT ?) "
+         "RETURNING id, exchange, routing_key, body, properties, delivery_count")
+CLAIM_AND_DELETE = ("DELETE FROM litemq_messages "
+                    "WHERE id IN (SELECT id FROM litemq_messages WHERE queue = ? AND lease_token IS NULL "
+                    "ORDER BY id LIMIT ?) "
+                    "RETURNING id, exchange, routing_key, body, properties, delivery_count + 1")
+ACK = "DELETE FROM litemq_messages WHERE id = ? AND lease_token = ?"
+REQUEUE = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+           "delivery_count = delivery_count - ? WHERE id = ? AND lease_token = ? RETURNING queue")
+RELEASE_OWNER = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
+                 "WHERE lease_owner = ? AND lease_token IS NOT NULL RETURNING queue")
+SELECT_UNACKED_COUNT = "SELECT count(*) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL"
+SELECT_CONSUMER_COUNT = "SELECT count(*) FROM litemq_consumers WHERE queue = ?"
+INSERT_CONSUMER = ("INSERT INTO litemq_consumers (connection_id, channel, consumer_tag, queue, prefetch_count, "
+                   "auto_ack, exclusive, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+DELETE_CONSUMER = "DELETE FROM litemq_consumers WHERE connection_id = ? AND channel = ? AND consumer_tag = ?"
+SELECT_EXCLUSIVE_CONSUMER = "SELECT 1 FROM litemq_consumers WHERE queue = ? AND exclusive LIMIT 1"
+INSERT_CONNECTION = "INSERT INTO litemq_connections (id, pid, host, started_at) VALUES (?, ?, ?, ?)"
+DELETE_CONNECTION = "DELETE FROM litemq_connections WHERE id = ?"
+SELECT_OWNED_QUEUES = "SELECT name FROM litemq_queues WHERE owner_connection = ?"
+
+STATEMENTS = {name: value for name, value in globals().items() if name.isupper() and isinstance(value, str)
+              and value.startswith(("SELECT ", "INSERT ", "UPDATE ", "DELETE "))}
+
+
+def _translate(exc: sqlite3.Error, path: str) -> Exception:
+    name = getattr(exc, "sqlite_errorname", "")
+    if name == "SQLITE_FULL":
+        return StorageFull(f"{path}: the disk or database is full; the transaction was rolled back")
+    if name.startswith("SQLITE_READONLY"):
+        return ReadOnlyDatabase(f"{path} is read-only (or its directory is): litemq needs to write it")
+    if name == "SQLITE_NOTADB":
+        return NotADatabase(f"{path} is not an SQLite database")
+    return StorageError(f"{path}: {exc}")
+
+
+class SQLiteStore:
+    """One connection to a litemq file. Thread-safe: every transaction holds the store's lock."""
+
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 60.0) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StorageError(f"litemq needs SQLite 3.35 or newer (for RETURNING); this Python has "
+                               f"{sqlite3.sqlite_version}")
+        self.path = os.path.abspath(path)
+        self.commits = 0  # this connection's own commits, which PRAGMA data_version does not report
+        self._lock = threading.RLock()
+        self._pid = os.getpid()
+        self._check_file()
+        try:
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
+                                       check_same_thread=False, cached_statements=len(STATEMENTS) + 32)
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+        try:
+            self._configure(synchronous)
+            if self._revision() != SCHEMA_REVISION:
+                from . import migrate  # the slow path: SQLAlchemy and Alembic are imported only here
+
+                migrate.upgrade(self.path, busy_timeout=busy_timeout)
+                revision = self._revision()
+                if revision != SCHEMA_REVISION:
+                    raise SchemaError(f"{self.path} is at schema {revision!r} after upgrading, "
+                                      f"expected {SCHEMA_REVISION!r}")
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _check_file(self) -> None:
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            raise StorageError(f"cannot open {self.path}: directory {directory} does not exist")
+        if os.path.exists(self.path):
+            if not os.path.isfile(self.path):
+                raise StorageError(f"cannot open {self.path}: not a regular file")
+            with open(self.path, "rb") as f:  # read before SQLite opens it, so no SQLite lock is involved
+                header = f.read(len(SQLITE_HEADER))
+            if header and header != SQLITE_HEADER:
+                raise NotADatabase(f"{self.path} is not an SQLite database")
+            if not os.access(self.path, os.W_OK):
+                raise ReadOnlyDatabase(f"{self.path} is read-only: litemq needs to write it")
+        if not os.access(directory, os.W_OK | os.X_OK):
+            # WAL mode creates -wal and -shm files beside the database.
+            raise ReadOnlyDatabase(f"cannot open {self.path}: directory {directory} is not writable")
+
+    def _configure(self, synchronous: str) -> None:
+        try:
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                raise StorageError(f"{self.path}: cannot switch to WAL journal mode (got {mode!r})")
+            self._db.execute(f"PRAGMA synchronous={synchronous}")
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
+
+    def _revision(self) -> Optional[str]:
+        try:
+            row = self._db.execute(SELECT_REVISION).fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise _translate(exc, self.path) from exc
+        return row[0] if row else None
+
+    # --- transactions
+    @contextmanager
+    def write(self) -> Iterator["SQLiteStore"]:
+        """BEGIN IMMEDIATE … COMMIT: the write lock is taken up front, so the busy handler can wait for it."""
+        with self._transaction("BEGIN IMMEDIATE"):
+            yield self
+        self.commits += 1
+
+    @contextmanager
+    def read(self) -> Iterator["SQLiteStore"]:
+        """A consistent snapshot for several reads."""
+        with self._transaction("BEGIN"):
+            yield self
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[None]:
+        with self._lock:
+            self._check_process()
+            try:
+                self._db.execute(begin)
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from exc
+            try:
+                yield
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise _translate(exc, self.path) from exc
+            except BaseException:
+                self._rollback()
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise _translate(exc, self.path) from exc
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def _check_process(self) -> None:
+        if os.getpid() != self._pid:
+            raise StorageError(f"this connection to {self.path} was opened in process {self._pid} and cannot be "
+                               f"used after fork() in process {os.getpid()}; open a new connection in the child")
+
+    def close(self) -> None:
+        with self._lock:
+            if os.getpid() == self._pid:
+                self._db.close()
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits to the file (cheap; no lock taken)."""
+        with self._lock:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        """Run one statement in the current transaction; for tools and tests."""
+        return self._db.execute(sql, params)
+
+    # --- exchanges
+    def exchange(self, name: str) -> Optional[ExchangeRow]:
+        row = self._db.execute(SELECT_EXCHANGE, (name,)).fetchone()
+        return ExchangeRow(row[0], bool(row[1]), bool(row[2]), bool(row[3]), row[4]) if row else None
+
+    def insert_exchange(self, name: str, type: str, durable: bool, auto_delete: bool, internal: bool,
+                        arguments: Optional[str], now: float) -> None:
+        self._db.execute(INSERT_EXCHANGE, (name, type, durable, auto_delete, internal, arguments, now))
+
+    def delete_exchange(self, name: str) -> list[str]:
+        """Delete the exchange and every binding from or to it; return the exchanges that lost a binding."""
+        sources = [r[0] for r in self._db.execute(DELETE_BINDINGS_OF_EXCHANGE, (name, name))]
+        self._db.execute(DELETE_EXCHANGE, (name,))
+        return [s for s in sources if s != name]
+
+    def exchange_in_use(self, name: str) -> bool:
+        """Whether the exchange is the source or destination of any binding."""
+        return (self._db.execute(SELECT_HAS_BINDINGS, (name,)).fetchone() is not None
+                or self._db.execute(SELECT_IS_DESTINATION, (name,)).fetchone() is not None)
+
+    def has_bindings(self, exchange: str) -> bool:
+        return self._db.execute(SELECT_HAS_BINDINGS, (exchange,)).fetchone() is not None
+
+    def exchange_and_bindings(self, name: str) -> Optional[tuple[str, list[tuple[str, str, str, str]]]]:
+        """The exchange's type and its bindings (destination, kind, routing key, arguments JSON), or None."""
+        rows = self._db.execute(SELECT_ROUTE, (name,)).fetchall()
+        if not rows:
+            return None
+        return rows[0][0], [(r[1], r[2], r[3], r[4]) for r in rows if r[1] is not None]
+
+    # --- bindings
+    def add_binding(self, exchange: str, destination: str, kind: str, routing_key: str, arguments: str) -> None:
+        self._db.execute(INSERT_BINDING, (exchange, destination, kind, routing_key, arguments))
+
+    def remove_binding(self, exchange: str, destination: str, kind: str, routing_key: str, arguments: str) -> bool:
+        return self._db.execute(DELETE_BINDING, (exchange, destination, kind, routing_key, arguments)).rowcount > 0
+
+    # --- queues
+    def queue(self, name: str) -> Optional[QueueRow]:
+        row = self._db.execute(SELECT_QUEUE, (name,)).fetchone()
+        return QueueRow(bool(row[0]), bool(row[1]), bool(row[2]), row[3], row[4], row[5]) if row else None
+
+    def insert_queue(self, name: str, durable: bool, exclusive: bool, auto_delete: bool,
+                     arguments: Optional[str], owner_connection: Optional[str], now: float) -> None:
+        self._db.execute(INSERT_QUEUE, (name, durable, exclusive, auto_delete, arguments, owner_connection, now))
+
+    def delete_queue(self, name: str) -> tuple[int, list[str]]:
+        """Delete the queue with its messages, bindings and consumers.
+
+        Returns the number of messages deleted and the exchanges that lost a binding."""
+        count = self._db.execute(DELETE_QUEUE_MESSAGES, (name,)).rowcount
+        sources = [r[0] for r in self._db.execute(DELETE_BINDINGS_TO_QUEUE, (name,))]
+        self._db.execute(DELETE_QUEUE_CONSUMERS, (name,))
+        self._db.execute(DELETE_QUEUE, (name,))
+        return count, sources
+
+    def purge_queue(self, name: str) -> int:
+        """Delete the queue's ready messages (not the unacked ones); return how many."""
+        count = self._db.execute(PURGE_READY, (name,)).rowcount
+        self._db.execute(RESET_READY, (name,))
+        return count
+
+    def unacked_count(self, queue: str) -> int:
+        return int(self._db.execute(SELECT_UNACKED_COUNT, (queue,)).fetchone()[0])
+
+    def owned_queues(self, connection_id: str) -> list[str]:
+        return [r[0] for r in self._db.execute(SELECT_OWNED_QUEUES, (connection_id,))]
+
+    # --- messages
+    def insert_copies(self, queues: Iterable[str], exchange: str, routing_key: str, body: bytes,
+                      properties: Optional[str], now: float) -> int:
+        """Store one copy of the message per queue that still exists; return how many were stored."""
+        stored = 0
+        for queue in queues:
+            if self._db.execute(ADD_READY, (1, queue)).rowcount:
+                self._db.execute(INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now))
+                stored += 1
+        return stored
+
+    def return_expired(self, queue: str, now: float) -> int:
+        """Make messages whose lease expired by ``now`` ready again, in their original place."""
+        count = self._db.execute(RETURN_EXPIRED, (queue, now)).rowcount
+        if count:
+            self._db.execute(ADD_READY, (count, queue))
+        return count
+
+    def claim(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float) -> list[MessageRow]:
+        """Lease up to ``limit`` ready messages, oldest first, to ``owner`` with ``token``."""
+        rows = self._db.execute(CLAIM, (owner, token, lease_expires_at, queue, limit)).fetchall()
+        return self._taken(queue, rows)
+
+    def claim_and_delete(self, queue: str, limit: int) -> list[MessageRow]:
+        """Take up to ``limit`` ready messages for good (auto-ack), oldest first."""
+        rows = self._db.execute(CLAIM_AND_DELETE, (queue, limit)).fetchall()
+        return self._taken(queue, rows)
+
+    def _taken(self, queue: str, rows: list[Any]) -> list[MessageRow]:
+        if rows:
+            self._db.execute(ADD_READY, (-len(rows), queue))
+            rows.sort()
+        return [MessageRow(*r) for r in rows]
+
+    def ack(self, leases: Sequence[tuple[int, int]]) -> int:
+        """Delete messages by (id, token); a message whose token changed is left alone. Returns how many."""
+        if len(leases) == 1:
+            return self._db.execute(ACK, leases[0]).rowcount
+        return sum(self._db.execute(ACK, lease).rowcount for lease in leases)
+
+    def requeue(self, leases: Sequence[tuple[int, int]], undo_delivery: bool = False) -> int:
+        """Return leased messages by (id, token) to their place; ``undo_delivery`` also uncounts the delivery
+        (for messages claimed but never handed to the application)."""
+        counts: dict[str, int] = {}
+        for message_id, token in leases:
+            row = self._db.execute(REQUEUE, (1 if undo_delivery else 0, message_id, token)).fetchone()
+            if row:
+                counts[row[0]] = counts.get(row[0], 0) + 1
+        self._add_ready(counts)
+        return sum(counts.values())
+
+    def release_owner(self, owner: str) -> int:
+        """Return every message leased to ``owner`` to its queue."""
+        counts: dict[str, int] = {}
+        for (queue,) in self._db.execute(RELEASE_OWNER, (owner,)).fetchall():
+            counts[queue] = counts.get(queue, 0) + 1
+        self._add_ready(counts)
+        return sum(counts.values())
+
+    def _add_ready(self, counts: dict[str, int]) -> None:
+        for queue, count in counts.items():
+            self._db.execute(ADD_READY, (count, queue))
+
+    # --- consumers and connections
+    def consumer_count(self, queue: str) -> int:
+        return int(self._db.execute(SELECT_CONSUMER_COUNT, (queue,)).fetchone()[0])
+
+    def has_exclusive_consumer(self, queue: str) -> bool:
+        return self._db.execute(SELECT_EXCLUSIVE_CONSUMER, (queue,)).fetchone() is not None
+
+    def add_consumer(self, connection_id: str, channel: int, consumer_tag: str, queue: str, prefetch_count: int,
+                     auto_ack: bool, exclusive: bool, now: float) -> None:
+        self._db.execute(INSERT_CONSUMER, (connection_id, channel, consumer_tag, queue, prefetch_count, auto_ack,
+                                           exclusive, now))
+
+    def remove_consumer(self, connection_id: str, channel: int, consumer_tag: str) -> bool:
+        return self._db.execute(DELETE_CONSUMER, (connection_id, channel, consumer_tag)).rowcount > 0
+
+    def register_connection(self, connection_id: str, pid: int, host: str, now: float) -> None:
+        self._db.execute(INSERT_CONNECTION, (connection_id, pid, host, now))
+
+    def unregister_connection(self, connection_id: str) -> None:
+        self._db.execute(DELETE_CONNECTION, (connection_id,))
