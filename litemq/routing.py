@@ -106,9 +106,28 @@ def _header_matches(headers: Mapping[str, Any], key: str, value: Any) -> bool:
     if value is None:  # a field with no value matches on presence
         return True
     actual = headers[key]
-    if isinstance(actual, bool) != isinstance(value, bool):
-        return False
-    return bool(actual == value)
+    # At the top level RabbitMQ compares values loosely across numeric types (1 matches 1.0, never True);
+    # inside arrays and tables it compares typed values.
+    if _is_number(actual) and _is_number(value):
+        return bool(actual == value)
+    return _typed(actual) == _typed(value)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _typed(value: Any) -> Any:
+    # str and bytes are both AMQP long strings, so they compare by their bytes.
+    if isinstance(value, str):
+        return ("s", value.encode("utf-8"))
+    if isinstance(value, (bytes, bytearray)):
+        return ("s", bytes(value))
+    if isinstance(value, Mapping):
+        return ("F", tuple(sorted((k, _typed(v)) for k, v in value.items())))
+    if isinstance(value, (list, tuple)):
+        return ("A", tuple(_typed(v) for v in value))
+    return (type(value).__name__, value)
 
 
 def binding_matches(exchange_type: str, binding: Binding, routing_key: str,

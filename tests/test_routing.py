@@ -353,16 +353,18 @@ def test_strings_match_by_value_and_not_loosely() -> None:
     assert not headers_match({"k": "pdf"}, {"k": "PDF"})
 
 
-@pytest.mark.xfail(strict=True, reason="RabbitMQ 3.10 treats a longstr and a byte array with the same bytes as "
-                                       "equal; routing.py compares str and bytes with ==, which is False")
 def test_str_and_bytes_with_the_same_bytes_match_as_in_rabbitmq() -> None:
     assert headers_match({"k": "1"}, {"k": b"1"})
 
 
-@pytest.mark.xfail(strict=True, reason="RabbitMQ 3.10 never matches a decimal against an int or float; "
-                                       "routing.py uses Python ==, where Decimal(1) == 1")
 def test_decimal_does_not_match_an_equal_integer_as_in_rabbitmq() -> None:
     assert not headers_match({"n": 1}, {"n": decimal.Decimal(1)})
+
+
+def test_nested_values_compare_with_their_types_as_in_rabbitmq() -> None:
+    assert not headers_match({"n": [1]}, {"n": [True]})
+    assert not headers_match({"n": [1]}, {"n": [1.0]})
+    assert not headers_match({"n": {"a": 1}}, {"n": {"a": True}})
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -726,7 +728,6 @@ def test_rabbitmq_routes_headers_bindings_as_headers_match_predicts(rabbitmq_cha
     assert {"int-1", "double-1"} <= routes["n-double-1"]  # 1 bound, 1.0 published: numeric equality
 
 
-@pytest.mark.xfail(strict=True, reason="routing.py disagrees with RabbitMQ 3.10 on str vs bytes and on decimals")
 def test_rabbitmq_routes_bytes_and_decimal_headers_as_headers_match_predicts(rabbitmq_channel: Any) -> None:
     bindings = {"str-1": {"n": "1"}, "bytes-1": {"n": b"1"}, "int-1": {"n": 1},
                 "decimal-1": {"n": decimal.Decimal(1)}}

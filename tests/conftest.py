@@ -1,0 +1,84 @@
+"""Fixtures: a broker on a temp file, a second connection to it, and real extra processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+import litemq
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    return str(tmp_path / "mq.db")
+
+
+@pytest.fixture
+def conn(db_path: str) -> Iterator[litemq.Connection]:
+    connection = litemq.connect(db_path)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def other(db_path: str, conn: litemq.Connection) -> Iterator[litemq.Connection]:
+    """A second connection to the same file, as another process would have."""
+    connection = litemq.connect(db_path)
+    yield connection
+    connection.close()
+
+
+class Processes:
+    """Starts real processes (spawned, so nothing is inherited by fork), and kills any still running at the end."""
+
+    def __init__(self) -> None:
+        self.context = multiprocessing.get_context("spawn")
+        self.started: list[Any] = []
+
+    def start(self, target: Callable[..., Any], *args: Any) -> Any:
+        process = self.context.Process(target=target, args=args, daemon=True)
+        process.start()
+        self.started.append(process)
+        return process
+
+    def join_all(self, timeout: float) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        for process in self.started:
+            process.join(max(0.0, deadline - time.monotonic()))
+        alive = [p.pid for p in self.started if p.is_alive()]
+        assert not alive, f"processes still running after {timeout}s: {alive}"
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            if process.is_alive() and process.pid:
+                os.kill(process.pid, signal.SIGKILL)
+                process.join(5)
+
+
+@pytest.fixture
+def processes() -> Iterator[Processes]:
+    procs = Processes()
+    yield procs
+    procs.kill_all()
+
+
+@pytest.fixture
+def subprocess_env() -> dict[str, str]:
+    """Environment for a child Python that must import this checkout's litemq."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("LITEMQ_URL", None)
+    return env
+
+
+PYTHON = sys.executable
