@@ -17,7 +17,7 @@ import time
 import uuid
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Optional
 
 from . import routing
 from .errors import (AccessRefused, ChannelClosed, DeliveryError, ExchangeNotFound, LeaseExpired, MessageTooLarge,
@@ -173,31 +173,35 @@ class Channel:
             with self._store.read() as store:
                 row = self._queue(store, queue)
                 return QueueInfo(queue, row.ready_count, store.consumer_count(queue))
-        if queue == "":
+        server_named = queue == ""
+        if server_named:
             queue = "amq.gen-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).decode("ascii").rstrip("=")
-        elif queue.startswith("amq."):
-            raise AccessRefused(f"queue name {queue!r} is reserved: names starting 'amq.' belong to the broker "
-                                f"(in {self.path})")
         args = _check_arguments(arguments)
         _lease_seconds_of(args, queue)
         encoded = encode_table(args)
         with self._store.write() as store:
             row = store.queue(queue)
             if row is None:
+                if queue.startswith("amq.") and not server_named:
+                    raise AccessRefused(f"queue name {queue!r} is reserved: names starting 'amq.' belong to the "
+                                        f"broker (in {self.path})")
                 owner = self._session.connection_id if exclusive else None
                 store.insert_queue(queue, bool(durable), bool(exclusive), bool(auto_delete), encoded, owner,
                                    clock())
                 return QueueInfo(queue, 0, 0)
             self._check_exclusive(row, queue)
+            ready = row.ready_count + store.return_expired(queue, clock())
+            if bool(exclusive) != row.exclusive:
+                raise ResourceLocked(f"cannot obtain exclusive access to locked queue {queue!r} in {self.path}: "
+                                     f"the exclusive property does not match the original declaration")
             for field, received, current in (("durable", bool(durable), row.durable),
-                                             ("exclusive", bool(exclusive), row.exclusive),
                                              ("auto_delete", bool(auto_delete), row.auto_delete),
                                              ("arguments", encoded, row.arguments)):
                 if received != current:
                     raise PreconditionFailed(
                         f"inequivalent arg {field!r} for queue {queue!r} in {self.path}: "
                         f"received {received!r} but current is {current!r}")
-            return QueueInfo(queue, row.ready_count, store.consumer_count(queue))
+            return QueueInfo(queue, ready, store.consumer_count(queue))
 
     def delete_queue(self, queue: str, *, if_unused: bool = False, if_empty: bool = False) -> int:
         """Delete the queue with its messages and bindings; returns how many messages it held."""
@@ -212,7 +216,8 @@ class Channel:
                 raise PreconditionFailed(f"queue {queue!r} in {self.path} is in use (it has consumers)")
             if if_empty and row.ready_count:
                 raise PreconditionFailed(f"queue {queue!r} in {self.path} is not empty")
-            return self._delete_queue(store, queue)
+            self._delete_queue(store, queue)
+            return row.ready_count
 
     def purge_queue(self, queue: str) -> int:
         """Delete the queue's ready messages (unacked ones stay); returns how many."""
@@ -254,12 +259,16 @@ class Channel:
             raise AccessRefused(f"the default exchange cannot be bound or unbound (in {self.path})")
         with self._store.write() as store:
             source = store.exchange(exchange)
+            target = store.queue(destination) if kind == "queue" else store.exchange(destination)
+            if isinstance(target, QueueRow):
+                self._check_exclusive(target, destination)
+            if not bind and (source is None or target is None):
+                return  # as in RabbitMQ, unbinding what does not exist is not an error
             if source is None:
                 raise self._exchange_not_found(exchange)
-            if kind == "queue":
-                self._check_exclusive(self._queue(store, destination), destination)
-            elif store.exchange(destination) is None:
-                raise self._exchange_not_found(destination)
+            if target is None:
+                raise (QueueNotFound(f"queue {destination!r} not found in {self.path}") if kind == "queue"
+                       else self._exchange_not_found(destination))
             if source.type == "headers" and bind:
                 try:
                     routing.x_match(args)
@@ -501,10 +510,8 @@ class Channel:
         from_queue = _lease_seconds_of(decode_table(row.arguments), queue)
         return from_queue if from_queue is not None else self._session.lease_seconds
 
-    def _delete_queue(self, store: SQLiteStore, queue: str) -> int:
-        count, sources = store.delete_queue(queue)
-        self._auto_delete_exchanges(store, sources)
-        return count
+    def _delete_queue(self, store: SQLiteStore, queue: str) -> None:
+        self._auto_delete_exchanges(store, store.delete_queue(queue))
 
     def _auto_delete_exchanges(self, store: SQLiteStore, exchanges: list[str]) -> None:
         # RabbitMQ deletes an auto-delete exchange when its last binding goes, never before it had one.

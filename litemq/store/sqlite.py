@@ -291,15 +291,13 @@ class SQLiteStore:
                      arguments: Optional[str], owner_connection: Optional[str], now: float) -> None:
         self._db.execute(INSERT_QUEUE, (name, durable, exclusive, auto_delete, arguments, owner_connection, now))
 
-    def delete_queue(self, name: str) -> tuple[int, list[str]]:
-        """Delete the queue with its messages, bindings and consumers.
-
-        Returns the number of messages deleted and the exchanges that lost a binding."""
-        count = self._db.execute(DELETE_QUEUE_MESSAGES, (name,)).rowcount
+    def delete_queue(self, name: str) -> list[str]:
+        """Delete the queue with its messages, bindings and consumers; return the exchanges that lost a binding."""
+        self._db.execute(DELETE_QUEUE_MESSAGES, (name,))
         sources = [r[0] for r in self._db.execute(DELETE_BINDINGS_TO_QUEUE, (name,))]
         self._db.execute(DELETE_QUEUE_CONSUMERS, (name,))
         self._db.execute(DELETE_QUEUE, (name,))
-        return count, sources
+        return sources
 
     def purge_queue(self, name: str) -> int:
         """Delete the queue's ready messages (not the unacked ones); return how many."""

@@ -1,0 +1,228 @@
+"""Delivery: get, consume (iterator and callback), prefetch, ack/nack/reject, requeue order, redelivery."""
+
+import pytest
+
+from litemq import DeliveryError, QueueNotFound
+
+
+@pytest.fixture
+def jobs(conn):
+    conn.declare_queue("jobs")
+    return "jobs"
+
+
+def publish(conn, queue, *bodies):
+    for body in bodies:
+        conn.publish("", queue, body)
+
+
+def test_get_on_an_empty_queue_returns_none(conn, jobs):
+    assert conn.get(jobs) is None
+
+
+def test_get_reports_how_many_ready_messages_are_left(conn, jobs):
+    publish(conn, jobs, b"1", b"2", b"3")
+    assert [conn.get(jobs).message_count for _ in range(3)] == [2, 1, 0]
+
+
+def test_first_delivery_is_not_redelivered(conn, jobs):
+    publish(conn, jobs, b"1")
+    delivery = conn.get(jobs)
+    assert (delivery.redelivered, delivery.delivery_count) == (False, 1)
+
+
+def test_ack_deletes_the_message(conn, jobs):
+    publish(conn, jobs, b"1")
+    conn.get(jobs).ack()
+    assert conn.declare_queue(jobs).message_count == 0
+    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+
+
+def test_second_ack_of_the_same_delivery_raises(conn, jobs):
+    publish(conn, jobs, b"1")
+    delivery = conn.get(jobs)
+    delivery.ack()
+    with pytest.raises(DeliveryError, match="unknown delivery tag") as info:
+        delivery.ack()
+    assert info.value.reply_code == 406
+
+
+def test_ack_with_an_unknown_tag_raises(conn, jobs):
+    with pytest.raises(DeliveryError):
+        conn.ack(99)
+
+
+def test_nack_requeues_at_the_original_position_with_redelivered(conn, jobs):
+    publish(conn, jobs, b"1", b"2", b"3")
+    conn.get(jobs).nack(requeue=True)
+    got = [conn.get(jobs) for _ in range(3)]
+    assert [(d.body, d.redelivered, d.delivery_count) for d in got] == [
+        (b"1", True, 2), (b"2", False, 1), (b"3", False, 1)]
+
+
+def test_several_requeued_messages_keep_their_order(conn, jobs):
+    publish(conn, jobs, b"1", b"2", b"3")
+    first, second = conn.get(jobs), conn.get(jobs)
+    second.nack()
+    first.nack()
+    assert [conn.get(jobs, auto_ack=True).body for _ in range(3)] == [b"1", b"2", b"3"]
+
+
+def test_reject_without_requeue_drops_the_message(conn, jobs):
+    publish(conn, jobs, b"1", b"2")
+    conn.get(jobs).reject(requeue=False)
+    assert conn.get(jobs, auto_ack=True).body == b"2"
+    assert conn.get(jobs) is None
+
+
+def test_nack_multiple_settles_every_earlier_delivery(conn, jobs):
+    publish(conn, jobs, b"1", b"2", b"3")
+    tags = [conn.get(jobs).delivery_tag for _ in range(3)]
+    conn.nack(tags[1], multiple=True, requeue=True)
+    assert conn.declare_queue(jobs).message_count == 2
+    conn.ack(tags[2])
+    assert [conn.get(jobs, auto_ack=True).body for _ in range(2)] == [b"1", b"2"]
+
+
+def test_ack_multiple_acks_every_earlier_delivery(conn, jobs):
+    publish(conn, jobs, b"1", b"2", b"3")
+    tags = [conn.get(jobs).delivery_tag for _ in range(3)]
+    conn.ack(tags[1], multiple=True)
+    with pytest.raises(DeliveryError):
+        conn.ack(tags[0])
+    conn.ack(tags[2])
+    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+
+
+def test_ack_multiple_with_tag_zero_acks_everything_outstanding(conn, jobs):
+    publish(conn, jobs, b"1", b"2")
+    conn.get(jobs)
+    conn.get(jobs)
+    conn.ack(0, multiple=True)
+    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+
+
+def test_delivery_tags_increase_per_channel(conn, jobs):
+    publish(conn, jobs, b"1", b"2")
+    channel = conn.channel()
+    assert [conn.get(jobs).delivery_tag, channel.get(jobs).delivery_tag] == [1, 1]
+
+
+def test_a_delivery_cannot_be_acked_on_another_channel(conn, jobs):
+    publish(conn, jobs, b"1")
+    delivery = conn.get(jobs)
+    with pytest.raises(DeliveryError):
+        conn.channel().ack(delivery.delivery_tag)
+
+
+def test_auto_ack_get_removes_the_message_at_once(conn, jobs):
+    publish(conn, jobs, b"1")
+    delivery = conn.get(jobs, auto_ack=True)
+    assert delivery.body == b"1"
+    with pytest.raises(ValueError, match="auto-acked"):
+        delivery.ack()
+    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+
+
+def test_consume_iterates_in_order_and_stops_after_inactivity(conn, jobs):
+    publish(conn, jobs, b"1", b"2", b"3")
+    received = []
+    for delivery in conn.consume(jobs, inactivity_timeout=0.05):
+        received.append(delivery.body)
+        delivery.ack()
+    assert received == [b"1", b"2", b"3"]
+
+
+def test_consume_with_a_callback(conn, jobs):
+    publish(conn, jobs, b"1", b"2")
+    received = []
+    consumer = conn.consume(jobs, auto_ack=True, inactivity_timeout=0.05)
+    consumer.run(lambda delivery: received.append((delivery.body, delivery.consumer_tag)))
+    assert received == [(b"1", consumer.consumer_tag), (b"2", consumer.consumer_tag)]
+
+
+def test_callback_may_cancel_its_consumer(conn, jobs):
+    publish(conn, jobs, b"1", b"2", b"3")
+    received = []
+    consumer = conn.consume(jobs, prefetch=10)
+
+    def handle(delivery):
+        received.append(delivery.body)
+        delivery.ack()
+        if len(received) == 2:
+            consumer.cancel()
+
+    consumer.run(handle)
+    assert received == [b"1", b"2"]
+    assert conn.get(jobs).body == b"3"
+
+
+def test_prefetch_bounds_unacked_deliveries_per_consumer(conn, jobs):
+    publish(conn, jobs, *[str(i) for i in range(5)])
+    consumer = conn.consume(jobs, prefetch=2)
+    first, second = consumer.get(0), consumer.get(0)
+    assert first is not None and second is not None
+    assert consumer.get(0.01) is None
+    first.ack()
+    assert consumer.get(0).body == b"2"
+
+
+def test_fair_dispatch_with_prefetch_one(conn, other, jobs):
+    publish(conn, jobs, b"1", b"2", b"3")
+    busy = conn.consume(jobs, prefetch=1)
+    idle = other.consume(jobs, prefetch=1)
+    assert busy.get(0).body == b"1"
+    assert idle.get(0).body == b"2"
+    assert busy.get(0.01) is None  # still working on 1
+    assert other.declare_queue(jobs).message_count == 1
+
+
+def test_unlimited_prefetch_takes_what_is_there(conn, jobs):
+    publish(conn, jobs, *[str(i) for i in range(300)])
+    consumer = conn.consume(jobs, prefetch=0)
+    got = [consumer.get(0) for _ in range(300)]
+    assert [d.body for d in got] == [str(i).encode() for i in range(300)]
+
+
+def test_cancel_keeps_handed_out_deliveries_unacked_and_returns_unseen_ones(conn, jobs):
+    publish(conn, jobs, b"1", b"2", b"3")
+    consumer = conn.consume(jobs, prefetch=3)
+    delivery = consumer.get(0)
+    consumer.cancel()
+    # 2 and 3 were claimed but never handed out: back, and not counted as delivered
+    nxt = conn.get(jobs)
+    assert (nxt.body, nxt.redelivered) == (b"2", False)
+    delivery.ack()  # still ackable after the cancel
+    assert conn.declare_queue(jobs).message_count == 1
+
+
+def test_consumer_learns_its_queue_was_deleted(conn, other, jobs):
+    consumer = conn.consume(jobs)
+    other.delete_queue(jobs)
+    with pytest.raises(QueueNotFound, match="deleted"):
+        consumer.get(0)
+    assert not consumer.active
+
+
+def test_consume_from_a_missing_queue_is_not_found(conn):
+    with pytest.raises(QueueNotFound):
+        conn.consume("missing")
+
+
+def test_exclusive_consumer_excludes_others(conn, other, jobs):
+    from litemq import AccessRefused
+
+    conn.consume(jobs, exclusive=True)
+    with pytest.raises(AccessRefused):
+        other.consume(jobs)
+
+
+def test_consumer_receives_a_message_published_while_it_waits(conn, other, jobs):
+    import threading
+
+    consumer = conn.consume(jobs)
+    timer = threading.Timer(0.05, lambda: other.publish("", jobs, b"late"))
+    timer.start()
+    delivery = consumer.get(5)
+    timer.join()
+    assert delivery is not None and delivery.body == b"late"

@@ -1,0 +1,138 @@
+"""Queues: named and server-named, properties, passive declare, redeclare, purge, delete, counts."""
+
+import pytest
+
+from litemq import AccessRefused, PreconditionFailed, QueueNotFound, ResourceLocked
+
+
+def test_declare_returns_the_name_and_counts(conn):
+    info = conn.declare_queue("jobs", durable=True)
+    assert (info.queue, info.message_count, info.consumer_count) == ("jobs", 0, 0)
+    conn.publish("", "jobs", b"1")
+    conn.publish("", "jobs", b"2")
+    assert conn.declare_queue("jobs", durable=True).message_count == 2
+
+
+def test_empty_name_gives_a_server_named_queue(conn):
+    first = conn.declare_queue("", exclusive=True).queue
+    second = conn.declare_queue("", exclusive=True).queue
+    assert first.startswith("amq.gen-") and second.startswith("amq.gen-") and first != second
+    conn.declare_queue(first, passive=True)
+
+
+def test_passive_declare_of_a_server_named_queue_works(conn, other):
+    name = conn.declare_queue("").queue
+    assert other.declare_queue(name, passive=True).queue == name
+
+
+def test_new_queue_with_reserved_prefix_is_refused(conn):
+    with pytest.raises(AccessRefused, match="reserved"):
+        conn.declare_queue("amq.custom")
+
+
+def test_passive_declare_of_a_missing_queue_is_not_found(conn, db_path):
+    with pytest.raises(QueueNotFound) as info:
+        conn.declare_queue("missing", passive=True)
+    assert info.value.reply_code == 404
+    assert "'missing'" in str(info.value) and db_path in str(info.value)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"durable": False}, "durable"),
+    ({"auto_delete": True}, "auto_delete"),
+    ({"arguments": {"x-max-length": 10}}, "arguments"),
+])
+def test_redeclare_with_other_properties_is_precondition_failed(conn, change, field):
+    conn.declare_queue("q", durable=True)
+    with pytest.raises(PreconditionFailed, match=f"inequivalent arg '{field}' for queue 'q'"):
+        conn.declare_queue("q", **{"durable": True, **change})
+
+
+def test_redeclare_with_other_exclusivity_is_resource_locked(conn):
+    conn.declare_queue("q")
+    with pytest.raises(ResourceLocked):
+        conn.declare_queue("q", exclusive=True)
+
+
+def test_message_count_counts_ready_messages_not_unacked_ones(conn):
+    conn.declare_queue("q")
+    for body in (b"1", b"2", b"3"):
+        conn.publish("", "q", body)
+    conn.get("q")
+    assert conn.declare_queue("q").message_count == 2
+    assert conn.declare_queue("q", passive=True).message_count == 2
+
+
+def test_consumer_count_counts_consumers_of_every_connection(conn, other):
+    conn.declare_queue("q")
+    conn.consume("q")
+    other.consume("q")
+    assert conn.declare_queue("q").consumer_count == 2
+
+
+def test_purge_removes_ready_messages_and_returns_the_count(conn):
+    conn.declare_queue("q")
+    for body in (b"1", b"2", b"3"):
+        conn.publish("", "q", body)
+    held = conn.get("q")
+    assert conn.purge_queue("q") == 2
+    assert conn.declare_queue("q").message_count == 0
+    held.nack()
+    assert conn.get("q", auto_ack=True).body == b"1"
+
+
+def test_purge_of_a_missing_queue_is_not_found(conn):
+    with pytest.raises(QueueNotFound):
+        conn.purge_queue("missing")
+
+
+def test_delete_returns_the_ready_message_count_and_removes_everything(conn, db_path):
+    conn.declare_queue("q")
+    conn.declare_exchange("x", "fanout")
+    conn.bind_queue("q", "x")
+    for body in (b"1", b"2", b"3"):
+        conn.publish("x", "", body)
+    conn.get("q")
+    assert conn.delete_queue("q") == 2
+    with pytest.raises(QueueNotFound):
+        conn.declare_queue("q", passive=True)
+    assert conn.publish("x", "", b"4") == 0
+    rows = conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0]
+    assert rows == 0
+
+
+def test_delete_of_a_missing_queue_returns_zero(conn):
+    assert conn.delete_queue("missing") == 0
+
+
+def test_delete_if_unused_refuses_a_queue_with_consumers(conn):
+    conn.declare_queue("q")
+    consumer = conn.consume("q")
+    with pytest.raises(PreconditionFailed, match="in use"):
+        conn.delete_queue("q", if_unused=True)
+    consumer.cancel()
+    assert conn.delete_queue("q", if_unused=True) == 0
+
+
+def test_delete_if_empty_refuses_a_queue_with_ready_messages(conn):
+    conn.declare_queue("q")
+    conn.publish("", "q", b"1")
+    with pytest.raises(PreconditionFailed, match="not empty"):
+        conn.delete_queue("q", if_empty=True)
+    conn.get("q")  # only unacked left: empty for if_empty, as in RabbitMQ
+    assert conn.delete_queue("q", if_empty=True) == 0
+
+
+def test_queue_and_messages_survive_the_connection_that_made_them(db_path):
+    import litemq
+
+    with litemq.connect(db_path) as producer:
+        producer.declare_queue("q", durable=False)
+        producer.publish("", "q", b"left behind", litemq.Properties(delivery_mode=1))
+    with litemq.connect(db_path) as consumer:
+        assert consumer.get("q", auto_ack=True).body == b"left behind"
+
+
+def test_lease_argument_must_be_positive_milliseconds(conn):
+    with pytest.raises(ValueError, match="x-lease-ms"):
+        conn.declare_queue("q", arguments={"x-lease-ms": 0})
