@@ -1,0 +1,529 @@
+"""The schema and its migrations: one definition (litemq.store.schema), built only by Alembic revisions, matched by
+the hot-path SQL, opened without SQLAlchemy when current, migrated once under concurrent openers, refused when newer,
+rolled back when a revision fails, reversible beside an application's own tables, and shipped inside the wheel."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import zipfile
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+import litemq
+from litemq.errors import SchemaTooNew, StorageError
+from litemq.store import SCHEMA_REVISION, VERSION_TABLE, migrate
+from litemq.store import sqlite as sqlite_store
+
+REPO = Path(__file__).resolve().parent.parent
+SUBPROCESS_TIMEOUT = 60
+WHEEL_STEP_TIMEOUT = 300
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Helpers: plain sqlite3 views of a file
+# ---------------------------------------------------------------------------------------------------------------
+
+def _db(path: str) -> "closing[sqlite3.Connection]":
+    return closing(sqlite3.connect(path))
+
+
+def _tables(path: str) -> set[str]:
+    with _db(path) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _litemq_tables(path: str) -> set[str]:
+    return {name for name in _tables(path) if name.startswith("litemq_")}
+
+
+def _version_rows(path: str) -> list[str]:
+    with _db(path) as db:
+        return [version for (version,) in db.execute(f"SELECT version_num FROM {VERSION_TABLE}")]
+
+
+def _dump(path: str) -> list[str]:
+    """Every table's definition and rows, as SQL text."""
+    with _db(path) as db:
+        return list(db.iterdump())
+
+
+def _schema_tables() -> set[str]:
+    from litemq.store.schema import metadata
+
+    return {table.name for table in metadata.sorted_tables}
+
+
+def _script() -> Any:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(migrate.script_location())
+
+
+def _revisions_oldest_first() -> list[Any]:
+    return list(reversed(list(_script().walk_revisions("base", "heads"))))
+
+
+@pytest.fixture(scope="module")
+def migrated_path(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A file built by the Alembic revisions only (never by litemq.connect); the tests here only read it."""
+    path = str(tmp_path_factory.mktemp("migrated") / "schema.db")
+    assert migrate.upgrade(path) is True
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One schema: the revisions, the SQLAlchemy definition and the hot-path SQL agree
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_schema_revision_is_the_single_alembic_head() -> None:
+    assert _script().get_heads() == [SCHEMA_REVISION]
+
+
+def test_migrated_file_has_no_drift_from_the_schema_definition(migrated_path: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    from litemq.store.schema import metadata
+
+    engine = create_engine(f"sqlite:///{migrated_path}", poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            # Types and server defaults are compared too (compare_server_default is off by default). Alembic does
+            # not compare the WHERE of partial indexes on SQLite: the next test checks those.
+            context = MigrationContext.configure(connection, opts={
+                "version_table": VERSION_TABLE, "compare_type": True, "compare_server_default": True})
+            assert compare_metadata(context, metadata) == []
+    finally:
+        engine.dispose()
+
+
+def test_migrated_indexes_match_the_schema_including_partial_index_conditions(migrated_path: str) -> None:
+    from sqlalchemy.dialects import sqlite as sqlite_dialect
+    from sqlalchemy.schema import CreateIndex
+
+    from litemq.store.schema import metadata
+
+    def normalized(sql: str) -> str:
+        return " ".join(sql.split())
+
+    expected = {normalized(str(CreateIndex(index).compile(dialect=sqlite_dialect.dialect())))
+                for table in metadata.sorted_tables for index in table.indexes}
+    with _db(migrated_path) as db:
+        built = {normalized(sql) for (sql,) in db.execute(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL AND tbl_name LIKE 'litemq!_%' "
+            "ESCAPE '!'")}
+    assert built == expected
+    assert "CREATE INDEX ix_litemq_messages_ready ON litemq_messages (queue, id) WHERE lease_token IS NULL" in built
+
+
+@pytest.mark.parametrize("name", sorted(sqlite_store.STATEMENTS))
+def test_hot_path_statement_prepares_against_the_migrated_schema(migrated_path: str, name: str) -> None:
+    sql = sqlite_store.STATEMENTS[name]
+    with _db(migrated_path) as db:
+        # EXPLAIN compiles the statement (every table and column must exist) without running it.
+        assert db.execute("EXPLAIN " + sql, [None] * sql.count("?")).fetchall()
+
+
+def test_hot_path_statements_include_the_claim_and_settle_verbs() -> None:
+    assert {"INSERT_MESSAGE", "CLAIM", "CLAIM_AND_DELETE", "ACK", "REQUEUE", "RETURN_EXPIRED",
+            "RELEASE_OWNER"} <= set(sqlite_store.STATEMENTS)
+
+
+@pytest.mark.parametrize("name, index", [
+    ("CLAIM", "ix_litemq_messages_ready"),
+    ("CLAIM_AND_DELETE", "ix_litemq_messages_ready"),
+    ("RETURN_EXPIRED", "ix_litemq_messages_lease_expiry"),
+    ("RELEASE_OWNER", "ix_litemq_messages_lease_owner"),
+])
+def test_hot_path_statement_searches_its_partial_index(migrated_path: str, name: str, index: str) -> None:
+    sql = sqlite_store.STATEMENTS[name]
+    with _db(migrated_path) as db:
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?"))]
+    assert any(re.search(rf"USING (COVERING )?INDEX {index}\b", step) for step in plan), plan
+    assert not any(step.startswith("SCAN litemq_messages") for step in plan), plan
+
+
+def test_messages_table_answers_a_plain_sql_question_about_a_queue(conn: litemq.Connection, db_path: str) -> None:
+    conn.declare_queue("hello")
+    conn.declare_queue("other")
+    conn.publish("", "hello", b"Hello World!")
+    conn.publish("", "hello", b"second")
+    conn.publish("", "other", b"not hello")
+    with _db(db_path) as db:
+        bodies = [body for (body,) in db.execute("SELECT body FROM litemq_messages WHERE queue = 'hello'")]
+    assert sorted(bodies) == [b"Hello World!", b"second"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Opening a file: current files skip SQLAlchemy; fresh files migrate once, even when opened at once
+# ---------------------------------------------------------------------------------------------------------------
+
+OPEN_AND_REPORT_IMPORTS = """
+import json, sys
+import litemq
+connection = litemq.connect(sys.argv[1])
+connection.declare_queue("q")
+connection.publish("", "q", b"x")
+delivery = connection.get("q")
+delivery.ack()
+connection.close()
+print(json.dumps({"body": delivery.body.decode(), "sqlalchemy": "sqlalchemy" in sys.modules,
+                  "alembic": "alembic" in sys.modules}))
+"""
+
+
+def _open_in_fresh_interpreter(path: str, env: dict[str, str], cwd: Path) -> dict[str, Any]:
+    result = subprocess.run([sys.executable, "-c", OPEN_AND_REPORT_IMPORTS, path], env=env, cwd=cwd,
+                            capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return report
+
+
+def test_opening_a_current_file_imports_neither_sqlalchemy_nor_alembic(
+        tmp_path: Path, subprocess_env: dict[str, str]) -> None:
+    path = str(tmp_path / "current.db")
+    first = _open_in_fresh_interpreter(path, subprocess_env, tmp_path)
+    assert first == {"body": "x", "sqlalchemy": True, "alembic": True}  # a fresh file is migrated by Alembic
+    assert _version_rows(path) == [SCHEMA_REVISION]
+
+    second = _open_in_fresh_interpreter(path, subprocess_env, tmp_path)
+    assert second == {"body": "x", "sqlalchemy": False, "alembic": False}
+
+
+def _race(processes: Any, target: Any, path: str, count: int, *, pass_index: bool = False) -> list[tuple[str, Any]]:
+    """Start ``count`` workers that wait at one barrier, then act on ``path`` together; return their reports."""
+    import migration_workers  # noqa: F401  (spawned processes import it by name, from tests/)
+
+    barrier = processes.context.Barrier(count)
+    results = processes.context.Queue()
+    for index in range(count):
+        processes.start(target, path, barrier, results, *([index] if pass_index else []))
+    reports = [results.get(timeout=SUBPROCESS_TIMEOUT) for _ in range(count)]
+    processes.join_all(timeout=SUBPROCESS_TIMEOUT)
+    assert [p.exitcode for p in processes.started] == [0] * count
+    return reports
+
+
+def test_concurrent_upgrades_of_a_fresh_file_migrate_it_exactly_once(tmp_path: Path, processes: Any) -> None:
+    from migration_workers import upgrade_at_once
+
+    path = str(tmp_path / "fresh.db")
+    reports = _race(processes, upgrade_at_once, path, 6)
+    errors = [value for status, value in reports if status != "ok"]
+    assert errors == []
+    assert sorted(value for _, value in reports) == [False] * 5 + [True]
+    assert _version_rows(path) == [SCHEMA_REVISION]
+    assert _litemq_tables(path) == _schema_tables() | {VERSION_TABLE}
+
+
+def test_concurrent_connects_to_a_fresh_file_all_succeed(tmp_path: Path, processes: Any) -> None:
+    from migration_workers import connect_at_once
+
+    path = str(tmp_path / "fresh.db")
+    reports = _race(processes, connect_at_once, path, 6, pass_index=True)
+    assert reports == [("ok", 1)] * 6
+    assert _version_rows(path) == [SCHEMA_REVISION]
+    with litemq.connect(path) as connection:
+        assert connection.declare_queue("race", passive=True).message_count == 6
+    with _db(path) as db:
+        assert sorted(body for (body,) in db.execute("SELECT body FROM litemq_messages")) == [
+            f"from worker {i}".encode() for i in range(6)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Files litemq must not use as they are: too new, a failing revision, too old an SQLite
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_file_from_a_newer_litemq_is_refused_and_left_unchanged(db_path: str) -> None:
+    litemq.connect(db_path).close()
+    with _db(db_path) as db:
+        db.execute(f"UPDATE {VERSION_TABLE} SET version_num = 'ffffffffffff'")
+        db.commit()
+    before = _dump(db_path)
+
+    with pytest.raises(SchemaTooNew) as raised:
+        litemq.connect(db_path)
+
+    message = str(raised.value)
+    assert db_path in message
+    assert "ffffffffffff" in message
+    assert SCHEMA_REVISION in message
+    assert _dump(db_path) == before
+    assert _version_rows(db_path) == ["ffffffffffff"]
+
+
+BROKEN_REVISION = '''"""A revision that fails halfway: it creates a table, then raises.
+
+Revision ID: 0002
+Revises: 0001
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table("litemq_extra", sa.Column("id", sa.Integer(), primary_key=True))
+    raise RuntimeError("revision 0002 failed halfway")
+
+
+def downgrade() -> None:
+    op.drop_table("litemq_extra")
+'''
+
+
+def test_failed_migration_leaves_the_file_at_its_previous_revision(tmp_path: Path) -> None:
+    location = tmp_path / "migrations"
+    shutil.copytree(migrate.script_location(), location, ignore=shutil.ignore_patterns("__pycache__"))
+    (location / "versions" / "0002_broken.py").write_text(BROKEN_REVISION)
+    path = str(tmp_path / "mq.db")
+    assert migrate.upgrade(path, "0001", location=str(location)) is True
+
+    with pytest.raises(RuntimeError, match="revision 0002 failed halfway"):
+        migrate.upgrade(path, location=str(location))
+
+    assert _version_rows(path) == ["0001"]
+    assert "litemq_extra" not in _tables(path)
+    assert _litemq_tables(path) == _schema_tables() | {VERSION_TABLE}
+    with litemq.connect(path) as connection:  # the installed revisions still open it
+        assert connection.declare_exchange("amq.direct", passive=True) is None
+
+
+def test_sqlite_older_than_3_35_is_refused_before_anything_is_created(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite_store.sqlite3, "sqlite_version_info", (3, 34, 0))
+    monkeypatch.setattr(sqlite_store.sqlite3, "sqlite_version", "3.34.0")
+    path = tmp_path / "mq.db"
+
+    with pytest.raises(StorageError, match=r"3\.35") as raised:
+        litemq.connect(str(path))
+
+    assert "3.34.0" in str(raised.value)
+    assert not path.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Every revision, with data in the file, and litemq beside an application's own tables
+# ---------------------------------------------------------------------------------------------------------------
+
+# What a file at each revision may hold, written with that revision's own SQL (as the litemq of that revision
+# stored it). The migration tests write it at a revision and read it back through today's litemq. A new revision
+# adds its entry here, describing the same data: queue 'seeded' (2 ready messages 'one' and 'two', the first with
+# properties) bound to amq.direct with key 'seeded-key'.
+SEED_SQL: dict[str, list[str]] = {
+    "0001": [
+        "INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, arguments, owner_connection, "
+        "ready_count, created_at) VALUES ('seeded', 1, 0, 0, NULL, NULL, 2, 1000.0)",
+        "INSERT INTO litemq_bindings (exchange, destination, destination_kind, routing_key, arguments) "
+        "VALUES ('amq.direct', 'seeded', 'queue', 'seeded-key', '{}')",
+        "INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) VALUES "
+        "('seeded', 'amq.direct', 'seeded-key', X'6f6e65', "
+        "'{\"content_type\":\"text/plain\",\"headers\":{\"n\":1}}', 1000.0), "
+        "('seeded', 'amq.direct', 'seeded-key', X'74776f', NULL, 1001.0)",
+    ],
+}
+
+
+def _seed(path: str, revision: str) -> None:
+    assert revision in SEED_SQL, f"add SEED_SQL[{revision!r}]: the data a file at revision {revision} holds"
+    with _db(path) as db:
+        for statement in SEED_SQL[revision]:
+            db.execute(statement)
+        db.commit()
+
+
+def _assert_seeded_data_reads_through_litemq(path: str) -> None:
+    with litemq.connect(path) as connection:
+        assert connection.declare_queue("seeded", passive=True).message_count == 2
+        assert connection.publish("amq.direct", "seeded-key", b"three") == 1  # the seeded binding still routes
+        deliveries = []
+        while (delivery := connection.get("seeded", auto_ack=True)) is not None:
+            deliveries.append(delivery)
+    assert [d.body for d in deliveries] == [b"one", b"two", b"three"]
+    assert deliveries[0].properties.content_type == "text/plain"
+    assert deliveries[0].properties.headers == {"n": 1}
+    assert deliveries[0].redelivered is False
+
+
+def test_revisions_form_one_chain_from_base_to_schema_revision() -> None:
+    revisions = _revisions_oldest_first()
+    assert revisions[0].down_revision is None
+    assert revisions[-1].revision == SCHEMA_REVISION
+    for older, newer in zip(revisions, revisions[1:]):
+        assert newer.down_revision == older.revision
+
+
+def test_each_migration_carries_the_data_of_the_revision_before_it(tmp_path: Path) -> None:
+    revisions = _revisions_oldest_first()
+    # With only the initial revision there is no step to take yet; the tests below cover 0001 from empty.
+    for older, newer in zip(revisions, revisions[1:]):
+        path = str(tmp_path / f"from-{older.revision}.db")
+        migrate.upgrade(path, older.revision)
+        _seed(path, older.revision)
+        assert migrate.upgrade(path, newer.revision) is True
+        assert _version_rows(path) == [newer.revision]
+        _assert_seeded_data_reads_through_litemq(path)  # litemq.connect takes it the rest of the way to head
+
+
+def test_data_written_at_any_revision_reads_through_litemq_at_head(tmp_path: Path) -> None:
+    # A loop, not parametrize: collecting this module must not import Alembic into the test process.
+    for revision in [revision.revision for revision in _revisions_oldest_first()]:
+        path = str(tmp_path / f"at-{revision}.db")
+        assert migrate.upgrade(path, revision) is True
+        _seed(path, revision)
+        _assert_seeded_data_reads_through_litemq(path)
+        assert _version_rows(path) == [SCHEMA_REVISION]
+
+
+def _create_application_tables(path: str) -> None:
+    with _db(path) as db:
+        db.execute("CREATE TABLE app_users (id INTEGER PRIMARY KEY, name TEXT NOT NULL)")
+        db.execute("INSERT INTO app_users (id, name) VALUES (1, 'ann')")
+        # The application's own Alembic history, which litemq's private version table must never touch.
+        db.execute("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY)")
+        db.execute("INSERT INTO alembic_version (version_num) VALUES ('app0042')")
+        db.commit()
+
+
+def _application_state(path: str) -> list[Any]:
+    with _db(path) as db:
+        return [db.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE '%litemq%' "
+                           "ORDER BY name").fetchall(),
+                db.execute("SELECT * FROM app_users").fetchall(),
+                db.execute("SELECT * FROM alembic_version").fetchall()]
+
+
+@pytest.fixture
+def app_path(tmp_path: Path) -> Iterator[str]:
+    path = str(tmp_path / "app.db")
+    _create_application_tables(path)
+    yield path
+
+
+def test_initial_migration_upgrades_beside_an_application_s_own_tables(app_path: str) -> None:
+    before = _application_state(app_path)
+    assert before[1:] == [[(1, "ann")], [("app0042",)]]
+
+    assert migrate.upgrade(app_path) is True
+
+    assert _litemq_tables(app_path) == _schema_tables() | {VERSION_TABLE}
+    assert _version_rows(app_path) == [SCHEMA_REVISION]
+    assert _application_state(app_path) == before
+
+
+def test_initial_migration_downgrades_to_base_and_upgrades_again_with_data_between(app_path: str) -> None:
+    before = _application_state(app_path)
+    with litemq.connect(app_path) as connection:  # migrates from empty
+        connection.declare_queue("jobs", durable=True)
+        connection.publish("", "jobs", b"kept across connections")
+    with litemq.connect(app_path) as connection:  # current: no migration, the data is there
+        assert connection.get("jobs", auto_ack=True).body == b"kept across connections"
+        connection.publish("", "jobs", b"goes with the schema")
+
+    assert migrate.upgrade(app_path, "base") is True
+
+    # Alembic keeps its (now empty) version table on a downgrade to base; every other litemq_ table is gone.
+    assert _litemq_tables(app_path) <= {VERSION_TABLE}
+    assert _version_rows(app_path) == []
+    assert _application_state(app_path) == before
+
+    with litemq.connect(app_path) as connection:  # migrates again
+        with pytest.raises(litemq.QueueNotFound):
+            connection.declare_queue("jobs", passive=True)
+        connection.declare_exchange("amq.topic", passive=True)  # the predeclared exchanges are back
+        connection.declare_queue("jobs", durable=True)
+        assert connection.publish("", "jobs", b"after the round trip") == 1
+        assert connection.get("jobs", auto_ack=True).body == b"after the round trip"
+    assert _version_rows(app_path) == [SCHEMA_REVISION]
+    assert _litemq_tables(app_path) == _schema_tables() | {VERSION_TABLE}
+    assert _application_state(app_path) == before
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Migrations from an installed wheel (the slowest test: one build, one clean venv)
+# ---------------------------------------------------------------------------------------------------------------
+
+NETWORK_ERRORS = ("NewConnectionError", "Failed to establish a new connection", "Temporary failure in name resolution",
+                  "Name or service not known", "Network is unreachable", "ConnectTimeout", "ReadTimeout",
+                  "ProxyError", "SSLError", "No matching distribution found",
+                  "Could not find a version that satisfies the requirement")
+
+RUN_FROM_WHEEL = """
+import json, litemq
+from litemq.store import migrate
+c = litemq.connect('x.db'); c.declare_queue('q'); c.publish('', 'q', b'x'); print(c.get('q').body)
+c.close()
+print(json.dumps({"file": litemq.__file__, "migrations": migrate.script_location()}))
+"""
+
+
+def _index_unavailable(reason: str) -> None:
+    if os.environ.get("LITEMQ_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"LITEMQ_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _run_step(what: str, command: list[str], **options: Any) -> subprocess.CompletedProcess[str]:
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=WHEEL_STEP_TIMEOUT, **options)
+    except subprocess.TimeoutExpired:
+        _index_unavailable(f"{what} took more than {WHEEL_STEP_TIMEOUT}s (is the package index reachable?)")
+        raise  # not reached
+    if result.returncode != 0:
+        output = result.stdout + result.stderr
+        if any(marker in output for marker in NETWORK_ERRORS):
+            _index_unavailable(f"{what} could not get packages from the index: {output.strip().splitlines()[-1]}")
+        pytest.fail(f"{what} failed with exit code {result.returncode}:\n{output[-4000:]}", pytrace=False)
+    return result
+
+
+def test_migrations_run_from_an_installed_wheel(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "LITEMQ_URL")}
+    # Build from a copy of the checkout, so setuptools' build/ and egg-info never land in the shared work tree.
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", ".hypothesis", ".venv", "*.db",
+        "*.db-wal", "*.db-shm"))
+    dist = tmp_path / "dist"
+    _run_step("building the wheel", [sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(source)],
+              env=env, cwd=tmp_path)
+    (wheel,) = dist.glob("litemq-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+    assert "litemq/migrations/env.py" in names
+    assert "litemq/migrations/versions/0001_initial.py" in names
+    assert not [name for name in names if name.startswith("migrations/")]
+
+    venv = tmp_path / "venv"
+    _run_step("creating a venv", [sys.executable, "-m", "venv", str(venv)], env=env, cwd=tmp_path)
+    python = venv / "bin" / "python"
+    _run_step("installing the wheel", [str(python), "-m", "pip", "install", str(wheel)], env=env, cwd=tmp_path)
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    result = _run_step("using the installed litemq", [str(python), "-c", RUN_FROM_WHEEL], env=env, cwd=elsewhere)
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "b'x'"
+    report = json.loads(lines[-1])
+    site_packages = str(venv.resolve())
+    assert report["file"].startswith(site_packages), report
+    assert not report["file"].startswith(str(REPO)), report
+    assert Path(report["migrations"]) == Path(report["file"]).parent / "migrations"
+    assert _version_rows(str(elsewhere / "x.db")) == [SCHEMA_REVISION]
