@@ -332,6 +332,7 @@ class Channel:
         The delivery's ``message_count`` is how many ready messages are left."""
         self._check_open()
         routing.check_name("queue name", queue)
+        _check_lease_seconds(lease_seconds)
         with self._store.write() as store:
             row = self._queue(store, queue)
             now = clock()
@@ -360,6 +361,7 @@ class Channel:
         routing.check_name("queue name", queue)
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 0 <= prefetch <= 65535:
             raise ValueError(f"prefetch must be an int from 0 (unlimited) to 65535, got {prefetch!r}")
+        _check_lease_seconds(lease_seconds)
         tag = consumer_tag or f"ctag-{uuid.uuid4().hex}"
         routing.check_name("consumer tag", tag)
         if tag in self._consumers:
@@ -504,8 +506,6 @@ class Channel:
 
     def _lease_seconds(self, row: QueueRow, queue: str, override: Optional[float]) -> float:
         if override is not None:
-            if isinstance(override, bool) or not isinstance(override, (int, float)) or override <= 0:
-                raise ValueError(f"lease_seconds must be a positive number, got {override!r}")
             return float(override)
         from_queue = _lease_seconds_of(decode_table(row.arguments), queue)
         return from_queue if from_queue is not None else self._session.lease_seconds
@@ -533,8 +533,7 @@ class Connection(Channel):
     def __init__(self, url: Optional[str] = None, *, synchronous: str = "NORMAL",
                  lease_seconds: float = DEFAULT_LEASE_SECONDS,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, busy_timeout: float = 60.0) -> None:
-        if isinstance(lease_seconds, bool) or not isinstance(lease_seconds, (int, float)) or lease_seconds <= 0:
-            raise ValueError(f"lease_seconds must be a positive number, got {lease_seconds!r}")
+        _check_lease_seconds(lease_seconds)
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) or max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be a positive int, got {max_message_bytes!r}")
         store = SQLiteStore(resolve_path(url), synchronous=synchronous, busy_timeout=busy_timeout)
@@ -580,6 +579,16 @@ class Connection(Channel):
     def __enter__(self) -> "Connection":
         return self
 
+    def __del__(self) -> None:
+        # A connection dropped without close() returns what it holds when it is collected, as a dropped
+        # pika connection's socket makes RabbitMQ requeue.
+        session = getattr(self, "_session", None)
+        if session is not None and not session.closed and os.getpid() == session.store.pid:
+            try:
+                self.close()
+            except Exception:
+                log.exception("litemq: closing a collected connection to %s failed", session.path)
+
 
 def connect(url: Optional[str] = None, **options: Any) -> Connection:
     """Open a litemq file (see ``Connection``)."""
@@ -593,6 +602,11 @@ def _check_arguments(arguments: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         raise TypeError(f"arguments must be a dict, not {type(arguments).__name__}")
     Properties(headers=arguments)  # the same value rules as message headers
     return dict(arguments)
+
+
+def _check_lease_seconds(value: Optional[float]) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+        raise ValueError(f"lease_seconds must be a positive number, got {value!r}")
 
 
 def _lease_seconds_of(arguments: Mapping[str, Any], queue: str) -> Optional[float]:

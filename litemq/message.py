@@ -6,6 +6,7 @@ import base64
 import datetime as _dt
 import decimal
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
@@ -46,7 +47,7 @@ class Properties:
                 raise TypeError(f"property {name} must be str, not {type(value).__name__}")
             if len(value.encode("utf-8")) > 255:
                 raise ValueError(f"property {name} is longer than 255 bytes")
-        if self.expiration is not None and not self.expiration.isdigit():
+        if self.expiration is not None and not (self.expiration.isascii() and self.expiration.isdigit()):
             raise ValueError(f"property expiration must be a string of milliseconds, got {self.expiration!r}")
         if self.delivery_mode is not None:
             if isinstance(self.delivery_mode, bool) or not isinstance(self.delivery_mode, int):
@@ -134,11 +135,13 @@ def _check_value(value: Any, where: str) -> None:
 
 
 # Stored form: compact JSON of the set fields only; NULL when none is set. JSON has no bytes, datetime or
-# Decimal, so those become objects tagged by a key that starts with NUL, which header keys may not contain.
+# Decimal (nor NaN and infinities), so those become objects tagged by a key that starts with NUL, which header keys may not contain.
 _TAG = "\u0000litemq"
 
 
 def _encode_value(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return {_TAG: "float", "v": repr(value)}  # JSON has no NaN or Infinity
     if isinstance(value, bytes):
         return {_TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
     if isinstance(value, _dt.datetime):
@@ -160,6 +163,8 @@ def _decode_object(obj: dict[str, Any]) -> Any:
         return base64.b64decode(obj["v"])
     if kind == "datetime":
         return _dt.datetime.fromisoformat(obj["v"])
+    if kind == "float":
+        return float(obj["v"])
     return decimal.Decimal(obj["v"])
 
 

@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import signal
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -82,3 +83,26 @@ def subprocess_env() -> dict[str, str]:
 
 
 PYTHON = sys.executable
+
+
+@contextmanager
+def counting_vm_steps(conn: litemq.Connection) -> Iterator[list[int]]:
+    """Counts the SQLite VM instructions run on the connection inside the block (a deterministic cost)."""
+    steps = [0]
+
+    def tick() -> int:
+        steps[0] += 1
+        return 0
+
+    conn._store._db.set_progress_handler(tick, 1)
+    try:
+        yield steps
+    finally:
+        conn._store._db.set_progress_handler(None, 1)
+
+
+def vm_steps(conn: litemq.Connection, call: Callable[[], Any]) -> tuple[int, Any]:
+    """How many SQLite VM instructions ``call`` runs on the connection, and what it returned."""
+    with counting_vm_steps(conn) as steps:
+        result = call()
+    return steps[0], result

@@ -130,7 +130,7 @@ class SQLiteStore:
         self.path = os.path.abspath(path)
         self.commits = 0  # this connection's own commits, which PRAGMA data_version does not report
         self._lock = threading.RLock()
-        self._pid = os.getpid()
+        self.pid = os.getpid()
         self._check_file()
         try:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
@@ -227,13 +227,13 @@ class SQLiteStore:
             self._db.execute("ROLLBACK")
 
     def _check_process(self) -> None:
-        if os.getpid() != self._pid:
-            raise StorageError(f"this connection to {self.path} was opened in process {self._pid} and cannot be "
+        if os.getpid() != self.pid:
+            raise StorageError(f"this connection to {self.path} was opened in process {self.pid} and cannot be "
                                f"used after fork() in process {os.getpid()}; open a new connection in the child")
 
     def close(self) -> None:
         with self._lock:
-            if os.getpid() == self._pid:
+            if os.getpid() == self.pid:
                 self._db.close()
 
     def data_version(self) -> int:
