@@ -12,18 +12,17 @@ import itertools
 import logging
 import os
 import secrets
-import socket
-import time
 import uuid
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 from . import routing
 from .errors import (AccessRefused, ChannelClosed, DeliveryError, ExchangeNotFound, LeaseExpired, MessageTooLarge,
                      PreconditionFailed, QueueNotFound, ResourceLocked)
 from .message import (EMPTY_PROPERTIES, Delivery, Properties, decode_properties, decode_table, encode_body,
                       encode_properties, encode_table)
+from .session import Held, Session, clock
 from .store.sqlite import MessageRow, QueueRow, SQLiteStore
 
 if TYPE_CHECKING:
@@ -32,14 +31,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("litemq")
 
 DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_CONSUMER_TIMEOUT = 1800.0  # RabbitMQ's delivery acknowledgement timeout
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
 LEASE_ARGUMENT = "x-lease-ms"
 """Queue argument: how long, in milliseconds, a delivery from this queue stays leased to its consumer."""
-
-
-def clock() -> float:
-    """Now, in UTC seconds: the one place litemq reads wall time (freezegun moves it in tests)."""
-    return time.time()
 
 
 @dataclass(frozen=True)
@@ -49,13 +44,6 @@ class QueueInfo:
     queue: str
     message_count: int
     consumer_count: int
-
-
-class _Lease(NamedTuple):
-    message_id: int
-    token: int
-    queue: str
-    consumer: Optional["Consumer"]
 
 
 def resolve_path(url: Optional[str]) -> str:
@@ -74,30 +62,16 @@ def resolve_path(url: Optional[str]) -> str:
     return os.path.abspath(url)
 
 
-class _Session:
-    """What the channels of one connection share: the store, the connection's identity and its settings."""
-
-    def __init__(self, store: SQLiteStore, lease_seconds: float, max_message_bytes: int) -> None:
-        self.store = store
-        self.path = store.path
-        self.connection_id = uuid.uuid4().hex
-        self.lease_seconds = lease_seconds
-        self.max_message_bytes = max_message_bytes
-        self.channels: dict[int, Channel] = {}
-        self.channel_numbers = itertools.count(1)
-        self.closed = False
-
-
 class Channel:
     """A scope of consumers and unacked deliveries: closing it returns what it still holds to the queues."""
 
-    def __init__(self, session: _Session) -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
         self._store = session.store
         self.number = next(session.channel_numbers)
         self._owner = f"{session.connection_id}/{self.number}"
         self._tags = itertools.count(1)
-        self._unacked: dict[int, _Lease] = {}
+        self._unacked: dict[int, Held] = {}
         self._consumers: dict[str, Consumer] = {}
         self._closed = False
         session.channels[self.number] = self
@@ -160,7 +134,7 @@ class Channel:
                 return
             if if_unused and store.has_bindings(exchange):
                 raise PreconditionFailed(f"exchange {exchange!r} in {self.path} is in use (it has bindings)")
-            self._auto_delete_exchanges(store, store.delete_exchange(exchange))
+            self._session.auto_delete_exchanges(store, store.delete_exchange(exchange))
 
     # --- queues
     def declare_queue(self, queue: str = "", *, passive: bool = False, durable: bool = False,
@@ -170,7 +144,7 @@ class Channel:
         self._check_open()
         routing.check_name("queue name", queue)
         if passive:
-            with self._store.read() as store:
+            with self._store.write() as store:
                 row = self._queue(store, queue)
                 return QueueInfo(queue, row.ready_count, store.consumer_count(queue))
         server_named = queue == ""
@@ -180,7 +154,7 @@ class Channel:
         _lease_seconds_of(args, queue)
         encoded = encode_table(args)
         with self._store.write() as store:
-            row = store.queue(queue)
+            row = self._session.live_queue(store, queue)
             if row is None:
                 if queue.startswith("amq.") and not server_named:
                     raise AccessRefused(f"queue name {queue!r} is reserved: names starting 'amq.' belong to the "
@@ -208,7 +182,7 @@ class Channel:
         self._check_open()
         routing.check_name("queue name", queue)
         with self._store.write() as store:
-            row = store.queue(queue)
+            row = self._session.live_queue(store, queue)
             if row is None:
                 return 0
             self._check_exclusive(row, queue)
@@ -216,7 +190,7 @@ class Channel:
                 raise PreconditionFailed(f"queue {queue!r} in {self.path} is in use (it has consumers)")
             if if_empty and row.ready_count:
                 raise PreconditionFailed(f"queue {queue!r} in {self.path} is not empty")
-            self._delete_queue(store, queue)
+            self._session.delete_queue(store, queue)
             return row.ready_count
 
     def purge_queue(self, queue: str) -> int:
@@ -259,7 +233,8 @@ class Channel:
             raise AccessRefused(f"the default exchange cannot be bound or unbound (in {self.path})")
         with self._store.write() as store:
             source = store.exchange(exchange)
-            target = store.queue(destination) if kind == "queue" else store.exchange(destination)
+            target = (self._session.live_queue(store, destination) if kind == "queue"
+                      else store.exchange(destination))
             if isinstance(target, QueueRow):
                 self._check_exclusive(target, destination)
             if not bind and (source is None or target is None):
@@ -279,7 +254,7 @@ class Channel:
             if bind:
                 store.add_binding(exchange, destination, kind, routing_key, encoded)
             elif store.remove_binding(exchange, destination, kind, routing_key, encoded):
-                self._auto_delete_exchanges(store, [exchange])
+                self._session.auto_delete_exchanges(store, [exchange])
 
     # --- publishing
     def publish(self, exchange: str, routing_key: str, body: bytes | str,
@@ -304,7 +279,10 @@ class Channel:
                 queues = [routing_key]
             else:
                 queues = self._route(store, exchange, routing_key, properties.headers)
-            return store.insert_copies(queues, exchange, routing_key, data, encoded, clock())
+            stored = store.insert_copies(queues, exchange, routing_key, data, encoded, clock())
+            if stored:
+                self._session.wake_consumers(store, queues)
+            return stored
 
     def _route(self, store: SQLiteStore, exchange: str, routing_key: str,
                headers: Optional[Mapping[str, Any]]) -> list[str]:
@@ -333,20 +311,25 @@ class Channel:
         self._check_open()
         routing.check_name("queue name", queue)
         _check_lease_seconds(lease_seconds)
-        with self._store.write() as store:
-            row = self._queue(store, queue)
-            now = clock()
-            ready = row.ready_count + store.return_expired(queue, now)
-            if auto_ack:
-                rows = store.claim_and_delete(queue, 1)
-                token = 0
-            else:
-                token = secrets.randbits(62)
-                rows = store.claim(queue, 1, self._owner, token,
-                                   now + self._lease_seconds(row, queue, lease_seconds))
-            if not rows:
+        for attempt in range(2):
+            with self._store.write() as store:
+                row = self._queue(store, queue)
+                now = clock()
+                ready = row.ready_count + store.return_expired(queue, now)
+                if auto_ack:
+                    rows = store.claim_and_delete(queue, 1)
+                    token = 0
+                else:
+                    token = secrets.randbits(62)
+                    rows = store.claim(queue, 1, self._owner, token, now + self._lease_seconds(row, queue, lease_seconds))
+                if rows:
+                    held = None if auto_ack else self._hold(rows[0], queue, token, None, lease_seconds or 0, now,
+                                                            row)
+                    return self._deliver(rows[0], queue, held, None, message_count=ready - 1)
+            # Empty: a dead connection may be holding messages; look (at most every SWEEP_SECONDS) and retry once.
+            if attempt or not self._session.sweep():
                 return None
-            return self._deliver(rows[0], queue, token, None, auto_ack, message_count=ready - 1)
+        return None
 
     def consume(self, queue: str, *, prefetch: int = 0, auto_ack: bool = False, exclusive: bool = False,
                 consumer_tag: Optional[str] = None, lease_seconds: Optional[float] = None,
@@ -378,7 +361,7 @@ class Channel:
             self._consumers[tag] = consumer
             return consumer
 
-    def _claim(self, consumer: "Consumer", limit: int) -> list[tuple[MessageRow, int]]:
+    def _claim(self, consumer: "Consumer", limit: int) -> list[tuple[MessageRow, Optional[Held]]]:
         """Claim up to ``limit`` messages for a consumer; raises QueueNotFound when its queue is gone."""
         with self._store.write() as store:
             if store.queue(consumer.queue) is None:
@@ -388,40 +371,55 @@ class Channel:
             now = clock()
             store.return_expired(consumer.queue, now)
             if consumer.auto_ack:
-                return [(row, 0) for row in store.claim_and_delete(consumer.queue, limit)]
+                return [(row, None) for row in store.claim_and_delete(consumer.queue, limit)]
             token = secrets.randbits(62)
             rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds)
-            return [(row, token) for row in rows]
+            return [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now))
+                    for row in rows]
 
-    def _deliver(self, row: MessageRow, queue: str, token: int, consumer: Optional["Consumer"], auto_ack: bool,
+    def _hold(self, row: MessageRow, queue: str, token: int, consumer: Optional["Consumer"],
+              lease_seconds: float, now: float, queue_row: Optional[QueueRow] = None) -> Held:
+        if not lease_seconds:
+            assert queue_row is not None
+            lease_seconds = self._lease_seconds(queue_row, queue, None)
+        self._session.lease_taken()
+        return Held(row.id, token, queue, consumer, lease_seconds, now)
+
+    def _deliver(self, row: MessageRow, queue: str, held: Optional[Held], consumer: Optional["Consumer"],
                  message_count: Optional[int] = None) -> Delivery:
         tag = next(self._tags)
-        if not auto_ack:
-            self._unacked[tag] = _Lease(row.id, token, queue, consumer)
+        if held is not None:
+            self._unacked[tag] = held
             if consumer is not None:
                 consumer.unacked += 1
         return Delivery(
             body=row.body, properties=decode_properties(row.properties), exchange=row.exchange,
             routing_key=row.routing_key, queue=queue, delivery_tag=tag, redelivered=row.delivery_count > 1,
             delivery_count=row.delivery_count, consumer_tag=consumer.consumer_tag if consumer else None,
-            message_count=message_count, _channel=None if auto_ack else self)
+            message_count=message_count, _channel=None if held is None else self)
 
-    def _cancel(self, consumer: "Consumer", unseen: list[tuple[int, int]]) -> None:
+    def _held(self) -> list[Held]:
+        """Every lease this channel holds: unacked deliveries and messages its consumers claimed but not handed out."""
+        leases = list(self._unacked.values())
+        for consumer in self._consumers.values():
+            leases.extend(consumer.unseen())
+        return leases
+
+    def _cancel(self, consumer: "Consumer") -> None:
         with self._store.write() as store:
-            if unseen:
-                store.requeue(unseen, undo_delivery=True)
-            if self._forget_consumer(consumer):
-                self._apply_auto_delete(store, consumer.queue)
+            self._cancel_in(store, consumer)
+
+    def _cancel_in(self, store: SQLiteStore, consumer: "Consumer") -> None:
+        unseen = [(held.message_id, held.token) for held in consumer.take_unseen()]
+        if unseen:
+            self._session.wake_consumers(store, store.requeue(unseen, undo_delivery=True))
+        if self._forget_consumer(consumer):
+            self._session.apply_auto_delete(store, consumer.queue)
 
     def _forget_consumer(self, consumer: "Consumer") -> bool:
         self._consumers.pop(consumer.consumer_tag, None)
-        consumer.active = False
+        consumer.stop()
         return self._store.remove_consumer(self._session.connection_id, self.number, consumer.consumer_tag)
-
-    def _apply_auto_delete(self, store: SQLiteStore, queue: str) -> None:
-        row = store.queue(queue)
-        if row is not None and row.auto_delete and store.consumer_count(queue) == 0:
-            self._delete_queue(store, queue)
 
     # --- settling
     def ack(self, delivery_tag: int, multiple: bool = False) -> None:
@@ -451,9 +449,14 @@ class Channel:
             leases = [self._unacked.pop(t) for t in tags]
             for lease in leases:
                 if lease.consumer is not None:
-                    lease.consumer.unacked -= 1
+                    lease.consumer.unacked -= 1  # type: ignore[attr-defined]
             pairs = [(lease.message_id, lease.token) for lease in leases]
-            done = store.requeue(pairs) if how == "requeue" else store.ack(pairs)
+            if how == "requeue":
+                returned = store.requeue(pairs)
+                self._session.wake_consumers(store, returned)
+                done = sum(returned.values())
+            else:
+                done = store.ack(pairs)
         if done < len(pairs):
             queues = sorted({lease.queue for lease in leases})
             raise LeaseExpired(
@@ -474,13 +477,9 @@ class Channel:
 
     def _close_in(self, store: SQLiteStore) -> None:
         for consumer in list(self._consumers.values()):
-            unseen = consumer.take_unseen()
-            if unseen:
-                store.requeue(unseen, undo_delivery=True)
-            if self._forget_consumer(consumer):
-                self._apply_auto_delete(store, consumer.queue)
+            self._cancel_in(store, consumer)
         self._unacked.clear()
-        store.release_owner(self._owner)
+        self._session.wake_consumers(store, store.release_owner(self._owner))
 
     def __enter__(self) -> "Channel":
         return self
@@ -490,7 +489,7 @@ class Channel:
 
     # --- helpers
     def _queue(self, store: SQLiteStore, queue: str) -> QueueRow:
-        row = store.queue(queue)
+        row = self._session.live_queue(store, queue)
         if row is None:
             raise QueueNotFound(f"queue {queue!r} not found in {self.path}")
         self._check_exclusive(row, queue)
@@ -510,37 +509,30 @@ class Channel:
         from_queue = _lease_seconds_of(decode_table(row.arguments), queue)
         return from_queue if from_queue is not None else self._session.lease_seconds
 
-    def _delete_queue(self, store: SQLiteStore, queue: str) -> None:
-        self._auto_delete_exchanges(store, store.delete_queue(queue))
-
-    def _auto_delete_exchanges(self, store: SQLiteStore, exchanges: list[str]) -> None:
-        # RabbitMQ deletes an auto-delete exchange when its last binding goes, never before it had one.
-        pending = list(dict.fromkeys(exchanges))
-        while pending:
-            name = pending.pop()
-            row = store.exchange(name)
-            if row is not None and row.auto_delete and not store.has_bindings(name):
-                pending.extend(store.delete_exchange(name))
-
 
 class Connection(Channel):
     """An open litemq file. It is also its own first channel; ``channel()`` opens more.
 
     ``url`` is a path or ``sqlite:///path``; by default ``$LITEMQ_URL``, else ``litemq.db`` in the working
     directory. ``synchronous`` is ``"NORMAL"`` (the default) or ``"FULL"`` (an fsync at every commit).
+    Unacked deliveries are leased for ``lease_seconds`` and renewed in the background while this process lives
+    (``renew_leases``), up to ``consumer_timeout`` seconds after delivery.
     """
 
     def __init__(self, url: Optional[str] = None, *, synchronous: str = "NORMAL",
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, busy_timeout: float = 60.0) -> None:
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
+                 renew_leases: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 busy_timeout: float = 60.0) -> None:
         _check_lease_seconds(lease_seconds)
+        if isinstance(consumer_timeout, bool) or not isinstance(consumer_timeout, (int, float)) \
+                or consumer_timeout <= 0:
+            raise ValueError(f"consumer_timeout must be a positive number of seconds, got {consumer_timeout!r}")
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) or max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be a positive int, got {max_message_bytes!r}")
         store = SQLiteStore(resolve_path(url), synchronous=synchronous, busy_timeout=busy_timeout)
-        session = _Session(store, float(lease_seconds), max_message_bytes)
         try:
-            with store.write():
-                store.register_connection(session.connection_id, os.getpid(), socket.gethostname(), clock())
+            session = Session(store, lease_seconds=float(lease_seconds), max_message_bytes=max_message_bytes,
+                              consumer_timeout=float(consumer_timeout), renew_leases=bool(renew_leases))
         except BaseException:
             store.close()
             raise
@@ -566,10 +558,10 @@ class Connection(Channel):
                 for channel in list(session.channels.values()):
                     channel._close_in(store)
                 for queue in store.owned_queues(session.connection_id):
-                    self._delete_queue(store, queue)
+                    session.delete_queue(store, queue)
                 store.unregister_connection(session.connection_id)
         finally:
-            session.closed = True
+            session.close()
             for channel in list(session.channels.values()):
                 channel._closed = True
             session.channels.clear()

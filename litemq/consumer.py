@@ -1,21 +1,25 @@
-"""Consumers: claiming in batches up to the prefetch, handing deliveries out one by one, waiting for more."""
+"""Consumers: claiming in batches up to the prefetch, handing deliveries out one by one, and waiting for more
+without busy polling (a doorbell rung by publishers, and a timer for what no one announces)."""
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from .message import Delivery
+from .session import SWEEP_SECONDS, Held, clock
 from .store.sqlite import MessageRow
+from .wakeup import Doorbell, doorbell_address
 
 if TYPE_CHECKING:
     from .broker import Channel
 
 CLAIM_BATCH = 100
 """Most messages one claim takes; with an unlimited prefetch this bounds what one consumer holds unseen."""
-RECHECK_SECONDS = 1.0
-"""How often a waiting consumer claims even when nothing changed: expired leases come back on a claim."""
 
 
 class Consumer:
@@ -32,31 +36,38 @@ class Consumer:
         self.inactivity_timeout = inactivity_timeout
         self.active = True
         self.unacked = 0
-        # Claimed but not yet handed out: (row, token, local lease deadline).
-        self._buffer: deque[tuple[MessageRow, int, float]] = deque()
+        self._store = channel._store
+        self._session = channel._session
+        # Claimed but not yet handed out.
+        self._buffer: deque[tuple[MessageRow, Optional[Held]]] = deque()
+        self._seen_version = (-1, -1)
+        # Bound now, before any claim, so no ring between a claim finding nothing and the wait is lost.
+        self._doorbell = Doorbell(doorbell_address(self._session.connection_id, channel.number, consumer_tag),
+                                  self._file_changed)
 
     def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
         """The next delivery, waiting up to ``timeout`` seconds (forever when None); None if none came."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        waiter = _Waiter(self.channel)
         while self.active:
-            delivery = self._next_buffered()
+            with self._store.lock:
+                delivery = self._next_buffered()
+                if delivery is None and self._room() > 0 and self._fill():
+                    delivery = self._next_buffered()
             if delivery is not None:
                 return delivery
-            if self._room() > 0 and self._fill():
-                continue
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            if deadline is not None and time.monotonic() >= deadline:
                 return None
-            waiter.wait(remaining)
+            with _sigterm_exits():
+                self._wait(deadline)
         return None
 
     def __iter__(self) -> Iterator[Delivery]:
-        while self.active:
-            delivery = self.get(self.inactivity_timeout)
-            if delivery is None:
-                return
-            yield delivery
+        with _sigterm_exits():
+            while self.active:
+                delivery = self.get(self.inactivity_timeout)
+                if delivery is None:
+                    return
+                yield delivery
 
     def run(self, callback: Callable[[Delivery], object]) -> None:
         """Call ``callback`` with each delivery until the consumer is cancelled (or falls idle, with a timeout)."""
@@ -66,10 +77,17 @@ class Consumer:
     def cancel(self) -> None:
         """Stop consuming. Deliveries already handed out stay unacked (RabbitMQ's rule); unseen ones go back."""
         if self.active:
-            self.channel._cancel(self, self.take_unseen())
+            self.channel._cancel(self)
 
-    def take_unseen(self) -> list[tuple[int, int]]:
-        unseen = [(row.id, token) for row, token, _ in self._buffer if token]
+    def stop(self) -> None:
+        self.active = False
+        self._doorbell.close()
+
+    def unseen(self) -> list[Held]:
+        return [held for _, held in self._buffer if held is not None]
+
+    def take_unseen(self) -> list[Held]:
+        unseen = self.unseen()
         self._buffer.clear()
         return unseen
 
@@ -79,18 +97,44 @@ class Consumer:
         return min(CLAIM_BATCH, self.prefetch - self.unacked - len(self._buffer))
 
     def _fill(self) -> bool:
-        now = time.monotonic()
         claimed = self.channel._claim(self, self._room())
-        self._buffer.extend((row, token, now + self.lease_seconds) for row, token in claimed)
+        self._buffer.extend(claimed)
         return bool(claimed)
 
     def _next_buffered(self) -> Optional[Delivery]:
         while self._buffer:
-            row, token, lease_deadline = self._buffer.popleft()
-            if token and time.monotonic() >= lease_deadline:
+            row, held = self._buffer.popleft()
+            if held is not None and clock() >= held.expires_at:
                 continue  # its lease ran out while it waited here; the queue may have given it to another
-            return self.channel._deliver(row, self.queue, token, self, self.auto_ack)
+            return self.channel._deliver(row, self.queue, held, self)
         return None
+
+    def _wait(self, deadline: Optional[float]) -> None:
+        """Sleep until rung, until a lease in this queue expires, or until the file shows ready messages; and
+        meanwhile clean up after dead connections every SWEEP_SECONDS."""
+        while self.active:
+            with self._store.lock:
+                next_expiry = self._store.next_lease_expiry(self.queue)
+            delay = SWEEP_SECONDS
+            if deadline is not None:
+                delay = min(delay, deadline - time.monotonic())
+            if next_expiry is not None:
+                delay = min(delay, next_expiry - clock() + 0.001)
+            if delay <= 0 or self._doorbell.wait(delay):
+                return
+            if self._session.sweep():
+                return
+            if self._file_changed():
+                with self._store.lock:
+                    ready = self._store.ready_count(self.queue)
+                if ready != 0:  # messages ready, or the queue is gone: claim to find out
+                    return
+
+    def _file_changed(self) -> bool:
+        version = (self._store.data_version(), self._store.commits)
+        changed = version != self._seen_version
+        self._seen_version = version
+        return changed
 
     def __enter__(self) -> "Consumer":
         return self
@@ -100,32 +144,20 @@ class Consumer:
             self.cancel()
 
 
-class _Waiter:
-    """Sleeps until the file changes (another connection commits, or this one does), backing off while idle."""
+@contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """While consuming in the main thread, SIGTERM unwinds like Ctrl-C (as SystemExit, so ``with`` blocks close the
+    connection and return what was not acked) instead of killing the process on the spot."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
-    MIN_SLEEP = 0.0005
-    MAX_SLEEP = 0.01
 
-    def __init__(self, channel: "Channel") -> None:
-        self._store = channel._store
-        self._seen = self._version()
-        self._sleep = self.MIN_SLEEP
-        self._recheck_at = time.monotonic() + RECHECK_SECONDS
-
-    def _version(self) -> tuple[int, int]:
-        return self._store.data_version(), self._store.commits
-
-    def wait(self, timeout: Optional[float]) -> None:
-        deadline = self._recheck_at if timeout is None else min(self._recheck_at, time.monotonic() + timeout)
-        while True:
-            version = self._version()
-            if version != self._seen:
-                self._seen = version
-                self._sleep = self.MIN_SLEEP
-                return
-            now = time.monotonic()
-            if now >= deadline:
-                self._recheck_at = now + RECHECK_SECONDS
-                return
-            time.sleep(min(self._sleep, deadline - now))
-            self._sleep = min(self._sleep * 2, self.MAX_SLEEP)
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)

@@ -43,6 +43,13 @@ def nothing_written(conn: litemq.Connection) -> Iterator[None]:
     assert snapshot(conn) == before
 
 
+@pytest.fixture
+def conn(db_path: str) -> Iterator[litemq.Connection]:
+    """Background lease renewal off: its statements would run on the connection between the ones counted."""
+    with litemq.connect(db_path, renew_leases=False) as connection:
+        yield connection
+
+
 @contextmanager
 def refused_before_any_sql(conn: litemq.Connection) -> Iterator[None]:
     """The block runs not one SQLite VM instruction on the connection: refused at the API edge."""

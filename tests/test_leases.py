@@ -10,6 +10,19 @@ from litemq import LeaseExpired
 
 
 @pytest.fixture
+def conn(db_path):
+    """Lease rules are tested with background renewal off, so only the frozen clock moves leases."""
+    with litemq.connect(db_path, renew_leases=False) as connection:
+        yield connection
+
+
+@pytest.fixture
+def other(db_path, conn):
+    with litemq.connect(db_path, renew_leases=False) as connection:
+        yield connection
+
+
+@pytest.fixture
 def frozen():
     with freeze_time("2026-01-01 00:00:00") as clock:
         yield clock
@@ -75,7 +88,7 @@ def test_expired_leases_count_as_ready_again(conn, jobs, frozen):
 
 
 def test_default_lease_is_the_connections_setting(db_path, frozen):
-    with litemq.connect(db_path, lease_seconds=3) as conn:
+    with litemq.connect(db_path, lease_seconds=3, renew_leases=False) as conn:
         conn.declare_queue("q")
         conn.publish("", "q", b"m")
         conn.get("q")

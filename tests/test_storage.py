@@ -25,6 +25,11 @@ from conftest import vm_steps
 # ---------------------------------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def conn(db_path: str) -> Iterator[litemq.Connection]:
+    """Background lease renewal off: its statements would run on the connection between the ones counted."""
+    with litemq.connect(db_path, renew_leases=False) as connection:
+        yield connection
 
 
 def assert_same_cost(crowded: int, baseline: int, what: str) -> None:
@@ -35,8 +40,16 @@ def assert_same_cost(crowded: int, baseline: int, what: str) -> None:
 
 
 def listing(directory: Path) -> dict[str, bytes]:
-    """Every file in the directory with its bytes."""
-    return {name: (directory / name).read_bytes() for name in sorted(os.listdir(directory))}
+    """Every file under the directory with its bytes (directories by their listing)."""
+    found: dict[str, bytes] = {}
+    for name in sorted(os.listdir(directory)):
+        entry = directory / name
+        if entry.is_dir():
+            found.update({f"{name}/{inner}": data for inner, data in listing(entry).items()})
+            found[name + "/"] = b""
+        else:
+            found[name] = entry.read_bytes()
+    return found
 
 
 def insert_rows(conn: litemq.Connection, queue: str, count: int, *, lease_expires_at: float | None) -> None:

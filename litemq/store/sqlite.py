@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 from ..errors import (NotADatabase, ReadOnlyDatabase, SchemaError, StorageError, StorageFull)
 from . import SCHEMA_REVISION, VERSION_TABLE
@@ -93,6 +94,16 @@ REQUEUE = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, l
            "delivery_count = delivery_count - ? WHERE id = ? AND lease_token = ? RETURNING queue")
 RELEASE_OWNER = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
                  "WHERE lease_owner = ? AND lease_token IS NOT NULL RETURNING queue")
+RELEASE_CONNECTION = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
+                      "WHERE lease_owner >= ? AND lease_owner < ? AND lease_token IS NOT NULL RETURNING queue")
+RENEW_LEASE = "UPDATE litemq_messages SET lease_expires_at = ? WHERE id = ? AND lease_token = ?"
+SELECT_NEXT_EXPIRY = ("SELECT min(lease_expires_at) FROM litemq_messages "
+                      "WHERE queue = ? AND lease_token IS NOT NULL")
+SELECT_READY_COUNT = "SELECT ready_count FROM litemq_queues WHERE name = ?"
+SELECT_CONSUMERS_OF = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers WHERE queue = ?"
+DELETE_CONNECTION_CONSUMERS = "DELETE FROM litemq_consumers WHERE connection_id = ? RETURNING queue"
+SELECT_CONNECTION_IDS = "SELECT id FROM litemq_connections"
+SELECT_CONNECTION = "SELECT 1 FROM litemq_connections WHERE id = ?"
 SELECT_UNACKED_COUNT = "SELECT count(*) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL"
 SELECT_CONSUMER_COUNT = "SELECT count(*) FROM litemq_consumers WHERE queue = ?"
 INSERT_CONSUMER = ("INSERT INTO litemq_consumers (connection_id, channel, consumer_tag, queue, prefetch_count, "
@@ -129,7 +140,8 @@ class SQLiteStore:
                                f"{sqlite3.sqlite_version}")
         self.path = os.path.abspath(path)
         self.commits = 0  # this connection's own commits, which PRAGMA data_version does not report
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
+        self._after_commit: list[Callable[[], None]] = []
         self.pid = os.getpid()
         self._check_file()
         try:
@@ -138,7 +150,7 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
         try:
-            self._configure(synchronous)
+            self._configure(synchronous, busy_timeout)
             if self._revision() != SCHEMA_REVISION:
                 from . import migrate  # the slow path: SQLAlchemy and Alembic are imported only here
 
@@ -168,11 +180,23 @@ class SQLiteStore:
             # WAL mode creates -wal and -shm files beside the database.
             raise ReadOnlyDatabase(f"cannot open {self.path}: directory {directory} is not writable")
 
-    def _configure(self, synchronous: str) -> None:
+    def _configure(self, synchronous: str, busy_timeout: float) -> None:
+        deadline = time.monotonic() + busy_timeout
+        while True:
+            try:
+                mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                # Switching a new file to WAL can report SQLITE_BUSY at once, without the busy handler, while
+                # another process is switching it too.
+                if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY" or time.monotonic() > deadline:
+                    raise _translate(exc, self.path) from exc
+                time.sleep(0.001)
+            except sqlite3.Error as exc:
+                raise _translate(exc, self.path) from exc
+        if mode.lower() != "wal":
+            raise StorageError(f"{self.path}: cannot switch to WAL journal mode (got {mode!r})")
         try:
-            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                raise StorageError(f"{self.path}: cannot switch to WAL journal mode (got {mode!r})")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
@@ -200,14 +224,19 @@ class SQLiteStore:
         with self._transaction("BEGIN"):
             yield self
 
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once the current transaction has committed (never if it rolls back)."""
+        self._after_commit.append(action)
+
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[None]:
-        with self._lock:
+        with self.lock:
             self._check_process()
             try:
                 self._db.execute(begin)
             except sqlite3.Error as exc:
                 raise _translate(exc, self.path) from exc
+            self._after_commit = []
             try:
                 yield
             except sqlite3.Error as exc:
@@ -221,6 +250,9 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 self._rollback()
                 raise _translate(exc, self.path) from exc
+            actions, self._after_commit = self._after_commit, []
+            for action in actions:
+                action()
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
@@ -232,13 +264,13 @@ class SQLiteStore:
                                f"used after fork() in process {os.getpid()}; open a new connection in the child")
 
     def close(self) -> None:
-        with self._lock:
+        with self.lock:
             if os.getpid() == self.pid:
                 self._db.close()
 
     def data_version(self) -> int:
         """Changes whenever another connection commits to the file (cheap; no lock taken)."""
-        with self._lock:
+        with self.lock:
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
@@ -351,24 +383,46 @@ class SQLiteStore:
             return self._db.execute(ACK, leases[0]).rowcount
         return sum(self._db.execute(ACK, lease).rowcount for lease in leases)
 
-    def requeue(self, leases: Sequence[tuple[int, int]], undo_delivery: bool = False) -> int:
-        """Return leased messages by (id, token) to their place; ``undo_delivery`` also uncounts the delivery
-        (for messages claimed but never handed to the application)."""
+    def requeue(self, leases: Sequence[tuple[int, int]], undo_delivery: bool = False) -> dict[str, int]:
+        """Return leased messages by (id, token) to their place; how many per queue. ``undo_delivery`` also
+        uncounts the delivery (for messages claimed but never handed to the application)."""
         counts: dict[str, int] = {}
         for message_id, token in leases:
             row = self._db.execute(REQUEUE, (1 if undo_delivery else 0, message_id, token)).fetchone()
             if row:
                 counts[row[0]] = counts.get(row[0], 0) + 1
         self._add_ready(counts)
-        return sum(counts.values())
+        return counts
 
-    def release_owner(self, owner: str) -> int:
-        """Return every message leased to ``owner`` to its queue."""
+    def release_owner(self, owner: str) -> dict[str, int]:
+        """Return every message leased to ``owner`` to its queue; how many per queue."""
         counts: dict[str, int] = {}
         for (queue,) in self._db.execute(RELEASE_OWNER, (owner,)).fetchall():
             counts[queue] = counts.get(queue, 0) + 1
         self._add_ready(counts)
-        return sum(counts.values())
+        return counts
+
+    def release_connection(self, connection_id: str) -> dict[str, int]:
+        """Return every message leased to any channel of the connection; how many per queue."""
+        counts: dict[str, int] = {}
+        # Owners are "<connection id>/<channel>", so one index range holds a connection's leases.
+        for (queue,) in self._db.execute(RELEASE_CONNECTION, (connection_id + "/", connection_id + "0")).fetchall():
+            counts[queue] = counts.get(queue, 0) + 1
+        self._add_ready(counts)
+        return counts
+
+    def renew(self, leases: Sequence[tuple[float, int, int]]) -> int:
+        """Set new expiries on leases given as (expires_at, id, token); returns how many were still held."""
+        return sum(self._db.execute(RENEW_LEASE, lease).rowcount for lease in leases)
+
+    def next_lease_expiry(self, queue: str) -> Optional[float]:
+        """When the first lease in the queue expires, or None when none is held."""
+        row = self._db.execute(SELECT_NEXT_EXPIRY, (queue,)).fetchone()
+        return row[0] if row else None
+
+    def ready_count(self, queue: str) -> Optional[int]:
+        row = self._db.execute(SELECT_READY_COUNT, (queue,)).fetchone()
+        return row[0] if row else None
 
     def _add_ready(self, counts: dict[str, int]) -> None:
         for queue, count in counts.items():
@@ -388,6 +442,20 @@ class SQLiteStore:
 
     def remove_consumer(self, connection_id: str, channel: int, consumer_tag: str) -> bool:
         return self._db.execute(DELETE_CONSUMER, (connection_id, channel, consumer_tag)).rowcount > 0
+
+    def consumers_of(self, queue: str) -> list[tuple[str, int, str]]:
+        """(connection id, channel, consumer tag) of each consumer of the queue."""
+        return self._db.execute(SELECT_CONSUMERS_OF, (queue,)).fetchall()
+
+    def remove_connection_consumers(self, connection_id: str) -> list[str]:
+        """Remove every consumer of the connection; return their queues."""
+        return [r[0] for r in self._db.execute(DELETE_CONNECTION_CONSUMERS, (connection_id,)).fetchall()]
+
+    def connection_ids(self) -> list[str]:
+        return [r[0] for r in self._db.execute(SELECT_CONNECTION_IDS)]
+
+    def has_connection(self, connection_id: str) -> bool:
+        return self._db.execute(SELECT_CONNECTION, (connection_id,)).fetchone() is not None
 
     def register_connection(self, connection_id: str, pid: int, host: str, now: float) -> None:
         self._db.execute(INSERT_CONNECTION, (connection_id, pid, host, now))

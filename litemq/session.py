@@ -1,0 +1,196 @@
+"""What the channels of one connection share, and the duties of a connection as a whole: registering itself,
+finding and cleaning up after dead connections, ringing consumers' doorbells, and renewing its leases."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+import weakref
+from typing import TYPE_CHECKING, Iterable, Optional
+
+from .liveness import Liveness
+from .store.sqlite import QueueRow, SQLiteStore
+from .wakeup import Bell, doorbell_address
+
+if TYPE_CHECKING:
+    from .broker import Channel
+
+log = logging.getLogger("litemq")
+
+SWEEP_SECONDS = 0.025
+"""How often a waiting connection checks whether other connections died (their leases then come back)."""
+MIN_RENEW_SECONDS = 0.05
+
+
+def clock() -> float:
+    """Now, in UTC seconds: the one place litemq reads wall time (freezegun moves it in tests)."""
+    return time.time()
+
+
+class Held:
+    """A message leased to a channel: claimed for a consumer and not yet handed out, or delivered and unacked."""
+
+    __slots__ = ("message_id", "token", "queue", "consumer", "lease_seconds", "claimed_at", "expires_at")
+
+    def __init__(self, message_id: int, token: int, queue: str, consumer: object, lease_seconds: float,
+                 claimed_at: float) -> None:
+        self.message_id = message_id
+        self.token = token
+        self.queue = queue
+        self.consumer = consumer
+        self.lease_seconds = lease_seconds
+        self.claimed_at = claimed_at
+        self.expires_at = claimed_at + lease_seconds
+
+
+class Session:
+    def __init__(self, store: SQLiteStore, *, lease_seconds: float, max_message_bytes: int,
+                 consumer_timeout: float, renew_leases: bool) -> None:
+        self.store = store
+        self.path = store.path
+        self.connection_id = uuid.uuid4().hex
+        self.lease_seconds = lease_seconds
+        self.max_message_bytes = max_message_bytes
+        self.consumer_timeout = consumer_timeout
+        self.renew_leases = renew_leases
+        self.channels: dict[int, "Channel"] = {}
+        self.channel_numbers = iter(range(1, 1 << 31))
+        self.closed = False
+        self._next_sweep = 0.0
+        self._renewer: Optional[threading.Thread] = None
+        self._stop_renewing = threading.Event()
+        # The lock comes before the row, so a row whose lock can be taken always means a dead connection.
+        self.liveness = Liveness(store.path, self.connection_id)
+        self.bell = Bell()
+        try:
+            with store.write():
+                store.register_connection(self.connection_id, os.getpid(), socket.gethostname(), clock())
+            self.liveness.remove_strays(store.connection_ids())
+            self.sweep(force=True)
+        except BaseException:
+            self.liveness.close()
+            self.bell.close()
+            raise
+
+    # --- cascades that several operations share
+    def delete_queue(self, store: SQLiteStore, queue: str) -> None:
+        self.auto_delete_exchanges(store, store.delete_queue(queue))
+
+    def apply_auto_delete(self, store: SQLiteStore, queue: str) -> None:
+        """RabbitMQ's rule: an auto-delete queue goes when its last consumer goes."""
+        row = store.queue(queue)
+        if row is not None and row.auto_delete and store.consumer_count(queue) == 0:
+            self.delete_queue(store, queue)
+
+    def auto_delete_exchanges(self, store: SQLiteStore, exchanges: Iterable[str]) -> None:
+        # An auto-delete exchange goes when its last binding goes, never before it had one.
+        pending = list(dict.fromkeys(exchanges))
+        while pending:
+            name = pending.pop()
+            row = store.exchange(name)
+            if row is not None and row.auto_delete and not store.has_bindings(name):
+                pending.extend(store.delete_exchange(name))
+
+    # --- waking consumers
+    def wake_consumers(self, store: SQLiteStore, queues: Iterable[str]) -> None:
+        """After this transaction commits, ring the doorbells of the consumers of these queues."""
+        addresses = [doorbell_address(*consumer) for queue in queues for consumer in store.consumers_of(queue)]
+        if addresses:
+            store.after_commit(lambda: self.bell.ring(addresses))
+
+    # --- other connections' deaths
+    def sweep(self, force: bool = False) -> bool:
+        """Clean up after connections whose process died; at most every SWEEP_SECONDS unless forced.
+
+        Returns True when it cleaned up any."""
+        now = time.monotonic()
+        if (not force and now < self._next_sweep) or not self.liveness.supported:
+            return False
+        self._next_sweep = now + SWEEP_SECONDS
+        with self.store.lock:
+            dead = self.liveness.dead(self.store.connection_ids())
+            for connection_id in dead:
+                with self.store.write() as store:
+                    self.reap(store, connection_id)
+                self.liveness.forget(connection_id)
+        return bool(dead)
+
+    def live_queue(self, store: SQLiteStore, queue: str) -> Optional[QueueRow]:
+        """The queue, unless it is gone, or was exclusive to a connection that died (then it is cleaned up now)."""
+        row = store.queue(queue)
+        if (row is not None and row.exclusive and row.owner_connection != self.connection_id
+                and row.owner_connection is not None and self.liveness.is_dead(row.owner_connection)):
+            self.reap(store, row.owner_connection)
+            store.after_commit(lambda owner=row.owner_connection: self.liveness.forget(owner))
+            row = store.queue(queue)
+        return row
+
+    def reap(self, store: SQLiteStore, connection_id: str) -> None:
+        """A dead connection's state: its leases go back, its consumers are cancelled, its exclusive queues go."""
+        if not store.has_connection(connection_id):
+            return
+        returned = store.release_connection(connection_id)
+        for queue in dict.fromkeys(store.remove_connection_consumers(connection_id)):
+            self.apply_auto_delete(store, queue)
+        for queue in store.owned_queues(connection_id):
+            self.delete_queue(store, queue)
+        store.unregister_connection(connection_id)
+        self.wake_consumers(store, returned)
+        log.info("litemq: connection %s on %s died; %d deliveries returned to their queues", connection_id,
+                 self.path, sum(returned.values()))
+
+    # --- lease renewal
+    def lease_taken(self) -> None:
+        """A lease was taken: make sure someone renews it while this process lives."""
+        if self.renew_leases and (self._renewer is None or not self._renewer.is_alive()):
+            self._renewer = threading.Thread(target=_renew_forever, args=(weakref.ref(self), self._stop_renewing),
+                                             name=f"litemq-renew-{self.connection_id[:8]}", daemon=True)
+            self._renewer.start()
+
+    def held(self) -> list[Held]:
+        leases: list[Held] = []
+        for channel in list(self.channels.values()):
+            leases.extend(channel._held())
+        return leases
+
+    def renew(self) -> float:
+        """Extend every lease this connection holds, up to ``consumer_timeout`` after its claim.
+
+        Returns how long to wait before the next renewal."""
+        with self.store.lock:
+            if self.closed:
+                return 0.0
+            leases = self.held()
+            if not leases:
+                return self.lease_seconds / 3
+            now = clock()
+            for held in leases:
+                held.expires_at = min(now + held.lease_seconds, held.claimed_at + self.consumer_timeout)
+            with self.store.write() as store:
+                store.renew([(h.expires_at, h.message_id, h.token) for h in leases])
+            return max(MIN_RENEW_SECONDS, min(h.lease_seconds for h in leases) / 3)
+
+    def close(self) -> None:
+        self.closed = True
+        self._stop_renewing.set()
+        self.bell.close()
+        self.liveness.close()
+
+
+def _renew_forever(session_ref: "weakref.ref[Session]", stop: threading.Event) -> None:
+    # Holds the session only weakly, so a connection dropped without close() can still be collected (and closed).
+    delay = MIN_RENEW_SECONDS
+    while not stop.wait(delay):
+        session = session_ref()
+        if session is None or session.closed:
+            return
+        try:
+            delay = session.renew()
+        except Exception:
+            log.exception("litemq: renewing leases on %s failed; retrying", session.path)
+            delay = 1.0
+        del session
