@@ -364,18 +364,21 @@ class Channel:
     def _claim(self, consumer: "Consumer", limit: int) -> list[tuple[MessageRow, Optional[Held]]]:
         """Claim up to ``limit`` messages for a consumer; raises QueueNotFound when its queue is gone."""
         with self._store.write() as store:
-            if store.queue(consumer.queue) is None:
-                self._forget_consumer(consumer)
-                raise QueueNotFound(f"queue {consumer.queue!r} in {self.path} was deleted; consumer "
-                                    f"{consumer.consumer_tag!r} is cancelled")
             now = clock()
             store.return_expired(consumer.queue, now)
             if consumer.auto_ack:
-                return [(row, None) for row in store.claim_and_delete(consumer.queue, limit)]
-            token = secrets.randbits(62)
-            rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds)
-            return [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now))
-                    for row in rows]
+                rows = store.claim_and_delete(consumer.queue, limit)
+                claimed = [(row, None) for row in rows]
+            else:
+                token = secrets.randbits(62)
+                rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds)
+                claimed = [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now))
+                           for row in rows]
+            if not claimed and store.queue(consumer.queue) is None:
+                self._forget_consumer(consumer)
+                raise QueueNotFound(f"queue {consumer.queue!r} in {self.path} was deleted; consumer "
+                                    f"{consumer.consumer_tag!r} is cancelled")
+            return claimed
 
     def _hold(self, row: MessageRow, queue: str, token: int, consumer: Optional["Consumer"],
               lease_seconds: float, now: float, queue_row: Optional[QueueRow] = None) -> Held:

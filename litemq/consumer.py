@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator, Optional
 
 from .message import Delivery
-from .session import SWEEP_SECONDS, Held, clock
+from .session import Held, clock
 from .store.sqlite import MessageRow
 from .wakeup import Doorbell, doorbell_address
 
@@ -110,25 +110,25 @@ class Consumer:
         return None
 
     def _wait(self, deadline: Optional[float]) -> None:
-        """Sleep until rung, until a lease in this queue expires, or until the file shows ready messages; and
-        meanwhile clean up after dead connections every SWEEP_SECONDS."""
+        """Sleep until rung, until a lease in this queue expires, until another connection dies, or until the file
+        shows ready messages that no doorbell announced."""
+        next_expiry: Optional[float] = None
         while self.active:
-            with self._store.lock:
-                next_expiry = self._store.next_lease_expiry(self.queue)
-            delay = SWEEP_SECONDS
+            if self._file_changed():
+                with self._store.lock:
+                    if self._store.ready_count(self.queue) != 0:
+                        return  # ready messages, or the queue is gone: claim to find out
+                    next_expiry = self._store.next_lease_expiry(self.queue)
+            watch, delay = self._session.watch()
             if deadline is not None:
                 delay = min(delay, deadline - time.monotonic())
             if next_expiry is not None:
                 delay = min(delay, next_expiry - clock() + 0.001)
-            if delay <= 0 or self._doorbell.wait(delay):
+            if delay <= 0:
                 return
-            if self._session.sweep():
+            woke = self._doorbell.wait(delay, watch)
+            if woke == "rung" or self._session.sweep(force=woke == "watch"):
                 return
-            if self._file_changed():
-                with self._store.lock:
-                    ready = self._store.ready_count(self.queue)
-                if ready != 0:  # messages ready, or the queue is gone: claim to find out
-                    return
 
     def _file_changed(self) -> bool:
         version = (self._store.data_version(), self._store.commits)

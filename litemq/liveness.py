@@ -5,11 +5,19 @@ a connection's owner is gone: it can take the lock. The lock is the truth; the p
 connection are for people. Locks are ``flock`` locks, which belong to an open file description, not to a
 process: two connections in one process each hold their own, and closing one descriptor never drops another's
 lock. The database's own files (``.db``, ``-wal``, ``-shm``) are never opened or locked here.
+
+So that nobody has to poll those locks, each connection also listens on a stream socket in Linux's abstract
+namespace, and a waiting connection connects to every other one's and never reads. When a process dies, the
+kernel closes its listening socket and resets the connections waiting on it: the watcher's socket becomes readable
+within a millisecond, and the watcher then checks the lock. Where that is not possible (another OS, another network
+namespace), waiters check the locks on a short timer instead.
 """
 
 from __future__ import annotations
 
 import os
+import socket
+import sys
 import threading
 import weakref
 from typing import Iterable, Optional
@@ -20,6 +28,11 @@ except ImportError:  # not POSIX: no liveness locks; leases still expire
     fcntl = None  # type: ignore[assignment]
 
 SUFFIX = ".lock"
+WATCHABLE = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
+
+
+def _listen_address(connection_id: str) -> bytes:
+    return b"\0litemq-live-" + connection_id.encode("ascii")
 
 
 def sidecar_directory(db_path: str) -> str:
@@ -34,14 +47,25 @@ class Liveness:
         self.connection_id = connection_id
         self.directory = sidecar_directory(db_path)
         self._watched: dict[str, int] = {}
+        self._watch_sockets: dict[str, socket.socket] = {}
+        self._unwatchable: set[str] = set()
         self._lock = threading.Lock()
         self._own_fd: Optional[int] = None
+        self._listener: Optional[socket.socket] = None
         if fcntl is None:
             return
         os.makedirs(self.directory, exist_ok=True)
         fd = os.open(self._path(connection_id), os.O_RDWR | os.O_CREAT, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._own_fd = fd
+        if WATCHABLE:
+            try:
+                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                listener.bind(_listen_address(connection_id))
+                listener.listen(4096)
+                self._listener = listener
+            except OSError:
+                self._listener = None
         _all.add(self)
 
     @property
@@ -65,6 +89,40 @@ class Liveness:
             for gone in set(self._watched) - listed:
                 os.close(self._watched.pop(gone))
         return found
+
+    def watch(self, connection_ids: Iterable[str]) -> tuple[list[socket.socket], bool]:
+        """Sockets that become readable when one of these connections' process dies, and whether every one of
+        them is watched that way (if not, the caller must check the locks on a timer)."""
+        if not self.supported:
+            return [], False
+        listed = set(connection_ids)
+        listed.discard(self.connection_id)
+        with self._lock:
+            for connection_id in listed - set(self._watch_sockets) - self._unwatchable:
+                self._connect_watch(connection_id)
+            for gone in set(self._watch_sockets) - listed:
+                self._watch_sockets.pop(gone).close()
+            self._unwatchable &= listed
+            return list(self._watch_sockets.values()), not self._unwatchable
+
+    def _connect_watch(self, connection_id: str) -> None:
+        if not WATCHABLE:
+            self._unwatchable.add(connection_id)
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(_listen_address(connection_id))
+        except ConnectionRefusedError:
+            # Gone already, or listening in another network namespace: readable at once, so the lock is checked.
+            self._unwatchable.add(connection_id)
+            sock.close()
+            return
+        except OSError:
+            self._unwatchable.add(connection_id)
+            sock.close()
+            return
+        self._watch_sockets[connection_id] = sock
 
     def is_dead(self, connection_id: str) -> bool:
         if not self.supported or connection_id == self.connection_id:
@@ -90,6 +148,10 @@ class Liveness:
     def forget(self, connection_id: str) -> None:
         """After the dead connection's state is cleaned up: remove its lock file."""
         with self._lock:
+            watch = self._watch_sockets.pop(connection_id, None)
+            if watch is not None:
+                watch.close()
+            self._unwatchable.discard(connection_id)
             fd = self._watched.pop(connection_id, None)
             try:
                 os.unlink(self._path(connection_id))
@@ -116,6 +178,12 @@ class Liveness:
             for fd in self._watched.values():
                 os.close(fd)
             self._watched.clear()
+            for sock in self._watch_sockets.values():
+                sock.close()
+            self._watch_sockets.clear()
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
             if self._own_fd is not None:
                 try:
                     os.unlink(self._path(self.connection_id))
@@ -135,6 +203,10 @@ class Liveness:
                 pass
         self._watched.clear()
         self._own_fd = None
+        for sock in list(self._watch_sockets.values()) + ([self._listener] if self._listener else []):
+            sock.close()
+        self._watch_sockets.clear()
+        self._listener = None
 
 
 _all: "weakref.WeakSet[Liveness]" = weakref.WeakSet()

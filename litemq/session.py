@@ -22,8 +22,12 @@ if TYPE_CHECKING:
 log = logging.getLogger("litemq")
 
 SWEEP_SECONDS = 0.025
-"""How often a waiting connection checks whether other connections died (their leases then come back)."""
+"""How often a waiting connection checks the other connections' locks when it cannot watch them all."""
+RECHECK_SECONDS = 1.0
+"""How often a waiting consumer looks at the file anyway, for what no doorbell or watch announced."""
 MIN_RENEW_SECONDS = 0.05
+CHECKPOINT_SECONDS = 0.5
+"""How often the background thread checkpoints the WAL after this connection wrote (never in a publish or claim)."""
 
 
 def clock() -> float:
@@ -61,8 +65,10 @@ class Session:
         self.channel_numbers = iter(range(1, 1 << 31))
         self.closed = False
         self._next_sweep = 0.0
-        self._renewer: Optional[threading.Thread] = None
-        self._stop_renewing = threading.Event()
+        self._known_connections: tuple[int, list[str]] = (-1, [])
+        self._next_renewal = 0.0
+        self._checkpointed_commits = 0
+        self._stop = threading.Event()
         # The lock comes before the row, so a row whose lock can be taken always means a dead connection.
         self.liveness = Liveness(store.path, self.connection_id)
         self.bell = Bell()
@@ -71,10 +77,14 @@ class Session:
                 store.register_connection(self.connection_id, os.getpid(), socket.gethostname(), clock())
             self.liveness.remove_strays(store.connection_ids())
             self.sweep(force=True)
+            # Waiting consumers elsewhere should start watching this connection: wake them to look.
+            self.bell.ring([doorbell_address(*consumer) for consumer in store.all_consumers()])
         except BaseException:
             self.liveness.close()
             self.bell.close()
             raise
+        threading.Thread(target=_housekeep, args=(weakref.ref(self), self._stop),
+                         name=f"litemq-{self.connection_id[:8]}", daemon=True).start()
 
     # --- cascades that several operations share
     def delete_queue(self, store: SQLiteStore, queue: str) -> None:
@@ -112,12 +122,26 @@ class Session:
             return False
         self._next_sweep = now + SWEEP_SECONDS
         with self.store.lock:
-            dead = self.liveness.dead(self.store.connection_ids())
+            dead = self.liveness.dead(self.connections())
             for connection_id in dead:
                 with self.store.write() as store:
                     self.reap(store, connection_id)
                 self.liveness.forget(connection_id)
         return bool(dead)
+
+    def connections(self) -> list[str]:
+        """The registered connections, re-read only when another connection has committed since."""
+        with self.store.lock:
+            version = self.store.data_version()
+            if version != self._known_connections[0]:
+                self._known_connections = (version, self.store.connection_ids())
+            return self._known_connections[1]
+
+    def watch(self) -> tuple[list[socket.socket], float]:
+        """What a waiter should also sleep on (sockets readable when a connection dies), and how long it may
+        sleep before checking liveness by hand: long when every other connection is watched."""
+        sockets, complete = self.liveness.watch(self.connections())
+        return sockets, RECHECK_SECONDS if complete else SWEEP_SECONDS
 
     def live_queue(self, store: SQLiteStore, queue: str) -> Optional[QueueRow]:
         """The queue, unless it is gone, or was exclusive to a connection that died (then it is cleaned up now)."""
@@ -143,13 +167,11 @@ class Session:
         log.info("litemq: connection %s on %s died; %d deliveries returned to their queues", connection_id,
                  self.path, sum(returned.values()))
 
-    # --- lease renewal
+    # --- background duties: lease renewal and WAL checkpoints
     def lease_taken(self) -> None:
-        """A lease was taken: make sure someone renews it while this process lives."""
-        if self.renew_leases and (self._renewer is None or not self._renewer.is_alive()):
-            self._renewer = threading.Thread(target=_renew_forever, args=(weakref.ref(self), self._stop_renewing),
-                                             name=f"litemq-renew-{self.connection_id[:8]}", daemon=True)
-            self._renewer.start()
+        """A lease was taken: renew soon, so even a short lease is extended in time."""
+        if self.renew_leases:
+            self._next_renewal = min(self._next_renewal, time.monotonic() + MIN_RENEW_SECONDS)
 
     def held(self) -> list[Held]:
         leases: list[Held] = []
@@ -157,13 +179,26 @@ class Session:
             leases.extend(channel._held())
         return leases
 
+    def housekeep(self) -> float:
+        """Renew leases when due, checkpoint the WAL when this connection wrote; returns how long to rest."""
+        now = time.monotonic()
+        if self.renew_leases and now >= self._next_renewal:
+            self._next_renewal = now + self.renew()
+        if self.store.commits != self._checkpointed_commits:
+            self._checkpointed_commits = self.store.commits
+            self.store.checkpoint()
+        rest = CHECKPOINT_SECONDS
+        if self.renew_leases:
+            rest = min(rest, self._next_renewal - time.monotonic())
+        return max(MIN_RENEW_SECONDS, rest)
+
     def renew(self) -> float:
         """Extend every lease this connection holds, up to ``consumer_timeout`` after its claim.
 
         Returns how long to wait before the next renewal."""
         with self.store.lock:
             if self.closed:
-                return 0.0
+                return CHECKPOINT_SECONDS
             leases = self.held()
             if not leases:
                 return self.lease_seconds / 3
@@ -176,21 +211,21 @@ class Session:
 
     def close(self) -> None:
         self.closed = True
-        self._stop_renewing.set()
+        self._stop.set()
         self.bell.close()
         self.liveness.close()
 
 
-def _renew_forever(session_ref: "weakref.ref[Session]", stop: threading.Event) -> None:
+def _housekeep(session_ref: "weakref.ref[Session]", stop: threading.Event) -> None:
     # Holds the session only weakly, so a connection dropped without close() can still be collected (and closed).
-    delay = MIN_RENEW_SECONDS
-    while not stop.wait(delay):
+    rest = CHECKPOINT_SECONDS
+    while not stop.wait(rest):
         session = session_ref()
         if session is None or session.closed:
             return
         try:
-            delay = session.renew()
+            rest = session.housekeep()
         except Exception:
-            log.exception("litemq: renewing leases on %s failed; retrying", session.path)
-            delay = 1.0
+            log.exception("litemq: background work on %s failed; retrying", session.path)
+            rest = 1.0
         del session

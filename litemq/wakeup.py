@@ -14,7 +14,7 @@ import select
 import socket
 import sys
 import time
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 ABSTRACT_SOCKETS = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
 POLL_MIN_SECONDS = 0.0005
@@ -41,15 +41,20 @@ class Doorbell:
             except OSError:  # e.g. a sandbox without unix sockets: poll instead
                 self._socket = None
 
-    def wait(self, timeout: float) -> bool:
-        """Sleep up to ``timeout`` seconds; True when rung (or, when polling, when the file changed)."""
+    def wait(self, timeout: float, watch: Sequence[socket.socket] = ()) -> str:
+        """Sleep up to ``timeout`` seconds. Returns "rung" (or, when polling, the file changed), "watch" when one
+        of the ``watch`` sockets became readable, or "" on timeout."""
         if self._socket is None:
-            return self._poll(timeout)
-        ready, _, _ = select.select([self._socket], [], [], max(0.0, timeout))
+            if watch and select.select(watch, [], [], 0)[0]:
+                return "watch"
+            return "rung" if self._poll(timeout) else ""
+        ready, _, _ = select.select([self._socket, *watch], [], [], max(0.0, timeout))
         if not ready:
-            return False
-        self._drain()
-        return True
+            return ""
+        if self._socket in ready:
+            self._drain()
+            return "rung"
+        return "watch"
 
     def _drain(self) -> None:
         assert self._socket is not None

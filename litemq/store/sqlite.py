@@ -20,6 +20,7 @@ from . import SCHEMA_REVISION, VERSION_TABLE
 MIN_SQLITE = (3, 35, 0)  # RETURNING
 SQLITE_HEADER = b"SQLite format 3\x00"
 SYNCHRONOUS = ("NORMAL", "FULL")
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL is truncated back to this after a checkpoint
 
 
 class ExchangeRow(NamedTuple):
@@ -101,6 +102,7 @@ SELECT_NEXT_EXPIRY = ("SELECT min(lease_expires_at) FROM litemq_messages "
                       "WHERE queue = ? AND lease_token IS NOT NULL")
 SELECT_READY_COUNT = "SELECT ready_count FROM litemq_queues WHERE name = ?"
 SELECT_CONSUMERS_OF = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers WHERE queue = ?"
+SELECT_ALL_CONSUMERS = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers"
 DELETE_CONNECTION_CONSUMERS = "DELETE FROM litemq_consumers WHERE connection_id = ? RETURNING queue"
 SELECT_CONNECTION_IDS = "SELECT id FROM litemq_connections"
 SELECT_CONNECTION = "SELECT 1 FROM litemq_connections WHERE id = ?"
@@ -141,6 +143,9 @@ class SQLiteStore:
         self.path = os.path.abspath(path)
         self.commits = 0  # this connection's own commits, which PRAGMA data_version does not report
         self.lock = threading.RLock()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: Optional[sqlite3.Connection] = None
+        self._closed = False
         self._after_commit: list[Callable[[], None]] = []
         self.pid = os.getpid()
         self._check_file()
@@ -198,6 +203,10 @@ class SQLiteStore:
             raise StorageError(f"{self.path}: cannot switch to WAL journal mode (got {mode!r})")
         try:
             self._db.execute(f"PRAGMA synchronous={synchronous}")
+            # Checkpoints run in the connection's background thread (checkpoint()), not inside a commit on the
+            # hot path, where one would stall a publish for milliseconds.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+            self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         except sqlite3.Error as exc:
             raise _translate(exc, self.path) from exc
 
@@ -263,9 +272,26 @@ class SQLiteStore:
             raise StorageError(f"this connection to {self.path} was opened in process {self.pid} and cannot be "
                                f"used after fork() in process {os.getpid()}; open a new connection in the child")
 
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database without blocking anyone (PASSIVE), on a connection of its own so the
+        main one stays free meanwhile. Called from one background thread only."""
+        with self._checkpoint_lock:
+            if self._closed:
+                return
+            if self._checkpointer is None:
+                self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+                self._checkpointer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+            try:
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.OperationalError:
+                pass  # busy: another checkpoint is running, which does the same work
+
     def close(self) -> None:
-        with self.lock:
+        with self.lock, self._checkpoint_lock:
+            self._closed = True
             if os.getpid() == self.pid:
+                if self._checkpointer is not None:
+                    self._checkpointer.close()
                 self._db.close()
 
     def data_version(self) -> int:
@@ -446,6 +472,9 @@ class SQLiteStore:
     def consumers_of(self, queue: str) -> list[tuple[str, int, str]]:
         """(connection id, channel, consumer tag) of each consumer of the queue."""
         return self._db.execute(SELECT_CONSUMERS_OF, (queue,)).fetchall()
+
+    def all_consumers(self) -> list[tuple[str, int, str]]:
+        return self._db.execute(SELECT_ALL_CONSUMERS).fetchall()
 
     def remove_connection_consumers(self, connection_id: str) -> list[str]:
         """Remove every consumer of the connection; return their queues."""

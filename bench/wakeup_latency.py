@@ -1,0 +1,77 @@
+"""Cross-process wake-up latency and idle CPU of a waiting consumer.
+
+    python bench/wakeup_latency.py [--rate 100] [--n 1000] [--idle 10]
+
+A consumer process waits on an empty queue; this process publishes one message at a time at --rate messages
+per second, each carrying its publish time; the consumer records when it receives each. Then the consumer
+waits --idle seconds with nothing to do and reports the CPU it used. Same file, same machine, real time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import litemq  # noqa: E402
+
+
+def consumer(path: str, n: int, idle: float, ready, results) -> None:
+    with litemq.connect(path) as conn:
+        conn.declare_queue("latency")
+        consumer = conn.consume("latency", prefetch=1)
+        ready.set()
+        latencies = []
+        for _ in range(n):
+            delivery = consumer.get(30)
+            received = time.time()
+            if delivery is None:
+                break
+            latencies.append(received - float(delivery.body))
+            delivery.ack()
+        start_cpu = time.process_time()
+        start = time.monotonic()
+        assert consumer.get(idle) is None
+        cpu = (time.process_time() - start_cpu) / (time.monotonic() - start)
+        results.put((latencies, cpu))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--idle", type=float, default=10.0)
+    args = parser.parse_args()
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "latency.db")
+        with litemq.connect(path) as conn:
+            conn.declare_queue("latency")
+            ready, results = context.Event(), context.Queue()
+            process = context.Process(target=consumer, args=(path, args.n, args.idle, ready, results))
+            process.start()
+            ready.wait(30)
+            time.sleep(0.2)
+            interval = 1.0 / args.rate
+            next_at = time.monotonic()
+            for _ in range(args.n):
+                next_at += interval
+                time.sleep(max(0.0, next_at - time.monotonic()))
+                conn.publish("", "latency", repr(time.time()))
+            latencies, cpu = results.get(timeout=args.idle + 60)
+            process.join(30)
+    ms = sorted(x * 1000 for x in latencies)
+    pct = lambda p: ms[min(len(ms) - 1, int(p / 100 * len(ms)))]  # noqa: E731
+    print(f"litemq {litemq.__version__}, {len(ms)} messages at {args.rate:g}/s between two processes")
+    print(f"latency ms: p50 {statistics.median(ms):.3f}  p90 {pct(90):.3f}  p99 {pct(99):.3f}  max {ms[-1]:.3f}")
+    print(f"idle waiting consumer: {cpu * 100:.2f} % of one core over {args.idle:g} s")
+
+
+if __name__ == "__main__":
+    main()
