@@ -88,6 +88,7 @@ class Session:
 
     # --- cascades that several operations share
     def delete_queue(self, store: SQLiteStore, queue: str) -> None:
+        self.wake_consumers(store, [queue])  # so its consumers learn at once that they are cancelled
         self.auto_delete_exchanges(store, store.delete_queue(queue))
 
     def apply_auto_delete(self, store: SQLiteStore, queue: str) -> None:
