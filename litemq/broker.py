@@ -262,6 +262,24 @@ class Channel:
         """Route one message and store a copy in each queue it reaches; returns how many queues that is.
 
         A message that reaches no queue is dropped, as RabbitMQ drops an unroutable message."""
+        message = self._outgoing(exchange, routing_key, body, properties)
+        with self._store.write() as store:
+            return self._publish_in(store, *message)
+
+    def ack_and_publish(self, delivery_tag: int, exchange: str, routing_key: str, body: bytes | str,
+                        properties: Optional[Properties] = None) -> int:
+        """Acknowledge a delivery and publish a message in one transaction: both happen or neither.
+
+        An RPC server answers this way, so a request is answered exactly once even if the server dies between
+        the two. A delivery whose lease expired raises LeaseExpired, and nothing is published."""
+        message = self._outgoing(exchange, routing_key, body, properties)
+        _check_tag(delivery_tag)
+        with self._store.write() as store:
+            self._settle_in(store, delivery_tag, False, "ack", all_or_nothing=True)
+            return self._publish_in(store, *message)
+
+    def _outgoing(self, exchange: str, routing_key: str, body: bytes | str,
+                  properties: Optional[Properties]) -> tuple[str, str, bytes, Properties]:
         self._check_open()
         routing.check_name("exchange name", exchange)
         routing.check_name("routing key", routing_key)
@@ -273,16 +291,18 @@ class Channel:
         if len(data) > self._session.max_message_bytes:
             raise MessageTooLarge(f"message of {len(data)} bytes for exchange {exchange!r} is larger than the "
                                   f"maximum of {self._session.max_message_bytes} bytes (in {self.path})")
-        encoded = encode_properties(properties)
-        with self._store.write() as store:
-            if exchange == "":
-                queues = [routing_key]
-            else:
-                queues = self._route(store, exchange, routing_key, properties.headers)
-            stored = store.insert_copies(queues, exchange, routing_key, data, encoded, clock())
-            if stored:
-                self._session.wake_consumers(store, queues)
-            return stored
+        return exchange, routing_key, data, properties
+
+    def _publish_in(self, store: SQLiteStore, exchange: str, routing_key: str, data: bytes,
+                    properties: Properties) -> int:
+        if exchange == "":
+            queues = [routing_key]
+        else:
+            queues = self._route(store, exchange, routing_key, properties.headers)
+        stored = store.insert_copies(queues, exchange, routing_key, data, encode_properties(properties), clock())
+        if stored:
+            self._session.wake_consumers(store, queues)
+        return stored
 
     def _route(self, store: SQLiteStore, exchange: str, routing_key: str,
                headers: Optional[Mapping[str, Any]]) -> list[str]:
@@ -439,33 +459,39 @@ class Channel:
 
     def _settle(self, delivery_tag: int, multiple: bool, how: str) -> None:
         self._check_open()
-        if isinstance(delivery_tag, bool) or not isinstance(delivery_tag, int):
-            raise TypeError(f"delivery_tag must be an int, not {type(delivery_tag).__name__}")
+        _check_tag(delivery_tag)
         with self._store.write() as store:
-            if multiple:
-                tags = [t for t in self._unacked if t <= delivery_tag or delivery_tag == 0]
-            else:
-                tags = [delivery_tag] if delivery_tag in self._unacked else []
-            if not tags:
-                raise DeliveryError(f"unknown delivery tag {delivery_tag} on channel {self.number} of {self.path}: "
-                                    f"already settled, or not delivered on this channel")
-            leases = [self._unacked.pop(t) for t in tags]
-            for lease in leases:
-                if lease.consumer is not None:
-                    lease.consumer.unacked -= 1  # type: ignore[attr-defined]
-            pairs = [(lease.message_id, lease.token) for lease in leases]
-            if how == "requeue":
-                returned = store.requeue(pairs)
-                self._session.wake_consumers(store, returned)
-                done = sum(returned.values())
-            else:
-                done = store.ack(pairs)
+            self._settle_in(store, delivery_tag, multiple, how)
+
+    def _settle_in(self, store: SQLiteStore, delivery_tag: int, multiple: bool, how: str, *,
+                   all_or_nothing: bool = False) -> None:
+        if multiple:
+            tags = [t for t in self._unacked if t <= delivery_tag or delivery_tag == 0]
+        else:
+            tags = [delivery_tag] if delivery_tag in self._unacked else []
+        if not tags:
+            raise DeliveryError(f"unknown delivery tag {delivery_tag} on channel {self.number} of {self.path}: "
+                                f"already settled, or not delivered on this channel")
+        leases = [self._unacked.pop(t) for t in tags]
+        for lease in leases:
+            if lease.consumer is not None:
+                lease.consumer.unacked -= 1  # type: ignore[attr-defined]
+        pairs = [(lease.message_id, lease.token) for lease in leases]
+        if how == "requeue":
+            returned = store.requeue(pairs)
+            self._session.wake_consumers(store, returned)
+            done = sum(returned.values())
+        else:
+            done = store.ack(pairs)
         if done < len(pairs):
             queues = sorted({lease.queue for lease in leases})
-            raise LeaseExpired(
+            error = LeaseExpired(
                 f"{len(pairs) - done} of {len(pairs)} deliveries (up to tag {delivery_tag}) from queue "
                 f"{', '.join(map(repr, queues))} in {self.path} were not settled: their lease expired and the "
                 f"message went back to the queue, to be delivered again")
+            if all_or_nothing:
+                raise error  # inside the transaction: everything in it rolls back
+            store.after_commit(lambda: _raise(error))
 
     # --- closing
     def close(self) -> None:
@@ -597,6 +623,15 @@ def _check_arguments(arguments: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         raise TypeError(f"arguments must be a dict, not {type(arguments).__name__}")
     Properties(headers=arguments)  # the same value rules as message headers
     return dict(arguments)
+
+
+def _check_tag(delivery_tag: object) -> None:
+    if isinstance(delivery_tag, bool) or not isinstance(delivery_tag, int):
+        raise TypeError(f"delivery_tag must be an int, not {type(delivery_tag).__name__}")
+
+
+def _raise(error: Exception) -> None:
+    raise error
 
 
 def _check_lease_seconds(value: Optional[float]) -> None:

@@ -226,3 +226,30 @@ def test_consumer_receives_a_message_published_while_it_waits(conn, other, jobs)
     delivery = consumer.get(5)
     timer.join()
     assert delivery is not None and delivery.body == b"late"
+
+
+def test_ack_and_publish_is_one_transaction(conn, jobs):
+    conn.declare_queue("replies")
+    publish(conn, jobs, b"request")
+    request = conn.get(jobs)
+    assert conn.ack_and_publish(request.delivery_tag, "", "replies", b"answer") == 1
+    assert conn.get(jobs) is None
+    assert conn.get("replies", auto_ack=True).body == b"answer"
+
+
+def test_ack_and_publish_with_an_expired_lease_publishes_nothing(db_path):
+    from freezegun import freeze_time
+
+    import litemq
+
+    with freeze_time("2026-01-01") as frozen, litemq.connect(db_path, renew_leases=False) as conn:
+        conn.declare_queue("jobs")
+        conn.declare_queue("replies")
+        conn.publish("", "jobs", b"request")
+        stale = conn.get("jobs", lease_seconds=5)
+        frozen.tick(6)
+        again = conn.get("jobs")
+        with pytest.raises(litemq.LeaseExpired):
+            conn.ack_and_publish(stale.delivery_tag, "", "replies", b"answer")
+        assert conn.declare_queue("replies").message_count == 0
+        again.ack()

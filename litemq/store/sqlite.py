@@ -260,8 +260,14 @@ class SQLiteStore:
                 self._rollback()
                 raise _translate(exc, self.path) from exc
             actions, self._after_commit = self._after_commit, []
+            failure: Optional[BaseException] = None
             for action in actions:
-                action()
+                try:
+                    action()
+                except BaseException as exc:  # run every action; report the first failure
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
