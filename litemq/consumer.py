@@ -4,19 +4,21 @@ without busy polling (a doorbell rung by publishers, and a timer for what no one
 from __future__ import annotations
 
 import signal
+import socket
 import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
 from .message import Delivery
 from .session import Held, clock
 from .store.sqlite import MessageRow
-from .wakeup import Doorbell, doorbell_address
+from .wakeup import Doorbell, doorbell_address, sleep
 
 if TYPE_CHECKING:
     from .broker import Channel
+    from .session import Session
 
 CLAIM_BATCH = 100
 """Most messages one claim takes; with an unlimited prefetch this bounds what one consumer holds unseen."""
@@ -40,10 +42,9 @@ class Consumer:
         self._session = channel._session
         # Claimed but not yet handed out.
         self._buffer: deque[tuple[MessageRow, Optional[Held]]] = deque()
-        self._seen_version = (-1, -1)
         # Bound now, before any claim, so no ring between a claim finding nothing and the wait is lost.
-        self._doorbell = Doorbell(doorbell_address(self._session.connection_id, channel.number, consumer_tag),
-                                  self._file_changed)
+        self.doorbell = Doorbell(doorbell_address(self._session.connection_id, channel.number, consumer_tag))
+        self._waiter = Waiter(self._session)
 
     def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
         """The next delivery, waiting up to ``timeout`` seconds (forever when None); None if none came."""
@@ -58,7 +59,7 @@ class Consumer:
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             with _sigterm_exits():
-                self._wait(deadline)
+                self._waiter.wait([self], deadline)
         return None
 
     def __iter__(self) -> Iterator[Delivery]:
@@ -81,7 +82,7 @@ class Consumer:
 
     def stop(self) -> None:
         self.active = False
-        self._doorbell.close()
+        self.doorbell.close()
 
     def unseen(self) -> list[Held]:
         return [held for _, held in self._buffer if held is not None]
@@ -109,39 +110,59 @@ class Consumer:
             return self.channel._deliver(row, self.queue, held, self)
         return None
 
-    def _wait(self, deadline: Optional[float]) -> None:
-        """Sleep until rung, until a lease in this queue expires, until another connection dies, or until the file
-        shows ready messages that no doorbell announced."""
-        next_expiry: Optional[float] = None
-        while self.active:
-            if self._file_changed():
-                with self._store.lock:
-                    if self._store.ready_count(self.queue) != 0:
-                        return  # ready messages, or the queue is gone: claim to find out
-                    next_expiry = self._store.next_lease_expiry(self.queue)
-            watch, delay = self._session.watch()
-            if deadline is not None:
-                delay = min(delay, deadline - time.monotonic())
-            if next_expiry is not None:
-                delay = min(delay, next_expiry - clock() + 0.001)
-            if delay <= 0:
-                return
-            woke = self._doorbell.wait(delay, watch)
-            if woke == "rung" or self._session.sweep(force=woke == "watch"):
-                return
-
-    def _file_changed(self) -> bool:
-        version = (self._store.data_version(), self._store.commits)
-        changed = version != self._seen_version
-        self._seen_version = version
-        return changed
-
     def __enter__(self) -> "Consumer":
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self.channel.is_open:
             self.cancel()
+
+
+class Waiter:
+    """Sleeps for one or more consumers of a connection: until a doorbell rings, a lease in their queues expires,
+    another connection dies, or the file shows ready messages that no doorbell announced."""
+
+    def __init__(self, session: "Session") -> None:
+        self._session = session
+        self._store = session.store
+        self._seen_version = (-1, -1)
+
+    def wait(self, consumers: Sequence["Consumer"], deadline: Optional[float],
+             others: Sequence[socket.socket] = ()) -> Optional[socket.socket]:
+        """Returns the socket among ``others`` that became readable, if that is what ended the wait."""
+        next_expiry: Optional[float] = None
+        while True:
+            active = [consumer for consumer in consumers if consumer.active]
+            if self._file_changed() and active:
+                with self._store.lock:
+                    if any(self._store.ready_count(c.queue) != 0 for c in active):
+                        return None  # ready messages, or a queue is gone: claim to find out
+                    expiries = [self._store.next_lease_expiry(c.queue) for c in active]
+                next_expiry = min((e for e in expiries if e is not None), default=None)
+            watch, delay = self._session.watch()
+            if deadline is not None:
+                delay = min(delay, deadline - time.monotonic())
+            if next_expiry is not None:
+                delay = min(delay, next_expiry - clock() + 0.001)
+            if delay <= 0:
+                return None
+            woke = sleep([c.doorbell for c in active], [*others, *watch], delay, self._file_changed)
+            if woke is None:
+                if self._session.sweep():
+                    return None
+            elif woke in others:
+                return woke
+            elif woke in watch:
+                self._session.sweep(force=True)
+                return None
+            else:
+                return None  # rung, or the file changed while polling
+
+    def _file_changed(self) -> bool:
+        version = (self._store.data_version(), self._store.commits)
+        changed = version != self._seen_version
+        self._seen_version = version
+        return changed
 
 
 @contextmanager

@@ -4,7 +4,7 @@ A waiting consumer sleeps on a datagram socket of its own (its doorbell), named 
 abstract socket namespace: no file, gone when its last descriptor closes. Whoever makes messages ready in a queue
 (a publish, a requeue, a dead connection's leases coming back) rings the doorbell of each consumer of that queue
 after the commit. A lost ring costs latency, never a message: the waiter also wakes on a timer and checks the file.
-Where abstract sockets are not available, the doorbell falls back to polling the file's change counter.
+Where abstract sockets are not available, waiters poll the file's change counter instead.
 """
 
 from __future__ import annotations
@@ -27,59 +27,72 @@ def doorbell_address(connection_id: str, channel: int, consumer_tag: str) -> byt
 
 
 class Doorbell:
-    """What one consumer sleeps on."""
+    """What one consumer sleeps on (None as ``socket`` when this platform cannot have one)."""
 
-    def __init__(self, address: bytes, changed: Callable[[], bool]) -> None:
-        self._changed = changed
-        self._socket: Optional[socket.socket] = None
+    def __init__(self, address: bytes) -> None:
+        self.socket: Optional[socket.socket] = None
         if ABSTRACT_SOCKETS:
             try:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 sock.bind(address)
                 sock.setblocking(False)
-                self._socket = sock
+                self.socket = sock
             except OSError:  # e.g. a sandbox without unix sockets: poll instead
-                self._socket = None
-
-    def wait(self, timeout: float, watch: Sequence[socket.socket] = ()) -> str:
-        """Sleep up to ``timeout`` seconds. Returns "rung" (or, when polling, the file changed), "watch" when one
-        of the ``watch`` sockets became readable, or "" on timeout."""
-        if self._socket is None:
-            if watch and select.select(watch, [], [], 0)[0]:
-                return "watch"
-            return "rung" if self._poll(timeout) else ""
-        ready, _, _ = select.select([self._socket, *watch], [], [], max(0.0, timeout))
-        if not ready:
-            return ""
-        if self._socket in ready:
-            self._drain()
-            return "rung"
-        return "watch"
-
-    def _drain(self) -> None:
-        assert self._socket is not None
-        try:
-            while True:
-                self._socket.recv(64)
-        except (BlockingIOError, InterruptedError):
-            pass
-
-    def _poll(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        pause = POLL_MIN_SECONDS
-        while True:
-            if self._changed():
-                return True
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, POLL_MAX_SECONDS)
+                self.socket = None
 
     def close(self) -> None:
-        if self._socket is not None:
-            self._socket.close()
-            self._socket = None
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+
+
+def sleep(doorbells: Sequence[Doorbell], others: Sequence[socket.socket], timeout: float,
+          changed: Callable[[], bool]) -> Optional[socket.socket]:
+    """Sleep up to ``timeout`` seconds on the doorbells and the other sockets.
+
+    Returns the first readable socket (a rung doorbell is drained first), a doorbell's address family stand-in
+    ``POLLED`` when a doorbell-less waiter saw the file change, or None on timeout."""
+    bells = [bell.socket for bell in doorbells if bell.socket is not None]
+    if len(bells) < len(doorbells):
+        return _poll(others, timeout, changed)
+    ready, _, _ = select.select([*bells, *others], [], [], max(0.0, timeout))
+    for sock in ready:
+        if sock in bells:
+            _drain(sock)
+            return sock
+    return ready[0] if ready else None
+
+
+class _Polled:
+    """What ``sleep`` returns when polling saw the file change (no socket was involved)."""
+
+
+POLLED = _Polled()
+
+
+def _poll(others: Sequence[socket.socket], timeout: float, changed: Callable[[], bool]) -> Optional[socket.socket]:
+    deadline = time.monotonic() + timeout
+    pause = POLL_MIN_SECONDS
+    while True:
+        if others:
+            ready, _, _ = select.select(list(others), [], [], 0)
+            if ready:
+                return ready[0]
+        if changed():
+            return POLLED  # type: ignore[return-value]
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return None
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, POLL_MAX_SECONDS)
+
+
+def _drain(sock: socket.socket) -> None:
+    try:
+        while True:
+            sock.recv(64)
+    except (BlockingIOError, InterruptedError):
+        pass
 
 
 class Bell:
