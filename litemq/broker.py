@@ -33,6 +33,7 @@ log = logging.getLogger("litemq")
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_CONSUMER_TIMEOUT = 1800.0  # RabbitMQ's delivery acknowledgement timeout
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 LEASE_ARGUMENT = "x-lease-ms"
 """Queue argument: how long, in milliseconds, a delivery from this queue stays leased to its consumer."""
 
@@ -74,6 +75,10 @@ class Channel:
         self._unacked: dict[int, Held] = {}
         self._consumers: dict[str, Consumer] = {}
         self._closed = False
+        self.prefetch_count = 0
+        """The prefetch of consumers started without one (set by ``qos``)."""
+        self.channel_prefetch_count = 0
+        """A cap on unacked deliveries across this channel's consumers (0 = none; set by ``qos(global_qos=True)``)."""
         session.channels[self.number] = self
 
     # --- state
@@ -145,7 +150,8 @@ class Channel:
         routing.check_name("queue name", queue)
         if passive:
             with self._store.write() as store:
-                row = self._queue(store, queue)
+                # A responder may check that a direct reply-to requester is still there (RabbitMQ allows it).
+                row = self._queue(store, queue, check_exclusive=not queue.startswith(DIRECT_REPLY_TO + "."))
                 return QueueInfo(queue, row.ready_count, store.consumer_count(queue))
         server_named = queue == ""
         if server_named:
@@ -351,19 +357,32 @@ class Channel:
                 return None
         return None
 
-    def consume(self, queue: str, *, prefetch: int = 0, auto_ack: bool = False, exclusive: bool = False,
+    def qos(self, prefetch_count: int = 0, global_qos: bool = False) -> None:
+        """basic.qos: the prefetch of consumers started later (RabbitMQ's per-consumer default), or with
+        ``global_qos`` a cap on unacked deliveries across the whole channel. 0 means unlimited."""
+        self._check_open()
+        _check_prefetch(prefetch_count)
+        if global_qos:
+            self.channel_prefetch_count = prefetch_count
+        else:
+            self.prefetch_count = prefetch_count
+
+    def consume(self, queue: str, *, prefetch: Optional[int] = None, auto_ack: bool = False,
+                exclusive: bool = False,
                 consumer_tag: Optional[str] = None, lease_seconds: Optional[float] = None,
                 inactivity_timeout: Optional[float] = None) -> "Consumer":
         """Start a consumer: iterate it for deliveries, or give it a callback with ``run``.
 
-        ``prefetch`` bounds this consumer's unacked deliveries (0 = unlimited); iteration ends after
+        ``prefetch`` bounds this consumer's unacked deliveries (0 = unlimited; by default the channel's ``qos``
+        setting, itself 0 unless set); iteration ends after
         ``inactivity_timeout`` seconds without a message, or never when it is None."""
         from .consumer import Consumer
 
         self._check_open()
         routing.check_name("queue name", queue)
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 0 <= prefetch <= 65535:
-            raise ValueError(f"prefetch must be an int from 0 (unlimited) to 65535, got {prefetch!r}")
+        if prefetch is None:
+            prefetch = self.prefetch_count
+        _check_prefetch(prefetch)
         _check_lease_seconds(lease_seconds)
         tag = consumer_tag or f"ctag-{uuid.uuid4().hex}"
         routing.check_name("consumer tag", tag)
@@ -420,6 +439,11 @@ class Channel:
             routing_key=row.routing_key, queue=queue, delivery_tag=tag, redelivered=row.delivery_count > 1,
             delivery_count=row.delivery_count, consumer_tag=consumer.consumer_tag if consumer else None,
             message_count=message_count, _channel=None if held is None else self)
+
+    def _holding(self) -> int:
+        """How many deliveries this channel's consumers hold, handed out or not (for a channel-wide prefetch)."""
+        return sum(1 for held in self._unacked.values() if held.consumer is not None) + sum(
+            len(consumer._buffer) for consumer in self._consumers.values())
 
     def _held(self) -> list[Held]:
         """Every lease this channel holds: unacked deliveries and messages its consumers claimed but not handed out."""
@@ -517,12 +541,20 @@ class Channel:
         self.close()
 
     # --- helpers
-    def _queue(self, store: SQLiteStore, queue: str) -> QueueRow:
+    def _queue(self, store: SQLiteStore, queue: str, check_exclusive: bool = True) -> QueueRow:
         row = self._session.live_queue(store, queue)
         if row is None:
             raise QueueNotFound(f"queue {queue!r} not found in {self.path}")
-        self._check_exclusive(row, queue)
+        if check_exclusive:
+            self._check_exclusive(row, queue)
         return row
+
+    def _declare_reply_queue(self) -> str:
+        """A private queue for RabbitMQ's direct reply-to, under the name a responder publishes to."""
+        queue = f"{DIRECT_REPLY_TO}.{secrets.token_hex(12)}"
+        with self._store.write() as store:
+            store.insert_queue(queue, False, True, True, None, self._session.connection_id, clock())
+        return queue
 
     def _check_exclusive(self, row: QueueRow, queue: str) -> None:
         if row.exclusive and row.owner_connection != self._session.connection_id:
@@ -623,6 +655,11 @@ def _check_arguments(arguments: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         raise TypeError(f"arguments must be a dict, not {type(arguments).__name__}")
     Properties(headers=arguments)  # the same value rules as message headers
     return dict(arguments)
+
+
+def _check_prefetch(prefetch: object) -> None:
+    if isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 0 <= prefetch <= 65535:
+        raise ValueError(f"prefetch must be an int from 0 (unlimited) to 65535, got {prefetch!r}")
 
 
 def _check_tag(delivery_tag: object) -> None:

@@ -75,10 +75,16 @@ class Consumer:
         for delivery in self:
             callback(delivery)
 
-    def cancel(self) -> None:
-        """Stop consuming. Deliveries already handed out stay unacked (RabbitMQ's rule); unseen ones go back."""
-        if self.active:
+    def cancel(self) -> list[Delivery]:
+        """Stop consuming. Deliveries already handed out stay unacked (RabbitMQ's rule); unseen ones go back to
+        the queue, except an auto-ack consumer's, which are already taken: those are returned (as pika does)."""
+        if not self.active:
+            return []
+        with self._store.lock:
+            taken = [self.channel._deliver(row, self.queue, None, self) for row, held in self._buffer if held is None]
+            self._buffer = deque(entry for entry in self._buffer if entry[1] is not None)
             self.channel._cancel(self)
+        return taken
 
     def stop(self) -> None:
         self.active = False
@@ -93,9 +99,14 @@ class Consumer:
         return unseen
 
     def _room(self) -> int:
-        if self.auto_ack or self.prefetch == 0:
+        if self.auto_ack:
             return CLAIM_BATCH
-        return min(CLAIM_BATCH, self.prefetch - self.unacked - len(self._buffer))
+        room = CLAIM_BATCH
+        if self.prefetch:
+            room = min(room, self.prefetch - self.unacked - len(self._buffer))
+        if self.channel.channel_prefetch_count:
+            room = min(room, self.channel.channel_prefetch_count - self.channel._holding())
+        return room
 
     def _fill(self) -> bool:
         claimed = self.channel._claim(self, self._room())

@@ -1,0 +1,141 @@
+"""The AMQP method and property classes pika programs use, with pika's names and attributes."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, Optional
+
+from ..message import Properties
+
+TRANSIENT_DELIVERY_MODE = 1
+PERSISTENT_DELIVERY_MODE = 2
+FRAME_MAX_SIZE = 131072
+
+REPLY_SUCCESS = 200
+NO_ROUTE = 312
+ACCESS_REFUSED = 403
+NOT_FOUND = 404
+RESOURCE_LOCKED = 405
+PRECONDITION_FAILED = 406
+COMMAND_INVALID = 503
+
+
+class DeliveryMode(Enum):
+    Transient = 1
+    Persistent = 2
+
+
+class ExchangeType(str, Enum):
+    direct = "direct"
+    fanout = "fanout"
+    headers = "headers"
+    topic = "topic"
+
+
+class _Method:
+    """An AMQP method with named fields, shown as pika shows them."""
+
+    NAME = ""
+    FIELDS: tuple[str, ...] = ()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        values = dict(zip(self.FIELDS, args))
+        values.update(kwargs)
+        for name in self.FIELDS:
+            setattr(self, name, values.get(name))
+
+    def __repr__(self) -> str:
+        fields = [f"{name}={getattr(self, name)!r}" for name in self.FIELDS]
+        return f"<{self.NAME}({fields})>"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and vars(other) == vars(self)
+
+
+def _method(name: str, *fields: str) -> type[_Method]:
+    return type(name.split(".")[1], (_Method,), {"NAME": name, "FIELDS": fields})
+
+
+class Basic:
+    Deliver = _method("Basic.Deliver", "consumer_tag", "delivery_tag", "redelivered", "exchange", "routing_key")
+    GetOk = _method("Basic.GetOk", "delivery_tag", "redelivered", "exchange", "routing_key", "message_count")
+    GetEmpty = _method("Basic.GetEmpty")
+    Return = _method("Basic.Return", "reply_code", "reply_text", "exchange", "routing_key")
+    Cancel = _method("Basic.Cancel", "consumer_tag", "nowait")
+    CancelOk = _method("Basic.CancelOk", "consumer_tag")
+    ConsumeOk = _method("Basic.ConsumeOk", "consumer_tag")
+    QosOk = _method("Basic.QosOk")
+    Ack = _method("Basic.Ack", "delivery_tag", "multiple")
+    Nack = _method("Basic.Nack", "delivery_tag", "multiple", "requeue")
+    RecoverOk = _method("Basic.RecoverOk")
+
+
+class Queue:
+    DeclareOk = _method("Queue.DeclareOk", "queue", "message_count", "consumer_count")
+    DeleteOk = _method("Queue.DeleteOk", "message_count")
+    PurgeOk = _method("Queue.PurgeOk", "message_count")
+    BindOk = _method("Queue.BindOk")
+    UnbindOk = _method("Queue.UnbindOk")
+
+
+class Exchange:
+    DeclareOk = _method("Exchange.DeclareOk")
+    DeleteOk = _method("Exchange.DeleteOk")
+    BindOk = _method("Exchange.BindOk")
+    UnbindOk = _method("Exchange.UnbindOk")
+
+
+class Confirm:
+    SelectOk = _method("Confirm.SelectOk")
+
+
+class Tx:
+    SelectOk = _method("Tx.SelectOk")
+    CommitOk = _method("Tx.CommitOk")
+    RollbackOk = _method("Tx.RollbackOk")
+
+
+_PROPERTY_NAMES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
+                   "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
+
+
+class BasicProperties:
+    """pika's message properties: every field optional and settable."""
+
+    def __init__(self, content_type: Optional[str] = None, content_encoding: Optional[str] = None,
+                 headers: Optional[dict[str, Any]] = None, delivery_mode: Any = None, priority: Optional[int] = None,
+                 correlation_id: Optional[str] = None, reply_to: Optional[str] = None,
+                 expiration: Optional[str] = None, message_id: Optional[str] = None,
+                 timestamp: Optional[int] = None, type: Optional[str] = None, user_id: Optional[str] = None,
+                 app_id: Optional[str] = None, cluster_id: Optional[str] = None) -> None:
+        self.content_type = content_type
+        self.content_encoding = content_encoding
+        self.headers = headers
+        self.delivery_mode = delivery_mode.value if isinstance(delivery_mode, DeliveryMode) else delivery_mode
+        self.priority = priority
+        self.correlation_id = correlation_id
+        self.reply_to = reply_to
+        self.expiration = expiration
+        self.message_id = message_id
+        self.timestamp = timestamp
+        self.type = type
+        self.user_id = user_id
+        self.app_id = app_id
+        self.cluster_id = cluster_id
+
+    def __repr__(self) -> str:
+        fields = [f"{name}={getattr(self, name)!r}" for name in _PROPERTY_NAMES if getattr(self, name) is not None]
+        return f"<BasicProperties({fields})>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BasicProperties) and vars(other) == vars(self)
+
+    def to_native(self) -> Properties:
+        values = {name: getattr(self, name) for name in _PROPERTY_NAMES}
+        if isinstance(values["delivery_mode"], DeliveryMode):
+            values["delivery_mode"] = values["delivery_mode"].value
+        return Properties(**values)
+
+    @classmethod
+    def from_native(cls, properties: Properties) -> "BasicProperties":
+        return cls(**{name: getattr(properties, name) for name in _PROPERTY_NAMES})

@@ -1,0 +1,295 @@
+"""What the processes started by test_liveness.py, test_renewal_and_signals.py and test_threads_and_fork.py run.
+
+Spawn (and ``python -c``) imports this module in the child, so the workers live here rather than in the test
+modules. Every worker reports through files in a directory the test gives it (its tmp_path): results as text
+files written atomically, and any unexpected exception as ``errors/<worker name>.txt`` with its traceback, so an
+exception inside a child cannot pass unnoticed. Workers that hold deliveries and wait do so for at most
+WAIT_SECONDS; the tests kill them by pid long before.
+
+The last section holds the few helpers the test modules share (waiting for files, reading error reports).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Iterator
+
+import litemq
+import litemq.liveness
+import litemq.wakeup
+
+WAIT_SECONDS = 60.0
+"""Longest a worker waits for the test (the tests themselves are bounded much more tightly)."""
+LONG_LEASE = 600.0
+"""A lease no test outlives: a delivery that comes back within seconds came back because its holder died."""
+
+
+@contextlib.contextmanager
+def reporting_errors(out_dir: str, name: str) -> Iterator[None]:
+    """Write any exception (SystemExit with a non-zero code included) to ``errors/<name>.txt``, then re-raise."""
+    try:
+        yield
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            _write_error(out_dir, name, traceback.format_exc())
+        raise
+    except BaseException:
+        _write_error(out_dir, name, traceback.format_exc())
+        raise
+
+
+def _write_error(out_dir: str, name: str, text: str) -> None:
+    errors = Path(out_dir) / "errors"
+    errors.mkdir(exist_ok=True)
+    (errors / f"{name}.txt").write_text(text)
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Readers see the whole file or none of it."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def wait_for_file(path: Path, timeout: float = WAIT_SECONDS) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout}s")
+        time.sleep(0.005)
+
+
+def describe(delivery: litemq.Delivery) -> str:
+    """One line per delivery: ``<body> <redelivered 0/1>``."""
+    return f"{delivery.body.decode()} {int(delivery.redelivered)}"
+
+
+def take(consumer: litemq.Consumer, count: int, timeout: float) -> list[litemq.Delivery]:
+    """Up to ``count`` deliveries from the consumer, all within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    deliveries = []
+    while len(deliveries) < count:
+        delivery = consumer.get(timeout=max(0.0, deadline - time.monotonic()))
+        if delivery is None:
+            break
+        deliveries.append(delivery)
+    return deliveries
+
+
+def switch_off_abstract_sockets() -> None:
+    """Before connecting: doorbells poll the file, and deaths are found by checking locks on a timer."""
+    litemq.wakeup.ABSTRACT_SOCKETS = False
+    litemq.liveness.WATCHABLE = False
+
+
+# --- processes that hold deliveries and then die (or are killed, stopped, or asked to ack)
+
+def hold(db: str, queue: str, count: int, out_dir: str, name: str, lease_seconds: float = LONG_LEASE,
+         ending: str = "wait") -> None:
+    """Consume ``count`` deliveries with prefetch ``count`` and the given lease, never ack them, write their
+    bodies (one per line) and this process's connection id to ``held-<name>``, then end as ``ending`` says:
+
+    - "wait": sleep until killed (or stopped) by the test;
+    - "os._exit": once the test writes ``die-<name>``, os._exit(1): no close, no atexit;
+    - "raise": once the test writes ``die-<name>``, crash with an uncaught exception, never calling close;
+    - "ack": once the test writes ``ack-<name>``, ack them all, close, and write ``acked-<name>``.
+    """
+    out = Path(out_dir)
+    with reporting_errors(out_dir, name):
+        conn = litemq.connect(db)
+        consumer = conn.consume(queue, prefetch=count, lease_seconds=lease_seconds)
+        deliveries = take(consumer, count, timeout=10)
+        if len(deliveries) != count:
+            raise AssertionError(f"got {len(deliveries)} of {count} deliveries from {queue!r} within 10 s")
+        held = [d.body.decode() for d in deliveries]
+        write_atomically(out / f"held-{name}", "\n".join(held + [conn._session.connection_id]))
+        if ending == "wait":
+            time.sleep(WAIT_SECONDS)
+            raise AssertionError(f"{name} was not killed within {WAIT_SECONDS}s")
+        if ending == "ack":
+            wait_for_file(out / f"ack-{name}")
+            for delivery in deliveries:
+                delivery.ack()
+            conn.close()
+            write_atomically(out / f"acked-{name}", "")
+            return
+        wait_for_file(out / f"die-{name}")
+    if ending == "os._exit":
+        os._exit(1)
+    if ending == "raise":
+        raise RuntimeError(f"{name} crashes holding {count} deliveries")  # uncaught: the process ends with it
+    raise ValueError(f"unknown ending {ending!r}")
+
+
+def own_exclusive_queue_and_consumers(db: str, shared_queue: str, out_dir: str) -> None:
+    """Declare a server-named exclusive queue holding one message, and an auto-delete queue; consume from the
+    auto-delete queue and from ``shared_queue`` (declared by the test); write the two names to ``owned``; wait to
+    be killed."""
+    out = Path(out_dir)
+    with reporting_errors(out_dir, "owner"):
+        conn = litemq.connect(db)
+        exclusive = conn.declare_queue("", exclusive=True).queue
+        conn.publish("", exclusive, b"private")
+        auto_delete = conn.declare_queue("", auto_delete=True).queue
+        conn.consume(auto_delete)
+        conn.consume(shared_queue)
+        write_atomically(out / "owned", f"{exclusive}\n{auto_delete}")
+        time.sleep(WAIT_SECONDS)
+        raise AssertionError(f"owner was not killed within {WAIT_SECONDS}s")
+
+
+# --- consumers in other processes
+
+def collect(db: str, queue: str, count: int, out_dir: str, timeout: float, name: str = "collector",
+            fallback: bool = False) -> None:
+    """Start consuming, write ``waiting-<name>``, then take up to ``count`` deliveries within ``timeout`` seconds,
+    ack them, and write ``collected-<name>``: one ``<body> <redelivered 0/1>`` line per delivery.
+
+    With ``fallback``, first switch off abstract sockets (doorbells poll the file, deaths are found on a timer)."""
+    out = Path(out_dir)
+    with reporting_errors(out_dir, name):
+        if fallback:
+            switch_off_abstract_sockets()
+        conn = litemq.connect(db)
+        consumer = conn.consume(queue)
+        write_atomically(out / f"waiting-{name}", "")
+        deliveries = take(consumer, count, timeout)
+        for delivery in deliveries:
+            delivery.ack()
+        conn.close()
+        write_atomically(out / f"collected-{name}", "".join(describe(d) + "\n" for d in deliveries))
+
+
+def measure_idle_cpu(db: str, queue: str, seconds: float, out_dir: str, fallback: bool = False) -> None:
+    """Wait ``seconds`` on an empty queue and write ``cpu``: the CPU seconds the whole process (all its threads)
+    used meanwhile, and the wall seconds, as ``<cpu> <wall>``."""
+    out = Path(out_dir)
+    with reporting_errors(out_dir, "idle"):
+        if fallback:
+            switch_off_abstract_sockets()
+        conn = litemq.connect(db)
+        consumer = conn.consume(queue)
+        cpu, wall = time.process_time(), time.monotonic()
+        delivery = consumer.get(timeout=seconds)
+        cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+        if delivery is not None:
+            raise AssertionError(f"the queue was meant to stay empty; got {delivery.body!r}")
+        conn.close()
+        write_atomically(out / "cpu", f"{cpu} {wall}")
+
+
+# --- processes that receive signals (run with ``python -c`` so the test sees their exit code and stderr)
+
+def consume_unacked_until_signalled(db: str, queue: str, out_dir: str) -> None:
+    """Iterate ``conn.consume`` inside ``with litemq.connect(...)``, holding the first delivery unacked (lease
+    600 s) and waiting for more; write ``got`` on the first delivery. No signal handling of its own: SIGTERM and
+    SIGINT do whatever litemq and Python do by default."""
+    with litemq.connect(db) as conn:
+        for delivery in conn.consume(queue, prefetch=1, lease_seconds=LONG_LEASE):
+            write_atomically(Path(out_dir) / "got", describe(delivery))
+
+
+def consume_until_ctrl_c(db: str, queue: str, out_dir: str) -> None:
+    """As ``consume_unacked_until_signalled``, but catching KeyboardInterrupt outside the ``with`` block, as an
+    application does: write ``interrupted`` (and whether the connection was closed by then) and exit 0."""
+    conn = None
+    try:
+        with litemq.connect(db) as conn:
+            for delivery in conn.consume(queue, prefetch=1, lease_seconds=LONG_LEASE):
+                write_atomically(Path(out_dir) / "got", describe(delivery))
+    except KeyboardInterrupt:
+        closed = conn is not None and not conn.is_open
+        write_atomically(Path(out_dir) / "interrupted", "closed" if closed else "open")
+
+
+class Stop(Exception):
+    """Raised by the application's own SIGTERM handler."""
+
+
+def consume_with_own_sigterm_handler(db: str, queue: str, out_dir: str) -> None:
+    """Install a SIGTERM handler of our own, then iterate a consumer. On the first delivery write ``got`` with
+    whether our handler is still the one installed; when our handler runs, it raises Stop, which we catch and
+    report in ``stopped`` (again with whether our handler is still installed)."""
+    out = Path(out_dir)
+    calls: list[int] = []
+
+    def on_sigterm(signum: int, frame: object) -> None:
+        calls.append(signum)
+        raise Stop()
+
+    with reporting_errors(out_dir, "own-handler"):
+        signal.signal(signal.SIGTERM, on_sigterm)
+        try:
+            with litemq.connect(db) as conn:
+                for delivery in conn.consume(queue, prefetch=1, lease_seconds=LONG_LEASE):
+                    mine = signal.getsignal(signal.SIGTERM) is on_sigterm
+                    write_atomically(out / "got", f"{describe(delivery)} {'ours' if mine else 'replaced'}")
+        except Stop:
+            mine = signal.getsignal(signal.SIGTERM) is on_sigterm
+            write_atomically(out / "stopped", f"{len(calls)} {'ours' if mine else 'replaced'}")
+
+
+# --- fork
+
+def hold_then_fork(db: str, queue: str, out_dir: str) -> None:
+    """Take one delivery (lease 600 s), fork a child that only sleeps, write ``held`` with the child's pid, and
+    wait to be killed. The child inherits the connection's descriptors but must not keep it alive."""
+    out = Path(out_dir)
+    with reporting_errors(out_dir, "forking-holder"):
+        conn = litemq.connect(db)
+        delivery = conn.get(queue, lease_seconds=LONG_LEASE)
+        if delivery is None:
+            raise AssertionError(f"queue {queue!r} was empty")
+        child = os.fork()
+        if child == 0:
+            try:
+                time.sleep(WAIT_SECONDS)
+            finally:
+                os._exit(0)
+        write_atomically(out / "held", f"{describe(delivery)}\n{child}")
+        time.sleep(WAIT_SECONDS)
+        raise AssertionError(f"forking-holder was not killed within {WAIT_SECONDS}s")
+
+
+# --- helpers for the test modules
+
+def worker_errors(out_dir: Path) -> dict[str, str]:
+    errors = Path(out_dir) / "errors"
+    if not errors.is_dir():
+        return {}
+    return {f.stem: f.read_text() for f in sorted(errors.iterdir())}
+
+
+def wait_for_files(paths: list[Path], timeout: float = 30.0) -> None:
+    """Wait for every path (the first one's directory holds the workers' error reports)."""
+    deadline = time.monotonic() + timeout
+    while not all(p.exists() for p in paths):
+        missing = [p.name for p in paths if not p.exists()]
+        assert time.monotonic() < deadline, f"{missing} never appeared; errors: {worker_errors(paths[0].parent)}"
+        time.sleep(0.005)
+
+
+def sql(db_path: str, statement: str, *params: object) -> list[tuple]:
+    """Look at (or change) the file with plain sqlite3, as a person would."""
+    with contextlib.closing(sqlite3.connect(db_path, timeout=30, isolation_level=None)) as db:
+        return db.execute(statement, params).fetchall()
+
+
+def python_command(call: str) -> list[str]:
+    """A ``python -c`` command line that imports this module and runs ``call`` (e.g. ``w.f('a', 'b')``)."""
+    tests = str(Path(__file__).resolve().parent)
+    return [sys.executable, "-c", f"import sys; sys.path.insert(0, {tests!r}); import liveness_workers as w; {call}"]
+
+
+def default_signals() -> None:
+    """preexec_fn for subprocesses: SIGINT and SIGTERM at their defaults, even if this process ignores them (as a
+    background job in a shell without job control does), so the child's Python sees what a terminal gives it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

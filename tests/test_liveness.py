@@ -1,0 +1,340 @@
+"""Liveness: when a process dies holding deliveries, exclusive queues or consumers, the others find out within
+moments from its lock (never from its pid), and clean up only what was its own, without waiting for leases.
+
+Holders run in spawned processes (liveness_workers.py) with 600 s leases, so a delivery that comes back within
+the 5 s bounds here came back because its holder's death was noticed, not because its lease ran out.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import litemq
+import liveness_workers as workers
+from conftest import Processes
+from litemq.liveness import sidecar_directory
+from liveness_workers import sql, wait_for_files, worker_errors
+
+BOUND = 5.0
+"""Seconds allowed for what normally takes milliseconds (a loaded 2-core machine must never flake)."""
+
+
+def held_by(tmp_path: Path, name: str) -> tuple[list[str], str]:
+    """The bodies a ``hold`` worker holds, and its connection id."""
+    *bodies, connection_id = (tmp_path / f"held-{name}").read_text().splitlines()
+    return bodies, connection_id
+
+
+def start_holder(processes: Processes, db_path: str, queue: str, count: int, tmp_path: Path, name: str,
+                 ending: str = "wait", lease_seconds: float = workers.LONG_LEASE):
+    process = processes.start(workers.hold, db_path, queue, count, str(tmp_path), name, lease_seconds, ending)
+    wait_for_files([tmp_path / f"held-{name}"])
+    return process
+
+
+def leases(db_path: str, queue: str) -> list[tuple]:
+    """(message id, lease owner, lease token) of the queue's leased messages (expiries move with renewal)."""
+    return sql(db_path, "SELECT id, lease_owner, lease_token FROM litemq_messages "
+                        "WHERE queue = ? AND lease_token IS NOT NULL ORDER BY id", queue)
+
+
+def survivors(db_path: str, connection_id: str) -> list[tuple]:
+    """(message id, lease owner, lease token) of the leases a connection holds."""
+    return sql(db_path, "SELECT id, lease_owner, lease_token FROM litemq_messages WHERE lease_owner LIKE ? "
+                        "AND lease_token IS NOT NULL ORDER BY id", connection_id + "/%")
+
+
+def lock_files(db_path: str) -> set[str]:
+    return set(os.listdir(sidecar_directory(db_path)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A dead holder's deliveries come back at once
+# ---------------------------------------------------------------------------------------------------------------
+
+ENDINGS = {
+    "SIGKILL": "wait",            # the test kills it
+    "os._exit(1)": "os._exit",    # no close, no atexit
+    "uncaught exception": "raise",  # crashes without calling close
+}
+
+
+@pytest.mark.parametrize("death", list(ENDINGS))
+def test_unacked_deliveries_of_a_dead_process_go_to_a_consumer_waiting_here_long_before_their_lease(
+        death: str, db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
+    conn.declare_queue("jobs")
+    for n in range(3):
+        conn.publish("", "jobs", f"m{n}")
+    holder = start_holder(processes, db_path, "jobs", 3, tmp_path, "holder", ENDINGS[death])
+    assert held_by(tmp_path, "holder")[0] == ["m0", "m1", "m2"]
+    consumer = conn.consume("jobs")
+    if death == "SIGKILL":
+        kill = threading.Timer(0.2, os.kill, (holder.pid, signal.SIGKILL))
+    else:
+        kill = threading.Timer(0.2, (tmp_path / "die-holder").write_text, ("",))
+    kill.start()  # the holder dies while this consumer waits
+    try:
+        started = time.monotonic()
+        deliveries = workers.take(consumer, 3, timeout=BOUND)
+        waited = time.monotonic() - started
+    finally:
+        kill.join()
+    holder.join(BOUND)
+    assert [(d.body, d.redelivered) for d in deliveries] == [(b"m0", True), (b"m1", True), (b"m2", True)], \
+        f"after {waited:.2f}s"
+    assert holder.exitcode == {"SIGKILL": -signal.SIGKILL}.get(death, 1)
+    assert worker_errors(tmp_path) == {}
+
+
+def test_unacked_deliveries_of_a_killed_process_go_to_a_consumer_waiting_in_another_process(
+        db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
+    conn.declare_queue("jobs")
+    for n in range(3):
+        conn.publish("", "jobs", f"m{n}")
+    holder = start_holder(processes, db_path, "jobs", 3, tmp_path, "holder")
+    collector = processes.start(workers.collect, db_path, "jobs", 3, str(tmp_path), BOUND)
+    wait_for_files([tmp_path / "waiting-collector"])
+    os.kill(holder.pid, signal.SIGKILL)
+    collector.join(BOUND + 10)
+    assert worker_errors(tmp_path) == {}
+    assert (tmp_path / "collected-collector").read_text().splitlines() == ["m0 1", "m1 1", "m2 1"]
+    assert collector.exitcode == 0
+
+
+def test_a_killed_process_returns_only_its_own_deliveries_and_a_live_one_keeps_its_leases(
+        db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
+    conn.declare_queue("jobs")
+    for n in range(6):
+        conn.publish("", "jobs", f"m{n}")
+    doomed = start_holder(processes, db_path, "jobs", 3, tmp_path, "doomed")
+    survivor = start_holder(processes, db_path, "jobs", 3, tmp_path, "survivor", ending="ack")
+    survivor_bodies, survivor_id = held_by(tmp_path, "survivor")
+    assert survivor_bodies == ["m3", "m4", "m5"]
+    survivor_leases = survivors(db_path, survivor_id)
+    assert [owner.split("/")[0] for _, owner, _ in survivor_leases] == [survivor_id] * 3
+    os.kill(doomed.pid, signal.SIGKILL)
+    consumer = conn.consume("jobs")
+    returned = workers.take(consumer, 3, timeout=BOUND)
+    assert [(d.body, d.redelivered) for d in returned] == [(b"m0", True), (b"m1", True), (b"m2", True)]
+    assert consumer.get(timeout=0.5) is None  # nothing of the survivor's comes this way
+    assert survivors(db_path, survivor_id) == survivor_leases  # same messages, same owner, same tokens
+    for delivery in returned:
+        delivery.ack()
+    (tmp_path / "ack-survivor").write_text("")
+    survivor.join(BOUND + 10)
+    assert worker_errors(tmp_path) == {}
+    assert (tmp_path / "acked-survivor").exists() and survivor.exitcode == 0
+    assert sql(db_path, "SELECT count(*) FROM litemq_messages") == [(0,)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A dead process's exclusive queues, consumers and auto-delete queues
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_a_killed_process_loses_its_exclusive_queue_with_its_messages_its_consumers_and_auto_delete_queue(
+        db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
+    conn.declare_queue("shared")
+    owner = processes.start(workers.own_exclusive_queue_and_consumers, db_path, "shared", str(tmp_path))
+    wait_for_files([tmp_path / "owned"])
+    exclusive, auto_delete = (tmp_path / "owned").read_text().splitlines()
+    with pytest.raises(litemq.ResourceLocked):
+        conn.declare_queue(exclusive, passive=True)
+    assert conn.declare_queue("shared", passive=True).consumer_count == 1
+    assert conn.declare_queue(auto_delete, passive=True).consumer_count == 1
+    assert sql(db_path, "SELECT body FROM litemq_messages WHERE queue = ?", exclusive) == [(b"private",)]
+
+    os.kill(owner.pid, signal.SIGKILL)
+    deadline = time.monotonic() + BOUND
+    while True:
+        try:
+            conn.declare_queue(exclusive, passive=True)
+        except litemq.QueueNotFound:
+            break
+        except litemq.ResourceLocked:
+            pass
+        assert time.monotonic() < deadline, f"exclusive queue {exclusive} outlived its owner by {BOUND}s"
+        time.sleep(0.01)
+    assert conn.publish("", exclusive, b"late") == 0  # gone for good: nothing routes there any more
+    assert sql(db_path, "SELECT count(*) FROM litemq_messages WHERE queue = ?", exclusive) == [(0,)]
+    assert conn.declare_queue("shared", passive=True).consumer_count == 0
+    with pytest.raises(litemq.QueueNotFound):
+        conn.declare_queue(auto_delete, passive=True)
+    assert sql(db_path, "SELECT count(*) FROM litemq_connections") == [(1,)]  # only ours is left
+
+
+def test_a_killed_process_stops_counting_as_a_consumer(
+        db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
+    # Without an exclusive queue to trip over: someone who only looks at the queue sees the consumer go.
+    conn.declare_queue("shared")
+    holder = start_holder(processes, db_path, "shared", 0, tmp_path, "consumer")
+    assert conn.declare_queue("shared", passive=True).consumer_count == 1
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(BOUND)
+    deadline = time.monotonic() + BOUND
+    while conn.declare_queue("shared", passive=True).consumer_count != 0:
+        assert time.monotonic() < deadline, f"the killed process still counts as a consumer after {BOUND}s"
+        time.sleep(0.01)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The lock is the truth, not the pid
+# ---------------------------------------------------------------------------------------------------------------
+
+FAKE_ID = "f" * 32
+
+
+def register_fake_connection_holding_a_message(db_path: str, queue: str, pid: int) -> None:
+    """A row in litemq_connections for a connection id that has no lock file, holding one leased message."""
+    now = time.time()
+    sql(db_path, "INSERT INTO litemq_connections (id, pid, host, started_at) VALUES (?, ?, ?, ?)",
+        FAKE_ID, pid, socket.gethostname(), now)
+    sql(db_path, "INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
+                 "delivery_count, lease_owner, lease_token, lease_expires_at) "
+                 "VALUES (?, '', ?, ?, NULL, ?, 1, ?, 12345, ?)",
+        queue, queue, b"orphan", now, FAKE_ID + "/1", now + workers.LONG_LEASE)
+
+
+def test_a_new_connection_returns_the_leases_of_a_registered_connection_that_holds_no_lock(
+        db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("jobs")
+    register_fake_connection_holding_a_message(db_path, "jobs", pid=os.getpid())
+    newcomer = litemq.connect(db_path)
+    try:
+        assert sql(db_path, "SELECT count(*) FROM litemq_connections WHERE id = ?", FAKE_ID) == [(0,)]
+        assert sql(db_path, "SELECT lease_owner FROM litemq_messages WHERE queue = 'jobs'") == [(None,)]
+        delivery = newcomer.get("jobs")
+        assert delivery is not None and (delivery.body, delivery.redelivered) == (b"orphan", True)
+        delivery.ack()
+    finally:
+        newcomer.close()
+
+
+def test_a_waiting_consumer_returns_the_leases_of_a_registered_connection_that_holds_no_lock(
+        db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("jobs")
+    consumer = conn.consume("jobs")
+    register_fake_connection_holding_a_message(db_path, "jobs", pid=os.getpid())
+    delivery = consumer.get(timeout=BOUND)
+    assert delivery is not None and (delivery.body, delivery.redelivered) == (b"orphan", True)
+    delivery.ack()
+    assert sql(db_path, "SELECT count(*) FROM litemq_connections WHERE id = ?", FAKE_ID) == [(0,)]
+
+
+def test_a_live_connection_is_never_reaped_even_when_its_pid_column_names_a_dead_process(
+        db_path: str, conn: litemq.Connection, other: litemq.Connection) -> None:
+    conn.declare_queue("jobs")
+    conn.publish("", "jobs", b"kept")
+    delivery = other.get("jobs", lease_seconds=workers.LONG_LEASE)
+    assert delivery is not None
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    sql(db_path, "UPDATE litemq_connections SET pid = ? WHERE id = ?", finished.pid,
+        other._session.connection_id)
+    before = leases(db_path, "jobs")
+    newcomer = litemq.connect(db_path)
+    try:
+        assert newcomer.consume("jobs").get(timeout=1.0) is None
+        assert newcomer.get("jobs") is None
+    finally:
+        newcomer.close()
+    assert leases(db_path, "jobs") == before
+    assert sql(db_path, "SELECT count(*) FROM litemq_connections WHERE id = ?",
+               other._session.connection_id) == [(1,)]
+    delivery.ack()  # its lease was never taken away
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Lock files
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_a_stray_lock_file_with_no_connection_and_no_holder_is_removed_when_a_connection_opens(
+        db_path: str, conn: litemq.Connection) -> None:
+    mine = lock_files(db_path)
+    assert len(mine) == 1
+    stray = Path(sidecar_directory(db_path)) / ("0" * 32 + ".lock")
+    stray.write_text("")
+    newcomer = litemq.connect(db_path)
+    try:
+        assert not stray.exists()
+        assert mine < lock_files(db_path)  # the live connection's lock file stays (beside the newcomer's)
+    finally:
+        newcomer.close()
+    assert lock_files(db_path) == mine
+
+
+def test_an_unregistered_lock_file_that_is_held_is_left_alone(db_path: str, conn: litemq.Connection) -> None:
+    # A process between taking its lock and registering its connection: alive, so not a stray.
+    registering = Path(sidecar_directory(db_path)) / ("1" * 32 + ".lock")
+    fd = os.open(registering, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        litemq.connect(db_path).close()
+        assert registering.exists()
+    finally:
+        os.close(fd)
+
+
+def test_a_connection_removes_its_lock_file_when_it_closes(db_path: str, conn: litemq.Connection) -> None:
+    before = lock_files(db_path)
+    second = litemq.connect(db_path)
+    added = lock_files(db_path) - before
+    assert len(added) == 1 and added.pop().endswith(".lock")
+    second.close()
+    assert lock_files(db_path) == before
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Without abstract sockets: polling the file and checking locks on a timer still work
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_a_consumer_without_abstract_sockets_receives_a_message_published_later_by_another_process(
+        db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
+    conn.declare_queue("jobs")
+    waiter = processes.start(workers.collect, db_path, "jobs", 1, str(tmp_path), BOUND, "fallback", True)
+    wait_for_files([tmp_path / "waiting-fallback"])
+    conn.publish("", "jobs", b"later")
+    waiter.join(BOUND + 10)
+    assert worker_errors(tmp_path) == {}
+    assert (tmp_path / "collected-fallback").read_text() == "later 0\n"
+
+
+def test_a_consumer_without_abstract_sockets_gets_back_the_deliveries_of_a_killed_holder(
+        db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
+    conn.declare_queue("jobs")
+    conn.publish("", "jobs", b"held")
+    holder = start_holder(processes, db_path, "jobs", 1, tmp_path, "holder")
+    waiter = processes.start(workers.collect, db_path, "jobs", 1, str(tmp_path), BOUND, "fallback", True)
+    wait_for_files([tmp_path / "waiting-fallback"])
+    os.kill(holder.pid, signal.SIGKILL)
+    waiter.join(BOUND + 10)
+    assert worker_errors(tmp_path) == {}
+    assert (tmp_path / "collected-fallback").read_text() == "held 1\n"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Waiting costs (almost) nothing
+# ---------------------------------------------------------------------------------------------------------------
+
+IDLE_SECONDS = 2.0
+MAX_IDLE_CPU = 0.20  # only busy polling comes near this; bench/ reports the real figure
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["doorbell", "without-abstract-sockets"])
+def test_a_consumer_waiting_on_an_empty_queue_uses_little_cpu(
+        fallback: bool, db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
+    conn.declare_queue("idle")
+    idle = processes.start(workers.measure_idle_cpu, db_path, "idle", IDLE_SECONDS, str(tmp_path), fallback)
+    idle.join(IDLE_SECONDS + 30)
+    assert worker_errors(tmp_path) == {}
+    cpu, wall = map(float, (tmp_path / "cpu").read_text().split())
+    assert wall >= IDLE_SECONDS * 0.9
+    assert cpu / wall < MAX_IDLE_CPU, f"{cpu:.3f} s of CPU in {wall:.2f} s of waiting"
