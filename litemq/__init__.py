@@ -13,6 +13,7 @@ from .errors import (AccessRefused, ChannelClosed, DeliveryError, ExchangeNotFou
                      MessageTooLarge, NotADatabase, NotFound, PreconditionFailed, QueueNotFound, ReadOnlyDatabase,
                      ResourceLocked, SchemaError, SchemaTooNew, StorageError, StorageFull)
 from .message import Delivery, Properties
+from .rpc import RpcClient, RpcError, RpcServer, RpcTimeout
 
 __version__ = "0.1.0"
 
@@ -21,6 +22,8 @@ __all__ = [
     "connect", "Connection", "Channel", "Consumer",
     # Values
     "Properties", "Delivery", "QueueInfo",
+    # Request and reply
+    "RpcClient", "RpcServer", "RpcError", "RpcTimeout",
     # Settings
     "DEFAULT_LEASE_SECONDS", "DEFAULT_MAX_MESSAGE_BYTES", "LEASE_ARGUMENT",
     # Errors

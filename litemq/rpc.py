@@ -1,0 +1,179 @@
+"""Request and reply over litemq: a client that calls and waits, and a server that answers each request once.
+
+The client has one exclusive, server-named reply queue and matches replies by ``correlation_id``; replies it no
+longer waits for (late or stray) are dropped. The server publishes its reply and acks the request in one
+transaction, so a request is answered exactly once even if the server dies in between, something a broker over
+a network cannot promise. A handler that raises sends an error reply, which the client raises as ``RpcError``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Callable, Optional, Union
+
+from .broker import Connection
+from .errors import LiteMQError
+from .message import Delivery, Properties
+
+log = logging.getLogger("litemq")
+
+ERROR_HEADER = "x-rpc-error"
+"""Header of an error reply: the handler's exception, as 'Type: message'."""
+
+
+class RpcError(LiteMQError):
+    """The server's handler raised; the message is the remote 'Type: message'."""
+
+
+class RpcTimeout(LiteMQError):
+    """No reply came within the timeout."""
+
+
+class _Pending:
+    __slots__ = ("reply",)
+
+    def __init__(self) -> None:
+        self.reply: Optional[Delivery] = None
+
+
+class RpcClient:
+    """Calls a server through a queue and waits for the reply. Safe to share between threads."""
+
+    def __init__(self, connection: Connection, *, exchange: str = "") -> None:
+        self._channel = connection.channel()
+        self.exchange = exchange
+        self.reply_queue = self._channel.declare_queue("", exclusive=True, auto_delete=True).queue
+        self._consumer = self._channel.consume(self.reply_queue, auto_ack=True)
+        self._pending: dict[str, _Pending] = {}
+        self._condition = threading.Condition()
+        self._reading = False
+
+    def call(self, routing_key: str, body: Union[bytes, str], *, timeout: float = 30.0,
+             properties: Optional[Properties] = None) -> bytes:
+        """Publish a request to ``routing_key`` and return the reply's body; RpcTimeout after ``timeout``
+        seconds, RpcError when the server's handler raised."""
+        correlation_id = uuid.uuid4().hex
+        request = Properties(**{**_fields(properties), "reply_to": self.reply_queue,
+                                "correlation_id": correlation_id})
+        pending = _Pending()
+        with self._condition:
+            self._pending[correlation_id] = pending
+        try:
+            self._channel.publish(self.exchange, routing_key, body, request)
+            reply = self._wait(pending, time.monotonic() + timeout)
+        finally:
+            with self._condition:
+                self._pending.pop(correlation_id, None)
+        if reply is None:
+            raise RpcTimeout(f"no reply to the request to {routing_key!r} within {timeout} s "
+                             f"(in {self._channel.path})")
+        error = (reply.properties.headers or {}).get(ERROR_HEADER)
+        if error is not None:
+            raise RpcError(f"the server of {routing_key!r} failed: {error}")
+        return reply.body
+
+    def _wait(self, pending: _Pending, deadline: float) -> Optional[Delivery]:
+        # One waiting thread at a time reads the reply queue and hands each reply to its caller; the others sleep
+        # on the condition until their reply arrives or the reader's turn passes to them.
+        while True:
+            with self._condition:
+                while pending.reply is None and self._reading:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return None
+                    self._condition.wait(left)
+                if pending.reply is not None:
+                    return pending.reply
+                if deadline <= time.monotonic():
+                    return None
+                self._reading = True
+            try:
+                while pending.reply is None and (left := deadline - time.monotonic()) > 0:
+                    delivery = self._consumer.get(min(left, 0.1))
+                    if delivery is not None:
+                        with self._condition:
+                            waiting = self._pending.get(delivery.properties.correlation_id or "")
+                            if waiting is not None:  # anything else is late or stray: dropped
+                                waiting.reply = delivery
+                                self._condition.notify_all()
+            finally:
+                with self._condition:
+                    self._reading = False
+                    self._condition.notify_all()
+
+    def close(self) -> None:
+        """Close the client's channel; its reply queue goes with the connection."""
+        self._channel.close()
+
+    def __enter__(self) -> "RpcClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+Handler = Callable[[Delivery], Union[bytes, str]]
+
+
+class RpcServer:
+    """Serves ``handler(request) -> reply body`` on a queue, answering each request once."""
+
+    def __init__(self, connection: Connection, queue: str, handler: Handler, *, prefetch: int = 1,
+                 declare: bool = True) -> None:
+        self._channel = connection.channel()
+        if declare:
+            self._channel.declare_queue(queue)
+        self.queue = queue
+        self._handler = handler
+        self._consumer = self._channel.consume(queue, prefetch=prefetch)
+
+    def serve(self, *, inactivity_timeout: Optional[float] = None, limit: Optional[int] = None) -> int:
+        """Answer requests until stopped, idle for ``inactivity_timeout`` seconds, or ``limit`` are answered.
+        Returns how many were answered."""
+        self._consumer.inactivity_timeout = inactivity_timeout
+        answered = 0
+        for request in self._consumer:
+            self.answer(request)
+            answered += 1
+            if limit is not None and answered >= limit:
+                break
+        return answered
+
+    def answer(self, request: Delivery) -> None:
+        """Run the handler on one request and reply, atomically with the request's ack."""
+        request_properties = request.properties
+        try:
+            body: Union[bytes, str] = self._handler(request)
+            reply = Properties(correlation_id=request_properties.correlation_id)
+        except Exception as exc:
+            log.exception("litemq: the RPC handler for queue %r failed", self.queue)
+            body = b""
+            reply = Properties(correlation_id=request_properties.correlation_id,
+                               headers={ERROR_HEADER: f"{type(exc).__name__}: {exc}"})
+        if request_properties.reply_to:
+            self._channel.ack_and_publish(request.delivery_tag, "", request_properties.reply_to, body, reply)
+        else:
+            log.warning("litemq: request on queue %r has no reply_to; acked without a reply", self.queue)
+            request.ack()
+
+    def stop(self) -> None:
+        """Stop serving (callable from the handler); requests not yet answered go back to the queue."""
+        self._consumer.cancel()
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> "RpcServer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fields(properties: Optional[Properties]) -> dict[str, object]:
+    if properties is None:
+        return {}
+    return {name: value for name, value in vars(properties).items() if value is not None}
