@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import functools
 import itertools
 import logging
 import os
@@ -15,14 +16,14 @@ import secrets
 import uuid
 import weakref
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, TypeVar
 
 from . import routing
 from .errors import (AccessRefused, ChannelClosed, DeliveryError, ExchangeNotFound, LeaseExpired, MessageTooLarge,
                      PreconditionFailed, QueueNotFound, ResourceLocked)
 from .message import (EMPTY_PROPERTIES, Delivery, Properties, decode_properties, decode_table, encode_body,
                       encode_properties, encode_table)
-from .session import Held, Session, clock
+from .session import Held, OwnerDied, Session, clock
 from .store.sqlite import MessageRow, QueueRow, SQLiteStore
 
 if TYPE_CHECKING:
@@ -61,6 +62,22 @@ def resolve_path(url: Optional[str]) -> str:
     if not url or url == ":memory:":
         raise ValueError("litemq needs a file that other processes can open, not an in-memory database")
     return os.path.abspath(url)
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _reaping(method: Method) -> Method:
+    """An operation that meets an exclusive queue whose owner died cleans up after it (in a transaction of its own,
+    which nothing the operation raises can roll back) and starts over."""
+    @functools.wraps(method)
+    def run(self: "Channel", *args: Any, **kwargs: Any) -> Any:
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except OwnerDied as dead:
+                self._session.reap_now(dead.connection_id)
+    return run  # type: ignore[return-value]
 
 
 class Channel:
@@ -142,12 +159,14 @@ class Channel:
             self._session.auto_delete_exchanges(store, store.delete_exchange(exchange))
 
     # --- queues
+    @_reaping
     def declare_queue(self, queue: str = "", *, passive: bool = False, durable: bool = False,
                       exclusive: bool = False, auto_delete: bool = False,
                       arguments: Optional[Mapping[str, Any]] = None) -> QueueInfo:
         """Create the queue (a server-named one for ``""``), or check it; returns its name and counts."""
         self._check_open()
         routing.check_name("queue name", queue)
+        self._session.sweep()  # so the counts leave out consumers of connections that died
         if passive:
             with self._store.write() as store:
                 # A responder may check that a direct reply-to requester is still there (RabbitMQ allows it).
@@ -183,6 +202,7 @@ class Channel:
                         f"received {received!r} but current is {current!r}")
             return QueueInfo(queue, ready, store.consumer_count(queue))
 
+    @_reaping
     def delete_queue(self, queue: str, *, if_unused: bool = False, if_empty: bool = False) -> int:
         """Delete the queue with its messages and bindings; returns how many messages it held."""
         self._check_open()
@@ -199,6 +219,7 @@ class Channel:
             self._session.delete_queue(store, queue)
             return row.ready_count
 
+    @_reaping
     def purge_queue(self, queue: str) -> int:
         """Delete the queue's ready messages (unacked ones stay); returns how many."""
         self._check_open()
@@ -228,6 +249,7 @@ class Channel:
         """Remove a binding made by ``bind_exchange`` (idempotent)."""
         self._bind(source, destination, "exchange", routing_key, arguments, bind=False)
 
+    @_reaping
     def _bind(self, exchange: str, destination: str, kind: str, routing_key: str,
               arguments: Optional[Mapping[str, Any]], *, bind: bool) -> None:
         self._check_open()
@@ -329,6 +351,7 @@ class Channel:
         return routing.route(exchange, routing_key, headers, lookup)
 
     # --- getting and consuming
+    @_reaping
     def get(self, queue: str, *, auto_ack: bool = False, lease_seconds: Optional[float] = None
             ) -> Optional[Delivery]:
         """Take the next ready message (basic.get), or None when there is none.
@@ -367,6 +390,7 @@ class Channel:
         else:
             self.prefetch_count = prefetch_count
 
+    @_reaping
     def consume(self, queue: str, *, prefetch: Optional[int] = None, auto_ack: bool = False,
                 exclusive: bool = False,
                 consumer_tag: Optional[str] = None, lease_seconds: Optional[float] = None,
@@ -424,7 +448,7 @@ class Channel:
         if not lease_seconds:
             assert queue_row is not None
             lease_seconds = self._lease_seconds(queue_row, queue, None)
-        self._session.lease_taken()
+        self._session.lease_taken(lease_seconds)
         return Held(row.id, token, queue, consumer, lease_seconds, now)
 
     def _deliver(self, row: MessageRow, queue: str, held: Optional[Held], consumer: Optional["Consumer"],

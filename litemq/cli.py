@@ -61,20 +61,26 @@ def _demo_producer(db: Optional[str], count: int) -> int:
         for i in range(1, count + 1):
             body = f"Hello World! #{i}"
             conn.publish("", DEMO_QUEUE, body)
-            print(f" [producer pid {os.getpid()}] Sent {body!r}", flush=True)
+            _say(f" [producer pid {os.getpid()}] Sent {body!r}")
     return 0
 
 
 def _demo_consumer(db: Optional[str], count: int) -> int:
     with connect(db) as conn:
         conn.declare_queue(DEMO_QUEUE, durable=True)
-        print(f" [consumer pid {os.getpid()}] Waiting for messages", flush=True)
+        _say(f" [consumer pid {os.getpid()}] Waiting for messages")
         received = 0
         with conn.consume(DEMO_QUEUE, prefetch=1, inactivity_timeout=30) as consumer:
             for delivery in consumer:
-                print(f" [consumer pid {os.getpid()}] Received {delivery.body.decode()!r}", flush=True)
+                _say(f" [consumer pid {os.getpid()}] Received {delivery.body.decode()!r}")
                 delivery.ack()
                 received += 1
                 if received == count:
                     break
     return 0 if received == count else 1
+
+
+def _say(line: str) -> None:
+    # One write per line: the demo's two processes share one terminal, and their lines must not interleave.
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (line + "\n").encode())

@@ -35,6 +35,15 @@ def clock() -> float:
     return time.time()
 
 
+class OwnerDied(Exception):
+    """Internal: an operation met an exclusive queue whose owner died; clean up in a transaction of its own and
+    retry, so that an error the operation raises afterwards cannot roll the cleanup back."""
+
+    def __init__(self, connection_id: str) -> None:
+        super().__init__(connection_id)
+        self.connection_id = connection_id
+
+
 class Held:
     """A message leased to a channel: claimed for a consumer and not yet handed out, or delivered and unacked."""
 
@@ -66,9 +75,10 @@ class Session:
         self.closed = False
         self._next_sweep = 0.0
         self._known_connections: tuple[int, list[str]] = (-1, [])
-        self._next_renewal = 0.0
+        self._next_renewal = float("inf")  # when the next renewal is due: never while nothing is held
         self._checkpointed_commits = 0
         self._stop = threading.Event()
+        self._poke = threading.Event()
         # The lock comes before the row, so a row whose lock can be taken always means a dead connection.
         self.liveness = Liveness(store.path, self.connection_id)
         self.bell = Bell()
@@ -83,7 +93,7 @@ class Session:
             self.liveness.close()
             self.bell.close()
             raise
-        threading.Thread(target=_housekeep, args=(weakref.ref(self), self._stop),
+        threading.Thread(target=_housekeep, args=(weakref.ref(self), self._stop, self._poke),
                          name=f"litemq-{self.connection_id[:8]}", daemon=True).start()
 
     # --- cascades that several operations share
@@ -125,9 +135,7 @@ class Session:
         with self.store.lock:
             dead = self.liveness.dead(self.connections())
             for connection_id in dead:
-                with self.store.write() as store:
-                    self.reap(store, connection_id)
-                self.liveness.forget(connection_id)
+                self.reap_now(connection_id)
         return bool(dead)
 
     def connections(self) -> list[str]:
@@ -145,14 +153,19 @@ class Session:
         return sockets, RECHECK_SECONDS if complete else SWEEP_SECONDS
 
     def live_queue(self, store: SQLiteStore, queue: str) -> Optional[QueueRow]:
-        """The queue, unless it is gone, or was exclusive to a connection that died (then it is cleaned up now)."""
+        """The queue, or None when it is gone. Raises OwnerDied when it is exclusive to a dead connection."""
         row = store.queue(queue)
         if (row is not None and row.exclusive and row.owner_connection != self.connection_id
                 and row.owner_connection is not None and self.liveness.is_dead(row.owner_connection)):
-            self.reap(store, row.owner_connection)
-            store.after_commit(lambda owner=row.owner_connection: self.liveness.forget(owner))
-            row = store.queue(queue)
+            raise OwnerDied(row.owner_connection)
         return row
+
+    def reap_now(self, connection_id: str) -> None:
+        """Clean up after a dead connection in a transaction of its own."""
+        with self.store.lock:
+            with self.store.write() as store:
+                self.reap(store, connection_id)
+            self.liveness.forget(connection_id)
 
     def reap(self, store: SQLiteStore, connection_id: str) -> None:
         """A dead connection's state: its leases go back, its consumers are cancelled, its exclusive queues go."""
@@ -169,10 +182,13 @@ class Session:
                  self.path, sum(returned.values()))
 
     # --- background duties: lease renewal and WAL checkpoints
-    def lease_taken(self) -> None:
-        """A lease was taken: renew soon, so even a short lease is extended in time."""
+    def lease_taken(self, lease_seconds: float) -> None:
+        """A lease was taken: make sure the background thread renews it in time, however short it is."""
         if self.renew_leases:
-            self._next_renewal = min(self._next_renewal, time.monotonic() + MIN_RENEW_SECONDS)
+            due = time.monotonic() + max(MIN_RENEW_SECONDS, lease_seconds / 3)
+            if due < self._next_renewal:
+                self._next_renewal = due
+                self._poke.set()
 
     def held(self) -> list[Held]:
         leases: list[Held] = []
@@ -184,25 +200,24 @@ class Session:
         """Renew leases when due, checkpoint the WAL when this connection wrote; returns how long to rest."""
         now = time.monotonic()
         if self.renew_leases and now >= self._next_renewal:
-            self._next_renewal = now + self.renew()
+            delay = self.renew()
+            self._next_renewal = float("inf") if delay is None else now + delay
         if self.store.commits != self._checkpointed_commits:
             self._checkpointed_commits = self.store.commits
             self.store.checkpoint()
-        rest = CHECKPOINT_SECONDS
-        if self.renew_leases:
-            rest = min(rest, self._next_renewal - time.monotonic())
-        return max(MIN_RENEW_SECONDS, rest)
+        rest = min(CHECKPOINT_SECONDS, self._next_renewal - time.monotonic())
+        return max(0.0, rest)
 
-    def renew(self) -> float:
+    def renew(self) -> Optional[float]:
         """Extend every lease this connection holds, up to ``consumer_timeout`` after its claim.
 
-        Returns how long to wait before the next renewal."""
+        Returns how long to wait before the next renewal, or None when nothing is held."""
         with self.store.lock:
             if self.closed:
-                return CHECKPOINT_SECONDS
+                return None
             leases = self.held()
             if not leases:
-                return self.lease_seconds / 3
+                return None
             now = clock()
             for held in leases:
                 held.expires_at = min(now + held.lease_seconds, held.claimed_at + self.consumer_timeout)
@@ -213,14 +228,19 @@ class Session:
     def close(self) -> None:
         self.closed = True
         self._stop.set()
+        self._poke.set()
         self.bell.close()
         self.liveness.close()
 
 
-def _housekeep(session_ref: "weakref.ref[Session]", stop: threading.Event) -> None:
+def _housekeep(session_ref: "weakref.ref[Session]", stop: threading.Event, poke: threading.Event) -> None:
     # Holds the session only weakly, so a connection dropped without close() can still be collected (and closed).
     rest = CHECKPOINT_SECONDS
-    while not stop.wait(rest):
+    while True:
+        poke.wait(rest)
+        poke.clear()
+        if stop.is_set():
+            return
         session = session_ref()
         if session is None or session.closed:
             return

@@ -16,6 +16,7 @@ import os
 import signal
 import sqlite3
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -148,16 +149,20 @@ def own_exclusive_queue_and_consumers(db: str, shared_queue: str, out_dir: str) 
 # --- consumers in other processes
 
 def collect(db: str, queue: str, count: int, out_dir: str, timeout: float, name: str = "collector",
-            fallback: bool = False) -> None:
+            fallback: bool = False, start_after: str = "") -> None:
     """Start consuming, write ``waiting-<name>``, then take up to ``count`` deliveries within ``timeout`` seconds,
     ack them, and write ``collected-<name>``: one ``<body> <redelivered 0/1>`` line per delivery.
 
-    With ``fallback``, first switch off abstract sockets (doorbells poll the file, deaths are found on a timer)."""
+    With ``fallback``, first switch off abstract sockets (doorbells poll the file, deaths are found on a timer).
+    With ``start_after``, connect, write ``ready-<name>``, and start consuming only once that file exists."""
     out = Path(out_dir)
     with reporting_errors(out_dir, name):
         if fallback:
             switch_off_abstract_sockets()
         conn = litemq.connect(db)
+        if start_after:
+            write_atomically(out / f"ready-{name}", "")
+            wait_for_file(out / start_after)
         consumer = conn.consume(queue)
         write_atomically(out / f"waiting-{name}", "")
         deliveries = take(consumer, count, timeout)
@@ -185,6 +190,15 @@ def measure_idle_cpu(db: str, queue: str, seconds: float, out_dir: str, fallback
         write_atomically(out / "cpu", f"{cpu} {wall}")
 
 
+def count_ready(db: str, queue: str, out_dir: str, name: str) -> None:
+    """Open a connection, write the queue's ready count to ``count-<name>``, and close."""
+    with reporting_errors(out_dir, name):
+        conn = litemq.connect(db)
+        count = conn.declare_queue(queue, passive=True).message_count
+        conn.close()
+        write_atomically(Path(out_dir) / f"count-{name}", str(count))
+
+
 # --- processes that receive signals (run with ``python -c`` so the test sees their exit code and stderr)
 
 def consume_unacked_until_signalled(db: str, queue: str, out_dir: str) -> None:
@@ -207,6 +221,52 @@ def consume_until_ctrl_c(db: str, queue: str, out_dir: str) -> None:
     except KeyboardInterrupt:
         closed = conn is not None and not conn.is_open
         write_atomically(Path(out_dir) / "interrupted", "closed" if closed else "open")
+
+
+def interrupted_as_a_transaction_begins(db: str, out_dir: str) -> None:
+    """Hold a delivery, then ack it at a moment when Ctrl-C lands just as the ack's transaction has begun: another
+    connection holds the write lock, SIGINT arrives while the ack waits for it, and the lock is released, so the
+    KeyboardInterrupt is raised as BEGIN returns. Write ``outcome``: how the ack ended, whether the write lock was
+    free afterwards, and how closing went, one per line."""
+    out = Path(out_dir)
+    conn = litemq.connect(db)
+    conn.declare_queue("jobs")
+    conn.publish("", "jobs", b"job")
+    delivery = conn.get("jobs", lease_seconds=LONG_LEASE)
+    assert delivery is not None
+    blocker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+
+    def interrupt_then_release() -> None:
+        time.sleep(0.3)  # the ack is waiting for the write lock by now
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.3)
+        blocker.execute("ROLLBACK")
+
+    thread = threading.Thread(target=interrupt_then_release)
+    thread.start()
+    try:
+        delivery.ack()
+        ack = "acked"
+    except KeyboardInterrupt:
+        ack = "interrupted"
+    thread.join()
+    blocker.close()
+    probe = sqlite3.connect(db, timeout=1.0, isolation_level=None)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.execute("ROLLBACK")
+        lock = "write lock free"
+    except sqlite3.OperationalError as exc:
+        lock = f"write lock held: {exc}"
+    finally:
+        probe.close()
+    try:
+        conn.close()
+        closing = "closed"
+    except Exception as exc:
+        closing = f"close failed: {exc!r}"
+    write_atomically(out / "outcome", "\n".join([ack, lock, closing]))
 
 
 class Stop(Exception):

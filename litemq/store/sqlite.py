@@ -18,7 +18,6 @@ from ..errors import (NotADatabase, ReadOnlyDatabase, SchemaError, StorageError,
 from . import SCHEMA_REVISION, VERSION_TABLE
 
 MIN_SQLITE = (3, 35, 0)  # RETURNING
-SQLITE_HEADER = b"SQLite format 3\x00"
 SYNCHRONOUS = ("NORMAL", "FULL")
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL is truncated back to this after a checkpoint
 
@@ -175,10 +174,8 @@ class SQLiteStore:
         if os.path.exists(self.path):
             if not os.path.isfile(self.path):
                 raise StorageError(f"cannot open {self.path}: not a regular file")
-            with open(self.path, "rb") as f:  # read before SQLite opens it, so no SQLite lock is involved
-                header = f.read(len(SQLITE_HEADER))
-            if header and header != SQLITE_HEADER:
-                raise NotADatabase(f"{self.path} is not an SQLite database")
+            # The header is checked through SQLite (_configure), never by opening the file here: closing any
+            # descriptor of the file would drop this process's SQLite locks on it.
             if not os.access(self.path, os.W_OK):
                 raise ReadOnlyDatabase(f"{self.path} is read-only: litemq needs to write it")
         if not os.access(directory, os.W_OK | os.X_OK):
@@ -186,6 +183,10 @@ class SQLiteStore:
             raise ReadOnlyDatabase(f"cannot open {self.path}: directory {directory} is not writable")
 
     def _configure(self, synchronous: str, busy_timeout: float) -> None:
+        try:
+            self._db.execute("PRAGMA schema_version").fetchone()  # reads the header: SQLITE_NOTADB if not SQLite
+        except sqlite3.Error as exc:
+            raise _translate(exc, self.path) from exc
         deadline = time.monotonic() + busy_timeout
         while True:
             try:
@@ -239,14 +240,14 @@ class SQLiteStore:
 
     @contextmanager
     def _transaction(self, begin: str) -> Iterator[None]:
+        self._check_process()  # before the lock, which another thread may have held at fork()
         with self.lock:
-            self._check_process()
-            try:
-                self._db.execute(begin)
-            except sqlite3.Error as exc:
-                raise _translate(exc, self.path) from exc
             self._after_commit = []
             try:
+                try:
+                    self._db.execute(begin)
+                except sqlite3.Error as exc:
+                    raise _translate(exc, self.path) from exc
                 yield
             except sqlite3.Error as exc:
                 self._rollback()

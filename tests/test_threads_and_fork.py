@@ -1,0 +1,302 @@
+"""Threads and fork: several connections in one process, one connection shared by threads, and what a forked
+child may (not) do with its parent's connection.
+
+Every thread and child here is bounded in time: threads are joined with a timeout and asserted finished, and
+forked children are waited for with a bound and SIGKILLed by pid if they overstay.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import litemq
+import liveness_workers as workers
+from conftest import Processes
+from liveness_workers import sql, wait_for_files, worker_errors
+
+BOUND = 5.0
+"""Seconds allowed for what normally takes milliseconds (a loaded 2-core machine must never flake)."""
+JOIN_SECONDS = 60.0
+"""Seconds allowed for threads doing a few hundred operations each."""
+
+
+class Threads:
+    """Threads that record any exception instead of dying silently."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+        self.errors: list[str] = []
+
+    def start(self, target: Callable[..., Any], *args: Any) -> threading.Thread:
+        def run() -> None:
+            try:
+                target(*args)
+            except BaseException as exc:  # reported to the test, which fails on any
+                self.errors.append(f"{threading.current_thread().name}: {exc!r}")
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return thread
+
+    def join(self, timeout: float = JOIN_SECONDS) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        assert not [t.name for t in self.threads if t.is_alive()], f"threads still running after {timeout}s"
+        assert self.errors == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Several connections in one process
+# ---------------------------------------------------------------------------------------------------------------
+
+PER_PUBLISHER = 100
+
+
+def test_connections_in_threads_of_one_process_publish_and_consume_through_one_file(
+        db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("jobs")
+    received: list[bytes] = []
+
+    def publish(n: int) -> None:
+        with litemq.connect(db_path) as publisher:
+            for i in range(PER_PUBLISHER):
+                publisher.publish("", "jobs", f"p{n}-{i}")
+
+    def consume() -> None:
+        with litemq.connect(db_path) as consumer_conn:
+            consumer = consumer_conn.consume("jobs", prefetch=10)
+            deadline = time.monotonic() + JOIN_SECONDS
+            while len(received) < 2 * PER_PUBLISHER:
+                delivery = consumer.get(timeout=max(0.0, deadline - time.monotonic()))
+                if delivery is None:
+                    return
+                received.append(delivery.body)
+                delivery.ack()
+
+    threads = Threads()
+    threads.start(consume)
+    threads.start(publish, 0)
+    threads.start(publish, 1)
+    threads.join(JOIN_SECONDS + 10)
+    assert sorted(received) == sorted(f"p{n}-{i}".encode() for n in range(2) for i in range(PER_PUBLISHER))
+    assert conn.declare_queue("jobs", passive=True).message_count == 0
+
+
+def test_a_second_connection_in_a_process_does_not_let_another_process_delete_the_write_ahead_log(
+        db_path: str, conn: litemq.Connection, other: litemq.Connection, processes: Processes,
+        tmp_path: Path) -> None:
+    # SQLite's locks on the database file are POSIX locks, which a process loses when it closes any descriptor
+    # of that file. If opening a second connection did that, the next process to close would think itself the
+    # last one, and delete the -wal and -shm files under this process's open connections: their later commits
+    # would go to a deleted file, invisible to everyone else.
+    conn.declare_queue("jobs")
+    conn.publish("", "jobs", b"before")
+    processes.start(workers.count_ready, db_path, "jobs", str(tmp_path), "visitor")
+    wait_for_files([tmp_path / "count-visitor"], JOIN_SECONDS)
+    processes.join_all(BOUND)  # it has closed its connection
+    assert (tmp_path / "count-visitor").read_text() == "1"
+    log_files = [os.path.exists(db_path + suffix) for suffix in ("-wal", "-shm")]
+    conn.publish("", "jobs", b"after")
+    processes.start(workers.count_ready, db_path, "jobs", str(tmp_path), "witness")
+    wait_for_files([tmp_path / "count-witness"], JOIN_SECONDS)
+    assert worker_errors(tmp_path) == {}
+    # What this process wrote after the visitor left is there for others.
+    assert (tmp_path / "count-witness").read_text() == "2", f"-wal and -shm still there: {log_files}"
+    assert log_files == [True, True]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# One connection shared by threads
+# ---------------------------------------------------------------------------------------------------------------
+
+THREADS = 4
+PER_THREAD = 100
+
+
+def test_one_connection_shared_by_four_threads_publishing_getting_and_acking_acks_every_message_once(
+        db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("jobs")
+    acked: list[list[bytes]] = [[] for _ in range(THREADS)]
+
+    def work(n: int) -> None:
+        def get_and_ack() -> bool:
+            delivery = conn.get("jobs")
+            if delivery is None:
+                return False
+            delivery.ack()
+            acked[n].append(delivery.body)
+            return True
+
+        for i in range(PER_THREAD):
+            conn.publish("", "jobs", f"t{n}-{i}")
+            get_and_ack()
+        while get_and_ack():  # after its last publish, drain what is ready (others ack what they hold)
+            pass
+
+    threads = Threads()
+    for n in range(THREADS):
+        threads.start(work, n)
+    threads.join()
+    every = [body for bodies in acked for body in bodies]
+    assert sorted(every) == sorted(f"t{n}-{i}".encode() for n in range(THREADS) for i in range(PER_THREAD))
+    assert conn.declare_queue("jobs", passive=True).message_count == 0
+    assert sql(db_path, "SELECT count(*) FROM litemq_messages") == [(0,)]
+
+
+def test_a_consumer_waiting_in_one_thread_receives_what_another_thread_publishes_on_the_same_connection(
+        conn: litemq.Connection) -> None:
+    conn.declare_queue("jobs")
+    waiting = threading.Event()
+    received: list[litemq.Delivery] = []
+
+    def consume() -> None:
+        consumer = conn.consume("jobs")
+        waiting.set()
+        delivery = consumer.get(timeout=BOUND)
+        if delivery is not None:
+            delivery.ack()
+            received.append(delivery)
+
+    threads = Threads()
+    threads.start(consume)
+    assert waiting.wait(BOUND)
+    time.sleep(0.1)  # let it settle into its wait
+    conn.publish("", "jobs", b"ping")
+    threads.join(BOUND + 5)
+    assert [d.body for d in received] == [b"ping"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fork()
+# ---------------------------------------------------------------------------------------------------------------
+
+REFUSED, OTHER_ERROR, ACCEPTED = 0, 10, 20
+"""A forked child's exit code: every call refused with StorageError mentioning fork; or OTHER_ERROR + i when
+call i raised something else; or ACCEPTED + i when call i worked."""
+
+
+def try_in_forked_child(conn: litemq.Connection, held: litemq.Delivery) -> None:
+    """In the child: try the parent's connection, exit with a code saying what happened. Never returns."""
+    code = 99
+    try:
+        calls: list[Callable[[], object]] = [
+            lambda: conn.publish("", "jobs", b"from the child"),
+            lambda: conn.get("jobs"),
+            lambda: conn.declare_queue("jobs", passive=True),
+            lambda: held.ack(),
+        ]
+        code = REFUSED
+        for i, call in enumerate(calls):
+            try:
+                call()
+            except litemq.StorageError as exc:
+                if "fork" not in str(exc):
+                    code = OTHER_ERROR + i
+                    break
+            except BaseException:
+                code = OTHER_ERROR + i
+                break
+            else:
+                code = ACCEPTED + i
+                break
+    finally:
+        os._exit(code)
+
+
+def wait_for_child(pid: int, timeout: float = BOUND) -> int:
+    """The forked child's exit code; SIGKILLs it (and fails) if it is still running after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise AssertionError(f"forked child {pid} hung: still running after {timeout}s")
+        time.sleep(0.01)
+
+
+def test_a_connection_opened_before_fork_is_refused_in_the_child_and_keeps_working_in_the_parent(
+        db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("jobs")
+    conn.publish("", "jobs", b"held")
+    held = conn.get("jobs", lease_seconds=workers.LONG_LEASE)
+    assert held is not None
+    time.sleep(0.2)  # past the first background renewal, so the fork does not land in the middle of it
+    pid = os.fork()
+    if pid == 0:
+        try_in_forked_child(conn, held)
+    assert wait_for_child(pid) == REFUSED
+    # The child's exit took nothing from the parent: its lease holds (a new connection does not reap it) ...
+    newcomer = litemq.connect(db_path)
+    try:
+        assert newcomer.get("jobs") is None
+    finally:
+        newcomer.close()
+    # ... and its connection works.
+    conn.publish("", "jobs", b"after")
+    after = conn.get("jobs")
+    assert after is not None and after.body == b"after"
+    after.ack()
+    held.ack()
+    assert sql(db_path, "SELECT count(*) FROM litemq_messages") == [(0,)]
+
+
+def test_a_connection_busy_in_another_thread_at_fork_is_still_refused_in_the_child(
+        db_path: str, conn: litemq.Connection) -> None:
+    # Another thread (the application's, or litemq's own renewal thread) may be inside a transaction at the
+    # moment of fork(); the child must still get StorageError, not wait forever for a lock no thread will free.
+    conn.declare_queue("jobs")
+    conn.publish("", "jobs", b"held")
+    held = conn.get("jobs", lease_seconds=workers.LONG_LEASE)
+    assert held is not None
+    inside, release = threading.Event(), threading.Event()
+
+    def busy() -> None:
+        with conn._store.write():  # a transaction of this connection, open across the fork
+            inside.set()
+            release.wait(BOUND)
+
+    threads = Threads()
+    threads.start(busy)
+    assert inside.wait(BOUND)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try_in_forked_child(conn, held)
+    finally:
+        release.set()
+        threads.join(BOUND)
+    assert wait_for_child(pid) == REFUSED
+    held.ack()
+
+
+def test_a_forked_child_does_not_keep_its_dead_parents_deliveries_leased(
+        db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
+    conn.declare_queue("jobs")
+    conn.publish("", "jobs", b"job")
+    parent = processes.start(workers.hold_then_fork, db_path, "jobs", str(tmp_path))
+    wait_for_files([tmp_path / "held"], JOIN_SECONDS)
+    held, child = (tmp_path / "held").read_text().splitlines()
+    child_pid = int(child)
+    try:
+        assert held == "job 0"
+        os.kill(parent.pid, signal.SIGKILL)
+        delivery = conn.consume("jobs").get(timeout=BOUND)
+        os.kill(child_pid, 0)  # the child is still alive (this raises if it is not) ...
+        assert delivery is not None and (delivery.body, delivery.redelivered) == (b"job", True)  # ... yet
+        delivery.ack()
+    finally:
+        try:
+            os.kill(child_pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert worker_errors(tmp_path) == {}
