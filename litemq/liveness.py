@@ -19,6 +19,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import weakref
 from typing import Iterable, Optional
 
@@ -28,6 +29,8 @@ except ImportError:  # not POSIX: no liveness locks; leases still expire
     fcntl = None  # type: ignore[assignment]
 
 SUFFIX = ".lock"
+PENDING_SUFFIX = ".opening"
+STRAY_PENDING_SECONDS = 60.0
 WATCHABLE = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
 
 
@@ -55,8 +58,12 @@ class Liveness:
         if fcntl is None:
             return
         os.makedirs(self.directory, exist_ok=True)
-        fd = os.open(self._path(connection_id), os.O_RDWR | os.O_CREAT, 0o644)
+        # Locked under a temporary name, then renamed: a lock file is never seen unlocked under its real name,
+        # where another opener would take it for a stray and a sweeper for a dead connection.
+        pending = os.path.join(self.directory, f".{connection_id}{PENDING_SUFFIX}")
+        fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX)
+        os.rename(pending, self._path(connection_id))
         self._own_fd = fd
         if WATCHABLE:
             try:
@@ -166,11 +173,32 @@ class Liveness:
             return
         known = set(registered) | {self.connection_id}
         for name in os.listdir(self.directory):
+            if name.endswith(PENDING_SUFFIX):
+                self._remove_if_unlocked(os.path.join(self.directory, name))
+                continue
             connection_id = name[:-len(SUFFIX)]
             if not name.endswith(SUFFIX) or connection_id in known:
                 continue
             if self.is_dead(connection_id):
                 self.forget(connection_id)
+
+    def _remove_if_unlocked(self, path: str) -> None:
+        # A process that died between creating and renaming its lock file leaves it behind, unlocked. A young one
+        # may belong to a connection opening right now, before its flock: leave those alone.
+        assert fcntl is not None
+        try:
+            if time.time() - os.stat(path).st_mtime < STRAY_PENDING_SECONDS:
+                return
+            fd = os.open(path, os.O_RDWR)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            os.unlink(path)
+        except (BlockingIOError, FileNotFoundError):
+            pass
+        finally:
+            os.close(fd)
 
     def close(self) -> None:
         """Release this connection's lock (after its row is gone) and stop watching others."""

@@ -20,7 +20,8 @@ consumers drain the queue, stops them (a stop file), drains whatever is left its
 - no exception reached any worker (each writes its traceback to errors/<name>.txt; a SIGKILLed worker writes
   nothing) and nothing was written to any worker's stderr (litemq logs background failures there);
 - every worker exited 0 or was SIGKILLed by the harness, and no process of the run is still alive;
-- a killed consumer's leases went back within lease_seconds + STUCK_GRACE_SECONDS.
+- a killed consumer's leases went back within lease_seconds + STUCK_GRACE_SECONDS;
+- no live worker's connection was taken for dead (checked throughout: its row must stay while it runs).
 
 Logs (one file per worker, opened in append mode, one ``os.write`` per line): producers write ``<id>`` after
 publish() returned; consumers write ``delivered <id> <redelivered 0/1>`` before acking and ``acked <id>`` after
@@ -61,8 +62,6 @@ INVARIANT_SECONDS = 0.5
 BURST_PROBABILITY = 0.005
 BURST_SIZE = (50, 500)
 """A producer now and then publishes a burst at full speed (keeping its average rate by pausing after it)."""
-STOP_SECONDS = 20.0
-"""How long workers get to exit after their stop file appears."""
 
 
 @dataclass
@@ -81,6 +80,9 @@ class Config:
     slow_probability: float = 0.0005
     """Chance that a consumer holds a delivery for 1.3 lease periods (background renewal must keep it)."""
     drain_seconds: float = 30.0
+    """How long the consumers get to empty the queue once the producers stopped."""
+    stop_seconds: float = 20.0
+    """How long workers get to exit after their stop file appears."""
     seed: Optional[int] = None
     workdir: Optional[str] = None
     progress: bool = False
@@ -106,6 +108,7 @@ class Result:
     redelivered_messages: int = 0
     left_over: int = 0
     max_backlog: int = 0
+    max_wal_bytes: int = 0
     release_ms: list[float] = field(default_factory=list)
     """Per killed consumer that held leases: kill to none of them held any more."""
     reap_ms: list[float] = field(default_factory=list)
@@ -134,7 +137,8 @@ class Result:
             f"  acked      {self.acked:,} ({self.throughput:,.0f}/s over the kill phase); "
             f"{self.acked_unlogged} acked by a consumer killed before it logged the ack",
             f"  redelivered {self.redeliveries:,} deliveries ({self.redelivered_messages:,} messages); "
-            f"left for the final drain: {self.left_over}; largest backlog seen: {self.max_backlog:,}",
+            f"left for the final drain: {self.left_over}; largest backlog seen: {self.max_backlog:,}; "
+            f"largest WAL seen: {self.max_wal_bytes / 1e6:.1f} MB",
             f"  kills      {sum(self.kills.values())} ({self.kills['producer']} producers, "
             f"{self.kills['consumer']} consumers, {self.kills_holding_leases} of them holding leases)",
             f"  killed consumer's leases back after: {dist(self.release_ms)}",
@@ -253,6 +257,19 @@ def _worker_main(spec_json: str) -> None:
         os._exit(3)
 
 
+def own_exclusive_queue(db: str, out_dir: str) -> None:
+    """For tests (spawned): declare a server-named exclusive queue, write its name to ``queue`` in ``out_dir``, and
+    sleep until killed (at most 60 s)."""
+    import litemq
+
+    conn = litemq.connect(db)
+    name = conn.declare_queue("", exclusive=True).queue
+    partial = Path(out_dir) / "queue.partial"
+    partial.write_text(name)
+    os.replace(partial, Path(out_dir) / "queue")
+    time.sleep(60)
+
+
 # =============================================================================================================
 # The harness
 # =============================================================================================================
@@ -263,8 +280,13 @@ class _Proc:
     name: str
     uid: str
     popen: subprocess.Popen
+    started_at: float
+    """Wall time before it was started: its connection registered later (pids get reused in a long run)."""
     killed: bool = False
     reported: bool = False
+    connection_id: Optional[str] = None
+    """Its connection, once the harness has seen it registered (looked up by pid)."""
+    taken_for_dead: bool = False
 
 
 @dataclass
@@ -314,12 +336,15 @@ class Harness:
         self.rng = random.Random(self.seed)
         self.result = Result(workdir=str(workdir), seed=self.seed)
         self.procs: list[_Proc] = []
+        self.running: list[_Proc] = []
+        """Started, and their end not yet seen by ``check_exits`` (so a long run's loop stays short)."""
         self.deaths: list[_Death] = []
+        """Killed workers' connections not yet cleaned up after."""
         self.counter = 0
         self.env = dict(os.environ)
         self.env["PYTHONPATH"] = str(REPO) + os.pathsep + self.env.get("PYTHONPATH", "")
         self.env.pop("LITEMQ_URL", None)
-        budget = config.seconds + config.drain_seconds + 3 * STOP_SECONDS + 120
+        budget = config.seconds + config.drain_seconds + 2 * config.stop_seconds + 120
         self.deadline = time.time() + budget
         self.reader: Optional[_Reader] = None
 
@@ -340,23 +365,26 @@ class Harness:
             "slow_probability": self.config.slow_probability,
         }
         stderr = open(self.dir / "stderr" / f"{name}.txt", "wb")
+        started_at = time.time()
         try:
             popen = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "_worker", json.dumps(spec)],
                                      env=self.env, cwd=self.dir, stdin=subprocess.DEVNULL,
                                      stdout=stderr, stderr=stderr)
         finally:
             stderr.close()
-        proc = _Proc(kind, name, uid, popen)
+        proc = _Proc(kind, name, uid, popen, started_at)
         self.procs.append(proc)
+        self.running.append(proc)
         self.result.workers_started += 1
         return proc
 
     def alive(self, kind: Optional[str] = None) -> list[_Proc]:
-        return [p for p in self.procs if p.popen.poll() is None and (kind is None or p.kind == kind)]
+        return [p for p in self.running if p.popen.poll() is None and (kind is None or p.kind == kind)]
 
-    def connection_of(self, pid: int) -> Optional[str]:
+    def connection_of(self, proc: _Proc) -> Optional[str]:
         assert self.reader is not None
-        return self.reader.one("SELECT id FROM litemq_connections WHERE pid = ? ORDER BY started_at DESC", pid)
+        return self.reader.one("SELECT id FROM litemq_connections WHERE pid = ? AND started_at >= ? "
+                               "ORDER BY started_at DESC", proc.popen.pid, proc.started_at)
 
     def leases_of(self, connection_id: str) -> int:
         assert self.reader is not None
@@ -380,12 +408,13 @@ class Harness:
             if not candidates:
                 return
             victim = self.rng.choice(candidates)
-        connection_id = self.connection_of(victim.popen.pid)
+        connection_id = self.connection_of(victim)
         held = self.leases_of(connection_id) if connection_id else 0
         victim.killed = True
         killed_at = time.monotonic()
         os.kill(victim.popen.pid, signal.SIGKILL)
         victim.popen.wait()
+        self.running.remove(victim)
         self.result.kills[victim.kind] += 1
         if held:
             self.result.kills_holding_leases += 1
@@ -396,6 +425,7 @@ class Harness:
     def watch_deaths(self) -> None:
         assert self.reader is not None
         now = time.monotonic()
+        self.deaths = [d for d in self.deaths if d.reaped_at is None or (d.held and d.released_at is None)]
         for death in self.deaths:
             if death.held and death.released_at is None:
                 if self.leases_of(death.connection_id) == 0:
@@ -423,12 +453,35 @@ class Harness:
             self.result.max_backlog = max(self.result.max_backlog, total)
             if counter != actual:
                 self.fail(f"queue {name!r}: ready_count is {counter} but {actual} messages are ready")
+        with contextlib.suppress(OSError):  # a stat, never an open: litemq's files are SQLite's alone
+            self.result.max_wal_bytes = max(self.result.max_wal_bytes, os.stat(self.db + "-wal").st_size)
+        self.check_live_connections()
+
+    def check_live_connections(self) -> None:
+        """A worker that is alive and not told to stop must still be registered: litemq must never take a live
+        connection for dead (its leases would go to others, its consumers would be dropped)."""
+        assert self.reader is not None
+        rows = self.reader.rows("SELECT id, pid, started_at FROM litemq_connections")
+        registered = {connection_id for connection_id, _, _ in rows}
+        for proc in self.running:
+            if proc.killed or proc.taken_for_dead or (self.dir / f"stop-{proc.kind}s").exists():
+                continue
+            if proc.connection_id is None:
+                proc.connection_id = next((connection_id for connection_id, pid, started_at in rows
+                                           if pid == proc.popen.pid and started_at >= proc.started_at), None)
+            elif proc.connection_id not in registered and proc.popen.poll() is None:
+                proc.taken_for_dead = True
+                self.fail(f"{proc.name} (pid {proc.popen.pid}) is alive, but its connection {proc.connection_id} "
+                          f"is no longer registered: another process took it for dead and cleaned up after it")
 
     def check_exits(self) -> None:
         """A worker that ended without being killed must have been told to stop, and exited 0."""
-        for proc in self.procs:
+        for proc in list(self.running):
             code = proc.popen.poll()
-            if code is None or proc.killed or proc.reported:
+            if code is None:
+                continue
+            self.running.remove(proc)
+            if proc.killed:
                 continue
             stopped = (self.dir / f"stop-{proc.kind}s").exists()
             if code != 0 or not stopped:
@@ -481,6 +534,7 @@ class Harness:
         next_kill = start + self.rng.uniform(*cfg.kill_every)
         next_check = start
         next_progress = start + 10
+        wal = 0
         while (now := time.monotonic()) < end:
             if now >= next_kill:
                 self.kill_one()
@@ -492,17 +546,19 @@ class Harness:
                 next_check = now + INVARIANT_SECONDS
             if cfg.progress and now >= next_progress:
                 next_progress = now + 10
+                with contextlib.suppress(OSError):
+                    wal = os.stat(self.db + "-wal").st_size
                 print(f"  {now - start:5.0f} s: {sum(self.result.kills.values())} kills, "
                       f"{self.result.workers_started} workers started, backlog "
-                      f"{self.reader.one('SELECT count(*) FROM litemq_messages')}, failures so far "
-                      f"{len(self.result.failures)}", flush=True)
+                      f"{self.reader.one('SELECT count(*) FROM litemq_messages')}, WAL {wal / 1e6:.1f} MB, "
+                      f"failures so far {len(self.result.failures)}", flush=True)
             time.sleep(LOOP_SECONDS)
         self.result.seconds = time.monotonic() - start
         stop_began = time.monotonic()
 
         # Stop the producers, let the consumers drain, stop them.
         (self.dir / "stop-producers").write_text("")
-        self.wait_exit("producer", STOP_SECONDS)
+        self.wait_exit("producer", cfg.stop_seconds)
         drain_deadline = time.monotonic() + cfg.drain_seconds
         next_check = 0.0
         while (left := self.reader.one("SELECT count(*) FROM litemq_messages")) and \
@@ -519,7 +575,7 @@ class Harness:
                       f"({leased} of them leased)")
         self.watch_deaths()
         (self.dir / "stop-consumers").write_text("")
-        self.wait_exit("consumer", STOP_SECONDS)
+        self.wait_exit("consumer", cfg.stop_seconds)
         self.check_exits()
         self.result.drain_seconds = time.monotonic() - stop_began
 
