@@ -18,11 +18,10 @@ import sqlite3
 import sys
 import threading
 import time
-import traceback
 from pathlib import Path
-from typing import Iterator
 
 import litemq
+from process_workers import reporting_errors, wait_for_file, write_atomically
 import litemq.liveness
 import litemq.wakeup
 
@@ -32,39 +31,6 @@ LONG_LEASE = 600.0
 """A lease no test outlives: a delivery that comes back within seconds came back because its holder died."""
 
 
-@contextlib.contextmanager
-def reporting_errors(out_dir: str, name: str) -> Iterator[None]:
-    """Write any exception (SystemExit with a non-zero code included) to ``errors/<name>.txt``, then re-raise."""
-    try:
-        yield
-    except SystemExit as exc:
-        if exc.code not in (0, None):
-            _write_error(out_dir, name, traceback.format_exc())
-        raise
-    except BaseException:
-        _write_error(out_dir, name, traceback.format_exc())
-        raise
-
-
-def _write_error(out_dir: str, name: str, text: str) -> None:
-    errors = Path(out_dir) / "errors"
-    errors.mkdir(exist_ok=True)
-    (errors / f"{name}.txt").write_text(text)
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the whole file or none of it."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
-def wait_for_file(path: Path, timeout: float = WAIT_SECONDS) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} did not appear within {timeout}s")
-        time.sleep(0.005)
 
 
 def describe(delivery: litemq.Delivery) -> str:

@@ -24,10 +24,15 @@ WAIT_SECONDS = 30.0
 
 
 @contextlib.contextmanager
-def reporting_errors(out_dir: str, name: str) -> Iterator[None]:
-    """Write any exception (SystemExit with a non-zero code included) to ``errors/<name>.txt``, then re-raise."""
+def reporting_errors(out_dir: str, name: str, *, expect_interrupt: bool = False) -> Iterator[None]:
+    """Write any exception (SystemExit with a non-zero code included; KeyboardInterrupt too, unless expected) to
+    ``errors/<name>.txt``, then re-raise."""
     try:
         yield
+    except KeyboardInterrupt:
+        if not expect_interrupt:
+            _write_error(out_dir, name, traceback.format_exc())
+        raise
     except SystemExit as exc:
         if exc.code not in (0, None):
             _write_error(out_dir, name, traceback.format_exc())
