@@ -175,15 +175,17 @@ class Channel:
         server_named = queue == ""
         if server_named:
             queue = "amq.gen-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).decode("ascii").rstrip("=")
+        elif queue.startswith("amq."):
+            # RabbitMQ refuses this even for an existing queue, a server-named one included: only passive declares
+            # may name them.
+            raise AccessRefused(f"queue name {queue!r} is reserved: names starting 'amq.' belong to the broker "
+                                f"(in {self.path})")
         args = _check_arguments(arguments)
         _lease_seconds_of(args, queue)
         encoded = encode_table(args)
         with self._store.write() as store:
             row = self._session.live_queue(store, queue)
             if row is None:
-                if queue.startswith("amq.") and not server_named:
-                    raise AccessRefused(f"queue name {queue!r} is reserved: names starting 'amq.' belong to the "
-                                        f"broker (in {self.path})")
                 owner = self._session.connection_id if exclusive else None
                 store.insert_queue(queue, bool(durable), bool(exclusive), bool(auto_delete), encoded, owner,
                                    clock())
@@ -531,6 +533,10 @@ class Channel:
             done = sum(returned.values())
         else:
             done = store.ack(pairs)
+        if done < len(pairs):
+            # A message that went with its deleted queue is settled as RabbitMQ settles it: quietly.
+            gone = sum(1 for lease in leases if store.queue(lease.queue) is None)
+            done += gone
         if done < len(pairs):
             queues = sorted({lease.queue for lease in leases})
             error = LeaseExpired(

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .session import Session
 
 CLAIM_BATCH = 100
-"""Most messages one claim takes; with an unlimited prefetch this bounds what one consumer holds unseen."""
+"""Most messages one claim takes (a consumer with prefetch 0 takes one at a time)."""
 
 
 class Consumer:
@@ -99,11 +99,14 @@ class Consumer:
         return unseen
 
     def _room(self) -> int:
+        # Without a prefetch, one message per claim: consumers waiting on one queue then take turns, as
+        # RabbitMQ's round-robin gives them. A prefetch lets a consumer claim that many in one statement.
         if self.auto_ack:
-            return CLAIM_BATCH
-        room = CLAIM_BATCH
-        if self.prefetch:
-            room = min(room, self.prefetch - self.unacked - len(self._buffer))
+            return min(CLAIM_BATCH, self.prefetch or 1)
+        if not self.prefetch:
+            room = 1
+        else:
+            room = min(CLAIM_BATCH, self.prefetch - self.unacked - len(self._buffer))
         if self.channel.channel_prefetch_count:
             room = min(room, self.channel.channel_prefetch_count - self.channel._holding())
         return room

@@ -59,7 +59,7 @@ def test_exclusive_queue_is_locked_to_its_connection(conn, other):
     conn.declare_exchange("x", "fanout")
     for attempt in (
         lambda: other.declare_queue(name, passive=True),
-        lambda: other.declare_queue(name, exclusive=True),
+        lambda: other.consume(name, exclusive=True),
         lambda: other.consume(name),
         lambda: other.get(name),
         lambda: other.bind_queue(name, "x"),
@@ -72,6 +72,30 @@ def test_exclusive_queue_is_locked_to_its_connection(conn, other):
         assert info.value.reply_code == 405
     conn.bind_queue(name, "x")
     assert other.publish("x", "", b"allowed") == 1
+
+
+def test_named_exclusive_queue_redeclared_by_another_connection_is_resource_locked(conn, other):
+    conn.declare_queue("mine", exclusive=True)
+    for exclusive in (True, False):
+        with pytest.raises(ResourceLocked):
+            other.declare_queue("mine", exclusive=exclusive)
+
+
+def test_server_named_queue_cannot_be_redeclared_except_passively(conn):
+    from litemq import AccessRefused
+
+    name = conn.declare_queue("", exclusive=True).queue
+    with pytest.raises(AccessRefused):
+        conn.declare_queue(name, exclusive=True)
+    assert conn.declare_queue(name, passive=True).queue == name
+
+
+def test_acking_a_delivery_whose_queue_was_deleted_is_harmless(conn, other):
+    conn.declare_queue("doomed")
+    conn.publish("", "doomed", b"m")
+    delivery = conn.get("doomed")
+    other.delete_queue("doomed")
+    delivery.ack()
 
 
 def test_exclusive_queue_is_shared_by_the_channels_of_its_connection(conn):

@@ -744,10 +744,12 @@ def test_basic_cancel_of_an_auto_ack_consumer_returns_what_it_had_received_and_n
         channel.basic_publish("", "jobs", body)
     pending: list[Any] = []
     recorder = Recorder(lambda ch, method, properties, body: pending.extend(ch.basic_cancel(method.consumer_tag)))
+    channel.basic_qos(prefetch_count=3)  # an auto-ack consumer then takes three at a time
     channel.basic_consume("jobs", recorder, auto_ack=True)
     channel.start_consuming()  # ends: the only consumer cancelled itself
     seen = recorder.bodies + [body for _, _, body in pending]
     assert sorted(seen) == [b"1", b"2", b"3"]  # nothing auto-acked was lost
+    assert len(pending) == 2
     assert all(isinstance(method, pika.spec.Basic.Deliver) for method, _, _ in pending)
     assert stored(db_path, "jobs") == 3 - len(seen)
 
@@ -846,6 +848,7 @@ def test_get_waiting_message_count_and_cancel_returning_what_the_generator_held_
     for body in (b"1", b"2", b"3"):
         channel.basic_publish("", "jobs", body)
     assert channel.get_waiting_message_count() == 0
+    channel.basic_qos(prefetch_count=3)  # the generator's consumer then claims three at a time
     generator = channel.consume("jobs")
     method, _, body = next(generator)
     assert body == b"1"

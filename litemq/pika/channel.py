@@ -1,8 +1,18 @@
 """pika's ``BlockingChannel`` over a litemq channel: pika's names, signatures, defaults and return shapes.
 
 A 403, 404, 405 or 406 from the broker closes this channel (returning what it held to the queues) and raises
-``ChannelClosedByBroker``, as with RabbitMQ; the connection stays usable. Unlike pika without confirms, a publish
-to a missing exchange raises at the publish itself, since litemq knows at once.
+``ChannelClosedByBroker``, as with RabbitMQ; the connection stays usable (a 503 or 540 closes the connection).
+
+Deliberate differences from pika with RabbitMQ (tests/conformance asserts each):
+
+- Errors surface at the call that caused them. Without publisher confirms pika sends a publish, ack, nack or
+  reject without waiting, so RabbitMQ's error (a missing exchange, an unknown delivery tag) is raised by the
+  channel's next synchronous call; litemq knows at once and raises at the publish or ack itself, and the next call
+  then raises ChannelWrongStateError.
+- Consumers pull. RabbitMQ pushes messages to a consumer, up to its prefetch, as soon as it is registered; litemq
+  claims them only when the connection processes events (process_data_events, start_consuming, sleep, consume()).
+  Until then they stay ready (counted by queue_declare, free for other consumers), and a channel closed before
+  that returns them unmarked rather than redelivered.
 """
 
 from __future__ import annotations
@@ -243,7 +253,10 @@ class BlockingChannel:
     # --- consuming with callbacks
     def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False) -> None:
         if prefetch_size:
-            raise self._closed_by_broker(540, f"prefetch_size!=0 ({prefetch_size})")
+            self._call(lambda: None)
+            # RabbitMQ closes the whole connection for this one (540 NOT_IMPLEMENTED is a connection error).
+            self._connection._shut(540, "prefetch_size!=0")
+            raise exceptions.ConnectionClosedByBroker(540, f"NOT_IMPLEMENTED - prefetch_size!=0 ({prefetch_size})")
         self._call(lambda: self._native.qos(prefetch_count, global_qos))
 
     def basic_consume(self, queue: str, on_message_callback: MessageCallback, auto_ack: bool = False,
@@ -286,6 +299,10 @@ class BlockingChannel:
 
     def start_consuming(self) -> None:
         """Dispatch deliveries to the callbacks until every consumer of this channel is cancelled."""
+        if self._connection._dispatch_depth:
+            raise exceptions.ReentrancyError("start_consuming may not be called from the scope of another "
+                                             "BlockingConnection or BlockingChannel callback")
+        self._call(lambda: None)
         while self._callback_consumers():
             self._connection.process_data_events(time_limit=None)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import heapq
 import itertools
 import socket
-import threading
 import time
 from collections import deque
 from typing import Any, Callable, Optional, Sequence, Union
@@ -33,14 +32,26 @@ class PlainCredentials:
 class ConnectionParameters:
     """pika's connection parameters. The network ones are ignored; the file is ``$LITEMQ_URL`` or litemq.db."""
 
+    # pika's positional order after the first four (all accepted and ignored).
+    _SETTINGS = ("channel_max", "frame_max", "heartbeat", "ssl_options", "connection_attempts", "retry_delay",
+                 "socket_timeout", "stack_timeout", "locale", "blocked_connection_timeout", "client_properties",
+                 "tcp_options")
+
     def __init__(self, host: Any = _DEFAULT, port: Any = _DEFAULT, virtual_host: Any = _DEFAULT,
-                 credentials: Any = _DEFAULT, **settings: Any) -> None:
+                 credentials: Any = _DEFAULT, *settings_in_order: Any, **settings: Any) -> None:
         self.host = "localhost" if host is _DEFAULT else host
         self.port = 5672 if port is _DEFAULT else port
         self.virtual_host = "/" if virtual_host is _DEFAULT else virtual_host
         self.credentials = PlainCredentials("guest", "guest") if credentials is _DEFAULT else credentials
+        if len(settings_in_order) > len(self._SETTINGS):
+            raise TypeError(f"ConnectionParameters takes at most {4 + len(self._SETTINGS)} positional arguments")
+        for name, value in zip(self._SETTINGS, settings_in_order):
+            if name in settings:
+                raise TypeError(f"ConnectionParameters got multiple values for argument {name!r}")
+            settings[name] = value
         for name, value in settings.items():
-            setattr(self, name, value)
+            if value is not _DEFAULT:
+                setattr(self, name, value)
         self.path = resolve_path(None)
 
 
@@ -82,7 +93,7 @@ class BlockingConnection:
         self._wake_read, self._wake_write = socket.socketpair()
         self._wake_read.setblocking(False)
         self._closed = False
-        self._dispatching = threading.local()
+        self._dispatch_depth = 0  # > 0 while a callback runs: pika never dispatches from inside one
 
     # --- state
     @property
@@ -148,6 +159,11 @@ class BlockingConnection:
         """Dispatch what is ready (deliveries to callbacks, returns, cancels, timers, thread-safe callbacks),
         waiting up to ``time_limit`` seconds for something (forever when None)."""
         self._check_open()
+        if self._dispatch_depth:
+            # Called from inside a callback: like pika, wait without dispatching, so callbacks never nest.
+            if time_limit:
+                time.sleep(time_limit)
+            return
         deadline = None if time_limit is None else time.monotonic() + max(0.0, time_limit)
         while True:
             if self._dispatch():
@@ -169,6 +185,13 @@ class BlockingConnection:
             self.process_data_events(left)
 
     def _dispatch(self) -> bool:
+        self._dispatch_depth += 1
+        try:
+            return self._dispatch_once()
+        finally:
+            self._dispatch_depth -= 1
+
+    def _dispatch_once(self) -> bool:
         handled = False
         try:
             while True:
