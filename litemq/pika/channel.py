@@ -207,10 +207,8 @@ class BlockingChannel:
                       properties: Optional[spec.BasicProperties] = None, mandatory: bool = False) -> None:
         _short("exchange", exchange)
         _short("routing_key", routing_key)
-        if properties is None:
-            properties = spec.BasicProperties()
-        native_properties = properties.to_native()
-        if properties.reply_to == DIRECT_REPLY_TO:
+        native_properties = None if properties is None else properties.to_native()
+        if properties is not None and properties.reply_to == DIRECT_REPLY_TO:
             if self._reply_queue is None:
                 raise self._closed_by_broker(406, "fast reply consumer does not exist")
             native_properties = _replace(native_properties, reply_to=self._reply_queue)
@@ -219,7 +217,7 @@ class BlockingChannel:
         if routed == 0 and mandatory:
             returned = ReturnedMessage(spec.Basic.Return(reply_code=spec.NO_ROUTE, reply_text="NO_ROUTE",
                                                          exchange=exchange, routing_key=routing_key),
-                                       properties, bytes(data))
+                                       properties or spec.BasicProperties(), bytes(data))
             if self._confirming:
                 raise exceptions.UnroutableError([returned])
             self._returned.append(returned)
