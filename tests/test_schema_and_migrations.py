@@ -266,21 +266,21 @@ def test_file_from_a_newer_litemq_is_refused_and_left_unchanged(db_path: str) ->
 
 BROKEN_REVISION = '''"""A revision that fails halfway: it creates a table, then raises.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 9999
+Revises: HEAD
 """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "9999"
+down_revision = "HEAD"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
     op.create_table("litemq_extra", sa.Column("id", sa.Integer(), primary_key=True))
-    raise RuntimeError("revision 0002 failed halfway")
+    raise RuntimeError("revision 9999 failed halfway")
 
 
 def downgrade() -> None:
@@ -291,14 +291,14 @@ def downgrade() -> None:
 def test_failed_migration_leaves_the_file_at_its_previous_revision(tmp_path: Path) -> None:
     location = tmp_path / "migrations"
     shutil.copytree(migrate.script_location(), location, ignore=shutil.ignore_patterns("__pycache__"))
-    (location / "versions" / "0002_broken.py").write_text(BROKEN_REVISION)
+    (location / "versions" / "9999_broken.py").write_text(BROKEN_REVISION.replace("HEAD", SCHEMA_REVISION))
     path = str(tmp_path / "mq.db")
-    assert migrate.upgrade(path, "0001", location=str(location)) is True
+    assert migrate.upgrade(path, SCHEMA_REVISION, location=str(location)) is True
 
-    with pytest.raises(RuntimeError, match="revision 0002 failed halfway"):
+    with pytest.raises(RuntimeError, match="revision 9999 failed halfway"):
         migrate.upgrade(path, location=str(location))
 
-    assert _version_rows(path) == ["0001"]
+    assert _version_rows(path) == [SCHEMA_REVISION]
     assert "litemq_extra" not in _tables(path)
     assert _litemq_tables(path) == _schema_tables() | {VERSION_TABLE}
     with litemq.connect(path) as connection:  # the installed revisions still open it
@@ -339,6 +339,7 @@ SEED_SQL: dict[str, list[str]] = {
         "('seeded', 'amq.direct', 'seeded-key', X'74776f', NULL, 1001.0)",
     ],
 }
+SEED_SQL["0002"] = SEED_SQL["0001"]  # 0002 added only views: the tables, and so the data, are 0001's
 
 
 def _seed(path: str, revision: str) -> None:
@@ -527,3 +528,26 @@ def test_migrations_run_from_an_installed_wheel(tmp_path: Path) -> None:
     assert not report["file"].startswith(str(REPO)), report
     assert Path(report["migrations"]) == Path(report["file"]).parent / "migrations"
     assert _version_rows(str(elsewhere / "x.db")) == [SCHEMA_REVISION]
+
+
+def test_migration_0002_adds_the_inspection_views_over_the_data_of_0001(tmp_path: Path) -> None:
+    path = str(tmp_path / "views.db")
+    assert migrate.upgrade(path, "0001") is True
+    _seed(path, "0001")
+    assert migrate.upgrade(path, "0002") is True
+    with _db(path) as db:
+        stats = db.execute("SELECT queue, ready, unacked, total, consumers, bytes FROM litemq_queue_stats "
+                           "WHERE queue = 'seeded'").fetchall()
+        messages = db.execute("SELECT body_text, state, exchange FROM litemq_message_view ORDER BY id").fetchall()
+    assert stats == [("seeded", 2, 0, 2, 0, 6)]
+    assert messages == [("one", "ready", "amq.direct"), ("two", "ready", "amq.direct")]
+    assert _views(path) == {"litemq_queue_stats", "litemq_message_view", "litemq_connection_view"}
+    assert migrate.upgrade(path, "0001") is True  # and back down: the views go, the data stays
+    assert _views(path) == set()
+    with _db(path) as db:
+        assert db.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 2
+
+
+def _views(path: str) -> set[str]:
+    with _db(path) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'view'")}
