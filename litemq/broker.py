@@ -334,6 +334,18 @@ class Channel:
             self._session.wake_consumers(store, queues)
         return stored
 
+    def route(self, exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]] = None) -> list[str]:
+        """The queues a message would reach, without publishing it (a dry run)."""
+        self._check_open()
+        routing.check_name("exchange name", exchange)
+        routing.check_name("routing key", routing_key)
+        if headers is not None:
+            Properties(headers=headers)
+        with self._store.read() as store:
+            if exchange == "":
+                return [routing_key] if store.queue(routing_key) is not None else []
+            return self._route(store, exchange, routing_key, headers)
+
     def _route(self, store: SQLiteStore, exchange: str, routing_key: str,
                headers: Optional[Mapping[str, Any]]) -> list[str]:
         def lookup(name: str) -> Optional[tuple[str, list[routing.Binding]]]:

@@ -1,0 +1,94 @@
+"""Reading and tending a file for people and tools (the ``litemq`` command): listings over the inspection views,
+peeking without leases, moving messages, and file maintenance. Each function runs inside the caller's transaction,
+except the maintenance ones, which must run outside any."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+from .sqlite import SQLiteStore
+
+SELECT_QUEUES = ("SELECT queue, ready, unacked, total, consumers, durable, exclusive, auto_delete, arguments, "
+                 "oldest_ready_seconds, bytes FROM litemq_queue_stats ORDER BY queue")
+SELECT_EXCHANGES = ("SELECT name, type, durable, auto_delete, internal, arguments FROM litemq_exchanges "
+                    "ORDER BY name")
+SELECT_BINDINGS = ("SELECT exchange, destination, destination_kind, routing_key, arguments FROM litemq_bindings "
+                   "ORDER BY exchange, destination, routing_key, id")
+SELECT_CONNECTIONS = ("SELECT connection_id, pid, host, started_at, unacked, count(consumer_tag) AS consumers "
+                      "FROM litemq_connection_view GROUP BY connection_id ORDER BY started_at, connection_id")
+PEEK = ("SELECT id, exchange, routing_key, body, properties, delivery_count, published_at FROM litemq_messages "
+        "WHERE queue = ? AND lease_token IS NULL ORDER BY id LIMIT ?")
+MOVE_COPY = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
+             "delivery_count) SELECT ?, exchange, routing_key, body, properties, published_at, delivery_count "
+             "FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages WHERE queue = ? "
+             "AND lease_token IS NULL ORDER BY id LIMIT ?) ORDER BY id")
+MOVE_DELETE = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages WHERE queue = ? "
+               "AND lease_token IS NULL ORDER BY id LIMIT ?)")
+ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ? WHERE name = ?"
+
+
+def _rows(store: SQLiteStore, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    cursor = store.execute(sql, params)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def queues(store: SQLiteStore) -> list[dict[str, Any]]:
+    return _rows(store, SELECT_QUEUES)
+
+
+def exchanges(store: SQLiteStore) -> list[dict[str, Any]]:
+    return _rows(store, SELECT_EXCHANGES)
+
+
+def bindings(store: SQLiteStore) -> list[dict[str, Any]]:
+    return _rows(store, SELECT_BINDINGS)
+
+
+def connections(store: SQLiteStore) -> list[dict[str, Any]]:
+    return _rows(store, SELECT_CONNECTIONS)
+
+
+def peek(store: SQLiteStore, queue: str, limit: int) -> list[dict[str, Any]]:
+    """The first ``limit`` ready messages of the queue, in order, without leasing them."""
+    return _rows(store, PEEK, (queue, limit))
+
+
+def move(store: SQLiteStore, source: str, destination: str, limit: Optional[int]) -> int:
+    """Move up to ``limit`` ready messages (all when None) from the head of one queue to the tail of another,
+    in order; returns how many."""
+    count = -1 if limit is None else limit
+    moved = store.execute(MOVE_COPY, (destination, source, count)).rowcount
+    store.execute(MOVE_DELETE, (source, count))
+    store.execute(ADD_READY, (-moved, source))
+    store.execute(ADD_READY, (moved, destination))
+    return moved
+
+
+def file_sizes(path: str) -> dict[str, int]:
+    """Bytes of the database and its WAL (stat only: the files are never opened here)."""
+    sizes = {}
+    for name, suffix in (("file_bytes", ""), ("wal_bytes", "-wal")):
+        try:
+            sizes[name] = os.stat(path + suffix).st_size
+        except FileNotFoundError:
+            sizes[name] = 0
+    return sizes
+
+
+def integrity_check(store: SQLiteStore) -> list[str]:
+    return [row[0] for row in store.execute("PRAGMA integrity_check").fetchall()]
+
+
+def vacuum(store: SQLiteStore) -> None:
+    """Rebuild the file to return free pages to the disk (outside any transaction)."""
+    with store.lock:
+        store.execute("VACUUM")
+
+
+def checkpoint(store: SQLiteStore) -> tuple[int, int, int]:
+    """Copy the whole WAL into the database and truncate it (waits for readers; outside any transaction)."""
+    with store.lock:
+        busy, log_frames, checkpointed = store.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    return busy, log_frames, checkpointed
