@@ -6,14 +6,16 @@
         conn.publish("", "hello", b"Hello World!")
 """
 
-from .broker import (DEFAULT_LEASE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES, LEASE_ARGUMENT, Channel, Connection,
-                     QueueInfo, connect)
+from .broker import Channel
+from .connection import (DEFAULT_CONSUMER_TIMEOUT, DEFAULT_LEASE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES, Connection,
+                         connect)
 from .consumer import Consumer
 from .errors import (AccessRefused, ChannelClosed, DeliveryError, ExchangeNotFound, LeaseExpired, LiteMQError,
                      MessageTooLarge, NotADatabase, NotFound, PreconditionFailed, QueueNotFound, ReadOnlyDatabase,
                      ResourceLocked, SchemaError, SchemaTooNew, StorageError, StorageFull)
 from .message import Delivery, Properties
 from .rpc import RpcClient, RpcError, RpcServer, RpcTimeout
+from .topology import LEASE_ARGUMENT, QueueInfo
 
 __version__ = "0.1.0"
 
@@ -25,7 +27,7 @@ __all__ = [
     # Request and reply
     "RpcClient", "RpcServer", "RpcError", "RpcTimeout",
     # Settings
-    "DEFAULT_LEASE_SECONDS", "DEFAULT_MAX_MESSAGE_BYTES", "LEASE_ARGUMENT",
+    "DEFAULT_LEASE_SECONDS", "DEFAULT_CONSUMER_TIMEOUT", "DEFAULT_MAX_MESSAGE_BYTES", "LEASE_ARGUMENT",
     # Errors
     "LiteMQError", "AccessRefused", "NotFound", "ExchangeNotFound", "QueueNotFound", "ResourceLocked",
     "PreconditionFailed", "DeliveryError", "LeaseExpired", "MessageTooLarge", "ChannelClosed", "StorageError",

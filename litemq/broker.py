@@ -1,86 +1,32 @@
-"""The semantics of RabbitMQ's model over a store: declare, bind, publish, get, consume, ack/nack/reject, leases.
+"""The semantics of delivery over a store: publish, get, consume, ack/nack/reject, leases, closing a channel.
 
 No SQL here: every statement is a verb of the store, and this module computes each policy value (now, lease
-expiry, tokens, target queues) and passes it down.
+expiry, tokens, target queues) and passes it down. Declaring the model is ``topology``'s part of a channel.
 """
 
 from __future__ import annotations
 
-import atexit
-import base64
-import functools
 import itertools
 import logging
-import os
 import secrets
 import uuid
-import weakref
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, TypeVar
+from typing import TYPE_CHECKING, Optional
 
 from . import routing
-from .errors import (AccessRefused, ChannelClosed, DeliveryError, ExchangeNotFound, LeaseExpired, MessageTooLarge,
-                     PreconditionFailed, QueueNotFound, ResourceLocked)
+from .errors import AccessRefused, DeliveryError, LeaseExpired, MessageTooLarge, PreconditionFailed, QueueNotFound
 from .message import (EMPTY_PROPERTIES, Delivery, Properties, decode_properties, decode_table, encode_body,
-                      encode_properties, encode_table)
-from .session import Held, OwnerDied, Session, clock
+                      encode_properties)
+from .session import Held, Session, clock
 from .store.sqlite import MessageRow, QueueRow, SQLiteStore
+from .topology import Topology, _lease_seconds_of, _reaping
 
 if TYPE_CHECKING:
     from .consumer import Consumer
 
 log = logging.getLogger("litemq")
 
-DEFAULT_LEASE_SECONDS = 60.0
-DEFAULT_CONSUMER_TIMEOUT = 1800.0  # RabbitMQ's delivery acknowledgement timeout
-DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
-DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
-LEASE_ARGUMENT = "x-lease-ms"
-"""Queue argument: how long, in milliseconds, a delivery from this queue stays leased to its consumer."""
 
-
-@dataclass(frozen=True)
-class QueueInfo:
-    """What ``declare_queue`` reports: the name (server-chosen for ``""``) and its counts."""
-
-    queue: str
-    message_count: int
-    consumer_count: int
-
-
-def resolve_path(url: Optional[str]) -> str:
-    """The file a connection opens: a plain path or ``sqlite:///path``; default ``$LITEMQ_URL``, else litemq.db."""
-    if url is None:
-        url = os.environ.get("LITEMQ_URL") or "litemq.db"
-    if not isinstance(url, (str, os.PathLike)):
-        raise TypeError(f"the file to open must be a path or an sqlite:/// URL, not {type(url).__name__}")
-    url = os.fspath(url)
-    if url.startswith("sqlite:///"):
-        url = url[len("sqlite:///"):]
-    elif "://" in url:
-        raise ValueError(f"litemq opens SQLite files (a path or sqlite:///path), not {url!r}")
-    if not url or url == ":memory:":
-        raise ValueError("litemq needs a file that other processes can open, not an in-memory database")
-    return os.path.abspath(url)
-
-
-Method = TypeVar("Method", bound=Callable[..., Any])
-
-
-def _reaping(method: Method) -> Method:
-    """An operation that meets an exclusive queue whose owner died cleans up after it (in a transaction of its own,
-    which nothing the operation raises can roll back) and starts over."""
-    @functools.wraps(method)
-    def run(self: "Channel", *args: Any, **kwargs: Any) -> Any:
-        while True:
-            try:
-                return method(self, *args, **kwargs)
-            except OwnerDied as dead:
-                self._session.reap_now(dead.connection_id)
-    return run  # type: ignore[return-value]
-
-
-class Channel:
+class Channel(Topology):
     """A scope of consumers and unacked deliveries: closing it returns what it still holds to the queues."""
 
     def __init__(self, session: Session) -> None:
@@ -97,194 +43,6 @@ class Channel:
         self.channel_prefetch_count = 0
         """A cap on unacked deliveries across this channel's consumers (0 = none; set by ``qos(global_qos=True)``)."""
         session.channels[self.number] = self
-
-    # --- state
-    @property
-    def is_open(self) -> bool:
-        return not self._closed and not self._session.closed
-
-    @property
-    def path(self) -> str:
-        """The file this channel's connection opened."""
-        return self._session.path
-
-    def _check_open(self) -> None:
-        if not self.is_open:
-            raise ChannelClosed(f"channel {self.number} on {self.path} is closed")
-
-    # --- exchanges
-    def declare_exchange(self, exchange: str, exchange_type: str = "direct", *, passive: bool = False,
-                         durable: bool = False, auto_delete: bool = False, internal: bool = False,
-                         arguments: Optional[Mapping[str, Any]] = None) -> None:
-        """Create the exchange, or check that it exists with these properties (``passive`` only checks)."""
-        self._check_open()
-        routing.check_name("exchange name", exchange)
-        if passive:
-            with self._store.read() as store:
-                if store.exchange(exchange) is None and exchange != "":
-                    raise self._exchange_not_found(exchange)
-            return
-        if exchange == "":
-            raise AccessRefused(f"the default exchange cannot be declared (in {self.path})")
-        routing.check_exchange_type(exchange_type)
-        args = encode_table(_check_arguments(arguments))
-        wanted = (exchange_type, bool(durable), bool(auto_delete), bool(internal), args)
-        with self._store.write() as store:
-            row = store.exchange(exchange)
-            if row is None:
-                if exchange.startswith("amq."):
-                    raise AccessRefused(f"exchange name {exchange!r} is reserved: names starting 'amq.' "
-                                        f"belong to the broker (in {self.path})")
-                store.insert_exchange(exchange, exchange_type, *wanted[1:], clock())
-                return
-            for field, received, current in zip(("type", "durable", "auto_delete", "internal", "arguments"),
-                                                wanted, row):
-                if received != current:
-                    raise PreconditionFailed(
-                        f"inequivalent arg {field!r} for exchange {exchange!r} in {self.path}: "
-                        f"received {received!r} but current is {current!r}")
-
-    def delete_exchange(self, exchange: str, *, if_unused: bool = False) -> None:
-        """Delete the exchange and its bindings; with ``if_unused``, only when nothing is bound to it."""
-        self._check_open()
-        routing.check_name("exchange name", exchange)
-        if exchange == "" or exchange.startswith("amq."):
-            raise AccessRefused(f"exchange {exchange!r} belongs to the broker and cannot be deleted "
-                                f"(in {self.path})")
-        with self._store.write() as store:
-            if store.exchange(exchange) is None:
-                return
-            if if_unused and store.has_bindings(exchange):
-                raise PreconditionFailed(f"exchange {exchange!r} in {self.path} is in use (it has bindings)")
-            self._session.auto_delete_exchanges(store, store.delete_exchange(exchange))
-
-    # --- queues
-    @_reaping
-    def declare_queue(self, queue: str = "", *, passive: bool = False, durable: bool = False,
-                      exclusive: bool = False, auto_delete: bool = False,
-                      arguments: Optional[Mapping[str, Any]] = None) -> QueueInfo:
-        """Create the queue (a server-named one for ``""``), or check it; returns its name and counts."""
-        self._check_open()
-        routing.check_name("queue name", queue)
-        self._session.sweep()  # so the counts leave out consumers of connections that died
-        if passive:
-            with self._store.write() as store:
-                # A responder may check that a direct reply-to requester is still there (RabbitMQ allows it).
-                row = self._queue(store, queue, check_exclusive=not queue.startswith(DIRECT_REPLY_TO + "."))
-                return QueueInfo(queue, row.ready_count, store.consumer_count(queue))
-        server_named = queue == ""
-        if server_named:
-            queue = "amq.gen-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).decode("ascii").rstrip("=")
-        elif queue.startswith("amq."):
-            # RabbitMQ refuses this even for an existing queue, a server-named one included: only passive declares
-            # may name them.
-            raise AccessRefused(f"queue name {queue!r} is reserved: names starting 'amq.' belong to the broker "
-                                f"(in {self.path})")
-        args = _check_arguments(arguments)
-        _lease_seconds_of(args, queue)
-        encoded = encode_table(args)
-        with self._store.write() as store:
-            row = self._session.live_queue(store, queue)
-            if row is None:
-                owner = self._session.connection_id if exclusive else None
-                store.insert_queue(queue, bool(durable), bool(exclusive), bool(auto_delete), encoded, owner,
-                                   clock())
-                return QueueInfo(queue, 0, 0)
-            self._check_exclusive(row, queue)
-            ready = row.ready_count + store.return_expired(queue, clock())
-            if bool(exclusive) != row.exclusive:
-                raise ResourceLocked(f"cannot obtain exclusive access to locked queue {queue!r} in {self.path}: "
-                                     f"the exclusive property does not match the original declaration")
-            for field, received, current in (("durable", bool(durable), row.durable),
-                                             ("auto_delete", bool(auto_delete), row.auto_delete),
-                                             ("arguments", encoded, row.arguments)):
-                if received != current:
-                    raise PreconditionFailed(
-                        f"inequivalent arg {field!r} for queue {queue!r} in {self.path}: "
-                        f"received {received!r} but current is {current!r}")
-            return QueueInfo(queue, ready, store.consumer_count(queue))
-
-    @_reaping
-    def delete_queue(self, queue: str, *, if_unused: bool = False, if_empty: bool = False) -> int:
-        """Delete the queue with its messages and bindings; returns how many messages it held."""
-        self._check_open()
-        routing.check_name("queue name", queue)
-        with self._store.write() as store:
-            row = self._session.live_queue(store, queue)
-            if row is None:
-                return 0
-            self._check_exclusive(row, queue)
-            if if_unused and store.consumer_count(queue):
-                raise PreconditionFailed(f"queue {queue!r} in {self.path} is in use (it has consumers)")
-            if if_empty and row.ready_count:
-                raise PreconditionFailed(f"queue {queue!r} in {self.path} is not empty")
-            self._session.delete_queue(store, queue)
-            return row.ready_count
-
-    @_reaping
-    def purge_queue(self, queue: str) -> int:
-        """Delete the queue's ready messages (unacked ones stay); returns how many."""
-        self._check_open()
-        routing.check_name("queue name", queue)
-        with self._store.write() as store:
-            self._queue(store, queue)
-            return store.purge_queue(queue)
-
-    # --- bindings
-    def bind_queue(self, queue: str, exchange: str, routing_key: str = "",
-                   arguments: Optional[Mapping[str, Any]] = None) -> None:
-        """Route messages from the exchange to the queue (idempotent)."""
-        self._bind(exchange, queue, "queue", routing_key, arguments, bind=True)
-
-    def unbind_queue(self, queue: str, exchange: str, routing_key: str = "",
-                     arguments: Optional[Mapping[str, Any]] = None) -> None:
-        """Remove a binding made by ``bind_queue`` (idempotent)."""
-        self._bind(exchange, queue, "queue", routing_key, arguments, bind=False)
-
-    def bind_exchange(self, destination: str, source: str, routing_key: str = "",
-                      arguments: Optional[Mapping[str, Any]] = None) -> None:
-        """Route messages from one exchange on to another (idempotent)."""
-        self._bind(source, destination, "exchange", routing_key, arguments, bind=True)
-
-    def unbind_exchange(self, destination: str, source: str, routing_key: str = "",
-                        arguments: Optional[Mapping[str, Any]] = None) -> None:
-        """Remove a binding made by ``bind_exchange`` (idempotent)."""
-        self._bind(source, destination, "exchange", routing_key, arguments, bind=False)
-
-    @_reaping
-    def _bind(self, exchange: str, destination: str, kind: str, routing_key: str,
-              arguments: Optional[Mapping[str, Any]], *, bind: bool) -> None:
-        self._check_open()
-        routing.check_name("exchange name", exchange)
-        routing.check_name(f"{kind} name", destination)
-        routing.check_name("routing key", routing_key)
-        args = _check_arguments(arguments)
-        if exchange == "" or (kind == "exchange" and destination == ""):
-            raise AccessRefused(f"the default exchange cannot be bound or unbound (in {self.path})")
-        with self._store.write() as store:
-            source = store.exchange(exchange)
-            target = (self._session.live_queue(store, destination) if kind == "queue"
-                      else store.exchange(destination))
-            if isinstance(target, QueueRow):
-                self._check_exclusive(target, destination)
-            if not bind and (source is None or target is None):
-                return  # as in RabbitMQ, unbinding what does not exist is not an error
-            if source is None:
-                raise self._exchange_not_found(exchange)
-            if target is None:
-                raise (QueueNotFound(f"queue {destination!r} not found in {self.path}") if kind == "queue"
-                       else self._exchange_not_found(destination))
-            if source.type == "headers" and bind:
-                try:
-                    routing.x_match(args)
-                except ValueError as exc:
-                    raise PreconditionFailed(f"cannot bind {kind} {destination!r} to exchange {exchange!r} "
-                                             f"in {self.path}: {exc}") from None
-            encoded = encode_table(args) or "{}"
-            if bind:
-                store.add_binding(exchange, destination, kind, routing_key, encoded)
-            elif store.remove_binding(exchange, destination, kind, routing_key, encoded):
-                self._session.auto_delete_exchanges(store, [exchange])
 
     # --- publishing
     def publish(self, exchange: str, routing_key: str, body: bytes | str,
@@ -333,36 +91,6 @@ class Channel:
         if stored:
             self._session.wake_consumers(store, queues)
         return stored
-
-    def route(self, exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]] = None) -> list[str]:
-        """The queues a message would reach, without publishing it (a dry run)."""
-        self._check_open()
-        routing.check_name("exchange name", exchange)
-        routing.check_name("routing key", routing_key)
-        if headers is not None:
-            Properties(headers=headers)
-        with self._store.read() as store:
-            if exchange == "":
-                return [routing_key] if store.queue(routing_key) is not None else []
-            return self._route(store, exchange, routing_key, headers)
-
-    def _route(self, store: SQLiteStore, exchange: str, routing_key: str,
-               headers: Optional[Mapping[str, Any]]) -> list[str]:
-        def lookup(name: str) -> Optional[tuple[str, list[routing.Binding]]]:
-            found = store.exchange_and_bindings(name)
-            if found is None:
-                if name == exchange:
-                    raise self._exchange_not_found(exchange)
-                return None
-            exchange_type, rows = found
-            return exchange_type, [
-                routing.Binding(dest, kind, key, decode_table(args) if exchange_type == "headers" else {})
-                for dest, kind, key, args in rows]
-
-        row = store.exchange(exchange)
-        if row is not None and row.internal:
-            raise AccessRefused(f"cannot publish to internal exchange {exchange!r} in {self.path}")
-        return routing.route(exchange, routing_key, headers, lookup)
 
     # --- getting and consuming
     @_reaping
@@ -583,120 +311,11 @@ class Channel:
         self.close()
 
     # --- helpers
-    def _queue(self, store: SQLiteStore, queue: str, check_exclusive: bool = True) -> QueueRow:
-        row = self._session.live_queue(store, queue)
-        if row is None:
-            raise QueueNotFound(f"queue {queue!r} not found in {self.path}")
-        if check_exclusive:
-            self._check_exclusive(row, queue)
-        return row
-
-    def _declare_reply_queue(self) -> str:
-        """A private queue for RabbitMQ's direct reply-to, under the name a responder publishes to."""
-        queue = f"{DIRECT_REPLY_TO}.{secrets.token_hex(12)}"
-        with self._store.write() as store:
-            store.insert_queue(queue, False, True, True, None, self._session.connection_id, clock())
-        return queue
-
-    def _check_exclusive(self, row: QueueRow, queue: str) -> None:
-        if row.exclusive and row.owner_connection != self._session.connection_id:
-            raise ResourceLocked(f"cannot obtain exclusive access to locked queue {queue!r} in {self.path}: "
-                                 f"it is exclusive to another connection")
-
-    def _exchange_not_found(self, exchange: str) -> ExchangeNotFound:
-        return ExchangeNotFound(f"exchange {exchange!r} not found in {self.path}")
-
     def _lease_seconds(self, row: QueueRow, queue: str, override: Optional[float]) -> float:
         if override is not None:
             return float(override)
         from_queue = _lease_seconds_of(decode_table(row.arguments), queue)
         return from_queue if from_queue is not None else self._session.lease_seconds
-
-
-class Connection(Channel):
-    """An open litemq file. It is also its own first channel; ``channel()`` opens more.
-
-    ``url`` is a path or ``sqlite:///path``; by default ``$LITEMQ_URL``, else ``litemq.db`` in the working
-    directory. ``synchronous`` is ``"NORMAL"`` (the default) or ``"FULL"`` (an fsync at every commit).
-    Unacked deliveries are leased for ``lease_seconds`` and renewed in the background while this process lives
-    (``renew_leases``), up to ``consumer_timeout`` seconds after delivery.
-    """
-
-    def __init__(self, url: Optional[str] = None, *, synchronous: str = "NORMAL",
-                 lease_seconds: float = DEFAULT_LEASE_SECONDS, consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
-                 renew_leases: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 busy_timeout: float = 60.0) -> None:
-        _check_lease_seconds(lease_seconds)
-        if isinstance(consumer_timeout, bool) or not isinstance(consumer_timeout, (int, float)) \
-                or consumer_timeout <= 0:
-            raise ValueError(f"consumer_timeout must be a positive number of seconds, got {consumer_timeout!r}")
-        if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) or max_message_bytes <= 0:
-            raise ValueError(f"max_message_bytes must be a positive int, got {max_message_bytes!r}")
-        store = SQLiteStore(resolve_path(url), synchronous=synchronous, busy_timeout=busy_timeout)
-        try:
-            session = Session(store, lease_seconds=float(lease_seconds), max_message_bytes=max_message_bytes,
-                              consumer_timeout=float(consumer_timeout), renew_leases=bool(renew_leases))
-        except BaseException:
-            store.close()
-            raise
-        super().__init__(session)
-        _open_connections.add(self)
-
-    def channel(self) -> Channel:
-        """Open another channel on this connection."""
-        self._check_open()
-        return Channel(self._session)
-
-    @property
-    def is_open(self) -> bool:
-        return not self._session.closed
-
-    def close(self) -> None:
-        """Close every channel (returning unacked deliveries), delete this connection's exclusive queues."""
-        session = self._session
-        if session.closed:
-            return
-        try:
-            with self._store.write() as store:
-                for channel in list(session.channels.values()):
-                    channel._close_in(store)
-                for queue in store.owned_queues(session.connection_id):
-                    session.delete_queue(store, queue)
-                store.unregister_connection(session.connection_id)
-        finally:
-            session.close()
-            for channel in list(session.channels.values()):
-                channel._closed = True
-            session.channels.clear()
-            self._store.close()
-            _open_connections.discard(self)
-
-    def __enter__(self) -> "Connection":
-        return self
-
-    def __del__(self) -> None:
-        # A connection dropped without close() returns what it holds when it is collected, as a dropped
-        # pika connection's socket makes RabbitMQ requeue.
-        session = getattr(self, "_session", None)
-        if session is not None and not session.closed and os.getpid() == session.store.pid:
-            try:
-                self.close()
-            except Exception:
-                log.exception("litemq: closing a collected connection to %s failed", session.path)
-
-
-def connect(url: Optional[str] = None, **options: Any) -> Connection:
-    """Open a litemq file (see ``Connection``)."""
-    return Connection(url, **options)
-
-
-def _check_arguments(arguments: Optional[Mapping[str, Any]]) -> dict[str, Any]:
-    if arguments is None:
-        return {}
-    if not isinstance(arguments, Mapping):
-        raise TypeError(f"arguments must be a dict, not {type(arguments).__name__}")
-    Properties(headers=arguments)  # the same value rules as message headers
-    return dict(arguments)
 
 
 def _check_prefetch(prefetch: object) -> None:
@@ -716,26 +335,3 @@ def _raise(error: Exception) -> None:
 def _check_lease_seconds(value: Optional[float]) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
         raise ValueError(f"lease_seconds must be a positive number, got {value!r}")
-
-
-def _lease_seconds_of(arguments: Mapping[str, Any], queue: str) -> Optional[float]:
-    value = arguments.get(LEASE_ARGUMENT)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"queue {queue!r}: {LEASE_ARGUMENT} must be a positive int of milliseconds, got {value!r}")
-    return value / 1000.0
-
-
-# Connections still open at interpreter exit are closed, so a script that forgets returns its unacked
-# deliveries and drops its exclusive queues at once rather than at lease expiry.
-_open_connections: "weakref.WeakSet[Connection]" = weakref.WeakSet()
-
-
-@atexit.register
-def _close_open_connections() -> None:
-    for connection in list(_open_connections):
-        try:
-            connection.close()
-        except Exception:  # exit must go on; the leases expire anyway
-            log.exception("litemq: closing %s at exit failed", connection.path)

@@ -13,7 +13,7 @@ import subprocess
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-from .broker import Connection, connect, resolve_path
+from .connection import Connection, connect, resolve_path
 from .errors import LiteMQError
 from .message import Properties, decode_properties, decode_table
 

@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Callable, Optional, Union
 
-from .broker import Connection
+from .connection import Connection
 from .errors import LiteMQError
 from .message import Delivery, Properties
 

@@ -22,7 +22,8 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from .. import errors
-from ..broker import DIRECT_REPLY_TO, Channel
+from ..broker import Channel
+from ..topology import DIRECT_REPLY_TO
 from ..consumer import Consumer
 from ..message import Delivery
 from . import exceptions, spec

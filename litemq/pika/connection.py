@@ -13,7 +13,7 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional, Sequence, Union
 
-from ..broker import Connection, resolve_path
+from ..connection import Connection, resolve_path
 from ..consumer import Waiter
 from . import exceptions
 

@@ -1,0 +1,126 @@
+"""Opening a file: a ``Connection`` is the file's session for this process and also its first channel."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import weakref
+from typing import Any, Optional
+
+from .broker import Channel, _check_lease_seconds
+from .session import Session
+from .store.sqlite import SQLiteStore
+
+log = logging.getLogger("litemq")
+
+DEFAULT_LEASE_SECONDS = 60.0
+DEFAULT_CONSUMER_TIMEOUT = 1800.0  # RabbitMQ's delivery acknowledgement timeout
+DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
+
+
+def resolve_path(url: Optional[str]) -> str:
+    """The file a connection opens: a plain path or ``sqlite:///path``; default ``$LITEMQ_URL``, else litemq.db."""
+    if url is None:
+        url = os.environ.get("LITEMQ_URL") or "litemq.db"
+    if not isinstance(url, (str, os.PathLike)):
+        raise TypeError(f"the file to open must be a path or an sqlite:/// URL, not {type(url).__name__}")
+    url = os.fspath(url)
+    if url.startswith("sqlite:///"):
+        url = url[len("sqlite:///"):]
+    elif "://" in url:
+        raise ValueError(f"litemq opens SQLite files (a path or sqlite:///path), not {url!r}")
+    if not url or url == ":memory:":
+        raise ValueError("litemq needs a file that other processes can open, not an in-memory database")
+    return os.path.abspath(url)
+
+
+class Connection(Channel):
+    """An open litemq file. It is also its own first channel; ``channel()`` opens more.
+
+    ``url`` is a path or ``sqlite:///path``; by default ``$LITEMQ_URL``, else ``litemq.db`` in the working
+    directory. ``synchronous`` is ``"NORMAL"`` (the default) or ``"FULL"`` (an fsync at every commit).
+    Unacked deliveries are leased for ``lease_seconds`` and renewed in the background while this process lives
+    (``renew_leases``), up to ``consumer_timeout`` seconds after delivery.
+    """
+
+    def __init__(self, url: Optional[str] = None, *, synchronous: str = "NORMAL",
+                 lease_seconds: float = DEFAULT_LEASE_SECONDS, consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
+                 renew_leases: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 busy_timeout: float = 60.0) -> None:
+        _check_lease_seconds(lease_seconds)
+        if isinstance(consumer_timeout, bool) or not isinstance(consumer_timeout, (int, float)) \
+                or consumer_timeout <= 0:
+            raise ValueError(f"consumer_timeout must be a positive number of seconds, got {consumer_timeout!r}")
+        if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) or max_message_bytes <= 0:
+            raise ValueError(f"max_message_bytes must be a positive int, got {max_message_bytes!r}")
+        store = SQLiteStore(resolve_path(url), synchronous=synchronous, busy_timeout=busy_timeout)
+        try:
+            session = Session(store, lease_seconds=float(lease_seconds), max_message_bytes=max_message_bytes,
+                              consumer_timeout=float(consumer_timeout), renew_leases=bool(renew_leases))
+        except BaseException:
+            store.close()
+            raise
+        super().__init__(session)
+        _open_connections.add(self)
+
+    def channel(self) -> Channel:
+        """Open another channel on this connection."""
+        self._check_open()
+        return Channel(self._session)
+
+    @property
+    def is_open(self) -> bool:
+        return not self._session.closed
+
+    def close(self) -> None:
+        """Close every channel (returning unacked deliveries), delete this connection's exclusive queues."""
+        session = self._session
+        if session.closed:
+            return
+        try:
+            with self._store.write() as store:
+                for channel in list(session.channels.values()):
+                    channel._close_in(store)
+                for queue in store.owned_queues(session.connection_id):
+                    session.delete_queue(store, queue)
+                store.unregister_connection(session.connection_id)
+        finally:
+            session.close()
+            for channel in list(session.channels.values()):
+                channel._closed = True
+            session.channels.clear()
+            self._store.close()
+            _open_connections.discard(self)
+
+    def __enter__(self) -> "Connection":
+        return self
+
+    def __del__(self) -> None:
+        # A connection dropped without close() returns what it holds when it is collected, as a dropped
+        # pika connection's socket makes RabbitMQ requeue.
+        session = getattr(self, "_session", None)
+        if session is not None and not session.closed and os.getpid() == session.store.pid:
+            try:
+                self.close()
+            except Exception:
+                log.exception("litemq: closing a collected connection to %s failed", session.path)
+
+
+def connect(url: Optional[str] = None, **options: Any) -> Connection:
+    """Open a litemq file (see ``Connection``)."""
+    return Connection(url, **options)
+
+
+# Connections still open at interpreter exit are closed, so a script that forgets returns its unacked
+# deliveries and drops its exclusive queues at once rather than at lease expiry.
+_open_connections: "weakref.WeakSet[Connection]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_connections() -> None:
+    for connection in list(_open_connections):
+        try:
+            connection.close()
+        except Exception:  # exit must go on; the leases expire anyway
+            log.exception("litemq: closing %s at exit failed", connection.path)

@@ -1,0 +1,310 @@
+"""The model a channel declares: exchanges, queues and bindings, with RabbitMQ's rules for reserved names,
+redeclares, exclusive and auto-delete queues, and the routing of a message to queues. No SQL here."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Optional, TypeVar
+
+from . import routing
+from .errors import (AccessRefused, ChannelClosed, ExchangeNotFound, PreconditionFailed, QueueNotFound,
+                     ResourceLocked)
+from .message import Properties, decode_table, encode_table
+from .session import OwnerDied, Session, clock
+from .store.sqlite import QueueRow, SQLiteStore
+
+DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
+LEASE_ARGUMENT = "x-lease-ms"
+"""Queue argument: how long, in milliseconds, a delivery from this queue stays leased to its consumer."""
+
+
+@dataclass(frozen=True)
+class QueueInfo:
+    """What ``declare_queue`` reports: the name (server-chosen for ``""``) and its counts."""
+
+    queue: str
+    message_count: int
+    consumer_count: int
+
+
+Method = TypeVar("Method", bound=Callable[..., Any])
+
+
+def _reaping(method: Method) -> Method:
+    """An operation that meets an exclusive queue whose owner died cleans up after it (in a transaction of its own,
+    which nothing the operation raises can roll back) and starts over."""
+    @functools.wraps(method)
+    def run(self: "Topology", *args: Any, **kwargs: Any) -> Any:
+        while True:
+            try:
+                return method(self, *args, **kwargs)
+            except OwnerDied as dead:
+                self._session.reap_now(dead.connection_id)
+    return run  # type: ignore[return-value]
+
+
+class Topology:
+    """Declaring, deleting and binding exchanges and queues; the base of ``Channel``."""
+
+    _session: Session
+    _store: SQLiteStore
+    _closed: bool
+    number: int
+
+    @property
+    def is_open(self) -> bool:
+        return not self._closed and not self._session.closed
+
+    @property
+    def path(self) -> str:
+        """The file this channel's connection opened."""
+        return self._session.path
+
+    def _check_open(self) -> None:
+        if not self.is_open:
+            raise ChannelClosed(f"channel {self.number} on {self.path} is closed")
+
+    def declare_exchange(self, exchange: str, exchange_type: str = "direct", *, passive: bool = False,
+                         durable: bool = False, auto_delete: bool = False, internal: bool = False,
+                         arguments: Optional[Mapping[str, Any]] = None) -> None:
+        """Create the exchange, or check that it exists with these properties (``passive`` only checks)."""
+        self._check_open()
+        routing.check_name("exchange name", exchange)
+        if passive:
+            with self._store.read() as store:
+                if store.exchange(exchange) is None and exchange != "":
+                    raise self._exchange_not_found(exchange)
+            return
+        if exchange == "":
+            raise AccessRefused(f"the default exchange cannot be declared (in {self.path})")
+        routing.check_exchange_type(exchange_type)
+        args = encode_table(_check_arguments(arguments))
+        wanted = (exchange_type, bool(durable), bool(auto_delete), bool(internal), args)
+        with self._store.write() as store:
+            row = store.exchange(exchange)
+            if row is None:
+                if exchange.startswith("amq."):
+                    raise AccessRefused(f"exchange name {exchange!r} is reserved: names starting 'amq.' "
+                                        f"belong to the broker (in {self.path})")
+                store.insert_exchange(exchange, exchange_type, *wanted[1:], clock())
+                return
+            for field, received, current in zip(("type", "durable", "auto_delete", "internal", "arguments"),
+                                                wanted, row):
+                if received != current:
+                    raise PreconditionFailed(
+                        f"inequivalent arg {field!r} for exchange {exchange!r} in {self.path}: "
+                        f"received {received!r} but current is {current!r}")
+
+    def delete_exchange(self, exchange: str, *, if_unused: bool = False) -> None:
+        """Delete the exchange and its bindings; with ``if_unused``, only when nothing is bound to it."""
+        self._check_open()
+        routing.check_name("exchange name", exchange)
+        if exchange == "" or exchange.startswith("amq."):
+            raise AccessRefused(f"exchange {exchange!r} belongs to the broker and cannot be deleted "
+                                f"(in {self.path})")
+        with self._store.write() as store:
+            if store.exchange(exchange) is None:
+                return
+            if if_unused and store.has_bindings(exchange):
+                raise PreconditionFailed(f"exchange {exchange!r} in {self.path} is in use (it has bindings)")
+            self._session.auto_delete_exchanges(store, store.delete_exchange(exchange))
+
+    @_reaping
+    def declare_queue(self, queue: str = "", *, passive: bool = False, durable: bool = False,
+                      exclusive: bool = False, auto_delete: bool = False,
+                      arguments: Optional[Mapping[str, Any]] = None) -> QueueInfo:
+        """Create the queue (a server-named one for ``""``), or check it; returns its name and counts."""
+        self._check_open()
+        routing.check_name("queue name", queue)
+        self._session.sweep()  # so the counts leave out consumers of connections that died
+        if passive:
+            with self._store.write() as store:
+                # A responder may check that a direct reply-to requester is still there (RabbitMQ allows it).
+                row = self._queue(store, queue, check_exclusive=not queue.startswith(DIRECT_REPLY_TO + "."))
+                return QueueInfo(queue, row.ready_count, store.consumer_count(queue))
+        server_named = queue == ""
+        if server_named:
+            queue = "amq.gen-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).decode("ascii").rstrip("=")
+        elif queue.startswith("amq."):
+            # RabbitMQ refuses this even for an existing queue, a server-named one included: only passive declares
+            # may name them.
+            raise AccessRefused(f"queue name {queue!r} is reserved: names starting 'amq.' belong to the broker "
+                                f"(in {self.path})")
+        args = _check_arguments(arguments)
+        _lease_seconds_of(args, queue)
+        encoded = encode_table(args)
+        with self._store.write() as store:
+            row = self._session.live_queue(store, queue)
+            if row is None:
+                owner = self._session.connection_id if exclusive else None
+                store.insert_queue(queue, bool(durable), bool(exclusive), bool(auto_delete), encoded, owner,
+                                   clock())
+                return QueueInfo(queue, 0, 0)
+            self._check_exclusive(row, queue)
+            ready = row.ready_count + store.return_expired(queue, clock())
+            if bool(exclusive) != row.exclusive:
+                raise ResourceLocked(f"cannot obtain exclusive access to locked queue {queue!r} in {self.path}: "
+                                     f"the exclusive property does not match the original declaration")
+            for field, received, current in (("durable", bool(durable), row.durable),
+                                             ("auto_delete", bool(auto_delete), row.auto_delete),
+                                             ("arguments", encoded, row.arguments)):
+                if received != current:
+                    raise PreconditionFailed(
+                        f"inequivalent arg {field!r} for queue {queue!r} in {self.path}: "
+                        f"received {received!r} but current is {current!r}")
+            return QueueInfo(queue, ready, store.consumer_count(queue))
+
+    @_reaping
+    def delete_queue(self, queue: str, *, if_unused: bool = False, if_empty: bool = False) -> int:
+        """Delete the queue with its messages and bindings; returns how many messages it held."""
+        self._check_open()
+        routing.check_name("queue name", queue)
+        with self._store.write() as store:
+            row = self._session.live_queue(store, queue)
+            if row is None:
+                return 0
+            self._check_exclusive(row, queue)
+            if if_unused and store.consumer_count(queue):
+                raise PreconditionFailed(f"queue {queue!r} in {self.path} is in use (it has consumers)")
+            if if_empty and row.ready_count:
+                raise PreconditionFailed(f"queue {queue!r} in {self.path} is not empty")
+            self._session.delete_queue(store, queue)
+            return row.ready_count
+
+    @_reaping
+    def purge_queue(self, queue: str) -> int:
+        """Delete the queue's ready messages (unacked ones stay); returns how many."""
+        self._check_open()
+        routing.check_name("queue name", queue)
+        with self._store.write() as store:
+            self._queue(store, queue)
+            return store.purge_queue(queue)
+
+    def bind_queue(self, queue: str, exchange: str, routing_key: str = "",
+                   arguments: Optional[Mapping[str, Any]] = None) -> None:
+        """Route messages from the exchange to the queue (idempotent)."""
+        self._bind(exchange, queue, "queue", routing_key, arguments, bind=True)
+
+    def unbind_queue(self, queue: str, exchange: str, routing_key: str = "",
+                     arguments: Optional[Mapping[str, Any]] = None) -> None:
+        """Remove a binding made by ``bind_queue`` (idempotent)."""
+        self._bind(exchange, queue, "queue", routing_key, arguments, bind=False)
+
+    def bind_exchange(self, destination: str, source: str, routing_key: str = "",
+                      arguments: Optional[Mapping[str, Any]] = None) -> None:
+        """Route messages from one exchange on to another (idempotent)."""
+        self._bind(source, destination, "exchange", routing_key, arguments, bind=True)
+
+    def unbind_exchange(self, destination: str, source: str, routing_key: str = "",
+                        arguments: Optional[Mapping[str, Any]] = None) -> None:
+        """Remove a binding made by ``bind_exchange`` (idempotent)."""
+        self._bind(source, destination, "exchange", routing_key, arguments, bind=False)
+
+    @_reaping
+    def _bind(self, exchange: str, destination: str, kind: str, routing_key: str,
+              arguments: Optional[Mapping[str, Any]], *, bind: bool) -> None:
+        self._check_open()
+        routing.check_name("exchange name", exchange)
+        routing.check_name(f"{kind} name", destination)
+        routing.check_name("routing key", routing_key)
+        args = _check_arguments(arguments)
+        if exchange == "" or (kind == "exchange" and destination == ""):
+            raise AccessRefused(f"the default exchange cannot be bound or unbound (in {self.path})")
+        with self._store.write() as store:
+            source = store.exchange(exchange)
+            target = (self._session.live_queue(store, destination) if kind == "queue"
+                      else store.exchange(destination))
+            if isinstance(target, QueueRow):
+                self._check_exclusive(target, destination)
+            if not bind and (source is None or target is None):
+                return  # as in RabbitMQ, unbinding what does not exist is not an error
+            if source is None:
+                raise self._exchange_not_found(exchange)
+            if target is None:
+                raise (QueueNotFound(f"queue {destination!r} not found in {self.path}") if kind == "queue"
+                       else self._exchange_not_found(destination))
+            if source.type == "headers" and bind:
+                try:
+                    routing.x_match(args)
+                except ValueError as exc:
+                    raise PreconditionFailed(f"cannot bind {kind} {destination!r} to exchange {exchange!r} "
+                                             f"in {self.path}: {exc}") from None
+            encoded = encode_table(args) or "{}"
+            if bind:
+                store.add_binding(exchange, destination, kind, routing_key, encoded)
+            elif store.remove_binding(exchange, destination, kind, routing_key, encoded):
+                self._session.auto_delete_exchanges(store, [exchange])
+
+    def route(self, exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]] = None) -> list[str]:
+        """The queues a message would reach, without publishing it (a dry run)."""
+        self._check_open()
+        routing.check_name("exchange name", exchange)
+        routing.check_name("routing key", routing_key)
+        if headers is not None:
+            Properties(headers=headers)
+        with self._store.read() as store:
+            if exchange == "":
+                return [routing_key] if store.queue(routing_key) is not None else []
+            return self._route(store, exchange, routing_key, headers)
+
+    def _route(self, store: SQLiteStore, exchange: str, routing_key: str,
+               headers: Optional[Mapping[str, Any]]) -> list[str]:
+        def lookup(name: str) -> Optional[tuple[str, list[routing.Binding]]]:
+            found = store.exchange_and_bindings(name)
+            if found is None:
+                if name == exchange:
+                    raise self._exchange_not_found(exchange)
+                return None
+            exchange_type, rows = found
+            return exchange_type, [
+                routing.Binding(dest, kind, key, decode_table(args) if exchange_type == "headers" else {})
+                for dest, kind, key, args in rows]
+
+        row = store.exchange(exchange)
+        if row is not None and row.internal:
+            raise AccessRefused(f"cannot publish to internal exchange {exchange!r} in {self.path}")
+        return routing.route(exchange, routing_key, headers, lookup)
+
+    def _queue(self, store: SQLiteStore, queue: str, check_exclusive: bool = True) -> QueueRow:
+        row = self._session.live_queue(store, queue)
+        if row is None:
+            raise QueueNotFound(f"queue {queue!r} not found in {self.path}")
+        if check_exclusive:
+            self._check_exclusive(row, queue)
+        return row
+
+    def _declare_reply_queue(self) -> str:
+        """A private queue for RabbitMQ's direct reply-to, under the name a responder publishes to."""
+        queue = f"{DIRECT_REPLY_TO}.{secrets.token_hex(12)}"
+        with self._store.write() as store:
+            store.insert_queue(queue, False, True, True, None, self._session.connection_id, clock())
+        return queue
+
+    def _check_exclusive(self, row: QueueRow, queue: str) -> None:
+        if row.exclusive and row.owner_connection != self._session.connection_id:
+            raise ResourceLocked(f"cannot obtain exclusive access to locked queue {queue!r} in {self.path}: "
+                                 f"it is exclusive to another connection")
+
+    def _exchange_not_found(self, exchange: str) -> ExchangeNotFound:
+        return ExchangeNotFound(f"exchange {exchange!r} not found in {self.path}")
+
+
+def _check_arguments(arguments: Optional[Mapping[str, Any]]) -> dict[str, Any]:
+    if arguments is None:
+        return {}
+    if not isinstance(arguments, Mapping):
+        raise TypeError(f"arguments must be a dict, not {type(arguments).__name__}")
+    Properties(headers=arguments)  # the same value rules as message headers
+    return dict(arguments)
+
+
+def _lease_seconds_of(arguments: Mapping[str, Any], queue: str) -> Optional[float]:
+    value = arguments.get(LEASE_ARGUMENT)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"queue {queue!r}: {LEASE_ARGUMENT} must be a positive int of milliseconds, got {value!r}")
+    return value / 1000.0
