@@ -72,7 +72,11 @@ def test_the_console_script_is_declared() -> None:
 
 
 def test_the_command_runs_as_a_real_process(world: str, subprocess_env: dict[str, str]) -> None:
-    result = subprocess.run([PYTHON, "-m", "litemq", "--db", world, "queues", "--json"], env=subprocess_env,
+    # The installed console script where the test environment has one (README's install puts it beside the
+    # interpreter); otherwise the same entry point through -m.
+    script = Path(PYTHON).parent / "litemq"
+    command = [str(script)] if script.exists() else [PYTHON, "-m", "litemq"]
+    result = subprocess.run([*command, "--db", world, "queues", "--json"], env=subprocess_env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert [q["queue"] for q in json.loads(result.stdout)] == ["jobs"]
