@@ -166,11 +166,13 @@ class Channel(Topology):
             self._consumers[tag] = consumer
             return consumer
 
-    def _claim(self, consumer: "Consumer", limit: int) -> list[tuple[MessageRow, Optional[Held]]]:
+    def _claim(self, consumer: "Consumer", limit: int, check_expired: bool = True
+               ) -> list[tuple[MessageRow, Optional[Held]]]:
         """Claim up to ``limit`` messages for a consumer; raises QueueNotFound when its queue is gone."""
         with self._store.write() as store:
             now = clock()
-            store.return_expired(consumer.queue, now)
+            if check_expired:
+                store.return_expired(consumer.queue, now)
             if consumer.auto_ack:
                 rows = store.claim_and_delete(consumer.queue, limit)
                 claimed = [(row, None) for row in rows]

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
 from .message import Delivery
-from .session import Held, clock
+from .session import RECHECK_SECONDS, Held, clock
 from .store.sqlite import MessageRow
 from .wakeup import Doorbell, doorbell_address, sleep
 
@@ -42,6 +42,8 @@ class Consumer:
         self._session = channel._session
         # Claimed but not yet handed out.
         self._buffer: deque[tuple[MessageRow, Optional[Held]]] = deque()
+        self.expiry_horizon = 0.0
+        """Before this time no lease in the queue can have expired, as far as this consumer last looked."""
         # Bound now, before any claim, so no ring between a claim finding nothing and the wait is lost.
         self.doorbell = Doorbell(doorbell_address(self._session.connection_id, channel.number, consumer_tag))
         self._waiter = Waiter(self._session)
@@ -112,7 +114,8 @@ class Consumer:
         return room
 
     def _fill(self) -> bool:
-        claimed = self.channel._claim(self, self._room())
+        claimed = self.channel._claim(self, self._room(), check_expired=clock() >= self.expiry_horizon)
+        self.expiry_horizon = 0.0
         self._buffer.extend(claimed)
         return bool(claimed)
 
@@ -153,6 +156,11 @@ class Waiter:
                         return None  # ready messages, or a queue is gone: claim to find out
                     expiries = [self._store.next_lease_expiry(c.queue) for c in active]
                 next_expiry = min((e for e in expiries if e is not None), default=None)
+                # Until then, a claim after a ring need not look for expired leases. Leases taken later expire
+                # later than they were taken; the recheck bounds how stale this knowledge gets.
+                horizon = min(next_expiry or float("inf"), clock() + RECHECK_SECONDS)
+                for consumer, expiry in zip(active, expiries):
+                    consumer.expiry_horizon = min(expiry or float("inf"), horizon)
             watch, delay = self._session.watch()
             if deadline is not None:
                 delay = min(delay, deadline - time.monotonic())
