@@ -34,7 +34,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)
-    except UsageError as exc:
+    except (UsageError, ValueError, TypeError) as exc:
         print(f"litemq: {exc}", file=sys.stderr)
         return 2
     except (Refused, LiteMQError) as exc:
@@ -155,9 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("demo", cmd_demo, "run a producer and a consumer process that talk through the file")
     sub.add_argument("-n", "--count", type=int, default=5, help="how many messages to send (default 5)")
     for name, run in (("demo-producer", _demo_producer), ("demo-consumer", _demo_consumer)):
-        hidden = commands.add_parser(name, help=argparse.SUPPRESS)
+        hidden = commands.add_parser(name)
         hidden.set_defaults(run=run)
         hidden.add_argument("-n", "--count", type=int, default=5)
+    # The demo's own two processes stay out of --help (argparse lists even a suppressed subparser).
+    commands._choices_actions = [a for a in commands._choices_actions if not a.dest.startswith("demo-")]
     return parser
 
 
@@ -178,8 +180,13 @@ def _path(args: argparse.Namespace) -> str:
 
 def _open(args: argparse.Namespace, create: bool = False) -> Connection:
     path = _path(args)
-    if not create and not os.path.exists(path):
-        raise Refused(f"no litemq file at {path} (nothing was created)")
+    if not create:
+        from .store import inspect
+
+        if not os.path.exists(path):
+            raise Refused(f"no litemq file at {path} (nothing was created)")
+        if not inspect.is_litemq_file(path):
+            raise Refused(f"{path} holds no litemq data (nothing was changed)")
     return connect(path)
 
 
@@ -255,7 +262,8 @@ def _cell(value: Any) -> str:
     text = str(value)
     if text.isprintable():
         return text
-    return text.encode("unicode_escape").decode("ascii")  # one line per row, whatever the body holds
+    # One line per row, whatever the body holds: escape only what cannot be shown, and keep UTF-8 text readable.
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def _body(args: argparse.Namespace, body: bytes) -> str:
@@ -275,6 +283,8 @@ def _print_messages(args: argparse.Namespace, rows: list[dict[str, Any]]) -> Non
         return
     for row in rows:
         row["body"] = _body(args, row["body"])
+        if not getattr(args, "json", False):
+            row["exchange"] = row["exchange"] or "amq.default"
     _emit(args, rows, ("exchange", "routing_key", "redelivered", "properties", "body"))
 
 
@@ -397,6 +407,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     properties = _properties(args.property, args.header)
+    if args.lines and args.body != "-":
+        raise UsageError("--lines reads standard input: give no BODY (or -)")
     if args.lines or args.body == "-":
         data = sys.stdin.buffer.read()
         bodies = data.splitlines() if args.lines else [data]
@@ -404,7 +416,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
         bodies = [args.body.encode("utf-8")]
     with _open(args, create=True) as conn:
         routed = [conn.publish(_exchange(args.exchange), args.routing_key, body, properties) for body in bodies]
-    if not any(routed):
+    if bodies and not any(routed):
         print(f"litemq: unroutable: no queue is bound to receive it ({len(bodies)} message(s) dropped)",
               file=sys.stderr)
     return 0
@@ -450,6 +462,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
     exchange = _exchange(args.exchange)
     if exchange == "":
         raise UsageError("tail needs an exchange other than the default one")
+    if args.count is not None and args.count < 1:
+        raise UsageError("--count must be at least 1")
     with _open(args) as conn:
         conn.declare_exchange(exchange, passive=True)
         queue = conn.declare_queue("", exclusive=True, auto_delete=True).queue
@@ -534,12 +548,13 @@ def cmd_db(args: argparse.Namespace) -> int:
         raise UsageError(f"db {args.action} takes no revision")
     if not os.path.exists(path):
         raise Refused(f"no litemq file at {path} (nothing was created)")
+    inspect.check_sqlite(path)
     if args.action == "upgrade":
         changed = migrate.upgrade(path)
         print(f"{path}: at schema {SCHEMA_REVISION}" + ("" if changed else " already"))
     elif args.action == "downgrade":
         migrate.upgrade(path, args.revision)
-        print(f"{path}: at schema {migrate.current_revision(path)}")
+        print(f"{path}: at schema {migrate.current_revision(path) or 'base'}")
     elif args.action == "current":
         print(f"{migrate.current_revision(path)} (this litemq writes {SCHEMA_REVISION})")
     else:
@@ -554,6 +569,7 @@ def cmd_db(args: argparse.Namespace) -> int:
             elif args.action == "vacuum":
                 before = inspect.file_sizes(path)["file_bytes"]
                 inspect.vacuum(conn._store)
+                inspect.checkpoint(conn._store)  # VACUUM's result sits in the WAL until then
                 print(f"{path}: {before} -> {inspect.file_sizes(path)['file_bytes']} bytes")
             else:
                 busy, frames, done = inspect.checkpoint(conn._store)

@@ -4,9 +4,13 @@ except the maintenance ones, which must run outside any."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from typing import Any, Optional
 
+from ..errors import NotADatabase
+from . import VERSION_TABLE
 from .sqlite import SQLiteStore
 
 SELECT_QUEUES = ("SELECT queue, ready, unacked, total, consumers, durable, exclusive, auto_delete, arguments, "
@@ -88,7 +92,25 @@ def vacuum(store: SQLiteStore) -> None:
 
 
 def checkpoint(store: SQLiteStore) -> tuple[int, int, int]:
-    """Copy the whole WAL into the database and truncate it (waits for readers; outside any transaction)."""
-    with store.lock:
-        busy, log_frames, checkpointed = store.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    """Copy the whole WAL into the database and truncate it, outside any transaction. It does not wait for
+    readers (a waiting TRUNCATE checkpoint would hold every writer back): ``busy`` says when one was in the way."""
+    with store.lock, contextlib.closing(sqlite3.connect(store.path, timeout=0, isolation_level=None)) as db:
+        busy, log_frames, checkpointed = db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
     return busy, log_frames, checkpointed
+
+
+def check_sqlite(path: str) -> None:
+    """Refuse a file that is not an SQLite database, asking SQLite (the file is never opened here)."""
+    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
+        try:
+            db.execute("PRAGMA schema_version").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise NotADatabase(f"{path} is not an SQLite database") from exc
+
+
+def is_litemq_file(path: str) -> bool:
+    """Whether the SQLite file holds litemq's tables (read only; never creates them)."""
+    check_sqlite(path)
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)) as db:
+        found = db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (VERSION_TABLE,)).fetchone()
+    return found is not None

@@ -68,6 +68,11 @@ def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
             current = context.get_current_revision()
             _check_known(path, current, script)
             target = script.get_current_head() if revision == "head" else revision
+            if target not in (None, "base"):
+                try:
+                    script.get_revision(target)
+                except Exception as exc:  # alembic raises several resolution errors
+                    raise SchemaError(f"unknown schema revision {revision!r} for {path}") from exc
             if current == target:
                 return False
             config.attributes["connection"] = connection

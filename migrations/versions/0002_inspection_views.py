@@ -1,6 +1,8 @@
 """Inspection views for people: queue statistics, readable messages, connections with their consumers.
 
 Views may compute "now" in SQL (litemq's own statements never do): they are for people at a terminal.
+``body_text`` shows bodies that are plain ASCII text: SQL cannot check UTF-8, and a view that returned invalid
+text would break every Python reader of it (``litemq peek`` decodes UTF-8 bodies).
 
 Revision ID: 0002
 Revises: 0001
@@ -37,7 +39,9 @@ VIEWS = {
         SELECT m.id, m.queue,
                CASE WHEN m.lease_token IS NULL THEN 'ready' ELSE 'unacked' END AS state,
                m.exchange, m.routing_key,
-               CASE WHEN instr(m.body, x'00') > 0 THEN NULL ELSE CAST(m.body AS TEXT) END AS body_text,
+               CASE WHEN instr(m.body, x'00') = 0
+                     AND CAST(m.body AS TEXT) NOT GLOB '*[^' || char(9, 10, 13) || ' -~]*'
+                    THEN CAST(m.body AS TEXT) END AS body_text,
                length(m.body) AS body_bytes,
                m.properties,
                {_iso('m.published_at')} AS published_at,
