@@ -130,8 +130,7 @@ def test_message_view_shows_states_readable_bodies_and_times(conn: litemq.Connec
          '{"content_type":"text/plain","headers":{"n":1}}', 1, f"{conn._session.connection_id}/{conn.number}"),
         ("jobs", "ready", "", "jobs", None, 10, None, 0, None),  # a NUL: not shown as text
         ("jobs", "ready", "", "jobs", "", 0, None, 0, None),
-        # Only plain ASCII is shown: SQL cannot check UTF-8 (litemq peek decodes it).
-        ("jobs", "ready", "", "jobs", None, len("héllo wörld".encode()), None, 0, None),
+        ("jobs", "ready", "", "jobs", "héllo wörld", len("héllo wörld".encode()), None, 0, None),
     ]
 
     times = query(sql, "SELECT v.published_at, m.published_at, v.lease_expires_at, m.lease_expires_at "
@@ -289,3 +288,23 @@ def test_reading_the_views_never_waits_for_a_litemq_write(db_path: str, conn: li
             assert query(reader, "SELECT body_text FROM litemq_message_view") == [("committed",)]
             assert query(reader, "SELECT count(*) FROM litemq_connection_view") == [(1,)]
         assert query(reader, "SELECT ready FROM litemq_queue_stats") == [(2,)]
+
+
+def test_message_view_text_matches_pythons_utf8_check(conn: litemq.Connection, sql: sqlite3.Connection) -> None:
+    import random
+
+    rng = random.Random(7)
+    pieces = [bytes([b]) for b in (0x41, 0x80, 0xBF, 0xC2, 0xDF, 0xE0, 0xED, 0xF0, 0xF4, 0xF5, 0xC1)]
+    pieces += [c.encode() for c in "é日😀"]
+    bodies = [b"".join(rng.choice(pieces) for _ in range(rng.randint(1, 6))) for _ in range(400)]
+    conn.declare_queue("q")
+    for body in bodies:
+        conn.publish("", "q", body)
+    sql.text_factory = bytes  # so that a wrong answer shows up as a mismatch, not a decoding error
+    shown = [row[0] for row in sql.execute("SELECT body_text FROM litemq_message_view ORDER BY id")]
+    for body, text in zip(bodies, shown):
+        try:
+            expected = body.decode("utf-8").encode("utf-8")
+        except UnicodeDecodeError:
+            expected = None
+        assert text == expected, body

@@ -1,8 +1,7 @@
 """Inspection views for people: queue statistics, readable messages, connections with their consumers.
 
 Views may compute "now" in SQL (litemq's own statements never do): they are for people at a terminal.
-``body_text`` shows bodies that are plain ASCII text: SQL cannot check UTF-8, and a view that returned invalid
-text would break every Python reader of it (``litemq peek`` decodes UTF-8 bodies).
+``body_text`` shows bodies that are UTF-8 text (checked in SQL up to UTF8_CHECK_LIMIT bytes unless plain ASCII).
 
 Revision ID: 0002
 Revises: 0001
@@ -15,6 +14,26 @@ branch_labels = None
 depends_on = None
 
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+
+UTF8_CHECK_LIMIT = 4096
+"""Bodies up to this size that are not plain ASCII are checked for UTF-8 byte by byte (a recursive query costs
+about 1.5 ms per KiB); larger ones show no text."""
+
+# SQLite has no UTF-8 check, and a view returning invalid text would break every Python reader of it: walk the
+# body a character at a time, checking each lead byte and its continuation bytes (RFC 3629's table).
+_B1, _B2, _B3, _B4 = (f"substr(m.body, i + {k}, 1)" for k in range(4))
+_WIDTH = (f"CASE WHEN {_B1} < x'80' THEN 1 WHEN {_B1} BETWEEN x'C2' AND x'DF' THEN 2 "
+          f"WHEN {_B1} BETWEEN x'E0' AND x'EF' THEN 3 WHEN {_B1} BETWEEN x'F0' AND x'F4' THEN 4 ELSE 0 END")
+_LOW2 = f"CASE {_B1} WHEN x'E0' THEN x'A0' WHEN x'F0' THEN x'90' ELSE x'80' END"
+_HIGH2 = f"CASE {_B1} WHEN x'ED' THEN x'9F' WHEN x'F4' THEN x'8F' ELSE x'BF' END"
+_CHAR_OK = (f"CASE WHEN ({_WIDTH}) = 0 OR i + ({_WIDTH}) - 1 > length(m.body) THEN 0 "
+            f"WHEN ({_WIDTH}) >= 2 AND NOT ({_B2} BETWEEN ({_LOW2}) AND ({_HIGH2})) THEN 0 "
+            f"WHEN ({_WIDTH}) >= 3 AND NOT ({_B3} BETWEEN x'80' AND x'BF') THEN 0 "
+            f"WHEN ({_WIDTH}) = 4 AND NOT ({_B4} BETWEEN x'80' AND x'BF') THEN 0 ELSE 1 END")
+VALID_UTF8 = (f"(WITH RECURSIVE walk(i, ok) AS (SELECT 1, 1 UNION ALL "
+              f"SELECT i + ({_WIDTH}), ({_CHAR_OK}) FROM walk WHERE ok = 1 AND i <= length(m.body)) "
+              f"SELECT min(ok) FROM walk)")
 
 
 def _iso(column: str) -> str:
@@ -39,9 +58,10 @@ VIEWS = {
         SELECT m.id, m.queue,
                CASE WHEN m.lease_token IS NULL THEN 'ready' ELSE 'unacked' END AS state,
                m.exchange, m.routing_key,
-               CASE WHEN instr(m.body, x'00') = 0
-                     AND CAST(m.body AS TEXT) NOT GLOB '*[^' || char(9, 10, 13) || ' -~]*'
-                    THEN CAST(m.body AS TEXT) END AS body_text,
+               CASE WHEN instr(m.body, x'00') > 0 THEN NULL
+                    WHEN CAST(m.body AS TEXT) NOT GLOB '*[^' || char(9, 10, 13) || ' -~]*' THEN CAST(m.body AS TEXT)
+                    WHEN length(m.body) <= {UTF8_CHECK_LIMIT} AND {VALID_UTF8} = 1 THEN CAST(m.body AS TEXT)
+               END AS body_text,
                length(m.body) AS body_bytes,
                m.properties,
                {_iso('m.published_at')} AS published_at,
