@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,3 +107,14 @@ def vm_steps(conn: litemq.Connection, call: Callable[[], Any]) -> tuple[int, Any
     with counting_vm_steps(conn) as steps:
         result = call()
     return steps[0], result
+
+
+@pytest.fixture
+def popen() -> Iterator[list[subprocess.Popen]]:
+    """Subprocesses started by a test; any still running at the end are killed by pid."""
+    started: list[subprocess.Popen] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            os.kill(process.pid, signal.SIGKILL)
+            process.communicate()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -122,3 +123,24 @@ def default_signals() -> None:
 def worker_errors(out_dir: Path) -> dict[str, str]:
     errors = out_dir / "errors"
     return {p.name: p.read_text() for p in sorted(errors.glob("*.txt"))} if errors.is_dir() else {}
+
+
+# --- for the tests that start these workers
+
+def start_python(call: str, env: dict[str, str], started: list[subprocess.Popen]) -> subprocess.Popen:
+    process = subprocess.Popen(python_command(call), env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
+    started.append(process)
+    return process
+
+
+def wait_for_file_from(process: subprocess.Popen, path: Path, timeout: float = 30.0) -> str:
+    """The file's text once the subprocess writes it; fails early (with its stderr) if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"process ended with {process.returncode} before writing {path.name}: "
+                                 f"{process.communicate()[1]}")
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.005)
+    return path.read_text()

@@ -25,6 +25,7 @@ import pika.adapters.blocking_connection as real_blocking
 import pytest
 
 import facade_workers as workers
+from facade_workers import start_python, wait_for_file_from
 import litemq
 from litemq import pika
 
@@ -992,34 +993,6 @@ def test_a_broker_error_closes_that_channel_only_and_requeues_what_it_held(
 # Ctrl-C during start_consuming
 # ---------------------------------------------------------------------------------------------------------------
 
-@pytest.fixture
-def popen() -> Iterator[list[subprocess.Popen]]:
-    """Subprocesses started by a test; any still running at the end are killed by pid."""
-    started: list[subprocess.Popen] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGKILL)
-            process.communicate()
-
-
-def start_python(call: str, env: dict[str, str], started: list[subprocess.Popen]) -> subprocess.Popen:
-    process = subprocess.Popen(workers.python_command(call), env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, preexec_fn=workers.default_signals)
-    started.append(process)
-    return process
-
-
-def wait_for_file_from(process: subprocess.Popen, path: Path, timeout: float = START_SECONDS) -> str:
-    """The file's text once the subprocess writes it; fails early (with its stderr) if the process ends first."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"process ended with {process.returncode} before writing {path.name}: "
-                                 f"{process.communicate()[1]}")
-        assert time.monotonic() < deadline, f"{path.name} never appeared"
-        time.sleep(0.005)
-    return path.read_text()
 
 
 def finish(process: subprocess.Popen, timeout: float = BOUND) -> tuple[int, str]:
