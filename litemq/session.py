@@ -168,9 +168,9 @@ class Session:
             self.liveness.forget(connection_id)
 
     def reap(self, store: SQLiteStore, connection_id: str) -> None:
-        """A dead connection's state: its leases go back, its consumers are cancelled, its exclusive queues go."""
-        if not store.has_connection(connection_id):
-            return
+        """A dead connection's state: its leases go back, its consumers are cancelled, its exclusive queues go.
+        Idempotent: whatever of it is left is cleaned up, even without its row."""
+        registered = store.has_connection(connection_id)
         returned = store.release_connection(connection_id)
         for queue in dict.fromkeys(store.remove_connection_consumers(connection_id)):
             self.apply_auto_delete(store, queue)
@@ -178,8 +178,9 @@ class Session:
             self.delete_queue(store, queue)
         store.unregister_connection(connection_id)
         self.wake_consumers(store, returned)
-        log.info("litemq: connection %s on %s died; %d deliveries returned to their queues", connection_id,
-                 self.path, sum(returned.values()))
+        if registered:
+            log.info("litemq: connection %s on %s died; %d deliveries returned to their queues", connection_id,
+                     self.path, sum(returned.values()))
 
     # --- background duties: lease renewal and WAL checkpoints
     def lease_taken(self, lease_seconds: float) -> None:

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Optional, TypeVar
 
 from . import routing
 from .errors import (AccessRefused, ChannelClosed, ExchangeNotFound, PreconditionFailed, QueueNotFound,
-                     ResourceLocked)
+                     ResourceLocked, StorageError)
 from .message import Properties, decode_table, encode_table
 from .session import OwnerDied, Session, clock
 from .store.sqlite import QueueRow, SQLiteStore
@@ -38,10 +38,15 @@ def _reaping(method: Method) -> Method:
     which nothing the operation raises can roll back) and starts over."""
     @functools.wraps(method)
     def run(self: "Topology", *args: Any, **kwargs: Any) -> Any:
+        reaped: set[str] = set()
         while True:
             try:
                 return method(self, *args, **kwargs)
             except OwnerDied as dead:
+                if dead.connection_id in reaped:  # cleaned up, yet still there: never loop on it
+                    raise StorageError(f"{self._session.path}: could not clean up after dead connection "
+                                       f"{dead.connection_id}") from None
+                reaped.add(dead.connection_id)
                 self._session.reap_now(dead.connection_id)
     return run  # type: ignore[return-value]
 

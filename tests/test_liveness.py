@@ -338,3 +338,17 @@ def test_a_consumer_waiting_on_an_empty_queue_uses_little_cpu(
     cpu, wall = map(float, (tmp_path / "cpu").read_text().split())
     assert wall >= IDLE_SECONDS * 0.9
     assert cpu / wall < MAX_IDLE_CPU, f"{cpu:.3f} s of CPU in {wall:.2f} s of waiting"
+
+
+def test_an_exclusive_queue_left_by_a_dead_connection_without_its_row_is_still_cleaned_up(db_path: str) -> None:
+    """Reaping is idempotent: a dead owner's queue goes even when its connection row is already gone."""
+    import sqlite3
+
+    with litemq.connect(db_path) as conn:
+        with sqlite3.connect(db_path) as plain:
+            plain.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, arguments, "
+                          "owner_connection, ready_count, created_at) VALUES ('orphan', 0, 1, 0, NULL, "
+                          "'0123456789abcdef0123456789abcdef', 0, 0.0)")
+        with pytest.raises(litemq.QueueNotFound):
+            conn.declare_queue("orphan", passive=True)
+        conn.declare_queue("orphan", exclusive=True)  # the name is free again, and now this connection's
