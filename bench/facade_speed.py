@@ -33,14 +33,9 @@ if (REPO / "litemq" / "__init__.py").is_file() and str(REPO) not in sys.path:
 
 import litemq  # noqa: E402
 from litemq import pika  # noqa: E402
+from hot_path import BODY_BYTES, QUEUE, bodies, time_native_api  # noqa: E402  (bench/ is the script's directory, first on sys.path)
 
-BODY_BYTES = 100
-QUEUE = "bench"
 TARGET = 0.8
-
-
-def bodies(n: int) -> list[bytes]:
-    return [(b"%012d " % i).ljust(BODY_BYTES, b"x") for i in range(n)]
 
 
 def prepare(path: str) -> None:
@@ -50,24 +45,8 @@ def prepare(path: str) -> None:
 
 
 def native_run(path: str, n: int) -> tuple[float, float]:
-    payloads = bodies(n)
-    conn = litemq.connect(path)
-    publish = conn.publish
-    t0 = time.perf_counter()
-    for body in payloads:
-        publish("", QUEUE, body)
-    t1 = time.perf_counter()
-    get = conn.get
-    for i in range(n):
-        delivery = get(QUEUE)
-        if delivery is None:
-            raise RuntimeError(f"native: queue empty after {i} of {n} gets")
-        delivery.ack()
-    t2 = time.perf_counter()
-    if conn.get(QUEUE) is not None:
-        raise RuntimeError("native: messages left after consuming all")
-    conn.close()
-    return n / (t1 - t0), n / (t2 - t1)
+    with litemq.connect(path) as conn:
+        return time_native_api(conn, bodies(n), "native")
 
 
 def facade_run(path: str, n: int) -> tuple[float, float]:

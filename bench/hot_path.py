@@ -70,6 +70,15 @@ def litemq_run(directory: str, n: int, sync: str) -> tuple[float, float]:
     with litemq.connect(path, synchronous=sync) as conn:  # the first open creates the schema: not timed
         conn.declare_queue(QUEUE, durable=True)
     conn = litemq.connect(path, synchronous=sync)
+    try:
+        return time_native_api(conn, payloads, "litemq")
+    finally:
+        conn.close()
+
+
+def time_native_api(conn: litemq.Connection, payloads: list[bytes], label: str) -> tuple[float, float]:
+    """Publish the payloads one per call, then get + ack each: (publish msgs/s, get+ack msgs/s)."""
+    n = len(payloads)
     publish = conn.publish
     t0 = time.perf_counter()
     for body in payloads:
@@ -79,12 +88,11 @@ def litemq_run(directory: str, n: int, sync: str) -> tuple[float, float]:
     for i in range(n):
         delivery = get(QUEUE)
         if delivery is None:
-            raise RuntimeError(f"litemq: queue empty after {i} of {n} gets")
+            raise RuntimeError(f"{label}: queue empty after {i} of {n} gets")
         delivery.ack()
     t2 = time.perf_counter()
     if conn.get(QUEUE) is not None:
-        raise RuntimeError("litemq: messages left after consuming all")
-    conn.close()
+        raise RuntimeError(f"{label}: messages left after consuming all")
     return n / (t1 - t0), n / (t2 - t1)
 
 

@@ -14,6 +14,7 @@ import select
 import socket
 import sys
 import time
+from contextlib import suppress
 from typing import Callable, Iterable, Optional, Sequence
 
 ABSTRACT_SOCKETS = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
@@ -111,10 +112,9 @@ class Bell:
         if self._socket is None:
             return
         for address in addresses:
-            try:
+            # No doorbell there now, or a full one (that consumer is awake anyway): nothing to ring.
+            with suppress(OSError):
                 self._socket.sendto(b"!", address)
-            except OSError:
-                pass  # nobody waiting there now, or its doorbell is full: it is awake anyway
 
     def close(self) -> None:
         if self._socket is not None:

@@ -11,7 +11,7 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
 
 from ..errors import (NotADatabase, ReadOnlyDatabase, SchemaError, StorageError, StorageFull)
@@ -288,10 +288,9 @@ class SQLiteStore:
             if self._checkpointer is None:
                 self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._checkpointer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
-            try:
+            # Busy means another checkpoint is running, which does the same work.
+            with suppress(sqlite3.OperationalError):
                 self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except sqlite3.OperationalError:
-                pass  # busy: another checkpoint is running, which does the same work
 
     def close(self) -> None:
         with self.lock, self._checkpoint_lock:

@@ -86,11 +86,11 @@ def format_observations(observations: dict[str, Any]) -> str:
 
 
 def conformance(fn: Optional[Callable[..., Any]] = None, *, litemq_differs: Optional[dict[str, Any]] = None,
-                because: str = "", litemq_bug: str = "") -> Any:
+                because: str = "") -> Any:
     """Turn ``scenario(pika, connect, names) -> observations`` into a test run once per backend.
 
     ``litemq_differs``: observation keys whose litemq value deliberately differs, with that value (``because``
-    says why). ``litemq_bug``: a known litemq defect outside litemq/pika; the litemq run is xfail(strict=True)."""
+    says why)."""
     if litemq_differs and not because:
         raise ValueError("a documented difference needs its reason (because=...)")
 
@@ -103,8 +103,7 @@ def conformance(fn: Optional[Callable[..., Any]] = None, *, litemq_differs: Opti
         test.__doc__ = scenario.__doc__
         test.__module__ = scenario.__module__
         test.scenario = scenario  # type: ignore[attr-defined]
-        litemq_marks = [pytest.mark.xfail(strict=True, reason=f"litemq bug: {litemq_bug}")] if litemq_bug else []
-        params = [pytest.param("rabbitmq", id="rabbitmq"), pytest.param("litemq", id="litemq", marks=litemq_marks)]
+        params = [pytest.param("rabbitmq", id="rabbitmq"), pytest.param("litemq", id="litemq")]
         return pytest.mark.parametrize("backend", params, indirect=True)(test)
 
     return wrap(fn) if fn is not None else wrap
