@@ -11,11 +11,14 @@ from .connection import (DEFAULT_CONSUMER_TIMEOUT, DEFAULT_LEASE_SECONDS, DEFAUL
                          connect)
 from .consumer import Consumer
 from .errors import (AccessRefused, ChannelClosed, DeliveryError, ExchangeNotFound, LeaseExpired, LiteMQError,
-                     MessageTooLarge, NotADatabase, NotFound, PreconditionFailed, QueueNotFound, ReadOnlyDatabase,
-                     ResourceLocked, SchemaError, SchemaTooNew, StorageError, StorageFull)
+                     MessageTooLarge, NotADatabase, NotFound, PreconditionFailed, PublishRejected, QueueNotFound,
+                     ReadOnlyDatabase, ResourceLocked, SchemaError, SchemaTooNew, StorageError, StorageFull,
+                     Unroutable)
 from .message import Delivery, Properties
 from .rpc import RpcClient, RpcError, RpcServer, RpcTimeout
-from .topology import LEASE_ARGUMENT, QueueInfo
+from .policy import LEASE_ARGUMENT
+from .routing import DELAYED_EXCHANGE
+from .topology import QueueInfo
 
 __version__ = "0.1.0"
 
@@ -28,9 +31,10 @@ __all__ = [
     "RpcClient", "RpcServer", "RpcError", "RpcTimeout",
     # Settings
     "DEFAULT_LEASE_SECONDS", "DEFAULT_CONSUMER_TIMEOUT", "DEFAULT_MAX_MESSAGE_BYTES", "LEASE_ARGUMENT",
+    "DELAYED_EXCHANGE",
     # Errors
     "LiteMQError", "AccessRefused", "NotFound", "ExchangeNotFound", "QueueNotFound", "ResourceLocked",
-    "PreconditionFailed", "DeliveryError", "LeaseExpired", "MessageTooLarge", "ChannelClosed", "StorageError",
+    "PreconditionFailed", "DeliveryError", "LeaseExpired", "Unroutable", "PublishRejected", "MessageTooLarge", "ChannelClosed", "StorageError",
     "NotADatabase", "ReadOnlyDatabase", "StorageFull", "SchemaError", "SchemaTooNew",
     "__version__",
 ]

@@ -6,19 +6,23 @@ expiry, tokens, target queues) and passes it down. Declaring the model is ``topo
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import secrets
 import uuid
 from typing import TYPE_CHECKING, Optional
 
-from . import routing
-from .errors import AccessRefused, DeliveryError, LeaseExpired, MessageTooLarge, PreconditionFailed, QueueNotFound
-from .message import (EMPTY_PROPERTIES, Delivery, Properties, decode_properties, decode_table, encode_body,
-                      encode_properties)
+from . import queue_rules, routing
+from .errors import (AccessRefused, DeliveryError, LeaseExpired, MessageTooLarge, PreconditionFailed,
+                     PublishRejected, QueueNotFound, Unroutable)
+from .message import EMPTY_PROPERTIES, Delivery, Properties, decode_properties, encode_body, encode_properties
+from .policy import QueuePolicy, delay_seconds, queue_policy
+from .queue_rules import Arrival
+from .routing import DELAYED_EXCHANGE
 from .session import Held, Session, clock
-from .store.sqlite import MessageRow, QueueRow, SQLiteStore
-from .topology import Topology, _lease_seconds_of, _reaping
+from .store.sqlite import MessageRow, QueueRow, SQLiteStore, StoredMessage
+from .topology import Topology, _reaping
 
 if TYPE_CHECKING:
     from .consumer import Consumer
@@ -46,13 +50,30 @@ class Channel(Topology):
 
     # --- publishing
     def publish(self, exchange: str, routing_key: str, body: bytes | str,
-                properties: Optional[Properties] = None) -> int:
+                properties: Optional[Properties] = None, *, mandatory: bool = False,
+                delay: Optional[float] = None) -> int:
         """Route one message and store a copy in each queue it reaches; returns how many queues that is.
 
-        A message that reaches no queue is dropped, as RabbitMQ drops an unroutable message."""
+        A message that reaches no queue is dropped, as RabbitMQ drops an unroutable message, or with ``mandatory``
+        raises Unroutable. ``delay`` (seconds) keeps it out of its queues until then. A queue whose length limit
+        refuses it (``x-overflow: reject-publish``) makes the publish raise PublishRejected once the other queues
+        have it, as RabbitMQ nacks it."""
         message = self._outgoing(exchange, routing_key, body, properties)
+        _check_delay(delay)
         with self._store.write() as store:
-            return self._publish_in(store, *message)
+            arrival = self._publish_in(store, *message, delay=delay)
+        return self._confirm(arrival, exchange, routing_key, mandatory)
+
+    def _confirm(self, arrival: Arrival, exchange: str, routing_key: str, mandatory: bool) -> int:
+        if arrival.rejected:
+            raise PublishRejected(
+                f"message for exchange {exchange!r} with routing key {routing_key!r} was refused by queue "
+                f"{', '.join(map(repr, arrival.rejected))} in {self.path}: its length limit is reached "
+                "(x-overflow reject-publish)", rejected=arrival.rejected, stored=arrival.stored)
+        if mandatory and not arrival.stored:
+            raise Unroutable(f"message for exchange {exchange!r} with routing key {routing_key!r} reached no queue "
+                             f"in {self.path} (mandatory)", exchange=exchange, routing_key=routing_key)
+        return len(arrival.stored)
 
     def ack_and_publish(self, delivery_tag: int, exchange: str, routing_key: str, body: bytes | str,
                         properties: Optional[Properties] = None) -> int:
@@ -64,7 +85,8 @@ class Channel(Topology):
         _check_tag(delivery_tag)
         with self._store.write() as store:
             self._settle_in(store, delivery_tag, False, "ack", all_or_nothing=True)
-            return self._publish_in(store, *message)
+            arrival = self._publish_in(store, *message)
+        return self._confirm(arrival, exchange, routing_key, False)
 
     def _outgoing(self, exchange: str, routing_key: str, body: bytes | str,
                   properties: Optional[Properties]) -> tuple[str, str, bytes, Properties]:
@@ -82,15 +104,15 @@ class Channel(Topology):
         return exchange, routing_key, data, properties
 
     def _publish_in(self, store: SQLiteStore, exchange: str, routing_key: str, data: bytes,
-                    properties: Properties) -> int:
+                    properties: Properties, delay: Optional[float] = None) -> Arrival:
         if exchange == "":
             queues = [routing_key]
         else:
-            queues = self._route(store, exchange, routing_key, properties.headers)
-        stored = store.insert_copies(queues, exchange, routing_key, data, encode_properties(properties), clock())
-        if stored:
-            self._session.wake_consumers(store, queues)
-        return stored
+            exchange_type, queues = self._route(store, exchange, routing_key, properties.headers)
+            if delay is None and exchange_type == DELAYED_EXCHANGE:
+                delay = delay_seconds(properties.headers)
+        return queue_rules.enqueue(self._session, store, queues, exchange, routing_key, data, properties,
+                                   encode_properties(properties), clock(), delay or 0.0)
 
     # --- getting and consuming
     @_reaping
@@ -104,9 +126,14 @@ class Channel(Topology):
         _check_lease_seconds(lease_seconds)
         for attempt in range(2):
             with self._store.write() as store:
-                row = self._queue(store, queue)
+                self._queue(store, queue)
                 now = clock()
-                ready = row.ready_count + store.return_expired(queue, now)
+                queue_rules.settle_due(self._session, store, now)
+                queue_rules.returned(self._session, store, store.return_expired(queue, now), now)
+                row = self._queue(store, queue)  # again: what fell due may have changed it, or deleted it
+                policy = queue_policy(row.arguments)
+                queue_rules.queue_used(store, queue, policy, now)
+                ready = row.ready_count
                 if auto_ack:
                     rows = store.claim_and_delete(queue, 1)
                     token = 0
@@ -116,7 +143,7 @@ class Channel(Topology):
                 if rows:
                     held = None if auto_ack else self._hold(rows[0], queue, token, None, lease_seconds or 0, now,
                                                             row)
-                    return self._deliver(rows[0], queue, held, None, message_count=ready - 1)
+                    return self._deliver(rows[0], queue, held, None, policy, message_count=ready - 1)
             # Empty: a dead connection may be holding messages; look (at most every SWEEP_SECONDS) and retry once.
             if attempt or not self._session.sweep():
                 return None
@@ -160,9 +187,12 @@ class Channel(Topology):
                 raise AccessRefused(f"queue {queue!r} in {self.path} has an exclusive consumer, or cannot get one "
                                     f"because it has consumers")
             lease = self._lease_seconds(row, queue, lease_seconds)
+            policy = queue_policy(row.arguments)
             store.add_consumer(self._session.connection_id, self.number, tag, queue, prefetch, bool(auto_ack),
                                bool(exclusive), clock())
-            consumer = Consumer(self, queue, tag, prefetch, bool(auto_ack), lease, inactivity_timeout)
+            if policy.expires is not None:
+                store.set_queue_expiry(queue, None)  # in use: it cannot expire while it has a consumer
+            consumer = Consumer(self, queue, tag, prefetch, bool(auto_ack), lease, inactivity_timeout, policy)
             self._consumers[tag] = consumer
             return consumer
 
@@ -171,9 +201,12 @@ class Channel(Topology):
         """Claim up to ``limit`` messages for a consumer; raises QueueNotFound when its queue is gone."""
         with self._store.write() as store:
             now = clock()
+            queue_rules.settle_due(self._session, store, now)
             if check_expired:
-                store.return_expired(consumer.queue, now)
-            if consumer.auto_ack:
+                queue_rules.returned(self._session, store, store.return_expired(consumer.queue, now), now)
+            if consumer.policy.single_active_consumer and not self._is_active(store, consumer):
+                claimed = []
+            elif consumer.auto_ack:
                 rows = store.claim_and_delete(consumer.queue, limit)
                 claimed = [(row, None) for row in rows]
             else:
@@ -195,15 +228,25 @@ class Channel(Topology):
         self._session.lease_taken(lease_seconds)
         return Held(row.id, token, queue, consumer, lease_seconds, now)
 
+    def _is_active(self, store: SQLiteStore, consumer: "Consumer") -> bool:
+        """With a single active consumer, whether it is this one: the queue's longest-standing consumer."""
+        return store.first_consumer(consumer.queue) == (self._session.connection_id, self.number,
+                                                        consumer.consumer_tag)
+
     def _deliver(self, row: MessageRow, queue: str, held: Optional[Held], consumer: Optional["Consumer"],
-                 message_count: Optional[int] = None) -> Delivery:
+                 policy: QueuePolicy, message_count: Optional[int] = None) -> Delivery:
         tag = next(self._tags)
         if held is not None:
             self._unacked[tag] = held
             if consumer is not None:
                 consumer.unacked += 1
+        properties = decode_properties(row.properties)
+        if row.delivery_count > 1 and (policy.delivery_limit is not None or policy.queue_type == "quorum"):
+            # As RabbitMQ's quorum queues show it: absent on the first delivery, then the returns before this one.
+            properties = dataclasses.replace(
+                properties, headers={**(properties.headers or {}), "x-delivery-count": row.delivery_count - 1})
         return Delivery(
-            body=row.body, properties=decode_properties(row.properties), exchange=row.exchange,
+            body=row.body, properties=properties, exchange=row.exchange,
             routing_key=row.routing_key, queue=queue, delivery_tag=tag, redelivered=row.delivery_count > 1,
             delivery_count=row.delivery_count, consumer_tag=consumer.consumer_tag if consumer else None,
             message_count=message_count, _channel=None if held is None else self)
@@ -227,9 +270,9 @@ class Channel(Topology):
     def _cancel_in(self, store: SQLiteStore, consumer: "Consumer") -> None:
         unseen = [(held.message_id, held.token) for held in consumer.take_unseen()]
         if unseen:
-            self._session.wake_consumers(store, store.requeue(unseen, undo_delivery=True))
+            queue_rules.returned(self._session, store, store.requeue(unseen, undo_delivery=True), clock())
         if self._forget_consumer(consumer):
-            self._session.apply_auto_delete(store, consumer.queue)
+            self._session.consumer_removed(store, consumer.queue)
 
     def _forget_consumer(self, consumer: "Consumer") -> bool:
         self._consumers.pop(consumer.consumer_tag, None)
@@ -271,8 +314,12 @@ class Channel(Topology):
         pairs = [(lease.message_id, lease.token) for lease in leases]
         if how == "requeue":
             returned = store.requeue(pairs)
-            self._session.wake_consumers(store, returned)
-            done = sum(returned.values())
+            queue_rules.returned(self._session, store, returned, clock())
+            done = len(returned)
+        elif how == "drop":
+            dropped = store.drop(pairs)
+            self._dead_letter(store, dropped, "rejected")
+            done = len(dropped)
         else:
             done = store.ack(pairs)
         if done < len(pairs):
@@ -304,7 +351,7 @@ class Channel(Topology):
         for consumer in list(self._consumers.values()):
             self._cancel_in(store, consumer)
         self._unacked.clear()
-        self._session.wake_consumers(store, store.release_owner(self._owner))
+        queue_rules.returned(self._session, store, store.release_owner(self._owner), clock())
 
     def __enter__(self) -> "Channel":
         return self
@@ -313,10 +360,18 @@ class Channel(Topology):
         self.close()
 
     # --- helpers
+    def _dead_letter(self, store: SQLiteStore, messages: list[StoredMessage], reason: str) -> None:
+        now = clock()
+        for queue in dict.fromkeys(message.queue for message in messages):
+            row = store.queue(queue)
+            if row is not None:
+                queue_rules.dead_letter(self._session, store, queue_policy(row.arguments),
+                                        [m for m in messages if m.queue == queue], reason, now)
+
     def _lease_seconds(self, row: QueueRow, queue: str, override: Optional[float]) -> float:
         if override is not None:
             return float(override)
-        from_queue = _lease_seconds_of(decode_table(row.arguments), queue)
+        from_queue = queue_policy(row.arguments).lease_seconds
         return from_queue if from_queue is not None else self._session.lease_seconds
 
 
@@ -332,6 +387,12 @@ def _check_tag(delivery_tag: object) -> None:
 
 def _raise(error: Exception) -> None:
     raise error
+
+
+def _check_delay(value: Optional[float]) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
+                              or value != value):
+        raise ValueError(f"delay must be a number of seconds, 0 or more, got {value!r}")
 
 
 def _check_lease_seconds(value: Optional[float]) -> None:

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
 from .message import Delivery
+from .policy import PLAIN_QUEUE, QueuePolicy
 from .session import RECHECK_SECONDS, Held, clock
 from .store.sqlite import MessageRow
 from .wakeup import Doorbell, doorbell_address, sleep
@@ -28,7 +29,7 @@ class Consumer:
     """A subscription to a queue. Iterate it for deliveries, or ``run(callback)``; ``cancel()`` to stop."""
 
     def __init__(self, channel: "Channel", queue: str, consumer_tag: str, prefetch: int, auto_ack: bool,
-                 lease_seconds: float, inactivity_timeout: Optional[float]) -> None:
+                 lease_seconds: float, inactivity_timeout: Optional[float], policy: QueuePolicy = PLAIN_QUEUE) -> None:
         self.channel = channel
         self.queue = queue
         self.consumer_tag = consumer_tag
@@ -36,6 +37,7 @@ class Consumer:
         self.auto_ack = auto_ack
         self.lease_seconds = lease_seconds
         self.inactivity_timeout = inactivity_timeout
+        self.policy = policy
         self.active = True
         self.unacked = 0
         self._store = channel._store
@@ -83,7 +85,7 @@ class Consumer:
         if not self.active:
             return []
         with self._store.lock:
-            taken = [self.channel._deliver(row, self.queue, None, self) for row, held in self._buffer if held is None]
+            taken = [self.channel._deliver(row, self.queue, None, self, self.policy) for row, held in self._buffer if held is None]
             self._buffer = deque(entry for entry in self._buffer if entry[1] is not None)
             self.channel._cancel(self)
         return taken
@@ -91,6 +93,10 @@ class Consumer:
     def stop(self) -> None:
         self.active = False
         self.doorbell.close()
+
+    def may_claim(self) -> bool:
+        """False while another consumer of a single-active-consumer queue is the active one."""
+        return not self.policy.single_active_consumer or self.channel._is_active(self._store, self)
 
     def unseen(self) -> list[Held]:
         return [held for _, held in self._buffer if held is not None]
@@ -124,7 +130,7 @@ class Consumer:
             row, held = self._buffer.popleft()
             if held is not None and clock() >= held.expires_at:
                 continue  # its lease ran out while it waited here; the queue may have given it to another
-            return self.channel._deliver(row, self.queue, held, self)
+            return self.channel._deliver(row, self.queue, held, self, self.policy)
         return None
 
     def __enter__(self) -> "Consumer":
@@ -152,10 +158,12 @@ class Waiter:
             active = [consumer for consumer in consumers if consumer.active]
             if self._file_changed() and active:
                 with self._store.lock:
-                    if any(self._store.ready_count(c.queue) != 0 for c in active):
+                    if any(_has_work(self._store.ready_count(c.queue), c) for c in active):
                         return None  # ready messages, or a queue is gone: claim to find out
                     expiries = [self._store.next_lease_expiry(c.queue) for c in active]
-                next_expiry = min((e for e in expiries if e is not None), default=None)
+                    # Delayed messages falling due, TTLs and unused queues expiring: whoever wakes first does it.
+                    deadlines = [d for d in self._store.deadlines() if d is not None]
+                next_expiry = min((e for e in [*expiries, *deadlines] if e is not None), default=None)
                 # Until then, a claim after a ring need not look for expired leases. Leases taken later expire
                 # later than they were taken; the recheck bounds how stale this knowledge gets.
                 horizon = min(next_expiry or float("inf"), clock() + RECHECK_SECONDS)
@@ -164,10 +172,17 @@ class Waiter:
             watch, delay = self._session.watch()
             if deadline is not None:
                 delay = min(delay, deadline - time.monotonic())
+                if delay <= 0:
+                    return None
             if next_expiry is not None:
-                delay = min(delay, next_expiry - clock() + 0.001)
-            if delay <= 0:
-                return None
+                until = next_expiry - clock()
+                if until <= 0:
+                    # Due now. This waiter does it (whether or not its consumers have room to claim), and the file
+                    # change it makes leads back here with fresh counts and deadlines.
+                    self._session.settle_due([c.queue for c in active])
+                    next_expiry = None
+                    continue
+                delay = min(delay, until + 0.001)
             woke = sleep([c.doorbell for c in active], [*others, *watch], delay, self._file_changed)
             if woke is None:
                 if self._session.sweep():
@@ -185,6 +200,10 @@ class Waiter:
         changed = version != self._seen_version
         self._seen_version = version
         return changed
+
+
+def _has_work(ready: Optional[int], consumer: Consumer) -> bool:
+    return ready is None or (ready != 0 and consumer.may_claim())
 
 
 @contextmanager

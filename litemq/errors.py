@@ -49,6 +49,27 @@ class LeaseExpired(LiteMQError):
     """The delivery's lease ran out and the message went back to its queue; it was not settled."""
 
 
+class Unroutable(LiteMQError):
+    """312 NO_ROUTE: a mandatory message reached no queue (pika's basic.return); nothing was stored."""
+
+    reply_code = 312
+
+    def __init__(self, message: str, *, exchange: str = "", routing_key: str = "") -> None:
+        super().__init__(message)
+        self.exchange = exchange
+        self.routing_key = routing_key
+
+
+class PublishRejected(LiteMQError):
+    """A queue's length limit refused the message (``x-overflow: reject-publish``), as RabbitMQ nacks it; the
+    queues in ``stored`` have it all the same."""
+
+    def __init__(self, message: str, *, rejected: list[str], stored: list[str]) -> None:
+        super().__init__(message)
+        self.rejected = rejected
+        self.stored = stored
+
+
 class MessageTooLarge(LiteMQError):
     """The body is larger than the connection's maximum message size."""
 

@@ -6,6 +6,8 @@ from functools import lru_cache
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional
 
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
+DELAYED_EXCHANGE = "x-delayed-message"
+"""The exchange type of RabbitMQ's delayed-message plugin: routes as its ``x-delayed-type``, after ``x-delay``."""
 X_MATCH_VALUES = ("all", "any", "all-with-x", "any-with-x")
 MAX_NAME_BYTES = 255
 
@@ -37,8 +39,9 @@ def check_name(kind: str, name: object) -> str:
 def check_exchange_type(exchange_type: object) -> str:
     if not isinstance(exchange_type, str):
         raise TypeError(f"exchange type must be str, not {type(exchange_type).__name__}")
-    if exchange_type not in EXCHANGE_TYPES:
-        raise ValueError(f"unknown exchange type {exchange_type!r}; expected one of {', '.join(EXCHANGE_TYPES)}")
+    if exchange_type not in EXCHANGE_TYPES and exchange_type != DELAYED_EXCHANGE:
+        raise ValueError(f"unknown exchange type {exchange_type!r}; expected one of {', '.join(EXCHANGE_TYPES)} "
+                         f"or {DELAYED_EXCHANGE}")
     return exchange_type
 
 
@@ -141,15 +144,16 @@ def binding_matches(exchange_type: str, binding: Binding, routing_key: str,
     return headers_match(binding.arguments, headers)
 
 
-ExchangeLookup = Callable[[str], Optional[tuple[str, Iterable[Binding]]]]
+ExchangeLookup = Callable[[str], Optional[tuple[str, Iterable[Binding], Optional[str]]]]
 
 
 def route(exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]],
           lookup: ExchangeLookup) -> list[str]:
     """The queues a message reaches, each once, in first-reached order.
 
-    ``lookup(name)`` gives an exchange's type and bindings, or None when it does not exist; bindings to other
-    exchanges are followed, and an exchange reached twice is visited once.
+    ``lookup(name)`` gives an exchange's type, bindings and alternate exchange, or None when it does not exist.
+    Bindings to other exchanges are followed; an exchange whose bindings match nothing passes the message to its
+    alternate exchange; an exchange reached twice is visited once.
     """
     queues: dict[str, None] = {}
     seen = {exchange}
@@ -158,13 +162,18 @@ def route(exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]],
         found = lookup(pending.pop(0))
         if found is None:
             continue
-        exchange_type, bindings = found
+        exchange_type, bindings, alternate = found
+        matched = False
         for binding in bindings:
             if not binding_matches(exchange_type, binding, routing_key, headers):
                 continue
+            matched = True
             if binding.destination_kind == "queue":
                 queues[binding.destination] = None
             elif binding.destination not in seen:
                 seen.add(binding.destination)
                 pending.append(binding.destination)
+        if not matched and alternate is not None and alternate not in seen:
+            seen.add(alternate)
+            pending.append(alternate)
     return list(queues)

@@ -12,7 +12,9 @@ import uuid
 import weakref
 from typing import TYPE_CHECKING, Iterable, Optional
 
+from . import queue_rules
 from .liveness import Liveness
+from .policy import queue_policy
 from .store.sqlite import QueueRow, SQLiteStore
 from .wakeup import Bell, doorbell_address
 
@@ -101,11 +103,21 @@ class Session:
         self.wake_consumers(store, [queue])  # so its consumers learn at once that they are cancelled
         self.auto_delete_exchanges(store, store.delete_queue(queue))
 
-    def apply_auto_delete(self, store: SQLiteStore, queue: str) -> None:
-        """RabbitMQ's rule: an auto-delete queue goes when its last consumer goes."""
+    def consumer_removed(self, store: SQLiteStore, queue: str) -> None:
+        """A consumer of the queue went: an auto-delete queue goes with its last consumer (RabbitMQ's rule), an
+        ``x-expires`` queue starts counting down, and with a single active consumer the next one takes over."""
         row = store.queue(queue)
-        if row is not None and row.auto_delete and store.consumer_count(queue) == 0:
-            self.delete_queue(store, queue)
+        if row is None:
+            return
+        policy = queue_policy(row.arguments)
+        if store.consumer_count(queue) == 0:
+            if row.auto_delete:
+                self.delete_queue(store, queue)
+                return
+            if policy.expires is not None:
+                store.set_queue_expiry(queue, clock() + policy.expires)
+        elif policy.single_active_consumer:
+            self.wake_consumers(store, [queue])
 
     def auto_delete_exchanges(self, store: SQLiteStore, exchanges: Iterable[str]) -> None:
         # An auto-delete exchange goes when its last binding goes, never before it had one.
@@ -122,6 +134,17 @@ class Session:
         addresses = [doorbell_address(*consumer) for queue in queues for consumer in store.consumers_of(queue)]
         if addresses:
             store.after_commit(lambda: self.bell.ring(addresses))
+
+    # --- what time makes due
+    def settle_due(self, queues: Iterable[str]) -> None:
+        """In a transaction of its own: delayed messages join their queues, expired messages and queues go, and
+        expired leases in these queues return."""
+        with self.store.lock:
+            with self.store.write() as store:
+                now = clock()
+                queue_rules.settle_due(self, store, now)
+                for queue in queues:
+                    queue_rules.returned(self, store, store.return_expired(queue, now), now)
 
     # --- other connections' deaths
     def sweep(self, force: bool = False) -> bool:
@@ -172,15 +195,15 @@ class Session:
         Idempotent: whatever of it is left is cleaned up, even without its row."""
         registered = store.has_connection(connection_id)
         returned = store.release_connection(connection_id)
+        queue_rules.returned(self, store, returned, clock())
         for queue in dict.fromkeys(store.remove_connection_consumers(connection_id)):
-            self.apply_auto_delete(store, queue)
+            self.consumer_removed(store, queue)
         for queue in store.owned_queues(connection_id):
             self.delete_queue(store, queue)
         store.unregister_connection(connection_id)
-        self.wake_consumers(store, returned)
         if registered:
             log.info("litemq: connection %s on %s died; %d deliveries returned to their queues", connection_id,
-                     self.path, sum(returned.values()))
+                     self.path, len(returned))
 
     # --- background duties: lease renewal and WAL checkpoints
     def lease_taken(self, lease_seconds: float) -> None:

@@ -9,16 +9,15 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
-from . import routing
+from . import queue_rules, routing
 from .errors import (AccessRefused, ChannelClosed, ExchangeNotFound, PreconditionFailed, QueueNotFound,
                      ResourceLocked, StorageError)
-from .message import Properties, decode_table, encode_table
+from .message import Properties, encode_table
+from .policy import parse_exchange_arguments, parse_queue_arguments, queue_policy
 from .session import OwnerDied, Session, clock
 from .store.sqlite import QueueRow, SQLiteStore
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
-LEASE_ARGUMENT = "x-lease-ms"
-"""Queue argument: how long, in milliseconds, a delivery from this queue stays leased to its consumer."""
 
 
 @dataclass(frozen=True)
@@ -86,7 +85,9 @@ class Topology:
         if exchange == "":
             raise AccessRefused(f"the default exchange cannot be declared (in {self.path})")
         routing.check_exchange_type(exchange_type)
-        args = encode_table(_check_arguments(arguments))
+        checked = _check_arguments(arguments)
+        parse_exchange_arguments(checked, exchange, exchange_type, f" in {self.path}")
+        args = encode_table(checked)
         wanted = (exchange_type, bool(durable), bool(auto_delete), bool(internal), args)
         with self._store.write() as store:
             row = store.exchange(exchange)
@@ -127,8 +128,10 @@ class Topology:
         self._session.sweep()  # so the counts leave out consumers of connections that died
         if passive:
             with self._store.write() as store:
+                queue_rules.settle_due(self._session, store, clock())
                 # A responder may check that a direct reply-to requester is still there (RabbitMQ allows it).
                 row = self._queue(store, queue, check_exclusive=not queue.startswith(DIRECT_REPLY_TO + "."))
+                queue_rules.queue_used(store, queue, queue_policy(row.arguments), clock())
                 return QueueInfo(queue, row.ready_count, store.consumer_count(queue))
         server_named = queue == ""
         if server_named:
@@ -139,17 +142,22 @@ class Topology:
             raise AccessRefused(f"queue name {queue!r} is reserved: names starting 'amq.' belong to the broker "
                                 f"(in {self.path})")
         args = _check_arguments(arguments)
-        _lease_seconds_of(args, queue)
+        policy = parse_queue_arguments(args, queue, f" in {self.path}", durable=bool(durable),
+                                       exclusive=bool(exclusive), auto_delete=bool(auto_delete),
+                                       server_named=server_named)
         encoded = encode_table(args)
         with self._store.write() as store:
+            now = clock()
+            queue_rules.settle_due(self._session, store, now)
             row = self._session.live_queue(store, queue)
             if row is None:
                 owner = self._session.connection_id if exclusive else None
-                store.insert_queue(queue, bool(durable), bool(exclusive), bool(auto_delete), encoded, owner,
-                                   clock())
+                store.insert_queue(queue, bool(durable), bool(exclusive), bool(auto_delete), encoded, owner, now)
+                queue_rules.queue_used(store, queue, policy, now)
                 return QueueInfo(queue, 0, 0)
             self._check_exclusive(row, queue)
-            ready = row.ready_count + store.return_expired(queue, clock())
+            queue_rules.returned(self._session, store, store.return_expired(queue, now), now)
+            ready = store.ready_count(queue) or 0
             if bool(exclusive) != row.exclusive:
                 raise ResourceLocked(f"cannot obtain exclusive access to locked queue {queue!r} in {self.path}: "
                                      f"the exclusive property does not match the original declaration")
@@ -160,6 +168,7 @@ class Topology:
                     raise PreconditionFailed(
                         f"inequivalent arg {field!r} for queue {queue!r} in {self.path}: "
                         f"received {received!r} but current is {current!r}")
+            queue_rules.queue_used(store, queue, policy, now)
             return QueueInfo(queue, ready, store.consumer_count(queue))
 
     @_reaping
@@ -252,26 +261,18 @@ class Topology:
             Properties(headers=headers)
         with self._store.read() as store:
             if exchange == "":
-                return [routing_key] if store.queue(routing_key) is not None else []
-            return self._route(store, exchange, routing_key, headers)
+                return queue_rules.route(store, exchange, routing_key, None)
+            return self._route(store, exchange, routing_key, headers)[1]
 
     def _route(self, store: SQLiteStore, exchange: str, routing_key: str,
-               headers: Optional[Mapping[str, Any]]) -> list[str]:
-        def lookup(name: str) -> Optional[tuple[str, list[routing.Binding]]]:
-            found = store.exchange_and_bindings(name)
-            if found is None:
-                if name == exchange:
-                    raise self._exchange_not_found(exchange)
-                return None
-            exchange_type, rows = found
-            return exchange_type, [
-                routing.Binding(dest, kind, key, decode_table(args) if exchange_type == "headers" else {})
-                for dest, kind, key, args in rows]
-
+               headers: Optional[Mapping[str, Any]]) -> tuple[str, list[str]]:
+        """The exchange's type and the queues a message published to it reaches."""
         row = store.exchange(exchange)
-        if row is not None and row.internal:
+        if row is None:
+            raise self._exchange_not_found(exchange)
+        if row.internal:
             raise AccessRefused(f"cannot publish to internal exchange {exchange!r} in {self.path}")
-        return routing.route(exchange, routing_key, headers, lookup)
+        return row.type, queue_rules.route(store, exchange, routing_key, headers)
 
     def _queue(self, store: SQLiteStore, queue: str, check_exclusive: bool = True) -> QueueRow:
         row = self._session.live_queue(store, queue)
@@ -304,12 +305,3 @@ def _check_arguments(arguments: Optional[Mapping[str, Any]]) -> dict[str, Any]:
         raise TypeError(f"arguments must be a dict, not {type(arguments).__name__}")
     Properties(headers=arguments)  # the same value rules as message headers
     return dict(arguments)
-
-
-def _lease_seconds_of(arguments: Mapping[str, Any], queue: str) -> Optional[float]:
-    value = arguments.get(LEASE_ARGUMENT)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"queue {queue!r}: {LEASE_ARGUMENT} must be a positive int of milliseconds, got {value!r}")
-    return value / 1000.0

@@ -80,7 +80,7 @@ def serve_until_killed(db: str, queue: str, out_dir: str) -> None:
 
 def die_inside_the_reply_transaction(db: str, queue: str, out_dir: str, verb: str, when: str) -> None:
     """An RpcServer that SIGKILLs its own process while answering its first request: ``before`` or ``after`` the
-    store runs ``verb``, the request's ack (``ack``) or the reply's insert (``insert_copies``). Whatever order and
+    store runs ``verb``, the request's ack (``ack``) or the reply's insert (``insert_message``). Whatever order and
     transactions the answer uses, the process dies between the reply's publish and the request's ack, or inside
     one of them. Writes ``dying`` (the verb, and whether a transaction was open) just before."""
     out = Path(out_dir)

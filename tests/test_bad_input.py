@@ -284,7 +284,7 @@ def test_declaring_queue_empty_name_creates_a_server_named_queue(conn: litemq.Co
 # Exchange types and headers bindings
 # ---------------------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("exchange_type", ["fan-out", "Direct", "x-delayed-message", ""])
+@pytest.mark.parametrize("exchange_type", ["fan-out", "Direct", "x-consistent-hash", ""])
 def test_an_unknown_exchange_type_is_a_value_error(world: litemq.Connection, exchange_type: str) -> None:
     with refused_before_any_sql(world), pytest.raises(ValueError, match="unknown exchange type") as raised:
         world.declare_exchange("events", exchange_type)

@@ -398,9 +398,11 @@ def test_headers_binding_ignores_the_routing_key() -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def graph_lookup(graph: Mapping[str, tuple[str, Iterable[Binding]]]):
-    def lookup(name: str) -> Optional[tuple[str, Iterable[Binding]]]:
-        return graph.get(name)
+def graph_lookup(graph: Mapping[str, tuple[Any, ...]]):
+    """An exchange graph as {name: (type, bindings)} or {name: (type, bindings, alternate exchange)}."""
+    def lookup(name: str) -> Optional[tuple[str, Iterable[Binding], Optional[str]]]:
+        found = graph.get(name)
+        return None if found is None else (found[0], found[1], found[2] if len(found) > 2 else None)
     return lookup
 
 
@@ -488,7 +490,7 @@ def test_each_exchange_is_looked_up_once() -> None:
 
     def lookup(name: str):
         calls.append(name)
-        return graph.get(name)
+        return graph_lookup(graph)(name)
 
     assert sorted(route("x", "", None, lookup)) == ["qy", "qz"]
     assert sorted(calls) == ["x", "y", "z"]
@@ -548,7 +550,7 @@ def test_check_exchange_type_accepts_the_four_types(exchange_type: str) -> None:
     assert check_exchange_type(exchange_type) == exchange_type
 
 
-@pytest.mark.parametrize("exchange_type", ["foo", "", "Direct", "x-delayed-message"])
+@pytest.mark.parametrize("exchange_type", ["foo", "", "Direct", "x-consistent-hash"])
 def test_check_exchange_type_rejects_unknown_types(exchange_type: str) -> None:
     with pytest.raises(ValueError):
         check_exchange_type(exchange_type)
@@ -739,3 +741,24 @@ def test_rabbitmq_routes_bytes_and_decimal_headers_as_headers_match_predicts(rab
         for message, headers in messages.items()
     }
     assert routes == predicted
+
+
+def test_unroutable_message_goes_to_the_alternate_exchange_and_along_its_chain() -> None:
+    graph = {"x": ("direct", [to_queue("q", "k")], "ae1"),
+             "ae1": ("direct", [to_queue("never", "other")], "ae2"),
+             "ae2": ("fanout", [to_queue("unrouted")])}
+    assert route("x", "k", None, graph_lookup(graph)) == ["q"]
+    assert route("x", "nope", None, graph_lookup(graph)) == ["unrouted"]
+
+
+def test_alternate_exchange_cycle_and_missing_alternate_end_the_chain() -> None:
+    graph = {"x": ("direct", [], "y"), "y": ("direct", [], "x"), "z": ("direct", [], "missing")}
+    assert route("x", "k", None, graph_lookup(graph)) == []
+    assert route("z", "k", None, graph_lookup(graph)) == []
+
+
+def test_alternate_exchange_is_not_used_when_a_binding_to_an_exchange_matched() -> None:
+    graph = {"x": ("direct", [to_exchange("inner", "k")], "ae"), "inner": ("direct", []),
+             "ae": ("fanout", [to_queue("unrouted")])}
+    assert route("x", "k", None, graph_lookup(graph)) == []
+    assert route("x", "other", None, graph_lookup(graph)) == ["unrouted"]

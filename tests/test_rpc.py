@@ -320,8 +320,8 @@ def test_a_server_killed_while_its_handler_runs_leaves_the_request_to_another_se
     assert workers.worker_errors(tmp_path) == {}
 
 
-@pytest.mark.parametrize("when, verb", [("before", "ack"), ("after", "ack"), ("before", "insert_copies"),
-                                       ("after", "insert_copies")])
+@pytest.mark.parametrize("when, verb", [("before", "ack"), ("after", "ack"), ("before", "insert_message"),
+                                       ("after", "insert_message")])
 def test_a_server_dying_between_its_reply_and_its_ack_sends_no_reply_and_the_request_comes_back(
         db_path: str, conn: litemq.Connection, tmp_path: Path, subprocess_env: dict[str, str],
         popen: list[subprocess.Popen], when: str, verb: str) -> None:

@@ -56,10 +56,10 @@ def age(session: sqlite3.Connection, message_id: int, by: float) -> None:
 def test_the_views_have_the_columns_a_person_asks_about(sql: sqlite3.Connection) -> None:
     assert columns(sql, "litemq_queue_stats") == [
         "queue", "ready", "unacked", "total", "consumers", "oldest_ready_seconds", "bytes", "durable", "exclusive",
-        "auto_delete", "arguments"]
+        "auto_delete", "arguments", "delayed", "ready_bytes"]
     assert columns(sql, "litemq_message_view") == [
         "id", "queue", "state", "exchange", "routing_key", "body_text", "body_bytes", "properties", "published_at",
-        "delivery_count", "lease_owner", "lease_expires_at"]
+        "delivery_count", "lease_owner", "lease_expires_at", "priority", "expires_at", "delayed_until"]
     assert columns(sql, "litemq_connection_view") == [
         "connection_id", "pid", "host", "started_at", "unacked", "channel", "consumer_tag", "queue",
         "prefetch_count", "auto_ack", "exclusive", "consumer_started_at"]
@@ -253,7 +253,7 @@ def test_an_open_read_of_the_views_blocks_no_publisher_or_consumer(db_path: str,
     sql.execute("BEGIN")
     snapshot = [query(sql, f"SELECT * FROM {view}")
                 for view in ("litemq_queue_stats", "litemq_message_view", "litemq_connection_view")]
-    assert sql.in_transaction and snapshot[0] == [("jobs", 0, 0, 0, 0, None, 0, 0, 0, 0, None)]
+    assert sql.in_transaction and snapshot[0] == [("jobs", 0, 0, 0, 0, None, 0, 0, 0, 0, None, 0, 0)]
 
     # A writer that had to wait for the reader would fail after 5 s (instead of waiting out the 60 s default).
     with litemq.connect(db_path, busy_timeout=5) as worker:
@@ -283,7 +283,8 @@ def test_reading_the_views_never_waits_for_a_litemq_write(db_path: str, conn: li
     conn.publish("", "jobs", "committed")
     with closing(sqlite3.connect(db_path, timeout=1)) as reader:  # a wait would end in "database is locked"
         with conn._store.write() as store:  # litemq holds the write lock, mid-transaction
-            store.insert_copies(["jobs"], "", "jobs", b"not yet committed", None, time.time())
+            store.count_in("jobs", 17)
+            store.insert_message("jobs", "", "jobs", b"not yet committed", None, time.time())
             assert query(reader, "SELECT ready FROM litemq_queue_stats") == [(1,)]
             assert query(reader, "SELECT body_text FROM litemq_message_view") == [("committed",)]
             assert query(reader, "SELECT count(*) FROM litemq_connection_view") == [(1,)]

@@ -41,6 +41,10 @@ queues = Table(
     Column("owner_connection", Text, nullable=True),  # the connection an exclusive queue belongs to
     Column("ready_count", Integer, nullable=False, server_default=text("0")),
     Column("created_at", Float, nullable=False),
+    Column("ready_bytes", Integer, nullable=False, server_default=text("0")),  # body bytes of ready messages
+    Column("expires_at", Float, nullable=True),  # x-expires: when the unused queue is deleted
+    Index("ix_litemq_queues_expires_at", "expires_at", sqlite_where=text("expires_at IS NOT NULL"),
+          postgresql_where=text("expires_at IS NOT NULL")),
 )
 
 bindings = Table(
@@ -68,9 +72,18 @@ messages = Table(
     Column("lease_owner", Text, nullable=True),
     Column("lease_token", Integer, nullable=True),
     Column("lease_expires_at", Float, nullable=True),
-    # Ready messages in their own partial index, so a claim never walks leased rows.
-    Index("ix_litemq_messages_ready", "queue", "id", sqlite_where=text("lease_token IS NULL"),
-          postgresql_where=text("lease_token IS NULL")),
+    Column("priority", Integer, nullable=False, server_default=text("0")),  # as the queue counts it: 0 to max
+    Column("expires_at", Float, nullable=True),  # TTL: never delivered after this
+    Column("visible_at", Float, nullable=True),  # delayed: not in the queue until then
+    # Ready messages in their own partial index, in delivery order, so a claim never walks leased or delayed rows.
+    Index("ix_litemq_messages_ready", "queue", text("priority DESC"), "id",
+          sqlite_where=text("lease_token IS NULL AND visible_at IS NULL"),
+          postgresql_where=text("lease_token IS NULL AND visible_at IS NULL")),
+    Index("ix_litemq_messages_expiry", "expires_at",
+          sqlite_where=text("expires_at IS NOT NULL AND lease_token IS NULL"),
+          postgresql_where=text("expires_at IS NOT NULL AND lease_token IS NULL")),
+    Index("ix_litemq_messages_delayed", "visible_at", sqlite_where=text("visible_at IS NOT NULL"),
+          postgresql_where=text("visible_at IS NOT NULL")),
     Index("ix_litemq_messages_lease_expiry", "queue", "lease_expires_at",
           sqlite_where=text("lease_token IS NOT NULL"), postgresql_where=text("lease_token IS NOT NULL")),
     Index("ix_litemq_messages_lease_owner", "lease_owner",

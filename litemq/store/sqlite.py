@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager, suppress
-from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 from ..errors import (NotADatabase, ReadOnlyDatabase, SchemaError, StorageError, StorageFull)
 from . import SCHEMA_REVISION, VERSION_TABLE
@@ -37,6 +37,7 @@ class QueueRow(NamedTuple):
     arguments: Optional[str]
     owner_connection: Optional[str]
     ready_count: int
+    ready_bytes: int = 0
 
 
 class MessageRow(NamedTuple):
@@ -46,6 +47,28 @@ class MessageRow(NamedTuple):
     body: bytes
     properties: Optional[str]
     delivery_count: int
+    priority: int = 0
+
+
+class StoredMessage(NamedTuple):
+    """A message taken out of its queue other than by an ack: expired, dropped, rejected, or due after a delay."""
+
+    id: int
+    queue: str
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: Optional[str]
+    delivery_count: int
+
+
+class ReturnedMessage(NamedTuple):
+    """A leased message made ready again."""
+
+    id: int
+    queue: str
+    size: int
+    delivery_count: int
 
 
 # --- statements: the one source of SQL for the SQLite hot path (tests prepare each against the migrated schema)
@@ -54,7 +77,7 @@ SELECT_EXCHANGE = "SELECT type, durable, auto_delete, internal, arguments FROM l
 INSERT_EXCHANGE = ("INSERT INTO litemq_exchanges (name, type, durable, auto_delete, internal, arguments, created_at) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?)")
 DELETE_EXCHANGE = "DELETE FROM litemq_exchanges WHERE name = ?"
-SELECT_ROUTE = ("SELECT e.type, b.destination, b.destination_kind, b.routing_key, b.arguments "
+SELECT_ROUTE = ("SELECT e.type, e.arguments, b.destination, b.destination_kind, b.routing_key, b.arguments "
                 "FROM litemq_exchanges e LEFT JOIN litemq_bindings b ON b.exchange = e.name "
                 "WHERE e.name = ? ORDER BY b.id")
 SELECT_HAS_BINDINGS = "SELECT 1 FROM litemq_bindings WHERE exchange = ? LIMIT 1"
@@ -67,35 +90,53 @@ DELETE_BINDINGS_OF_EXCHANGE = ("DELETE FROM litemq_bindings WHERE exchange = ? "
                                "OR (destination_kind = 'exchange' AND destination = ?) RETURNING exchange")
 DELETE_BINDINGS_TO_QUEUE = ("DELETE FROM litemq_bindings WHERE destination_kind = 'queue' AND destination = ? "
                             "RETURNING exchange")
-SELECT_QUEUE = ("SELECT durable, exclusive, auto_delete, arguments, owner_connection, ready_count "
+SELECT_QUEUE = ("SELECT durable, exclusive, auto_delete, arguments, owner_connection, ready_count, ready_bytes "
                 "FROM litemq_queues WHERE name = ?")
 INSERT_QUEUE = ("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, arguments, owner_connection, "
                 "ready_count, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)")
 DELETE_QUEUE = "DELETE FROM litemq_queues WHERE name = ?"
 DELETE_QUEUE_MESSAGES = "DELETE FROM litemq_messages WHERE queue = ?"
 DELETE_QUEUE_CONSUMERS = "DELETE FROM litemq_consumers WHERE queue = ?"
-PURGE_READY = "DELETE FROM litemq_messages WHERE queue = ? AND lease_token IS NULL"
-RESET_READY = "UPDATE litemq_queues SET ready_count = 0 WHERE name = ?"
-ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ? WHERE name = ?"
-INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) "
-                  "VALUES (?, ?, ?, ?, ?, ?)")
+PURGE_READY = "DELETE FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL"
+RESET_READY = "UPDATE litemq_queues SET ready_count = 0, ready_bytes = 0 WHERE name = ?"
+ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ?"
+COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + 1, ready_bytes = ready_bytes + ? WHERE name = ? "
+            "RETURNING ready_count, ready_bytes, arguments")
+INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
+                  "priority, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+INSERT_DELAYED = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
+                  "visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
+_RETURNED = "RETURNING id, queue, length(body), delivery_count"
+_TAKEN = "RETURNING id, queue, exchange, routing_key, body, properties, delivery_count"
+_READY_IN_ORDER = ("SELECT id FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL "
+                   "ORDER BY priority DESC, id LIMIT ?")
 RETURN_EXPIRED = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
-                  "WHERE queue = ? AND lease_token IS NOT NULL AND lease_expires_at <= ?")
+                  f"WHERE queue = ? AND lease_token IS NOT NULL AND lease_expires_at <= ? {_RETURNED}")
 CLAIM = ("UPDATE litemq_messages SET lease_owner = ?, lease_token = ?, lease_expires_at = ?, "
-         "delivery_count = delivery_count + 1 "
-         "WHERE id IN (SELECT id FROM litemq_messages WHERE queue = ? AND lease_token IS NULL ORDER BY id LIMIT ?) "
-         "RETURNING id, exchange, routing_key, body, properties, delivery_count")
-CLAIM_AND_DELETE = ("DELETE FROM litemq_messages "
-                    "WHERE id IN (SELECT id FROM litemq_messages WHERE queue = ? AND lease_token IS NULL "
-                    "ORDER BY id LIMIT ?) "
-                    "RETURNING id, exchange, routing_key, body, properties, delivery_count + 1")
+         f"delivery_count = delivery_count + 1 WHERE id IN ({_READY_IN_ORDER}) "
+         "RETURNING id, exchange, routing_key, body, properties, delivery_count, priority")
+CLAIM_AND_DELETE = (f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) "
+                    "RETURNING id, exchange, routing_key, body, properties, delivery_count + 1, priority")
+TAKE_HEAD = f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) {_TAKEN}"
+TAKE_EXPIRED = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages "
+                f"WHERE expires_at <= ? AND lease_token IS NULL ORDER BY expires_at LIMIT ?) {_TAKEN}")
+TAKE_DUE = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages "
+            f"WHERE visible_at <= ? ORDER BY visible_at LIMIT ?) {_TAKEN}, visible_at")
+SELECT_DEADLINES = ("SELECT (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
+                    "(SELECT min(expires_at) FROM litemq_messages WHERE expires_at IS NOT NULL "
+                    "AND lease_token IS NULL), "
+                    "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
+SELECT_EXPIRED_QUEUES = "SELECT name FROM litemq_queues WHERE expires_at <= ?"
+SET_QUEUE_EXPIRY = "UPDATE litemq_queues SET expires_at = ? WHERE name = ?"
 ACK = "DELETE FROM litemq_messages WHERE id = ? AND lease_token = ?"
+DROP = f"DELETE FROM litemq_messages WHERE id = ? AND lease_token = ? {_TAKEN}"
+TAKE_READY = f"DELETE FROM litemq_messages WHERE id = ? AND lease_token IS NULL {_TAKEN}"
 REQUEUE = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
-           "delivery_count = delivery_count - ? WHERE id = ? AND lease_token = ? RETURNING queue")
+           f"delivery_count = delivery_count - ? WHERE id = ? AND lease_token = ? {_RETURNED}")
 RELEASE_OWNER = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
-                 "WHERE lease_owner = ? AND lease_token IS NOT NULL RETURNING queue")
+                 f"WHERE lease_owner = ? AND lease_token IS NOT NULL {_RETURNED}")
 RELEASE_CONNECTION = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
-                      "WHERE lease_owner >= ? AND lease_owner < ? AND lease_token IS NOT NULL RETURNING queue")
+                      f"WHERE lease_owner >= ? AND lease_owner < ? AND lease_token IS NOT NULL {_RETURNED}")
 RENEW_LEASE = "UPDATE litemq_messages SET lease_expires_at = ? WHERE id = ? AND lease_token = ?"
 SELECT_NEXT_EXPIRY = ("SELECT min(lease_expires_at) FROM litemq_messages "
                       "WHERE queue = ? AND lease_token IS NOT NULL")
@@ -111,6 +152,8 @@ INSERT_CONSUMER = ("INSERT INTO litemq_consumers (connection_id, channel, consum
                    "auto_ack, exclusive, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 DELETE_CONSUMER = "DELETE FROM litemq_consumers WHERE connection_id = ? AND channel = ? AND consumer_tag = ?"
 SELECT_EXCLUSIVE_CONSUMER = "SELECT 1 FROM litemq_consumers WHERE queue = ? AND exclusive LIMIT 1"
+SELECT_FIRST_CONSUMER = ("SELECT connection_id, channel, consumer_tag FROM litemq_consumers WHERE queue = ? "
+                         "ORDER BY rowid LIMIT 1")
 INSERT_CONNECTION = "INSERT INTO litemq_connections (id, pid, host, started_at) VALUES (?, ?, ?, ?)"
 DELETE_CONNECTION = "DELETE FROM litemq_connections WHERE id = ?"
 SELECT_OWNED_QUEUES = "SELECT name FROM litemq_queues WHERE owner_connection = ?"
@@ -332,12 +375,13 @@ class SQLiteStore:
     def has_bindings(self, exchange: str) -> bool:
         return self._db.execute(SELECT_HAS_BINDINGS, (exchange,)).fetchone() is not None
 
-    def exchange_and_bindings(self, name: str) -> Optional[tuple[str, list[tuple[str, str, str, str]]]]:
-        """The exchange's type and its bindings (destination, kind, routing key, arguments JSON), or None."""
+    def exchange_and_bindings(self, name: str
+                              ) -> Optional[tuple[str, Optional[str], list[tuple[str, str, str, str]]]]:
+        """The exchange's type, arguments and bindings (destination, kind, routing key, arguments JSON), or None."""
         rows = self._db.execute(SELECT_ROUTE, (name,)).fetchall()
         if not rows:
             return None
-        return rows[0][0], [(r[1], r[2], r[3], r[4]) for r in rows if r[1] is not None]
+        return rows[0][0], rows[0][1], [(r[2], r[3], r[4], r[5]) for r in rows if r[2] is not None]
 
     # --- bindings
     def add_binding(self, exchange: str, destination: str, kind: str, routing_key: str, arguments: str) -> None:
@@ -349,7 +393,7 @@ class SQLiteStore:
     # --- queues
     def queue(self, name: str) -> Optional[QueueRow]:
         row = self._db.execute(SELECT_QUEUE, (name,)).fetchone()
-        return QueueRow(bool(row[0]), bool(row[1]), bool(row[2]), row[3], row[4], row[5]) if row else None
+        return QueueRow(bool(row[0]), bool(row[1]), bool(row[2]), row[3], row[4], row[5], row[6]) if row else None
 
     def insert_queue(self, name: str, durable: bool, exclusive: bool, auto_delete: bool,
                      arguments: Optional[str], owner_connection: Optional[str], now: float) -> None:
@@ -376,38 +420,87 @@ class SQLiteStore:
         return [r[0] for r in self._db.execute(SELECT_OWNED_QUEUES, (connection_id,))]
 
     # --- messages
-    def insert_copies(self, queues: Iterable[str], exchange: str, routing_key: str, body: bytes,
-                      properties: Optional[str], now: float) -> int:
-        """Store one copy of the message per queue that still exists; return how many were stored."""
-        stored = 0
-        for queue in queues:
-            if self._db.execute(ADD_READY, (1, queue)).rowcount:
-                self._db.execute(INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now))
-                stored += 1
-        return stored
+    def count_in(self, queue: str, size: int) -> Optional[tuple[int, int, Optional[str]]]:
+        """Count one more ready message of ``size`` bytes into the queue, before inserting it; the new ready count
+        and bytes and the queue's arguments, or None when the queue does not exist."""
+        return self._db.execute(COUNT_IN, (size, queue)).fetchone()
 
-    def return_expired(self, queue: str, now: float) -> int:
+    def count_out(self, queue: str, count: int, size: int) -> None:
+        """Take ready messages out of the queue's counters (undoing ``count_in``, or after removing them)."""
+        self._db.execute(ADD_READY, (-count, -size, queue))
+
+    def insert_message(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
+                       now: float, priority: int = 0, expires_at: Optional[float] = None) -> None:
+        """Store a ready message (already counted in with ``count_in``)."""
+        self._db.execute(INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, expires_at))
+
+    def insert_delayed(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
+                       now: float, visible_at: float) -> None:
+        """Store a message that joins the queue at ``visible_at`` (not counted as ready until then)."""
+        self._db.execute(INSERT_DELAYED, (queue, exchange, routing_key, body, properties, now, visible_at))
+
+    def take_head(self, queue: str, count: int) -> list[StoredMessage]:
+        """Remove up to ``count`` ready messages from the head of the queue (the next to be delivered)."""
+        return self._taken_out(self._db.execute(TAKE_HEAD, (queue, count)).fetchall())
+
+    def take_expired(self, now: float, limit: int) -> list[StoredMessage]:
+        """Remove up to ``limit`` ready messages of any queue whose TTL ran out by ``now``, soonest first."""
+        return self._taken_out(self._db.execute(TAKE_EXPIRED, (now, limit)).fetchall())
+
+    def take_due(self, now: float, limit: int) -> list[StoredMessage]:
+        """Remove up to ``limit`` delayed messages due by ``now``, in the order they fall due (to be enqueued)."""
+        rows = self._db.execute(TAKE_DUE, (now, limit)).fetchall()
+        rows.sort(key=lambda r: (r[7], r[0]))
+        return [StoredMessage(*r[:7]) for r in rows]
+
+    def drop(self, leases: Sequence[tuple[int, int]]) -> list[StoredMessage]:
+        """Delete leased messages by (id, token), returning them (for dead-lettering)."""
+        taken = []
+        for lease in leases:
+            row = self._db.execute(DROP, lease).fetchone()
+            if row:
+                taken.append(StoredMessage(*row))
+        return taken
+
+    def take_ready(self, ids: Sequence[int]) -> list[StoredMessage]:
+        """Remove ready messages by id (those no longer ready are left alone)."""
+        return self._taken_out([row for message_id in ids
+                                for row in self._db.execute(TAKE_READY, (message_id,)).fetchall()])
+
+    def _taken_out(self, rows: list[Any]) -> list[StoredMessage]:
+        rows.sort()
+        taken = [StoredMessage(*r) for r in rows]
+        counts: dict[str, list[int]] = {}
+        for message in taken:
+            count = counts.setdefault(message.queue, [0, 0])
+            count[0] += 1
+            count[1] += len(message.body)
+        for queue, (count, size) in counts.items():
+            self.count_out(queue, count, size)
+        return taken
+
+    def return_expired(self, queue: str, now: float) -> list[ReturnedMessage]:
         """Make messages whose lease expired by ``now`` ready again, in their original place."""
-        count = self._db.execute(RETURN_EXPIRED, (queue, now)).rowcount
-        if count:
-            self._db.execute(ADD_READY, (count, queue))
-        return count
+        return self._returned(self._db.execute(RETURN_EXPIRED, (queue, now)).fetchall())
 
     def claim(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float) -> list[MessageRow]:
-        """Lease up to ``limit`` ready messages, oldest first, to ``owner`` with ``token``."""
+        """Lease up to ``limit`` ready messages, in delivery order, to ``owner`` with ``token``."""
         rows = self._db.execute(CLAIM, (owner, token, lease_expires_at, queue, limit)).fetchall()
         return self._taken(queue, rows)
 
     def claim_and_delete(self, queue: str, limit: int) -> list[MessageRow]:
-        """Take up to ``limit`` ready messages for good (auto-ack), oldest first."""
+        """Take up to ``limit`` ready messages for good (auto-ack), in delivery order."""
         rows = self._db.execute(CLAIM_AND_DELETE, (queue, limit)).fetchall()
         return self._taken(queue, rows)
 
     def _taken(self, queue: str, rows: list[Any]) -> list[MessageRow]:
-        if rows:
-            self._db.execute(ADD_READY, (-len(rows), queue))
-            rows.sort()
-        return [MessageRow(*r) for r in rows]
+        if not rows:
+            return []
+        self.count_out(queue, len(rows), sum(len(r[3]) for r in rows))
+        messages = [MessageRow(*r) for r in rows]
+        if len(messages) > 1:
+            messages.sort(key=lambda m: (-m.priority, m.id))  # RETURNING gives no order: back to delivery order
+        return messages
 
     def ack(self, leases: Sequence[tuple[int, int]]) -> int:
         """Delete messages by (id, token); a message whose token changed is left alone. Returns how many."""
@@ -415,33 +508,35 @@ class SQLiteStore:
             return self._db.execute(ACK, leases[0]).rowcount
         return sum(self._db.execute(ACK, lease).rowcount for lease in leases)
 
-    def requeue(self, leases: Sequence[tuple[int, int]], undo_delivery: bool = False) -> dict[str, int]:
-        """Return leased messages by (id, token) to their place; how many per queue. ``undo_delivery`` also
-        uncounts the delivery (for messages claimed but never handed to the application)."""
-        counts: dict[str, int] = {}
+    def requeue(self, leases: Sequence[tuple[int, int]], undo_delivery: bool = False) -> list[ReturnedMessage]:
+        """Return leased messages by (id, token) to their place. ``undo_delivery`` also uncounts the delivery (for
+        messages claimed but never handed to the application)."""
+        rows = []
         for message_id, token in leases:
             row = self._db.execute(REQUEUE, (1 if undo_delivery else 0, message_id, token)).fetchone()
             if row:
-                counts[row[0]] = counts.get(row[0], 0) + 1
-        self._add_ready(counts)
-        return counts
+                rows.append(row)
+        return self._returned(rows)
 
-    def release_owner(self, owner: str) -> dict[str, int]:
-        """Return every message leased to ``owner`` to its queue; how many per queue."""
-        counts: dict[str, int] = {}
-        for (queue,) in self._db.execute(RELEASE_OWNER, (owner,)).fetchall():
-            counts[queue] = counts.get(queue, 0) + 1
-        self._add_ready(counts)
-        return counts
+    def release_owner(self, owner: str) -> list[ReturnedMessage]:
+        """Return every message leased to ``owner`` to its queue."""
+        return self._returned(self._db.execute(RELEASE_OWNER, (owner,)).fetchall())
 
-    def release_connection(self, connection_id: str) -> dict[str, int]:
-        """Return every message leased to any channel of the connection; how many per queue."""
-        counts: dict[str, int] = {}
+    def release_connection(self, connection_id: str) -> list[ReturnedMessage]:
+        """Return every message leased to any channel of the connection."""
         # Owners are "<connection id>/<channel>", so one index range holds a connection's leases.
-        for (queue,) in self._db.execute(RELEASE_CONNECTION, (connection_id + "/", connection_id + "0")).fetchall():
-            counts[queue] = counts.get(queue, 0) + 1
-        self._add_ready(counts)
-        return counts
+        return self._returned(self._db.execute(RELEASE_CONNECTION, (connection_id + "/", connection_id + "0")).fetchall())
+
+    def _returned(self, rows: list[Any]) -> list[ReturnedMessage]:
+        returned = [ReturnedMessage(*r) for r in rows]
+        counts: dict[str, list[int]] = {}
+        for message in returned:
+            count = counts.setdefault(message.queue, [0, 0])
+            count[0] += 1
+            count[1] += message.size
+        for queue, (count, size) in counts.items():
+            self._db.execute(ADD_READY, (count, size, queue))
+        return returned
 
     def renew(self, leases: Sequence[tuple[float, int, int]]) -> int:
         """Set new expiries on leases given as (expires_at, id, token); returns how many were still held."""
@@ -452,17 +547,28 @@ class SQLiteStore:
         row = self._db.execute(SELECT_NEXT_EXPIRY, (queue,)).fetchone()
         return row[0] if row else None
 
+    def deadlines(self) -> tuple[Optional[float], Optional[float], Optional[float]]:
+        """When the next delayed message falls due, the next ready message expires, the next unused queue
+        expires (None for each where nothing waits)."""
+        return self._db.execute(SELECT_DEADLINES).fetchone()
+
+    def expired_queues(self, now: float) -> list[str]:
+        return [r[0] for r in self._db.execute(SELECT_EXPIRED_QUEUES, (now,))]
+
+    def set_queue_expiry(self, queue: str, expires_at: Optional[float]) -> None:
+        self._db.execute(SET_QUEUE_EXPIRY, (expires_at, queue))
+
     def ready_count(self, queue: str) -> Optional[int]:
         row = self._db.execute(SELECT_READY_COUNT, (queue,)).fetchone()
         return row[0] if row else None
 
-    def _add_ready(self, counts: dict[str, int]) -> None:
-        for queue, count in counts.items():
-            self._db.execute(ADD_READY, (count, queue))
-
     # --- consumers and connections
     def consumer_count(self, queue: str) -> int:
         return int(self._db.execute(SELECT_CONSUMER_COUNT, (queue,)).fetchone()[0])
+
+    def first_consumer(self, queue: str) -> Optional[tuple[str, int, str]]:
+        """The queue's longest-standing consumer: (connection id, channel, consumer tag), or None."""
+        return self._db.execute(SELECT_FIRST_CONSUMER, (queue,)).fetchone()
 
     def has_exclusive_consumer(self, queue: str) -> bool:
         return self._db.execute(SELECT_EXCLUSIVE_CONSUMER, (queue,)).fetchone() is not None

@@ -1,0 +1,190 @@
+"""What a queue's or an exchange's x-arguments ask for (TTLs, limits, dead-lettering, priorities, alternate
+exchanges, delayed delivery), checked with RabbitMQ's rules. Pure: no SQL, no clock.
+
+Arguments are fixed when a queue or exchange is declared (a different redeclare is refused), so a policy is parsed
+once per distinct arguments text and cached."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional
+
+from .errors import PreconditionFailed
+from .message import decode_table
+from .routing import DELAYED_EXCHANGE, EXCHANGE_TYPES
+
+LEASE_ARGUMENT = "x-lease-ms"
+"""Queue argument: how long, in milliseconds, a delivery from this queue stays leased to its consumer."""
+OVERFLOW_BEHAVIOURS = ("drop-head", "reject-publish", "reject-publish-dlx")
+QUEUE_TYPES = ("classic", "quorum")
+MAX_PRIORITY = 255
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    message_ttl: Optional[float] = None
+    """Seconds a message may wait in the queue (``x-message-ttl``)."""
+    expires: Optional[float] = None
+    """Seconds the queue may stay unused before it is deleted (``x-expires``)."""
+    max_length: Optional[int] = None
+    max_length_bytes: Optional[int] = None
+    overflow: str = "drop-head"
+    dead_letter_exchange: Optional[str] = None
+    dead_letter_routing_key: Optional[str] = None
+    max_priority: Optional[int] = None
+    delivery_limit: Optional[int] = None
+    single_active_consumer: bool = False
+    queue_type: str = "classic"
+    lease_seconds: Optional[float] = None
+
+    @property
+    def limited(self) -> bool:
+        return self.max_length is not None or self.max_length_bytes is not None
+
+    @property
+    def plain(self) -> bool:
+        """Nothing to do for a message on its way in beyond storing it."""
+        return self.message_ttl is None and not self.limited and self.max_priority is None
+
+    def priority_of(self, priority: Optional[int]) -> int:
+        """RabbitMQ's rule: no priority counts as 0, one above the queue's maximum as the maximum."""
+        if self.max_priority is None or priority is None:
+            return 0
+        return min(priority, self.max_priority)
+
+    def over_limit(self, ready: int, ready_bytes: int) -> bool:
+        return ((self.max_length is not None and ready > self.max_length)
+                or (self.max_length_bytes is not None and ready_bytes > self.max_length_bytes))
+
+
+@dataclass(frozen=True)
+class ExchangePolicy:
+    alternate_exchange: Optional[str] = None
+    delayed_type: Optional[str] = None
+    """The type a ``x-delayed-message`` exchange routes as."""
+
+
+PLAIN_QUEUE = QueuePolicy()
+PLAIN_EXCHANGE = ExchangePolicy()
+
+
+@functools.lru_cache(maxsize=4096)
+def queue_policy(arguments: Optional[str]) -> QueuePolicy:
+    """The policy stored queue arguments (JSON text, as the store keeps them) ask for."""
+    if arguments is None:
+        return PLAIN_QUEUE
+    return parse_queue_arguments(decode_table(arguments), "?", "")
+
+
+@functools.lru_cache(maxsize=1024)
+def exchange_policy(arguments: Optional[str]) -> ExchangePolicy:
+    if arguments is None:
+        return PLAIN_EXCHANGE
+    args = decode_table(arguments)
+    alternate = args.get("alternate-exchange")
+    delayed = args.get("x-delayed-type")
+    return ExchangePolicy(alternate if isinstance(alternate, str) else None,
+                          delayed if isinstance(delayed, str) else None)
+
+
+def parse_queue_arguments(args: Mapping[str, Any], queue: str, where: str, *, durable: bool = True,
+                          exclusive: bool = False, auto_delete: bool = False,
+                          server_named: bool = False) -> QueuePolicy:
+    """Check a queue's x-arguments as RabbitMQ does (406 PRECONDITION_FAILED naming the argument)."""
+    def invalid(name: str, problem: str) -> PreconditionFailed:
+        return PreconditionFailed(f"invalid arg {name!r} for queue {queue!r}{where}: {problem}")
+
+    def integer(name: str, minimum: int, maximum: Optional[int] = None) -> Optional[int]:
+        value = args.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise invalid(name, f"must be an integer, got {type(value).__name__} {value!r}")
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+            raise invalid(name, f"must be {bound}, got {value}")
+        return value
+
+    def text(name: str) -> Optional[str]:
+        value = args.get(name)
+        if value is None:
+            return None
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if not isinstance(value, str):
+            raise invalid(name, f"must be a string, got {type(value).__name__} {value!r}")
+        return value
+
+    message_ttl = integer("x-message-ttl", 0)
+    expires = integer("x-expires", 1)
+    lease = args.get(LEASE_ARGUMENT)
+    if lease is not None and (isinstance(lease, bool) or not isinstance(lease, int) or lease <= 0):
+        raise ValueError(f"queue {queue!r}: {LEASE_ARGUMENT} must be a positive int of milliseconds, got {lease!r}")
+    max_priority = integer("x-max-priority", 0, MAX_PRIORITY)
+    overflow = text("x-overflow") or "drop-head"
+    if overflow not in OVERFLOW_BEHAVIOURS:
+        raise invalid("x-overflow", f"must be one of {', '.join(OVERFLOW_BEHAVIOURS)}, got {overflow!r}")
+    dead_letter_exchange = text("x-dead-letter-exchange")
+    dead_letter_routing_key = text("x-dead-letter-routing-key")
+    if dead_letter_routing_key is not None and dead_letter_exchange is None:
+        raise PreconditionFailed(f"invalid arg 'x-dead-letter-routing-key' for queue {queue!r}{where}: it needs "
+                                 f"'x-dead-letter-exchange' as well")
+    sac = args.get("x-single-active-consumer")
+    if sac is not None and not isinstance(sac, bool):
+        raise invalid("x-single-active-consumer", f"must be a boolean, got {type(sac).__name__} {sac!r}")
+    queue_type = text("x-queue-type") or "classic"
+    if queue_type not in QUEUE_TYPES:
+        raise invalid("x-queue-type", f"must be one of {', '.join(QUEUE_TYPES)} (litemq has no stream queues), "
+                                      f"got {queue_type!r}")
+    if queue_type == "quorum":
+        problem = ("non-durable" if not durable else "exclusive" if exclusive else "auto-delete" if auto_delete
+                   else "server-named" if server_named else None)
+        if problem is not None:
+            raise PreconditionFailed(f"invalid property {problem!r} for quorum queue {queue!r}{where}: quorum "
+                                     f"queues are durable, named, never exclusive nor auto-delete")
+        if args.get("x-max-priority") is not None:
+            raise invalid("x-max-priority", "quorum queues have no priorities")
+    delivery_limit = integer("x-delivery-limit", -1)
+    return QueuePolicy(
+        message_ttl=None if message_ttl is None else message_ttl / 1000.0,
+        expires=None if expires is None else expires / 1000.0,
+        max_length=integer("x-max-length", 0),
+        max_length_bytes=integer("x-max-length-bytes", 0),
+        overflow=overflow,
+        dead_letter_exchange=dead_letter_exchange,
+        dead_letter_routing_key=dead_letter_routing_key,
+        max_priority=max_priority or None,
+        delivery_limit=None if delivery_limit is None or delivery_limit < 0 else delivery_limit,  # -1: none
+        single_active_consumer=bool(sac),
+        queue_type=queue_type,
+        lease_seconds=None if lease is None else lease / 1000.0,
+    )
+
+
+def parse_exchange_arguments(args: Mapping[str, Any], exchange: str, exchange_type: str,
+                             where: str) -> ExchangePolicy:
+    alternate = args.get("alternate-exchange")
+    if alternate is not None and not isinstance(alternate, str):
+        raise PreconditionFailed(f"invalid arg 'alternate-exchange' for exchange {exchange!r}{where}: must be a "
+                                 f"string, got {type(alternate).__name__}")
+    delayed = args.get("x-delayed-type")
+    if exchange_type == DELAYED_EXCHANGE:
+        if delayed not in EXCHANGE_TYPES:
+            raise PreconditionFailed(f"invalid arg 'x-delayed-type' for exchange {exchange!r}{where}: a "
+                                     f"{DELAYED_EXCHANGE} exchange needs the type it routes as, one of "
+                                     f"{', '.join(EXCHANGE_TYPES)}; got {delayed!r}")
+    return ExchangePolicy(alternate, delayed if exchange_type == DELAYED_EXCHANGE else None)
+
+
+def expiration_seconds(expiration: Optional[str]) -> Optional[float]:
+    """A message's own TTL: its ``expiration`` property, a string of milliseconds."""
+    return None if expiration is None else int(expiration) / 1000.0
+
+
+def delay_seconds(headers: Optional[Mapping[str, Any]]) -> float:
+    """The ``x-delay`` header of a message published to a delayed-message exchange, in seconds (none: 0)."""
+    value = (headers or {}).get("x-delay")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return 0.0
+    return value / 1000.0

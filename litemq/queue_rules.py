@@ -1,0 +1,187 @@
+"""What a queue's arguments do to the messages in it: priority, TTL, length limits and overflow on the way in;
+dead-lettering on the way out (rejected, expired, over the length limit, over the delivery limit); delayed
+messages joining their queue when due; unused queues expiring. No SQL here: every statement is a store verb."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+
+from . import routing
+from .dead_letters import dead_lettered, is_cycle
+from .message import Properties, decode_properties, decode_table, encode_properties
+from .policy import QueuePolicy, exchange_policy, expiration_seconds, queue_policy
+from .store.sqlite import ReturnedMessage, SQLiteStore, StoredMessage
+
+if TYPE_CHECKING:
+    from .session import Session
+
+IMMEDIATE_HANDOFF = 1.0
+"""How long a message with TTL 0 waits for a consumer of its queue to claim it (RabbitMQ delivers such a message
+to a consumer that is ready at once, and drops it otherwise)."""
+DUE_BATCH = 1000
+"""Most delayed or expired messages one pass moves (a claim runs passes until nothing is left due)."""
+
+
+def route(store: SQLiteStore, exchange: str, routing_key: str, headers: Optional[dict]) -> list[str]:
+    """The queues a message published to ``exchange`` reaches (none when the exchange does not exist)."""
+    if exchange == "":
+        return [routing_key] if store.queue(routing_key) is not None else []
+
+    def lookup(name: str) -> Optional[tuple[str, list[routing.Binding], Optional[str]]]:
+        found = store.exchange_and_bindings(name)
+        if found is None:
+            return None
+        exchange_type, arguments, rows = found
+        policy = exchange_policy(arguments)
+        kind = policy.delayed_type or exchange_type
+        return kind, [routing.Binding(dest, dest_kind, key, decode_table(args) if kind == "headers" else {})
+                      for dest, dest_kind, key, args in rows], policy.alternate_exchange
+
+    return routing.route(exchange, routing_key, headers, lookup)
+
+
+class Arrival:
+    """Where one published message went: the queues that stored it, and those whose length limit refused it."""
+
+    __slots__ = ("stored", "rejected")
+
+    def __init__(self) -> None:
+        self.stored: list[str] = []
+        self.rejected: list[str] = []
+
+
+def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], exchange: str, routing_key: str,
+            body: bytes, properties: Properties, encoded: Optional[str], now: float, delay: float = 0.0) -> Arrival:
+    """Store a copy of the message in each queue that exists, as each queue's arguments say; wake their consumers."""
+    arrival = Arrival()
+    for queue in queues:
+        if delay > 0:
+            if store.queue(queue) is not None:
+                store.insert_delayed(queue, exchange, routing_key, body, encoded, now, now + delay)
+                arrival.stored.append(queue)
+            continue
+        counted = store.count_in(queue, len(body))
+        if counted is None:
+            continue
+        ready, ready_bytes, arguments = counted
+        policy = queue_policy(arguments)
+        if policy.plain and properties.expiration is None:
+            store.insert_message(queue, exchange, routing_key, body, encoded, now)
+            arrival.stored.append(queue)
+            continue
+        over = policy.limited and policy.over_limit(ready, ready_bytes)
+        if over and policy.overflow != "drop-head":
+            store.count_out(queue, 1, len(body))
+            arrival.rejected.append(queue)
+            if policy.overflow == "reject-publish-dlx":
+                message = StoredMessage(0, queue, exchange, routing_key, body, encoded, 0)
+                dead_letter(session, store, policy, [message], "maxlen", now)
+            continue
+        ttl = _ttl(policy, properties)
+        if ttl == 0 and store.consumer_count(queue):
+            ttl = IMMEDIATE_HANDOFF  # TTL 0 still reaches a consumer that is there to take it, as in RabbitMQ
+        store.insert_message(queue, exchange, routing_key, body, encoded, now, policy.priority_of(properties.priority),
+                             None if ttl is None else now + ttl)
+        arrival.stored.append(queue)
+        if over:
+            _drop_head(session, store, queue, policy, ready, ready_bytes, now)
+    if arrival.stored and delay <= 0:
+        session.wake_consumers(store, arrival.stored)
+    return arrival
+
+
+def _ttl(policy: QueuePolicy, properties: Properties) -> Optional[float]:
+    own = expiration_seconds(properties.expiration)
+    if own is None:
+        return policy.message_ttl
+    return own if policy.message_ttl is None else min(own, policy.message_ttl)
+
+
+def _drop_head(session: "Session", store: SQLiteStore, queue: str, policy: QueuePolicy, ready: int, ready_bytes: int,
+               now: float) -> None:
+    dropped: list[StoredMessage] = []
+    if policy.max_length is not None and ready > policy.max_length:
+        dropped = store.take_head(queue, ready - policy.max_length)
+        ready_bytes -= sum(len(m.body) for m in dropped)
+    while policy.max_length_bytes is not None and ready_bytes > policy.max_length_bytes:
+        head = store.take_head(queue, 1)
+        if not head:
+            break
+        dropped.extend(head)
+        ready_bytes -= len(head[0].body)
+    dead_letter(session, store, policy, dropped, "maxlen", now)
+
+
+def dead_letter(session: "Session", store: SQLiteStore, policy: QueuePolicy, messages: Sequence[StoredMessage],
+                reason: str, now: float) -> None:
+    """Republish messages taken out of a queue to its dead-letter exchange, marked as RabbitMQ marks them; without
+    one (or when it does not exist) they are dropped."""
+    exchange = policy.dead_letter_exchange
+    if exchange is None:
+        return
+    for message in messages:
+        properties = dead_lettered(decode_properties(message.properties), message.queue, reason, message.exchange,
+                                   [message.routing_key], now)
+        key = policy.dead_letter_routing_key if policy.dead_letter_routing_key is not None else message.routing_key
+        targets = [queue for queue in route(store, exchange, key, properties.headers)
+                   if not is_cycle(properties.headers, queue, reason)]
+        if targets:
+            enqueue(session, store, targets, exchange, key, message.body, properties, encode_properties(properties),
+                    now)
+
+
+def returned(session: "Session", store: SQLiteStore, messages: Sequence[ReturnedMessage], now: float) -> None:
+    """Leased messages went back to their queues: wake the consumers; dead-letter (or drop) those returned more
+    often than their queue's ``x-delivery-limit`` allows; and where the returns took a queue over its length
+    limit, drop its head (RabbitMQ's drop-head applies to requeues too)."""
+    if not messages:
+        return
+    queues = list(dict.fromkeys(message.queue for message in messages))
+    for queue in queues:
+        row = store.queue(queue)
+        policy = queue_policy(row.arguments) if row is not None else None
+        if row is None or policy is None or policy.plain and policy.delivery_limit is None:
+            continue
+        if policy.delivery_limit is not None:
+            over = [m.id for m in messages if m.queue == queue and m.delivery_count > policy.delivery_limit]
+            if over:
+                dead_letter(session, store, policy, store.take_ready(over), "delivery_limit", now)
+                row = store.queue(queue) or row
+        if policy.limited and policy.overflow == "drop-head" and policy.over_limit(row.ready_count, row.ready_bytes):
+            _drop_head(session, store, queue, policy, row.ready_count, row.ready_bytes, now)
+    session.wake_consumers(store, queues)
+
+
+def settle_due(session: "Session", store: SQLiteStore, now: float) -> Optional[float]:
+    """Do what time has made due: delayed messages join their queues, expired messages leave theirs (to be
+    dead-lettered), unused queues with ``x-expires`` go. Returns the next such deadline (None: nothing waits)."""
+    while True:
+        deadlines = [d for d in store.deadlines() if d is not None]
+        upcoming = min(deadlines, default=None)
+        if upcoming is None or upcoming > now:
+            return upcoming
+        due = store.take_due(now, DUE_BATCH)
+        for message in due:
+            row = store.queue(message.queue)
+            if row is not None:
+                enqueue(session, store, [message.queue], message.exchange, message.routing_key, message.body,
+                        decode_properties(message.properties), message.properties, now)
+        expired = store.take_expired(now, DUE_BATCH)
+        by_queue: dict[str, list[StoredMessage]] = {}
+        for message in expired:
+            by_queue.setdefault(message.queue, []).append(message)
+        for queue, messages in by_queue.items():
+            row = store.queue(queue)
+            if row is not None:
+                dead_letter(session, store, queue_policy(row.arguments), messages, "expired", now)
+        for queue in store.expired_queues(now):
+            if store.consumer_count(queue):
+                store.set_queue_expiry(queue, None)  # in use after all: its last consumer sets it again
+            else:
+                session.delete_queue(store, queue)
+
+
+def queue_used(store: SQLiteStore, queue: str, policy: QueuePolicy, now: float) -> None:
+    """Restart an ``x-expires`` queue's countdown (declared again, or a basic.get), unless consumers hold it."""
+    if policy.expires is not None and not store.consumer_count(queue):
+        store.set_queue_expiry(queue, now + policy.expires)
