@@ -208,24 +208,37 @@ class BlockingChannel:
                       properties: Optional[spec.BasicProperties] = None, mandatory: bool = False) -> None:
         _short("exchange", exchange)
         _short("routing_key", routing_key)
+        expiration = None if properties is None else properties.expiration
+        if expiration is not None and not (isinstance(expiration, str) and expiration.isascii()
+                                           and expiration.isdigit()):
+            # RabbitMQ refuses the publish and closes the channel (pika itself sends any string).
+            raise self._closed_by_broker(406, f"invalid expiration {expiration!r}: not a whole number of "
+                                              f"milliseconds (exchange {exchange!r}, routing key {routing_key!r})")
         native_properties = None if properties is None else properties.to_native()
         if properties is not None and properties.reply_to == DIRECT_REPLY_TO:
             if self._reply_queue is None:
                 raise self._closed_by_broker(406, "fast reply consumer does not exist")
             native_properties = _replace(native_properties, reply_to=self._reply_queue)
         data = body.encode("utf-8") if isinstance(body, str) else body
-        routed = self._call(lambda: self._native.publish(exchange, routing_key, data, native_properties))
+        try:
+            routed = self._call(lambda: self._native.publish(exchange, routing_key, data, native_properties))
+        except errors.PublishRejected:
+            # A queue's length limit refused it (the others have it): RabbitMQ nacks it, which only a confirming
+            # publisher hears of.
+            if self._confirming:
+                raise exceptions.NackError([]) from None
+            return
         if routed == 0 and mandatory:
             returned = ReturnedMessage(spec.Basic.Return(reply_code=spec.NO_ROUTE, reply_text="NO_ROUTE",
                                                          exchange=exchange, routing_key=routing_key),
                                        properties or spec.BasicProperties(), bytes(data))
+            self._returned.append(returned)  # the return callbacks hear of it, with confirms too
             if self._confirming:
                 raise exceptions.UnroutableError([returned])
-            self._returned.append(returned)
 
     def confirm_delivery(self) -> None:
         """Publisher confirms: a publish returns once committed (always so in litemq); an unroutable mandatory
-        message raises UnroutableError."""
+        message raises UnroutableError, one a queue's length limit refused raises NackError."""
         self._call(lambda: None)
         self._confirming = True
 
