@@ -126,11 +126,13 @@ class Channel(Topology):
         _check_lease_seconds(lease_seconds)
         for attempt in range(2):
             with self._store.write() as store:
-                self._queue(store, queue)
+                row = self._queue(store, queue)
                 now = clock()
-                queue_rules.settle_due(self._session, store, now)
-                queue_rules.returned(self._session, store, store.return_expired(queue, now), now)
-                row = self._queue(store, queue)  # again: what fell due may have changed it, or deleted it
+                changed = queue_rules.settle_due(self._session, store, now)
+                returned = store.return_expired(queue, now)
+                if changed or returned:
+                    queue_rules.returned(self._session, store, returned, now)
+                    row = self._queue(store, queue)  # again: what fell due may have changed it, or deleted it
                 policy = queue_policy(row.arguments)
                 queue_rules.queue_used(store, queue, policy, now)
                 ready = row.ready_count

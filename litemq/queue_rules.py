@@ -152,23 +152,21 @@ def returned(session: "Session", store: SQLiteStore, messages: Sequence[Returned
     session.wake_consumers(store, queues)
 
 
-def settle_due(session: "Session", store: SQLiteStore, now: float) -> Optional[float]:
+def settle_due(session: "Session", store: SQLiteStore, now: float) -> bool:
     """Do what time has made due: delayed messages join their queues, expired messages leave theirs (to be
-    dead-lettered), unused queues with ``x-expires`` go. Returns the next such deadline (None: nothing waits)."""
+    dead-lettered), unused queues with ``x-expires`` go. Returns whether there was anything to do."""
+    did = False
     while True:
-        deadlines = [d for d in store.deadlines() if d is not None]
-        upcoming = min(deadlines, default=None)
+        upcoming = min((d for d in store.deadlines() if d is not None), default=None)
         if upcoming is None or upcoming > now:
-            return upcoming
-        due = store.take_due(now, DUE_BATCH)
-        for message in due:
-            row = store.queue(message.queue)
-            if row is not None:
+            return did
+        did = True
+        for message in store.take_due(now, DUE_BATCH):
+            if store.queue(message.queue) is not None:
                 enqueue(session, store, [message.queue], message.exchange, message.routing_key, message.body,
                         decode_properties(message.properties), message.properties, now)
-        expired = store.take_expired(now, DUE_BATCH)
         by_queue: dict[str, list[StoredMessage]] = {}
-        for message in expired:
+        for message in store.take_expired(now, DUE_BATCH):
             by_queue.setdefault(message.queue, []).append(message)
         for queue, messages in by_queue.items():
             row = store.queue(queue)
