@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
 
 from .. import errors
 from ..broker import Channel
+from ..routing import DELAYED_EXCHANGE
 from ..topology import DIRECT_REPLY_TO
 from ..consumer import Consumer
 from ..message import Delivery
@@ -138,8 +139,9 @@ class BlockingChannel:
                          internal: bool = False, arguments: Optional[dict[str, Any]] = None) -> Method:
         _short("exchange", exchange)
         kind = exchange_type.value if isinstance(exchange_type, spec.ExchangeType) else exchange_type
-        if not passive and isinstance(kind, str) and kind not in ("direct", "fanout", "topic", "headers"):
-            # RabbitMQ closes the whole connection for this one.
+        if not passive and isinstance(kind, str) and kind not in ("direct", "fanout", "topic", "headers",
+                                                                  DELAYED_EXCHANGE):
+            # RabbitMQ closes the whole connection for this one (the delayed-message plugin's type is built in).
             self._connection._shut(503, "invalid exchange type")
             raise exceptions.ConnectionClosedByBroker(503, f"COMMAND_INVALID - invalid exchange type '{kind}'")
         self._call(lambda: self._native.declare_exchange(exchange, kind, passive=passive, durable=durable,
