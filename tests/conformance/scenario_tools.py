@@ -18,7 +18,7 @@ the RabbitMQ half and merges what it saw into the file (delete the file first to
 RabbitMQ answers a queue_declare before it has handled earlier publishes, acks and nacks of the same channel (its
 stat call jumps the queue process's mailbox), so scenarios publish with confirms before counting, and read counts
 after settling with ``eventually``. Observations never include timing (how many idle yields, which of two racing
-events came first).
+events came first), nor the wording of a reply text, only its gist (``reply_gist``).
 
 Where litemq deliberately differs, ``@conformance(litemq_differs={...}, because="...")`` names the observations
 that differ and litemq's documented values; everything else must still be identical.
@@ -297,6 +297,15 @@ def outcome(call: Callable[[], Any]) -> str:
             return f"{type(exc).__name__} {[m.body.decode() for m in exc.messages]}"
         return f"{type(exc).__name__} {code}" if code is not None else type(exc).__name__
     return "ok"
+
+
+def reply_gist(text: Optional[str], *names: str) -> Any:
+    """The gist of a broker's reply text, comparable between backends whose wording differs: None for no text,
+    else ``[reply name, [whether the text mentions each of names]]``, the reply name being what precedes " - "
+    (``"PRECONDITION_FAILED"``)."""
+    if text is None:
+        return None
+    return [text.split(" - ", 1)[0], [name in text for name in names]]
 
 
 def pump(connection: Any, until: Callable[[], bool], timeout: float = WAIT) -> bool:
