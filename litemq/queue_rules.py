@@ -85,9 +85,17 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
         arrival.stored.append(queue)
         if over:
             _drop_head(session, store, queue, policy, ready, ready_bytes, now)
-    if arrival.stored and delay <= 0:
+    if arrival.stored:
+        # Delayed too: a waiting consumer then reads the new deadline and sets its timer by it.
         session.wake_consumers(store, arrival.stored)
     return arrival
+
+
+def join_due(session: "Session", store: SQLiteStore, now: float) -> None:
+    """Before a publish: delayed messages that fell due join their queues first, so they come before it."""
+    due = store.next_due()
+    if due is not None and due <= now:
+        settle_due(session, store, now)
 
 
 def _ttl(policy: QueuePolicy, properties: Properties) -> Optional[float]:
@@ -161,10 +169,10 @@ def settle_due(session: "Session", store: SQLiteStore, now: float) -> bool:
         if upcoming is None or upcoming > now:
             return did
         did = True
-        for message in store.take_due(now, DUE_BATCH):
-            if store.queue(message.queue) is not None:
-                enqueue(session, store, [message.queue], message.exchange, message.routing_key, message.body,
-                        decode_properties(message.properties), message.properties, now)
+        for message, due_at in store.take_due(now, DUE_BATCH):
+            # It joins its queue as of when it fell due: its TTL runs from then.
+            enqueue(session, store, [message.queue], message.exchange, message.routing_key, message.body,
+                    decode_properties(message.properties), message.properties, due_at)
         by_queue: dict[str, list[StoredMessage]] = {}
         for message in store.take_expired(now, DUE_BATCH):
             by_queue.setdefault(message.queue, []).append(message)

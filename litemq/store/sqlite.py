@@ -126,6 +126,7 @@ SELECT_DEADLINES = ("SELECT (SELECT min(visible_at) FROM litemq_messages WHERE v
                     "(SELECT min(expires_at) FROM litemq_messages WHERE expires_at IS NOT NULL "
                     "AND lease_token IS NULL), "
                     "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
+SELECT_NEXT_DUE = "SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL"
 SELECT_EXPIRED_QUEUES = "SELECT name FROM litemq_queues WHERE expires_at <= ?"
 SET_QUEUE_EXPIRY = "UPDATE litemq_queues SET expires_at = ? WHERE name = ?"
 ACK = "DELETE FROM litemq_messages WHERE id = ? AND lease_token = ?"
@@ -447,11 +448,16 @@ class SQLiteStore:
         """Remove up to ``limit`` ready messages of any queue whose TTL ran out by ``now``, soonest first."""
         return self._taken_out(self._db.execute(TAKE_EXPIRED, (now, limit)).fetchall())
 
-    def take_due(self, now: float, limit: int) -> list[StoredMessage]:
-        """Remove up to ``limit`` delayed messages due by ``now``, in the order they fall due (to be enqueued)."""
+    def take_due(self, now: float, limit: int) -> list[tuple[StoredMessage, float]]:
+        """Remove up to ``limit`` delayed messages due by ``now`` with their due times, in the order they fall due
+        (to be enqueued)."""
         rows = self._db.execute(TAKE_DUE, (now, limit)).fetchall()
         rows.sort(key=lambda r: (r[7], r[0]))
-        return [StoredMessage(*r[:7]) for r in rows]
+        return [(StoredMessage(*r[:7]), r[7]) for r in rows]
+
+    def next_due(self) -> Optional[float]:
+        """When the next delayed message falls due (None when none waits)."""
+        return self._db.execute(SELECT_NEXT_DUE).fetchone()[0]
 
     def drop(self, leases: Sequence[tuple[int, int]]) -> list[StoredMessage]:
         """Delete leased messages by (id, token), returning them (for dead-lettering)."""
