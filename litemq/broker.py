@@ -130,11 +130,16 @@ class Channel(Topology):
             with self._store.write() as store:
                 row = self._queue(store, queue)
                 now = clock()
-                changed = queue_rules.settle_due(self._session, store, now)
+                # Expired leases first: a message whose TTL ran out meanwhile then expires with the rest.
                 returned = store.return_expired(queue, now)
-                if changed or returned:
-                    queue_rules.returned(self._session, store, returned, now)
-                    row = self._queue(store, queue)  # again: what fell due may have changed it, or deleted it
+                queue_rules.returned(self._session, store, returned, now)
+                if queue_rules.settle_due(self._session, store, now) or returned:
+                    again = self._session.live_queue(store, queue)  # what fell due may have changed or deleted it
+                    if again is None:
+                        gone = QueueNotFound(f"queue {queue!r} not found in {self.path}")
+                        store.after_commit(lambda: _raise(gone))  # after the commit that deleted it
+                        return None
+                    row = again
                 policy = queue_policy(row.arguments)
                 queue_rules.queue_used(store, queue, policy, now)
                 ready = row.ready_count
@@ -185,6 +190,7 @@ class Channel(Topology):
         routing.check_name("consumer tag", tag)
         if tag in self._consumers:
             raise PreconditionFailed(f"consumer tag {tag!r} is already in use on channel {self.number}")
+        self._session.settle_due()  # an x-expires queue may be gone
         with self._store.write() as store:
             row = self._queue(store, queue)
             if store.has_exclusive_consumer(queue) or (exclusive and store.consumer_count(queue)):
@@ -205,9 +211,9 @@ class Channel(Topology):
         """Claim up to ``limit`` messages for a consumer; raises QueueNotFound when its queue is gone."""
         with self._store.write() as store:
             now = clock()
-            queue_rules.settle_due(self._session, store, now)
             if check_expired:
                 queue_rules.returned(self._session, store, store.return_expired(consumer.queue, now), now)
+            queue_rules.settle_due(self._session, store, now)
             if consumer.policy.single_active_consumer and not self._is_active(store, consumer):
                 claimed = []
             elif consumer.auto_ack:
@@ -220,8 +226,9 @@ class Channel(Topology):
                            for row in rows]
             if not claimed and store.queue(consumer.queue) is None:
                 self._forget_consumer(consumer)
-                raise QueueNotFound(f"queue {consumer.queue!r} in {self.path} was deleted; consumer "
-                                    f"{consumer.consumer_tag!r} is cancelled")
+                gone = QueueNotFound(f"queue {consumer.queue!r} in {self.path} was deleted; consumer "
+                                     f"{consumer.consumer_tag!r} is cancelled")
+                store.after_commit(lambda: _raise(gone))  # after the commit, which may be what deleted it
             return claimed
 
     def _hold(self, row: MessageRow, queue: str, token: int, consumer: Optional["Consumer"],

@@ -503,6 +503,7 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_move(args: argparse.Namespace) -> int:
+    from .policy import queue_policy
     from .store import inspect
 
     if args.source == args.destination:
@@ -513,7 +514,9 @@ def cmd_move(args: argparse.Namespace) -> int:
         for queue in (args.source, args.destination):
             conn.declare_queue(queue, passive=True)
         with conn._store.write() as store:
-            moved = inspect.move(store, args.source, args.destination, args.limit)
+            target = store.queue(args.destination)
+            max_priority = (queue_policy(target.arguments).max_priority or 0) if target is not None else 0
+            moved = inspect.move(store, args.source, args.destination, args.limit, max_priority)
             conn._session.wake_consumers(store, [args.destination])
     print(moved)
     return 0

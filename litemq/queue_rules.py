@@ -92,8 +92,9 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
 
 
 def join_due(session: "Session", store: SQLiteStore, now: float) -> None:
-    """Before a publish: delayed messages that fell due join their queues first, so they come before it."""
-    due = store.next_due()
+    """Before a publish: delayed messages that fell due join their queues first, so they come before it, and
+    queues past their ``x-expires`` go, so it cannot reach them."""
+    due = store.next_arrival_deadline()
     if due is not None and due <= now:
         settle_due(session, store, now)
 

@@ -136,15 +136,22 @@ class Session:
             store.after_commit(lambda: self.bell.ring(addresses))
 
     # --- what time makes due
-    def settle_due(self, queues: Iterable[str]) -> None:
-        """In a transaction of its own: delayed messages join their queues, expired messages and queues go, and
-        expired leases in these queues return."""
+    def settle_due(self, queues: Iterable[str] = ()) -> None:
+        """In a transaction of its own (which nothing raised later can roll back): delayed messages join their
+        queues, expired messages and queues go, and expired leases in these queues return."""
+        queues = list(queues)
+        if not queues:
+            with self.store.read() as store:
+                deadlines = store.deadlines()
+            now = clock()
+            if all(deadline is None or deadline > now for deadline in deadlines):
+                return
         with self.store.lock:
             with self.store.write() as store:
                 now = clock()
-                queue_rules.settle_due(self, store, now)
                 for queue in queues:
                     queue_rules.returned(self, store, store.return_expired(queue, now), now)
+                queue_rules.settle_due(self, store, now)
 
     # --- other connections' deaths
     def sweep(self, force: bool = False) -> bool:

@@ -127,8 +127,8 @@ class Topology:
         routing.check_name("queue name", queue)
         self._session.sweep()  # so the counts leave out consumers of connections that died
         if passive:
+            self._session.settle_due()
             with self._store.write() as store:
-                queue_rules.settle_due(self._session, store, clock())
                 # A responder may check that a direct reply-to requester is still there (RabbitMQ allows it).
                 row = self._queue(store, queue, check_exclusive=not queue.startswith(DIRECT_REPLY_TO + "."))
                 queue_rules.queue_used(store, queue, queue_policy(row.arguments), clock())
@@ -146,9 +146,9 @@ class Topology:
                                        exclusive=bool(exclusive), auto_delete=bool(auto_delete),
                                        server_named=server_named)
         encoded = encode_table(args)
+        self._session.settle_due()
         with self._store.write() as store:
             now = clock()
-            queue_rules.settle_due(self._session, store, now)
             row = self._session.live_queue(store, queue)
             if row is None:
                 owner = self._session.connection_id if exclusive else None
@@ -156,7 +156,10 @@ class Topology:
                 queue_rules.queue_used(store, queue, policy, now)
                 return QueueInfo(queue, 0, 0)
             self._check_exclusive(row, queue)
-            queue_rules.returned(self._session, store, store.return_expired(queue, now), now)
+            returned = store.return_expired(queue, now)
+            queue_rules.returned(self._session, store, returned, now)
+            if returned:
+                queue_rules.settle_due(self._session, store, now)  # what came back past its TTL expires now
             ready = store.ready_count(queue) or 0
             if bool(exclusive) != row.exclusive:
                 raise ResourceLocked(f"cannot obtain exclusive access to locked queue {queue!r} in {self.path}: "
@@ -176,6 +179,7 @@ class Topology:
         """Delete the queue with its messages and bindings; returns how many messages it held."""
         self._check_open()
         routing.check_name("queue name", queue)
+        self._session.settle_due()
         with self._store.write() as store:
             row = self._session.live_queue(store, queue)
             if row is None:
@@ -193,6 +197,7 @@ class Topology:
         """Delete the queue's ready messages (unacked ones stay); returns how many."""
         self._check_open()
         routing.check_name("queue name", queue)
+        self._session.settle_due()
         with self._store.write() as store:
             self._queue(store, queue)
             return store.purge_queue(queue)
@@ -227,6 +232,7 @@ class Topology:
         args = _check_arguments(arguments)
         if exchange == "" or (kind == "exchange" and destination == ""):
             raise AccessRefused(f"the default exchange cannot be bound or unbound (in {self.path})")
+        self._session.settle_due()
         with self._store.write() as store:
             source = store.exchange(exchange)
             target = (self._session.live_queue(store, destination) if kind == "queue"

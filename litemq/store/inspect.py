@@ -23,13 +23,14 @@ SELECT_CONNECTIONS = ("SELECT connection_id, pid, host, started_at, unacked, cou
                       "FROM litemq_connection_view GROUP BY connection_id ORDER BY started_at, connection_id")
 PEEK = ("SELECT id, exchange, routing_key, body, properties, delivery_count, published_at FROM litemq_messages "
         "WHERE queue = ? AND lease_token IS NULL ORDER BY id LIMIT ?")
+_HEAD = ("SELECT id FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL "
+         "ORDER BY priority DESC, id LIMIT ?")
 MOVE_COPY = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
-             "delivery_count) SELECT ?, exchange, routing_key, body, properties, published_at, delivery_count "
-             "FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages WHERE queue = ? "
-             "AND lease_token IS NULL ORDER BY id LIMIT ?) ORDER BY id")
-MOVE_DELETE = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages WHERE queue = ? "
-               "AND lease_token IS NULL ORDER BY id LIMIT ?)")
-ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ? WHERE name = ?"
+             "delivery_count, priority, expires_at) SELECT ?, exchange, routing_key, body, properties, published_at, "
+             f"delivery_count, min(priority, ?), expires_at FROM litemq_messages WHERE id IN ({_HEAD}) "
+             "ORDER BY priority DESC, id RETURNING length(body)")
+MOVE_DELETE = f"DELETE FROM litemq_messages WHERE id IN ({_HEAD})"
+ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ?"
 
 
 def _rows(store: SQLiteStore, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -59,15 +60,16 @@ def peek(store: SQLiteStore, queue: str, limit: int) -> list[dict[str, Any]]:
     return _rows(store, PEEK, (queue, limit))
 
 
-def move(store: SQLiteStore, source: str, destination: str, limit: Optional[int]) -> int:
-    """Move up to ``limit`` ready messages (all when None) from the head of one queue to the tail of another,
-    in order; returns how many."""
+def move(store: SQLiteStore, source: str, destination: str, limit: Optional[int], max_priority: int = 0) -> int:
+    """Move up to ``limit`` ready messages (all when None) from the head of one queue to the tail of another, in
+    delivery order, keeping their expiry; ``max_priority`` is the destination's (0: not a priority queue).
+    Returns how many."""
     count = -1 if limit is None else limit
-    moved = store.execute(MOVE_COPY, (destination, source, count)).rowcount
+    sizes = [row[0] for row in store.execute(MOVE_COPY, (destination, max_priority, source, count)).fetchall()]
     store.execute(MOVE_DELETE, (source, count))
-    store.execute(ADD_READY, (-moved, source))
-    store.execute(ADD_READY, (moved, destination))
-    return moved
+    store.execute(ADD_READY, (-len(sizes), -sum(sizes), source))
+    store.execute(ADD_READY, (len(sizes), sum(sizes), destination))
+    return len(sizes)
 
 
 def file_sizes(path: str) -> dict[str, int]:

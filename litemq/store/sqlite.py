@@ -126,7 +126,9 @@ SELECT_DEADLINES = ("SELECT (SELECT min(visible_at) FROM litemq_messages WHERE v
                     "(SELECT min(expires_at) FROM litemq_messages WHERE expires_at IS NOT NULL "
                     "AND lease_token IS NULL), "
                     "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
-SELECT_NEXT_DUE = "SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL"
+SELECT_ARRIVAL_DEADLINE = ("SELECT min(coalesce(due, expiry), coalesce(expiry, due)) FROM "
+                           "(SELECT (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL) AS due, "
+                           "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL) AS expiry)")
 SELECT_EXPIRED_QUEUES = "SELECT name FROM litemq_queues WHERE expires_at <= ?"
 SET_QUEUE_EXPIRY = "UPDATE litemq_queues SET expires_at = ? WHERE name = ?"
 ACK = "DELETE FROM litemq_messages WHERE id = ? AND lease_token = ?"
@@ -455,9 +457,9 @@ class SQLiteStore:
         rows.sort(key=lambda r: (r[7], r[0]))
         return [(StoredMessage(*r[:7]), r[7]) for r in rows]
 
-    def next_due(self) -> Optional[float]:
-        """When the next delayed message falls due (None when none waits)."""
-        return self._db.execute(SELECT_NEXT_DUE).fetchone()[0]
+    def next_arrival_deadline(self) -> Optional[float]:
+        """What a publish must settle first: when the next delayed message falls due or unused queue expires."""
+        return self._db.execute(SELECT_ARRIVAL_DEADLINE).fetchone()[0]
 
     def drop(self, leases: Sequence[tuple[int, int]]) -> list[StoredMessage]:
         """Delete leased messages by (id, token), returning them (for dead-lettering)."""
