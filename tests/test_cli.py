@@ -96,8 +96,12 @@ def state(path: str) -> dict[str, list[tuple[Any, ...]]]:
 def counter_mismatches(path: str) -> list[tuple[str, int, int]]:
     """Queues whose ready counter differs from their ready rows (move and purge must keep them equal)."""
     return rows(path, "SELECT name, ready_count, actual FROM (SELECT q.name, q.ready_count, (SELECT count(*) "
-                      "FROM litemq_messages m WHERE m.queue = q.name AND m.lease_token IS NULL) AS actual "
-                      "FROM litemq_queues q) WHERE ready_count != actual")
+                      "FROM litemq_messages m WHERE m.queue = q.name AND m.lease_token IS NULL "
+                      "AND m.visible_at IS NULL) AS actual FROM litemq_queues q) WHERE ready_count != actual "
+                      "UNION ALL SELECT name, ready_bytes, actual FROM (SELECT q.name, q.ready_bytes, "
+                      "(SELECT coalesce(sum(length(m.body)), 0) FROM litemq_messages m WHERE m.queue = q.name "
+                      "AND m.lease_token IS NULL AND m.visible_at IS NULL) AS actual FROM litemq_queues q) "
+                      "WHERE ready_bytes != actual")
 
 
 def bodies(path: str, queue: str) -> list[bytes]:
@@ -855,6 +859,23 @@ def test_move_redrives_a_dead_letter_queue_in_order_to_the_end_of_another(db_pat
         (str(i), {"x-death": [{"count": i}]}) for i in range(2, 6)]
     held.ack()  # the one that stayed is still held by its consumer
     assert bodies(db_path, "dead") == []
+
+
+def test_move_takes_ready_messages_in_delivery_order_and_leaves_delayed_ones(db_path: str, conn: litemq.Connection,
+                                                                             run: Callable[..., Result]) -> None:
+    conn.declare_queue("urgent", arguments={"x-max-priority": 9, "x-message-ttl": 3_600_000})
+    conn.declare_queue("plain")
+    conn.publish("", "urgent", b"low", Properties(priority=1))
+    conn.publish("", "urgent", b"high", Properties(priority=9))
+    conn.publish("", "urgent", b"not yet", delay=3600)
+
+    assert run("move", "urgent", "plain") == (0, "2\n", "")
+    assert counter_mismatches(db_path) == []
+    assert rows(db_path, "SELECT body, priority, expires_at IS NOT NULL FROM litemq_messages WHERE queue = 'plain' "
+                         "ORDER BY id") == [(b"high", 0, 1), (b"low", 0, 1)]
+    assert rows(db_path, "SELECT body, visible_at IS NOT NULL FROM litemq_messages WHERE queue = 'urgent'") == [
+        (b"not yet", 1)]
+    assert [conn.get("plain", auto_ack=True).body for _ in range(2)] == [b"high", b"low"]
 
 
 def test_move_refuses_a_missing_queue_and_the_same_queue_twice(world: str, run: Callable[..., Result]) -> None:
