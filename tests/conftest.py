@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
+from freezegun import freeze_time
 
 import litemq
 
@@ -23,19 +24,33 @@ def db_path(tmp_path: Path) -> str:
     return str(tmp_path / "mq.db")
 
 
+def _renews_leases(request: pytest.FixtureRequest) -> bool:
+    # Time rules are tested under freezegun with background renewal off, so only the frozen clock moves leases
+    # (and no renewal statement runs between the ones a cost test counts).
+    return request.node.get_closest_marker("no_lease_renewal") is None
+
+
 @pytest.fixture
-def conn(db_path: str) -> Iterator[litemq.Connection]:
-    connection = litemq.connect(db_path)
+def conn(db_path: str, request: pytest.FixtureRequest) -> Iterator[litemq.Connection]:
+    """A connection to a temp file (``@pytest.mark.no_lease_renewal``: without background lease renewal)."""
+    connection = litemq.connect(db_path, renew_leases=_renews_leases(request))
     yield connection
     connection.close()
 
 
 @pytest.fixture
-def other(db_path: str, conn: litemq.Connection) -> Iterator[litemq.Connection]:
+def other(db_path: str, conn: litemq.Connection, request: pytest.FixtureRequest) -> Iterator[litemq.Connection]:
     """A second connection to the same file, as another process would have."""
-    connection = litemq.connect(db_path)
+    connection = litemq.connect(db_path, renew_leases=_renews_leases(request))
     yield connection
     connection.close()
+
+
+@pytest.fixture
+def frozen() -> Iterator[Any]:
+    """A frozen clock at 2026-01-01 00:00:00 UTC, moved with ``frozen.tick(seconds)``."""
+    with freeze_time("2026-01-01 00:00:00") as clock:
+        yield clock
 
 
 class Processes:

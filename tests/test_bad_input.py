@@ -19,6 +19,8 @@ import litemq
 from litemq import Properties
 from conftest import counting_vm_steps
 
+pytestmark = pytest.mark.no_lease_renewal
+
 TABLES = ("litemq_exchanges", "litemq_queues", "litemq_bindings", "litemq_messages", "litemq_consumers")
 
 LONG = "€" * 100  # 100 characters, 300 bytes of UTF-8
@@ -41,13 +43,6 @@ def nothing_written(conn: litemq.Connection) -> Iterator[None]:
     yield
     assert conn._store._db.total_changes == changes, "a statement changed rows (even if rolled back)"
     assert snapshot(conn) == before
-
-
-@pytest.fixture
-def conn(db_path: str) -> Iterator[litemq.Connection]:
-    """Background lease renewal off: its statements would run on the connection between the ones counted."""
-    with litemq.connect(db_path, renew_leases=False) as connection:
-        yield connection
 
 
 @contextmanager

@@ -12,16 +12,11 @@ import datetime as dt
 import pytest
 from freezegun import freeze_time
 
-import litemq
 from litemq import Properties, PublishRejected
 
+pytestmark = pytest.mark.no_lease_renewal
+
 UTC = dt.timezone.utc
-
-
-@pytest.fixture
-def conn(db_path):
-    with litemq.connect(db_path, renew_leases=False) as connection:
-        yield connection
 
 
 @pytest.fixture

@@ -14,10 +14,9 @@ import threading
 import time
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import pytest
-from freezegun import freeze_time
 
 import extras_workers as workers
 import litemq
@@ -27,31 +26,14 @@ from liveness_workers import wait_for_files, worker_errors
 from litemq import DELAYED_EXCHANGE, ExchangeNotFound, PreconditionFailed, Properties
 from litemq import pika
 
+pytestmark = pytest.mark.no_lease_renewal
+
 DELAY = 0.3
 """Seconds of delay in the real-time tests."""
 SLACK = 2.0
 """A delayed message must arrive within this many seconds of its publish (on a loaded 2-core machine)."""
 START_SECONDS = 30.0
 """Seconds allowed for a spawned process to start and begin waiting."""
-
-
-@pytest.fixture
-def conn(db_path: str) -> Iterator[litemq.Connection]:
-    """No background lease renewal: only the frozen clock moves time in the time-rule tests."""
-    with litemq.connect(db_path, renew_leases=False) as connection:
-        yield connection
-
-
-@pytest.fixture
-def other(db_path: str, conn: litemq.Connection) -> Iterator[litemq.Connection]:
-    with litemq.connect(db_path, renew_leases=False) as connection:
-        yield connection
-
-
-@pytest.fixture
-def frozen() -> Iterator[Any]:
-    with freeze_time("2026-01-01 00:00:00") as clock:
-        yield clock
 
 
 @pytest.fixture

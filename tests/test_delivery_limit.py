@@ -14,27 +14,16 @@ import signal
 from pathlib import Path
 
 import pytest
-from freezegun import freeze_time
 
 import litemq
 import liveness_workers as workers
 from liveness_workers import wait_for_files, worker_errors
 from litemq import PreconditionFailed
 
+pytestmark = pytest.mark.no_lease_renewal
+
 BOUND = 5.0
 """Seconds allowed for what normally takes milliseconds (a loaded 2-core machine must never flake)."""
-
-
-@pytest.fixture
-def conn(db_path):
-    with litemq.connect(db_path, renew_leases=False) as connection:
-        yield connection
-
-
-@pytest.fixture
-def frozen():
-    with freeze_time("2026-01-01 00:00:00") as clock:
-        yield clock
 
 
 @pytest.fixture

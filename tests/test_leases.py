@@ -3,29 +3,11 @@
 Expiry is tested under freezegun, calling the broker directly (no threads under a frozen clock)."""
 
 import pytest
-from freezegun import freeze_time
 
 import litemq
 from litemq import LeaseExpired
 
-
-@pytest.fixture
-def conn(db_path):
-    """Lease rules are tested with background renewal off, so only the frozen clock moves leases."""
-    with litemq.connect(db_path, renew_leases=False) as connection:
-        yield connection
-
-
-@pytest.fixture
-def other(db_path, conn):
-    with litemq.connect(db_path, renew_leases=False) as connection:
-        yield connection
-
-
-@pytest.fixture
-def frozen():
-    with freeze_time("2026-01-01 00:00:00") as clock:
-        yield clock
+pytestmark = pytest.mark.no_lease_renewal
 
 
 @pytest.fixture

@@ -13,15 +13,9 @@ from freezegun import freeze_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import litemq
 from litemq import Properties, PublishRejected
 
-
-@pytest.fixture
-def conn(db_path):
-    """No background lease renewal: the property test moves a frozen clock."""
-    with litemq.connect(db_path, renew_leases=False) as connection:
-        yield connection
+pytestmark = pytest.mark.no_lease_renewal
 
 
 @pytest.fixture

@@ -12,32 +12,14 @@ import time
 from typing import Callable, Optional
 
 import pytest
-from freezegun import freeze_time
 
 import litemq
 from conftest import vm_steps
 from litemq import Properties, QueueNotFound
 
-START = "2026-01-01 00:00:00"
+pytestmark = pytest.mark.no_lease_renewal
+
 FAR_FUTURE = 4_000_000_000.0  # year 2096: a TTL nothing here outlives
-
-
-@pytest.fixture
-def conn(db_path):
-    with litemq.connect(db_path, renew_leases=False) as connection:
-        yield connection
-
-
-@pytest.fixture
-def other(db_path, conn):
-    with litemq.connect(db_path, renew_leases=False) as connection:
-        yield connection
-
-
-@pytest.fixture
-def frozen():
-    with freeze_time(START) as clock:
-        yield clock
 
 
 def now(frozen) -> float:
