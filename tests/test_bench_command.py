@@ -1,0 +1,59 @@
+"""``python -m bench``, the comparison command, at a tiny size: it prints the machine and one table, writes JSON,
+and skips what is not there (RabbitMQ at a port nobody listens on). Timings are never asserted, only that the
+rows measured something and found no problem. Only litemq and the floor run: the peers are not needed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.floor import TopicTrie
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_bench_command_prints_the_table_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--n", "200", "--runs", "1", "--only", "a,c",
+         "--systems", "floor,litemq,rabbitmq", "--rabbitmq", "127.0.0.1:1", "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[1].startswith("machine: ") and "CPUs" in lines[1] and "Python" in lines[1] and "SQLite" in lines[1]
+    table = [line for line in lines if line.startswith("| ")]
+    assert [cell.strip() for cell in table[0].split("|")[1:-1]] == [
+        "workload", "system", "msgs/s", "x floor", "p50 ms", "p99 ms", "peak RSS MB", "notes"]
+    printed = {(cells[0], cells[1]) for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in table[1:])}
+    for workload in ("a  publish, 1 per call", "c  get + ack, 1 at a time"):
+        for system in ("sqlite3 floor, 1/txn", "litemq", "litemq.pika", "RabbitMQ"):
+            assert (workload, system) in printed
+
+    report = json.loads(out.read_text())
+    assert report["machine"]["cpus"] and report["machine"]["sqlite"] and report["settings"]["n"] == 200
+    rows = {(row["workload"], row["system"]): row for row in report["rows"]}
+    assert {w for w, _ in rows} == {"a", "c"}
+    for workload in ("a", "c"):
+        for system in ("floor-1", "litemq-native", "litemq-pika"):
+            row = rows[workload, system]
+            assert row["status"] == "ok", row
+            assert row["n"] == 200 and row["msgs_per_s"] > 0 and row["peak_rss_mb"] > 0 and not row["problems"]
+        assert rows[workload, "floor-1"]["ratio"] == 1.0
+        assert rows[workload, "litemq-native"]["ratio"] > 0
+        assert rows[workload, "floor-100"]["status"] == "n/a"  # 100 per transaction is row b
+        assert rows[workload, "rabbitmq-plain"]["status"] == "skipped"
+    assert rows["a", "rabbitmq-confirms"]["status"] == "skipped"
+    assert rows["c", "rabbitmq-confirms"]["status"] == "n/a"  # consuming is the same with or without confirms
+    assert report["versions"]["litemq"]
+
+
+def test_the_floor_routes_topics_as_amqp_does() -> None:
+    trie = TopicTrie([("a", "stock.*.nyse"), ("b", "stock.#"), ("c", "#"), ("d", "*.x.#.y"), ("e", "stock.s1.*")])
+    assert trie.match("stock.s1.nyse") == ["a", "b", "c", "e"]
+    assert trie.match("stock") == ["b", "c"]
+    assert trie.match("a.x.y") == ["c", "d"]
+    assert trie.match("a.x.b.c.y") == ["c", "d"]
+    assert trie.match("stock.s1") == ["b", "c"]
+    assert trie.match("") == ["c"]
