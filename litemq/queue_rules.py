@@ -4,7 +4,7 @@ messages joining their queue when due; unused queues expiring. No SQL here: ever
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
 
 from . import routing
 from .dead_letters import dead_lettered, is_cycle
@@ -22,7 +22,7 @@ DUE_BATCH = 1000
 """Most delayed or expired messages one pass moves (a claim runs passes until nothing is left due)."""
 
 
-def route(store: SQLiteStore, exchange: str, routing_key: str, headers: Optional[dict]) -> list[str]:
+def route(store: SQLiteStore, exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]]) -> list[str]:
     """The queues a message published to ``exchange`` reaches (none when the exchange does not exist)."""
     if exchange == "":
         return [routing_key] if store.queue(routing_key) is not None else []
