@@ -46,7 +46,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FULL = {"n": 20000, "runs": 3, "deep": 1_000_000, "paced_n": 500, "budget": 10.0, "oneshots": 10,
         "n_10k": 2000, "n_1m": 100, "timeout": 1800.0}
-QUICK = {"n": 1000, "runs": 1, "deep": 10_000, "paced_n": 40, "budget": 0.5, "oneshots": 3,
+QUICK = {"n": 1000, "runs": 1, "deep": 10_000, "paced_n": 30, "budget": 0.5, "oneshots": 3,
          "n_10k": 100, "n_1m": 5, "timeout": 300.0}
 
 QUICK_LEAVES_OUT = ("persist-queue-default", "rabbitmq-confirms")
@@ -256,7 +256,7 @@ class Bench:
                 continue
             directory = os.path.join(self.tmp, f"template-{system.family}-{depth}")
             if depth:
-                self.progress(f"      filling a {system.family} store with {depth:,} messages for h ...")
+                self.progress(f"      filling a {system.family} store with {depth:,} messages, to copy ...")
             started = time.monotonic()
             result = run_row(self.spec(system, "build", template=directory, depth=depth), self.timeout)
             if "error" in result:

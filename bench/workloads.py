@@ -24,7 +24,7 @@ from .systems import FANOUT_EXCHANGE, FANOUT_QUEUES, QUEUE, TOPIC_EXCHANGE, TOPI
 BATCH = 100
 TOPIC_BINDINGS = 1000
 FILL_CHUNK = 10000
-IDLE_SECONDS = 0.15
+IDLE_SECONDS = 0.1
 """A consumer of i stops when nothing came for this long (not counted: its clock stops at its last message)."""
 
 Result = dict[str, Any]
@@ -206,30 +206,44 @@ def _child(target: Callable[..., Result], pipe: Any, *args: Any) -> None:
         pipe.send({"error": traceback.format_exc()[-2000:]})
 
 
-def producer(key: str, cfg: dict[str, Any], n: int, size: int, rate: float, batch: int, ready: Any, go: Any) -> Result:
+def producer(key: str, cfg: dict[str, Any], n: int, size: int, rate: float, batch: int, budget: float,
+             published: Any, ready: Any, go: Any) -> Result:
+    """Publish ``n`` messages, paced at ``rate`` per second (0: as fast as it can, stopping when the budget runs
+    out); then tell the consumer how many through ``published``."""
     client = make(key).client(cfg)
     ready.set()
     go.wait()
+    limit, sent = Budget(budget), 0
     t0 = time.perf_counter()
-    if batch > 1:
-        for start in range(0, n, batch):
-            client.publish_batch([body(i, size) for i in range(start, min(n, start + batch))])
-    else:
-        publish, interval = client.publish, (1.0 / rate if rate else 0.0)
-        for i in range(n):
-            if interval:
-                wait = t0 + i * interval - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-            publish(body(i, size))
-    secs = time.perf_counter() - t0
-    client.close()
-    return {"secs": secs}
+    try:
+        if batch > 1:
+            for chunk, start in enumerate(range(0, n, batch)):
+                if limit.over(chunk):
+                    break
+                client.publish_batch([body(i, size) for i in range(start, min(n, start + batch))])
+                sent = min(n, start + batch)
+        else:
+            publish, interval = client.publish, (1.0 / rate if rate else 0.0)
+            for i in range(n):
+                if interval:
+                    wait = t0 + i * interval - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                elif limit.over(i):
+                    break
+                publish(body(i, size))
+                sent += 1
+        secs = time.perf_counter() - t0
+        client.close()
+    finally:
+        published.value = sent
+    return {"secs": secs, "sent": sent}
 
 
-def consumer(key: str, cfg: dict[str, Any], n: Optional[int], prefetch: int, idle: float, timeout: float,
-             ready: Any, go: Any) -> Result:
-    """Receive ``n`` messages (or, with n None, until none comes for ``idle`` seconds); ack each."""
+def consumer(key: str, cfg: dict[str, Any], until: Optional[str], prefetch: int, idle: float, timeout: float,
+             published: Any, ready: Any, go: Any) -> Result:
+    """Receive and ack each message, until ``published`` says how many there were and that many came (``until``
+    "published"), or (None) until none comes for ``idle`` seconds."""
     client = make(key).client(cfg)
     receiver = client.receiver(prefetch)
     ready.set()
@@ -237,9 +251,9 @@ def consumer(key: str, cfg: dict[str, Any], n: Optional[int], prefetch: int, idl
     deadline = time.time() + timeout
     latencies, seqs, errors = [], [], 0
     last = time.time()
-    while n is None or len(seqs) < n:
+    while until is None or published.value < 0 or len(seqs) < published.value:
         try:
-            message = receiver.next(idle if n is None else 1.0)
+            message = receiver.next(idle if until is None else 0.2)
         except Exception as exc:  # noqa: BLE001 - a busy database in a library that does not wait: count, retry
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
@@ -247,7 +261,7 @@ def consumer(key: str, cfg: dict[str, Any], n: Optional[int], prefetch: int, idl
             continue
         now = time.time()
         if message is None:
-            if n is None or now > deadline:
+            if until is None or now > deadline:
                 break
             continue
         data, handle = message
@@ -262,22 +276,24 @@ def consumer(key: str, cfg: dict[str, Any], n: Optional[int], prefetch: int, idl
 
 
 def spawn(jobs: list[tuple[Callable[..., Result], tuple[Any, ...]]], timeout: float) -> tuple[float, list[Result]]:
-    """Start each job in a spawned process, wait until all are ready, say go: (go time, results in order)."""
+    """Start each job in a spawned process, wait until all are ready, say go: (go time, results in order).
+    Each job's target gets its arguments, then a shared integer (-1 to start with), its ready event and go."""
     import multiprocessing  # here: most rows start no process
 
     context = multiprocessing.get_context("spawn")
     go = context.Event()
+    shared = context.Value("q", -1)
     started = []
     for target, args in jobs:
         ready = context.Event()
         receive, send = context.Pipe(duplex=False)
-        process = context.Process(target=_child, args=(target, send) + args + (ready, go), daemon=True)
+        process = context.Process(target=_child, args=(target, send) + args + (shared, ready, go), daemon=True)
         process.start()
         started.append((process, ready, receive))
     for process, ready, _ in started:
         if not ready.wait(120):
             raise RuntimeError("a benchmark process did not start")
-    time.sleep(0.1)
+    time.sleep(0.05)  # all of them waiting on go
     t_go = time.time()
     go.set()
     results = []
@@ -295,16 +311,18 @@ def producer_consumer(system: System, spec: dict[str, Any], paced: bool) -> Resu
     rate = spec["rate"] if paced else 0.0
     batch = getattr(system, "batch", 1)
     runs, problems = [], []
-    for _ in range(1 if paced else spec["runs"]):
+    for run in repetitions(spec):
+        if paced and run:
+            break
         with fresh_store(system, spec) as cfg:
             timeout = spec["budget"] * 4 + (n / rate if rate else 0) + 60
             t_go, (received, sent) = spawn([
-                (consumer, (system.key, cfg, n, BATCH, 1.0, timeout)),
-                (producer, (system.key, cfg, n, spec["size"], rate, batch)),
+                (consumer, (system.key, cfg, "published", BATCH, 1.0, timeout)),
+                (producer, (system.key, cfg, n, spec["size"], rate, batch, spec["budget"])),
             ], timeout + 60)
         seqs = received["seqs"]
-        if len(seqs) != n or len(set(seqs)) != n:
-            problems.append(f"received {len(seqs)} ({len(set(seqs))} distinct) of {n}")
+        if len(seqs) != sent["sent"] or len(set(seqs)) != len(seqs):
+            problems.append(f"received {len(seqs)} ({len(set(seqs))} distinct) of {sent['sent']}")
         span = received["last"] - t_go
         latencies = received["latencies"]
         figures = {"p50_ms": percentile(latencies, 50) * 1000, "p99_ms": percentile(latencies, 99) * 1000,
@@ -313,7 +331,7 @@ def producer_consumer(system: System, spec: dict[str, Any], paced: bool) -> Resu
             figures = {"backlog_" + k: v for k, v in figures.items()}
         runs.append({"n": len(seqs), "secs": span, "msgs_per_s": None if paced else len(seqs) / span,
                      "publish_secs": sent["secs"], "busy_errors": received["errors"], **figures})
-    return summary(runs, problems, system.note("e-lat" if paced else "e"))
+    return capped(summary(runs, problems, system.note("e-lat" if paced else "e")), n)
 
 
 def throughput_two_processes(system: System, spec: dict[str, Any]) -> Result:
