@@ -111,10 +111,8 @@ class Channel(Topology):
             exchange_type, queues = self._route(store, exchange, routing_key, properties.headers)
             if delay is None and exchange_type == DELAYED_EXCHANGE:
                 delay = delay_seconds(properties.headers)
-        now = clock()
-        queue_rules.join_due(self._session, store, now)
         return queue_rules.enqueue(self._session, store, queues, exchange, routing_key, data, properties,
-                                   encode_properties(properties), now, delay or 0.0)
+                                   encode_properties(properties), clock(), delay or 0.0, published=True)
 
     # --- getting and consuming
     @_reaping

@@ -51,8 +51,12 @@ class Arrival:
 
 
 def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], exchange: str, routing_key: str,
-            body: bytes, properties: Properties, encoded: Optional[str], now: float, delay: float = 0.0) -> Arrival:
-    """Store a copy of the message in each queue that exists, as each queue's arguments say; wake their consumers."""
+            body: bytes, properties: Properties, encoded: Optional[str], now: float, delay: float = 0.0,
+            published: bool = False) -> Arrival:
+    """Store a copy of the message in each queue that exists, as each queue's arguments say; wake their consumers.
+
+    A ``published`` message first lets what fell due go ahead of it: delayed messages join their queues before it,
+    and queues past their ``x-expires`` go, so it cannot reach them. (The first count tells whether anything did.)"""
     arrival = Arrival()
     for queue in queues:
         if delay > 0:
@@ -60,7 +64,16 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
                 store.insert_delayed(queue, exchange, routing_key, body, encoded, now, now + delay)
                 arrival.stored.append(queue)
             continue
-        counted = store.count_in(queue, len(body))
+        if published:
+            counted, due = store.count_in_first(queue, len(body))
+            published = False  # checked once: settling is global
+            if due is not None and due <= now:
+                if counted is not None:
+                    store.count_out(queue, 1, len(body))
+                settle_due(session, store, now)
+                counted = store.count_in(queue, len(body))
+        else:
+            counted = store.count_in(queue, len(body))
         if counted is None:
             continue
         ready, ready_bytes, arguments = counted
@@ -89,14 +102,6 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
         # Delayed too: a waiting consumer then reads the new deadline and sets its timer by it.
         session.wake_consumers(store, arrival.stored)
     return arrival
-
-
-def join_due(session: "Session", store: SQLiteStore, now: float) -> None:
-    """Before a publish: delayed messages that fell due join their queues first, so they come before it, and
-    queues past their ``x-expires`` go, so it cannot reach them."""
-    due = store.next_arrival_deadline()
-    if due is not None and due <= now:
-        settle_due(session, store, now)
 
 
 def _ttl(policy: QueuePolicy, properties: Properties) -> Optional[float]:

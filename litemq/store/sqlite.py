@@ -102,6 +102,11 @@ RESET_READY = "UPDATE litemq_queues SET ready_count = 0, ready_bytes = 0 WHERE n
 ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ?"
 COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + 1, ready_bytes = ready_bytes + ? WHERE name = ? "
             "RETURNING ready_count, ready_bytes, arguments")
+# The same, with when the next delayed message falls due or unused queue expires (what a publish settles first).
+COUNT_IN_FIRST = (f"{COUNT_IN}, (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
+                  "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
+SELECT_ARRIVAL_DEADLINES = ("SELECT (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
+                            "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
 INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "priority, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 INSERT_DELAYED = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
@@ -126,9 +131,6 @@ SELECT_DEADLINES = ("SELECT (SELECT min(visible_at) FROM litemq_messages WHERE v
                     "(SELECT min(expires_at) FROM litemq_messages WHERE expires_at IS NOT NULL "
                     "AND lease_token IS NULL), "
                     "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
-SELECT_ARRIVAL_DEADLINE = ("SELECT min(coalesce(due, expiry), coalesce(expiry, due)) FROM "
-                           "(SELECT (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL) AS due, "
-                           "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL) AS expiry)")
 SELECT_EXPIRED_QUEUES = "SELECT name FROM litemq_queues WHERE expires_at <= ?"
 SET_QUEUE_EXPIRY = "UPDATE litemq_queues SET expires_at = ? WHERE name = ?"
 ACK = "DELETE FROM litemq_messages WHERE id = ? AND lease_token = ?"
@@ -457,9 +459,18 @@ class SQLiteStore:
         rows.sort(key=lambda r: (r[7], r[0]))
         return [(StoredMessage(*r[:7]), r[7]) for r in rows]
 
-    def next_arrival_deadline(self) -> Optional[float]:
-        """What a publish must settle first: when the next delayed message falls due or unused queue expires."""
-        return self._db.execute(SELECT_ARRIVAL_DEADLINE).fetchone()[0]
+    def count_in_first(self, queue: str, size: int
+                       ) -> tuple[Optional[tuple[int, int, Optional[str]]], Optional[float]]:
+        """``count_in``, and what a publish must settle first: when the next delayed message falls due or unused
+        queue expires (None when nothing waits)."""
+        row = self._db.execute(COUNT_IN_FIRST, (size, queue)).fetchone()
+        if row is None:
+            row = (None, None, None, *self._db.execute(SELECT_ARRIVAL_DEADLINES).fetchone())
+            counted = None
+        else:
+            counted = (row[0], row[1], row[2])
+        due = min((d for d in row[3:] if d is not None), default=None)
+        return counted, due
 
     def drop(self, leases: Sequence[tuple[int, int]]) -> list[StoredMessage]:
         """Delete leased messages by (id, token), returning them (for dead-lettering)."""
