@@ -21,7 +21,7 @@ from .policy import QueuePolicy, delay_seconds, queue_policy
 from .queue_rules import Arrival
 from .routing import DELAYED_EXCHANGE
 from .session import Held, Session, clock
-from .store.sqlite import MessageRow, QueueRow, SQLiteStore, StoredMessage
+from .store.sqlite import MessageRow, QueueRow, SQLiteStore
 from .topology import Topology, _reaping
 
 if TYPE_CHECKING:
@@ -327,7 +327,7 @@ class Channel(Topology):
             done = len(returned)
         elif how == "drop":
             dropped = store.drop(pairs)
-            self._dead_letter(store, dropped, "rejected")
+            queue_rules.dead_letter_taken(self._session, store, dropped, "rejected", clock())
             done = len(dropped)
         else:
             done = store.ack(pairs)
@@ -369,14 +369,6 @@ class Channel(Topology):
         self.close()
 
     # --- helpers
-    def _dead_letter(self, store: SQLiteStore, messages: list[StoredMessage], reason: str) -> None:
-        now = clock()
-        for queue in dict.fromkeys(message.queue for message in messages):
-            row = store.queue(queue)
-            if row is not None:
-                queue_rules.dead_letter(self._session, store, queue_policy(row.arguments),
-                                        [m for m in messages if m.queue == queue], reason, now)
-
     def _lease_seconds(self, row: QueueRow, queue: str, override: Optional[float]) -> float:
         if override is not None:
             return float(override)

@@ -144,6 +144,16 @@ def dead_letter(session: "Session", store: SQLiteStore, policy: QueuePolicy, mes
                     now)
 
 
+def dead_letter_taken(session: "Session", store: SQLiteStore, messages: Sequence[StoredMessage], reason: str,
+                      now: float) -> None:
+    """Dead-letter messages taken out of any queues, each as its own queue's arguments say."""
+    for queue in dict.fromkeys(message.queue for message in messages):
+        row = store.queue(queue)
+        if row is not None:
+            dead_letter(session, store, queue_policy(row.arguments), [m for m in messages if m.queue == queue],
+                        reason, now)
+
+
 def returned(session: "Session", store: SQLiteStore, messages: Sequence[ReturnedMessage], now: float) -> None:
     """Leased messages went back to their queues: wake the consumers; dead-letter (or drop) those returned more
     often than their queue's ``x-delivery-limit`` allows; and where the returns took a queue over its length
@@ -179,13 +189,7 @@ def settle_due(session: "Session", store: SQLiteStore, now: float) -> bool:
             # It joins its queue as of when it fell due: its TTL runs from then.
             enqueue(session, store, [message.queue], message.exchange, message.routing_key, message.body,
                     decode_properties(message.properties), message.properties, due_at)
-        by_queue: dict[str, list[StoredMessage]] = {}
-        for message in store.take_expired(now, DUE_BATCH):
-            by_queue.setdefault(message.queue, []).append(message)
-        for queue, messages in by_queue.items():
-            row = store.queue(queue)
-            if row is not None:
-                dead_letter(session, store, queue_policy(row.arguments), messages, "expired", now)
+        dead_letter_taken(session, store, store.take_expired(now, DUE_BATCH), "expired", now)
         for queue in store.expired_queues(now):
             if store.consumer_count(queue):
                 store.set_queue_expiry(queue, None)  # in use after all: its last consumer sets it again

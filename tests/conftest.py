@@ -47,6 +47,15 @@ def other(db_path: str, conn: litemq.Connection, request: pytest.FixtureRequest)
 
 
 @pytest.fixture
+def dlx(conn: litemq.Connection) -> str:
+    """A fanout dead-letter exchange "dlx" with the queue "dead" bound to it."""
+    conn.declare_exchange("dlx", "fanout")
+    conn.declare_queue("dead")
+    conn.bind_queue("dead", "dlx")
+    return "dlx"
+
+
+@pytest.fixture
 def frozen() -> Iterator[Any]:
     """A frozen clock at 2026-01-01 00:00:00 UTC, moved with ``frozen.tick(seconds)``."""
     with freeze_time("2026-01-01 00:00:00") as clock:

@@ -25,15 +25,6 @@ def frozen():
         yield clock
 
 
-@pytest.fixture
-def dlx(conn):
-    """A fanout dead-letter exchange "dlx" with the queue "dead" bound to it."""
-    conn.declare_exchange("dlx", "fanout")
-    conn.declare_queue("dead")
-    conn.bind_queue("dead", "dlx")
-    return "dlx"
-
-
 def rows(conn, queue: str) -> int:
     return conn._store.execute("SELECT count(*) FROM litemq_messages WHERE queue = ?", (queue,)).fetchone()[0]
 

@@ -18,15 +18,6 @@ from litemq import Properties, PublishRejected
 pytestmark = pytest.mark.no_lease_renewal
 
 
-@pytest.fixture
-def dlx(conn):
-    """A fanout dead-letter exchange "dlx" with the queue "dead" bound to it."""
-    conn.declare_exchange("dlx", "fanout")
-    conn.declare_queue("dead")
-    conn.bind_queue("dead", "dlx")
-    return "dlx"
-
-
 def publish(conn, queue, *bodies):
     for body in bodies:
         conn.publish("", queue, body)

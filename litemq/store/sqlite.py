@@ -489,13 +489,7 @@ class SQLiteStore:
     def _taken_out(self, rows: list[Any]) -> list[StoredMessage]:
         rows.sort()
         taken = [StoredMessage(*r) for r in rows]
-        counts: dict[str, list[int]] = {}
-        for message in taken:
-            count = counts.setdefault(message.queue, [0, 0])
-            count[0] += 1
-            count[1] += len(message.body)
-        for queue, (count, size) in counts.items():
-            self.count_out(queue, count, size)
+        self._recount([(message.queue, len(message.body)) for message in taken], -1)
         return taken
 
     def return_expired(self, queue: str, now: float) -> list[ReturnedMessage]:
@@ -548,14 +542,18 @@ class SQLiteStore:
 
     def _returned(self, rows: list[Any]) -> list[ReturnedMessage]:
         returned = [ReturnedMessage(*r) for r in rows]
-        counts: dict[str, list[int]] = {}
-        for message in returned:
-            count = counts.setdefault(message.queue, [0, 0])
-            count[0] += 1
-            count[1] += message.size
-        for queue, (count, size) in counts.items():
-            self._db.execute(ADD_READY, (count, size, queue))
+        self._recount([(message.queue, message.size) for message in returned], +1)
         return returned
+
+    def _recount(self, messages: list[tuple[str, int]], sign: int) -> None:
+        """Add (sign +1) or take out (-1) ready messages, given as (queue, body size), from their queues' counters."""
+        counts: dict[str, list[int]] = {}
+        for queue, size in messages:
+            count = counts.setdefault(queue, [0, 0])
+            count[0] += 1
+            count[1] += size
+        for queue, (count, size) in counts.items():
+            self._db.execute(ADD_READY, (sign * count, sign * size, queue))
 
     def renew(self, leases: Sequence[tuple[float, int, int]]) -> int:
         """Set new expiries on leases given as (expires_at, id, token); returns how many were still held."""

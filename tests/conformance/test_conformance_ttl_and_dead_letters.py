@@ -421,9 +421,9 @@ def test_the_retry_loop_counts_each_queue_and_reason_and_moves_the_latest_first(
     return {"deliveries": deliveries}
 
 
-@conformance
-def test_a_message_expiring_back_into_its_own_queue_is_dropped_as_a_cycle(pika, connect, names):
-    connection = connect()
+def _expiring_loop_with_witness(connection, names):
+    """A queue whose messages expire into a fanout dead-letter exchange bound back to it, and a witness queue on
+    that exchange that sees each expiry: (channel, loop, witness)."""
     channel = _confirming(connection)
     dlx = names.x("dlx")
     channel.exchange_declare(dlx, "fanout")
@@ -431,6 +431,13 @@ def test_a_message_expiring_back_into_its_own_queue_is_dropped_as_a_cycle(pika, 
     witness = _queue(channel, names.q("witness"))
     for queue in (loop, witness):
         channel.queue_bind(queue, dlx)
+    return channel, loop, witness
+
+
+@conformance
+def test_a_message_expiring_back_into_its_own_queue_is_dropped_as_a_cycle(pika, connect, names):
+    connection = connect()
+    channel, loop, witness = _expiring_loop_with_witness(connection, names)
     channel.basic_publish("", loop, b"m")
     _arrived(connection, witness)
     time.sleep(AFTER_TTL)  # had it gone back into the loop, it would have expired into the witness again
@@ -480,13 +487,7 @@ def test_a_cycle_with_a_rejection_in_it_is_not_dropped(pika, connect, names):
 @conformance
 def test_an_expiry_back_into_the_same_queue_is_a_cycle_even_after_a_rejection_there(pika, connect, names):
     connection = connect()
-    channel = _confirming(connection)
-    dlx = names.x("dlx")
-    channel.exchange_declare(dlx, "fanout")
-    loop = _queue(channel, names.q("loop"), {"x-message-ttl": TTL, "x-dead-letter-exchange": dlx})
-    witness = _queue(channel, names.q("witness"))
-    for queue in (loop, witness):
-        channel.queue_bind(queue, dlx)
+    channel, loop, witness = _expiring_loop_with_witness(connection, names)
     channel.basic_publish("", loop, b"m")
     channel.basic_reject(channel.basic_get(loop)[0].delivery_tag, requeue=False)  # back into loop: allowed
     _arrived(connection, witness, 2)  # then it expires: the latest lap (loop -> loop) is an expiry only
