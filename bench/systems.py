@@ -326,7 +326,7 @@ class Litemq(System):
     label = "litemq"
     family = "litemq"
 
-    notes = {"b": "no publish_many yet: 100 x publish"}
+    notes = {"b": "publish_many"}
 
     def new_store(self, directory: str, options: dict[str, Any]) -> dict[str, Any]:
         import litemq

@@ -11,7 +11,7 @@ import itertools
 import logging
 import secrets
 import uuid
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import queue_rules, routing
 from .errors import (AccessRefused, DeliveryError, LeaseExpired, MessageTooLarge, PreconditionFailed,
@@ -58,10 +58,25 @@ class Channel(Topology):
         raises Unroutable. ``delay`` (seconds) keeps it out of its queues until then. A queue whose length limit
         refuses it (``x-overflow: reject-publish``) makes the publish raise PublishRejected once the other queues
         have it, as RabbitMQ nacks it."""
-        message = self._outgoing(exchange, routing_key, body, properties)
+        properties = self._outgoing(exchange, routing_key, properties)
+        data = self._body(exchange, body)
         _check_delay(delay)
         with self._store.write() as store:
-            arrival = self._publish_in(store, *message, delay=delay)
+            arrival = self._publish_in(store, exchange, routing_key, [data], properties, delay=delay)
+        return self._confirm(arrival, exchange, routing_key, mandatory)
+
+    def publish_many(self, exchange: str, routing_key: str, bodies: Iterable[bytes | str],
+                     properties: Optional[Properties] = None, *, mandatory: bool = False,
+                     delay: Optional[float] = None) -> int:
+        """Publish several messages with the same routing key and properties, in order, in one short transaction:
+        all are stored or none. Returns how many queues they reached; errors are those of ``publish``."""
+        properties = self._outgoing(exchange, routing_key, properties)
+        datas = [self._body(exchange, body) for body in bodies]
+        _check_delay(delay)
+        if not datas:
+            return 0
+        with self._store.write() as store:
+            arrival = self._publish_in(store, exchange, routing_key, datas, properties, delay=delay)
         return self._confirm(arrival, exchange, routing_key, mandatory)
 
     def _confirm(self, arrival: Arrival, exchange: str, routing_key: str, mandatory: bool) -> int:
@@ -81,29 +96,32 @@ class Channel(Topology):
 
         An RPC server answers this way, so a request is answered exactly once even if the server dies between
         the two. A delivery whose lease expired raises LeaseExpired, and nothing is published."""
-        message = self._outgoing(exchange, routing_key, body, properties)
+        properties = self._outgoing(exchange, routing_key, properties)
+        data = self._body(exchange, body)
         _check_tag(delivery_tag)
         with self._store.write() as store:
             self._settle_in(store, delivery_tag, False, "ack", all_or_nothing=True)
-            arrival = self._publish_in(store, *message)
+            arrival = self._publish_in(store, exchange, routing_key, [data], properties)
         return self._confirm(arrival, exchange, routing_key, False)
 
-    def _outgoing(self, exchange: str, routing_key: str, body: bytes | str,
-                  properties: Optional[Properties]) -> tuple[str, str, bytes, Properties]:
+    def _outgoing(self, exchange: str, routing_key: str, properties: Optional[Properties]) -> Properties:
         self._check_open()
         routing.check_name("exchange name", exchange)
         routing.check_name("routing key", routing_key)
-        data = encode_body(body)
         if properties is None:
-            properties = EMPTY_PROPERTIES
-        elif not isinstance(properties, Properties):
+            return EMPTY_PROPERTIES
+        if not isinstance(properties, Properties):
             raise TypeError(f"properties must be litemq.Properties, not {type(properties).__name__}")
+        return properties
+
+    def _body(self, exchange: str, body: bytes | str) -> bytes:
+        data = encode_body(body)
         if len(data) > self._session.max_message_bytes:
             raise MessageTooLarge(f"message of {len(data)} bytes for exchange {exchange!r} is larger than the "
                                   f"maximum of {self._session.max_message_bytes} bytes (in {self.path})")
-        return exchange, routing_key, data, properties
+        return data
 
-    def _publish_in(self, store: SQLiteStore, exchange: str, routing_key: str, data: bytes,
+    def _publish_in(self, store: SQLiteStore, exchange: str, routing_key: str, bodies: list[bytes],
                     properties: Properties, delay: Optional[float] = None) -> Arrival:
         if exchange == "":
             queues = [routing_key]
@@ -111,7 +129,7 @@ class Channel(Topology):
             exchange_type, queues = self._route(store, exchange, routing_key, properties.headers)
             if delay is None and exchange_type == DELAYED_EXCHANGE:
                 delay = delay_seconds(properties.headers)
-        return queue_rules.enqueue(self._session, store, queues, exchange, routing_key, data, properties,
+        return queue_rules.enqueue(self._session, store, queues, exchange, routing_key, bodies, properties,
                                    encode_properties(properties), clock(), delay or 0.0, published=True)
 
     # --- getting and consuming

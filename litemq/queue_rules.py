@@ -4,12 +4,11 @@ messages joining their queue when due; unused queues expiring. No SQL here: ever
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
-from . import routing
 from .dead_letters import dead_lettered, is_cycle
-from .message import Properties, decode_properties, decode_table, encode_properties
-from .policy import QueuePolicy, exchange_policy, expiration_seconds, queue_policy
+from .message import Properties, decode_properties, encode_properties
+from .policy import QueuePolicy, expiration_seconds, queue_policy
 from .store.sqlite import ReturnedMessage, SQLiteStore, StoredMessage
 
 if TYPE_CHECKING:
@@ -20,24 +19,6 @@ IMMEDIATE_HANDOFF = 1.0
 to a consumer that is ready at once, and drops it otherwise)."""
 DUE_BATCH = 1000
 """Most delayed or expired messages one pass moves (a claim runs passes until nothing is left due)."""
-
-
-def route(store: SQLiteStore, exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]]) -> list[str]:
-    """The queues a message published to ``exchange`` reaches (none when the exchange does not exist)."""
-    if exchange == "":
-        return [routing_key] if store.queue(routing_key) is not None else []
-
-    def lookup(name: str) -> Optional[tuple[str, list[routing.Binding], Optional[str]]]:
-        found = store.exchange_and_bindings(name)
-        if found is None:
-            return None
-        exchange_type, arguments, rows = found
-        policy = exchange_policy(arguments)
-        kind = policy.delayed_type or exchange_type
-        return kind, [routing.Binding(dest, dest_kind, key, decode_table(args) if kind == "headers" else {})
-                      for dest, dest_kind, key, args in rows], policy.alternate_exchange
-
-    return routing.route(exchange, routing_key, headers, lookup)
 
 
 class Arrival:
@@ -51,57 +32,78 @@ class Arrival:
 
 
 def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], exchange: str, routing_key: str,
-            body: bytes, properties: Properties, encoded: Optional[str], now: float, delay: float = 0.0,
+            bodies: Sequence[bytes], properties: Properties, encoded: Optional[str], now: float, delay: float = 0.0,
             published: bool = False) -> Arrival:
-    """Store a copy of the message in each queue that exists, as each queue's arguments say; wake their consumers.
+    """Store a copy of each message (the same but for their bodies, in this order) in each queue that exists, as
+    each queue's arguments say; wake their consumers.
 
     A ``published`` message first lets what fell due go ahead of it: delayed messages join their queues before it,
     and queues past their ``x-expires`` go, so it cannot reach them. (The first count tells whether anything did.)"""
     arrival = Arrival()
+    count, size = len(bodies), sum(map(len, bodies))
     for queue in queues:
         if delay > 0:
             if store.queue(queue) is not None:
-                store.insert_delayed(queue, exchange, routing_key, body, encoded, now, now + delay)
+                store.insert_delayed(queue, exchange, routing_key, bodies, encoded, now, now + delay)
                 arrival.stored.append(queue)
             continue
         if published:
-            counted, due = store.count_in_first(queue, len(body))
+            counted, due = store.count_in_first(queue, size, count)
             published = False  # checked once: settling is global
             if due is not None and due <= now:
                 if counted is not None:
-                    store.count_out(queue, 1, len(body))
+                    store.count_out(queue, count, size)
                 settle_due(session, store, now)
-                counted = store.count_in(queue, len(body))
+                counted = store.count_in(queue, size, count)
         else:
-            counted = store.count_in(queue, len(body))
+            counted = store.count_in(queue, size, count)
         if counted is None:
             continue
-        ready, ready_bytes, arguments = counted
-        policy = queue_policy(arguments)
+        policy = queue_policy(counted[2])
         if policy.plain and properties.expiration is None:
-            store.insert_message(queue, exchange, routing_key, body, encoded, now)
+            if count == 1:
+                store.insert_message(queue, exchange, routing_key, bodies[0], encoded, now)
+            else:
+                store.insert_messages(queue, exchange, routing_key, bodies, encoded, now)
             arrival.stored.append(queue)
             continue
-        over = policy.limited and policy.over_limit(ready, ready_bytes)
-        if over and policy.overflow != "drop-head":
-            store.count_out(queue, 1, len(body))
-            arrival.rejected.append(queue)
-            if policy.overflow == "reject-publish-dlx":
-                message = StoredMessage(0, queue, exchange, routing_key, body, encoded, 0)
-                dead_letter(session, store, policy, [message], "maxlen", now)
-            continue
-        ttl = _ttl(policy, properties)
-        if ttl == 0 and store.consumer_count(queue):
-            ttl = IMMEDIATE_HANDOFF  # TTL 0 still reaches a consumer that is there to take it, as in RabbitMQ
-        store.insert_message(queue, exchange, routing_key, body, encoded, now, policy.priority_of(properties.priority),
-                             None if ttl is None else now + ttl)
-        arrival.stored.append(queue)
-        if over:
-            _drop_head(session, store, queue, policy, ready, ready_bytes, now)
+        if count > 1:  # each message meets the queue's limits as it arrives: count them in one by one
+            store.count_out(queue, count, size)
+        for body in bodies:
+            ready, ready_bytes, _ = counted if count == 1 else store.count_in(queue, len(body))
+            _arrive(session, store, arrival, queue, policy, ready, ready_bytes, exchange, routing_key, body,
+                    properties, encoded, now)
     if arrival.stored:
         # Delayed too: a waiting consumer then reads the new deadline and sets its timer by it.
         session.wake_consumers(store, arrival.stored)
     return arrival
+
+
+def _arrive(session: "Session", store: SQLiteStore, arrival: Arrival, queue: str, policy: QueuePolicy, ready: int,
+            ready_bytes: int, exchange: str, routing_key: str, body: bytes, properties: Properties,
+            encoded: Optional[str], now: float) -> None:
+    """One message, counted in, meets its queue's length limit, TTL and priority."""
+    over = policy.limited and policy.over_limit(ready, ready_bytes)
+    if over and policy.overflow != "drop-head":
+        store.count_out(queue, 1, len(body))
+        _note(arrival.rejected, queue)
+        if policy.overflow == "reject-publish-dlx":
+            message = StoredMessage(0, queue, exchange, routing_key, body, encoded, 0)
+            dead_letter(session, store, policy, [message], "maxlen", now)
+        return
+    ttl = _ttl(policy, properties)
+    if ttl == 0 and store.consumer_count(queue):
+        ttl = IMMEDIATE_HANDOFF  # TTL 0 still reaches a consumer that is there to take it, as in RabbitMQ
+    store.insert_message(queue, exchange, routing_key, body, encoded, now, policy.priority_of(properties.priority),
+                         None if ttl is None else now + ttl)
+    _note(arrival.stored, queue)
+    if over:
+        _drop_head(session, store, queue, policy, ready, ready_bytes, now)
+
+
+def _note(queues: list[str], queue: str) -> None:
+    if not queues or queues[-1] != queue:
+        queues.append(queue)
 
 
 def _ttl(policy: QueuePolicy, properties: Properties) -> Optional[float]:
@@ -137,10 +139,10 @@ def dead_letter(session: "Session", store: SQLiteStore, policy: QueuePolicy, mes
         properties = dead_lettered(decode_properties(message.properties), message.queue, reason, message.exchange,
                                    [message.routing_key], now)
         key = policy.dead_letter_routing_key if policy.dead_letter_routing_key is not None else message.routing_key
-        targets = [queue for queue in route(store, exchange, key, properties.headers)
+        targets = [queue for queue in session.routes.route(store, exchange, key, properties.headers)[1]
                    if not is_cycle(properties.headers, queue, reason)]
         if targets:
-            enqueue(session, store, targets, exchange, key, message.body, properties, encode_properties(properties),
+            enqueue(session, store, targets, exchange, key, [message.body], properties, encode_properties(properties),
                     now)
 
 
@@ -187,7 +189,7 @@ def settle_due(session: "Session", store: SQLiteStore, now: float) -> bool:
         did = True
         for message, due_at in store.take_due(now, DUE_BATCH):
             # It joins its queue as of when it fell due: its TTL runs from then.
-            enqueue(session, store, [message.queue], message.exchange, message.routing_key, message.body,
+            enqueue(session, store, [message.queue], message.exchange, message.routing_key, [message.body],
                     decode_properties(message.properties), message.properties, due_at)
         dead_letter_taken(session, store, store.take_expired(now, DUE_BATCH), "expired", now)
         for queue in store.expired_queues(now):

@@ -144,16 +144,78 @@ def binding_matches(exchange_type: str, binding: Binding, routing_key: str,
     return headers_match(binding.arguments, headers)
 
 
-ExchangeLookup = Callable[[str], Optional[tuple[str, Iterable[Binding], Optional[str]]]]
+class BindingIndex:
+    """An exchange's bindings arranged for matching: by key for direct, a word trie for topic. ``matching`` gives
+    the same bindings, in the same order, as testing each with ``binding_matches``."""
+
+    def __init__(self, exchange_type: str, bindings: Iterable[Binding]) -> None:
+        self.exchange_type = exchange_type
+        self.bindings = list(bindings)
+        self._by_key: dict[str, list[int]] = {}
+        self._trie = _TopicNode()
+        for position, binding in enumerate(self.bindings):
+            if exchange_type == "direct":
+                self._by_key.setdefault(binding.routing_key, []).append(position)
+            elif exchange_type == "topic":
+                self._trie.add(topic_words(binding.routing_key), position)
+
+    def matching(self, routing_key: str, headers: Optional[Mapping[str, Any]]) -> list[Binding]:
+        if self.exchange_type == "fanout":
+            return self.bindings
+        if self.exchange_type == "direct":
+            return [self.bindings[i] for i in self._by_key.get(routing_key, ())]
+        if self.exchange_type == "topic":
+            return [self.bindings[i] for i in sorted(self._trie.matching(topic_words(routing_key)))]
+        return [b for b in self.bindings if binding_matches(self.exchange_type, b, routing_key, headers)]
+
+
+class _TopicNode:
+    """A node of a trie of topic binding keys, one word per level."""
+
+    __slots__ = ("children", "ends")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _TopicNode] = {}
+        self.ends: list[int] = []  # positions of the bindings whose key ends here
+
+    def add(self, words: tuple[str, ...], position: int) -> None:
+        node = self
+        for word in words:
+            node = node.children.setdefault(word, _TopicNode())
+        node.ends.append(position)
+
+    def matching(self, words: tuple[str, ...]) -> set[int]:
+        found: set[int] = set()
+        seen: set[tuple[int, int]] = set()  # (node, word index) pairs already walked: "#" can reach one many ways
+        stack: list[tuple[_TopicNode, int]] = [(self, 0)]
+        while stack:
+            node, i = stack.pop()
+            if (id(node), i) in seen:
+                continue
+            seen.add((id(node), i))
+            hash_node = node.children.get("#")
+            if hash_node is not None:  # "#" takes zero or more words
+                stack.extend((hash_node, j) for j in range(i, len(words) + 1))
+            if i == len(words):
+                found.update(node.ends)
+                continue
+            for word in (words[i], "*"):
+                child = node.children.get(word)
+                if child is not None and word != "#":
+                    stack.append((child, i + 1))
+        return found
+
+
+ExchangeLookup = Callable[[str], Optional[tuple[str, "Iterable[Binding] | BindingIndex", Optional[str]]]]
 
 
 def route(exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]],
           lookup: ExchangeLookup) -> list[str]:
     """The queues a message reaches, each once, in first-reached order.
 
-    ``lookup(name)`` gives an exchange's type, bindings and alternate exchange, or None when it does not exist.
-    Bindings to other exchanges are followed; an exchange whose bindings match nothing passes the message to its
-    alternate exchange; an exchange reached twice is visited once.
+    ``lookup(name)`` gives an exchange's type, bindings (or their ``BindingIndex``) and alternate exchange, or None
+    when it does not exist. Bindings to other exchanges are followed; an exchange whose bindings match nothing
+    passes the message to its alternate exchange; an exchange reached twice is visited once.
     """
     queues: dict[str, None] = {}
     seen = {exchange}
@@ -163,11 +225,9 @@ def route(exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]],
         if found is None:
             continue
         exchange_type, bindings, alternate = found
-        matched = False
-        for binding in bindings:
-            if not binding_matches(exchange_type, binding, routing_key, headers):
-                continue
-            matched = True
+        index = bindings if isinstance(bindings, BindingIndex) else BindingIndex(exchange_type, bindings)
+        matched = index.matching(routing_key, headers)
+        for binding in matched:
             if binding.destination_kind == "queue":
                 queues[binding.destination] = None
             elif binding.destination not in seen:

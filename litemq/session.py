@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 from . import queue_rules
 from .liveness import Liveness
 from .policy import queue_policy
+from .routes import Routes
 from .store.sqlite import QueueRow, SQLiteStore
 from .wakeup import Bell, doorbell_address
 
@@ -73,6 +74,7 @@ class Session:
         self.consumer_timeout = consumer_timeout
         self.renew_leases = renew_leases
         self.channels: dict[int, "Channel"] = {}
+        self.routes = Routes()
         self.channel_numbers = iter(range(1, 1 << 31))
         self.closed = False
         self._next_sweep = 0.0

@@ -267,18 +267,18 @@ class Topology:
             Properties(headers=headers)
         with self._store.read() as store:
             if exchange == "":
-                return queue_rules.route(store, exchange, routing_key, None)
-            return self._route(store, exchange, routing_key, headers)[1]
+                return list(self._session.routes.route(store, exchange, routing_key, None)[1])
+            return list(self._route(store, exchange, routing_key, headers)[1])
 
     def _route(self, store: SQLiteStore, exchange: str, routing_key: str,
                headers: Optional[Mapping[str, Any]]) -> tuple[str, list[str]]:
         """The exchange's type and the queues a message published to it reaches."""
-        row = store.exchange(exchange)
-        if row is None:
+        found, queues = self._session.routes.route(store, exchange, routing_key, headers)
+        if found is None:
             raise self._exchange_not_found(exchange)
-        if row.internal:
+        if found.internal:
             raise AccessRefused(f"cannot publish to internal exchange {exchange!r} in {self.path}")
-        return row.type, queue_rules.route(store, exchange, routing_key, headers)
+        return found.type, queues
 
     def _queue(self, store: SQLiteStore, queue: str, check_exclusive: bool = True) -> QueueRow:
         row = self._session.live_queue(store, queue)

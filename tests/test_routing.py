@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from litemq.routing import (
     Binding,
+    BindingIndex,
     binding_matches,
     check_exchange_type,
     check_name,
@@ -221,6 +222,24 @@ TOPIC_KEYS = st.lists(WORDS, max_size=6).map(".".join)
 def test_topic_matches_agrees_with_a_naive_recursive_matcher(pattern: str, routing_key: str) -> None:
     expected = reference_topic_match(reference_words(pattern), reference_words(routing_key))
     assert topic_matches(pattern, routing_key) is expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(patterns=st.lists(TOPIC_KEYS, max_size=8), routing_key=TOPIC_KEYS)
+def test_the_topic_trie_finds_exactly_the_bindings_topic_matches_accepts_in_binding_order(
+        patterns: list[str], routing_key: str) -> None:
+    bindings = [Binding(f"q{i}", "queue", pattern, {}) for i, pattern in enumerate(patterns)]
+    expected = [b for b in bindings if topic_matches(b.routing_key, routing_key)]
+    assert BindingIndex("topic", bindings).matching(routing_key, None) == expected
+
+
+@pytest.mark.parametrize("exchange_type", ["direct", "fanout", "headers"])
+def test_a_binding_index_matches_as_binding_matches_does(exchange_type: str) -> None:
+    bindings = [Binding("q1", "queue", "a", {"x-match": "any", "h": 1}), Binding("q2", "queue", "b", {"h": 2}),
+                Binding("q3", "queue", "a", {"h": 1})]
+    for key, headers in [("a", {"h": 1}), ("b", {"h": 2}), ("c", None)]:
+        expected = [b for b in bindings if binding_matches(exchange_type, b, key, headers)]
+        assert BindingIndex(exchange_type, bindings).matching(key, headers) == expected
 
 
 @settings(max_examples=300, deadline=None)

@@ -138,7 +138,9 @@ def test_hot_path_statement_prepares_against_the_migrated_schema(migrated_path: 
     sql = sqlite_store.STATEMENTS[name]
     with _db(migrated_path) as db:
         # EXPLAIN compiles the statement (every table and column must exist) without running it.
-        assert db.execute("EXPLAIN " + sql, [None] * sql.count("?")).fetchall()
+        numbered = [int(n) for n in re.findall(r"\?(\d+)", sql)]
+        parameters = max(numbered, default=0) + len(re.findall(r"\?(?!\d)", sql))
+        assert db.execute("EXPLAIN " + sql, [None] * parameters).fetchall()
 
 
 def test_hot_path_statements_include_the_claim_and_settle_verbs() -> None:
@@ -348,6 +350,7 @@ SEED_SQL: dict[str, list[str]] = {
 SEED_SQL["0002"] = SEED_SQL["0001"]  # 0002 added only views: the tables, and so the data, are 0001's
 SEED_SQL["0003"] = [SEED_SQL["0001"][0].replace("ready_count, created_at", "ready_count, created_at, ready_bytes")
                     .replace("2, 1000.0)", "2, 1000.0, 6)"), *SEED_SQL["0001"][1:]]
+SEED_SQL["0004"] = SEED_SQL["0003"]  # 0004 added only the routing version and its triggers
 
 
 def _seed(path: str, revision: str) -> None:

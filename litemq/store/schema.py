@@ -5,8 +5,8 @@ Imported only by migrations, tools and tests: the hot path runs on the stdlib dr
 
 from __future__ import annotations
 
-from sqlalchemy import (Boolean, Column, Float, Index, Integer, LargeBinary, MetaData, PrimaryKeyConstraint,
-                        Table, Text, UniqueConstraint, text)
+from sqlalchemy import (Boolean, CheckConstraint, Column, Float, Index, Integer, LargeBinary, MetaData,
+                        PrimaryKeyConstraint, Table, Text, UniqueConstraint, text)
 
 from . import VERSION_TABLE as VERSION_TABLE
 
@@ -110,4 +110,12 @@ consumers = Table(
     Column("started_at", Float, nullable=False),
     PrimaryKeyConstraint("connection_id", "channel", "consumer_tag"),
     Index(None, "queue"),
+)
+
+# One row: raised by triggers (migration 0004) on every change to exchanges and bindings; cached routes check it.
+routing = Table(
+    "litemq_routing", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", Integer, nullable=False, server_default=text("0")),
+    CheckConstraint("id = 1", name="one_row"),
 )

@@ -77,9 +77,10 @@ SELECT_EXCHANGE = "SELECT type, durable, auto_delete, internal, arguments FROM l
 INSERT_EXCHANGE = ("INSERT INTO litemq_exchanges (name, type, durable, auto_delete, internal, arguments, created_at) "
                    "VALUES (?, ?, ?, ?, ?, ?, ?)")
 DELETE_EXCHANGE = "DELETE FROM litemq_exchanges WHERE name = ?"
-SELECT_ROUTE = ("SELECT e.type, e.arguments, b.destination, b.destination_kind, b.routing_key, b.arguments "
+SELECT_ROUTE = ("SELECT e.type, e.internal, e.arguments, b.destination, b.destination_kind, b.routing_key, b.arguments "
                 "FROM litemq_exchanges e LEFT JOIN litemq_bindings b ON b.exchange = e.name "
                 "WHERE e.name = ? ORDER BY b.id")
+SELECT_ROUTING_VERSION = "SELECT version FROM litemq_routing"
 SELECT_HAS_BINDINGS = "SELECT 1 FROM litemq_bindings WHERE exchange = ? LIMIT 1"
 SELECT_IS_DESTINATION = "SELECT 1 FROM litemq_bindings WHERE destination_kind = 'exchange' AND destination = ? LIMIT 1"
 INSERT_BINDING = ("INSERT OR IGNORE INTO litemq_bindings (exchange, destination, destination_kind, routing_key, "
@@ -100,7 +101,7 @@ DELETE_QUEUE_CONSUMERS = "DELETE FROM litemq_consumers WHERE queue = ?"
 PURGE_READY = "DELETE FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL"
 RESET_READY = "UPDATE litemq_queues SET ready_count = 0, ready_bytes = 0 WHERE name = ?"
 ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ?"
-COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + 1, ready_bytes = ready_bytes + ? WHERE name = ? "
+COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ? "
             "RETURNING ready_count, ready_bytes, arguments")
 # The same, with when the next delayed message falls due or unused queue expires (what a publish settles first).
 COUNT_IN_FIRST = (f"{COUNT_IN}, (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
@@ -109,6 +110,12 @@ SELECT_ARRIVAL_DEADLINES = ("SELECT (SELECT min(visible_at) FROM litemq_messages
                             "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
 INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "priority, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+# A batch goes in as a few multi-row INSERTs of 256, 128, ... 1 rows (binding row by row costs twice as much),
+# so a batch of any size uses at most nine statements, each prepared once.
+BATCH_ROWS = tuple(1 << k for k in range(8, -1, -1))
+INSERT_MESSAGES = {rows: "INSERT INTO litemq_messages (queue, exchange, routing_key, properties, published_at, priority, "
+                         "body) VALUES " + ", ".join(f"(?1, ?2, ?3, ?4, ?5, ?6, ?{7 + row})" for row in range(rows))
+                   for rows in BATCH_ROWS}
 INSERT_DELAYED = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
 _RETURNED = "RETURNING id, queue, length(body), delivery_count"
@@ -165,6 +172,7 @@ SELECT_OWNED_QUEUES = "SELECT name FROM litemq_queues WHERE owner_connection = ?
 
 STATEMENTS = {name: value for name, value in globals().items() if name.isupper() and isinstance(value, str)
               and value.startswith(("SELECT ", "INSERT ", "UPDATE ", "DELETE "))}
+STATEMENTS.update({f"INSERT_MESSAGES[{rows}]": sql for rows, sql in INSERT_MESSAGES.items()})
 
 
 def _translate(exc: sqlite3.Error, path: str) -> Exception:
@@ -381,12 +389,17 @@ class SQLiteStore:
         return self._db.execute(SELECT_HAS_BINDINGS, (exchange,)).fetchone() is not None
 
     def exchange_and_bindings(self, name: str
-                              ) -> Optional[tuple[str, Optional[str], list[tuple[str, str, str, str]]]]:
-        """The exchange's type, arguments and bindings (destination, kind, routing key, arguments JSON), or None."""
+                              ) -> Optional[tuple[str, bool, Optional[str], list[tuple[str, str, str, str]]]]:
+        """The exchange's type, internal flag, arguments and bindings (destination, kind, routing key, arguments
+        JSON), or None."""
         rows = self._db.execute(SELECT_ROUTE, (name,)).fetchall()
         if not rows:
             return None
-        return rows[0][0], rows[0][1], [(r[2], r[3], r[4], r[5]) for r in rows if r[2] is not None]
+        return rows[0][0], bool(rows[0][1]), rows[0][2], [(r[3], r[4], r[5], r[6]) for r in rows if r[3] is not None]
+
+    def routing_version(self) -> int:
+        """Raised by every change to exchanges and bindings, by any connection (or by hand)."""
+        return self._db.execute(SELECT_ROUTING_VERSION).fetchone()[0]
 
     # --- bindings
     def add_binding(self, exchange: str, destination: str, kind: str, routing_key: str, arguments: str) -> None:
@@ -425,10 +438,10 @@ class SQLiteStore:
         return [r[0] for r in self._db.execute(SELECT_OWNED_QUEUES, (connection_id,))]
 
     # --- messages
-    def count_in(self, queue: str, size: int) -> Optional[tuple[int, int, Optional[str]]]:
-        """Count one more ready message of ``size`` bytes into the queue, before inserting it; the new ready count
-        and bytes and the queue's arguments, or None when the queue does not exist."""
-        return self._db.execute(COUNT_IN, (size, queue)).fetchone()
+    def count_in(self, queue: str, size: int, count: int = 1) -> Optional[tuple[int, int, Optional[str]]]:
+        """Count ``count`` more ready messages of ``size`` bytes in all into the queue, before inserting them; the
+        new ready count and bytes and the queue's arguments, or None when the queue does not exist."""
+        return self._db.execute(COUNT_IN, (count, size, queue)).fetchone()
 
     def count_out(self, queue: str, count: int, size: int) -> None:
         """Take ready messages out of the queue's counters (undoing ``count_in``, or after removing them)."""
@@ -439,10 +452,22 @@ class SQLiteStore:
         """Store a ready message (already counted in with ``count_in``)."""
         self._db.execute(INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, expires_at))
 
-    def insert_delayed(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
-                       now: float, visible_at: float) -> None:
-        """Store a message that joins the queue at ``visible_at`` (not counted as ready until then)."""
-        self._db.execute(INSERT_DELAYED, (queue, exchange, routing_key, body, properties, now, visible_at))
+    def insert_messages(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
+                        properties: Optional[str], now: float, priority: int = 0) -> None:
+        """Store ready messages that differ only in their bodies (counted in with ``count_in``), in this order."""
+        start, left = 0, len(bodies)
+        for rows in BATCH_ROWS:
+            while left >= rows:
+                self._db.execute(INSERT_MESSAGES[rows],
+                                 (queue, exchange, routing_key, properties, now, priority, *bodies[start:start + rows]))
+                start += rows
+                left -= rows
+
+    def insert_delayed(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
+                       properties: Optional[str], now: float, visible_at: float) -> None:
+        """Store messages that join the queue at ``visible_at`` (not counted as ready until then), in this order."""
+        self._db.executemany(INSERT_DELAYED, [(queue, exchange, routing_key, body, properties, now, visible_at)
+                                              for body in bodies])
 
     def take_head(self, queue: str, count: int) -> list[StoredMessage]:
         """Remove up to ``count`` ready messages from the head of the queue (the next to be delivered)."""
@@ -459,11 +484,11 @@ class SQLiteStore:
         rows.sort(key=lambda r: (r[7], r[0]))
         return [(StoredMessage(*r[:7]), r[7]) for r in rows]
 
-    def count_in_first(self, queue: str, size: int
+    def count_in_first(self, queue: str, size: int, count: int = 1
                        ) -> tuple[Optional[tuple[int, int, Optional[str]]], Optional[float]]:
         """``count_in``, and what a publish must settle first: when the next delayed message falls due or unused
         queue expires (None when nothing waits)."""
-        row = self._db.execute(COUNT_IN_FIRST, (size, queue)).fetchone()
+        row = self._db.execute(COUNT_IN_FIRST, (count, size, queue)).fetchone()
         if row is None:
             row = (None, None, None, *self._db.execute(SELECT_ARRIVAL_DEADLINES).fetchone())
             counted = None
