@@ -152,7 +152,6 @@ def test_hot_path_statements_include_the_claim_and_settle_verbs() -> None:
     ("CLAIM", "ix_litemq_messages_ready"),
     ("CLAIM_AND_DELETE", "ix_litemq_messages_ready"),
     ("RETURN_EXPIRED", "ix_litemq_messages_lease_expiry"),
-    ("RELEASE_OWNER", "ix_litemq_messages_lease_owner"),
 ])
 def test_hot_path_statement_searches_its_partial_index(migrated_path: str, name: str, index: str) -> None:
     sql = sqlite_store.STATEMENTS[name]
@@ -160,6 +159,14 @@ def test_hot_path_statement_searches_its_partial_index(migrated_path: str, name:
         plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?"))]
     assert any(re.search(rf"USING (COVERING )?INDEX {index}\b", step) for step in plan), plan
     assert not any(step.startswith("SCAN litemq_messages") for step in plan), plan
+
+
+@pytest.mark.parametrize("name", ["RELEASE_OWNER", "RELEASE_CONNECTION"])
+def test_releasing_an_owners_leases_walks_only_the_leased_messages(migrated_path: str, name: str) -> None:
+    sql = sqlite_store.STATEMENTS[name]
+    with _db(migrated_path) as db:
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?"))]
+    assert plan == ["SCAN litemq_messages USING INDEX ix_litemq_messages_lease_expiry"], plan
 
 
 def test_messages_table_answers_a_plain_sql_question_about_a_queue(conn: litemq.Connection, db_path: str) -> None:
@@ -351,6 +358,7 @@ SEED_SQL["0002"] = SEED_SQL["0001"]  # 0002 added only views: the tables, and so
 SEED_SQL["0003"] = [SEED_SQL["0001"][0].replace("ready_count, created_at", "ready_count, created_at, ready_bytes")
                     .replace("2, 1000.0)", "2, 1000.0, 6)"), *SEED_SQL["0001"][1:]]
 SEED_SQL["0004"] = SEED_SQL["0003"]  # 0004 added only the routing version and its triggers
+SEED_SQL["0005"] = SEED_SQL["0003"]  # 0005 dropped an index
 
 
 def _seed(path: str, revision: str) -> None:

@@ -84,9 +84,8 @@ messages = Table(
           postgresql_where=text("expires_at IS NOT NULL AND lease_token IS NULL")),
     Index("ix_litemq_messages_delayed", "visible_at", sqlite_where=text("visible_at IS NOT NULL"),
           postgresql_where=text("visible_at IS NOT NULL")),
+    # Leased messages only; also walked whole to find an owner's leases (closing a channel, a dead connection).
     Index("ix_litemq_messages_lease_expiry", "queue", "lease_expires_at",
-          sqlite_where=text("lease_token IS NOT NULL"), postgresql_where=text("lease_token IS NOT NULL")),
-    Index("ix_litemq_messages_lease_owner", "lease_owner",
           sqlite_where=text("lease_token IS NOT NULL"), postgresql_where=text("lease_token IS NOT NULL")),
 )
 
