@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import logging
-import secrets
 import uuid
 from typing import TYPE_CHECKING, Iterable, Optional
 
@@ -146,16 +145,18 @@ class Channel(Topology):
             with self._store.write() as store:
                 row = self._queue(store, queue)
                 now = clock()
-                # Expired leases first: a message whose TTL ran out meanwhile then expires with the rest.
-                returned = store.return_expired(queue, now)
-                queue_rules.returned(self._session, store, returned, now)
-                if queue_rules.settle_due(self._session, store, now) or returned:
-                    again = self._session.live_queue(store, queue)  # what fell due may have changed or deleted it
-                    if again is None:
-                        gone = QueueNotFound(f"queue {queue!r} not found in {self.path}")
-                        store.after_commit(lambda: _raise(gone))  # after the commit that deleted it
-                        return None
-                    row = again
+                due = store.next_due(queue)
+                if due is not None and due <= now:
+                    # Expired leases first: a message whose TTL ran out meanwhile then expires with the rest.
+                    returned = store.return_expired(queue, now)
+                    queue_rules.returned(self._session, store, returned, now)
+                    if queue_rules.settle_due(self._session, store, now) or returned:
+                        again = self._session.live_queue(store, queue)  # what fell due may have changed or gone
+                        if again is None:
+                            gone = QueueNotFound(f"queue {queue!r} not found in {self.path}")
+                            store.after_commit(lambda: _raise(gone))  # after the commit that deleted it
+                            return None
+                        row = again
                 policy = queue_policy(row.arguments)
                 queue_rules.queue_used(store, queue, policy, now)
                 ready = row.ready_count
@@ -163,7 +164,7 @@ class Channel(Topology):
                     rows = store.claim_and_delete(queue, 1)
                     token = 0
                 else:
-                    token = secrets.randbits(62)
+                    token = next(self._session.lease_tokens)
                     rows = store.claim(queue, 1, self._owner, token, now + self._lease_seconds(row, queue, lease_seconds))
                 if rows:
                     held = None if auto_ack else self._hold(rows[0], queue, token, None, lease_seconds or 0, now,
@@ -236,7 +237,7 @@ class Channel(Topology):
                 rows = store.claim_and_delete(consumer.queue, limit)
                 claimed = [(row, None) for row in rows]
             else:
-                token = secrets.randbits(62)
+                token = next(self._session.lease_tokens)
                 rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds)
                 claimed = [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now))
                            for row in rows]

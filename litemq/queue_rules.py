@@ -40,12 +40,14 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
     A ``published`` message first lets what fell due go ahead of it: delayed messages join their queues before it,
     and queues past their ``x-expires`` go, so it cannot reach them. (The first count tells whether anything did.)"""
     arrival = Arrival()
+    consumed: list[str] = []  # the queues with consumers to wake
     count, size = len(bodies), sum(map(len, bodies))
     for queue in queues:
         if delay > 0:
             if store.queue(queue) is not None:
                 store.insert_delayed(queue, exchange, routing_key, bodies, encoded, now, now + delay)
                 arrival.stored.append(queue)
+                consumed.append(queue)  # a waiting consumer then reads the new deadline and sets its timer by it
             continue
         if published:
             counted, due = store.count_in_first(queue, size, count)
@@ -59,6 +61,8 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
             counted = store.count_in(queue, size, count)
         if counted is None:
             continue
+        if counted[3]:
+            consumed.append(queue)
         policy = queue_policy(counted[2])
         if policy.plain and properties.expiration is None:
             if count == 1:
@@ -70,12 +74,12 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
         if count > 1:  # each message meets the queue's limits as it arrives: count them in one by one
             store.count_out(queue, count, size)
         for body in bodies:
-            ready, ready_bytes, _ = counted if count == 1 else store.count_in(queue, len(body))
-            _arrive(session, store, arrival, queue, policy, ready, ready_bytes, exchange, routing_key, body,
-                    properties, encoded, now)
-    if arrival.stored:
-        # Delayed too: a waiting consumer then reads the new deadline and sets its timer by it.
-        session.wake_consumers(store, arrival.stored)
+            each = counted if count == 1 else store.count_in(queue, len(body))
+            if each is not None:  # always: the queue was counted in above, in this transaction
+                _arrive(session, store, arrival, queue, policy, each[0], each[1], exchange, routing_key, body,
+                        properties, encoded, now)
+    if consumed:
+        session.wake_consumers(store, [queue for queue in consumed if queue in arrival.stored])
     return arrival
 
 

@@ -3,6 +3,7 @@ finding and cleaning up after dead connections, ringing consumers' doorbells, an
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -75,6 +76,9 @@ class Session:
         self.renew_leases = renew_leases
         self.channels: dict[int, "Channel"] = {}
         self.routes = Routes()
+        # Lease tokens tell one lease of a message from the next: a count from a random start cannot repeat
+        # within a connection, and another connection's count starts elsewhere among 2**62.
+        self.lease_tokens = itertools.count(int.from_bytes(os.urandom(8), "big") >> 2)
         self.channel_numbers = iter(range(1, 1 << 31))
         self.closed = False
         self._next_sweep = 0.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import functools
-import secrets
+import os
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, TypeVar
 
@@ -135,7 +135,7 @@ class Topology:
                 return QueueInfo(queue, row.ready_count, store.consumer_count(queue))
         server_named = queue == ""
         if server_named:
-            queue = "amq.gen-" + base64.urlsafe_b64encode(secrets.token_bytes(16)).decode("ascii").rstrip("=")
+            queue = "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode("ascii").rstrip("=")
         elif queue.startswith("amq."):
             # RabbitMQ refuses this even for an existing queue, a server-named one included: only passive declares
             # may name them.
@@ -290,7 +290,7 @@ class Topology:
 
     def _declare_reply_queue(self) -> str:
         """A private queue for RabbitMQ's direct reply-to, under the name a responder publishes to."""
-        queue = f"{DIRECT_REPLY_TO}.{secrets.token_hex(12)}"
+        queue = f"{DIRECT_REPLY_TO}.{os.urandom(12).hex()}"
         with self._store.write() as store:
             store.insert_queue(queue, False, True, True, None, self._session.connection_id, clock())
         return queue

@@ -11,8 +11,8 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import contextmanager, suppress
-from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
+from contextlib import suppress
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from ..errors import (NotADatabase, ReadOnlyDatabase, SchemaError, StorageError, StorageFull)
 from . import SCHEMA_REVISION, VERSION_TABLE
@@ -101,8 +101,9 @@ DELETE_QUEUE_CONSUMERS = "DELETE FROM litemq_consumers WHERE queue = ?"
 PURGE_READY = "DELETE FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL"
 RESET_READY = "UPDATE litemq_queues SET ready_count = 0, ready_bytes = 0 WHERE name = ?"
 ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ?"
-COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ? "
-            "RETURNING ready_count, ready_bytes, arguments")
+COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + ?1, ready_bytes = ready_bytes + ?2 WHERE name = ?3 "
+            "RETURNING ready_count, ready_bytes, arguments, "
+            "(SELECT count(*) FROM litemq_consumers WHERE queue = ?3)")
 # The same, with when the next delayed message falls due or unused queue expires (what a publish settles first).
 COUNT_IN_FIRST = (f"{COUNT_IN}, (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
                   "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
@@ -134,10 +135,13 @@ TAKE_EXPIRED = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_
                 f"WHERE expires_at <= ? AND lease_token IS NULL ORDER BY expires_at LIMIT ?) {_TAKEN}")
 TAKE_DUE = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages "
             f"WHERE visible_at <= ? ORDER BY visible_at LIMIT ?) {_TAKEN}, visible_at")
-SELECT_DEADLINES = ("SELECT (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
-                    "(SELECT min(expires_at) FROM litemq_messages WHERE expires_at IS NOT NULL "
-                    "AND lease_token IS NULL), "
-                    "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
+_DEADLINES = ("(SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
+              "(SELECT min(expires_at) FROM litemq_messages WHERE expires_at IS NOT NULL AND lease_token IS NULL), "
+              "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
+SELECT_DEADLINES = f"SELECT {_DEADLINES}"
+# The same, and when the first lease in a queue expires: what a get must settle first, if it is due.
+SELECT_DUE = ("SELECT (SELECT min(lease_expires_at) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL), "
+              f"{_DEADLINES}")
 SELECT_EXPIRED_QUEUES = "SELECT name FROM litemq_queues WHERE expires_at <= ?"
 SET_QUEUE_EXPIRY = "UPDATE litemq_queues SET expires_at = ? WHERE name = ?"
 ACK = "DELETE FROM litemq_messages WHERE id = ? AND lease_token = ?"
@@ -173,6 +177,18 @@ SELECT_OWNED_QUEUES = "SELECT name FROM litemq_queues WHERE owner_connection = ?
 STATEMENTS = {name: value for name, value in globals().items() if name.isupper() and isinstance(value, str)
               and value.startswith(("SELECT ", "INSERT ", "UPDATE ", "DELETE "))}
 STATEMENTS.update({f"INSERT_MESSAGES[{rows}]": sql for rows, sql in INSERT_MESSAGES.items()})
+
+
+_pid = os.getpid()  # this process's, kept current across fork() without a system call per transaction
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 def _translate(exc: sqlite3.Error, path: str) -> Exception:
@@ -277,61 +293,24 @@ class SQLiteStore:
         return row[0] if row else None
 
     # --- transactions
-    @contextmanager
-    def write(self) -> Iterator["SQLiteStore"]:
+    def write(self) -> "_Transaction":
         """BEGIN IMMEDIATE … COMMIT: the write lock is taken up front, so the busy handler can wait for it."""
-        with self._transaction("BEGIN IMMEDIATE"):
-            yield self
-        self.commits += 1
+        return _Transaction(self, "BEGIN IMMEDIATE")
 
-    @contextmanager
-    def read(self) -> Iterator["SQLiteStore"]:
+    def read(self) -> "_Transaction":
         """A consistent snapshot for several reads."""
-        with self._transaction("BEGIN"):
-            yield self
+        return _Transaction(self, "BEGIN")
 
     def after_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the current transaction has committed (never if it rolls back)."""
         self._after_commit.append(action)
-
-    @contextmanager
-    def _transaction(self, begin: str) -> Iterator[None]:
-        self._check_process()  # before the lock, which another thread may have held at fork()
-        with self.lock:
-            self._after_commit = []
-            try:
-                try:
-                    self._db.execute(begin)
-                except sqlite3.Error as exc:
-                    raise _translate(exc, self.path) from exc
-                yield
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise _translate(exc, self.path) from exc
-            except BaseException:
-                self._rollback()
-                raise
-            try:
-                self._db.execute("COMMIT")
-            except sqlite3.Error as exc:
-                self._rollback()
-                raise _translate(exc, self.path) from exc
-            actions, self._after_commit = self._after_commit, []
-            failure: Optional[BaseException] = None
-            for action in actions:
-                try:
-                    action()
-                except BaseException as exc:  # run every action; report the first failure
-                    failure = failure or exc
-            if failure is not None:
-                raise failure
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
     def _check_process(self) -> None:
-        if os.getpid() != self.pid:
+        if _pid != self.pid:
             raise StorageError(f"this connection to {self.path} was opened in process {self.pid} and cannot be "
                                f"used after fork() in process {os.getpid()}; open a new connection in the child")
 
@@ -438,9 +417,10 @@ class SQLiteStore:
         return [r[0] for r in self._db.execute(SELECT_OWNED_QUEUES, (connection_id,))]
 
     # --- messages
-    def count_in(self, queue: str, size: int, count: int = 1) -> Optional[tuple[int, int, Optional[str]]]:
+    def count_in(self, queue: str, size: int, count: int = 1) -> Optional[tuple[int, int, Optional[str], int]]:
         """Count ``count`` more ready messages of ``size`` bytes in all into the queue, before inserting them; the
-        new ready count and bytes and the queue's arguments, or None when the queue does not exist."""
+        new ready count and bytes, the queue's arguments and its number of consumers, or None when the queue does
+        not exist."""
         return self._db.execute(COUNT_IN, (count, size, queue)).fetchone()
 
     def count_out(self, queue: str, count: int, size: int) -> None:
@@ -485,16 +465,16 @@ class SQLiteStore:
         return [(StoredMessage(*r[:7]), r[7]) for r in rows]
 
     def count_in_first(self, queue: str, size: int, count: int = 1
-                       ) -> tuple[Optional[tuple[int, int, Optional[str]]], Optional[float]]:
+                       ) -> tuple[Optional[tuple[int, int, Optional[str], int]], Optional[float]]:
         """``count_in``, and what a publish must settle first: when the next delayed message falls due or unused
         queue expires (None when nothing waits)."""
         row = self._db.execute(COUNT_IN_FIRST, (count, size, queue)).fetchone()
         if row is None:
-            row = (None, None, None, *self._db.execute(SELECT_ARRIVAL_DEADLINES).fetchone())
+            row = (None, None, None, None, *self._db.execute(SELECT_ARRIVAL_DEADLINES).fetchone())
             counted = None
         else:
-            counted = (row[0], row[1], row[2])
-        due = min((d for d in row[3:] if d is not None), default=None)
+            counted = (row[0], row[1], row[2], row[3])
+        due = min((d for d in row[4:] if d is not None), default=None)
         return counted, due
 
     def drop(self, leases: Sequence[tuple[int, int]]) -> list[StoredMessage]:
@@ -589,6 +569,10 @@ class SQLiteStore:
         row = self._db.execute(SELECT_NEXT_EXPIRY, (queue,)).fetchone()
         return row[0] if row else None
 
+    def next_due(self, queue: str) -> Optional[float]:
+        """The earliest of: the first lease in the queue expiring, and ``deadlines()`` (None when nothing waits)."""
+        return min((d for d in self._db.execute(SELECT_DUE, (queue,)).fetchone() if d is not None), default=None)
+
     def deadlines(self) -> tuple[Optional[float], Optional[float], Optional[float]]:
         """When the next delayed message falls due, the next ready message expires, the next unused queue
         expires (None for each where nothing waits)."""
@@ -645,3 +629,60 @@ class SQLiteStore:
 
     def unregister_connection(self, connection_id: str) -> None:
         self._db.execute(DELETE_CONNECTION, (connection_id,))
+
+
+class _Transaction:
+    """``with store.write() as store:`` (or ``read()``): the store's lock and one SQLite transaction, committed
+    when the block ends and rolled back when it raises. A class, not a generator: it runs on every operation."""
+
+    __slots__ = ("store", "begin")
+
+    def __init__(self, store: SQLiteStore, begin: str) -> None:
+        self.store = store
+        self.begin = begin
+
+    def __enter__(self) -> SQLiteStore:
+        store = self.store
+        store._check_process()  # before the lock, which another thread may have held at fork()
+        store.lock.acquire()
+        try:
+            store._after_commit = []
+            store._db.execute(self.begin)
+        except BaseException as exc:
+            try:
+                store._rollback()
+            finally:
+                store.lock.release()
+            if isinstance(exc, sqlite3.Error):
+                raise _translate(exc, store.path) from exc
+            raise
+        return store
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], traceback: object) -> None:
+        store = self.store
+        try:
+            if exc is not None:
+                store._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise _translate(exc, store.path) from exc
+                return
+            try:
+                store._db.execute("COMMIT")
+            except BaseException as error:
+                store._rollback()
+                if isinstance(error, sqlite3.Error):
+                    raise _translate(error, store.path) from error
+                raise
+            if self.begin == "BEGIN IMMEDIATE":
+                store.commits += 1
+            actions, store._after_commit = store._after_commit, []
+            failure: Optional[BaseException] = None
+            for action in actions:
+                try:
+                    action()
+                except BaseException as error:  # run every action; report the first failure
+                    failure = failure or error
+            if failure is not None:
+                raise failure
+        finally:
+            store.lock.release()
