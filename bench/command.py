@@ -49,8 +49,8 @@ FULL = {"n": 20000, "runs": 3, "deep": 1_000_000, "paced_n": 500, "budget": 10.0
 QUICK = {"n": 1000, "runs": 1, "deep": 10_000, "paced_n": 30, "budget": 0.5, "oneshots": 3,
          "n_10k": 100, "n_1m": 5, "timeout": 300.0}
 
-QUICK_LEAVES_OUT = ("persist-queue-default", "rabbitmq-confirms")
-"""--quick runs one variant of each peer (persist-queue with NORMAL, as litemq; RabbitMQ without confirms), unless
+QUICK_LEAVES_OUT = ("litemq-full", "persist-queue-default", "rabbitmq-confirms")
+"""--quick runs one variant of each system (litemq and persist-queue with NORMAL; RabbitMQ without confirms), unless
 --systems names them."""
 
 WORKLOAD_IDS = ["a", "b", "c", "d", "e", "e-lat", "f", "g", "h-shallow", "h-deep", "i-1", "i-4", "j", "k-10KB",
@@ -89,7 +89,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help=f"a short run (under a minute): n={QUICK['n']}, 1 run, a {QUICK['deep']:,}-message "
                              f"deep queue, {QUICK['paced_n']} paced messages, {QUICK['budget']:g} s per timed loop; "
-                             f"one variant of persist-queue (NORMAL) and of RabbitMQ (no confirms) unless "
+                             f"one variant of litemq and persist-queue (NORMAL) and of RabbitMQ (no confirms) unless "
                              f"--systems names others")
     parser.add_argument("--n", type=int, help=f"messages per run (default {FULL['n']:,}; --quick {QUICK['n']:,})")
     parser.add_argument("--size", type=int, default=100, help="body bytes, except in k (default 100)")

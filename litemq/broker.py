@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import logging
-import uuid
+import os
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import queue_rules, routing
@@ -26,7 +25,6 @@ from .topology import Topology, _reaping
 if TYPE_CHECKING:
     from .consumer import Consumer
 
-log = logging.getLogger("litemq")
 
 
 class Channel(Topology):
@@ -203,7 +201,7 @@ class Channel(Topology):
             prefetch = self.prefetch_count
         _check_prefetch(prefetch)
         _check_lease_seconds(lease_seconds)
-        tag = consumer_tag or f"ctag-{uuid.uuid4().hex}"
+        tag = consumer_tag or f"ctag-{os.urandom(16).hex()}"
         routing.check_name("consumer tag", tag)
         if tag in self._consumers:
             raise PreconditionFailed(f"consumer tag {tag!r} is already in use on channel {self.number}")

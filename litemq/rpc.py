@@ -9,9 +9,9 @@ a network cannot promise. A handler that raises sends an error reply, which the 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-import uuid
 from typing import Callable, Optional, Union
 
 from .connection import Connection
@@ -55,7 +55,7 @@ class RpcClient:
              properties: Optional[Properties] = None) -> bytes:
         """Publish a request to ``routing_key`` and return the reply's body; RpcTimeout after ``timeout``
         seconds, RpcError when the server's handler raised."""
-        correlation_id = uuid.uuid4().hex
+        correlation_id = os.urandom(16).hex()
         request = Properties(**{**_fields(properties), "reply_to": self.reply_queue,
                                 "correlation_id": correlation_id})
         pending = _Pending()

@@ -9,7 +9,6 @@ import os
 import socket
 import threading
 import time
-import uuid
 import weakref
 from typing import TYPE_CHECKING, Iterable, Optional
 
@@ -69,7 +68,7 @@ class Session:
                  consumer_timeout: float, renew_leases: bool) -> None:
         self.store = store
         self.path = store.path
-        self.connection_id = uuid.uuid4().hex
+        self.connection_id = os.urandom(16).hex()
         self.lease_seconds = lease_seconds
         self.max_message_bytes = max_message_bytes
         self.consumer_timeout = consumer_timeout

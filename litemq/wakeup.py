@@ -9,7 +9,6 @@ Where abstract sockets are not available, waiters poll the file's change counter
 
 from __future__ import annotations
 
-import hashlib
 import select
 import socket
 import sys
@@ -23,6 +22,8 @@ POLL_MAX_SECONDS = 0.01
 
 
 def doorbell_address(connection_id: str, channel: int, consumer_tag: str) -> bytes:
+    import hashlib  # here: a process that only publishes to queues nobody consumes never needs it
+
     digest = hashlib.blake2b(f"{connection_id}/{channel}/{consumer_tag}".encode("utf-8"), digest_size=16)
     return b"\0litemq-" + digest.hexdigest().encode("ascii")
 

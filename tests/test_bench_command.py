@@ -28,7 +28,7 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path: Path) -> None:
         "workload", "system", "msgs/s", "x floor", "p50 ms", "p99 ms", "peak RSS MB", "notes"]
     printed = {(cells[0], cells[1]) for cells in ([c.strip() for c in line.split("|")[1:-1]] for line in table[1:])}
     for workload in ("a  publish, 1 per call", "c  get + ack, 1 at a time"):
-        for system in ("sqlite3 floor, 1/txn", "litemq", "litemq.pika", "RabbitMQ"):
+        for system in ("sqlite3 floor, 1/txn", "litemq", "litemq, FULL", "litemq.pika", "RabbitMQ"):
             assert (workload, system) in printed
 
     report = json.loads(out.read_text())
@@ -36,7 +36,7 @@ def test_bench_command_prints_the_table_and_writes_json(tmp_path: Path) -> None:
     rows = {(row["workload"], row["system"]): row for row in report["rows"]}
     assert {w for w, _ in rows} == {"a", "c"}
     for workload in ("a", "c"):
-        for system in ("floor-1", "litemq-native", "litemq-pika"):
+        for system in ("floor-1", "litemq-native", "litemq-full", "litemq-pika"):
             row = rows[workload, system]
             assert row["status"] == "ok", row
             assert row["n"] == 200 and row["msgs_per_s"] > 0 and row["peak_rss_mb"] > 0 and not row["problems"]
