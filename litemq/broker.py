@@ -6,7 +6,6 @@ expiry, tokens, target queues) and passes it down. Declaring the model is ``topo
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import os
 from typing import TYPE_CHECKING, Iterable, Optional
@@ -269,8 +268,8 @@ class Channel(Topology):
         properties = decode_properties(row.properties)
         if row.delivery_count > 1 and (policy.delivery_limit is not None or policy.queue_type == "quorum"):
             # As RabbitMQ's quorum queues show it: absent on the first delivery, then the returns before this one.
-            properties = dataclasses.replace(
-                properties, headers={**(properties.headers or {}), "x-delivery-count": row.delivery_count - 1})
+            properties = properties.replace(headers={**(properties.headers or {}),
+                                                     "x-delivery-count": row.delivery_count - 1})
         return Delivery(
             body=row.body, properties=properties, exchange=row.exchange,
             routing_key=row.routing_key, queue=queue, delivery_tag=tag, redelivered=row.delivery_count > 1,

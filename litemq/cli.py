@@ -15,7 +15,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from .connection import Connection, connect, resolve_path
 from .errors import LiteMQError
-from .message import Properties, decode_properties, decode_table
+from .message import PROPERTY_NAMES, Properties, decode_properties, decode_table
 
 DEMO_QUEUE = "litemq-demo"
 DEFAULT_EXCHANGE_NAMES = ("", "amq.default")
@@ -219,7 +219,7 @@ def _properties(items: Sequence[str], headers: Sequence[str]) -> Optional[Proper
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise UsageError(f"malformed property {item!r}: expected KEY=VALUE")
-        if key not in Properties.__dataclass_fields__ or key == "headers":
+        if key not in PROPERTY_NAMES or key == "headers":
             raise UsageError(f"unknown property {key!r}; use --header for headers")
         try:
             values[key] = PROPERTY_TYPES.get(key, str)(text)
@@ -290,7 +290,7 @@ def _print_messages(args: argparse.Namespace, rows: list[dict[str, Any]]) -> Non
 
 def _message_row(exchange: str, routing_key: str, body: bytes, properties: Properties,
                  redelivered: bool) -> dict[str, Any]:
-    set_fields = {k: v for k, v in vars(properties).items() if v is not None}
+    set_fields = properties.set_fields()
     return {"exchange": exchange, "routing_key": routing_key, "redelivered": redelivered,
             "properties": json.loads(json.dumps(set_fields, default=str)), "body": body}
 

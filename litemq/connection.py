@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import atexit
-import logging
 import os
 import weakref
 from typing import Any, Optional
 
 from .broker import Channel, _check_lease_seconds
+from .log import logger
 from .session import Session
 from .store.sqlite import SQLiteStore
 
-log = logging.getLogger("litemq")
 
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_CONSUMER_TIMEOUT = 1800.0  # RabbitMQ's delivery acknowledgement timeout
@@ -104,7 +103,7 @@ class Connection(Channel):
             try:
                 self.close()
             except Exception:
-                log.exception("litemq: closing a collected connection to %s failed", session.path)
+                logger().exception("litemq: closing a collected connection to %s failed", session.path)
 
 
 def connect(url: Optional[str] = None, **options: Any) -> Connection:
@@ -123,4 +122,4 @@ def _close_open_connections() -> None:
         try:
             connection.close()
         except Exception:  # exit must go on; the leases expire anyway
-            log.exception("litemq: closing %s at exit failed", connection.path)
+            logger().exception("litemq: closing %s at exit failed", connection.path)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 from typing import Any, Mapping, Optional
 
@@ -41,7 +40,7 @@ def dead_lettered(properties: Properties, queue: str, reason: str, exchange: str
     headers["x-last-death-queue"] = queue
     headers["x-last-death-reason"] = reason
     headers["x-last-death-exchange"] = exchange
-    return dataclasses.replace(properties, headers=headers, expiration=None)
+    return properties.replace(headers=headers, expiration=None)
 
 
 def is_cycle(headers: Optional[Mapping[str, Any]], target: str, reason: str) -> bool:

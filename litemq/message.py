@@ -7,7 +7,6 @@ import datetime as _dt
 import decimal
 import json
 import math
-from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 if TYPE_CHECKING:
@@ -19,26 +18,87 @@ _SHORT_STR_FIELDS = (
 )
 
 
-@dataclass(frozen=True)
-class Properties:
-    """AMQP basic properties, field for field as pika's ``BasicProperties``."""
+class _Value:
+    """Immutable fields with equality, a hash and a repr: what ``dataclass(frozen=True)`` gives, without importing
+    dataclasses (and inspect) in every process that imports litemq."""
 
-    content_type: Optional[str] = None
-    content_encoding: Optional[str] = None
-    headers: Optional[Mapping[str, Any]] = None
-    delivery_mode: Optional[int] = None
-    priority: Optional[int] = None
-    correlation_id: Optional[str] = None
-    reply_to: Optional[str] = None
-    expiration: Optional[str] = None
-    message_id: Optional[str] = None
-    timestamp: Optional[int] = None
-    type: Optional[str] = None
-    user_id: Optional[str] = None
-    app_id: Optional[str] = None
-    cluster_id: Optional[str] = None
+    __slots__: tuple[str, ...] = ()
+    _compared: tuple[str, ...] = ()
 
-    def __post_init__(self) -> None:
+    def _set(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable: cannot delete {name!r}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self._compared)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._compared)
+        return f"{type(self).__name__}({shown})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), {name: getattr(self, name) for name in self.__slots__})
+
+
+def _rebuild(cls: type, values: dict[str, Any]) -> Any:
+    value = object.__new__(cls)
+    value._set(values)
+    return value
+
+
+PROPERTY_NAMES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
+                  "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
+
+
+class Properties(_Value):
+    """AMQP basic properties, field for field as pika's ``BasicProperties``. Immutable; ``replace`` makes a
+    changed copy."""
+
+    __slots__ = PROPERTY_NAMES
+    _compared = PROPERTY_NAMES
+    content_type: Optional[str]
+    content_encoding: Optional[str]
+    headers: Optional[Mapping[str, Any]]
+    delivery_mode: Optional[int]
+    priority: Optional[int]
+    correlation_id: Optional[str]
+    reply_to: Optional[str]
+    expiration: Optional[str]
+    message_id: Optional[str]
+    timestamp: Optional[int]
+    type: Optional[str]
+    user_id: Optional[str]
+    app_id: Optional[str]
+    cluster_id: Optional[str]
+
+    def __init__(self, content_type: Optional[str] = None, content_encoding: Optional[str] = None,
+                 headers: Optional[Mapping[str, Any]] = None, delivery_mode: Optional[int] = None,
+                 priority: Optional[int] = None, correlation_id: Optional[str] = None,
+                 reply_to: Optional[str] = None, expiration: Optional[str] = None, message_id: Optional[str] = None,
+                 timestamp: Optional[int] = None, type: Optional[str] = None, user_id: Optional[str] = None,
+                 app_id: Optional[str] = None, cluster_id: Optional[str] = None) -> None:
+        self._set({"content_type": content_type, "content_encoding": content_encoding, "headers": headers,
+                   "delivery_mode": delivery_mode, "priority": priority, "correlation_id": correlation_id,
+                   "reply_to": reply_to, "expiration": expiration, "message_id": message_id,
+                   "timestamp": timestamp, "type": type, "user_id": user_id, "app_id": app_id,
+                   "cluster_id": cluster_id})
+        self._check()
+
+    def _check(self) -> None:
         for name in _SHORT_STR_FIELDS:
             value = getattr(self, name)
             if value is None:
@@ -68,18 +128,28 @@ class Properties:
                 raise TypeError(f"property headers must be a dict, not {type(self.headers).__name__}")
             _check_table(self.headers, "headers")
 
+    def replace(self, **changes: Any) -> "Properties":
+        """A copy with these fields changed (checked as the constructor checks them)."""
+        return Properties(**{**self.set_fields(), **changes})
+
+    def set_fields(self) -> dict[str, Any]:
+        """The fields that are set (not None), by name."""
+        return {name: value for name in PROPERTY_NAMES if (value := getattr(self, name)) is not None}
+
     @property
     def is_empty(self) -> bool:
-        return all(getattr(self, f.name) is None for f in fields(self))
+        return all(getattr(self, name) is None for name in PROPERTY_NAMES)
 
 
 EMPTY_PROPERTIES = Properties()
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(_Value):
     """A message handed to a consumer or to ``get``. Settle it with ``ack``, ``nack`` or ``reject``."""
 
+    __slots__ = ("body", "properties", "exchange", "routing_key", "queue", "delivery_tag", "redelivered",
+                 "delivery_count", "consumer_tag", "message_count", "_channel")
+    _compared = __slots__[:-1]
     body: bytes
     properties: Properties
     exchange: str
@@ -88,10 +158,18 @@ class Delivery:
     delivery_tag: int
     redelivered: bool
     delivery_count: int
-    consumer_tag: Optional[str] = None
-    message_count: Optional[int] = None
+    consumer_tag: Optional[str]
+    message_count: Optional[int]
     """Ready messages left in the queue, on deliveries returned by ``get``."""
-    _channel: Optional["Channel"] = field(default=None, repr=False, compare=False)
+    _channel: Optional["Channel"]
+
+    def __init__(self, body: bytes, properties: Properties, exchange: str, routing_key: str, queue: str,
+                 delivery_tag: int, redelivered: bool, delivery_count: int, consumer_tag: Optional[str] = None,
+                 message_count: Optional[int] = None, _channel: Optional["Channel"] = None) -> None:
+        self._set({"body": body, "properties": properties, "exchange": exchange, "routing_key": routing_key,
+                   "queue": queue, "delivery_tag": delivery_tag, "redelivered": redelivered,
+                   "delivery_count": delivery_count, "consumer_tag": consumer_tag, "message_count": message_count,
+                   "_channel": _channel})
 
     def ack(self) -> None:
         """Acknowledge: the message is done and deleted."""
@@ -185,7 +263,7 @@ def decode_table(text: Optional[str]) -> dict[str, Any]:
 def encode_properties(properties: Properties) -> Optional[str]:
     if properties is EMPTY_PROPERTIES:
         return None
-    data = {f.name: getattr(properties, f.name) for f in fields(properties) if getattr(properties, f.name) is not None}
+    data = properties.set_fields()
     if not data:
         return None
     if "headers" in data:

@@ -7,8 +7,7 @@ once per distinct arguments text and cached."""
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, NamedTuple, Optional
 
 from .errors import PreconditionFailed
 from .message import decode_table
@@ -21,8 +20,7 @@ QUEUE_TYPES = ("classic", "quorum")
 MAX_PRIORITY = 255
 
 
-@dataclass(frozen=True)
-class QueuePolicy:
+class QueuePolicy(NamedTuple):
     message_ttl: Optional[float] = None
     """Seconds a message may wait in the queue (``x-message-ttl``)."""
     expires: Optional[float] = None
@@ -58,8 +56,7 @@ class QueuePolicy:
                 or (self.max_length_bytes is not None and ready_bytes > self.max_length_bytes))
 
 
-@dataclass(frozen=True)
-class ExchangePolicy:
+class ExchangePolicy(NamedTuple):
     alternate_exchange: Optional[str] = None
     delayed_type: Optional[str] = None
     """The type a ``x-delayed-message`` exchange routes as."""

@@ -8,7 +8,6 @@ a network cannot promise. A handler that raises sends an error reply, which the 
 
 from __future__ import annotations
 
-import logging
 import os
 import threading
 import time
@@ -16,9 +15,9 @@ from typing import Callable, Optional, Union
 
 from .connection import Connection
 from .errors import LiteMQError
+from .log import logger
 from .message import Delivery, Properties
 
-log = logging.getLogger("litemq")
 
 ERROR_HEADER = "x-rpc-error"
 """Header of an error reply: the handler's exception, as 'Type: message'."""
@@ -149,14 +148,14 @@ class RpcServer:
             body: Union[bytes, str] = self._handler(request)
             reply = Properties(correlation_id=request_properties.correlation_id)
         except Exception as exc:
-            log.exception("litemq: the RPC handler for queue %r failed", self.queue)
+            logger().exception("litemq: the RPC handler for queue %r failed", self.queue)
             body = b""
             reply = Properties(correlation_id=request_properties.correlation_id,
                                headers={ERROR_HEADER: f"{type(exc).__name__}: {exc}"})
         if request_properties.reply_to:
             self._channel.ack_and_publish(request.delivery_tag, "", request_properties.reply_to, body, reply)
         else:
-            log.warning("litemq: request on queue %r has no reply_to; acked without a reply", self.queue)
+            logger().warning("litemq: request on queue %r has no reply_to; acked without a reply", self.queue)
             request.ack()
 
     def stop(self) -> None:
@@ -176,4 +175,4 @@ class RpcServer:
 def _fields(properties: Optional[Properties]) -> dict[str, object]:
     if properties is None:
         return {}
-    return {name: value for name, value in vars(properties).items() if value is not None}
+    return properties.set_fields()

@@ -4,7 +4,6 @@ finding and cleaning up after dead connections, ringing consumers' doorbells, an
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import socket
 import threading
@@ -14,6 +13,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import queue_rules
 from .liveness import Liveness
+from .log import logger
 from .policy import queue_policy
 from .routes import Routes
 from .store.sqlite import QueueRow, SQLiteStore
@@ -22,7 +22,6 @@ from .wakeup import Bell, doorbell_address
 if TYPE_CHECKING:
     from .broker import Channel
 
-log = logging.getLogger("litemq")
 
 SWEEP_SECONDS = 0.025
 """How often a waiting connection checks the other connections' locks when it cannot watch them all."""
@@ -214,7 +213,7 @@ class Session:
             self.delete_queue(store, queue)
         store.unregister_connection(connection_id)
         if registered:
-            log.info("litemq: connection %s on %s died; %d deliveries returned to their queues", connection_id,
+            logger().info("litemq: connection %s on %s died; %d deliveries returned to their queues", connection_id,
                      self.path, len(returned))
 
     # --- background duties: lease renewal and WAL checkpoints
@@ -283,6 +282,6 @@ def _housekeep(session_ref: "weakref.ref[Session]", stop: threading.Event, poke:
         try:
             rest = session.housekeep()
         except Exception:
-            log.exception("litemq: background work on %s failed; retrying", session.path)
+            logger().exception("litemq: background work on %s failed; retrying", session.path)
             rest = 1.0
         del session

@@ -6,8 +6,7 @@ from __future__ import annotations
 import base64
 import functools
 import os
-from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Callable, Mapping, NamedTuple, Optional, TypeVar
 
 from . import queue_rules, routing
 from .errors import (AccessRefused, ChannelClosed, ExchangeNotFound, PreconditionFailed, QueueNotFound,
@@ -20,8 +19,7 @@ from .store.sqlite import QueueRow, SQLiteStore
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
 
-@dataclass(frozen=True)
-class QueueInfo:
+class QueueInfo(NamedTuple):
     """What ``declare_queue`` reports: the name (server-chosen for ``""``) and its counts."""
 
     queue: str

@@ -269,3 +269,38 @@ headers_tables = st.dictionaries(keys, values, max_size=6)
 def test_any_header_table_round_trips_exactly(conn: litemq.Connection, headers: dict[str, Any]) -> None:
     delivery = round_trip(conn, properties=Properties(headers=headers))
     assert exact(delivery.properties.headers) == exact(headers)
+
+
+# --- Properties and Delivery as values: immutable, compared and hashed by their fields, picklable
+def test_properties_are_immutable_and_replace_makes_a_checked_copy() -> None:
+    original = Properties(content_type="text/plain", priority=1)
+    with pytest.raises(AttributeError, match="immutable"):
+        original.priority = 2  # type: ignore[misc]
+    changed = original.replace(priority=5)
+    assert (changed.content_type, changed.priority, original.priority) == ("text/plain", 5, 1)
+    with pytest.raises(ValueError, match="priority"):
+        original.replace(priority=300)
+
+
+def test_properties_compare_hash_and_pickle_by_their_fields() -> None:
+    import pickle
+
+    first, same, other = Properties(app_id="a"), Properties(app_id="a"), Properties(app_id="b")
+    assert first == same and hash(first) == hash(same) and first != other
+    assert pickle.loads(pickle.dumps(first)) == first
+    assert "app_id='a'" in repr(first)
+
+
+def test_a_delivery_compares_and_shows_its_message_not_its_channel(conn: litemq.Connection) -> None:
+    conn.declare_queue("values")
+    conn.publish("", "values", b"body")
+    delivery = conn.get("values")
+    assert delivery is not None
+    assert "_channel" not in repr(delivery) and "body=b'body'" in repr(delivery)
+    twin = litemq.Delivery(delivery.body, delivery.properties, delivery.exchange, delivery.routing_key,
+                           delivery.queue, delivery.delivery_tag, delivery.redelivered, delivery.delivery_count,
+                           delivery.consumer_tag, delivery.message_count)
+    assert twin == delivery  # the channel it came on is not part of it
+    with pytest.raises(AttributeError):
+        delivery.body = b"other"  # type: ignore[misc]
+    delivery.ack()

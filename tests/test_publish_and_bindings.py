@@ -2,6 +2,7 @@
 
 import pytest
 
+import litemq
 from litemq import AccessRefused, ExchangeNotFound, PreconditionFailed, Properties, QueueNotFound
 
 
@@ -195,3 +196,43 @@ def test_bodies_are_readable_with_plain_sql(conn, db_path):
     with sqlite3.connect(db_path) as plain:
         rows = plain.execute("SELECT body FROM litemq_messages WHERE queue = 'hello'").fetchall()
     assert rows == [(b"Hello World!",)]
+
+
+def test_a_fanout_publish_runs_the_same_few_statements_for_10_queues_as_for_40(conn):
+    statements: list[str] = []
+    for size in (10, 40):
+        conn.declare_exchange(f"fan{size}", "fanout")
+        for i in range(size):
+            conn.declare_queue(f"fan{size}-{i}")
+            conn.bind_queue(f"fan{size}-{i}", f"fan{size}")
+    for size in (10, 40):
+        conn.publish(f"fan{size}", "", b"warm")  # routes cached
+    counts = {}
+    conn._store._db.set_trace_callback(statements.append)
+    try:
+        for size in (10, 40):
+            statements.clear()
+            assert conn.publish(f"fan{size}", "", b"m") == size
+            counts[size] = len(statements)
+    finally:
+        conn._store._db.set_trace_callback(None)
+    assert counts[40] == counts[10] <= 8, counts
+    assert all(conn.declare_queue(f"fan40-{i}", passive=True).message_count == 2 for i in range(40))
+
+
+def test_a_fanout_through_plain_and_limited_queues_keeps_each_queues_rules_and_counts(conn):
+    conn.declare_exchange("mixed", "fanout")
+    conn.declare_queue("plain")
+    conn.declare_queue("one-only", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    conn.declare_queue("newest", arguments={"x-max-length": 1})
+    for queue in ("plain", "one-only", "newest"):
+        conn.bind_queue(queue, "mixed")
+    assert conn.publish("mixed", "", b"1") == 3
+    with pytest.raises(litemq.PublishRejected) as refused:
+        conn.publish("mixed", "", b"2")
+    assert refused.value.rejected == ["one-only"] and sorted(refused.value.stored) == ["newest", "plain"]
+    assert bodies(conn, "plain") == [b"1", b"2"]
+    assert bodies(conn, "one-only") == [b"1"]
+    assert bodies(conn, "newest") == [b"2"]
+    kept = conn._store.execute("SELECT count(*) FROM litemq_queues WHERE ready_count != 0 OR ready_bytes != 0")
+    assert kept.fetchone()[0] == 0  # every counter came back to zero with the queues emptied

@@ -220,7 +220,7 @@ class BlockingChannel:
         if properties is not None and properties.reply_to == DIRECT_REPLY_TO:
             if self._reply_queue is None:
                 raise self._closed_by_broker(406, "fast reply consumer does not exist")
-            native_properties = _replace(native_properties, reply_to=self._reply_queue)
+            native_properties = native_properties.replace(reply_to=self._reply_queue)
         data = body.encode("utf-8") if isinstance(body, str) else body
         try:
             routed = self._call(lambda: self._native.publish(exchange, routing_key, data, native_properties))
@@ -447,9 +447,3 @@ class BlockingChannel:
 def _short(what: str, value: object) -> None:
     if isinstance(value, str) and len(value.encode("utf-8")) > 255:
         raise exceptions.ShortStringTooLong(value)
-
-
-def _replace(properties: Any, **changes: Any) -> Any:
-    from dataclasses import replace
-
-    return replace(properties, **changes)
