@@ -41,18 +41,7 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
     and queues past their ``x-expires`` go, so it cannot reach them. (The first count tells whether anything did.)"""
     arrival = Arrival()
     consumed: list[str] = []  # the queues with consumers to wake
-    copies: list[str] = []  # plain queues that each get the one message, stored by one statement at the end
     count, size = len(bodies), sum(map(len, bodies))
-    queues = list(queues)
-    fanout = delay <= 0 and len(queues) > 1
-    if fanout:  # each queue counted in by one statement, not one each
-        all_counted, due = store.count_in_all(queues, size, count)
-        if published and due is not None and due <= now:
-            for queue in all_counted:
-                store.count_out(queue, count, size)
-            settle_due(session, store, now)
-            all_counted, _ = store.count_in_all(queues, size, count)
-        published = False
     for queue in queues:
         if delay > 0:
             if store.queue(queue) is not None:
@@ -60,9 +49,7 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
                 arrival.stored.append(queue)
                 consumed.append(queue)  # a waiting consumer then reads the new deadline and sets its timer by it
             continue
-        if fanout:
-            counted = all_counted.get(queue)
-        elif published:
+        if published:
             counted, due = store.count_in_first(queue, size, count)
             published = False  # checked once: settling is global
             if due is not None and due <= now:
@@ -78,9 +65,7 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
             consumed.append(queue)
         policy = queue_policy(counted[2])
         if policy.plain and properties.expiration is None:
-            if count == 1 and fanout:
-                copies.append(queue)
-            elif count == 1:
+            if count == 1:
                 store.insert_message(queue, exchange, routing_key, bodies[0], encoded, now)
             else:
                 store.insert_messages(queue, exchange, routing_key, bodies, encoded, now)
@@ -93,8 +78,6 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
             if each is not None:  # always: the queue was counted in above, in this transaction
                 _arrive(session, store, arrival, queue, policy, each[0], each[1], exchange, routing_key, body,
                         properties, encoded, now)
-    if copies:
-        store.insert_copies(copies, exchange, routing_key, bodies[0], encoded, now)
     if consumed:
         session.wake_consumers(store, [queue for queue in consumed if queue in arrival.stored])
     return arrival

@@ -107,15 +107,6 @@ COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + ?1, ready_byte
 # The same, with when the next delayed message falls due or unused queue expires (what a publish settles first).
 COUNT_IN_FIRST = (f"{COUNT_IN}, (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
                   "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
-# Several queues at once (a fanout): IN lists of 1, 2, 4 ... 64 names, the last name repeated to fill one.
-IN_SIZES = tuple(1 << k for k in range(7))
-COUNT_IN_ALL = {size: ("UPDATE litemq_queues SET ready_count = ready_count + ?1, ready_bytes = ready_bytes + ?2 "
-                       f"WHERE name IN ({', '.join(f'?{3 + i}' for i in range(size))}) "
-                       "RETURNING name, ready_count, ready_bytes, arguments, "
-                       "(SELECT count(*) FROM litemq_consumers c WHERE c.queue = litemq_queues.name), "
-                       "(SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
-                       "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
-                for size in IN_SIZES}
 SELECT_ARRIVAL_DEADLINES = ("SELECT (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
                             "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
 INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
@@ -126,9 +117,6 @@ BATCH_ROWS = tuple(1 << k for k in range(8, -1, -1))
 INSERT_MESSAGES = {rows: "INSERT INTO litemq_messages (queue, exchange, routing_key, properties, published_at, priority, "
                          "body) VALUES " + ", ".join(f"(?1, ?2, ?3, ?4, ?5, ?6, ?{7 + row})" for row in range(rows))
                    for rows in BATCH_ROWS}
-INSERT_COPIES = {rows: "INSERT INTO litemq_messages (exchange, routing_key, properties, published_at, body, queue) "
-                       "VALUES " + ", ".join(f"(?1, ?2, ?3, ?4, ?5, ?{6 + row})" for row in range(rows))
-                 for rows in BATCH_ROWS}
 INSERT_DELAYED = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
 _RETURNED = "RETURNING id, queue, length(body), delivery_count"
@@ -189,8 +177,6 @@ SELECT_OWNED_QUEUES = "SELECT name FROM litemq_queues WHERE owner_connection = ?
 STATEMENTS = {name: value for name, value in globals().items() if name.isupper() and isinstance(value, str)
               and value.startswith(("SELECT ", "INSERT ", "UPDATE ", "DELETE "))}
 STATEMENTS.update({f"INSERT_MESSAGES[{rows}]": sql for rows, sql in INSERT_MESSAGES.items()})
-STATEMENTS.update({f"INSERT_COPIES[{rows}]": sql for rows, sql in INSERT_COPIES.items()})
-STATEMENTS.update({f"COUNT_IN_ALL[{size}]": sql for size, sql in COUNT_IN_ALL.items()})
 
 
 _pid = os.getpid()  # this process's, kept current across fork() without a system call per transaction
@@ -457,17 +443,6 @@ class SQLiteStore:
                 start += rows
                 left -= rows
 
-    def insert_copies(self, queues: Sequence[str], exchange: str, routing_key: str, body: bytes,
-                      properties: Optional[str], now: float) -> None:
-        """Store one ready message in each of these queues (each counted in with ``count_in_all``)."""
-        start, left = 0, len(queues)
-        for rows in BATCH_ROWS:
-            while left >= rows:
-                self._db.execute(INSERT_COPIES[rows],
-                                 (exchange, routing_key, properties, now, body, *queues[start:start + rows]))
-                start += rows
-                left -= rows
-
     def insert_delayed(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
                        properties: Optional[str], now: float, visible_at: float) -> None:
         """Store messages that join the queue at ``visible_at`` (not counted as ready until then), in this order."""
@@ -500,20 +475,6 @@ class SQLiteStore:
         else:
             counted = (row[0], row[1], row[2], row[3])
         due = min((d for d in row[4:] if d is not None), default=None)
-        return counted, due
-
-    def count_in_all(self, queues: Sequence[str], size: int, count: int = 1
-                     ) -> tuple[dict[str, tuple[int, int, Optional[str], int]], Optional[float]]:
-        """``count_in`` for several queues in one statement per 64: those that exist, by name, and what a publish
-        must settle first (as ``count_in_first``)."""
-        counted: dict[str, tuple[int, int, Optional[str], int]] = {}
-        due: Optional[float] = None
-        for start in range(0, len(queues), IN_SIZES[-1]):
-            names = queues[start:start + IN_SIZES[-1]]
-            fill = next(n for n in IN_SIZES if n >= len(names))
-            for row in self._db.execute(COUNT_IN_ALL[fill], (count, size, *names, *[names[-1]] * (fill - len(names)))):
-                counted[row[0]] = (row[1], row[2], row[3], row[4])
-                due = min((d for d in (due, row[5], row[6]) if d is not None), default=None)
         return counted, due
 
     def drop(self, leases: Sequence[tuple[int, int]]) -> list[StoredMessage]:
