@@ -29,7 +29,8 @@ RECHECK_SECONDS = 1.0
 """How often a waiting consumer looks at the file anyway, for what no doorbell or watch announced."""
 MIN_RENEW_SECONDS = 0.05
 CHECKPOINT_SECONDS = 0.5
-"""How often the background thread checkpoints the WAL after this connection wrote (never in a publish or claim)."""
+"""How often the background thread checkpoints the WAL after this connection wrote (a commit past
+``WAL_CHECKPOINT_PAGES`` does it too)."""
 
 
 def clock() -> float:

@@ -361,3 +361,22 @@ def test_returning_expired_leases_in_a_claim_costs_the_same_with_100000_unexpire
 
     assert_same_cost(empty_crowded, empty_baseline, "get with no lease expired")
     assert_same_cost(expired_crowded, expired_baseline, "get returning one expired lease")
+
+
+def test_a_connection_writing_without_pause_keeps_the_wal_small(db_path: str) -> None:
+    # Three WAL pages a publish: without a checkpoint that keeps up, 6,000 publishes leave a WAL of some 75 MB.
+    from litemq.store.sqlite import WAL_CHECKPOINT_PAGES
+
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("busy")
+        largest = 0
+        for n in range(6000):
+            conn.publish("", "busy", b"x" * 100)
+            if n % 500 == 0:
+                largest = max(largest, os.path.getsize(db_path + "-wal"))
+        for _ in range(3000):
+            delivery = conn.get("busy")
+            assert delivery is not None
+            delivery.ack()
+        largest = max(largest, os.path.getsize(db_path + "-wal"))
+    assert largest < 3 * WAL_CHECKPOINT_PAGES * 4096, f"the WAL reached {largest / 1e6:.1f} MB"
