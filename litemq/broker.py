@@ -65,8 +65,13 @@ class Channel(Topology):
                      properties: Optional[Properties] = None, *, mandatory: bool = False,
                      delay: Optional[float] = None) -> int:
         """Publish several messages with the same routing key and properties, in order, in one short transaction:
-        all are stored or none. Returns how many queues they reached; errors are those of ``publish``."""
+        an error stores none of them. Returns how many queues they reached. Each message meets each queue's rules
+        as a single publish would: a length limit with ``x-overflow: reject-publish`` refuses those past it, the
+        others stay, and PublishRejected names the queues that refused some."""
         properties = self._outgoing(exchange, routing_key, properties)
+        if isinstance(bodies, (str, bytes, bytearray, memoryview)):
+            raise TypeError(f"bodies must be an iterable of message bodies (a list), not one "
+                            f"{type(bodies).__name__}: use publish() for a single message")
         datas = [self._body(exchange, body) for body in bodies]
         _check_delay(delay)
         if not datas:

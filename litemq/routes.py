@@ -28,7 +28,7 @@ class Routes:
     """One connection's cache; used only inside the store's transactions (under its lock)."""
 
     def __init__(self) -> None:
-        self._version: Optional[int] = None
+        self._version: Optional[tuple[int, int]] = None
         self._exchanges: dict[str, Optional[Exchange]] = {}
         self._queues: dict[tuple[str, str], list[str]] = {}
 
@@ -38,7 +38,9 @@ class Routes:
         published to it reaches."""
         if exchange == "":
             return None, [routing_key] if store.queue(routing_key) is not None else []
-        version = store.routing_version()
+        # A rolled-back transaction may have cached routes by bindings it changed, under a version number that
+        # another change can reach again: after a rollback, nothing cached is trusted.
+        version = (store.routing_version(), store.rollbacks)
         if version != self._version:
             self._version = version
             self._exchanges.clear()

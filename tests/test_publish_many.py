@@ -1,5 +1,5 @@
 """publish_many: several messages with one routing key and one set of properties, stored in one short
-transaction (all or none), each meeting its queues' rules as a single publish would."""
+transaction (an error stores none), each meeting its queues' rules as a single publish would."""
 
 from __future__ import annotations
 
@@ -75,6 +75,14 @@ def test_a_body_that_is_not_bytes_or_str_stores_none(conn):
     conn.declare_queue("jobs")
     with pytest.raises(TypeError):
         conn.publish_many("", "jobs", [b"1", 2])  # type: ignore[list-item]
+    assert stored(conn) == 0
+
+
+@pytest.mark.parametrize("single", ["hello", b"hello"])
+def test_one_body_in_place_of_a_list_is_refused_not_split_into_characters(conn, single):
+    conn.declare_queue("jobs")
+    with pytest.raises(TypeError, match="iterable of message bodies"):
+        conn.publish_many("", "jobs", single)
     assert stored(conn) == 0
 
 

@@ -137,3 +137,20 @@ def test_the_routing_version_rises_with_every_change_to_exchanges_and_bindings(c
     conn.delete_exchange("x")
     seen.append(version())
     assert seen == sorted(set(seen)), f"the routing version did not rise at each change: {seen}"
+
+
+def test_a_rolled_back_transaction_leaves_no_route_behind_even_when_the_version_comes_round_again(conn, other):
+    # The cache is stamped with the version it was filled under. A transaction that changed a binding, routed, and
+    # rolled back leaves the file at the old version; another change can bring it to the same number again.
+    conn.declare_exchange("x", "direct")
+    for queue in ("q1", "q2", "q3"):
+        conn.declare_queue(queue)
+    conn.bind_queue("q1", "x", "k")
+    with pytest.raises(RuntimeError):
+        with conn._store.write() as store:
+            store.add_binding("x", "q2", "queue", "k", "{}")
+            assert conn._session.routes.route(store, "x", "k", None)[1] == ["q1", "q2"]
+            raise RuntimeError("rolled back")
+    other.bind_queue("q3", "x", "k")  # one change, as the rolled-back one was
+    assert conn.publish("x", "k", b"m") == 2
+    assert (ready(conn, "q1"), ready(conn, "q2"), ready(conn, "q3")) == (1, 0, 1)

@@ -214,6 +214,7 @@ class SQLiteStore:
                                f"{sqlite3.sqlite_version}")
         self.path = os.path.abspath(path)
         self.commits = 0  # this connection's own commits, which PRAGMA data_version does not report
+        self.rollbacks = 0  # what a rolled-back transaction read may be gone: caches of it check this
         self.lock = threading.RLock()
         self._checkpoint_lock = threading.Lock()
         self._checkpointer: Optional[sqlite3.Connection] = None
@@ -311,6 +312,7 @@ class SQLiteStore:
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
+            self.rollbacks += 1
             self._db.execute("ROLLBACK")
 
     def _check_process(self) -> None:
@@ -546,7 +548,7 @@ class SQLiteStore:
 
     def release_connection(self, connection_id: str) -> list[ReturnedMessage]:
         """Return every message leased to any channel of the connection."""
-        # Owners are "<connection id>/<channel>", so one index range holds a connection's leases.
+        # Owners are "<connection id>/<channel>": a connection's leases are one range of owners.
         return self._returned(self._db.execute(RELEASE_CONNECTION, (connection_id + "/", connection_id + "0")).fetchall())
 
     def _returned(self, rows: list[Any]) -> list[ReturnedMessage]:
