@@ -87,6 +87,16 @@ def capped(result: Result, wanted: int) -> Result:
 # a, b: publishing
 # =============================================================================================================
 
+def _published(client: Any, done: int, t0: float, problems: list[str]) -> dict[str, Any]:
+    """The end of a publishing run: wait until every publish is in the queue, time it, check the depth."""
+    client.settle([QUEUE], done)
+    secs = time.perf_counter() - t0
+    if client.depth() != done:
+        problems.append(f"{client.depth()} queued after {done} publishes")
+    client.close()
+    return {"n": done, "secs": secs, "msgs_per_s": done / secs}
+
+
 def publish_one(system: System, spec: dict[str, Any]) -> Result:
     n, runs, problems = spec["n"], [], []
     for _ in repetitions(spec):
@@ -100,12 +110,7 @@ def publish_one(system: System, spec: dict[str, Any]) -> Result:
                     break
                 publish(data)
                 done += 1
-            client.settle([QUEUE], done)
-            secs = time.perf_counter() - t0
-            if client.depth() != done:
-                problems.append(f"{client.depth()} queued after {done} publishes")
-            client.close()
-        runs.append({"n": done, "secs": secs, "msgs_per_s": done / secs})
+            runs.append(_published(client, done, t0, problems))
     return summary(runs, problems, system.note("a"))
 
 
@@ -124,12 +129,7 @@ def publish_batches(system: System, spec: dict[str, Any]) -> Result:
                 batch = payload[start:start + BATCH]
                 publish_batch(batch)
                 done += len(batch)
-            client.settle([QUEUE], done)
-            secs = time.perf_counter() - t0
-            if client.depth() != done:
-                problems.append(f"{client.depth()} queued after {done} publishes")
-            client.close()
-        runs.append({"n": done, "secs": secs, "msgs_per_s": done / secs})
+            runs.append(_published(client, done, t0, problems))
     return summary(runs, problems, note)
 
 
