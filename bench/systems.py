@@ -596,6 +596,10 @@ def _server_version(connection: Any) -> str:
 # persist-queue's SQLiteAckQueue
 # =============================================================================================================
 
+POLLING_NOTES = {"e": "polls every 1 ms", "e-lat": "polls every 1 ms", "i-1": "polls", "i-4": "polls"}
+"""The peers without a way to wait for a message poll for one, as their users do."""
+
+
 class PersistQueueClient(Client):
     def __init__(self, cfg: dict[str, Any], synchronous: Optional[str]) -> None:
         import persistqueue
@@ -646,8 +650,7 @@ class PersistQueue(System):
         else:
             self.key = "persist-queue-default"
             self.label = "persist-queue, default"
-        self.notes = {"b": "no batch API: 100 x put", "d": "no prefetch: get + ack", "e": "polls every 1 ms",
-                      "e-lat": "polls every 1 ms", "i-1": "polls", "i-4": "polls"}
+        self.notes = {"b": "no batch API: 100 x put", "d": "no prefetch: get + ack", **POLLING_NOTES}
 
     def available(self, options: dict[str, Any]) -> Optional[str]:
         return _module_present("persistqueue")
@@ -715,8 +718,7 @@ class LiteQueue(System):
     label = "litequeue"
     family = "litequeue"
     not_applicable = {"f": "no exchanges", "g": "no exchanges"}
-    notes = {"b": "100 x put in one transaction()", "d": "no prefetch: pop + done", "e": "polls every 1 ms",
-             "e-lat": "polls every 1 ms", "i-1": "polls", "i-4": "polls"}
+    notes = {"b": "100 x put in one transaction()", "d": "no prefetch: pop + done", **POLLING_NOTES}
 
     def available(self, options: dict[str, Any]) -> Optional[str]:
         return _module_present("litequeue")

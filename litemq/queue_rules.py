@@ -76,17 +76,19 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
         for body in bodies:
             each = counted if count == 1 else store.count_in(queue, len(body))
             if each is not None:  # always: the queue was counted in above, in this transaction
-                _arrive(session, store, arrival, queue, policy, each[0], each[1], exchange, routing_key, body,
-                        properties, encoded, now)
+                _arrive(session, store, arrival, queue, policy, each, exchange, routing_key, body, properties,
+                        encoded, now)
     if consumed:
         session.wake_consumers(store, [queue for queue in consumed if queue in arrival.stored])
     return arrival
 
 
-def _arrive(session: "Session", store: SQLiteStore, arrival: Arrival, queue: str, policy: QueuePolicy, ready: int,
-            ready_bytes: int, exchange: str, routing_key: str, body: bytes, properties: Properties,
-            encoded: Optional[str], now: float) -> None:
-    """One message, counted in, meets its queue's length limit, TTL and priority."""
+def _arrive(session: "Session", store: SQLiteStore, arrival: Arrival, queue: str, policy: QueuePolicy,
+            counted: tuple[int, int, Optional[str], int], exchange: str, routing_key: str, body: bytes,
+            properties: Properties, encoded: Optional[str], now: float) -> None:
+    """One message, counted in (``counted``: the queue's ready count and bytes with it, arguments, consumers), meets
+    its queue's length limit, TTL and priority."""
+    ready, ready_bytes, _, consumers = counted
     over = policy.limited and policy.over_limit(ready, ready_bytes)
     if over and policy.overflow != "drop-head":
         store.count_out(queue, 1, len(body))
@@ -96,7 +98,7 @@ def _arrive(session: "Session", store: SQLiteStore, arrival: Arrival, queue: str
             dead_letter(session, store, policy, [message], "maxlen", now)
         return
     ttl = _ttl(policy, properties)
-    if ttl == 0 and store.consumer_count(queue):
+    if ttl == 0 and consumers:
         ttl = IMMEDIATE_HANDOFF  # TTL 0 still reaches a consumer that is there to take it, as in RabbitMQ
     store.insert_message(queue, exchange, routing_key, body, encoded, now, policy.priority_of(properties.priority),
                          None if ttl is None else now + ttl)

@@ -105,11 +105,14 @@ ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes
 COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + ?1, ready_bytes = ready_bytes + ?2 WHERE name = ?3 "
             "RETURNING ready_count, ready_bytes, arguments, "
             "(SELECT count(*) FROM litemq_consumers WHERE queue = ?3)")
-# The same, with when the next delayed message falls due or unused queue expires (what a publish settles first).
-COUNT_IN_FIRST = (f"{COUNT_IN}, (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
-                  "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
-SELECT_ARRIVAL_DEADLINES = ("SELECT (SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
-                            "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
+# When the next delayed message falls due, the next ready message expires, the next unused queue expires.
+_DELAYED_DUE = "(SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL)"
+_MESSAGE_EXPIRY = ("(SELECT min(expires_at) FROM litemq_messages WHERE expires_at IS NOT NULL "
+                   "AND lease_token IS NULL)")
+_QUEUE_EXPIRY = "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)"
+# COUNT_IN, with what a publish settles first: delayed messages falling due and unused queues expiring.
+COUNT_IN_FIRST = f"{COUNT_IN}, {_DELAYED_DUE}, {_QUEUE_EXPIRY}"
+SELECT_ARRIVAL_DEADLINES = f"SELECT {_DELAYED_DUE}, {_QUEUE_EXPIRY}"
 INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "priority, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 # A batch goes in as a few multi-row INSERTs of 256, 128, ... 1 rows (binding row by row costs twice as much),
@@ -136,13 +139,7 @@ TAKE_EXPIRED = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_
                 f"WHERE expires_at <= ? AND lease_token IS NULL ORDER BY expires_at LIMIT ?) {_TAKEN}")
 TAKE_DUE = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages "
             f"WHERE visible_at <= ? ORDER BY visible_at LIMIT ?) {_TAKEN}, visible_at")
-_DEADLINES = ("(SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL), "
-              "(SELECT min(expires_at) FROM litemq_messages WHERE expires_at IS NOT NULL AND lease_token IS NULL), "
-              "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)")
-SELECT_DEADLINES = f"SELECT {_DEADLINES}"
-# The same, and when the first lease in a queue expires: what a get must settle first, if it is due.
-SELECT_DUE = ("SELECT (SELECT min(lease_expires_at) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL), "
-              f"{_DEADLINES}")
+SELECT_DEADLINES = f"SELECT {_DELAYED_DUE}, {_MESSAGE_EXPIRY}, {_QUEUE_EXPIRY}"
 SELECT_EXPIRED_QUEUES = "SELECT name FROM litemq_queues WHERE expires_at <= ?"
 SET_QUEUE_EXPIRY = "UPDATE litemq_queues SET expires_at = ? WHERE name = ?"
 ACK = "DELETE FROM litemq_messages WHERE id = ? AND lease_token = ?"
@@ -157,6 +154,8 @@ RELEASE_CONNECTION = ("UPDATE litemq_messages SET lease_owner = NULL, lease_toke
 RENEW_LEASE = "UPDATE litemq_messages SET lease_expires_at = ? WHERE id = ? AND lease_token = ?"
 SELECT_NEXT_EXPIRY = ("SELECT min(lease_expires_at) FROM litemq_messages "
                       "WHERE queue = ? AND lease_token IS NOT NULL")
+# The same with the deadlines: what a get must settle first, if it is due.
+SELECT_DUE = f"SELECT ({SELECT_NEXT_EXPIRY}), {_DELAYED_DUE}, {_MESSAGE_EXPIRY}, {_QUEUE_EXPIRY}"
 SELECT_READY_COUNT = "SELECT ready_count FROM litemq_queues WHERE name = ?"
 SELECT_CONSUMERS_OF = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers WHERE queue = ?"
 SELECT_ALL_CONSUMERS = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers"
@@ -641,11 +640,12 @@ class _Transaction:
     """``with store.write() as store:`` (or ``read()``): the store's lock and one SQLite transaction, committed
     when the block ends and rolled back when it raises. A class, not a generator: it runs on every operation."""
 
-    __slots__ = ("store", "begin")
+    __slots__ = ("store", "begin", "writes")
 
     def __init__(self, store: SQLiteStore, begin: str) -> None:
         self.store = store
         self.begin = begin
+        self.writes = begin == "BEGIN IMMEDIATE"
 
     def __enter__(self) -> SQLiteStore:
         store = self.store
@@ -679,7 +679,7 @@ class _Transaction:
                 if isinstance(error, sqlite3.Error):
                     raise _translate(error, store.path) from error
                 raise
-            if self.begin == "BEGIN IMMEDIATE":
+            if self.writes:
                 store.commits += 1
             actions, store._after_commit = store._after_commit, []
             failure: Optional[BaseException] = None
