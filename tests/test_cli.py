@@ -8,6 +8,7 @@ Bad input gets one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import os
@@ -93,21 +94,26 @@ def state(path: str) -> dict[str, list[tuple[Any, ...]]]:
     return {table: sorted(rows(path, f"SELECT * FROM {table}"), key=repr) for table in tables}
 
 
+# A message's body and size, wherever it is kept (large ones in litemq_bodies).
+BODY = "coalesce(m.body, (SELECT b.body FROM litemq_bodies b WHERE b.id = m.id))"
+BODY_BYTES = "coalesce(length(m.body), (SELECT length(b.body) FROM litemq_bodies b WHERE b.id = m.id))"
+
+
 def counter_mismatches(path: str) -> list[tuple[str, int, int]]:
     """Queues whose ready counter differs from their ready rows (move and purge must keep them equal)."""
     return rows(path, "SELECT name, ready_count, actual FROM (SELECT q.name, q.ready_count, (SELECT count(*) "
                       "FROM litemq_messages m WHERE m.queue = q.name AND m.lease_token IS NULL "
                       "AND m.visible_at IS NULL) AS actual FROM litemq_queues q) WHERE ready_count != actual "
                       "UNION ALL SELECT name, ready_bytes, actual FROM (SELECT q.name, q.ready_bytes, "
-                      "(SELECT coalesce(sum(length(m.body)), 0) FROM litemq_messages m WHERE m.queue = q.name "
+                      f"(SELECT coalesce(sum({BODY_BYTES}), 0) FROM litemq_messages m WHERE m.queue = q.name "
                       "AND m.lease_token IS NULL AND m.visible_at IS NULL) AS actual FROM litemq_queues q) "
                       "WHERE ready_bytes != actual")
 
 
 def bodies(path: str, queue: str) -> list[bytes]:
     """The queue's messages in order, ready or not, straight from the table."""
-    return [bytes(body) for (body,) in rows(path, "SELECT body FROM litemq_messages WHERE queue = ? ORDER BY id",
-                                            (queue,))]
+    return [bytes(body) for (body,) in rows(path, f"SELECT {BODY} FROM litemq_messages m WHERE queue = ? "
+                                                  "ORDER BY id", (queue,))]
 
 
 def starts(line: str) -> list[int]:
@@ -859,6 +865,25 @@ def test_move_redrives_a_dead_letter_queue_in_order_to_the_end_of_another(db_pat
         (str(i), {"x-death": [{"count": i}]}) for i in range(2, 6)]
     held.ack()  # the one that stayed is still held by its consumer
     assert bodies(db_path, "dead") == []
+
+
+def test_move_carries_large_bodies_in_order_and_leaves_none_behind(db_path: str, conn: litemq.Connection,
+                                                                   run: Callable[..., Result]) -> None:
+    large = bytes(range(256)) * 100
+    conn.declare_queue("from")
+    conn.declare_queue("to")
+    conn.publish_many("", "from", [b"small", large, b"after", large[::-1]])
+    peeked = json.loads(run("peek", "from", "--json", "--base64").out)
+    assert [base64.b64decode(m["body"]) for m in peeked] == [b"small", large, b"after", large[::-1]]
+
+    assert run("move", "from", "to") == (0, "4\n", "")
+    assert bodies(db_path, "to") == [b"small", large, b"after", large[::-1]]
+    assert counter_mismatches(db_path) == []
+    assert rows(db_path, "SELECT count(*) FROM litemq_bodies b JOIN litemq_messages m ON m.id = b.id "
+                         "WHERE m.queue = 'to'") == [(2,)]
+    assert rows(db_path, "SELECT count(*) FROM litemq_bodies") == [(2,)]
+    assert [conn.get("to", auto_ack=True).body for _ in range(4)] == [b"small", large, b"after", large[::-1]]
+    assert rows(db_path, "SELECT count(*) FROM litemq_bodies") == [(0,)]
 
 
 def test_move_takes_ready_messages_in_delivery_order_and_leaves_delayed_ones(db_path: str, conn: litemq.Connection,

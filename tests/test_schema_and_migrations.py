@@ -166,7 +166,9 @@ def test_releasing_an_owners_leases_walks_only_the_leased_messages(migrated_path
     sql = sqlite_store.STATEMENTS[name]
     with _db(migrated_path) as db:
         plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?"))]
-    assert plan == ["SCAN litemq_messages USING INDEX ix_litemq_messages_lease_expiry"], plan
+    # Then each returned message's size, looked up by id where its body is out of row.
+    assert plan[0] == "SCAN litemq_messages USING INDEX ix_litemq_messages_lease_expiry", plan
+    assert not any(step.startswith("SCAN") for step in plan[1:]), plan
 
 
 def test_messages_table_answers_a_plain_sql_question_about_a_queue(conn: litemq.Connection, db_path: str) -> None:
@@ -359,6 +361,7 @@ SEED_SQL["0003"] = [SEED_SQL["0001"][0].replace("ready_count, created_at", "read
                     .replace("2, 1000.0)", "2, 1000.0, 6)"), *SEED_SQL["0001"][1:]]
 SEED_SQL["0004"] = SEED_SQL["0003"]  # 0004 added only the routing version and its triggers
 SEED_SQL["0005"] = SEED_SQL["0003"]  # 0005 dropped an index
+SEED_SQL["0006"] = SEED_SQL["0003"]  # 0006 let a body be NULL (kept in litemq_bodies); small bodies stay in their rows
 
 
 def _seed(path: str, revision: str) -> None:
@@ -593,3 +596,40 @@ def test_migration_0003_counts_ready_bytes_and_its_downgrade_makes_delayed_messa
         assert "visible_at" not in columns and "priority" not in columns
     with litemq.connect(path) as connection:  # upgraded again on open; the delayed message is now an ordinary one
         assert [connection.get("seeded", auto_ack=True).body for _ in range(3)] == [b"one", b"two", b"later"]
+
+
+def test_migration_0006_keeps_large_bodies_written_in_rows_and_its_downgrade_brings_bodies_back_in(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "bodies.db")
+    large = bytes(range(256)) * 64
+    migrate.upgrade(path, "0005")
+    _seed(path, "0005")
+    with _db(path) as db:  # a large body as litemq 0005 stored it: in its row
+        db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) "
+                   "VALUES ('seeded', '', 'seeded', ?, NULL, 1002.0)", (large,))
+        db.execute("UPDATE litemq_queues SET ready_count = 3, ready_bytes = ready_bytes + ? WHERE name = 'seeded'",
+                   (len(large),))
+        db.commit()
+    assert migrate.upgrade(path, "0006") is True
+    with _db(path) as db:
+        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (0,)
+        assert db.execute("SELECT body_bytes FROM litemq_message_view ORDER BY id").fetchall() == [
+            (3,), (3,), (len(large),)]
+        indexes = {name for (name,) in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'litemq_messages' AND sql IS NOT NULL")}
+        assert indexes == {"ix_litemq_messages_ready", "ix_litemq_messages_expiry", "ix_litemq_messages_delayed",
+                           "ix_litemq_messages_lease_expiry"}
+    with litemq.connect(path) as connection:
+        connection.publish("", "seeded", large[::-1])  # stored out of row
+        assert connection.get("seeded", auto_ack=True).body == b"one"
+    with _db(path) as db:
+        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (1,)
+
+    assert migrate.upgrade(path, "0005") is True
+    with _db(path) as db:
+        assert "litemq_bodies" not in _tables(path)
+        assert db.execute("SELECT body FROM litemq_messages ORDER BY id").fetchall() == [
+            (b"two",), (large,), (large[::-1],)]
+        assert db.execute("SELECT bytes FROM litemq_queue_stats").fetchone() == (3 + 2 * len(large),)
+    with litemq.connect(path) as connection:  # and up again on open
+        assert [connection.get("seeded", auto_ack=True).body for _ in range(3)] == [b"two", large, large[::-1]]

@@ -210,8 +210,9 @@ def test_a_directory_in_place_of_the_file_is_a_storage_error(tmp_path: Path) -> 
 # A full disk (SQLITE_FULL, through SQLite's page limit): a publish is whole or absent
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.parametrize("repeats", [12, 40], ids=["3KB-in-row", "10KB-in-litemq_bodies"])
 def test_a_full_database_is_storage_full_and_a_failed_publish_leaves_nothing_half_written(
-        conn: litemq.Connection) -> None:
+        conn: litemq.Connection, repeats: int) -> None:
     conn.declare_exchange("all", "fanout")
     queues = ("a", "b", "c")
     for queue in queues:
@@ -219,7 +220,7 @@ def test_a_full_database_is_storage_full_and_a_failed_publish_leaves_nothing_hal
         conn.bind_queue(queue, "all")
     pages = conn._store.execute("PRAGMA page_count").fetchone()[0]
     conn._store.execute(f"PRAGMA max_page_count = {pages + 40}")
-    body = bytes(range(256)) * 12  # 3 KB: three copies of it span pages, so a publish can fail between copies
+    body = bytes(range(256)) * repeats  # three copies of it span pages, so a publish can fail between copies
     published = 0
     with pytest.raises(litemq.StorageFull) as raised:
         for _ in range(1000):
@@ -234,8 +235,11 @@ def test_a_full_database_is_storage_full_and_a_failed_publish_leaves_nothing_hal
         assert rows == published
     assert not conn._store._db.in_transaction
     # Reads still work; once space is freed, so do writes.
-    bodies = conn._store.execute("SELECT DISTINCT body FROM litemq_messages").fetchall()
+    bodies = conn._store.execute("SELECT DISTINCT coalesce(m.body, b.body) FROM litemq_messages m "
+                                 "LEFT JOIN litemq_bodies b ON b.id = m.id").fetchall()
     assert bodies == [(body,)]
+    out_of_row = conn._store.execute("SELECT count(*) FROM litemq_bodies").fetchone()[0]
+    assert out_of_row == (3 * published if len(body) > 3072 else 0)
     conn._store.execute("PRAGMA max_page_count = 1073741823")
     delivery = conn.get("a")
     assert delivery is not None and delivery.body == body and delivery.message_count == published - 1
@@ -380,3 +384,86 @@ def test_a_connection_writing_without_pause_keeps_the_wal_small(db_path: str) ->
             delivery.ack()
         largest = max(largest, os.path.getsize(db_path + "-wal"))
     assert largest < 3 * WAL_CHECKPOINT_PAGES * 4096, f"the WAL reached {largest / 1e6:.1f} MB"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Large bodies: in litemq_bodies, out of the message row that every claim rewrites
+# ---------------------------------------------------------------------------------------------------------------
+
+LARGE = bytes(range(256)) * 4096  # 1 MiB, every byte value
+
+
+def stored_bodies(db_path: str) -> list[tuple[Any, ...]]:
+    """(message id, body in the row, body in litemq_bodies) of every message, read with plain SQL."""
+    with sqlite3.connect(db_path) as db:
+        return db.execute("SELECT m.id, m.body, b.body FROM litemq_messages m "
+                          "LEFT JOIN litemq_bodies b ON b.id = m.id ORDER BY m.id").fetchall()
+
+
+def test_a_body_over_the_row_limit_is_kept_in_litemq_bodies_and_a_small_one_in_its_row(
+        conn: litemq.Connection, db_path: str) -> None:
+    from litemq.store.sqlite import OUT_OF_ROW_BYTES
+
+    conn.declare_queue("files")
+    conn.publish("", "files", b"s" * OUT_OF_ROW_BYTES)
+    conn.publish("", "files", LARGE)
+    conn.publish_many("", "files", [b"small", b"L" * (OUT_OF_ROW_BYTES + 1), b"tail"])
+
+    (_, in_row, elsewhere), (_, big_row, big), (_, small, _), (_, over_row, over), (_, tail, _) = \
+        stored_bodies(db_path)
+    assert (in_row, elsewhere) == (b"s" * OUT_OF_ROW_BYTES, None)
+    assert (big_row, big) == (None, LARGE)
+    assert (over_row, over) == (None, b"L" * (OUT_OF_ROW_BYTES + 1))
+    assert (small, tail) == (b"small", b"tail")
+    assert conn.declare_queue("files", passive=True).message_count == 5
+    with sqlite3.connect(db_path) as db:  # the views and the byte counter see every body where it is
+        assert db.execute("SELECT bytes, ready_bytes FROM litemq_queue_stats").fetchone() == (
+            (OUT_OF_ROW_BYTES + len(LARGE) + 5 + OUT_OF_ROW_BYTES + 1 + 4,) * 2)
+        assert db.execute("SELECT body_bytes FROM litemq_message_view ORDER BY id").fetchall()[1] == (len(LARGE),)
+
+
+def test_a_large_body_comes_back_whole_through_claim_requeue_redelivery_and_auto_ack(
+        conn: litemq.Connection, db_path: str) -> None:
+    conn.declare_queue("files")
+    conn.publish("", "files", LARGE, litemq.Properties(content_type="application/octet-stream"))
+    conn.publish("", "files", LARGE[::-1])
+
+    first = conn.get("files")
+    assert first is not None and first.body == LARGE and first.properties.content_type == "application/octet-stream"
+    first.nack(requeue=True)
+    again = conn.get("files")
+    assert again is not None and again.body == LARGE and again.redelivered
+    again.ack()
+    assert [message_id for message_id, _, _ in stored_bodies(db_path)] != []
+    taken = conn.get("files", auto_ack=True)
+    assert taken is not None and taken.body == LARGE[::-1]
+    assert stored_bodies(db_path) == []
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (0,)
+
+
+def test_deleting_messages_any_way_deletes_their_large_bodies(conn: litemq.Connection, db_path: str) -> None:
+    for queue in ("purged", "deleted", "by-hand"):
+        conn.declare_queue(queue)
+        conn.publish_many("", queue, [LARGE, b"small"])
+    conn.purge_queue("purged")
+    conn.delete_queue("deleted")
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (1,)  # by-hand's
+        db.execute("DELETE FROM litemq_messages WHERE queue = 'by-hand'")
+        db.commit()
+        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (0,)
+
+
+def test_claiming_a_large_message_does_not_write_its_body_again(db_path: str) -> None:
+    # Measured as WAL growth: SQLite rewrites a row whole when its size changes, as a claim's lease does.
+    with litemq.connect(db_path, renew_leases=False) as conn:
+        conn.declare_queue("files")
+        conn.publish("", "files", LARGE)
+        with sqlite3.connect(db_path) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert os.path.getsize(db_path + "-wal") == 0
+        delivery = conn.get("files")
+        assert delivery is not None and delivery.body == LARGE
+        written = os.path.getsize(db_path + "-wal")
+    assert written < 16 * 4096, f"the claim wrote {written:,} bytes of WAL for a {len(LARGE):,}-byte body"

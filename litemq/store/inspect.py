@@ -11,7 +11,7 @@ from typing import Any, Optional
 
 from ..errors import NotADatabase
 from . import VERSION_TABLE
-from .sqlite import SQLiteStore
+from .sqlite import BODY, BODY_BYTES, SQLiteStore
 
 SELECT_QUEUES = ("SELECT queue, ready, unacked, total, consumers, durable, exclusive, auto_delete, arguments, "
                  "oldest_ready_seconds, bytes FROM litemq_queue_stats ORDER BY queue")
@@ -21,15 +21,15 @@ SELECT_BINDINGS = ("SELECT exchange, destination, destination_kind, routing_key,
                    "ORDER BY exchange, destination, routing_key, id")
 SELECT_CONNECTIONS = ("SELECT connection_id, pid, host, started_at, unacked, count(consumer_tag) AS consumers "
                       "FROM litemq_connection_view GROUP BY connection_id ORDER BY started_at, connection_id")
-PEEK = ("SELECT id, exchange, routing_key, body, properties, delivery_count, published_at FROM litemq_messages "
-        "WHERE queue = ? AND lease_token IS NULL ORDER BY id LIMIT ?")
-_HEAD = ("SELECT id FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL "
-         "ORDER BY priority DESC, id LIMIT ?")
+PEEK = (f"SELECT id, exchange, routing_key, {BODY} AS body, properties, delivery_count, published_at "
+        "FROM litemq_messages WHERE queue = ? AND lease_token IS NULL ORDER BY id LIMIT ?")
+SELECT_HEAD = (f"SELECT id, body IS NULL, {BODY_BYTES} FROM litemq_messages WHERE queue = ? AND lease_token IS NULL "
+               "AND visible_at IS NULL ORDER BY priority DESC, id LIMIT ?")
 MOVE_COPY = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
              "delivery_count, priority, expires_at) SELECT ?, exchange, routing_key, body, properties, published_at, "
-             f"delivery_count, min(priority, ?), expires_at FROM litemq_messages WHERE id IN ({_HEAD}) "
-             "ORDER BY priority DESC, id RETURNING length(body)")
-MOVE_DELETE = f"DELETE FROM litemq_messages WHERE id IN ({_HEAD})"
+             "delivery_count, min(priority, ?), expires_at FROM litemq_messages WHERE id = ? RETURNING id")
+MOVE_BODY = "UPDATE litemq_bodies SET id = ? WHERE id = ?"
+MOVE_DELETE = "DELETE FROM litemq_messages WHERE id = ?"
 ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ?"
 
 
@@ -65,8 +65,13 @@ def move(store: SQLiteStore, source: str, destination: str, limit: Optional[int]
     delivery order, keeping their expiry; ``max_priority`` is the destination's (0: not a priority queue).
     Returns how many."""
     count = -1 if limit is None else limit
-    sizes = [row[0] for row in store.execute(MOVE_COPY, (destination, max_priority, source, count)).fetchall()]
-    store.execute(MOVE_DELETE, (source, count))
+    sizes = []
+    for message_id, elsewhere, size in store.execute(SELECT_HEAD, (source, count)).fetchall():
+        new_id = store.execute(MOVE_COPY, (destination, max_priority, message_id)).fetchone()[0]
+        if elsewhere:
+            store.execute(MOVE_BODY, (new_id, message_id))  # so deleting the original leaves the body
+        store.execute(MOVE_DELETE, (message_id,))
+        sizes.append(size)
     store.execute(ADD_READY, (-len(sizes), -sum(sizes), source))
     store.execute(ADD_READY, (len(sizes), sum(sizes), destination))
     return len(sizes)

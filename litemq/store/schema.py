@@ -65,7 +65,7 @@ messages = Table(
     Column("queue", Text, nullable=False),
     Column("exchange", Text, nullable=False),
     Column("routing_key", Text, nullable=False),
-    Column("body", LargeBinary, nullable=False),
+    Column("body", LargeBinary, nullable=True),  # NULL when the body is in litemq_bodies
     Column("properties", Text, nullable=True),  # JSON object of the set properties, NULL when none
     Column("published_at", Float, nullable=False),
     Column("delivery_count", Integer, nullable=False, server_default=text("0")),
@@ -87,6 +87,14 @@ messages = Table(
     # Leased messages only; also walked whole to find an owner's leases (closing a channel, a dead connection).
     Index("ix_litemq_messages_lease_expiry", "queue", "lease_expires_at",
           sqlite_where=text("lease_token IS NOT NULL"), postgresql_where=text("lease_token IS NOT NULL")),
+)
+
+# Bodies over OUT_OF_ROW_BYTES, under their message's id (migration 0006: a trigger deletes one with its message).
+# A claim rewrites its message row, and SQLite rewrites a row whole, overflow pages and all, when its size changes.
+bodies = Table(
+    "litemq_bodies", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("body", LargeBinary, nullable=False),
 )
 
 connections = Table(

@@ -72,6 +72,11 @@ class ReturnedMessage(NamedTuple):
     delivery_count: int
 
 
+OUT_OF_ROW_BYTES = 3072
+"""A larger body is stored in litemq_bodies under its message's id, and the message row holds NULL: a claim, a
+requeue or a lease renewal rewrites the message row, and SQLite rewrites a row whole, overflow pages and all, when
+its size changes (a 1 MB body: 256 pages at every claim). A body up to this size fits its row's page."""
+
 # --- statements: the one source of SQL for the SQLite hot path (tests prepare each against the migrated schema)
 SELECT_REVISION = f"SELECT version_num FROM {VERSION_TABLE}"
 SELECT_EXCHANGE = "SELECT type, durable, auto_delete, internal, arguments FROM litemq_exchanges WHERE name = ?"
@@ -113,6 +118,10 @@ _QUEUE_EXPIRY = "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS 
 # COUNT_IN, with what a publish settles first: delayed messages falling due and unused queues expiring.
 COUNT_IN_FIRST = f"{COUNT_IN}, {_DELAYED_DUE}, {_QUEUE_EXPIRY}"
 SELECT_ARRIVAL_DEADLINES = f"SELECT {_DELAYED_DUE}, {_QUEUE_EXPIRY}"
+# A message's body and its size, from the row or from litemq_bodies.
+BODY = "coalesce(body, (SELECT b.body FROM litemq_bodies b WHERE b.id = litemq_messages.id))"
+BODY_BYTES = "coalesce(length(body), (SELECT length(b.body) FROM litemq_bodies b WHERE b.id = litemq_messages.id))"
+INSERT_BODY = "INSERT INTO litemq_bodies (id, body) VALUES (?, ?)"
 INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "priority, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 # A batch goes in as a few multi-row INSERTs of 256, 128, ... 1 rows (binding row by row costs twice as much),
@@ -123,17 +132,17 @@ INSERT_MESSAGES = {rows: "INSERT INTO litemq_messages (queue, exchange, routing_
                    for rows in BATCH_ROWS}
 INSERT_DELAYED = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-_RETURNED = "RETURNING id, queue, length(body), delivery_count"
-_TAKEN = "RETURNING id, queue, exchange, routing_key, body, properties, delivery_count"
+_RETURNED = f"RETURNING id, queue, {BODY_BYTES}, delivery_count"
+_TAKEN = f"RETURNING id, queue, exchange, routing_key, {BODY}, properties, delivery_count"
 _READY_IN_ORDER = ("SELECT id FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL "
                    "ORDER BY priority DESC, id LIMIT ?")
 RETURN_EXPIRED = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
                   f"WHERE queue = ? AND lease_token IS NOT NULL AND lease_expires_at <= ? {_RETURNED}")
 CLAIM = ("UPDATE litemq_messages SET lease_owner = ?, lease_token = ?, lease_expires_at = ?, "
          f"delivery_count = delivery_count + 1 WHERE id IN ({_READY_IN_ORDER}) "
-         "RETURNING id, exchange, routing_key, body, properties, delivery_count, priority")
+         f"RETURNING id, exchange, routing_key, {BODY}, properties, delivery_count, priority")
 CLAIM_AND_DELETE = (f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) "
-                    "RETURNING id, exchange, routing_key, body, properties, delivery_count + 1, priority")
+                    f"RETURNING id, exchange, routing_key, {BODY}, properties, delivery_count + 1, priority")
 TAKE_HEAD = f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) {_TAKEN}"
 TAKE_EXPIRED = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages "
                 f"WHERE expires_at <= ? AND lease_token IS NULL ORDER BY expires_at LIMIT ?) {_TAKEN}")
@@ -435,11 +444,15 @@ class SQLiteStore:
     def insert_message(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                        now: float, priority: int = 0, expires_at: Optional[float] = None) -> None:
         """Store a ready message (already counted in with ``count_in``)."""
-        self._db.execute(INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, expires_at))
+        self._insert(INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, expires_at))
 
     def insert_messages(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
                         properties: Optional[str], now: float, priority: int = 0) -> None:
         """Store ready messages that differ only in their bodies (counted in with ``count_in``), in this order."""
+        if any(len(body) > OUT_OF_ROW_BYTES for body in bodies):
+            for body in bodies:
+                self._insert(INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, None))
+            return
         start, left = 0, len(bodies)
         for rows in BATCH_ROWS:
             while left >= rows:
@@ -451,8 +464,17 @@ class SQLiteStore:
     def insert_delayed(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
                        properties: Optional[str], now: float, visible_at: float) -> None:
         """Store messages that join the queue at ``visible_at`` (not counted as ready until then), in this order."""
-        self._db.executemany(INSERT_DELAYED, [(queue, exchange, routing_key, body, properties, now, visible_at)
-                                              for body in bodies])
+        for body in bodies:
+            self._insert(INSERT_DELAYED, (queue, exchange, routing_key, body, properties, now, visible_at))
+
+    def _insert(self, sql: str, row: tuple[Any, ...]) -> None:
+        """Run an INSERT of one message whose fourth value is its body, storing a large body in litemq_bodies."""
+        body = row[3]
+        if len(body) <= OUT_OF_ROW_BYTES:
+            self._db.execute(sql, row)
+        else:
+            message_id = self._db.execute(sql, (*row[:3], None, *row[4:])).lastrowid
+            self._db.execute(INSERT_BODY, (message_id, body))
 
     def take_head(self, queue: str, count: int) -> list[StoredMessage]:
         """Remove up to ``count`` ready messages from the head of the queue (the next to be delivered)."""
