@@ -15,7 +15,8 @@ consumers drain the queue, stops them (a stop file), drains whatever is left its
   ``acked`` line), or delivered by a consumer killed between its ack's commit and the log line; none left over;
 - no message was delivered twice with redelivered=False, and none was acked twice;
 - every delivered id was published (a killed producer's one in-flight publish may be delivered unlogged);
-- no leases and no messages remain, ready_count matches the rows (also checked throughout the run), no
+- every large body (one message in LARGE_EVERY) comes back whole;
+- no leases, no messages and no large bodies remain, ready_count matches the rows (also checked throughout the run), no
   connection or consumer rows and no liveness lock files remain, PRAGMA integrity_check is ok;
 - no exception reached any worker (each writes its traceback to errors/<name>.txt; a SIGKILLed worker writes
   nothing) and nothing was written to any worker's stderr (litemq logs background failures there);
@@ -61,6 +62,9 @@ LOOP_SECONDS = 0.005
 INVARIANT_SECONDS = 0.5
 BURST_PROBABILITY = 0.005
 BURST_SIZE = (50, 500)
+LARGE_EVERY = 8
+"""Every eighth message carries a body over 3 KB (its id, a space, LARGE_PADDING), kept in litemq_bodies."""
+LARGE_PADDING = bytes(range(256)) * 20
 """A producer now and then publishes a burst at full speed (keeping its average rate by pausing after it)."""
 
 
@@ -195,7 +199,8 @@ class _Worker:
         while not self.stop_file.exists():
             self.check()
             message_id = f"{uid}:{n}"
-            reached = conn.publish("", QUEUE, message_id.encode(), litemq.Properties(delivery_mode=2))
+            body = message_id.encode() + (b" " + LARGE_PADDING if n % LARGE_EVERY == 0 else b"")
+            reached = conn.publish("", QUEUE, body, litemq.Properties(delivery_mode=2))
             if reached != 1:
                 raise AssertionError(f"publish of {message_id} reached {reached} queues, not 1")
             self.write(message_id)
@@ -227,7 +232,10 @@ class _Worker:
                 if self.stop_file.exists():
                     break
                 continue
-            message_id = delivery.body.decode()
+            head, _, padding = delivery.body.partition(b" ")
+            message_id = head.decode()
+            if padding not in (b"", LARGE_PADDING):
+                raise AssertionError(f"message {message_id}: its large body came back as {len(padding)} other bytes")
             self.write(f"delivered {message_id} {int(delivery.redelivered)}")
             roll = self.rng.random()
             if roll < self.spec["slow_probability"]:
@@ -586,7 +594,7 @@ class Harness:
         drained = []
         with litemq.connect(self.db, lease_seconds=self.config.lease_seconds) as conn:
             while (delivery := conn.get(QUEUE)) is not None:
-                drained.append(delivery.body.decode())
+                drained.append(delivery.body.partition(b" ")[0].decode())
                 delivery.ack()
         return drained
 
@@ -694,6 +702,7 @@ class Harness:
             checks = {
                 "messages": "SELECT count(*) FROM litemq_messages",
                 "leased messages": "SELECT count(*) FROM litemq_messages WHERE lease_token IS NOT NULL",
+                "large bodies": "SELECT count(*) FROM litemq_bodies",
                 "registered connections": "SELECT count(*) FROM litemq_connections",
                 "registered consumers": "SELECT count(*) FROM litemq_consumers",
             }
