@@ -23,13 +23,20 @@ SELECT_CONNECTIONS = ("SELECT connection_id, pid, host, started_at, unacked, cou
                       "FROM litemq_connection_view GROUP BY connection_id ORDER BY started_at, connection_id")
 PEEK = (f"SELECT id, exchange, routing_key, {BODY} AS body, properties, delivery_count, published_at "
         "FROM litemq_messages WHERE queue = ? AND lease_token IS NULL ORDER BY id LIMIT ?")
-SELECT_HEAD = (f"SELECT id, body IS NULL, {BODY_BYTES} FROM litemq_messages WHERE queue = ? AND lease_token IS NULL "
-               "AND visible_at IS NULL ORDER BY priority DESC, id LIMIT ?")
-MOVE_COPY = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
-             "delivery_count, priority, expires_at) SELECT ?, exchange, routing_key, body, properties, published_at, "
-             "delivery_count, min(priority, ?), expires_at FROM litemq_messages WHERE id = ? RETURNING id")
+_HEAD = ("SELECT id FROM litemq_messages WHERE queue = :source AND lease_token IS NULL AND visible_at IS NULL "
+         "ORDER BY priority DESC, id LIMIT :limit")
+SELECT_HEAD = (f"SELECT id, body IS NULL, {BODY_BYTES} FROM litemq_messages WHERE queue = ? "
+               "AND lease_token IS NULL AND visible_at IS NULL ORDER BY priority DESC, id LIMIT ?")
+SELECT_LAST_ID = "SELECT coalesce(max(id), 0) FROM litemq_messages"
+# The copies get ids after the last one, numbered in delivery order: the k-th message of the head becomes
+# last + k, so a body kept in litemq_bodies can follow its message.
+MOVE_COPY = ("INSERT INTO litemq_messages (id, queue, exchange, routing_key, body, properties, published_at, "
+             "delivery_count, priority, expires_at) SELECT :last + row_number() OVER (ORDER BY priority DESC, id), "
+             ":destination, exchange, routing_key, body, properties, published_at, delivery_count, "
+             "min(priority, :max_priority), expires_at "
+             f"FROM litemq_messages WHERE id IN ({_HEAD})")
 MOVE_BODY = "UPDATE litemq_bodies SET id = ? WHERE id = ?"
-MOVE_DELETE = "DELETE FROM litemq_messages WHERE id = ?"
+MOVE_DELETE = f"DELETE FROM litemq_messages WHERE id IN ({_HEAD})"
 ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ?"
 
 
@@ -65,16 +72,18 @@ def move(store: SQLiteStore, source: str, destination: str, limit: Optional[int]
     delivery order, keeping their expiry; ``max_priority`` is the destination's (0: not a priority queue).
     Returns how many."""
     count = -1 if limit is None else limit
-    sizes = []
-    for message_id, elsewhere, size in store.execute(SELECT_HEAD, (source, count)).fetchall():
-        new_id = store.execute(MOVE_COPY, (destination, max_priority, message_id)).fetchone()[0]
-        if elsewhere:
-            store.execute(MOVE_BODY, (new_id, message_id))  # so deleting the original leaves the body
-        store.execute(MOVE_DELETE, (message_id,))
-        sizes.append(size)
-    store.execute(ADD_READY, (-len(sizes), -sum(sizes), source))
-    store.execute(ADD_READY, (len(sizes), sum(sizes), destination))
-    return len(sizes)
+    head = store.execute(SELECT_HEAD, (source, count)).fetchall()
+    last = store.execute(SELECT_LAST_ID).fetchone()[0]
+    store.execute(MOVE_COPY, {"last": last, "destination": destination, "max_priority": max_priority,
+                              "source": source, "limit": count})
+    for position, (message_id, elsewhere, _) in enumerate(head, start=1):
+        if elsewhere:  # before the originals go, or the trigger would delete the body with them
+            store.execute(MOVE_BODY, (last + position, message_id))
+    store.execute(MOVE_DELETE, {"source": source, "limit": count})
+    size = sum(size for _, _, size in head)
+    store.execute(ADD_READY, (-len(head), -size, source))
+    store.execute(ADD_READY, (len(head), size, destination))
+    return len(head)
 
 
 def file_sizes(path: str) -> dict[str, int]:

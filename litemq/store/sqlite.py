@@ -354,8 +354,8 @@ class SQLiteStore:
         with self.lock:
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        """Run one statement in the current transaction; for tools and tests."""
+    def execute(self, sql: str, params: "Sequence[Any] | dict[str, Any]" = ()) -> sqlite3.Cursor:
+        """Run one statement in the current transaction (``?`` or ``:name`` parameters); for tools and tests."""
         return self._db.execute(sql, params)
 
     # --- exchanges
