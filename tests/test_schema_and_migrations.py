@@ -598,7 +598,7 @@ def test_migration_0003_counts_ready_bytes_and_its_downgrade_makes_delayed_messa
         assert [connection.get("seeded", auto_ack=True).body for _ in range(3)] == [b"one", b"two", b"later"]
 
 
-def test_migration_0006_keeps_large_bodies_written_in_rows_and_its_downgrade_brings_bodies_back_in(
+def test_migration_0006_moves_large_bodies_out_of_their_rows_and_its_downgrade_brings_them_back(
         tmp_path: Path) -> None:
     path = str(tmp_path / "bodies.db")
     large = bytes(range(256)) * 64
@@ -612,7 +612,10 @@ def test_migration_0006_keeps_large_bodies_written_in_rows_and_its_downgrade_bri
         db.commit()
     assert migrate.upgrade(path, "0006") is True
     with _db(path) as db:
-        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (0,)
+        assert db.execute("SELECT m.body, b.body FROM litemq_messages m JOIN litemq_bodies b ON b.id = m.id"
+                          ).fetchall() == [(None, large)]
+        assert db.execute("SELECT body FROM litemq_messages WHERE body IS NOT NULL ORDER BY id").fetchall() == [
+            (b"one",), (b"two",)]
         assert db.execute("SELECT body_bytes FROM litemq_message_view ORDER BY id").fetchall() == [
             (3,), (3,), (len(large),)]
         indexes = {name for (name,) in db.execute(
@@ -623,7 +626,7 @@ def test_migration_0006_keeps_large_bodies_written_in_rows_and_its_downgrade_bri
         connection.publish("", "seeded", large[::-1])  # stored out of row
         assert connection.get("seeded", auto_ack=True).body == b"one"
     with _db(path) as db:
-        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (1,)
+        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (2,)
 
     assert migrate.upgrade(path, "0005") is True
     with _db(path) as db:

@@ -2,7 +2,7 @@
 the message row holds NULL in ``body``. A claim, a requeue and a lease renewal rewrite the message row, and SQLite
 rewrites a row whole, overflow pages and all, when its size changes: a 1 MB body was written again at every claim.
 A trigger deletes a body with its message, whoever deletes it (litemq, or plain SQL). The views read bodies from
-either place.
+either place. Large bodies already stored move out of their rows here.
 
 SQLite cannot make a column nullable in place: the messages table is rebuilt (views first dropped, then made
 again; the indexes made again as they were).
@@ -21,6 +21,7 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
+OUT_OF_ROW_BYTES = 3072  # litemq.store.sqlite's, as of this revision
 BODY_TRIGGER = "litemq_messages_delete_body"
 BODY = "coalesce(m.body, (SELECT b.body FROM litemq_bodies b WHERE b.id = m.id))"
 BODY_BYTES = "coalesce(length(m.body), (SELECT length(b.body) FROM litemq_bodies b WHERE b.id = m.id))"
@@ -100,6 +101,9 @@ def upgrade() -> None:
                     sa.Column("id", sa.Integer(), nullable=False),
                     sa.Column("body", sa.LargeBinary(), nullable=False),
                     sa.PrimaryKeyConstraint("id", name="pk_litemq_bodies"))
+    op.execute("INSERT INTO litemq_bodies (id, body) SELECT id, body FROM litemq_messages "
+               f"WHERE length(body) > {OUT_OF_ROW_BYTES}")
+    op.execute(f"UPDATE litemq_messages SET body = NULL WHERE length(body) > {OUT_OF_ROW_BYTES}")
     op.execute(f"CREATE TRIGGER {BODY_TRIGGER} AFTER DELETE ON litemq_messages WHEN old.body IS NULL "
                "BEGIN DELETE FROM litemq_bodies WHERE id = old.id; END")
     _create_views(views)
