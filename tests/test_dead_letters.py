@@ -101,6 +101,18 @@ def test_each_trigger_dead_letters_the_message_with_its_reason(conn, dlx, frozen
                                (b"m",)).fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("trigger", [t for t in TRIGGERS if t != "reject-publish-dlx"])  # that one refuses "m"
+def test_each_trigger_dead_letters_a_large_body_whole_and_leaves_no_copy_of_it(conn, dlx, frozen, trigger):
+    arguments, act, reason = TRIGGERS[trigger]
+    large = bytes(range(256)) * 40  # over 3 KB: kept in litemq_bodies
+    conn.declare_queue("src", arguments={"x-dead-letter-exchange": dlx, **arguments})
+    conn.publish("", "src", large)
+    act(conn, frozen)
+    dead = conn.get("dead", auto_ack=True)
+    assert dead is not None and dead.body == large and deaths(dead) == [("src", reason, 1)]
+    assert conn._store.execute("SELECT count(*) FROM litemq_bodies").fetchone()[0] == 0
+
+
 @pytest.mark.parametrize("trigger", list(TRIGGERS))
 def test_without_a_dead_letter_exchange_each_trigger_drops_the_message(conn, frozen, trigger):
     arguments, act, reason = TRIGGERS[trigger]

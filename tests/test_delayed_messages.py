@@ -84,6 +84,18 @@ def test_a_due_delayed_message_is_counted_and_got_like_any_other(conn: litemq.Co
     assert sql(conn.path, "SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
+def test_a_large_delayed_message_joins_its_queue_whole_and_leaves_no_body_behind(conn: litemq.Connection, q: str,
+                                                                              frozen: Any) -> None:
+    large = bytes(range(256)) * 40  # over 3 KB: kept in litemq_bodies
+    conn.publish("", q, large, delay=5)
+    frozen.tick(5)
+    delivery = conn.get(q)
+    assert delivery is not None and delivery.body == large
+    delivery.ack()
+    assert sql(conn.path, "SELECT (SELECT count(*) FROM litemq_messages), (SELECT count(*) FROM litemq_bodies)") == [
+        (0, 0)]
+
+
 def test_a_due_delayed_message_joins_behind_messages_that_were_ready_before_it(conn: litemq.Connection, q: str,
                                                                                frozen: Any) -> None:
     conn.publish("", q, b"delayed", delay=5)
