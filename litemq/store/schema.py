@@ -90,7 +90,7 @@ messages = Table(
 )
 
 # Bodies over OUT_OF_ROW_BYTES, under their message's id (migration 0006: a trigger deletes one with its message).
-# A claim rewrites its message row, and SQLite rewrites a row whole, overflow pages and all, when its size changes.
+# A claim or a requeue resizes its message row (the lease), and SQLite then rewrites the row whole, overflow and all.
 bodies = Table(
     "litemq_bodies", metadata,
     Column("id", Integer, primary_key=True),

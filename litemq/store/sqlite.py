@@ -73,9 +73,9 @@ class ReturnedMessage(NamedTuple):
 
 
 OUT_OF_ROW_BYTES = 3072
-"""A larger body is stored in litemq_bodies under its message's id, and the message row holds NULL: a claim, a
-requeue or a lease renewal rewrites the message row, and SQLite rewrites a row whole, overflow pages and all, when
-its size changes (a 1 MB body: 256 pages at every claim). A body up to this size fits its row's page."""
+"""A larger body is stored in litemq_bodies under its message's id, and the message row holds NULL: a claim or a
+requeue sets or clears the row's lease, and SQLite rewrites a row whole, overflow pages and all, when its size
+changes (a 1 MB body: 256 pages at every claim). A body up to this size fits its row's page."""
 
 # --- statements: the one source of SQL for the SQLite hot path (tests prepare each against the migrated schema)
 SELECT_REVISION = f"SELECT version_num FROM {VERSION_TABLE}"

@@ -1,5 +1,5 @@
 """Large bodies in a table of their own: ``litemq_bodies`` holds each body over 3 KB, under its message's id, and
-the message row holds NULL in ``body``. A claim, a requeue and a lease renewal rewrite the message row, and SQLite
+the message row holds NULL in ``body``. A claim and a requeue set or clear the message row's lease, and SQLite
 rewrites a row whole, overflow pages and all, when its size changes: a 1 MB body was written again at every claim.
 A trigger deletes a body with its message, whoever deletes it (litemq, or plain SQL). The views read bodies from
 either place. Large bodies already stored move out of their rows here.
