@@ -631,6 +631,16 @@ def test_peek_shows_the_first_ready_messages_without_taking_them(world: str, con
     assert conn.get("audit", auto_ack=True).delivery_count == 2  # peeking did not count as a delivery
 
 
+def test_peek_shows_messages_in_delivery_order_by_priority_and_not_delayed_ones(db_path: str, conn: litemq.Connection,
+                                                                            run: Callable[..., Result]) -> None:
+    conn.declare_queue("urgent", arguments={"x-max-priority": 9})
+    conn.publish("", "urgent", b"low", Properties(priority=1))
+    conn.publish("", "urgent", b"not yet", Properties(priority=9), delay=3600)
+    conn.publish("", "urgent", b"high", Properties(priority=9))
+    assert [m["body"] for m in json.loads(run("peek", "urgent", "--json").out)] == ["high", "low"]
+    assert [conn.get("urgent", auto_ack=True).body for _ in range(2)] == [b"high", b"low"]
+
+
 def test_peek_prints_a_table_with_utf8_bodies_as_text_and_others_escaped(world: str,
                                                                          run: Callable[..., Result]) -> None:
     assert run("peek", "audit").out == (

@@ -22,7 +22,8 @@ SELECT_BINDINGS = ("SELECT exchange, destination, destination_kind, routing_key,
 SELECT_CONNECTIONS = ("SELECT connection_id, pid, host, started_at, unacked, count(consumer_tag) AS consumers "
                       "FROM litemq_connection_view GROUP BY connection_id ORDER BY started_at, connection_id")
 PEEK = (f"SELECT id, exchange, routing_key, {BODY} AS body, properties, delivery_count, published_at "
-        "FROM litemq_messages WHERE queue = ? AND lease_token IS NULL ORDER BY id LIMIT ?")
+        "FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL "
+        "ORDER BY priority DESC, id LIMIT ?")
 _HEAD = ("SELECT id FROM litemq_messages WHERE queue = :source AND lease_token IS NULL AND visible_at IS NULL "
          "ORDER BY priority DESC, id LIMIT :limit")
 SELECT_HEAD = (f"SELECT id, body IS NULL, {BODY_BYTES} FROM litemq_messages WHERE queue = ? "
