@@ -51,7 +51,7 @@ class _Value:
         return f"{type(self).__name__}({shown})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return _rebuild, (type(self), {name: getattr(self, name) for name in self.__slots__})
+        return _rebuild, (type(self), {name: getattr(self, name) for name in self.__slots__ if hasattr(self, name)})
 
 
 def _rebuild(cls: type, values: dict[str, Any]) -> Any:
@@ -68,7 +68,7 @@ class Properties(_Value):
     """AMQP basic properties, field for field as pika's ``BasicProperties``. Immutable; ``replace`` makes a
     changed copy."""
 
-    __slots__ = PROPERTY_NAMES
+    __slots__ = (*PROPERTY_NAMES, "_encoded")  # _encoded: how encode_properties stored it, once computed
     _compared = PROPERTY_NAMES
     content_type: Optional[str]
     content_encoding: Optional[str]
@@ -260,15 +260,23 @@ def decode_table(text: Optional[str]) -> dict[str, Any]:
     return value
 
 
+_UNENCODED = object()
+
+
 def encode_properties(properties: Properties) -> Optional[str]:
-    if properties is EMPTY_PROPERTIES:
-        return None
+    encoded = getattr(properties, "_encoded", _UNENCODED)
+    if encoded is not _UNENCODED:
+        return encoded  # type: ignore[no-any-return]
     data = properties.set_fields()
     if not data:
-        return None
-    if "headers" in data:
-        data["headers"] = _encode_value(data["headers"])
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+        encoded = None
+    else:
+        if "headers" in data:
+            data["headers"] = _encode_value(data["headers"])
+        encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    if properties.headers is None:  # headers can be a dict its owner changes later: never kept
+        object.__setattr__(properties, "_encoded", encoded)
+    return encoded
 
 
 def decode_properties(text: Optional[str]) -> Properties:

@@ -291,6 +291,29 @@ def test_properties_compare_hash_and_pickle_by_their_fields() -> None:
     assert "app_id='a'" in repr(first)
 
 
+def test_properties_published_again_are_stored_the_same_and_pickle_after_it(conn: litemq.Connection) -> None:
+    import pickle
+
+    persistent = Properties(delivery_mode=2, content_type="text/plain")
+    conn.declare_queue("again")
+    for _ in range(2):
+        conn.publish("", "again", b"x", persistent)
+    stored = conn._store.execute("SELECT DISTINCT properties FROM litemq_messages").fetchall()
+    assert [json.loads(text) for (text,) in stored] == [{"content_type": "text/plain", "delivery_mode": 2}]
+    assert pickle.loads(pickle.dumps(persistent)) == persistent
+    assert conn.get("again", auto_ack=True).properties == persistent
+
+
+def test_headers_changed_after_a_publish_are_stored_as_they_are_at_the_next(conn: litemq.Connection) -> None:
+    headers = {"step": 1}
+    properties = Properties(headers=headers)
+    conn.declare_queue("changing")
+    conn.publish("", "changing", b"first", properties)
+    headers["step"] = 2  # the dict is the caller's: what a publish stores is what it holds then
+    conn.publish("", "changing", b"second", properties)
+    assert [conn.get("changing", auto_ack=True).properties.headers for _ in range(2)] == [{"step": 1}, {"step": 2}]
+
+
 def test_a_delivery_compares_and_shows_its_message_not_its_channel(conn: litemq.Connection) -> None:
     conn.declare_queue("values")
     conn.publish("", "values", b"body")

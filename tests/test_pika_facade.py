@@ -212,6 +212,27 @@ def test_every_basic_property_survives_basic_publish_and_basic_get(channel: pika
     assert body == b"{}"
 
 
+def test_basic_properties_changed_between_publishes_are_published_as_they_are(channel: pika.BlockingChannel) -> None:
+    properties = pika.BasicProperties(delivery_mode=2, priority=1)
+    channel.queue_declare("changing")
+    channel.basic_publish("", "changing", b"first", properties)
+    properties.priority = 3
+    properties.app_id = "shop"
+    channel.basic_publish("", "changing", b"second", properties)
+    received = [channel.basic_get("changing", auto_ack=True)[1] for _ in range(2)]
+    assert [(p.delivery_mode, p.priority, p.app_id) for p in received] == [(2, 1, None), (2, 3, "shop")]
+
+
+@pytest.mark.parametrize("field, bad", [("priority", True), ("delivery_mode", True), ("delivery_mode", 2.0)])
+def test_a_property_equal_to_a_good_one_but_of_the_wrong_type_is_refused_after_the_good_one(
+        channel: pika.BlockingChannel, field: str, bad: Any) -> None:
+    channel.queue_declare("typed")
+    good = {"priority": 1, "delivery_mode": 2}[field]
+    channel.basic_publish("", "typed", b"ok", pika.BasicProperties(**{field: good}))
+    with pytest.raises(TypeError, match=field):
+        channel.basic_publish("", "typed", b"bad", pika.BasicProperties(**{field: bad}))
+
+
 def test_a_message_without_properties_arrives_with_every_property_none(channel: pika.BlockingChannel) -> None:
     channel.queue_declare("plain")
     channel.basic_publish("", "plain", b"x")

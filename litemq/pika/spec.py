@@ -99,6 +99,10 @@ _PROPERTY_NAMES = ("content_type", "content_encoding", "headers", "delivery_mode
                    "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
 
 
+_NATIVE: dict[tuple[tuple[Any, ...], tuple[type, ...]], Properties] = {}
+_NATIVE_MAX = 256
+
+
 class BasicProperties:
     """pika's message properties: every field optional and settable."""
 
@@ -131,10 +135,25 @@ class BasicProperties:
         return isinstance(other, BasicProperties) and vars(other) == vars(self)
 
     def to_native(self) -> Properties:
-        values = {name: getattr(self, name) for name in _PROPERTY_NAMES}
-        if isinstance(values["delivery_mode"], DeliveryMode):
-            values["delivery_mode"] = values["delivery_mode"].value
-        return Properties(**values)
+        values = tuple(getattr(self, name) for name in _PROPERTY_NAMES)
+        # The same settings give the same immutable Properties, checked and encoded once. By type as well as value
+        # (True == 1, 2.0 == 2: those must still be refused), and never with headers (a dict, changed at will).
+        key = None if values[2] is not None else (values, tuple(map(type, values)))
+        try:
+            native = _NATIVE.get(key) if key is not None else None
+        except TypeError:  # a value that cannot be hashed: checked (and refused) below
+            key = native = None
+        if native is not None:
+            return native
+        fields = dict(zip(_PROPERTY_NAMES, values))
+        if isinstance(fields["delivery_mode"], DeliveryMode):
+            fields["delivery_mode"] = fields["delivery_mode"].value
+        native = Properties(**fields)
+        if key is not None:
+            if len(_NATIVE) >= _NATIVE_MAX:
+                _NATIVE.clear()
+            _NATIVE[key] = native
+        return native
 
     @classmethod
     def from_native(cls, properties: Properties) -> "BasicProperties":
