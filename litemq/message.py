@@ -246,6 +246,9 @@ def _decode_object(obj: dict[str, Any]) -> Any:
     return decimal.Decimal(obj["v"])
 
 
+_properties_decoder = json.JSONDecoder(object_hook=_decode_object)
+
+
 def encode_table(table: Optional[Mapping[str, Any]]) -> Optional[str]:
     """An AMQP field table (headers, arguments) as canonical JSON, or None when empty."""
     if not table:
@@ -279,10 +282,21 @@ def encode_properties(properties: Properties) -> Optional[str]:
     return encoded
 
 
+_DECODED_MAX = 256
+_decoded: dict[str, Properties] = {}
+
+
 def decode_properties(text: Optional[str]) -> Properties:
     if text is None:
         return EMPTY_PROPERTIES
-    return Properties(**json.loads(text, object_hook=_decode_object))
+    properties = _decoded.get(text)
+    if properties is None:
+        properties = Properties(**_properties_decoder.decode(text))
+        if properties.headers is None:  # then it holds nothing mutable, and one serves every message stored so
+            if len(_decoded) >= _DECODED_MAX:
+                _decoded.clear()
+            _decoded[text] = properties
+    return properties
 
 
 def encode_body(body: Any) -> bytes:

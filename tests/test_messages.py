@@ -314,6 +314,17 @@ def test_headers_changed_after_a_publish_are_stored_as_they_are_at_the_next(conn
     assert [conn.get("changing", auto_ack=True).properties.headers for _ in range(2)] == [{"step": 1}, {"step": 2}]
 
 
+def test_deliveries_of_equal_headers_do_not_share_one_headers_dict(conn: litemq.Connection) -> None:
+    conn.declare_queue("shared")
+    for _ in range(2):
+        conn.publish("", "shared", b"x", Properties(headers={"n": 1}, delivery_mode=2))
+    first, second = conn.get("shared", auto_ack=True), conn.get("shared", auto_ack=True)
+    assert first is not None and second is not None
+    first.properties.headers["n"] = 99  # type: ignore[index]
+    assert second.properties.headers == {"n": 1}
+    assert first.properties is not second.properties
+
+
 def test_a_delivery_compares_and_shows_its_message_not_its_channel(conn: litemq.Connection) -> None:
     conn.declare_queue("values")
     conn.publish("", "values", b"body")
