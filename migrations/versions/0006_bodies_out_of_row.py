@@ -4,13 +4,14 @@ rewrites a row whole, overflow pages and all, when its size changes: a 1 MB body
 A trigger deletes a body with its message, whoever deletes it (litemq, or plain SQL). The views read bodies from
 either place. Large bodies already stored move out of their rows here.
 
-SQLite cannot make a column nullable in place: the messages table is rebuilt (views first dropped, then made
-again; the indexes made again as they were).
+SQLite cannot make a column nullable in place: the messages table is rebuilt from its stored definition (views
+first dropped, then made again; the indexes made again from theirs).
 
 Revision ID: 0006
 Revises: 0005
 """
 import importlib.util
+import re
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -49,36 +50,26 @@ def _views() -> dict:
 
 
 def _rebuild_messages(body_nullable: bool) -> None:
-    """The messages table made again with ``body`` nullable or not, its rows, ids and indexes kept."""
-    op.create_table(
-        "litemq_messages_rebuilt",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("queue", sa.Text(), nullable=False),
-        sa.Column("exchange", sa.Text(), nullable=False),
-        sa.Column("routing_key", sa.Text(), nullable=False),
-        sa.Column("body", sa.LargeBinary(), nullable=body_nullable),
-        sa.Column("properties", sa.Text(), nullable=True),
-        sa.Column("published_at", sa.Float(), nullable=False),
-        sa.Column("delivery_count", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("lease_owner", sa.Text(), nullable=True),
-        sa.Column("lease_token", sa.Integer(), nullable=True),
-        sa.Column("lease_expires_at", sa.Float(), nullable=True),
-        sa.Column("priority", sa.Integer(), server_default=sa.text("0"), nullable=False),
-        sa.Column("expires_at", sa.Float(), nullable=True),
-        sa.Column("visible_at", sa.Float(), nullable=True),
-        sa.PrimaryKeyConstraint("id", name="pk_litemq_messages"),
-    )
-    op.execute(f"INSERT INTO litemq_messages_rebuilt ({COLUMNS}) SELECT {COLUMNS} FROM litemq_messages")
+    """The messages table made again from its own stored definition with ``body`` nullable or not (SQLite's
+    documented way to change a column): rows, ids and indexes kept."""
+    bind = op.get_bind()
+    table = bind.execute(sa.text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'litemq_messages'"))
+    definition = table.scalar_one()
+    indexes = bind.execute(sa.text("SELECT sql FROM sqlite_master WHERE type = 'index' "
+                                   "AND tbl_name = 'litemq_messages' AND sql IS NOT NULL")).scalars().all()
+    strict, loose = "body BLOB NOT NULL,", "body BLOB,"
+    before, after = (strict, loose) if body_nullable else (loose, strict)
+    assert definition.count(before) == 1, definition
+    # A table SQLite renamed keeps its name quoted in its stored definition.
+    rebuilt = re.sub(r'^CREATE TABLE "?litemq_messages"? \(', "CREATE TABLE litemq_messages_rebuilt (",
+                     definition.replace(before, after))
+    assert rebuilt.startswith("CREATE TABLE litemq_messages_rebuilt ("), rebuilt
+    op.execute(rebuilt)
+    op.execute("INSERT INTO litemq_messages_rebuilt SELECT * FROM litemq_messages")
     op.drop_table("litemq_messages")
     op.rename_table("litemq_messages_rebuilt", "litemq_messages")
-    op.create_index("ix_litemq_messages_ready", "litemq_messages", ["queue", sa.text("priority DESC"), "id"],
-                    sqlite_where=sa.text("lease_token IS NULL AND visible_at IS NULL"))
-    op.create_index("ix_litemq_messages_expiry", "litemq_messages", ["expires_at"],
-                    sqlite_where=sa.text("expires_at IS NOT NULL AND lease_token IS NULL"))
-    op.create_index("ix_litemq_messages_delayed", "litemq_messages", ["visible_at"],
-                    sqlite_where=sa.text("visible_at IS NOT NULL"))
-    op.create_index("ix_litemq_messages_lease_expiry", "litemq_messages", ["queue", "lease_expires_at"],
-                    sqlite_where=sa.text("lease_token IS NOT NULL"))
+    for index in indexes:
+        op.execute(index)
 
 
 def _drop_views(views: dict) -> None:
