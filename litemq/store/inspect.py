@@ -26,8 +26,8 @@ PEEK = (f"SELECT id, exchange, routing_key, {BODY} AS body, properties, delivery
         "ORDER BY priority DESC, id LIMIT ?")
 _HEAD = ("SELECT id FROM litemq_messages WHERE queue = :source AND lease_token IS NULL AND visible_at IS NULL "
          "ORDER BY priority DESC, id LIMIT :limit")
-SELECT_HEAD = (f"SELECT id, body IS NULL, {BODY_BYTES} FROM litemq_messages WHERE queue = ? "
-               "AND lease_token IS NULL AND visible_at IS NULL ORDER BY priority DESC, id LIMIT ?")
+SELECT_HEAD = (f"SELECT id, body IS NULL, {BODY_BYTES} FROM litemq_messages WHERE id IN ({_HEAD}) "
+               "ORDER BY priority DESC, id")
 SELECT_LAST_ID = "SELECT coalesce(max(id), 0) FROM litemq_messages"
 # The copies get ids after the last one, numbered in delivery order: the k-th message of the head becomes
 # last + k, so a body kept in litemq_bodies can follow its message.
@@ -72,15 +72,14 @@ def move(store: SQLiteStore, source: str, destination: str, limit: Optional[int]
     """Move up to ``limit`` ready messages (all when None) from the head of one queue to the tail of another, in
     delivery order, keeping their expiry; ``max_priority`` is the destination's (0: not a priority queue).
     Returns how many."""
-    count = -1 if limit is None else limit
-    head = store.execute(SELECT_HEAD, (source, count)).fetchall()
+    of_head = {"source": source, "limit": -1 if limit is None else limit}
+    head = store.execute(SELECT_HEAD, of_head).fetchall()
     last = store.execute(SELECT_LAST_ID).fetchone()[0]
-    store.execute(MOVE_COPY, {"last": last, "destination": destination, "max_priority": max_priority,
-                              "source": source, "limit": count})
+    store.execute(MOVE_COPY, {**of_head, "last": last, "destination": destination, "max_priority": max_priority})
     for position, (message_id, elsewhere, _) in enumerate(head, start=1):
         if elsewhere:  # before the originals go, or the trigger would delete the body with them
             store.execute(MOVE_BODY, (last + position, message_id))
-    store.execute(MOVE_DELETE, {"source": source, "limit": count})
+    store.execute(MOVE_DELETE, of_head)
     size = sum(size for _, _, size in head)
     store.execute(ADD_READY, (-len(head), -size, source))
     store.execute(ADD_READY, (len(head), size, destination))
