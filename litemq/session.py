@@ -215,7 +215,7 @@ class Session:
         store.unregister_connection(connection_id)
         if registered:
             logger().info("litemq: connection %s on %s died; %d deliveries returned to their queues", connection_id,
-                     self.path, len(returned))
+                          self.path, len(returned))
 
     # --- background duties: lease renewal and WAL checkpoints
     def lease_taken(self, lease_seconds: float) -> None:

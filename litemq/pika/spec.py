@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Optional
 
-from ..message import Properties
+from ..message import PROPERTY_NAMES, Properties
 
 TRANSIENT_DELIVERY_MODE = 1
 PERSISTENT_DELIVERY_MODE = 2
@@ -95,10 +95,6 @@ class Tx:
     RollbackOk = _method("Tx.RollbackOk")
 
 
-_PROPERTY_NAMES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
-                   "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
-
-
 _NATIVE: dict[tuple[tuple[Any, ...], tuple[type, ...]], Properties] = {}
 _NATIVE_MAX = 256
 
@@ -128,14 +124,14 @@ class BasicProperties:
         self.cluster_id = cluster_id
 
     def __repr__(self) -> str:
-        fields = [f"{name}={getattr(self, name)!r}" for name in _PROPERTY_NAMES if getattr(self, name) is not None]
+        fields = [f"{name}={getattr(self, name)!r}" for name in PROPERTY_NAMES if getattr(self, name) is not None]
         return f"<BasicProperties({fields})>"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, BasicProperties) and vars(other) == vars(self)
 
     def to_native(self) -> Properties:
-        values = tuple(getattr(self, name) for name in _PROPERTY_NAMES)
+        values = tuple(getattr(self, name) for name in PROPERTY_NAMES)
         # The same settings give the same immutable Properties, checked and encoded once. By type as well as value
         # (True == 1, 2.0 == 2: those must still be refused), and never with headers (a dict, changed at will).
         key = None if values[2] is not None else (values, tuple(map(type, values)))
@@ -145,7 +141,7 @@ class BasicProperties:
             key = native = None
         if native is not None:
             return native
-        fields = dict(zip(_PROPERTY_NAMES, values))
+        fields = dict(zip(PROPERTY_NAMES, values))
         if isinstance(fields["delivery_mode"], DeliveryMode):
             fields["delivery_mode"] = fields["delivery_mode"].value
         native = Properties(**fields)
@@ -157,4 +153,4 @@ class BasicProperties:
 
     @classmethod
     def from_native(cls, properties: Properties) -> "BasicProperties":
-        return cls(**{name: getattr(properties, name) for name in _PROPERTY_NAMES})
+        return cls(**{name: getattr(properties, name) for name in PROPERTY_NAMES})

@@ -119,8 +119,9 @@ _QUEUE_EXPIRY = "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS 
 COUNT_IN_FIRST = f"{COUNT_IN}, {_DELAYED_DUE}, {_QUEUE_EXPIRY}"
 SELECT_ARRIVAL_DEADLINES = f"SELECT {_DELAYED_DUE}, {_QUEUE_EXPIRY}"
 # A message's body and its size, from the row or from litemq_bodies.
-BODY = "coalesce(body, (SELECT b.body FROM litemq_bodies b WHERE b.id = litemq_messages.id))"
-BODY_BYTES = "coalesce(length(body), (SELECT length(b.body) FROM litemq_bodies b WHERE b.id = litemq_messages.id))"
+_OUT_OF_ROW = "(SELECT {} FROM litemq_bodies b WHERE b.id = litemq_messages.id)"
+BODY = f"coalesce(body, {_OUT_OF_ROW.format('b.body')})"
+BODY_BYTES = f"coalesce(length(body), {_OUT_OF_ROW.format('length(b.body)')})"
 INSERT_BODY = "INSERT INTO litemq_bodies (id, body) VALUES (?, ?)"
 INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "priority, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
@@ -451,7 +452,7 @@ class SQLiteStore:
         """Store ready messages that differ only in their bodies (counted in with ``count_in``), in this order."""
         if any(len(body) > OUT_OF_ROW_BYTES for body in bodies):
             for body in bodies:
-                self._insert(INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, None))
+                self.insert_message(queue, exchange, routing_key, body, properties, now, priority)
             return
         start, left = 0, len(bodies)
         for rows in BATCH_ROWS:
