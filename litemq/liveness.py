@@ -43,6 +43,28 @@ def sidecar_directory(db_path: str) -> str:
     return db_path + "-litemq"
 
 
+def _lock_file(directory: str, connection_id: str) -> str:
+    return os.path.join(directory, connection_id + SUFFIX)
+
+
+def is_alive(db_path: str, connection_id: str) -> bool:
+    """Whether a connection's owner still holds its lock, checked without keeping anything (for a process with no
+    connection of its own yet, such as one about to migrate the file). False where there are no locks."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(_lock_file(sidecar_directory(db_path), connection_id), os.O_RDWR)
+    except FileNotFoundError:
+        return False  # its lock was created before its row, so the connection is gone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # and with it the shared lock, if it was taken
+    return False
+
+
 class Liveness:
     """This connection's own lock, and the checks of the others'."""
 
@@ -80,7 +102,7 @@ class Liveness:
         return self._own_fd is not None
 
     def _path(self, connection_id: str) -> str:
-        return os.path.join(self.directory, connection_id + SUFFIX)
+        return _lock_file(self.directory, connection_id)
 
     def dead(self, connection_ids: Iterable[str]) -> list[str]:
         """The connections among these whose owner is gone. Their locks stay taken until ``forget``."""

@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import pytest
 
 import litemq
-from litemq.errors import SchemaTooNew, StorageError
+from litemq.errors import SchemaError, SchemaTooNew, StorageError
 from litemq.store import SCHEMA_REVISION, VERSION_TABLE, migrate
 from litemq.store import sqlite as sqlite_store
 
@@ -279,6 +279,57 @@ def test_file_from_a_newer_litemq_is_refused_and_left_unchanged(db_path: str) ->
     assert SCHEMA_REVISION in message
     assert _dump(db_path) == before
     assert _version_rows(db_path) == ["ffffffffffff"]
+
+
+def _register_live_connection(path: str, connection_id: str) -> Any:
+    """What a connection opened by an older litemq leaves in a file: its row, and its lock held (returned)."""
+    from litemq.liveness import Liveness
+
+    held = Liveness(path, connection_id)
+    with _db(path) as db:
+        db.execute("INSERT INTO litemq_connections (id, pid, host, started_at) VALUES (?, ?, 'old-host', 0)",
+                   (connection_id, os.getpid()))
+        db.commit()
+    return held
+
+
+def test_file_open_in_an_older_litemq_is_not_migrated_under_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "in-use.db")
+    migrate.upgrade(path, "0005")
+    held = _register_live_connection(path, "older-connection")
+    before = _dump(path)
+
+    with pytest.raises(SchemaError) as raised:
+        litemq.connect(path)
+
+    message = str(raised.value)
+    assert path in message and "'0005'" in message and f"pid {os.getpid()} on old-host" in message
+    assert "close them" in message
+    assert _dump(path) == before
+    held.close()  # that process ends: its lock goes, and its row is a dead connection's
+    with litemq.connect(path) as conn:
+        assert _version_rows(path) == [SCHEMA_REVISION]
+        assert conn.declare_queue("after").message_count == 0
+
+
+def test_dead_connections_left_in_a_file_do_not_hold_its_migration_back(tmp_path: Path) -> None:
+    path = str(tmp_path / "crashed.db")
+    migrate.upgrade(path, "0005")
+    _register_live_connection(path, "crashed-connection").close()  # killed: row left, lock gone
+
+    assert migrate.upgrade(path) is True
+    assert _version_rows(path) == [SCHEMA_REVISION]
+
+
+def test_file_is_not_downgraded_under_an_open_connection(db_path: str) -> None:
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("kept")
+        with pytest.raises(SchemaError, match=rf"cannot migrate .* from schema '{SCHEMA_REVISION}' to '0005' "
+                                              r"while 1 litemq connection"):
+            migrate.upgrade(db_path, "0005")
+        assert _version_rows(db_path) == [SCHEMA_REVISION]
+        conn.publish("", "kept", b"still works")
+    assert migrate.upgrade(db_path, "0005") is True
 
 
 BROKEN_REVISION = '''"""A revision that fails halfway: it creates a table, then raises.

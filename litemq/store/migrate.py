@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import SchemaError, SchemaTooNew
+from ..liveness import is_alive
 from . import SCHEMA_REVISION, VERSION_TABLE
 
 log = logging.getLogger("litemq")
@@ -75,6 +76,8 @@ def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
                     raise SchemaError(f"unknown schema revision {revision!r} for {path}") from exc
             if current == target:
                 return False
+            if current is not None:
+                _check_unused(path, connection, current, target)
             config.attributes["connection"] = connection
             if current is None or _is_ancestor(script, current, target):
                 command.upgrade(config, revision)
@@ -108,6 +111,19 @@ def _check_known(path: str, current: Optional[str], script: Any) -> None:
         raise SchemaTooNew(
             f"{path} has schema revision {current!r}, which this litemq does not know (it writes "
             f"{SCHEMA_REVISION!r}): the file was written by a newer litemq; upgrade litemq to open it")
+
+
+def _check_unused(path: str, connection: Any, current: str, target: Optional[str]) -> None:
+    """Refuse to migrate a file that live connections have open: they run the statements of the schema they opened
+    (in an older litemq, or one told to downgrade), and would misread what a migration moves under them (0006 takes
+    large bodies out of their rows). Read under the migration's write lock: no connection registers meanwhile."""
+    rows = connection.exec_driver_sql("SELECT id, pid, host FROM litemq_connections ORDER BY started_at").fetchall()
+    live = [f"pid {pid} on {host}" for connection_id, pid, host in rows if is_alive(path, connection_id)]
+    if live:
+        raise SchemaError(
+            f"cannot migrate {path} from schema {current!r} to {target or 'base'!r} while {len(live)} litemq "
+            f"connection(s) have it open ({', '.join(live)}): they run the statements of schema {current!r}; "
+            "close them, then open the file again")
 
 
 def _is_ancestor(script: Any, older: str, newer: str) -> bool:
