@@ -330,10 +330,14 @@ class Channel(Topology):
 
     def _settle_in(self, store: SQLiteStore, delivery_tag: int, multiple: bool, how: str, *,
                    all_or_nothing: bool = False) -> None:
-        if multiple:
-            tags = [t for t in self._unacked if t <= delivery_tag or delivery_tag == 0]
+        if multiple and delivery_tag == 0:  # everything outstanding, if anything is (RabbitMQ's rule)
+            tags = list(self._unacked)
+            if not tags:
+                return
+        elif delivery_tag not in self._unacked:
+            tags = []  # with ``multiple`` too: RabbitMQ settles nothing up to a tag it does not know
         else:
-            tags = [delivery_tag] if delivery_tag in self._unacked else []
+            tags = [t for t in self._unacked if t <= delivery_tag] if multiple else [delivery_tag]
         if not tags:
             raise DeliveryError(f"unknown delivery tag {delivery_tag} on channel {self.number} of {self.path}: "
                                 f"already settled, or not delivered on this channel")

@@ -102,6 +102,26 @@ def test_ack_multiple_with_tag_zero_acks_everything_outstanding(conn, jobs):
     assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
 
 
+def test_multiple_up_to_a_tag_not_outstanding_settles_nothing(conn, jobs):
+    # RabbitMQ answers "unknown delivery tag" and settles none of the earlier ones: a mistaken tag must not drop
+    # messages the caller never meant to.
+    publish(conn, jobs, b"1", b"2", b"3")
+    tags = [conn.get(jobs).delivery_tag for _ in range(3)]
+    conn.ack(tags[1])
+    for settle in (lambda: conn.nack(10, multiple=True, requeue=False), lambda: conn.ack(tags[1], multiple=True)):
+        with pytest.raises(DeliveryError, match="unknown delivery tag"):
+            settle()
+    conn.nack(0, multiple=True)  # the two still outstanding go back, both whole
+    assert [conn.get(jobs, auto_ack=True).body for _ in range(2)] == [b"1", b"3"]
+    assert conn.get(jobs) is None
+
+
+def test_multiple_with_tag_zero_and_nothing_outstanding_does_nothing(conn, jobs):
+    conn.ack(0, multiple=True)
+    conn.nack(0, multiple=True, requeue=False)
+    assert conn.declare_queue(jobs).message_count == 0
+
+
 def test_delivery_tags_increase_per_channel(conn, jobs):
     publish(conn, jobs, b"1", b"2")
     channel = conn.channel()

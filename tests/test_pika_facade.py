@@ -655,6 +655,15 @@ def test_an_unknown_delivery_tag_is_a_406_that_closes_the_channel(
     assert channel.is_closed and connection.is_open
 
 
+def test_nack_multiple_up_to_an_unknown_tag_is_a_406_and_drops_nothing(
+        connection: pika.BlockingConnection, channel: pika.BlockingChannel, db_path: str) -> None:
+    get_three(channel)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="unknown delivery tag 10") as closed:
+        channel.basic_nack(10, multiple=True, requeue=False)
+    assert closed.value.reply_code == 406
+    assert (stored(db_path, "jobs"), ready(db_path, "jobs")) == (3, 3)  # the closed channel gave all three back
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # BlockingChannel: consuming with callbacks
 # ---------------------------------------------------------------------------------------------------------------
