@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Optional, Union
 
 from .. import errors
 from ..broker import Channel
@@ -267,10 +267,7 @@ class BlockingChannel:
     # --- consuming with callbacks
     def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, global_qos: bool = False) -> None:
         if prefetch_size:
-            self._call(lambda: None)
-            # RabbitMQ closes the whole connection for this one (540 NOT_IMPLEMENTED is a connection error).
-            self._connection._shut(540, "prefetch_size!=0")
-            raise exceptions.ConnectionClosedByBroker(540, f"NOT_IMPLEMENTED - prefetch_size!=0 ({prefetch_size})")
+            self._not_implemented(f"prefetch_size!=0 ({prefetch_size})")
         self._call(lambda: self._native.qos(prefetch_count, global_qos))
 
     def basic_consume(self, queue: str, on_message_callback: MessageCallback, auto_ack: bool = False,
@@ -428,11 +425,19 @@ class BlockingChannel:
         self._call(lambda: self._native.reject(delivery_tag, requeue))
 
     def basic_recover(self, requeue: bool = False) -> None:
-        """Return every unacked delivery of this channel to its queue (RabbitMQ requeues in either case)."""
-        if self._native._unacked:
-            self._call(lambda: self._native.nack(0, multiple=True, requeue=True))
+        """Return every unacked delivery of this channel to its queue. RabbitMQ implements only ``requeue=True``
+        (pika's default, False, closes the connection there: so here too)."""
+        if not requeue:
+            self._not_implemented("requeue=false")
+        self._call(lambda: self._native.nack(0, multiple=True, requeue=True))
 
     # --- what litemq does not do
+    def _not_implemented(self, what: str) -> NoReturn:
+        self._call(lambda: None)
+        # RabbitMQ closes the whole connection for these (540 NOT_IMPLEMENTED is a connection error).
+        self._connection._shut(540, what)
+        raise exceptions.ConnectionClosedByBroker(540, f"NOT_IMPLEMENTED - {what}")
+
     def flow(self, active: bool) -> bool:
         return True
 

@@ -207,6 +207,25 @@ def test_where_an_unknown_delivery_tag_error_surfaces(pika, connect, names):
 
 
 @conformance
+def test_multiple_up_to_a_tag_not_outstanding_settles_nothing(pika, connect, names):
+    connection = connect()
+    queue, _ = _queue_with(connection, names, 3)
+    observed = {}
+    cases = {
+        "ack_beyond": lambda ch, tags: ch.basic_ack(tags[-1] + 10, multiple=True),
+        "nack_beyond_dropping": lambda ch, tags: ch.basic_nack(tags[-1] + 10, multiple=True, requeue=False),
+        "ack_settled_tag": lambda ch, tags: (ch.basic_ack(tags[1]), ch.basic_ack(tags[1], multiple=True)),
+    }
+    for name, settle in cases.items():
+        channel = connection.channel()
+        tags = [channel.basic_get(queue)[0].delivery_tag for _ in range(3)]
+        observed[name] = outcome(lambda: (settle(channel, tags), channel.queue_declare(queue, passive=True)))
+    # Only the one plain ack settled anything; the closed channels gave the rest back.
+    observed["after"] = eventually(lambda: queue_state(connection, queue), [2, 0])
+    return observed
+
+
+@conformance
 def test_a_delivery_tag_belongs_to_its_channel(pika, connect, names):
     connection = connect()
     queue, _ = _queue_with(connection, names, 1)
@@ -227,6 +246,17 @@ def test_basic_recover_requeues_unacked_deliveries(pika, connect, names):
     channel.basic_recover(requeue=True)
     return {"got": got, "then": _drain(publisher, queue),
             "stale_ack": outcome(lambda: (channel.basic_ack(1), channel.queue_declare(queue, passive=True)))}
+
+
+@conformance
+def test_basic_recover_without_requeue_closes_the_connection(pika, connect, names):
+    connection, watcher = connect(), connect()
+    queue, _ = _queue_with(watcher, names, 2)
+    channel = connection.channel()
+    channel.basic_get(queue)
+    recover = outcome(lambda: channel.basic_recover())  # pika's default: requeue=False
+    return {"recover": recover, "connection_open": connection.is_open,
+            "after": eventually(lambda: queue_state(watcher, queue), [2, 0])}
 
 
 @conformance(litemq_differs={"ready_before_processing_events": [3, 1], "after_close": [["m0", False], ["m1", False],
