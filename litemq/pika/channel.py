@@ -328,24 +328,26 @@ class BlockingChannel:
         return [info.consumer for info in self._consumers.values()
                 if info.callback is not None and info.consumer.active]
 
-    def _dispatch(self) -> bool:
+    def _dispatch_round(self) -> bool:
+        """Returns, then at most one delivery to each consumer, then cancels; whether anything was dispatched. The
+        connection runs rounds over all its channels until none dispatches anything: consumers take turns,
+        across channels too, as RabbitMQ serves them."""
         handled = False
         while self._returned and self.is_open:
             returned = self._returned.popleft()
             for callback in list(self._on_return):
                 callback(self, returned.method, returned.properties, returned.body)
             handled = True
-        progress = True
-        while progress and self.is_open:
-            progress = False
-            for tag, info in list(self._consumers.items()):
-                if info.callback is None or tag not in self._consumers:
-                    continue
-                delivery = self._next(tag, info, 0)
-                if delivery is not None:
-                    method, properties, body = self._as_pika(delivery)
-                    info.callback(self, method, properties, body)
-                    handled = progress = True
+        for tag, info in list(self._consumers.items()):
+            if not self.is_open:
+                break
+            if info.callback is None or tag not in self._consumers:
+                continue
+            delivery = self._next(tag, info, 0)
+            if delivery is not None:
+                method, properties, body = self._as_pika(delivery)
+                info.callback(self, method, properties, body)
+                handled = True
         while self._cancelled and self.is_open:
             tag = self._cancelled.popleft()
             for callback in list(self._on_cancel):

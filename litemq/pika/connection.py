@@ -207,8 +207,12 @@ class BlockingConnection:
                 callback()
                 handled = True
             self._cancelled_timers.discard(timer_id)
-        for channel in list(self._channels.values()):
-            handled = channel._dispatch() or handled
+        progress = True
+        while progress:
+            progress = False
+            for channel in list(self._channels.values()):
+                if channel._dispatch_round():
+                    handled = progress = True
         return handled
 
     def add_callback_threadsafe(self, callback: Callable[[], None]) -> None:
