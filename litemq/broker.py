@@ -341,10 +341,10 @@ class Channel(Topology):
         if not tags:
             raise DeliveryError(f"unknown delivery tag {delivery_tag} on channel {self.number} of {self.path}: "
                                 f"already settled, or not delivered on this channel")
-        leases = [self._unacked.pop(t) for t in tags]
-        for lease in leases:
-            if lease.consumer is not None:
-                lease.consumer.unacked -= 1  # type: ignore[attr-defined]
+        leases = [self._unacked[t] for t in tags]
+        # Forgotten once settled for good: a transaction that rolls back (ack_and_publish whose publish fails)
+        # leaves them held, still to be acked and renewed.
+        store.after_commit(lambda: self._forget(tags))
         pairs = [(lease.message_id, lease.token) for lease in leases]
         if how == "requeue":
             returned = store.requeue(pairs)
@@ -369,6 +369,12 @@ class Channel(Topology):
             if all_or_nothing:
                 raise error  # inside the transaction: everything in it rolls back
             store.after_commit(lambda: _raise(error))
+
+    def _forget(self, tags: list[int]) -> None:
+        for tag in tags:
+            lease = self._unacked.pop(tag, None)
+            if lease is not None and lease.consumer is not None:
+                lease.consumer.unacked -= 1  # type: ignore[attr-defined]
 
     # --- closing
     def close(self) -> None:

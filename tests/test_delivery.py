@@ -2,7 +2,7 @@
 
 import pytest
 
-from litemq import DeliveryError, QueueNotFound
+from litemq import DeliveryError, ExchangeNotFound, QueueNotFound
 
 
 @pytest.fixture
@@ -255,6 +255,17 @@ def test_ack_and_publish_is_one_transaction(conn, jobs):
     assert conn.ack_and_publish(request.delivery_tag, "", "replies", b"answer") == 1
     assert conn.get(jobs) is None
     assert conn.get("replies", auto_ack=True).body == b"answer"
+
+
+def test_ack_and_publish_whose_publish_fails_leaves_the_delivery_held_and_settleable(conn, jobs):
+    publish(conn, jobs, b"request")
+    request = conn.get(jobs)
+    with pytest.raises(ExchangeNotFound):
+        conn.ack_and_publish(request.delivery_tag, "no-such-exchange", "replies", b"answer")
+    assert conn._store.execute("SELECT lease_token IS NOT NULL FROM litemq_messages").fetchall() == [(1,)]
+    assert len(conn._session.held()) == 1  # still held: renewed in the background, settled by the ack below
+    request.ack()
+    assert conn.declare_queue(jobs).message_count == 0 and conn.get(jobs) is None
 
 
 def test_ack_and_publish_with_an_expired_lease_publishes_nothing(db_path):
