@@ -66,6 +66,7 @@ class Connection(Channel):
     def channel(self) -> Channel:
         """Open another channel on this connection."""
         self._check_open()
+        self._store.check_process()
         return Channel(self._session)
 
     @property
@@ -76,6 +77,12 @@ class Connection(Channel):
         """Close every channel (returning unacked deliveries), delete this connection's exclusive queues."""
         session = self._session
         if session.closed:
+            return
+        if os.getpid() != self._store.pid:
+            # Inherited through fork(): the parent's connection, still open there. The child only lets go of its
+            # copy, touching neither the file nor locks that a thread of the parent may have held at the fork.
+            session.closed = True
+            _open_connections.discard(self)
             return
         try:
             with self._store.write() as store:

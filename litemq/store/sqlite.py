@@ -324,7 +324,7 @@ class SQLiteStore:
             self.rollbacks += 1
             self._db.execute("ROLLBACK")
 
-    def _check_process(self) -> None:
+    def check_process(self) -> None:
         if _pid != self.pid:
             raise StorageError(f"this connection to {self.path} was opened in process {self.pid} and cannot be "
                                f"used after fork() in process {os.getpid()}; open a new connection in the child")
@@ -343,12 +343,14 @@ class SQLiteStore:
                 self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def close(self) -> None:
+        if os.getpid() != self.pid:
+            self._closed = True  # a forked child's copy: its locks may be held by a thread it does not have
+            return
         with self.lock, self._checkpoint_lock:
             self._closed = True
-            if os.getpid() == self.pid:
-                if self._checkpointer is not None:
-                    self._checkpointer.close()
-                self._db.close()
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+            self._db.close()
 
     def data_version(self) -> int:
         """Changes whenever another connection commits to the file (cheap; no lock taken)."""
@@ -672,7 +674,7 @@ class _Transaction:
 
     def __enter__(self) -> SQLiteStore:
         store = self.store
-        store._check_process()  # before the lock, which another thread may have held at fork()
+        store.check_process()  # before the lock, which another thread may have held at fork()
         store.lock.acquire()
         try:
             store._after_commit = []
