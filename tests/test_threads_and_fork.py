@@ -227,10 +227,7 @@ def wait_for_child(pid: int, timeout: float = BOUND) -> int:
 
 def test_a_connection_opened_before_fork_is_refused_in_the_child_and_keeps_working_in_the_parent(
         db_path: str, conn: litemq.Connection) -> None:
-    conn.declare_queue("jobs")
-    conn.publish("", "jobs", b"held")
-    held = conn.get("jobs", lease_seconds=workers.LONG_LEASE)
-    assert held is not None
+    held = held_job(conn)
     time.sleep(0.2)  # past the first background renewal, so the fork does not land in the middle of it
     pid = os.fork()
     if pid == 0:
@@ -251,18 +248,22 @@ def test_a_connection_opened_before_fork_is_refused_in_the_child_and_keeps_worki
     assert sql(db_path, "SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
-def test_a_connection_busy_in_another_thread_at_fork_is_still_refused_in_the_child(
-        db_path: str, conn: litemq.Connection) -> None:
-    # Another thread (the application's, or litemq's own renewal thread) may be inside a transaction at the
-    # moment of fork(); the child must still get StorageError, not wait forever for a lock no thread will free.
+def held_job(conn: litemq.Connection) -> litemq.Delivery:
     conn.declare_queue("jobs")
     conn.publish("", "jobs", b"held")
     held = conn.get("jobs", lease_seconds=workers.LONG_LEASE)
     assert held is not None
+    return held
+
+
+def fork_with_locks_held(conn: litemq.Connection, in_child: Callable[[], None]) -> int:
+    """Fork while another thread holds every lock of the connection (inside a transaction, and checkpointing), as
+    the application's threads or litemq's own background thread may; run ``in_child`` in the child (it must
+    ``os._exit``) and return the child's exit code."""
     inside, release = threading.Event(), threading.Event()
 
     def busy() -> None:
-        with conn._store.write():  # a transaction of this connection, open across the fork
+        with conn._store.write(), conn._store._checkpoint_lock:
             inside.set()
             release.wait(BOUND)
 
@@ -272,54 +273,45 @@ def test_a_connection_busy_in_another_thread_at_fork_is_still_refused_in_the_chi
     try:
         pid = os.fork()
         if pid == 0:
-            try_in_forked_child(conn, held)
+            in_child()
     finally:
         release.set()
         threads.join(BOUND)
-    assert wait_for_child(pid) == REFUSED
+    return wait_for_child(pid)
+
+
+def test_a_connection_busy_in_another_thread_at_fork_is_still_refused_in_the_child(
+        db_path: str, conn: litemq.Connection) -> None:
+    # The child must get StorageError, not wait forever for a lock no thread of its own will free.
+    held = held_job(conn)
+    assert fork_with_locks_held(conn, lambda: try_in_forked_child(conn, held)) == REFUSED
     held.ack()
 
 
 def test_a_forked_child_lets_go_of_an_inherited_connection_quietly_even_with_its_lock_held_at_fork(
         db_path: str, conn: litemq.Connection) -> None:
-    conn.declare_queue("jobs")
-    conn.publish("", "jobs", b"held")
-    held = conn.get("jobs", lease_seconds=workers.LONG_LEASE)
-    assert held is not None
-    inside, release = threading.Event(), threading.Event()
+    held = held_job(conn)
 
-    def busy() -> None:
-        with conn._store.write(), conn._store._checkpoint_lock:  # both locks close() would take, across the fork
-            inside.set()
-            release.wait(BOUND)
-
-    threads = Threads()
-    threads.start(busy)
-    assert inside.wait(BOUND)
-    try:
-        pid = os.fork()
-        if pid == 0:
-            code = 99
+    def in_child() -> None:
+        code = 99
+        try:
+            logged: list[logging.LogRecord] = []
+            handler = logging.Handler()
+            handler.emit = logged.append  # type: ignore[method-assign]
+            logging.getLogger("litemq").addHandler(handler)
+            code = 1
             try:
-                logged: list[logging.LogRecord] = []
-                handler = logging.Handler()
-                handler.emit = logged.append  # type: ignore[method-assign]
-                logging.getLogger("litemq").addHandler(handler)
-                code = 1
-                try:
-                    conn.channel()
-                except litemq.StorageError as exc:
-                    code = 2 if "fork" in str(exc) else 1
-                if code == 2:
-                    conn.close()  # returns at once: the locks belong to a thread of the parent
-                    litemq.connection._close_open_connections()  # what exit runs: nothing left to close or log
-                    code = 0 if not conn.is_open and not logged else 3
-            finally:
-                os._exit(code)
-    finally:
-        release.set()
-        threads.join(BOUND)
-    assert wait_for_child(pid) == 0
+                conn.channel()
+            except litemq.StorageError as exc:
+                code = 2 if "fork" in str(exc) else 1
+            if code == 2:
+                conn.close()  # returns at once: the locks belong to a thread of the parent
+                litemq.connection._close_open_connections()  # what exit runs: nothing left to close or log
+                code = 0 if not conn.is_open and not logged else 3
+        finally:
+            os._exit(code)
+
+    assert fork_with_locks_held(conn, in_child) == 0
     held.ack()  # the parent's connection, its delivery and its registration are untouched
     assert sql(db_path, "SELECT count(*) FROM litemq_messages") == [(0,)]
     assert sql(db_path, "SELECT count(*) FROM litemq_connections") == [(1,)]
