@@ -561,7 +561,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     elif args.action == "current":
         print(f"{migrate.current_revision(path)} (this litemq writes {SCHEMA_REVISION})")
     else:
-        with connect(path) as conn:
+        with _open(args) as conn:  # refuses a file without litemq's tables rather than creating them
             if args.action == "check":
                 problems = [line for line in inspect.integrity_check(conn._store) if line != "ok"]
                 for line in problems:

@@ -1094,6 +1094,37 @@ def test_db_commands_refuse_a_file_that_is_not_sqlite_in_one_line(tmp_path: Path
     assert notes.read_bytes() == b"these are my notes, not a database\n" * 10
 
 
+@pytest.mark.parametrize("action", ["check", "vacuum", "checkpoint"])
+def test_db_maintenance_refuses_an_application_s_file_without_litemq_data_and_leaves_it_alone(
+        tmp_path: Path, run: Callable[..., Result], action: str) -> None:
+    app = str(tmp_path / "app.db")
+    with plain(app) as db, db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    result = run("db", action, db=app)
+    assert result.code == 1 and one_line_error(result) and "holds no litemq data" in result.err
+    with plain(app) as db:
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("delete",)
+
+
+@pytest.mark.parametrize("command", [["queues"], ["stats"], ["db", "check"]], ids=lambda c: c[-1])
+def test_a_directory_given_as_the_file_is_refused_in_one_line(tmp_path: Path, run: Callable[..., Result],
+                                                              command: list[str]) -> None:
+    result = run(*command, db=str(tmp_path))
+    assert result == (1, "", f"litemq: cannot open {tmp_path}: not a regular file\n")
+
+
+def test_a_locked_file_is_reported_as_locked_not_as_not_sqlite(tmp_path: Path, run: Callable[..., Result]) -> None:
+    app = str(tmp_path / "app.db")
+    with plain(app) as db:
+        db.isolation_level = None
+        db.execute("CREATE TABLE users (name TEXT)")
+        db.execute("BEGIN EXCLUSIVE")  # the application is writing, in its rollback-journal mode
+        result = run("queues", db=app)
+        db.execute("ROLLBACK")
+    assert result.code == 1 and one_line_error(result) and "database is locked" in result.err
+
+
 def test_a_file_from_a_newer_litemq_is_refused_in_one_line_and_left_alone(world: str,
                                                                            run: Callable[..., Result]) -> None:
     with plain(world) as db, db:

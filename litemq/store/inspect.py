@@ -9,9 +9,9 @@ import os
 import sqlite3
 from typing import Any, Optional
 
-from ..errors import NotADatabase
+from ..errors import StorageError
 from . import VERSION_TABLE
-from .sqlite import BODY, BODY_BYTES, SQLiteStore
+from .sqlite import BODY, BODY_BYTES, SQLiteStore, translate_error
 
 SELECT_QUEUES = ("SELECT queue, ready, unacked, total, consumers, durable, exclusive, auto_delete, arguments, "
                  "oldest_ready_seconds, bytes FROM litemq_queue_stats ORDER BY queue")
@@ -116,12 +116,15 @@ def checkpoint(store: SQLiteStore) -> tuple[int, int, int]:
 
 
 def check_sqlite(path: str) -> None:
-    """Refuse a file that is not an SQLite database, asking SQLite (the file is never opened here)."""
-    with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
-        try:
+    """Refuse a file that is not an SQLite database, asking SQLite (the file is never opened here); any other
+    failure to read it (locked, unreadable) is reported as what it is."""
+    if not os.path.isfile(path):
+        raise StorageError(f"cannot open {path}: not a regular file")
+    try:
+        with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as db:
             db.execute("PRAGMA schema_version").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise NotADatabase(f"{path} is not an SQLite database") from exc
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path) from exc
 
 
 def is_litemq_file(path: str) -> bool:

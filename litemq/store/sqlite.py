@@ -201,7 +201,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forked)
 
 
-def _translate(exc: sqlite3.Error, path: str) -> Exception:
+def translate_error(exc: sqlite3.Error, path: str) -> Exception:
     name = getattr(exc, "sqlite_errorname", "")
     if name == "SQLITE_FULL":
         return StorageFull(f"{path}: the disk or database is full; the transaction was rolled back")
@@ -235,7 +235,7 @@ class SQLiteStore:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False, cached_statements=len(STATEMENTS) + 32)
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
         try:
             self._configure(synchronous, busy_timeout)
             if self._revision() != SCHEMA_REVISION:
@@ -269,7 +269,7 @@ class SQLiteStore:
         try:
             self._db.execute("PRAGMA schema_version").fetchone()  # reads the header: SQLITE_NOTADB if not SQLite
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
         deadline = time.monotonic() + busy_timeout
         while True:
             try:
@@ -279,10 +279,10 @@ class SQLiteStore:
                 # Switching a new file to WAL can report SQLITE_BUSY at once, without the busy handler, while
                 # another process is switching it too.
                 if getattr(exc, "sqlite_errorname", "") != "SQLITE_BUSY" or time.monotonic() > deadline:
-                    raise _translate(exc, self.path) from exc
+                    raise translate_error(exc, self.path) from exc
                 time.sleep(0.001)
             except sqlite3.Error as exc:
-                raise _translate(exc, self.path) from exc
+                raise translate_error(exc, self.path) from exc
         if mode.lower() != "wal":
             raise StorageError(f"{self.path}: cannot switch to WAL journal mode (got {mode!r})")
         try:
@@ -295,7 +295,7 @@ class SQLiteStore:
             self._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             self._db.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         except sqlite3.Error as exc:
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
 
     def _revision(self) -> Optional[str]:
         try:
@@ -303,7 +303,7 @@ class SQLiteStore:
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return None
-            raise _translate(exc, self.path) from exc
+            raise translate_error(exc, self.path) from exc
         return row[0] if row else None
 
     # --- transactions
@@ -685,7 +685,7 @@ class _Transaction:
             finally:
                 store.lock.release()
             if isinstance(exc, sqlite3.Error):
-                raise _translate(exc, store.path) from exc
+                raise translate_error(exc, store.path) from exc
             raise
         return store
 
@@ -695,14 +695,14 @@ class _Transaction:
             if exc is not None:
                 store._rollback()
                 if isinstance(exc, sqlite3.Error):
-                    raise _translate(exc, store.path) from exc
+                    raise translate_error(exc, store.path) from exc
                 return
             try:
                 store._db.execute("COMMIT")
             except BaseException as error:
                 store._rollback()
                 if isinstance(error, sqlite3.Error):
-                    raise _translate(error, store.path) from error
+                    raise translate_error(error, store.path) from error
                 raise
             if self.writes:
                 store.commits += 1
