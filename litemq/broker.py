@@ -7,6 +7,7 @@ expiry, tokens, target queues) and passes it down. Declaring the model is ``topo
 from __future__ import annotations
 
 import itertools
+import math
 import os
 from typing import TYPE_CHECKING, Iterable, Optional
 
@@ -56,7 +57,7 @@ class Channel(Topology):
         have it, as RabbitMQ nacks it."""
         properties = self._outgoing(exchange, routing_key, properties)
         data = self._body(exchange, body)
-        _check_delay(delay)
+        check_seconds("delay", delay)
         with self._store.write() as store:
             arrival = self._publish_in(store, exchange, routing_key, [data], properties, delay=delay)
         return self._confirm(arrival, exchange, routing_key, mandatory)
@@ -73,7 +74,7 @@ class Channel(Topology):
             raise TypeError(f"bodies must be an iterable of message bodies (a list), not one "
                             f"{type(bodies).__name__}: use publish() for a single message")
         datas = [self._body(exchange, body) for body in bodies]
-        _check_delay(delay)
+        check_seconds("delay", delay)
         if not datas:
             return 0
         with self._store.write() as store:
@@ -142,7 +143,7 @@ class Channel(Topology):
         The delivery's ``message_count`` is how many ready messages are left."""
         self._check_open()
         routing.check_name("queue name", queue)
-        _check_lease_seconds(lease_seconds)
+        check_seconds("lease_seconds", lease_seconds, positive=True)
         for attempt in range(2):
             with self._store.write() as store:
                 row = self._queue(store, queue)
@@ -204,7 +205,8 @@ class Channel(Topology):
         if prefetch is None:
             prefetch = self.prefetch_count
         _check_prefetch(prefetch)
-        _check_lease_seconds(lease_seconds)
+        check_seconds("lease_seconds", lease_seconds, positive=True)
+        check_seconds("inactivity_timeout", inactivity_timeout, forever=True)
         tag = consumer_tag or f"ctag-{os.urandom(16).hex()}"
         routing.check_name("consumer tag", tag)
         if tag in self._consumers:
@@ -421,12 +423,12 @@ def _raise(error: Exception) -> None:
     raise error
 
 
-def _check_delay(value: Optional[float]) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0
-                              or value != value):
-        raise ValueError(f"delay must be a number of seconds, 0 or more, got {value!r}")
-
-
-def _check_lease_seconds(value: Optional[float]) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-        raise ValueError(f"lease_seconds must be a positive number, got {value!r}")
+def check_seconds(what: str, value: object, *, positive: bool = False, forever: bool = False) -> None:
+    """A number of seconds, or None for the caller's default: not NaN, not negative (nor 0 when ``positive``), and
+    infinite only where that means waiting forever (a timeout; never a lease or a delay, which would not end)."""
+    if value is None:
+        return
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    if not number or not (value > 0 if positive else value >= 0) or (value == math.inf and not forever):  # type: ignore[operator]
+        kind = "a positive number of seconds" if positive else "a number of seconds, 0 or more"
+        raise ValueError(f"{what} must be {kind}{'' if forever else ' (finite)'}, got {value!r}")

@@ -7,7 +7,7 @@ import os
 import weakref
 from typing import Any, Optional
 
-from .broker import Channel, _check_lease_seconds
+from .broker import Channel, check_seconds
 from .log import logger
 from .session import Session
 from .store.sqlite import SQLiteStore
@@ -47,10 +47,8 @@ class Connection(Channel):
                  lease_seconds: float = DEFAULT_LEASE_SECONDS, consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
                  renew_leases: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  busy_timeout: float = 60.0) -> None:
-        _check_lease_seconds(lease_seconds)
-        if isinstance(consumer_timeout, bool) or not isinstance(consumer_timeout, (int, float)) \
-                or consumer_timeout <= 0:
-            raise ValueError(f"consumer_timeout must be a positive number of seconds, got {consumer_timeout!r}")
+        check_seconds("lease_seconds", lease_seconds, positive=True)
+        check_seconds("consumer_timeout", consumer_timeout, positive=True, forever=True)
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) or max_message_bytes <= 0:
             raise ValueError(f"max_message_bytes must be a positive int, got {max_message_bytes!r}")
         store = SQLiteStore(resolve_path(url), synchronous=synchronous, busy_timeout=busy_timeout)

@@ -11,6 +11,7 @@ from collections import deque
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
 
+from .broker import check_seconds
 from .message import Delivery
 from .policy import PLAIN_QUEUE, QueuePolicy
 from .session import RECHECK_SECONDS, Held, clock
@@ -52,6 +53,7 @@ class Consumer:
 
     def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
         """The next delivery, waiting up to ``timeout`` seconds (forever when None); None if none came."""
+        check_seconds("timeout", timeout, forever=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.active:
             with self._store.lock:

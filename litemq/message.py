@@ -303,7 +303,11 @@ def encode_body(body: Any) -> bytes:
     if isinstance(body, bytes):
         return body
     if isinstance(body, str):
-        return body.encode("utf-8")
+        try:
+            return body.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise ValueError(f"message body is a str that UTF-8 cannot encode ({exc.reason} at position "
+                             f"{exc.start}): pass bytes") from None
     if isinstance(body, (bytearray, memoryview)):
         return bytes(body)
     raise TypeError(f"message body must be bytes or str, not {type(body).__name__}")

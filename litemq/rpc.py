@@ -8,11 +8,13 @@ a network cannot promise. A handler that raises sends an error reply, which the 
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from typing import Callable, Optional, Union
 
+from .broker import check_seconds
 from .connection import Connection
 from .errors import LiteMQError
 from .log import logger
@@ -50,10 +52,11 @@ class RpcClient:
         self._condition = threading.Condition()
         self._reading = False
 
-    def call(self, routing_key: str, body: Union[bytes, str], *, timeout: float = 30.0,
+    def call(self, routing_key: str, body: Union[bytes, str], *, timeout: Optional[float] = 30.0,
              properties: Optional[Properties] = None) -> bytes:
         """Publish a request to ``routing_key`` and return the reply's body; RpcTimeout after ``timeout``
-        seconds, RpcError when the server's handler raised."""
+        seconds (None: wait as long as it takes), RpcError when the server's handler raised."""
+        check_seconds("timeout", timeout, forever=True)  # before the request is out, to be run by a server
         correlation_id = os.urandom(16).hex()
         request = Properties(**{**_fields(properties), "reply_to": self.reply_queue,
                                 "correlation_id": correlation_id})
@@ -62,7 +65,7 @@ class RpcClient:
             self._pending[correlation_id] = pending
         try:
             self._channel.publish(self.exchange, routing_key, body, request)
-            reply = self._wait(pending, time.monotonic() + timeout)
+            reply = self._wait(pending, math.inf if timeout is None else time.monotonic() + timeout)
         finally:
             with self._condition:
                 self._pending.pop(correlation_id, None)
@@ -132,6 +135,7 @@ class RpcServer:
     def serve(self, *, inactivity_timeout: Optional[float] = None, limit: Optional[int] = None) -> int:
         """Answer requests until stopped, idle for ``inactivity_timeout`` seconds, or ``limit`` are answered.
         Returns how many were answered."""
+        check_seconds("inactivity_timeout", inactivity_timeout, forever=True)
         self._consumer.inactivity_timeout = inactivity_timeout
         answered = 0
         for request in self._consumer:
@@ -146,6 +150,8 @@ class RpcServer:
         request_properties = request.properties
         try:
             body: Union[bytes, str] = self._handler(request)
+            if not isinstance(body, (bytes, str)):
+                raise TypeError(f"the handler returned {type(body).__name__}, not a reply body (bytes or str)")
             reply = Properties(correlation_id=request_properties.correlation_id)
         except Exception as exc:
             logger().exception("litemq: the RPC handler for queue %r failed", self.queue)

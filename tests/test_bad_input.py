@@ -8,6 +8,7 @@ comparing every litemq table, and SQLite's count of changed rows, before and aft
 from __future__ import annotations
 
 import os
+import time
 import re
 from contextlib import contextmanager
 from pathlib import Path
@@ -115,7 +116,37 @@ WRONG_TYPES = [
     case("prefetch str", lambda c: c.consume("jobs", prefetch="5"), (TypeError, ValueError), "prefetch"),
     case("prefetch above 65535", lambda c: c.consume("jobs", prefetch=65536), ValueError, "prefetch"),
     case("consumer tag int", lambda c: c.consume("jobs", consumer_tag=7), TypeError, "consumer tag must be str"),
+    case("body str UTF-8 cannot encode", lambda c: c.publish("", "jobs", "a\ud800"), ValueError,
+         "message body is a str that UTF-8 cannot encode"),
 ]
+
+NAN, INF = float("nan"), float("inf")
+BAD_SECONDS = [
+    # A lease or a delay that never ends would keep its message forever; NaN compares false with everything.
+    case("lease nan: get", lambda c: c.get("jobs", lease_seconds=NAN), ValueError, "lease_seconds must be a positive"),
+    case("lease inf: consume", lambda c: c.consume("jobs", lease_seconds=INF), ValueError, r"lease_seconds.*\(finite\)"),
+    case("delay nan", lambda c: c.publish("", "jobs", b"x", delay=NAN), ValueError, "delay must be a number"),
+    case("delay inf", lambda c: c.publish("", "jobs", b"x", delay=INF), ValueError, r"delay.*\(finite\)"),
+    case("delay inf: publish_many", lambda c: c.publish_many("", "jobs", [b"x"], delay=INF), ValueError, "delay"),
+    case("inactivity nan", lambda c: c.consume("jobs", inactivity_timeout=NAN), ValueError, "inactivity_timeout"),
+    case("inactivity str", lambda c: c.consume("jobs", inactivity_timeout="1"), ValueError, "inactivity_timeout"),
+]
+
+
+@pytest.mark.parametrize("call, error, match", BAD_SECONDS)
+def test_durations_that_are_nan_negative_or_never_ending_are_refused_before_any_sql(
+        world: litemq.Connection, call: Call, error: Any, match: str) -> None:
+    with refused_before_any_sql(world), pytest.raises(error, match=match):
+        call(world)
+
+
+@pytest.mark.parametrize("timeout", [NAN, -1, "1"])
+def test_a_consumer_refuses_a_bad_timeout_and_takes_none_as_forever(world: litemq.Connection,
+                                                                     timeout: Any) -> None:
+    consumer = world.consume("jobs", inactivity_timeout=INF)  # infinite: wait as long as it takes
+    with refused_before_any_sql(world), pytest.raises(ValueError, match="timeout must be a number of seconds"):
+        consumer.get(timeout)
+    assert consumer.get(INF) is not None  # the message 'jobs' holds
 
 
 @pytest.mark.parametrize("call, error, match", WRONG_TYPES)
@@ -460,12 +491,26 @@ def test_connect_refuses_what_is_not_a_file(tmp_path: Path, monkeypatch: pytest.
     ({"max_message_bytes": 1.5}, ValueError, "max_message_bytes"),
     ({"lease_seconds": -1}, ValueError, "lease_seconds must be a positive number"),
     ({"lease_seconds": True}, ValueError, "lease_seconds"),
+    ({"lease_seconds": float("nan")}, ValueError, "lease_seconds"),
+    ({"consumer_timeout": float("nan")}, ValueError, "consumer_timeout must be a positive number"),
+    ({"consumer_timeout": 0}, ValueError, "consumer_timeout"),
 ])
 def test_connect_refuses_bad_settings_without_creating_the_file(db_path: str, options: dict[str, Any],
                                                                 error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         litemq.connect(db_path, **options)
     assert not os.path.exists(db_path)
+
+
+def test_an_infinite_consumer_timeout_leaves_lease_renewal_uncapped(db_path: str) -> None:
+    with litemq.connect(db_path, consumer_timeout=float("inf"), renew_leases=False) as conn:
+        conn.declare_queue("jobs")
+        conn.publish("", "jobs", b"long job")
+        delivery = conn.get("jobs", lease_seconds=5)
+        conn._session.renew()
+        (held,) = conn._session.held()
+        assert held.expires_at - time.time() == pytest.approx(5, abs=1)
+        delivery.ack()
 
 
 def test_connect_refuses_a_path_of_the_wrong_type(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

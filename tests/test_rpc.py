@@ -18,7 +18,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import pytest
 
@@ -272,6 +272,34 @@ def test_a_handler_exception_becomes_rpc_error_and_the_request_is_acked_not_retr
         assert stored(db_path, "rpc") == 0
     assert calls == [b"bad", b"good"]  # handled once: acked, never redelivered
     assert server.errors == []
+
+
+def test_a_handler_returning_no_body_is_an_error_reply_and_the_server_lives_on(
+        db_path: str, conn: litemq.Connection) -> None:
+    def forgetful(request: litemq.Delivery) -> Any:
+        return None if request.body == b"forgot" else b"ok"
+
+    client = litemq.RpcClient(conn)
+    with serving(db_path, forgetful) as server:
+        with pytest.raises(litemq.RpcError, match="TypeError: the handler returned NoneType, not a reply body"):
+            client.call("rpc", b"forgot", timeout=BOUND)
+        assert client.call("rpc", b"next", timeout=BOUND) == b"ok"
+        assert stored(db_path, "rpc") == 0
+    assert server.errors == []
+
+
+@pytest.mark.parametrize("timeout", ["1", float("nan"), -1, True])
+def test_a_bad_call_timeout_is_refused_before_the_request_is_sent(conn: litemq.Connection, timeout: Any) -> None:
+    conn.declare_queue("rpc")
+    client = litemq.RpcClient(conn)
+    with pytest.raises(ValueError, match="timeout must be a number of seconds"):
+        client.call("rpc", b"charge the card", timeout=timeout)
+    assert conn.declare_queue("rpc", passive=True).message_count == 0
+
+
+def test_a_call_without_a_timeout_waits_for_its_reply(db_path: str, conn: litemq.Connection) -> None:
+    with serving(db_path, echo):
+        assert litemq.RpcClient(conn).call("rpc", b"ping", timeout=None) == b"echo:ping"
 
 
 def test_a_request_without_reply_to_is_acked_without_a_reply(
