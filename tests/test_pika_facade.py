@@ -690,6 +690,27 @@ def test_basic_consume_returns_the_consumer_tag_and_the_callback_gets_channel_me
     channel.basic_ack(method.delivery_tag)
 
 
+def test_consumers_on_different_channels_of_one_connection_take_turns(
+        connection: pika.BlockingConnection, channel: pika.BlockingChannel) -> None:
+    # RabbitMQ serves every consumer as it has room, whatever its channel; one channel's consumers must not run
+    # their queues dry while another channel's wait.
+    order: list[str] = []
+
+    def on_message(ch: pika.BlockingChannel, method: Any, properties: Any, body: bytes) -> None:
+        order.append(f"{method.routing_key}:{body.decode()}")
+        ch.basic_ack(method.delivery_tag)
+
+    for queue in ("a", "b"):
+        channel.queue_declare(queue)
+        for n in range(3):
+            channel.basic_publish("", queue, str(n).encode())
+        own = connection.channel()
+        own.basic_qos(prefetch_count=1)
+        own.basic_consume(queue, on_message)
+    pump_until(connection, lambda: len(order) == 6)
+    assert order == ["a:0", "b:0", "a:1", "b:1", "a:2", "b:2"]
+
+
 def test_basic_consume_takes_queue_callback_auto_ack_exclusive_consumer_tag_in_order(
         connection: pika.BlockingConnection, channel: pika.BlockingChannel, db_path: str) -> None:
     channel.queue_declare("jobs")

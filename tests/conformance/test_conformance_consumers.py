@@ -300,28 +300,3 @@ def test_callbacks_never_nest(pika, connect, names):
     pump(connection, lambda: len(trace) == 6)
     return {"trace": trace, "after": queue_state(connection, queue)}
 
-
-@conformance
-def test_consumers_on_channels_of_one_connection_take_turns(pika, connect, names):
-    connection = connect()
-    first, _ = _queue_with(connection, names, 4, "a")
-    second, _ = _queue_with(connection, names, 4, "b")
-    shared, _ = _queue_with(connection, names, 4, "shared")
-    order = []
-
-    def on_message(ch, method, properties, body):
-        order.append(body.decode() if method.routing_key == shared else f"{method.routing_key[-1]}{body.decode()}")
-        ch.basic_ack(method.delivery_tag)
-
-    for queues in ((first, shared), (second, shared)):  # a channel each, consuming its own queue and a shared one
-        channel = connection.channel()
-        channel.basic_qos(prefetch_count=1)
-        for queue in queues:
-            channel.basic_consume(queue, on_message)
-    pump(connection, lambda: len(order) == 12)
-    own = [item[0] for item in order if item[0] in "ab"]
-    # RabbitMQ's exact interleaving varies from run to run; that neither channel waits for the other to run dry
-    # does not.
-    last = {name: len(own) - 1 - own[::-1].index(name) for name in "ab"}
-    return {"own_queues": sorted(own), "shared_queue": sorted(item for item in order if item[0] == "m"),
-            "interleaved": own.index("b") < last["a"] and own.index("a") < last["b"]}
