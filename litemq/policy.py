@@ -62,6 +62,9 @@ class ExchangePolicy(NamedTuple):
     """The type a ``x-delayed-message`` exchange routes as."""
 
 
+MAX_EXPIRY_MS = 315_360_000_000
+"""The longest x-message-ttl and x-expires RabbitMQ takes: ten years of milliseconds."""
+
 PLAIN_QUEUE = QueuePolicy()
 PLAIN_EXCHANGE = ExchangePolicy()
 
@@ -71,7 +74,7 @@ def queue_policy(arguments: Optional[str]) -> QueuePolicy:
     """The policy stored queue arguments (JSON text, as the store keeps them) ask for."""
     if arguments is None:
         return PLAIN_QUEUE
-    return parse_queue_arguments(decode_table(arguments), "?", "")
+    return parse_queue_arguments(decode_table(arguments), "?", "", declaring=False)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -87,15 +90,18 @@ def exchange_policy(arguments: Optional[str]) -> ExchangePolicy:
 
 def parse_queue_arguments(args: Mapping[str, Any], queue: str, where: str, *, durable: bool = True,
                           exclusive: bool = False, auto_delete: bool = False,
-                          server_named: bool = False) -> QueuePolicy:
-    """Check a queue's x-arguments as RabbitMQ does (406 PRECONDITION_FAILED naming the argument)."""
+                          server_named: bool = False, declaring: bool = True) -> QueuePolicy:
+    """Check a queue's x-arguments as RabbitMQ does (406 PRECONDITION_FAILED naming the argument). Arguments
+    already stored (not ``declaring``) are read as an older litemq accepted them: null as absent, no maximum."""
     def invalid(name: str, problem: str) -> PreconditionFailed:
         return PreconditionFailed(f"invalid arg {name!r} for queue {queue!r}{where}: {problem}")
 
     def integer(name: str, minimum: int, maximum: Optional[int] = None) -> Optional[int]:
         value = args.get(name)
-        if value is None:
+        if value is None and not (declaring and name in args):
             return None
+        if not declaring:
+            maximum = None
         if isinstance(value, bool) or not isinstance(value, int):
             raise invalid(name, f"must be an integer, got {type(value).__name__} {value!r}")
         if value < minimum or (maximum is not None and value > maximum):
@@ -113,11 +119,9 @@ def parse_queue_arguments(args: Mapping[str, Any], queue: str, where: str, *, du
             raise invalid(name, f"must be a string, got {type(value).__name__} {value!r}")
         return value
 
-    message_ttl = integer("x-message-ttl", 0)
-    expires = integer("x-expires", 1)
-    lease = args.get(LEASE_ARGUMENT)
-    if lease is not None and (isinstance(lease, bool) or not isinstance(lease, int) or lease <= 0):
-        raise ValueError(f"queue {queue!r}: {LEASE_ARGUMENT} must be a positive int of milliseconds, got {lease!r}")
+    message_ttl = integer("x-message-ttl", 0, MAX_EXPIRY_MS)
+    expires = integer("x-expires", 1, MAX_EXPIRY_MS)
+    lease = integer(LEASE_ARGUMENT, 1)
     max_priority = integer("x-max-priority", 0, MAX_PRIORITY)
     overflow = text("x-overflow") or "drop-head"
     if overflow not in OVERFLOW_BEHAVIOURS:

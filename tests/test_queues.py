@@ -134,5 +134,25 @@ def test_queue_and_messages_survive_the_connection_that_made_them(db_path):
 
 
 def test_lease_argument_must_be_positive_milliseconds(conn):
-    with pytest.raises(ValueError, match="x-lease-ms"):
+    # Like every other bad queue argument: a 406 naming the argument, the queue and the file.
+    with pytest.raises(PreconditionFailed, match=r"invalid arg 'x-lease-ms' for queue 'q' in .*: must be at least 1"):
         conn.declare_queue("q", arguments={"x-lease-ms": 0})
+
+
+@pytest.mark.parametrize("arguments, problem", [
+    ({"x-message-ttl": 315_360_000_001}, "must be from 0 to 315360000000"),
+    ({"x-expires": 315_360_000_001}, "must be from 1 to 315360000000"),
+    ({"x-max-length": None}, "must be an integer, got NoneType"),
+    ({"x-message-ttl": None}, "must be an integer, got NoneType"),
+])
+def test_queue_arguments_rabbitmq_refuses_are_refused(conn, arguments, problem):
+    # RabbitMQ 3.10 here: {value_too_large,...} past ten years; "expected integer, got void" for a null.
+    with pytest.raises(PreconditionFailed, match=problem):
+        conn.declare_queue("q", arguments=arguments)
+
+
+def test_a_null_argument_stored_by_an_older_litemq_still_reads_as_absent(conn):
+    conn.declare_queue("q")
+    conn._store.execute("UPDATE litemq_queues SET arguments = '{\"x-max-length\": null}' WHERE name = 'q'")
+    conn.publish("", "q", b"still accepted")
+    assert conn.get("q", auto_ack=True).body == b"still accepted"
