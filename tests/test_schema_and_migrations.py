@@ -502,6 +502,19 @@ def test_initial_migration_upgrades_beside_an_application_s_own_tables(app_path:
     assert _application_state(app_path) == before
 
 
+def test_an_application_table_with_a_litemq_name_is_a_schema_error_and_nothing_changes(app_path: str) -> None:
+    with _db(app_path) as db:
+        db.execute("CREATE TABLE litemq_queues (name TEXT)")  # the application's own, by accident
+        db.commit()
+    before = _application_state(app_path)
+    with pytest.raises(SchemaError, match=r"cannot migrate .* to '\w+': table litemq_queues already exists; "
+                                          r"nothing was changed") as raised:
+        litemq.connect(app_path)
+    assert "CREATE TABLE" not in str(raised.value)  # the cause, not SQLAlchemy's page of DDL
+    assert _application_state(app_path) == before
+    assert _litemq_tables(app_path) == {"litemq_queues"}
+
+
 def test_initial_migration_downgrades_to_base_and_upgrades_again_with_data_between(app_path: str) -> None:
     before = _application_state(app_path)
     with litemq.connect(app_path) as connection:  # migrates from empty

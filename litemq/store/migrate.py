@@ -59,6 +59,7 @@ def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import DBAPIError
 
     config = _config(location)
     script = ScriptDirectory.from_config(config)
@@ -79,10 +80,14 @@ def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
             if current is not None:
                 _check_unused(path, connection, current, target)
             config.attributes["connection"] = connection
-            if current is None or _is_ancestor(script, current, target):
-                command.upgrade(config, revision)
-            else:
-                command.downgrade(config, revision)
+            try:
+                if current is None or _is_ancestor(script, current, target):
+                    command.upgrade(config, revision)
+                else:
+                    command.downgrade(config, revision)
+            except DBAPIError as exc:  # the SQL failed: say what, without SQLAlchemy's page of DDL
+                raise SchemaError(f"cannot migrate {path} from schema {current or 'base'!r} to "
+                                  f"{target or 'base'!r}: {exc.orig}; nothing was changed") from exc
             log.info("litemq: migrated %s from schema %s to %s", path, current, target)
             return True
     finally:
