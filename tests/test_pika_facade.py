@@ -9,6 +9,7 @@ start_consuming, consume()), on one thread unless a test is about threads. Proce
 
 from __future__ import annotations
 
+import datetime
 import inspect
 import itertools
 import os
@@ -17,6 +18,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -199,8 +201,8 @@ def test_basic_properties_take_pikas_fields_in_pikas_positional_order() -> None:
 def test_every_basic_property_survives_basic_publish_and_basic_get(channel: pika.BlockingChannel) -> None:
     sent = pika.BasicProperties(
         content_type="application/json", content_encoding="utf-8",
-        headers={"str": "v", "int": 7, "bool": True, "float": 1.5, "list": [1, "a"], "nested": {"k": "v"},
-                 "none": None, "bytes": b"\x00\xff"},
+        headers={"str": "v", "int": 7, "bool": True, "decimal": Decimal("1.5"), "list": [1, "a"],
+                 "nested": {"k": "v"}, "none": None, "bytes": b"\x00\xff", "long": 2 ** 40},
         delivery_mode=2, priority=5, correlation_id="corr-1", reply_to="replies", expiration="60000",
         message_id="msg-1", timestamp=1700000000, type="order.created", user_id="guest", app_id="shop",
         cluster_id="c1")
@@ -210,6 +212,27 @@ def test_every_basic_property_survives_basic_publish_and_basic_get(channel: pika
     assert isinstance(received, pika.BasicProperties)
     assert vars(received) == vars(sent)
     assert body == b"{}"
+
+
+@pytest.mark.parametrize("value", [1.5, (1, 2), {1, 2}, bytearray(b"ab"), 2 ** 63, [0.5]],
+                         ids=["float", "tuple", "set", "bytearray", "int past 64 bits", "float in a list"])
+def test_a_header_value_pika_cannot_encode_is_refused_as_pika_refuses_it(
+        channel: pika.BlockingChannel, db_path: str, value: Any) -> None:
+    # Code tried on litemq.pika must fail here as it would with the real pika, which cannot put these on the wire.
+    channel.queue_declare("headers")
+    with pytest.raises(pika.exceptions.UnsupportedAMQPFieldException):
+        channel.basic_publish("", "headers", b"x", pika.BasicProperties(headers={"h": value}))
+    assert stored(db_path, "headers") == 0 and channel.is_open
+
+
+def test_a_datetime_header_comes_back_as_rabbitmq_gives_it_whole_seconds_in_utc(
+        channel: pika.BlockingChannel) -> None:
+    channel.queue_declare("dated")
+    sent = datetime.datetime(2024, 1, 2, 3, 4, 5, 678901)  # naive: pika sends it as UTC
+    channel.basic_publish("", "dated", b"x", pika.BasicProperties(headers={"at": sent, "in": [{"at": sent}]}))
+    headers = channel.basic_get("dated", auto_ack=True)[1].headers
+    expected = datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+    assert headers == {"at": expected, "in": [{"at": expected}]}
 
 
 def test_basic_properties_changed_between_publishes_are_published_as_they_are(channel: pika.BlockingChannel) -> None:
@@ -303,6 +326,14 @@ def test_channel_opens_numbered_open_channels(connection: pika.BlockingConnectio
     assert first.is_open and not first.is_closed
     assert first.channel_number != second_channel.channel_number
     assert first.connection is connection
+
+
+def test_a_new_channel_takes_the_lowest_free_number_as_pika_gives_it(connection: pika.BlockingConnection) -> None:
+    first, second = connection.channel(), connection.channel()
+    first.close()
+    again = connection.channel()
+    numbers = [second.channel_number, again.channel_number, connection.channel().channel_number]
+    assert numbers == [2, 1, 3]
 
 
 def test_close_closes_the_connection_and_its_channels_and_a_second_close_is_refused(

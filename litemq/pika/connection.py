@@ -18,6 +18,8 @@ from ..consumer import Waiter
 from . import exceptions
 
 _DEFAULT = object()
+CHANNEL_MAX = 65535
+"""pika's default channel_max: the most channels one connection has open."""
 
 
 class PlainCredentials:
@@ -85,7 +87,6 @@ class BlockingConnection:
         self._native = Connection(parameters.path)
         self._waiter = Waiter(self._native._session)
         self._channels: dict[int, Any] = {}
-        self._numbers = itertools.count(1)
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_ids = itertools.count(1)
         self._cancelled_timers: set[int] = set()
@@ -119,9 +120,11 @@ class BlockingConnection:
         from .channel import BlockingChannel
 
         self._check_open()
-        number = channel_number if channel_number is not None else next(self._numbers)
-        while channel_number is None and number in self._channels:
-            number = next(self._numbers)
+        # As pika numbers them: the lowest number free, so a closed channel's number is given again.
+        number = channel_number if channel_number is not None else next(
+            n for n in range(1, len(self._channels) + 2) if n not in self._channels)
+        if channel_number is None and number > CHANNEL_MAX:
+            raise exceptions.NoFreeChannels()
         if number in self._channels:
             raise exceptions.InvalidChannelNumber(f"channel {number} is already open")
         channel = BlockingChannel(self, number, self._native.channel())

@@ -149,7 +149,10 @@ class InvalidFieldTypeException(ProtocolSyntaxError):
 
 
 class UnsupportedAMQPFieldException(ProtocolSyntaxError):
-    pass
+    """A header value pika cannot encode; args are (what was encoded so far, the value), as pika gives them."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}: Unsupported field kind {type(self.args[1])}"
 
 
 class MethodNotImplemented(AMQPError):

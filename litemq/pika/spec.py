@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import calendar
+from datetime import datetime, timezone
+from decimal import Decimal
 from enum import Enum
 from typing import Any, Optional
 
 from ..message import PROPERTY_NAMES, Properties
+from . import exceptions
 
 TRANSIENT_DELIVERY_MODE = 1
 PERSISTENT_DELIVERY_MODE = 2
@@ -142,6 +146,8 @@ class BasicProperties:
         if native is not None:
             return native
         fields = dict(zip(PROPERTY_NAMES, values))
+        if fields["headers"] is not None:
+            fields["headers"] = _as_sent(fields["headers"])
         if isinstance(fields["delivery_mode"], DeliveryMode):
             fields["delivery_mode"] = fields["delivery_mode"].value
         native = Properties(**fields)
@@ -154,3 +160,22 @@ class BasicProperties:
     @classmethod
     def from_native(cls, properties: Properties) -> "BasicProperties":
         return cls(**{name: getattr(properties, name) for name in PROPERTY_NAMES})
+
+
+def _as_sent(value: Any) -> Any:
+    """A header value as pika puts it on the wire and RabbitMQ gives it back: refused where pika cannot encode it
+    (a float, a tuple, an int past 64 bits), so code tried here fails here as it would there; a datetime as whole
+    seconds in UTC. Tables and lists are copied on the way."""
+    if value is None or isinstance(value, (str, bytes, bool, Decimal)):
+        return value
+    if isinstance(value, int):
+        if not -2 ** 63 <= value < 2 ** 63:
+            raise exceptions.UnsupportedAMQPFieldException([], value)  # pika: a struct.error as it packs it
+        return value
+    if isinstance(value, datetime):
+        return datetime.fromtimestamp(calendar.timegm(value.utctimetuple()), timezone.utc)
+    if isinstance(value, dict):
+        return {key: _as_sent(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_as_sent(item) for item in value]
+    raise exceptions.UnsupportedAMQPFieldException([], value)
