@@ -178,6 +178,38 @@ def parse_exchange_arguments(args: Mapping[str, Any], exchange: str, exchange_ty
     return ExchangePolicy(alternate, delayed if exchange_type == DELAYED_EXCHANGE else None)
 
 
+# What a redeclaration must repeat: the arguments that change what a queue or exchange does (RabbitMQ's list,
+# and litemq's own lease). Others, unknown to the broker, are ignored, as RabbitMQ ignores them.
+QUEUE_EQUIVALENCE = ("x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+                     "x-max-length", "x-max-length-bytes", "x-max-priority", "x-overflow", "x-single-active-consumer",
+                     "x-queue-type", "x-queue-mode", "x-delivery-limit", LEASE_ARGUMENT)
+EXCHANGE_EQUIVALENCE = ("alternate-exchange", "x-delayed-type")
+
+
+def inequivalent_argument(received: Mapping[str, Any], current: Mapping[str, Any],
+                          keys: tuple[str, ...]) -> Optional[tuple[str, str]]:
+    """The first of ``keys`` whose value (and type: True is not 1) differs between a redeclaration and the stored
+    arguments, with how RabbitMQ words the difference; None when they are equivalent. No x-queue-type is classic."""
+    for key in keys:
+        default = "classic" if key == "x-queue-type" else None
+        new, old = received.get(key, default), current.get(key, default)
+        if (type(new), new) != (type(old), old):
+            return key, f"received {_described(new, old is None)} but current is {_described(old, new is None)}"
+    return None
+
+
+def _described(value: Any, alone: bool) -> str:
+    if value is None:
+        return "none"
+    shown = str(value).lower() if isinstance(value, bool) else str(value)
+    if not alone:
+        return f"'{shown}'"
+    kind = ("bool" if isinstance(value, bool) else "signedint" if isinstance(value, int) and -2 ** 31 <= value < 2 ** 31
+            else "long" if isinstance(value, int) else "longstr" if isinstance(value, (str, bytes))
+            else type(value).__name__)
+    return f"the value '{shown}' of type '{kind}'"
+
+
 def expiration_seconds(expiration: Optional[str]) -> Optional[float]:
     """A message's own TTL: its ``expiration`` property, a string of milliseconds."""
     return None if expiration is None else int(expiration) / 1000.0

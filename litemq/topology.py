@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import functools
 import os
-from typing import Any, Callable, Mapping, NamedTuple, Optional, TypeVar
+from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, TypeVar
 
 from . import queue_rules, routing
 from .errors import (AccessRefused, ChannelClosed, ExchangeNotFound, PreconditionFailed, QueueNotFound,
                      ResourceLocked, StorageError)
-from .message import Properties, encode_table
-from .policy import parse_exchange_arguments, parse_queue_arguments, queue_policy
+from .message import Properties, decode_table, encode_table
+from .policy import (EXCHANGE_EQUIVALENCE, QUEUE_EQUIVALENCE, inequivalent_argument, parse_exchange_arguments,
+                     parse_queue_arguments, queue_policy)
 from .session import OwnerDied, Session, clock
 from .store.sqlite import QueueRow, SQLiteStore
 
@@ -95,12 +96,11 @@ class Topology:
                                         f"belong to the broker (in {self.path})")
                 store.insert_exchange(exchange, exchange_type, *wanted[1:], clock())
                 return
-            for field, received, current in zip(("type", "durable", "auto_delete", "internal", "arguments"),
-                                                wanted, row):
-                if received != current:
-                    raise PreconditionFailed(
-                        f"inequivalent arg {field!r} for exchange {exchange!r} in {self.path}: "
-                        f"received {received!r} but current is {current!r}")
+            difference = _inequivalent(zip(("type", "durable", "auto_delete", "internal"), wanted, row),
+                                       checked, row.arguments, EXCHANGE_EQUIVALENCE)
+            if difference is not None:
+                raise PreconditionFailed(f"inequivalent arg {difference[0]!r} for exchange {exchange!r} in "
+                                         f"{self.path}: {difference[1]}")
 
     def delete_exchange(self, exchange: str, *, if_unused: bool = False) -> None:
         """Delete the exchange and its bindings; with ``if_unused``, only when nothing is bound to it."""
@@ -162,13 +162,12 @@ class Topology:
             if bool(exclusive) != row.exclusive:
                 raise ResourceLocked(f"cannot obtain exclusive access to locked queue {queue!r} in {self.path}: "
                                      f"the exclusive property does not match the original declaration")
-            for field, received, current in (("durable", bool(durable), row.durable),
-                                             ("auto_delete", bool(auto_delete), row.auto_delete),
-                                             ("arguments", encoded, row.arguments)):
-                if received != current:
-                    raise PreconditionFailed(
-                        f"inequivalent arg {field!r} for queue {queue!r} in {self.path}: "
-                        f"received {received!r} but current is {current!r}")
+            difference = _inequivalent((("durable", bool(durable), row.durable),
+                                        ("auto_delete", bool(auto_delete), row.auto_delete)),
+                                       args, row.arguments, QUEUE_EQUIVALENCE)
+            if difference is not None:
+                raise PreconditionFailed(f"inequivalent arg {difference[0]!r} for queue {queue!r} in {self.path}: "
+                                         f"{difference[1]}")
             queue_rules.queue_used(store, queue, policy, now)
             return QueueInfo(queue, ready, store.consumer_count(queue))
 
@@ -300,6 +299,15 @@ class Topology:
 
     def _exchange_not_found(self, exchange: str) -> ExchangeNotFound:
         return ExchangeNotFound(f"exchange {exchange!r} not found in {self.path}")
+
+
+def _inequivalent(fields: Iterable[tuple[str, Any, Any]], arguments: Mapping[str, Any], stored: Optional[str],
+                  keys: tuple[str, ...]) -> Optional[tuple[str, str]]:
+    """What a redeclaration changes, as RabbitMQ reports it (its properties first, then its arguments)."""
+    for field, received, current in fields:
+        if received != current:
+            return field, f"received {received!r} but current is {current!r}"
+    return inequivalent_argument(arguments, decode_table(stored), keys)
 
 
 def _check_arguments(arguments: Optional[Mapping[str, Any]]) -> dict[str, Any]:

@@ -47,7 +47,7 @@ def test_declare_is_idempotent_with_equal_properties(conn):
     ({"durable": False}, "durable"),
     ({"auto_delete": True}, "auto_delete"),
     ({"internal": True}, "internal"),
-    ({"arguments": {"alternate-exchange": "ae"}}, "arguments"),
+    ({"arguments": {"alternate-exchange": "ae"}}, "alternate-exchange"),
 ])
 def test_redeclare_with_other_properties_is_precondition_failed(conn, change, field):
     conn.declare_exchange("x", "direct", durable=True)
@@ -55,6 +55,14 @@ def test_redeclare_with_other_properties_is_precondition_failed(conn, change, fi
     with pytest.raises(PreconditionFailed, match=f"inequivalent arg '{field}'") as info:
         conn.declare_exchange("x", **options)
     assert info.value.reply_code == 406
+
+
+def test_a_redeclaration_may_differ_in_arguments_the_exchange_does_not_use(conn):
+    conn.declare_exchange("x", "direct", arguments={"x-custom": 1})
+    conn.declare_exchange("x", "direct", arguments={"x-custom": 2})  # RabbitMQ compares alternate-exchange only
+    with pytest.raises(PreconditionFailed, match=r"inequivalent arg 'alternate-exchange' for exchange 'x' in .*: "
+                                                 r"received the value 'ae' of type 'longstr' but current is none"):
+        conn.declare_exchange("x", "direct", arguments={"alternate-exchange": "ae"})
 
 
 def test_passive_declare_ignores_the_other_properties(conn):

@@ -3,6 +3,7 @@
 import pytest
 
 from litemq import AccessRefused, PreconditionFailed, QueueNotFound, ResourceLocked
+from litemq.message import encode_table
 
 
 def test_declare_returns_the_name_and_counts(conn):
@@ -40,12 +41,37 @@ def test_passive_declare_of_a_missing_queue_is_not_found(conn, db_path):
 @pytest.mark.parametrize("change, field", [
     ({"durable": False}, "durable"),
     ({"auto_delete": True}, "auto_delete"),
-    ({"arguments": {"x-max-length": 10}}, "arguments"),
+    ({"arguments": {"x-max-length": 10}}, "x-max-length"),
 ])
 def test_redeclare_with_other_properties_is_precondition_failed(conn, change, field):
     conn.declare_queue("q", durable=True)
     with pytest.raises(PreconditionFailed, match=f"inequivalent arg '{field}' for queue 'q'"):
         conn.declare_queue("q", **{"durable": True, **change})
+
+
+@pytest.mark.parametrize("first, again, difference", [
+    ({"x-message-ttl": 1000}, {"x-message-ttl": 2000}, "received '2000' but current is '1000'"),
+    ({"x-message-ttl": 1000}, {}, "received none but current is the value '1000' of type 'signedint'"),
+    ({"x-single-active-consumer": True}, {}, "received none but current is the value 'true' of type 'bool'"),
+    ({"x-max-priority": 5}, {"x-max-priority": 6}, "received '6' but current is '5'"),
+])
+def test_a_redeclaration_names_the_argument_it_changes_as_rabbitmq_does(conn, first, again, difference):
+    conn.declare_queue("q", arguments=first)
+    name = next(iter(first))
+    with pytest.raises(PreconditionFailed, match=rf"inequivalent arg '{name}' for queue 'q' in .*: {difference}$"):
+        conn.declare_queue("q", arguments=again)
+
+
+@pytest.mark.parametrize("first, again", [
+    ({"x-custom": 1}, {"x-custom": 2}),
+    ({"x-custom": 1}, {}),
+    ({"x-queue-type": "classic"}, {}),
+    ({"x-message-ttl": 1000}, {"x-message-ttl": 1000, "x-custom": "added"}),
+])
+def test_a_redeclaration_may_differ_in_arguments_the_broker_does_not_use(conn, first, again):
+    conn.declare_queue("q", arguments=first)
+    conn.declare_queue("q", arguments=again)  # as RabbitMQ: only the arguments it acts on must match
+    assert conn._store.execute("SELECT arguments FROM litemq_queues").fetchone()[0] == encode_table(first)
 
 
 def test_redeclare_with_other_exclusivity_is_resource_locked(conn):

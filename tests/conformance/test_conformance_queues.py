@@ -299,3 +299,24 @@ def test_with_blocks_close_channels_and_connections(pika, connect, names):
             "connection_after": connection.is_open,
             "exclusive_after_connection": eventually(lambda: queue_state(watcher, exclusive),
                                                      "ChannelClosedByBroker 404")}
+
+
+@conformance
+def test_a_redeclaration_must_repeat_only_the_arguments_the_broker_acts_on(pika, connect, names):
+    connection = connect()
+    queue, exchange = names.q("q"), names.x("x")
+    channel = connection.channel()
+    channel.queue_declare(queue, arguments={"x-message-ttl": 60000, "x-custom": 1})
+    channel.exchange_declare(exchange, "direct", arguments={"x-custom": 1})
+    observed = {}
+    for name, again in {"unknown_changed": {"x-message-ttl": 60000, "x-custom": 2},
+                        "unknown_dropped": {"x-message-ttl": 60000},
+                        "classic_named": {"x-message-ttl": 60000, "x-queue-type": "classic"},
+                        "ttl_changed": {"x-message-ttl": 1000},
+                        "ttl_dropped": {}}.items():
+        observed[name] = _on_fresh_channel(connection, lambda ch: ch.queue_declare(queue, arguments=again))
+    observed["exchange_unknown_changed"] = _on_fresh_channel(
+        connection, lambda ch: ch.exchange_declare(exchange, "direct", arguments={"x-custom": 2}))
+    observed["exchange_alternate_added"] = _on_fresh_channel(
+        connection, lambda ch: ch.exchange_declare(exchange, "direct", arguments={"alternate-exchange": "ae"}))
+    return observed
