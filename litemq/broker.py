@@ -73,6 +73,8 @@ class Channel(Topology):
         if isinstance(bodies, (str, bytes, bytearray, memoryview)):
             raise TypeError(f"bodies must be an iterable of message bodies (a list), not one "
                             f"{type(bodies).__name__}: use publish() for a single message")
+        if not hasattr(bodies, "__iter__"):
+            raise TypeError(f"bodies must be an iterable of message bodies (a list), not {type(bodies).__name__}")
         datas = [self._body(exchange, body) for body in bodies]
         check_seconds("delay", delay)
         if not datas:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence
 from .connection import Connection, connect, resolve_path
 from .errors import LiteMQError
 from .message import PROPERTY_NAMES, Properties, decode_properties, decode_table
+from .routing import DELAYED_EXCHANGE, EXCHANGE_TYPES
 
 DEMO_QUEUE = "litemq-demo"
 DEFAULT_EXCHANGE_NAMES = ("", "amq.default")
@@ -76,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("declare-exchange", cmd_declare_exchange, "declare an exchange (idempotent)")
     sub.add_argument("name")
-    sub.add_argument("type", choices=["direct", "fanout", "topic", "headers"])
+    sub.add_argument("type", choices=[*EXCHANGE_TYPES, DELAYED_EXCHANGE])
     sub.add_argument("--durable", action="store_true", help="mark the exchange durable")
     sub.add_argument("--auto-delete", action="store_true", help="delete it when its last binding goes")
     sub.add_argument("--internal", action="store_true", help="refuse direct publishes")
@@ -224,7 +225,7 @@ def _properties(items: Sequence[str], headers: Sequence[str]) -> Optional[Proper
         try:
             values[key] = PROPERTY_TYPES.get(key, str)(text)
         except ValueError:
-            raise UsageError(f"property {key} needs a number, got {text!r}") from None
+            raise UsageError(f"property {key} needs a whole number, got {text!r}") from None
     if headers:
         values["headers"] = _pairs(headers, "header")
     if not values:
@@ -417,7 +418,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     with _open(args, create=True) as conn:
         routed = [conn.publish(_exchange(args.exchange), args.routing_key, body, properties) for body in bodies]
     if bodies and not any(routed):
-        print(f"litemq: unroutable: no queue is bound to receive it ({len(bodies)} message(s) dropped)",
+        print(f"litemq: unroutable: no queue in {conn.path} is bound to receive it from exchange "
+              f"{args.exchange!r} with routing key {args.routing_key!r} ({len(bodies)} message(s) dropped)",
               file=sys.stderr)
     return 0
 

@@ -16,6 +16,7 @@ from .store.sqlite import SQLiteStore
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_CONSUMER_TIMEOUT = 1800.0  # RabbitMQ's delivery acknowledgement timeout
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
+SQLITE_MAX_VALUE_BYTES = 1_000_000_000  # SQLite's default SQLITE_MAX_LENGTH: no body can be stored past it
 
 
 def resolve_path(url: Optional[str]) -> str:
@@ -49,8 +50,10 @@ class Connection(Channel):
                  busy_timeout: float = 60.0) -> None:
         check_seconds("lease_seconds", lease_seconds, positive=True)
         check_seconds("consumer_timeout", consumer_timeout, positive=True, forever=True)
-        if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) or max_message_bytes <= 0:
-            raise ValueError(f"max_message_bytes must be a positive int, got {max_message_bytes!r}")
+        if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) \
+                or not 0 < max_message_bytes <= SQLITE_MAX_VALUE_BYTES:
+            raise ValueError(f"max_message_bytes must be a positive int up to {SQLITE_MAX_VALUE_BYTES:,} (the most "
+                             f"SQLite stores in one value), got {max_message_bytes!r}")
         store = SQLiteStore(resolve_path(url), synchronous=synchronous, busy_timeout=busy_timeout)
         try:
             session = Session(store, lease_seconds=float(lease_seconds), max_message_bytes=max_message_bytes,

@@ -489,6 +489,7 @@ def test_connect_refuses_what_is_not_a_file(tmp_path: Path, monkeypatch: pytest.
 @pytest.mark.parametrize("options, error, match", [
     ({"max_message_bytes": 0}, ValueError, "max_message_bytes must be a positive int"),
     ({"max_message_bytes": 1.5}, ValueError, "max_message_bytes"),
+    ({"max_message_bytes": 2 ** 40}, ValueError, "up to 1,000,000,000 .the most SQLite stores in one value"),
     ({"lease_seconds": -1}, ValueError, "lease_seconds must be a positive number"),
     ({"lease_seconds": True}, ValueError, "lease_seconds"),
     ({"lease_seconds": float("nan")}, ValueError, "lease_seconds"),

@@ -574,8 +574,15 @@ def test_publish_of_an_unroutable_message_warns_and_stores_nothing(world: str, r
     result = run("publish", "amq.direct", "nobody", "lost")
     assert result.code == 0 and result.out == ""
     assert one_line_error(result) and "unroutable" in result.err
+    assert f"in {world}" in result.err and "exchange 'amq.direct' with routing key 'nobody'" in result.err
     assert run("publish", "", "no-such-queue", "lost").err.startswith("litemq: unroutable")
     assert state(world) == before
+
+
+def test_declare_exchange_makes_a_delayed_message_exchange(world: str, run: Callable[..., Result]) -> None:
+    assert run("declare-exchange", "later", "x-delayed-message", "--argument", "x-delayed-type=direct").code == 0
+    assert rows(world, "SELECT type, arguments FROM litemq_exchanges WHERE name = 'later'") == [
+        ("x-delayed-message", '{"x-delayed-type":"direct"}')]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -86,6 +86,15 @@ def test_one_body_in_place_of_a_list_is_refused_not_split_into_characters(conn, 
     assert stored(conn) == 0
 
 
+@pytest.mark.parametrize("bodies", [None, 42])
+def test_bodies_that_are_not_iterable_are_refused_by_name(conn, bodies):
+    conn.declare_queue("jobs")
+    with pytest.raises(TypeError, match=f"bodies must be an iterable of message bodies .a list., not "
+                                        f"{type(bodies).__name__}"):
+        conn.publish_many("", "jobs", bodies)
+    assert stored(conn) == 0
+
+
 def test_an_empty_batch_stores_nothing_and_returns_zero(conn):
     conn.declare_queue("jobs")
     assert conn.publish_many("", "jobs", []) == 0
