@@ -430,7 +430,7 @@ def check_seconds(what: str, value: object, *, positive: bool = False, forever: 
     infinite only where that means waiting forever (a timeout; never a lease or a delay, which would not end)."""
     if value is None:
         return
-    number = not isinstance(value, bool) and isinstance(value, (int, float))
-    if not number or not (value > 0 if positive else value >= 0) or (value == math.inf and not forever):  # type: ignore[operator]
+    seconds = value if not isinstance(value, bool) and isinstance(value, (int, float)) else math.nan
+    if not (seconds > 0 if positive else seconds >= 0) or (seconds == math.inf and not forever):
         kind = "a positive number of seconds" if positive else "a number of seconds, 0 or more"
         raise ValueError(f"{what} must be {kind}{'' if forever else ' (finite)'}, got {value!r}")

@@ -124,7 +124,8 @@ NAN, INF = float("nan"), float("inf")
 BAD_SECONDS = [
     # A lease or a delay that never ends would keep its message forever; NaN compares false with everything.
     case("lease nan: get", lambda c: c.get("jobs", lease_seconds=NAN), ValueError, "lease_seconds must be a positive"),
-    case("lease inf: consume", lambda c: c.consume("jobs", lease_seconds=INF), ValueError, r"lease_seconds.*\(finite\)"),
+    case("lease inf: consume", lambda c: c.consume("jobs", lease_seconds=INF), ValueError,
+         r"lease_seconds.*\(finite\)"),
     case("delay nan", lambda c: c.publish("", "jobs", b"x", delay=NAN), ValueError, "delay must be a number"),
     case("delay inf", lambda c: c.publish("", "jobs", b"x", delay=INF), ValueError, r"delay.*\(finite\)"),
     case("delay inf: publish_many", lambda c: c.publish_many("", "jobs", [b"x"], delay=INF), ValueError, "delay"),
