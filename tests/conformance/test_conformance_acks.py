@@ -172,22 +172,28 @@ def test_global_qos_caps_the_whole_channel(pika, connect, names):
     return {"held": held, "after_ack_all": [a.bodies, b.bodies]}
 
 
+def _settle_on_fresh_channels(connection, queue, count, cases):
+    """Each case on a channel of its own: take ``count`` messages, settle them as the case says, then make a
+    synchronous call (pika without confirms learns of a close only then: see the scenario on where an unknown
+    delivery tag's error surfaces). What each raised, and whether its channel stayed open."""
+    observed = {}
+    for name, settle in cases.items():
+        channel = connection.channel()
+        tags = [channel.basic_get(queue)[0].delivery_tag for _ in range(count)]
+        observed[name] = outcome(lambda: (settle(channel, tags), channel.queue_declare(queue, passive=True)))
+        observed[name + "_channel_open"] = channel.is_open
+    return observed
+
+
 @conformance
 def test_settling_twice_or_an_unknown_tag_closes_the_channel_with_406(pika, connect, names):
     connection = connect()
     queue, _ = _queue_with(connection, names, 3)
-    observed = {}
-    cases = {
-        "second_ack": lambda ch, tag: (ch.basic_ack(tag), ch.basic_ack(tag)),
-        "ack_after_reject": lambda ch, tag: (ch.basic_reject(tag), ch.basic_ack(tag)),
-        "unknown_tag": lambda ch, tag: ch.basic_nack(tag + 100),
-    }
-    for name, settle in cases.items():
-        channel = connection.channel()
-        tag = channel.basic_get(queue)[0].delivery_tag
-        # pika without confirms learns of the close at its next synchronous call (see the next scenario)
-        observed[name] = outcome(lambda: (settle(channel, tag), channel.queue_declare(queue, passive=True)))
-        observed[name + "_channel_open"] = channel.is_open
+    observed = _settle_on_fresh_channels(connection, queue, 1, {
+        "second_ack": lambda ch, tags: (ch.basic_ack(tags[0]), ch.basic_ack(tags[0])),
+        "ack_after_reject": lambda ch, tags: (ch.basic_reject(tags[0]), ch.basic_ack(tags[0])),
+        "unknown_tag": lambda ch, tags: ch.basic_nack(tags[0] + 100),
+    })
     observed["connection_open"] = connection.is_open
     observed["after"] = eventually(lambda: queue_state(connection, queue), [2, 0])
     return observed
@@ -210,16 +216,11 @@ def test_where_an_unknown_delivery_tag_error_surfaces(pika, connect, names):
 def test_multiple_up_to_a_tag_not_outstanding_settles_nothing(pika, connect, names):
     connection = connect()
     queue, _ = _queue_with(connection, names, 3)
-    observed = {}
-    cases = {
+    observed = _settle_on_fresh_channels(connection, queue, 3, {
         "ack_beyond": lambda ch, tags: ch.basic_ack(tags[-1] + 10, multiple=True),
         "nack_beyond_dropping": lambda ch, tags: ch.basic_nack(tags[-1] + 10, multiple=True, requeue=False),
         "ack_settled_tag": lambda ch, tags: (ch.basic_ack(tags[1]), ch.basic_ack(tags[1], multiple=True)),
-    }
-    for name, settle in cases.items():
-        channel = connection.channel()
-        tags = [channel.basic_get(queue)[0].delivery_tag for _ in range(3)]
-        observed[name] = outcome(lambda: (settle(channel, tags), channel.queue_declare(queue, passive=True)))
+    })
     # Only the one plain ack settled anything; the closed channels gave the rest back.
     observed["after"] = eventually(lambda: queue_state(connection, queue), [2, 0])
     return observed
