@@ -38,39 +38,48 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
     each queue's arguments say; wake their consumers.
 
     A ``published`` message first lets what fell due go ahead of it: delayed messages join their queues before it,
-    and queues past their ``x-expires`` go, so it cannot reach them. (The first count tells whether anything did.)"""
+    and queues past their ``x-expires`` go, so it cannot reach them."""
     arrival = Arrival()
     consumed: list[str] = []  # the queues with consumers to wake
-    count, size = len(bodies), sum(map(len, bodies))
-    for queue in queues:
-        if delay > 0:
+    queues = list(queues)
+    if delay > 0:
+        for queue in queues:
             if store.queue(queue) is not None:
                 store.insert_delayed(queue, exchange, routing_key, bodies, encoded, now, now + delay)
                 arrival.stored.append(queue)
                 consumed.append(queue)  # a waiting consumer then reads the new deadline and sets its timer by it
-            continue
-        if published:
-            counted, due = store.count_in_first(queue, size, count)
-            published = False  # checked once: settling is global
-            if due is not None and due <= now:
-                if counted is not None:
-                    store.count_out(queue, count, size)
-                settle_due(session, store, now)
-                counted = store.count_in(queue, size, count)
+        if consumed:
+            session.wake_consumers(store, consumed)
+        return arrival
+    count, size = len(bodies), sum(map(len, bodies))
+    counts = _count_in(session, store, queues, size, count, now, published)
+    # Queues without rules for arriving messages take the messages as they are, all in one statement.
+    copies = [queue for queue in queues if queue in counts and properties.expiration is None
+              and queue_policy(counts[queue][2]).plain]
+    if copies:
+        if count == 1:
+            store.insert_copies(copies, exchange, routing_key, bodies[0], encoded, now)
         else:
+            for queue in copies:
+                store.insert_messages(queue, exchange, routing_key, bodies, encoded, now)
+        arrival.stored.extend(copies)
+        consumed.extend(queue for queue in copies if counts[queue][3])
+    copied = set(copies)
+    counted_early = len(queues) > 1  # with the others: the rest count in again at their turn, after what went before
+    if counted_early:
+        for queue in counts.keys() - copied:
+            store.count_out(queue, count, size)
+    for queue in queues:
+        counted = counts.get(queue)
+        if counted is None or queue in copied:
+            continue
+        if counted_early:
             counted = store.count_in(queue, size, count)
         if counted is None:
             continue
         if counted[3]:
             consumed.append(queue)
         policy = queue_policy(counted[2])
-        if policy.plain and properties.expiration is None:
-            if count == 1:
-                store.insert_message(queue, exchange, routing_key, bodies[0], encoded, now)
-            else:
-                store.insert_messages(queue, exchange, routing_key, bodies, encoded, now)
-            arrival.stored.append(queue)
-            continue
         if count > 1:  # each message meets the queue's limits as it arrives: count them in one by one
             store.count_out(queue, count, size)
         for body in bodies:
@@ -81,6 +90,29 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
     if consumed:
         session.wake_consumers(store, [queue for queue in consumed if queue in arrival.stored])
     return arrival
+
+
+def _count_in(session: "Session", store: SQLiteStore, queues: list[str], size: int, count: int, now: float,
+              published: bool) -> dict[str, tuple[int, int, Optional[str], int]]:
+    """Count the messages into each queue that exists (``count_in``), by name; for a published message, settle
+    first what fell due."""
+    if len(queues) != 1:
+        if published and queues:
+            due = store.arrival_due()
+            if due is not None and due <= now:
+                settle_due(session, store, now)
+        return store.count_in_queues(queues, size, count)
+    queue = queues[0]
+    if not published:
+        counted = store.count_in(queue, size, count)
+    else:  # one statement counts in and reads the deadlines: whether anything fell due
+        counted, due = store.count_in_first(queue, size, count)
+        if due is not None and due <= now:
+            if counted is not None:
+                store.count_out(queue, count, size)
+            settle_due(session, store, now)
+            counted = store.count_in(queue, size, count)
+    return {} if counted is None else {queue: counted}
 
 
 def _arrive(session: "Session", store: SQLiteStore, arrival: Arrival, queue: str, policy: QueuePolicy,

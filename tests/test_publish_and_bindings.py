@@ -214,3 +214,45 @@ def test_a_fanout_through_plain_and_limited_queues_keeps_each_queues_rules_and_c
     assert bodies(conn, "newest") == [b"2"]
     kept = conn._store.execute("SELECT count(*) FROM litemq_queues WHERE ready_count != 0 OR ready_bytes != 0")
     assert kept.fetchone()[0] == 0  # every counter came back to zero with the queues emptied
+
+
+def ready_counts(conn):
+    """Each queue's ready counter beside its ready rows, to compare."""
+    counters = dict(conn._store.execute("SELECT name, ready_count FROM litemq_queues").fetchall())
+    rows = dict(conn._store.execute("SELECT queue, count(*) FROM litemq_messages WHERE lease_token IS NULL "
+                                    "AND visible_at IS NULL GROUP BY queue").fetchall())
+    return counters, {queue: rows.get(queue, 0) for queue in counters}
+
+
+def test_a_fanout_to_more_queues_than_one_statement_takes_gives_each_queue_one_copy_and_count(conn):
+    conn.declare_exchange("wide", "fanout")
+    queues = [f"q{i:02}" for i in range(37)]  # copies are stored 16 queues at a time
+    for queue in queues:
+        conn.declare_queue(queue)
+        conn.bind_queue(queue, "wide")
+    large = b"L" * 5000  # kept in litemq_bodies, one per copy
+    assert [conn.publish("wide", "", body) for body in (b"1", large, b"3")] == [37, 37, 37]
+    for queue in queues:
+        assert conn.declare_queue(queue, passive=True).message_count == 3
+        assert bodies(conn, queue) == [b"1", large, b"3"]
+    assert conn._store.execute("SELECT count(*) FROM litemq_bodies").fetchone()[0] == 0  # all acked
+
+
+def test_a_message_dead_lettered_into_a_queue_of_the_same_fanout_meets_that_queues_limit(conn):
+    # "head" drops its oldest message to "dlx", which routes it to "capped": a queue the fanout reaches too.
+    conn.declare_exchange("dlx", "fanout")
+    conn.declare_exchange("fan", "fanout")
+    conn.declare_queue("head", arguments={"x-max-length": 1, "x-dead-letter-exchange": "dlx"})
+    conn.declare_queue("capped", arguments={"x-max-length": 2, "x-overflow": "reject-publish"})
+    conn.declare_queue("plain")
+    conn.bind_queue("capped", "dlx")
+    for queue in ("head", "plain", "capped"):
+        conn.bind_queue(queue, "fan")
+    assert conn.publish("fan", "", b"1") == 3
+    with pytest.raises(litemq.PublishRejected) as refused:
+        conn.publish("fan", "", b"2")  # "1" leaves "head" for "capped" first, which then has no room for "2"
+    assert refused.value.rejected == ["capped"]
+    assert bodies(conn, "capped") == [b"1", b"1"]
+    assert bodies(conn, "head") == [b"2"] and bodies(conn, "plain") == [b"1", b"2"]
+    counters, rows = ready_counts(conn)
+    assert counters == rows

@@ -110,6 +110,16 @@ ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes
 COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + ?1, ready_bytes = ready_bytes + ?2 WHERE name = ?3 "
             "RETURNING ready_count, ready_bytes, arguments, "
             "(SELECT count(*) FROM litemq_consumers WHERE queue = ?3)")
+# A message routed to several queues: one statement counts it into up to COPIES queues, one stores its copies
+# (NULL fills the places a shorter list leaves; such a row matches no queue and stores nothing).
+COPIES = 16
+COUNT_IN_QUEUES = ("UPDATE litemq_queues SET ready_count = ready_count + ?1, ready_bytes = ready_bytes + ?2 "
+                   f"WHERE name IN ({', '.join(f'?{3 + i}' for i in range(COPIES))}) "
+                   "RETURNING name, ready_count, ready_bytes, arguments, "
+                   "(SELECT count(*) FROM litemq_consumers c WHERE c.queue = litemq_queues.name)")
+INSERT_COPIES = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) "
+                 "SELECT column1, ?1, ?2, ?3, ?4, ?5 FROM (VALUES "
+                 + ", ".join(f"(?{6 + i})" for i in range(COPIES)) + ") WHERE column1 IS NOT NULL")
 # When the next delayed message falls due, the next ready message expires, the next unused queue expires.
 _DELAYED_DUE = "(SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS NOT NULL)"
 _MESSAGE_EXPIRY = ("(SELECT min(expires_at) FROM litemq_messages WHERE expires_at IS NOT NULL "
@@ -188,6 +198,8 @@ STATEMENTS = {name: value for name, value in globals().items() if name.isupper()
               and value.startswith(("SELECT ", "INSERT ", "UPDATE ", "DELETE "))}
 STATEMENTS.update({f"INSERT_MESSAGES[{rows}]": sql for rows, sql in INSERT_MESSAGES.items()})
 
+
+_UNUSED = (None,) * COPIES
 
 _pid = os.getpid()  # this process's, kept current across fork() without a system call per transaction
 
@@ -440,6 +452,16 @@ class SQLiteStore:
         not exist."""
         return self._db.execute(COUNT_IN, (count, size, queue)).fetchone()
 
+    def count_in_queues(self, queues: Sequence[str], size: int, count: int = 1
+                        ) -> dict[str, tuple[int, int, Optional[str], int]]:
+        """``count_in`` for each of several queues: what it returns, by name, for those that exist."""
+        counted = {}
+        for start in range(0, len(queues), COPIES):
+            names = queues[start:start + COPIES]
+            for name, *row in self._db.execute(COUNT_IN_QUEUES, (count, size, *names, *_UNUSED[len(names):])):
+                counted[name] = tuple(row)
+        return counted
+
     def count_out(self, queue: str, count: int, size: int) -> None:
         """Take ready messages out of the queue's counters (undoing ``count_in``, or after removing them)."""
         self._db.execute(ADD_READY, (-count, -size, queue))
@@ -448,6 +470,18 @@ class SQLiteStore:
                        now: float, priority: int = 0, expires_at: Optional[float] = None) -> None:
         """Store a ready message (already counted in with ``count_in``)."""
         self._insert(INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, expires_at))
+
+    def insert_copies(self, queues: Sequence[str], exchange: str, routing_key: str, body: bytes,
+                      properties: Optional[str], now: float) -> None:
+        """Store a copy of one ready message in each of these queues (counted in with ``count_in_queues``)."""
+        if len(queues) == 1 or len(body) > OUT_OF_ROW_BYTES:
+            for queue in queues:
+                self.insert_message(queue, exchange, routing_key, body, properties, now)
+            return
+        for start in range(0, len(queues), COPIES):
+            names = queues[start:start + COPIES]
+            self._db.execute(INSERT_COPIES, (exchange, routing_key, body, properties, now, *names,
+                                             *_UNUSED[len(names):]))
 
     def insert_messages(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
                         properties: Optional[str], now: float, priority: int = 0) -> None:
@@ -494,18 +528,18 @@ class SQLiteStore:
         rows.sort(key=lambda r: (r[7], r[0]))
         return [(StoredMessage(*r[:7]), r[7]) for r in rows]
 
+    def arrival_due(self) -> Optional[float]:
+        """When the next delayed message falls due or unused queue expires (what a publish settles first)."""
+        return min((d for d in self._db.execute(SELECT_ARRIVAL_DEADLINES).fetchone() if d is not None), default=None)
+
     def count_in_first(self, queue: str, size: int, count: int = 1
                        ) -> tuple[Optional[tuple[int, int, Optional[str], int]], Optional[float]]:
         """``count_in``, and what a publish must settle first: when the next delayed message falls due or unused
         queue expires (None when nothing waits)."""
         row = self._db.execute(COUNT_IN_FIRST, (count, size, queue)).fetchone()
         if row is None:
-            row = (None, None, None, None, *self._db.execute(SELECT_ARRIVAL_DEADLINES).fetchone())
-            counted = None
-        else:
-            counted = (row[0], row[1], row[2], row[3])
-        due = min((d for d in row[4:] if d is not None), default=None)
-        return counted, due
+            return None, self.arrival_due()
+        return (row[0], row[1], row[2], row[3]), min((d for d in row[4:] if d is not None), default=None)
 
     def drop(self, leases: Sequence[tuple[int, int]]) -> list[StoredMessage]:
         """Delete leased messages by (id, token), returning them (for dead-lettering)."""
