@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+from collections import Counter
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import queue_rules, routing
@@ -233,26 +234,27 @@ class Channel(Topology):
                ) -> list[tuple[MessageRow, Optional[Held]]]:
         """Claim up to ``limit`` messages for a consumer; raises QueueNotFound when its queue is gone."""
         with self._store.write() as store:
-            now = clock()
-            if check_expired:
-                queue_rules.returned(self._session, store, store.return_expired(consumer.queue, now), now)
-            queue_rules.settle_due(self._session, store, now)
-            if consumer.policy.single_active_consumer and not self._is_active(store, consumer):
-                claimed = []
-            elif consumer.auto_ack:
-                rows = store.claim_and_delete(consumer.queue, limit)
-                claimed = [(row, None) for row in rows]
-            else:
-                token = next(self._session.lease_tokens)
-                rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds)
-                claimed = [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now))
-                           for row in rows]
+            claimed = self._claim_in(store, consumer, limit, check_expired)
             if not claimed and store.queue(consumer.queue) is None:
                 self._forget_consumer(consumer)
                 gone = QueueNotFound(f"queue {consumer.queue!r} in {self.path} was deleted; consumer "
                                      f"{consumer.consumer_tag!r} is cancelled")
                 store.after_commit(lambda: _raise(gone))  # after the commit, which may be what deleted it
             return claimed
+
+    def _claim_in(self, store: SQLiteStore, consumer: "Consumer", limit: int, check_expired: bool
+                  ) -> list[tuple[MessageRow, Optional[Held]]]:
+        now = clock()
+        if check_expired:
+            queue_rules.returned(self._session, store, store.return_expired(consumer.queue, now), now)
+        queue_rules.settle_due(self._session, store, now)
+        if consumer.policy.single_active_consumer and not self._is_active(store, consumer):
+            return []
+        if consumer.auto_ack:
+            return [(row, None) for row in store.claim_and_delete(consumer.queue, limit)]
+        token = next(self._session.lease_tokens)
+        rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds)
+        return [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now)) for row in rows]
 
     def _hold(self, row: MessageRow, queue: str, token: int, consumer: Optional["Consumer"],
               lease_seconds: float, now: float, queue_row: Optional[QueueRow] = None) -> Held:
@@ -330,14 +332,21 @@ class Channel(Topology):
         self._check_open()
         _check_tag(delivery_tag)
         with self._store.write() as store:
-            self._settle_in(store, delivery_tag, multiple, how)
+            leases = self._settle_in(store, delivery_tag, multiple, how)
+            if how == "ack":
+                # The room an ack frees is filled in the same transaction, as RabbitMQ sends a consumer its next
+                # message on the ack: a consumer with prefetch 1 then writes once per message, not twice.
+                freed = Counter(lease.consumer for lease in leases if lease.consumer is not None)
+                for consumer, count in freed.items():
+                    consumer.refill(store, count, sum(freed.values()))
 
     def _settle_in(self, store: SQLiteStore, delivery_tag: int, multiple: bool, how: str, *,
-                   all_or_nothing: bool = False) -> None:
+                   all_or_nothing: bool = False) -> list[Held]:
+        """Settle deliveries as ``how`` says; the leases settled."""
         if multiple and delivery_tag == 0:  # everything outstanding, if anything is (RabbitMQ's rule)
             tags = list(self._unacked)
             if not tags:
-                return
+                return []
         elif delivery_tag not in self._unacked:
             tags = []  # with ``multiple`` too: RabbitMQ settles nothing up to a tag it does not know
         else:
@@ -373,6 +382,7 @@ class Channel(Topology):
             if all_or_nothing:
                 raise error  # inside the transaction: everything in it rolls back
             store.after_commit(lambda: _raise(error))
+        return leases
 
     def _forget(self, tags: list[int]) -> None:
         for tag in tags:

@@ -15,7 +15,7 @@ from .broker import check_seconds
 from .message import Delivery
 from .policy import PLAIN_QUEUE, QueuePolicy
 from .session import RECHECK_SECONDS, Held, clock
-from .store.sqlite import MessageRow
+from .store.sqlite import MessageRow, SQLiteStore
 from .wakeup import Doorbell, doorbell_address, sleep
 
 if TYPE_CHECKING:
@@ -108,7 +108,19 @@ class Consumer:
         self._buffer.clear()
         return unseen
 
-    def _room(self) -> int:
+    def refill(self, store: SQLiteStore, acked: int, acked_on_channel: int) -> None:
+        """In an ack's transaction (``acked`` of this consumer's deliveries, ``acked_on_channel`` of the channel's
+        consumers'): claim what the freed room allows when nothing is waiting to be handed out."""
+        if not self.active or self._buffer:
+            return
+        room = self._room(acked, acked_on_channel)
+        if room > 0:
+            claimed = self.channel._claim_in(store, self, room, check_expired=clock() >= self.expiry_horizon)
+            self.expiry_horizon = 0.0
+            if claimed:
+                store.after_commit(lambda: self._buffer.extend(claimed))
+
+    def _room(self, acked: int = 0, acked_on_channel: int = 0) -> int:
         # Without a prefetch, one message per claim: consumers waiting on one queue then take turns, as
         # RabbitMQ's round-robin gives them. A prefetch lets a consumer claim that many in one statement.
         if self.auto_ack:
@@ -116,9 +128,9 @@ class Consumer:
         if not self.prefetch:
             room = 1
         else:
-            room = min(CLAIM_BATCH, self.prefetch - self.unacked - len(self._buffer))
+            room = min(CLAIM_BATCH, self.prefetch - (self.unacked - acked) - len(self._buffer))
         if self.channel.channel_prefetch_count:
-            room = min(room, self.channel.channel_prefetch_count - self.channel._holding())
+            room = min(room, self.channel.channel_prefetch_count - (self.channel._holding() - acked_on_channel))
         return room
 
     def _fill(self) -> bool:

@@ -284,3 +284,37 @@ def test_ack_and_publish_with_an_expired_lease_publishes_nothing(db_path):
             conn.ack_and_publish(stale.delivery_tag, "", "replies", b"answer")
         assert conn.declare_queue("replies").message_count == 0
         again.ack()
+
+
+def test_an_ack_claims_the_consumers_next_message_in_its_own_transaction(conn, jobs):
+    publish(conn, jobs, *[str(i) for i in range(10)])
+    consumer = conn.consume(jobs, prefetch=1)
+    commits = conn._store.commits
+    received = []
+    for _ in range(10):
+        delivery = consumer.get(0)
+        received.append(delivery.body)
+        delivery.ack()
+    assert received == [str(i).encode() for i in range(10)]
+    assert conn._store.commits - commits <= 11  # one claim, then one ack (claiming the next) per message
+
+
+def test_a_message_claimed_by_an_ack_but_never_handed_out_goes_back_unmarked_on_cancel(conn, other, jobs):
+    publish(conn, jobs, b"1", b"2")
+    consumer = conn.consume(jobs, prefetch=1)
+    consumer.get(0).ack()  # claims 2 for this consumer
+    assert other.get(jobs) is None
+    consumer.cancel()
+    returned = other.get(jobs)
+    assert (returned.body, returned.redelivered, returned.delivery_count) == (b"2", False, 1)
+
+
+def test_an_ack_claims_no_more_than_the_channels_prefetch_allows(conn, jobs):
+    publish(conn, jobs, b"1", b"2", b"3")
+    conn.qos(1, global_qos=True)
+    first, second = conn.consume(jobs, prefetch=1), conn.consume(jobs, prefetch=1)
+    delivery = first.get(0)
+    assert second.get(0) is None  # the channel holds its one
+    delivery.ack()  # frees the channel's one place: the next message goes to one consumer, not both
+    assert [c.get(0) is None for c in (first, second)].count(True) == 1
+    assert conn.declare_queue(jobs).message_count == 1
