@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-from collections import Counter
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import queue_rules, routing
@@ -105,8 +104,9 @@ class Channel(Topology):
         data = self._body(exchange, body)
         _check_tag(delivery_tag)
         with self._store.write() as store:
-            self._settle_in(store, delivery_tag, False, "ack", all_or_nothing=True)
+            acked = self._settle_in(store, delivery_tag, False, "ack", all_or_nothing=True)
             arrival = self._publish_in(store, exchange, routing_key, [data], properties)
+            self._refill(store, acked)
         return self._confirm(arrival, exchange, routing_key, False)
 
     def _outgoing(self, exchange: str, routing_key: str, properties: Optional[Properties]) -> Properties:
@@ -334,11 +334,7 @@ class Channel(Topology):
         with self._store.write() as store:
             leases = self._settle_in(store, delivery_tag, multiple, how)
             if how == "ack":
-                # The room an ack frees is filled in the same transaction, as RabbitMQ sends a consumer its next
-                # message on the ack: a consumer with prefetch 1 then writes once per message, not twice.
-                freed = Counter(lease.consumer for lease in leases if lease.consumer is not None)
-                for consumer, count in freed.items():
-                    consumer.refill(store, count, sum(freed.values()))
+                self._refill(store, leases)
 
     def _settle_in(self, store: SQLiteStore, delivery_tag: int, multiple: bool, how: str, *,
                    all_or_nothing: bool = False) -> list[Held]:
@@ -383,6 +379,13 @@ class Channel(Topology):
                 raise error  # inside the transaction: everything in it rolls back
             store.after_commit(lambda: _raise(error))
         return leases
+
+    def _refill(self, store: SQLiteStore, acked: list[Held]) -> None:
+        # The room an ack frees is filled in the same transaction, as RabbitMQ sends a consumer its next message on
+        # the ack: a consumer with prefetch 1 (an RPC server too) then writes once per message, not twice.
+        held = [lease.consumer for lease in acked if lease.consumer is not None]
+        for consumer in set(held):
+            consumer.refill(store, held.count(consumer), len(held))
 
     def _forget(self, tags: list[int]) -> None:
         for tag in tags:

@@ -228,6 +228,18 @@ def test_a_reply_carries_the_requests_correlation_id_to_its_reply_to_queue(
     assert stored(db_path, "rpc") == 0
 
 
+def test_a_server_answers_each_request_in_one_transaction_that_also_claims_the_next(
+        db_path: str, conn: litemq.Connection, other: litemq.Connection) -> None:
+    conn.declare_queue("replies")
+    server = litemq.RpcServer(other, "rpc", echo)
+    for n in range(10):
+        request(conn, b"%d" % n, f"c{n}")
+    commits = other._store.commits
+    assert server.serve(limit=10, inactivity_timeout=BOUND) == 10
+    assert other._store.commits - commits <= 11  # the first claim, then one ack, reply and claim per request
+    assert [reply.body for reply in take_all(db_path, "replies")] == [b"echo:%d" % n for n in range(10)]
+
+
 @pytest.mark.parametrize("prefetch", [1, 3])
 def test_a_server_holds_at_most_its_prefetch_of_requests(
         db_path: str, conn: litemq.Connection, prefetch: int) -> None:
