@@ -111,13 +111,16 @@ COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + ?1, ready_byte
             "RETURNING ready_count, ready_bytes, arguments, "
             "(SELECT count(*) FROM litemq_consumers WHERE queue = ?3)")
 # A message routed to several queues: one statement counts it into up to COPIES queues, one stores its copies
-# (NULL fills the places a shorter list leaves; such a row matches no queue and stores nothing).
+# (NULL fills the places a shorter list leaves; such a row matches no queue and stores nothing). OR FAIL: a
+# statement that writes many rows and may abort keeps a statement journal, in memory freed at every statement's
+# end (the allocator then returns it to the system and faults it in again) or, past a few pages, in a temporary
+# file (copies land on as many index pages as queues). Any error rolls back the whole transaction anyway.
 COPIES = 16
-COUNT_IN_QUEUES = ("UPDATE litemq_queues SET ready_count = ready_count + ?1, ready_bytes = ready_bytes + ?2 "
+COUNT_IN_QUEUES = ("UPDATE OR FAIL litemq_queues SET ready_count = ready_count + ?1, ready_bytes = ready_bytes + ?2 "
                    f"WHERE name IN ({', '.join(f'?{3 + i}' for i in range(COPIES))}) "
                    "RETURNING name, ready_count, ready_bytes, arguments, "
                    "(SELECT count(*) FROM litemq_consumers c WHERE c.queue = litemq_queues.name)")
-INSERT_COPIES = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) "
+INSERT_COPIES = ("INSERT OR FAIL INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) "
                  "SELECT column1, ?1, ?2, ?3, ?4, ?5 FROM (VALUES "
                  + ", ".join(f"(?{6 + i})" for i in range(COPIES)) + ") WHERE column1 IS NOT NULL")
 # When the next delayed message falls due, the next ready message expires, the next unused queue expires.
