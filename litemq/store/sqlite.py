@@ -139,10 +139,11 @@ INSERT_BODY = "INSERT INTO litemq_bodies (id, body) VALUES (?, ?)"
 INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "priority, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 # A batch goes in as a few multi-row INSERTs of 256, 128, ... 1 rows (binding row by row costs twice as much),
-# so a batch of any size uses at most nine statements, each prepared once.
+# so a batch of any size uses at most nine statements, each prepared once. OR FAIL, as for the copies above.
 BATCH_ROWS = tuple(1 << k for k in range(8, -1, -1))
-INSERT_MESSAGES = {rows: "INSERT INTO litemq_messages (queue, exchange, routing_key, properties, published_at, priority, "
-                         "body) VALUES " + ", ".join(f"(?1, ?2, ?3, ?4, ?5, ?6, ?{7 + row})" for row in range(rows))
+INSERT_MESSAGES = {rows: "INSERT OR FAIL INTO litemq_messages (queue, exchange, routing_key, properties, published_at, "
+                         "priority, body) VALUES " + ", ".join(f"(?1, ?2, ?3, ?4, ?5, ?6, ?{7 + row})"
+                                                               for row in range(rows))
                    for rows in BATCH_ROWS}
 INSERT_DELAYED = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
