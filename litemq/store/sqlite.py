@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from contextlib import suppress
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 from ..errors import (NotADatabase, ReadOnlyDatabase, SchemaError, StorageError, StorageFull)
 from . import SCHEMA_REVISION, VERSION_TABLE
@@ -203,7 +203,16 @@ STATEMENTS = {name: value for name, value in globals().items() if name.isupper()
 STATEMENTS.update({f"INSERT_MESSAGES[{rows}]": sql for rows, sql in INSERT_MESSAGES.items()})
 
 
-_UNUSED = (None,) * COPIES
+def _padded(queues: Sequence[str]) -> Iterator[tuple[Optional[str], ...]]:
+    """The queues in groups of COPIES, the last filled up with NULL, for COUNT_IN_QUEUES and INSERT_COPIES."""
+    for start in range(0, len(queues), COPIES):
+        names = tuple(queues[start:start + COPIES])
+        yield names + (None,) * (COPIES - len(names))
+
+
+def _earliest(times: Sequence[Optional[float]]) -> Optional[float]:
+    return min((t for t in times if t is not None), default=None)
+
 
 _pid = os.getpid()  # this process's, kept current across fork() without a system call per transaction
 
@@ -460,9 +469,8 @@ class SQLiteStore:
                         ) -> dict[str, tuple[int, int, Optional[str], int]]:
         """``count_in`` for each of several queues: what it returns, by name, for those that exist."""
         counted = {}
-        for start in range(0, len(queues), COPIES):
-            names = queues[start:start + COPIES]
-            for name, *row in self._db.execute(COUNT_IN_QUEUES, (count, size, *names, *_UNUSED[len(names):])):
+        for names in _padded(queues):
+            for name, *row in self._db.execute(COUNT_IN_QUEUES, (count, size, *names)):
                 counted[name] = tuple(row)
         return counted
 
@@ -482,10 +490,8 @@ class SQLiteStore:
             for queue in queues:
                 self.insert_message(queue, exchange, routing_key, body, properties, now)
             return
-        for start in range(0, len(queues), COPIES):
-            names = queues[start:start + COPIES]
-            self._db.execute(INSERT_COPIES, (exchange, routing_key, body, properties, now, *names,
-                                             *_UNUSED[len(names):]))
+        for names in _padded(queues):
+            self._db.execute(INSERT_COPIES, (exchange, routing_key, body, properties, now, *names))
 
     def insert_messages(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
                         properties: Optional[str], now: float, priority: int = 0) -> None:
@@ -534,7 +540,7 @@ class SQLiteStore:
 
     def arrival_due(self) -> Optional[float]:
         """When the next delayed message falls due or unused queue expires (what a publish settles first)."""
-        return min((d for d in self._db.execute(SELECT_ARRIVAL_DEADLINES).fetchone() if d is not None), default=None)
+        return _earliest(self._db.execute(SELECT_ARRIVAL_DEADLINES).fetchone())
 
     def count_in_first(self, queue: str, size: int, count: int = 1
                        ) -> tuple[Optional[tuple[int, int, Optional[str], int]], Optional[float]]:
@@ -543,7 +549,7 @@ class SQLiteStore:
         row = self._db.execute(COUNT_IN_FIRST, (count, size, queue)).fetchone()
         if row is None:
             return None, self.arrival_due()
-        return (row[0], row[1], row[2], row[3]), min((d for d in row[4:] if d is not None), default=None)
+        return (row[0], row[1], row[2], row[3]), _earliest(row[4:])
 
     def drop(self, leases: Sequence[tuple[int, int]]) -> list[StoredMessage]:
         """Delete leased messages by (id, token), returning them (for dead-lettering)."""
@@ -639,7 +645,7 @@ class SQLiteStore:
 
     def next_due(self, queue: str) -> Optional[float]:
         """The earliest of: the first lease in the queue expiring, and ``deadlines()`` (None when nothing waits)."""
-        return min((d for d in self._db.execute(SELECT_DUE, (queue,)).fetchone() if d is not None), default=None)
+        return _earliest(self._db.execute(SELECT_DUE, (queue,)).fetchone())
 
     def deadlines(self) -> tuple[Optional[float], Optional[float], Optional[float]]:
         """When the next delayed message falls due, the next ready message expires, the next unused queue
