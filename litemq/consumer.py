@@ -40,6 +40,8 @@ class Consumer:
         self.inactivity_timeout = inactivity_timeout
         self.policy = policy
         self.active = True
+        self.waiting = False
+        """A thread is in ``get``, waiting: an ack made in another thread that claims for it rings it awake."""
         self.unacked = 0
         self._store = channel._store
         self._session = channel._session
@@ -65,7 +67,11 @@ class Consumer:
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             with _sigterm_exits():
-                self._waiter.wait([self], deadline)
+                self.waiting = True
+                try:
+                    self._waiter.wait([self], deadline)
+                finally:
+                    self.waiting = False
         return None
 
     def __iter__(self) -> Iterator[Delivery]:
@@ -118,7 +124,12 @@ class Consumer:
             claimed = self.channel._claim_in(store, self, room, check_expired=clock() >= self.expiry_horizon)
             self.expiry_horizon = 0.0
             if claimed:
-                store.after_commit(lambda: self._buffer.extend(claimed))
+                store.after_commit(lambda: self._take(claimed))
+
+    def _take(self, claimed: list[tuple[MessageRow, Optional[Held]]]) -> None:
+        self._buffer.extend(claimed)
+        if self.waiting:  # claimed by another thread's ack while this consumer's thread sleeps
+            self._session.bell.ring([self.doorbell.address])
 
     def _room(self, acked: int = 0, acked_on_channel: int = 0) -> int:
         # Without a prefetch, one message per claim: consumers waiting on one queue then take turns, as
@@ -217,7 +228,7 @@ class Waiter:
 
 
 def _has_work(ready: Optional[int], consumer: Consumer) -> bool:
-    return ready is None or (ready != 0 and consumer.may_claim())
+    return bool(consumer._buffer) or ready is None or (ready != 0 and consumer.may_claim())
 
 
 @contextmanager

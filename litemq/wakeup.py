@@ -32,6 +32,7 @@ class Doorbell:
     """What one consumer sleeps on (None as ``socket`` when this platform cannot have one)."""
 
     def __init__(self, address: bytes) -> None:
+        self.address = address
         self.socket: Optional[socket.socket] = None
         if ABSTRACT_SOCKETS:
             try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
 import signal
 import threading
 import time
@@ -172,6 +173,37 @@ def test_a_consumer_waiting_in_one_thread_receives_what_another_thread_publishes
     conn.publish("", "jobs", b"ping")
     threads.join(BOUND + 5)
     assert [d.body for d in received] == [b"ping"]
+
+
+def test_a_consumer_waiting_in_one_thread_gets_its_next_message_at_once_when_another_thread_acks(
+        conn: litemq.Connection) -> None:
+    # The ack frees the consumer's one place and claims the next message for it: the waiting thread must wake for
+    # it now, not at its next look at the file (a second later).
+    conn.declare_queue("jobs")
+    for n in range(4):
+        conn.publish("", "jobs", b"%d" % n)
+    handed: "queue.Queue[litemq.Delivery]" = queue.Queue()
+    consumer = conn.consume("jobs", prefetch=1)
+
+    def consume() -> None:
+        for _ in range(4):
+            delivery = consumer.get(timeout=BOUND)
+            if delivery is None:
+                return
+            handed.put(delivery)
+
+    threads = Threads()
+    threads.start(consume)
+    started = time.monotonic()
+    bodies = []
+    for _ in range(4):
+        delivery = handed.get(timeout=BOUND)
+        bodies.append(delivery.body)
+        time.sleep(0.05)  # the consumer's thread is asleep by now, its one place taken
+        delivery.ack()
+    threads.join(BOUND + 5)
+    assert bodies == [b"0", b"1", b"2", b"3"]
+    assert time.monotonic() - started < 2.5  # three waits of a second each without the wake-up
 
 
 # ---------------------------------------------------------------------------------------------------------------
