@@ -230,11 +230,10 @@ class Channel(Topology):
             self._consumers[tag] = consumer
             return consumer
 
-    def _claim(self, consumer: "Consumer", limit: int, check_expired: bool = True
-               ) -> list[tuple[MessageRow, Optional[Held]]]:
+    def _claim(self, consumer: "Consumer", limit: int) -> list[tuple[MessageRow, Optional[Held]]]:
         """Claim up to ``limit`` messages for a consumer; raises QueueNotFound when its queue is gone."""
         with self._store.write() as store:
-            claimed = self._claim_in(store, consumer, limit, check_expired)
+            claimed = self._claim_in(store, consumer, limit)
             if not claimed and store.queue(consumer.queue) is None:
                 self._forget_consumer(consumer)
                 gone = QueueNotFound(f"queue {consumer.queue!r} in {self.path} was deleted; consumer "
@@ -242,11 +241,12 @@ class Channel(Topology):
                 store.after_commit(lambda: _raise(gone))  # after the commit, which may be what deleted it
             return claimed
 
-    def _claim_in(self, store: SQLiteStore, consumer: "Consumer", limit: int, check_expired: bool
+    def _claim_in(self, store: SQLiteStore, consumer: "Consumer", limit: int
                   ) -> list[tuple[MessageRow, Optional[Held]]]:
         now = clock()
-        if check_expired:
+        if now >= consumer.expiry_horizon:
             queue_rules.returned(self._session, store, store.return_expired(consumer.queue, now), now)
+        consumer.expiry_horizon = 0.0  # until its waiter looks at the leases again, every claim looks for expired ones
         queue_rules.settle_due(self._session, store, now)
         if consumer.policy.single_active_consumer and not self._is_active(store, consumer):
             return []

@@ -121,8 +121,7 @@ class Consumer:
             return
         room = self._room(acked, acked_on_channel)
         if room > 0:
-            claimed = self.channel._claim_in(store, self, room, check_expired=clock() >= self.expiry_horizon)
-            self.expiry_horizon = 0.0
+            claimed = self.channel._claim_in(store, self, room)
             if claimed:
                 store.after_commit(lambda: self._take(claimed))
 
@@ -145,8 +144,7 @@ class Consumer:
         return room
 
     def _fill(self) -> bool:
-        claimed = self.channel._claim(self, self._room(), check_expired=clock() >= self.expiry_horizon)
-        self.expiry_horizon = 0.0
+        claimed = self.channel._claim(self, self._room())
         self._buffer.extend(claimed)
         return bool(claimed)
 
