@@ -11,12 +11,15 @@ import json
 import os
 import subprocess
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, TypeVar
 
+from . import __version__, routing
 from .connection import Connection, connect, resolve_path
-from .errors import LiteMQError
+from .errors import AccessRefused, ExchangeNotFound, LiteMQError, QueueNotFound
 from .message import PROPERTY_NAMES, Properties, decode_properties, decode_table
 from .routing import DELAYED_EXCHANGE, EXCHANGE_TYPES
+
+T = TypeVar("T")
 
 DEMO_QUEUE = "litemq-demo"
 DEFAULT_EXCHANGE_NAMES = ("", "amq.default")
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="litemq", description="An embedded message broker in one SQLite file.")
     parser.add_argument("--db", metavar="PATH_OR_URL",
                         help="the file (a path or sqlite:///path); default $LITEMQ_URL, else litemq.db")
+    parser.add_argument("--version", action="version", version=f"litemq {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run: Callable[[argparse.Namespace], int], help: str, listing: bool = False
@@ -107,11 +111,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("publish", cmd_publish, "publish a message (the body from the argument, or standard input)")
     sub.add_argument("exchange", help="the exchange; '' or amq.default for the default exchange")
     sub.add_argument("routing_key")
-    sub.add_argument("body", nargs="?", default="-", help="the body, or - (the default) for standard input")
+    sub.add_argument("body", nargs="?", default=None,
+                     help="the body; - reads standard input, which is also the default when it is not a terminal")
+    sub.add_argument("--body", dest="body_text", metavar="TEXT", default=None,
+                     help="the body as an option: --body '' publishes an empty body")
     sub.add_argument("--property", action="append", default=[], metavar="K=V",
                      help="a message property, such as content_type=text/plain or delivery_mode=2")
     sub.add_argument("--header", action="append", default=[], metavar="K=V", help="a header (repeatable)")
     sub.add_argument("--lines", action="store_true", help="publish each line of standard input as a message")
+    sub.add_argument("-q", "--quiet", action="store_true", help="do not print how many queues it reached")
 
     sub = command("get", cmd_get, "take messages from a queue; requeued (marked redelivered) unless --ack",
                   listing=True)
@@ -152,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("db", cmd_db, "the file itself: upgrade, downgrade REV, current, check, vacuum, checkpoint")
     sub.add_argument("action", choices=["upgrade", "downgrade", "current", "check", "vacuum", "checkpoint"])
     sub.add_argument("revision", nargs="?", help="for downgrade: the revision to go back to")
+    sub.add_argument("--yes", action="store_true",
+                     help="for downgrade: go ahead even when it deletes queues and messages")
 
     sub = command("demo", cmd_demo, "run a producer and a consumer process that talk through the file")
     sub.add_argument("-n", "--count", type=int, default=5, help="how many messages to send (default 5)")
@@ -166,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _body_options(sub: argparse.ArgumentParser) -> None:
     form = sub.add_mutually_exclusive_group()
-    form.add_argument("--raw", action="store_true", help="write bodies as raw bytes, one per line")
+    form.add_argument("--raw", action="store_true",
+                      help="write each body's bytes exactly, nothing added (not even a newline)")
     form.add_argument("--base64", action="store_true", help="print bodies in base64")
 
 
@@ -179,16 +190,31 @@ def _path(args: argparse.Namespace) -> str:
         raise UsageError(str(exc)) from None
 
 
-def _open(args: argparse.Namespace, create: bool = False) -> Connection:
+def _existing(args: argparse.Namespace) -> str:
     path = _path(args)
-    if not create:
-        from .store import inspect
+    if not os.path.exists(path):
+        raise Refused(f"no litemq file at {path} (nothing was created)")
+    return path
 
-        if not os.path.exists(path):
-            raise Refused(f"no litemq file at {path} (nothing was created)")
-        if not inspect.is_litemq_file(path):
-            raise Refused(f"{path} holds no litemq data (nothing was changed)")
+
+def _open(args: argparse.Namespace, create: bool = False) -> Connection:
+    """A connection, for the commands that change the file."""
+    if create:
+        return connect(_path(args))
+    from .store import inspect, readonly
+
+    path = _existing(args)
+    inspect.check_sqlite(path)  # not SQLite, locked by its application: said as what it is
+    readonly.read(path, lambda store: None)  # refuses a file without litemq's tables rather than creating them
     return connect(path)
+
+
+def _read(args: argparse.Namespace, action: Callable[[Any], T], **options: bool) -> T:
+    """``action(store)`` on the file opened read-only, for the commands that only look: they never create,
+    upgrade or write it, and work on a file nobody may write."""
+    from .store import readonly
+
+    return readonly.read(_existing(args), action, **options)
 
 
 def _exchange(name: str) -> str:
@@ -260,10 +286,14 @@ def _cell(value: Any) -> str:
         return f"{value:.1f}"
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"))
-    text = str(value)
+    return _shown(str(value))
+
+
+def _shown(text: str) -> str:
+    """Text as a terminal may print it: one line, no control bytes. Only what cannot be shown is escaped, so
+    UTF-8 text stays readable."""
     if text.isprintable():
         return text
-    # One line per row, whatever the body holds: escape only what cannot be shown, and keep UTF-8 text readable.
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
@@ -276,15 +306,32 @@ def _body(args: argparse.Namespace, body: bytes) -> str:
         return repr(body)[2:-1]  # escaped, as Python writes bytes
 
 
+def _json_body(args: argparse.Namespace, body: bytes) -> dict[str, str]:
+    """The body for JSON, with how it is encoded: text when it is UTF-8 (unless --base64), else base64."""
+    if not getattr(args, "base64", False):
+        try:
+            return {"body": body.decode("utf-8"), "body_encoding": "text"}
+        except UnicodeDecodeError:
+            pass
+    return {"body": base64.b64encode(body).decode("ascii"), "body_encoding": "base64"}
+
+
+def _write_raw(bodies: Sequence[bytes]) -> None:
+    sys.stdout.flush()
+    for body in bodies:
+        sys.stdout.buffer.write(body)
+    sys.stdout.buffer.flush()
+
+
 def _print_messages(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None:
     if getattr(args, "raw", False):
-        for row in rows:
-            sys.stdout.buffer.write(row["body"] + b"\n")
-        sys.stdout.flush()
+        _write_raw([row["body"] for row in rows])
         return
     for row in rows:
-        row["body"] = _body(args, row["body"])
-        if not getattr(args, "json", False):
+        if args.json:
+            row.update(_json_body(args, row["body"]))
+        else:
+            row["body"] = _body(args, row["body"])
             row["exchange"] = row["exchange"] or "amq.default"
     _emit(args, rows, ("exchange", "routing_key", "redelivered", "properties", "body"))
 
@@ -296,13 +343,12 @@ def _message_row(exchange: str, routing_key: str, body: bytes, properties: Prope
             "properties": json.loads(json.dumps(set_fields, default=str)), "body": body}
 
 
-# --- listings
+# --- listings (read-only)
 
 def cmd_queues(args: argparse.Namespace) -> int:
     from .store import inspect
 
-    with _open(args) as conn, conn._store.read() as store:
-        rows = inspect.queues(store)
+    rows = _read(args, inspect.queues)
     for row in rows:
         for flag in ("durable", "exclusive", "auto_delete"):
             row[flag] = bool(row[flag])
@@ -317,8 +363,7 @@ def cmd_queues(args: argparse.Namespace) -> int:
 def cmd_exchanges(args: argparse.Namespace) -> int:
     from .store import inspect
 
-    with _open(args) as conn, conn._store.read() as store:
-        rows = inspect.exchanges(store)
+    rows = _read(args, inspect.exchanges)
     rows.insert(0, {"name": "", "type": "direct", "durable": True, "auto_delete": False, "internal": False,
                     "arguments": None})
     for row in rows:
@@ -334,8 +379,7 @@ def cmd_exchanges(args: argparse.Namespace) -> int:
 def cmd_bindings(args: argparse.Namespace) -> int:
     from .store import inspect
 
-    with _open(args) as conn, conn._store.read() as store:
-        rows = inspect.bindings(store)
+    rows = _read(args, inspect.bindings)
     for row in rows:
         row["arguments"] = decode_table(row["arguments"])
     _emit(args, rows, ("exchange", "destination", "destination_kind", "routing_key", "arguments"))
@@ -343,13 +387,16 @@ def cmd_bindings(args: argparse.Namespace) -> int:
 
 
 def cmd_connections(args: argparse.Namespace) -> int:
+    from .liveness import is_alive
     from .store import inspect
 
-    with _open(args) as conn:
-        with conn._store.read() as store:
-            rows = [row for row in inspect.connections(store) if row["connection_id"] != conn._session.connection_id]
-        for row in rows:
-            row["alive"] = not conn._session.liveness.is_dead(row["connection_id"])
+    rows = _read(args, inspect.connections)
+    path = _path(args)
+    for row in rows:
+        try:
+            row["alive"] = is_alive(path, row["connection_id"])
+        except OSError:  # its lock cannot be opened by this user: say so rather than guess
+            row["alive"] = None
     _emit(args, rows, ("connection_id", "pid", "host", "started_at", "consumers", "unacked", "alive"))
     return 0
 
@@ -360,7 +407,7 @@ def cmd_declare_queue(args: argparse.Namespace) -> int:
     with _open(args, create=True) as conn:
         info = conn.declare_queue(args.name, durable=args.durable, auto_delete=args.auto_delete,
                                   arguments=_pairs(args.argument, "argument") or None)
-    print(info.queue)
+    print(_shown(info.queue))
     return 0
 
 
@@ -408,20 +455,56 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 def cmd_publish(args: argparse.Namespace) -> int:
     properties = _properties(args.property, args.header)
-    if args.lines and args.body != "-":
-        raise UsageError("--lines reads standard input: give no BODY (or -)")
-    if args.lines or args.body == "-":
-        data = sys.stdin.buffer.read()
-        bodies = data.splitlines() if args.lines else [data]
-    else:
-        bodies = [args.body.encode("utf-8")]
+    bodies = _bodies(args)
     with _open(args, create=True) as conn:
         routed = [conn.publish(_exchange(args.exchange), args.routing_key, body, properties) for body in bodies]
+    if not args.quiet:
+        print(_published(routed))
     if bodies and not any(routed):
         print(f"litemq: unroutable: no queue in {conn.path} is bound to receive it from exchange "
               f"{args.exchange!r} with routing key {args.routing_key!r} ({len(bodies)} message(s) dropped)",
               file=sys.stderr)
     return 0
+
+
+def _bodies(args: argparse.Namespace) -> list[bytes]:
+    """The bodies to publish: BODY or --body, else standard input (read only when it is not a terminal, or when
+    - asks for it). An empty body is published only when --body '' says so."""
+    if args.body_text is not None:
+        if args.body is not None or args.lines:
+            raise UsageError("give the body once: as BODY, as --body, or on standard input (--lines)")
+        return [args.body_text.encode("utf-8")]
+    if args.lines and args.body not in (None, "-"):
+        raise UsageError("--lines reads standard input: give no BODY (or -)")
+    if args.body == "":
+        raise UsageError("the BODY argument is empty: use --body '' to publish an empty body")
+    if args.body is not None and args.body != "-":
+        return [args.body.encode("utf-8")]
+    if sys.stdin is None:
+        raise UsageError("no BODY and no standard input: give BODY, or --body '' for an empty body")
+    if args.body is None and sys.stdin.isatty():
+        raise UsageError("no BODY, and standard input is a terminal: give BODY, pipe the body in, "
+                         "or give - to type it")
+    data = sys.stdin.buffer.read()
+    if args.lines:
+        return data.splitlines()
+    if not data:
+        raise UsageError("standard input was empty, so nothing was published: use --body '' for an empty body")
+    return [data]
+
+
+def _published(routed: Sequence[int]) -> str:
+    def queues(n: int) -> str:
+        return f"{n} queue" + ("" if n == 1 else "s")
+
+    if not routed:
+        return "published nothing: standard input had no lines"
+    if len(routed) == 1:
+        return f"published to {queues(routed[0])}"
+    if len(set(routed)) == 1:
+        return f"published {len(routed)} messages, each to {queues(routed[0])}"
+    return (f"published {len(routed)} messages, each to {min(routed)} to {queues(max(routed))} "
+            f"({sum(routed)} copies)")
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -449,13 +532,15 @@ def cmd_peek(args: argparse.Namespace) -> int:
 
     if args.count < 1:
         raise UsageError("--count must be at least 1")
-    with _open(args) as conn:
-        if conn.route("", args.queue) == []:
-            raise Refused(f"queue {args.queue!r} not found in {conn.path}")
-        with conn._store.read() as store:
-            found = inspect.peek(store, args.queue, args.count)
+    routing.check_name("queue name", args.queue)
+
+    def look(store: Any) -> list[dict[str, Any]]:
+        if store.queue(args.queue) is None:
+            raise QueueNotFound(f"queue {args.queue!r} not found in {store.path}")
+        return inspect.peek(store, args.queue, args.count)
+
     rows = [_message_row(row["exchange"], row["routing_key"], row["body"], decode_properties(row["properties"]),
-                         row["delivery_count"] > 0) for row in found]
+                         row["delivery_count"] > 0) for row in _read(args, look)]
     _print_messages(args, rows)
     return 0
 
@@ -477,16 +562,15 @@ def cmd_tail(args: argparse.Namespace) -> int:
         conn.bind_queue(queue, exchange, key, _pairs(args.header, "header") or None)
         seen = 0
         for delivery in conn.consume(queue, auto_ack=True):
-            row = _message_row(delivery.exchange, delivery.routing_key, delivery.body, delivery.properties,
-                               delivery.redelivered)
             if args.json:
-                row["body"] = _body(args, row["body"])
+                row = _message_row(delivery.exchange, delivery.routing_key, delivery.body, delivery.properties,
+                                   delivery.redelivered)
+                row.update(_json_body(args, delivery.body))
                 print(json.dumps(row, default=str), flush=True)
             elif args.raw:
-                sys.stdout.buffer.write(delivery.body + b"\n")
-                sys.stdout.flush()
+                _write_raw([delivery.body])
             else:
-                print(f"{delivery.routing_key or '-'}  {_body(args, delivery.body)}", flush=True)
+                print(f"{_shown(delivery.routing_key) or '-'}  {_shown(_body(args, delivery.body))}", flush=True)
             seen += 1
             if args.count is not None and seen >= args.count:
                 break
@@ -494,13 +578,29 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_route(args: argparse.Namespace) -> int:
-    with _open(args) as conn:
-        queues = conn.route(_exchange(args.exchange), args.routing_key, _pairs(args.header, "header") or None)
+    from .routes import Routes
+
+    exchange = _exchange(args.exchange)
+    routing.check_name("exchange name", exchange)
+    routing.check_name("routing key", args.routing_key)
+    headers = _pairs(args.header, "header") or None
+    if headers is not None:
+        Properties(headers=headers)  # refuses what a message could not carry
+
+    def look(store: Any) -> list[str]:
+        found, queues = Routes().route(store, exchange, args.routing_key, headers)
+        if exchange and found is None:
+            raise ExchangeNotFound(f"exchange {exchange!r} not found in {store.path}")
+        if found is not None and found.internal:
+            raise AccessRefused(f"cannot publish to internal exchange {exchange!r} in {store.path}")
+        return list(queues)
+
+    queues = _read(args, look)
     if args.json:
         print(json.dumps(queues))
     else:
         for queue in queues:
-            print(queue)
+            print(_shown(queue))
     return 0
 
 
@@ -527,10 +627,8 @@ def cmd_move(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from .store import inspect
 
-    with _open(args) as conn:
-        with conn._store.read() as store:
-            queues = inspect.queues(store)
-        sizes = inspect.file_sizes(conn.path)
+    queues = _read(args, inspect.queues)
+    sizes = inspect.file_sizes(_path(args))
     rows = [{"queue": q["queue"], "messages": q["total"], "ready": q["ready"], "unacked": q["unacked"],
              "bytes": q["bytes"], "oldest_ready_seconds": q["oldest_ready_seconds"]} for q in queues]
     totals = {"messages": sum(r["messages"] for r in rows), "bytes": sum(r["bytes"] for r in rows), **sizes}
@@ -544,34 +642,44 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def cmd_db(args: argparse.Namespace) -> int:
-    from .store import SCHEMA_REVISION, inspect, migrate
+    from .store import SCHEMA_REVISION, inspect, migrate, readonly
 
-    path = _path(args)
     if args.action == "downgrade" and not args.revision:
         raise UsageError("db downgrade needs the revision to go back to (for example 0001, or base)")
     if args.action != "downgrade" and args.revision:
         raise UsageError(f"db {args.action} takes no revision")
-    if not os.path.exists(path):
-        raise Refused(f"no litemq file at {path} (nothing was created)")
-    inspect.check_sqlite(path)
-    if args.action == "upgrade":
+    if args.yes and args.action != "downgrade":
+        raise UsageError("--yes is for db downgrade")
+    path = _existing(args)
+    if args.action == "current":  # read-only, whatever the revision
+        revision = _read(args, lambda store: store.revision(), litemq_only=False, any_revision=True)
+        print(f"{revision or 'base'} (this litemq writes {SCHEMA_REVISION})")
+    elif args.action == "check":  # read-only: a damaged file gets SQLite's verdict, never a traceback
+        problems = [line for line in readonly.integrity_check(path) if line != "ok"]
+        for line in problems:
+            print(line)
+        if problems:
+            raise Refused(f"{path} failed PRAGMA integrity_check")
+        _read(args, lambda store: None)  # a file without litemq's tables, or from a newer litemq, is refused
+        print("ok")
+    elif args.action == "upgrade":
+        inspect.check_sqlite(path)
         changed = migrate.upgrade(path)
         print(f"{path}: at schema {SCHEMA_REVISION}" + ("" if changed else " already"))
     elif args.action == "downgrade":
+        inspect.check_sqlite(path)
+        lost = ""
+        if args.revision == "base":  # only base drops the tables that hold queues and messages
+            queues, messages = _read(args, inspect.contents)
+            lost = f"{queues} queue(s) and {messages} message(s)"
+            if (queues or messages) and not args.yes:
+                raise Refused(f"downgrading {path} to base drops litemq's tables and would delete {lost}; "
+                              "give --yes to do it (nothing was changed)")
         migrate.upgrade(path, args.revision)
-        print(f"{path}: at schema {migrate.current_revision(path) or 'base'}")
-    elif args.action == "current":
-        print(f"{migrate.current_revision(path)} (this litemq writes {SCHEMA_REVISION})")
+        print(f"{path}: at schema {migrate.current_revision(path) or 'base'}" + (f" ({lost} deleted)" if lost else ""))
     else:
-        with _open(args) as conn:  # refuses a file without litemq's tables rather than creating them
-            if args.action == "check":
-                problems = [line for line in inspect.integrity_check(conn._store) if line != "ok"]
-                for line in problems:
-                    print(line)
-                if problems:
-                    raise Refused(f"{path} failed PRAGMA integrity_check")
-                print("ok")
-            elif args.action == "vacuum":
+        with _open(args) as conn:
+            if args.action == "vacuum":
                 before = inspect.file_sizes(path)["file_bytes"]
                 inspect.vacuum(conn._store)
                 inspect.checkpoint(conn._store)  # VACUUM's result sits in the WAL until then
