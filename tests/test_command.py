@@ -16,6 +16,7 @@ import pytest
 
 import litemq
 from conftest import PYTHON, REPO
+from liveness_workers import default_signals
 from litemq import cli
 
 LISTINGS = ("queues", "exchanges", "bindings", "connections", "get", "peek", "tail", "route", "stats")
@@ -201,8 +202,10 @@ def test_tail_prints_what_the_exchange_routes_as_it_arrives(world: str, capsys: 
 def test_tail_stops_cleanly_on_ctrl_c(world: str, subprocess_env: dict[str, str]) -> None:
     import signal
 
+    # preexec_fn: Ctrl-C as a terminal gives it, even when this suite runs as a background job (`nohup ... &`
+    # leaves SIGINT ignored, and the child would inherit that)
     tail = subprocess.Popen([PYTHON, "-m", "litemq", "--db", world, "tail", "logs"], env=subprocess_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     try:
         deadline = time.monotonic() + 20
         bound = False
