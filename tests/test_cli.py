@@ -672,6 +672,9 @@ def test_publish_lines_counts_messages_that_reach_different_numbers_of_queues(
     assert run("publish", "logs", "app.x", "--lines", stdin=b"a\nb\n\nc\n") == (
         0, "published 4 messages, each to 2 queues\n", "")
     assert bodies(world, "jobs")[-4:] == [b"a", b"b", b"", b"c"]  # a blank line is a message, as every line is
+    # bindings changed by another process while the lines go out: each message counts the queues it reached
+    from litemq.cli.messages import _published
+    assert _published([2, 1, 2]) == "published 3 messages, each to 1 to 2 queues (5 copies)"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -779,6 +782,9 @@ def test_base64_and_raw_give_bodies_exactly(world: str, run: Callable[..., Resul
     table = run("get", "jobs", "-n", "2", "--base64").out.splitlines()
     assert [line.split()[-1] for line in table[1:]] == ["Zmlyc3Q=", "/wBiaW5hcnk="]
     assert run("peek", "jobs", "--raw", "--base64").code == 2
+    for command_line in (["peek", "jobs"], ["get", "jobs"], ["tail", "logs"]):
+        both = run(*command_line, "--raw", "--json")
+        assert both.code == 2 and one_line_error(both) and "give one of them" in both.err, command_line
 
 
 def test_raw_writes_exactly_the_bodies_bytes_with_nothing_added(world: str,
@@ -1332,6 +1338,7 @@ def test_db_downgrade_to_base_refuses_without_yes_and_says_what_it_would_delete(
     assert done == (0, f"{world}: at schema base (2 queue(s) and 5 message(s) deleted)\n", "")
     assert rows(world, "SELECT name FROM sqlite_master WHERE name LIKE 'litemq_%' AND name != "
                        "'litemq_alembic_version'") == []
+    assert run("db", "current").out == f"base (no litemq tables; this litemq writes {SCHEMA_REVISION})\n"
     assert run("db", "check", "--yes").code == 2
 
 

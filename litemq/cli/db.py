@@ -19,7 +19,8 @@ def cmd_db(args: argparse.Namespace) -> int:
     path = existing_file(args)
     if args.action == "current":  # read-only, whatever the revision
         revision = read_only(args, lambda store: store.revision(), litemq_only=False, any_revision=True)
-        print(f"{revision or 'base'} (this litemq writes {SCHEMA_REVISION})")
+        print(f"{revision} (this litemq writes {SCHEMA_REVISION})" if revision
+              else f"base (no litemq tables; this litemq writes {SCHEMA_REVISION})")
     elif args.action == "check":  # read-only: a damaged file gets SQLite's verdict, never a traceback
         problems = [line for line in readonly.integrity_check(path) if line != "ok"]
         for line in problems:

@@ -25,7 +25,7 @@ def cmd_queues(args: argparse.Namespace) -> int:
         row.pop("oldest_ready_seconds", None)
         row.pop("bytes", None)
     emit(args, rows, ("queue", "ready", "unacked", "consumers", "durable", "exclusive", "auto_delete",
-                       "arguments"))
+                      "arguments"))
     return 0
 
 

@@ -68,7 +68,13 @@ def _published(routed: Sequence[int]) -> str:
             f"({sum(routed)} copies)")
 
 
+def _check_form(args: argparse.Namespace) -> None:
+    if args.raw and args.json:
+        raise UsageError("--raw writes the bodies' bytes and --json prints JSON: give one of them")
+
+
 def cmd_get(args: argparse.Namespace) -> int:
+    _check_form(args)
     if args.count < 1:
         raise UsageError("--count must be at least 1")
     rows = []
@@ -80,7 +86,7 @@ def cmd_get(args: argparse.Namespace) -> int:
                 break
             deliveries.append(delivery)
             rows.append(message_row(delivery.exchange, delivery.routing_key, delivery.body,
-                                     delivery.properties, delivery.redelivered))
+                                    delivery.properties, delivery.redelivered))
         if deliveries:
             last = deliveries[-1].delivery_tag
             conn.ack(last, multiple=True) if args.ack else conn.nack(last, multiple=True, requeue=True)
@@ -89,6 +95,7 @@ def cmd_get(args: argparse.Namespace) -> int:
 
 
 def cmd_peek(args: argparse.Namespace) -> int:
+    _check_form(args)
     from ..store import inspect
 
     if args.count < 1:
@@ -101,12 +108,13 @@ def cmd_peek(args: argparse.Namespace) -> int:
         return inspect.peek(store, args.queue, args.count)
 
     rows = [message_row(row["exchange"], row["routing_key"], row["body"], decode_properties(row["properties"]),
-                         row["delivery_count"] > 0) for row in read_only(args, look)]
+                        row["delivery_count"] > 0) for row in read_only(args, look)]
     print_messages(args, rows)
     return 0
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
+    _check_form(args)
     exchange = exchange_name(args.exchange)
     if exchange == "":
         raise UsageError("tail needs an exchange other than the default one")

@@ -21,7 +21,7 @@ def emit(args: argparse.Namespace, rows: list[dict[str, Any]], columns: Sequence
     widths = [max(len(column), *(len(line[i]) for line in table)) for i, column in enumerate(columns)]
     print("  ".join(column.ljust(width) for column, width in zip(columns, widths)).rstrip())
     for line in table:
-        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+        print("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip())
 
 
 def cell(value: Any) -> str:
@@ -84,7 +84,7 @@ def print_messages(args: argparse.Namespace, rows: list[dict[str, Any]]) -> None
 
 
 def message_row(exchange: str, routing_key: str, body: bytes, properties: Properties,
-                 redelivered: bool) -> dict[str, Any]:
+                redelivered: bool) -> dict[str, Any]:
     set_fields = properties.set_fields()
     return {"exchange": exchange, "routing_key": routing_key, "redelivered": redelivered,
             "properties": json.loads(json.dumps(set_fields, default=str)), "body": body}

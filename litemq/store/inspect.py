@@ -96,10 +96,6 @@ def file_sizes(path: str) -> dict[str, int]:
     return sizes
 
 
-def integrity_check(store: SQLiteStore) -> list[str]:
-    return [row[0] for row in store.execute("PRAGMA integrity_check").fetchall()]
-
-
 def vacuum(store: SQLiteStore) -> None:
     """Rebuild the file to return free pages to the disk (outside any transaction)."""
     with store.lock:
