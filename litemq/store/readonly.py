@@ -35,7 +35,8 @@ class FileBehind(StorageError):
 class ReadOnlyStore(SQLiteStore):
     """The store's read verbs over a connection that cannot write. Only ``read()`` transactions are for it."""
 
-    def __init__(self, path: str, immutable: bool) -> None:  # noqa: super().__init__ would configure and migrate
+    def __init__(self, path: str, immutable: bool) -> None:
+        # Not SQLiteStore.__init__: that one switches the file to WAL and migrates it, both writes.
         self.path = path
         self.commits = 0
         self.rollbacks = 0
@@ -89,7 +90,7 @@ def read(path: str, action: Callable[[ReadOnlyStore], T], *, litemq_only: bool =
         except sqlite3.Error as exc:
             raise translate_error(exc, path) from exc
         finally:
-            store._db.close()
+            store.close()
         if not immutable or _stamp(path) == before:
             return result
     raise StorageError(f"{path} kept changing while it was read; try again")
