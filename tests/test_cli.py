@@ -9,6 +9,7 @@ Bad input gets one line on stderr, never a traceback.
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import os
@@ -29,6 +30,7 @@ import pytest
 
 import litemq
 from conftest import PYTHON, REPO
+from liveness_workers import default_signals
 from litemq import Properties, cli
 from litemq.store import SCHEMA_REVISION, migrate
 
@@ -248,6 +250,12 @@ def test_main_returns_the_exit_code(world: str) -> None:
     assert cli.main(["--db", world, "get", "jobs", "-n", "0"]) == 2
 
 
+def test_version_prints_litemq_and_its_version(run: Callable[..., Result], subprocess_env: dict[str, str]) -> None:
+    assert run("--version", db=None) == (0, f"litemq {litemq.__version__}\n", "")
+    result = command(["--version"], subprocess_env)
+    assert (result.returncode, result.stdout) == (0, f"litemq {litemq.__version__}\n".encode())
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Listings: queues, exchanges, bindings, connections
 # ---------------------------------------------------------------------------------------------------------------
@@ -389,8 +397,11 @@ def test_connections_never_reports_a_dead_process_alive_and_its_messages_come_ba
         if holder.poll() is None:
             os.kill(holder.pid, signal.SIGKILL)
             holder.wait(PROCESS_TIMEOUT)
-    peeked = json.loads(run("peek", "jobs", "--json").out)
-    assert [(m["body"], m["redelivered"]) for m in peeked] == [("first", True), ("\\xff\\x00binary", False)]
+    # peek only reads; the next command that opens the file for writing returns what the dead process held
+    assert [(m["body"], m["redelivered"]) for m in json.loads(run("peek", "jobs", "--json").out)] == [
+        ("/wBiaW5hcnk=", False)]
+    got = json.loads(run("get", "jobs", "-n", "2", "--json").out)
+    assert [(m["body"], m["redelivered"]) for m in got] == [("first", True), ("/wBiaW5hcnk=", False)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -512,7 +523,7 @@ def test_an_exclusive_queue_of_another_connection_is_refused_but_readable(world:
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_publish_takes_the_body_from_the_argument(world: str, run: Callable[..., Result]) -> None:
-    assert run("publish", "logs", "app.new", "hello world") == (0, "", "")
+    assert run("publish", "logs", "app.new", "hello world") == (0, "published to 2 queues\n", "")
     assert bodies(world, "jobs")[-1] == b"hello world"
     assert bodies(world, "audit")[-1] == b"hello world"
     assert rows(world, "SELECT exchange, routing_key, properties FROM litemq_messages ORDER BY id DESC LIMIT 1") == [
@@ -524,21 +535,23 @@ def test_publish_reads_the_whole_of_standard_input_as_one_body(db_path: str, run
                                                                body_args: list[str]) -> None:
     run("declare-queue", "q")
     data = b"line one\nline two\r\n\x00\xff binary too\n"
-    assert run("publish", "", "q", *body_args, stdin=data) == (0, "", "")
+    assert run("publish", "", "q", *body_args, stdin=data) == (0, "published to 1 queue\n", "")
     assert bodies(db_path, "q") == [data]
 
 
 def test_publish_lines_makes_each_line_of_standard_input_a_message(db_path: str, run: Callable[..., Result]) -> None:
     run("declare-queue", "q")
-    assert run("publish", "", "q", "--lines", stdin=b"one\ntwo\r\nthree") == (0, "", "")
-    assert run("publish", "", "q", "-", "--lines", stdin=b"four\n") == (0, "", "")
+    assert run("publish", "", "q", "--lines", stdin=b"one\ntwo\r\nthree") == (
+        0, "published 3 messages, each to 1 queue\n", "")
+    assert run("publish", "", "q", "-", "--lines", stdin=b"four\n") == (0, "published to 1 queue\n", "")
     assert bodies(db_path, "q") == [b"one", b"two", b"three", b"four"]
 
 
-def test_publish_lines_with_empty_input_publishes_nothing_and_says_nothing(db_path: str,
-                                                                            run: Callable[..., Result]) -> None:
+def test_publish_lines_with_empty_input_publishes_nothing_and_says_so(db_path: str,
+                                                                       run: Callable[..., Result]) -> None:
     run("declare-queue", "q")
-    assert run("publish", "", "q", "--lines", stdin=b"") == (0, "", "")
+    assert run("publish", "", "q", "--lines", stdin=b"") == (
+        0, "published nothing: standard input had no lines\n", "")
     assert bodies(db_path, "q") == []
 
 
@@ -558,7 +571,7 @@ def test_publish_sets_properties_and_headers_with_their_types(db_path: str, run:
                "--property", "correlation_id=42", "--property", "expiration=60000",
                "--header", "n=1", "--header", "ratio=0.5", "--header", "flag=true", "--header", 's="1"',
                "--header", "word=hello", "--header", "list=[1,\"a\"]", "--header", "none=null",
-               "--header", "empty=") == (0, "", "")
+               "--header", "empty=") == (0, "published to 1 queue\n", "")
     with litemq.connect(db_path) as conn:
         delivery = conn.get("q", auto_ack=True)
     assert delivery is not None and delivery.exchange == ""
@@ -572,7 +585,7 @@ def test_publish_sets_properties_and_headers_with_their_types(db_path: str, run:
 def test_publish_of_an_unroutable_message_warns_and_stores_nothing(world: str, run: Callable[..., Result]) -> None:
     before = state(world)
     result = run("publish", "amq.direct", "nobody", "lost")
-    assert result.code == 0 and result.out == ""
+    assert result.code == 0 and result.out == "published to 0 queues\n"
     assert one_line_error(result) and "unroutable" in result.err
     assert f"in {world}" in result.err and "exchange 'amq.direct' with routing key 'nobody'" in result.err
     assert run("publish", "", "no-such-queue", "lost").err.startswith("litemq: unroutable")
@@ -585,6 +598,86 @@ def test_declare_exchange_makes_a_delayed_message_exchange(world: str, run: Call
         ("x-delayed-message", '{"x-delayed-type":"direct"}')]
 
 
+class Terminal(io.BytesIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_publish_without_a_body_refuses_a_terminal_with_a_hint_and_reads_nothing(
+        db_path: str, run: Callable[..., Result], monkeypatch: pytest.MonkeyPatch) -> None:
+    run("declare-queue", "q")
+    for args in ([], ["--lines"]):
+        typed = Terminal(b"would wait for this")
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(typed))
+        result = run("publish", "", "q", *args)
+        assert result.code == 2 and one_line_error(result), result.err
+        assert "standard input is a terminal" in result.err and "give BODY" in result.err
+        assert typed.tell() == 0  # nothing was read
+    assert bodies(db_path, "q") == []
+
+
+def test_publish_as_a_process_on_a_terminal_refuses_at_once_but_dash_reads_what_is_typed(
+        db_path: str, subprocess_env: dict[str, str]) -> None:
+    import pty
+
+    command(["--db", db_path, "declare-queue", "q"], subprocess_env)
+    for args, typed, code in (([], None, 2), (["-"], b"typed here\n\x04", 0)):
+        controller, terminal = pty.openpty()
+        try:
+            process = subprocess.Popen([PYTHON, "-m", "litemq", "--db", db_path, "publish", "", "q", *args],
+                                       env=subprocess_env, stdin=terminal, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE)
+            os.close(terminal)
+            if typed is not None:
+                os.write(controller, typed)
+            try:
+                out, err = process.communicate(timeout=PROCESS_TIMEOUT)
+            finally:
+                if process.poll() is None:
+                    os.kill(process.pid, signal.SIGKILL)
+                    process.wait(PROCESS_TIMEOUT)
+        finally:
+            os.close(controller)
+        assert process.returncode == code, err
+        assert b"Traceback" not in err and len(err.splitlines()) == (1 if code else 0)
+    assert bodies(db_path, "q") == [b"typed here\n"]
+
+
+def test_an_empty_body_is_published_only_when_body_option_says_so(db_path: str, run: Callable[..., Result]) -> None:
+    run("declare-queue", "q")
+    for args, stdin in ((["", "--property", "priority=1"], None), ([], b""), (["-"], b"")):
+        refused = run("publish", "", "q", *args, stdin=stdin)
+        assert refused.code == 2 and one_line_error(refused) and "--body ''" in refused.err, args
+    assert bodies(db_path, "q") == []
+    assert run("publish", "", "q", "--body", "") == (0, "published to 1 queue\n", "")
+    assert run("publish", "", "q", "--body", "-starts with a dash") == (0, "published to 1 queue\n", "")
+    assert bodies(db_path, "q") == [b"", b"-starts with a dash"]
+    for args in (["x", "--body", "y"], ["--lines", "--body", "y"]):
+        refused = run("publish", "", "q", *args, stdin=b"z\n")
+        assert refused.code == 2 and one_line_error(refused), args
+    assert bodies(db_path, "q") == [b"", b"-starts with a dash"]
+
+
+def test_publish_quiet_prints_nothing_but_still_warns_of_an_unroutable_message(world: str,
+                                                                               run: Callable[..., Result]) -> None:
+    assert run("publish", "logs", "app.q", "hi", "--quiet") == (0, "", "")
+    assert run("publish", "-q", "logs", "db.q", "hi") == (0, "", "")
+    assert bodies(world, "audit")[-2:] == [b"hi", b"hi"]
+    lost = run("publish", "amq.direct", "nobody", "lost", "--quiet")
+    assert lost.out == "" and lost.err.startswith("litemq: unroutable")
+
+
+def test_publish_lines_counts_messages_that_reach_different_numbers_of_queues(
+        world: str, run: Callable[..., Result]) -> None:
+    # queue length limits aside, one command's messages share their route: the count is per message
+    assert run("publish", "logs", "app.x", "--lines", stdin=b"a\nb\n\nc\n") == (
+        0, "published 4 messages, each to 2 queues\n", "")
+    assert bodies(world, "jobs")[-4:] == [b"a", b"b", b"", b"c"]  # a blank line is a message, as every line is
+    # bindings changed by another process while the lines go out: each message counts the queues it reached
+    from litemq.cli.messages import _published
+    assert _published([2, 1, 2]) == "published 3 messages, each to 1 to 2 queues (5 copies)"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # get and peek
 # ---------------------------------------------------------------------------------------------------------------
@@ -593,12 +686,13 @@ def test_get_requeues_with_the_redelivered_mark_unless_ack(world: str, run: Call
     first = run("get", "jobs", "--json")
     assert first.code == 0
     assert json.loads(first.out) == [{"exchange": "logs", "routing_key": "app.info", "redelivered": False,
-                                      "properties": {"content_type": "text/plain"}, "body": "first"}]
+                                      "properties": {"content_type": "text/plain"}, "body": "first",
+                                      "body_encoding": "text"}]
     assert rows(world, "SELECT body, delivery_count, lease_token FROM litemq_messages WHERE queue = 'jobs' "
                        "ORDER BY id") == [(b"first", 1, None), (b"\xff\x00binary", 0, None)]
     again = run("get", "jobs", "-n", "5", "--requeue", "--json")
     assert [(m["body"], m["redelivered"]) for m in json.loads(again.out)] == [
-        ("first", True), ("\\xff\\x00binary", False)]
+        ("first", True), ("/wBiaW5hcnk=", False)]
     assert bodies(world, "jobs") == [b"first", b"\xff\x00binary"]  # requeued in their places
     taken = run("get", "jobs", "-n", "1", "--ack", "--json")
     assert [m["body"] for m in json.loads(taken.out)] == ["first"]
@@ -629,9 +723,10 @@ def test_peek_shows_the_first_ready_messages_without_taking_them(world: str, con
     assert result.code == 0
     assert json.loads(result.out) == [
         {"exchange": "logs", "routing_key": "app.error", "redelivered": False, "properties": {},
-         "body": "\\xff\\x00binary"},
-        {"exchange": "logs", "routing_key": "db.info", "redelivered": False, "properties": {}, "body": "naïve"}]
-    assert [m["body"] for m in json.loads(run("peek", "audit", "-n", "1", "--json").out)] == ["\\xff\\x00binary"]
+         "body": "/wBiaW5hcnk=", "body_encoding": "base64"},
+        {"exchange": "logs", "routing_key": "db.info", "redelivered": False, "properties": {}, "body": "naïve",
+         "body_encoding": "text"}]
+    assert [m["body"] for m in json.loads(run("peek", "audit", "-n", "1", "--json").out)] == ["/wBiaW5hcnk="]
     assert state(world) == before  # no lease, no delivery count, nothing written
     held.nack()
     assert json.loads(run("peek", "audit", "-n", "1", "--json").out)[0]["redelivered"] is True
@@ -688,13 +783,44 @@ def test_base64_and_raw_give_bodies_exactly(world: str, run: Callable[..., Resul
     table = run("get", "jobs", "-n", "2", "--base64").out.splitlines()
     assert [line.split()[-1] for line in table[1:]] == ["Zmlyc3Q=", "/wBiaW5hcnk="]
     assert run("peek", "jobs", "--raw", "--base64").code == 2
+    for command_line in (["peek", "jobs"], ["get", "jobs"], ["tail", "logs"]):
+        both = run(*command_line, "--raw", "--json")
+        assert both.code == 2 and one_line_error(both) and "give one of them" in both.err, command_line
 
 
-def test_raw_writes_the_bytes_one_body_per_line(world: str, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
-    assert cli.main(["--db", world, "peek", "audit", "--raw"]) == 0
-    assert capsysbinary.readouterr().out == b"first\n\xff\x00binary\nna\xc3\xafve\n"
+def test_raw_writes_exactly_the_bodies_bytes_with_nothing_added(world: str,
+                                                                  capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     assert cli.main(["--db", world, "get", "jobs", "-n", "1", "--raw", "--ack"]) == 0
-    assert capsysbinary.readouterr().out == b"first\n"
+    assert capsysbinary.readouterr().out == b"first"  # no newline: `litemq get q --raw > file` is the body
+    assert cli.main(["--db", world, "get", "jobs", "--raw"]) == 0
+    assert capsysbinary.readouterr().out == b"\xff\x00binary"
+    assert cli.main(["--db", world, "peek", "audit", "--raw"]) == 0  # several: one after another
+    assert capsysbinary.readouterr().out == b"first\xff\x00binaryna\xc3\xafve"
+
+
+def test_json_says_how_each_body_is_encoded_so_bytes_never_read_as_text(db_path: str,
+                                                                        run: Callable[..., Result]) -> None:
+    run("declare-queue", "q")
+    run("publish", "", "q", "--body", "\\xff")  # text: a backslash, x, f, f
+    with litemq.connect(db_path) as conn:
+        conn.publish("", "q", b"\xff")  # one byte that is not UTF-8
+    expected = [("\\xff", "text"), ("/w==", "base64")]
+    peeked = json.loads(run("peek", "q", "--json").out)
+    assert [(m["body"], m["body_encoding"]) for m in peeked] == expected
+    assert [(m["body"], m["body_encoding"]) for m in json.loads(run("get", "q", "-n", "2", "--json").out)] == expected
+    encoded = json.loads(run("peek", "q", "--json", "--base64").out)
+    assert [(m["body"], m["body_encoding"]) for m in encoded] == [("XHhmZg==", "base64"), ("/w==", "base64")]
+    decoded = [m["body"].encode() if m["body_encoding"] == "text" else base64.b64decode(m["body"]) for m in peeked]
+    assert decoded == bodies(db_path, "q")
+
+
+def test_names_and_keys_print_with_control_characters_escaped(db_path: str, run: Callable[..., Result]) -> None:
+    evil = "evil\x1b[2J\x07"
+    assert run("declare-queue", evil) == (0, "evil\\x1b[2J\\x07\n", "")
+    run("bind", evil, "amq.direct", evil)
+    assert run("route", "amq.direct", evil) == (0, "evil\\x1b[2J\\x07\n", "")
+    assert run("route", "amq.direct", evil, "--json").out == json.dumps([evil]) + "\n"
+    assert "\x1b" not in run("queues").out and "\x1b" not in run("bindings").out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -745,7 +871,8 @@ def test_tail_json_prints_one_object_per_message(world: str, run: Callable[..., 
     thread.join(PROCESS_TIMEOUT)
     assert not errors and result.code == 0
     assert [json.loads(line) for line in result.out.splitlines()] == [
-        {"exchange": "logs", "routing_key": "app.x", "redelivered": False, "properties": {}, "body": "hi"}]
+        {"exchange": "logs", "routing_key": "app.x", "redelivered": False, "properties": {}, "body": "hi",
+         "body_encoding": "text"}]
 
 
 def test_tail_binds_with_the_given_key_or_header_arguments(world: str, run: Callable[..., Result]) -> None:
@@ -778,6 +905,24 @@ def test_tail_binds_with_the_given_key_or_header_arguments(world: str, run: Call
     assert not errors
 
 
+def test_tail_escapes_keys_and_bodies_and_its_json_says_the_encoding(world: str, run: Callable[..., Result]) -> None:
+    errors: list[BaseException] = []
+    messages = [("logs", "app.\x1b[31m", b"red\x1b[0m\n"), ("logs", "app.bin", b"\xff")]
+    thread = threading.Thread(target=publish_once_tailing, args=(world, messages, errors))
+    thread.start()
+    assert run("tail", "logs", "--count", "2") == (0, "app.\\x1b[31m  red\\x1b[0m\\n\napp.bin  \\xff\n", "")
+    thread.join(PROCESS_TIMEOUT)
+    assert not errors
+    assert wait_until(lambda: tail_queues(world) == [])
+    thread = threading.Thread(target=publish_once_tailing, args=(world, messages, errors))
+    thread.start()
+    result = run("tail", "logs", "--count", "2", "--json")
+    thread.join(PROCESS_TIMEOUT)
+    assert not errors
+    assert [(m["routing_key"], m["body"], m["body_encoding"]) for m in map(json.loads, result.out.splitlines())] == [
+        ("app.\x1b[31m", "red\x1b[0m\n", "text"), ("app.bin", "/w==", "base64")]
+
+
 def test_tail_refuses_the_default_exchange_and_a_missing_one(world: str, run: Callable[..., Result]) -> None:
     for name in ("", "amq.default"):
         refused = run("tail", name)
@@ -803,8 +948,9 @@ def test_tail_count_must_be_at_least_one(world: str, subprocess_env: dict[str, s
 def test_tail_as_a_process_stops_cleanly_on_ctrl_c(world: str, conn: litemq.Connection,
                                                    subprocess_env: dict[str, str]) -> None:
     audit = conn.consume("audit", prefetch=10)
+    # Ctrl-C as a terminal gives it, even when this suite runs as a background job (SIGINT ignored, inherited)
     tail = subprocess.Popen([PYTHON, "-m", "litemq", "--db", world, "tail", "logs"], env=subprocess_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     try:
         assert wait_until(lambda: len(tail_queues(world)) == 1 and conn.route("logs", "x.y") != ["audit"])
         conn.publish("logs", "app.live", b"as it arrives")
@@ -821,6 +967,34 @@ def test_tail_as_a_process_stops_cleanly_on_ctrl_c(world: str, conn: litemq.Conn
     assert [audit.get(10).body for _ in range(4)] == [b"first", b"\xff\x00binary", "naïve".encode(),
                                                      b"as it arrives"]
     assert bodies(world, "jobs") == [b"first", b"\xff\x00binary", b"as it arrives"]
+
+
+def ignoring_sigint() -> None:
+    """preexec_fn: the child starts as a background job of a shell without job control does, SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def test_tail_as_a_background_job_keeps_ctrl_c_ignored_and_stops_cleanly_on_sigterm(
+        world: str, conn: litemq.Connection, subprocess_env: dict[str, str]) -> None:
+    # A job started with `&` (or under nohup from a script) is not the terminal's to interrupt: litemq leaves the
+    # SIGINT it inherited ignored, as any program does, and stops on SIGTERM, removing its queue.
+    tail = subprocess.Popen([PYTHON, "-m", "litemq", "--db", world, "tail", "logs"], env=subprocess_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignoring_sigint)
+    try:
+        assert wait_until(lambda: len(tail_queues(world)) == 1 and conn.route("logs", "x.y") != ["audit"])
+        tail.send_signal(signal.SIGINT)
+        conn.publish("logs", "app.after", b"still tailing")
+        assert tail.stdout is not None and tail.stdout.readline() == "app.after  still tailing\n"
+        assert tail.poll() is None
+        tail.send_signal(signal.SIGTERM)
+        out, err = tail.communicate(timeout=PROCESS_TIMEOUT)
+    finally:
+        if tail.poll() is None:
+            os.kill(tail.pid, signal.SIGKILL)
+            tail.wait(PROCESS_TIMEOUT)
+    assert "Traceback" not in err and out == ""
+    assert wait_until(lambda: tail_queues(world) == [])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1127,9 +1301,11 @@ def test_a_locked_file_is_reported_as_locked_not_as_not_sqlite(tmp_path: Path, r
         db.isolation_level = None
         db.execute("CREATE TABLE users (name TEXT)")
         db.execute("BEGIN EXCLUSIVE")  # the application is writing, in its rollback-journal mode
-        result = run("queues", db=app)
+        result = run("purge", "q", db=app)
+        read = run("queues", db=app)  # a read looks at what was last committed, without waiting
         db.execute("ROLLBACK")
     assert result.code == 1 and one_line_error(result) and "database is locked" in result.err
+    assert read == (1, "", f"litemq: {app} holds no litemq data (nothing was changed)\n")
 
 
 def test_a_file_from_a_newer_litemq_is_refused_in_one_line_and_left_alone(world: str,
@@ -1151,6 +1327,62 @@ def test_db_upgrade_brings_an_old_file_to_the_current_schema(db_path: str, run: 
     assert "litemq_queue_stats" in views(db_path)
 
 
+def test_db_downgrade_to_base_refuses_without_yes_and_says_what_it_would_delete(world: str,
+                                                                               run: Callable[..., Result]) -> None:
+    before = state(world)
+    refused = run("db", "downgrade", "base")
+    assert refused.code == 1 and one_line_error(refused)
+    assert "2 queue(s) and 5 message(s)" in refused.err and "--yes" in refused.err
+    assert state(world) == before
+    assert run("db", "downgrade", "0001") == (0, f"{world}: at schema 0001\n", "")  # keeps every message
+    done = run("db", "downgrade", "base", "--yes")
+    assert done == (0, f"{world}: at schema base (2 queue(s) and 5 message(s) deleted)\n", "")
+    assert rows(world, "SELECT name FROM sqlite_master WHERE name LIKE 'litemq_%' AND name != "
+                       "'litemq_alembic_version'") == []
+    assert run("db", "current").out == f"base (no litemq tables; this litemq writes {SCHEMA_REVISION})\n"
+    assert run("db", "check", "--yes").code == 2
+
+
+def test_db_downgrade_to_base_of_a_file_without_queues_needs_no_yes(db_path: str,
+                                                                     run: Callable[..., Result]) -> None:
+    litemq.connect(db_path).close()
+    assert run("db", "downgrade", "base") == (0, f"{db_path}: at schema base (0 queue(s) and 0 message(s) "
+                                                 "deleted)\n", "")
+
+
+def damaged(path: str, how: str) -> None:
+    """Garbage over the pages of litemq_messages' table, or the file cut to a third: no litemq connection open."""
+    ((page_size,),) = rows(path, "PRAGMA page_size")
+    ((root,),) = rows(path, "SELECT rootpage FROM sqlite_master WHERE name = 'litemq_messages'")
+    with plain(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert not os.path.exists(path + "-wal") or os.path.getsize(path + "-wal") == 0
+    with open(path, "r+b") as file:  # no SQLite connection in this process has the file open
+        if how == "garbage":
+            file.seek((root - 1) * page_size)
+            file.write(bytes((i * 37 + 11) % 256 for i in range(page_size)))
+        else:
+            file.truncate(os.path.getsize(path) // 3)
+
+
+@pytest.mark.parametrize("how", ["garbage", "truncated"])
+def test_db_check_on_a_damaged_file_prints_sqlite_s_verdict_and_exits_1(world: str, run: Callable[..., Result],
+                                                                          subprocess_env: dict[str, str],
+                                                                          how: str) -> None:
+    with litemq.connect(world) as conn:
+        for i in range(300):
+            conn.publish("logs", "app.x", f"message {i} " * 20)
+    damaged(world, how)
+    damaged_bytes = Path(world).read_bytes()
+    result = run("db", "check")
+    assert result.code == 1 and result.out and result.out != "ok\n"
+    assert result.err == f"litemq: {world} failed PRAGMA integrity_check\n"
+    as_process = command(["--db", world, "db", "check"], subprocess_env)
+    assert as_process.returncode == 1 and as_process.stdout.decode() == result.out
+    assert b"Traceback" not in as_process.stderr
+    assert Path(world).read_bytes() == damaged_bytes  # the check wrote nothing
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # demo
 # ---------------------------------------------------------------------------------------------------------------
@@ -1165,6 +1397,182 @@ def test_demo_runs_a_producer_and_a_consumer_process(db_path: str, capfd: pytest
     received = [line.split("Received ")[1] for line in lines if " Received " in line]
     assert sent == received == ["'Hello World! #1'", "'Hello World! #2'"]
     assert rows(db_path, "SELECT count(*) FROM litemq_messages") == [(0,)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Read commands never write: no schema made, upgraded or rebuilt, no connection registered, a read-only file read
+# ---------------------------------------------------------------------------------------------------------------
+
+READ_ONLY = [["queues"], ["exchanges"], ["bindings"], ["connections"], ["peek", "jobs"], ["stats"],
+             ["route", "logs", "app.x"], ["db", "check"], ["db", "current"]]
+
+
+class Snapshot(NamedTuple):
+    files: dict[str, tuple[bytes, int, int]]  # name: content, mode, mtime_ns
+
+
+def snapshot(directory: Path) -> Snapshot:
+    return Snapshot({p.name: (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
+                     for p in sorted(directory.iterdir()) if p.is_file()})
+
+
+def idle(path: str) -> None:
+    """No connection open, the WAL checkpointed and gone: the file is all there is."""
+    with plain(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert not os.path.exists(path + "-wal")
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=lambda a: " ".join(a))
+def test_a_read_command_changes_nothing_on_disk_and_registers_no_connection(world: str, tmp_path: Path,
+                                                                            run: Callable[..., Result],
+                                                                            args: list[str]) -> None:
+    idle(world)
+    sidecar = litemq.liveness.sidecar_directory(world)
+    locks_before = sorted(os.listdir(sidecar)) if os.path.isdir(sidecar) else None
+    before = snapshot(tmp_path)
+    result = run(*args)
+    assert result.code == 0 and result.err == "", result.err
+    assert snapshot(tmp_path) == before  # no -wal, no -shm, not a byte or an mtime changed
+    assert (sorted(os.listdir(sidecar)) if os.path.isdir(sidecar) else None) == locks_before
+
+
+def test_read_commands_see_what_live_connections_commit(world: str, conn: litemq.Connection,
+                                                        run: Callable[..., Result]) -> None:
+    conn.publish("logs", "app.live", b"just now")  # in the WAL, not yet in the file
+    connections = rows(world, "SELECT count(*) FROM litemq_connections")
+    assert [m["body"] for m in json.loads(run("peek", "jobs", "--json").out)][-1] == "just now"
+    assert rows(world, "SELECT count(*) FROM litemq_connections") == connections
+
+
+@pytest.fixture
+def shared_dir() -> Any:
+    """A directory any local user can reach (pytest's tmp_path is private to its user), removed afterwards."""
+    import shutil
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="litemq-ro-"))
+    directory.chmod(0o755)
+    yield directory
+    for path in [directory, *directory.rglob("*")]:
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    shutil.rmtree(directory)
+
+
+@functools.lru_cache(maxsize=None)
+def another_user_python(env_key: str) -> Optional[tuple[str, ...]]:
+    """A command line that runs this checkout's Python as nobody, when this process is root and can."""
+    import shutil
+
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        return None
+    for python in dict.fromkeys([PYTHON, "/usr/bin/python3"]):
+        prefix = (setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python)
+        probe = subprocess.run([*prefix, "-c", "import litemq"], env=json.loads(env_key), capture_output=True,
+                               timeout=PROCESS_TIMEOUT)
+        if probe.returncode == 0:
+            return prefix
+    return None
+
+
+def as_another_user(args: list[str], env: dict[str, str]) -> Optional[subprocess.CompletedProcess]:
+    """Run ``python -m litemq ARGS`` as nobody, when this process is root and can (None otherwise)."""
+    prefix = another_user_python(json.dumps(env, sort_keys=True))
+    if prefix is None:
+        return None
+    return subprocess.run([*prefix, "-m", "litemq", *args], env=env, capture_output=True, timeout=PROCESS_TIMEOUT)
+
+
+@pytest.mark.parametrize("live", [False, True], ids=["idle", "with-a-live-connection"])
+def test_read_commands_work_on_a_read_only_file_in_a_read_only_directory(
+        shared_dir: Path, run: Callable[..., Result], subprocess_env: dict[str, str], live: bool) -> None:
+    path = str(shared_dir / "mq.db")
+    with litemq.connect(path) as conn:
+        conn.declare_queue("jobs")
+        conn.declare_exchange("logs", "topic")
+        conn.bind_queue("jobs", "logs", "app.#")
+        conn.publish("", "jobs", b"readable")
+    holder = litemq.connect(path) if live else None
+    try:
+        if holder is None:
+            idle(path)
+        for file in shared_dir.rglob("*"):
+            file.chmod(0o555 if file.is_dir() else 0o444)
+        shared_dir.chmod(0o555)
+        before = snapshot(shared_dir)
+        assert sorted(before.files) == (["mq.db", "mq.db-shm", "mq.db-wal"] if live else ["mq.db"])
+        expected = {"peek": "readable", "route": "jobs", "db check": "ok", "db current": SCHEMA_REVISION}
+        for args in READ_ONLY:
+            result = run(*args, db=path)
+            assert result.code == 0 and expected.get(" ".join(args[:2]), "") in result.out, (args, result)
+            other = as_another_user(["--db", path, *args], subprocess_env)
+            if other is not None:  # nobody may write here: the kernel, not root's goodwill, keeps it read-only
+                assert other.returncode == 0, (args, other.stderr)
+                assert other.stdout.decode() == result.out or args[0] in ("connections", "stats"), args
+        if holder is None:
+            assert snapshot(shared_dir) == before
+        else:  # the live connection may checkpoint meanwhile: look at what the tables hold instead
+            assert rows(path, "SELECT count(*) FROM litemq_connections") == [(1,)]
+            assert [r["alive"] for r in json.loads(run("connections", "--json", db=path).out)] == [True]
+        if os.geteuid() == 0 and as_another_user(["--version"], subprocess_env) is None:
+            pytest.skip("root cannot run a Python as another user here; checked only that nothing changed")
+        if live:  # another user who may not open its lock cannot tell whether it lives, and says so
+            other = as_another_user(["--db", path, "connections", "--json"], subprocess_env)
+            assert other is None or [r["alive"] for r in json.loads(other.stdout)] == [None]
+        refused = as_another_user(["--db", path, "purge", "jobs"], subprocess_env)  # a command that writes
+        if refused is None and os.geteuid() != 0:
+            refused = command(["--db", path, "purge", "jobs"], subprocess_env)
+        if refused is not None:
+            err = refused.stderr.decode()
+            assert refused.returncode == 1 and "read-only" in err and len(err.splitlines()) == 1, err
+    finally:
+        if holder is not None:
+            shared_dir.chmod(0o755)
+            holder.close()
+
+
+def test_read_commands_open_exactly_the_file_named_whatever_its_path_holds(tmp_path: Path,
+                                                                         run: Callable[..., Result]) -> None:
+    # ?, # and % in a path must not become a URI's query, fragment or escapes: "odd" would be opened instead
+    directory = tmp_path / "a dir %41"
+    directory.mkdir()
+    odd = directory / "odd?mode=rwc#x%41.db"
+    decoy = directory / "odd"
+    for path, name in ((odd, "right"), (decoy, "wrong")):
+        built = str(tmp_path / f"{name}.db")
+        with litemq.connect(built) as conn:
+            conn.declare_queue(name)
+            conn.publish("", name, name.encode())
+        idle(built)
+        os.rename(built, path)
+    before = snapshot(directory)
+    assert run("queues", db=str(odd)).out.splitlines()[1].split()[0] == "right"
+    assert [m["body"] for m in json.loads(run("peek", "right", "--json", db=str(odd)).out)] == ["right"]
+    assert run("db", "check", db=str(odd)) == (0, "ok\n", "")
+    assert run("db", "current", db=str(odd)).out.startswith(SCHEMA_REVISION)
+    assert snapshot(directory) == before
+
+
+def test_a_file_behind_is_read_when_it_can_be_and_never_upgraded(db_path: str, run: Callable[..., Result]) -> None:
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("jobs")
+        conn.publish("", "jobs", b"old")
+    migrate.upgrade(db_path, "0005")  # one revision behind: bodies still in their rows
+    idle(db_path)
+    before = Path(db_path).read_bytes()
+    assert json.loads(run("queues", "--json").out)[0]["queue"] == "jobs"
+    assert run("db", "current").out == f"0005 (this litemq writes {SCHEMA_REVISION})\n"
+    assert run("db", "check") == (0, "ok\n", "")
+    peek = run("peek", "jobs")  # reads litemq_bodies, which 0005 has not: says what to do
+    assert peek.code == 1 and one_line_error(peek) and "litemq db upgrade" in peek.err and "0005" in peek.err
+    migrate.upgrade(db_path, "0001")
+    idle(db_path)
+    before = Path(db_path).read_bytes()
+    stats = run("stats")
+    assert stats.code == 1 and one_line_error(stats) and "litemq db upgrade" in stats.err
+    assert Path(db_path).read_bytes() == before
+    assert run("db", "current").out.startswith("0001 ")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -1298,14 +1706,15 @@ def test_the_command_works_as_a_process(db_path: str, subprocess_env: dict[str, 
     db = ["--db", db_path]
     assert command([*db, "declare-queue", "jobs"], subprocess_env).stdout == b"jobs\n"
     published = command([*db, "publish", "", "jobs", "--lines"], subprocess_env, stdin=b"one\ntwo\n")
-    assert (published.returncode, published.stdout, published.stderr) == (0, b"", b"")
+    assert (published.returncode, published.stdout, published.stderr) == (
+        0, b"published 2 messages, each to 1 queue\n", b"")
     listed = command([*db, "queues", "--json"], subprocess_env)
     assert listed.returncode == 0
     assert json.loads(listed.stdout) == [{"queue": "jobs", "ready": 2, "unacked": 0, "total": 2, "consumers": 0,
                                           "durable": False, "exclusive": False, "auto_delete": False,
                                           "arguments": {}}]
     got = command([*db, "get", "jobs", "-n", "2", "--ack", "--raw"], subprocess_env)
-    assert (got.returncode, got.stdout) == (0, b"one\ntwo\n")
+    assert (got.returncode, got.stdout) == (0, b"onetwo")
     empty = command([*db, "get", "jobs", "--json"], subprocess_env)
     assert (empty.returncode, json.loads(empty.stdout)) == (0, [])
     env = dict(subprocess_env, LITEMQ_URL="sqlite:///" + db_path)

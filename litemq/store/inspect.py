@@ -10,7 +10,6 @@ import sqlite3
 from typing import Any, Optional
 
 from ..errors import StorageError
-from . import VERSION_TABLE
 from .sqlite import BODY, BODY_BYTES, SQLiteStore, translate_error
 
 SELECT_QUEUES = ("SELECT queue, ready, unacked, total, consumers, durable, exclusive, auto_delete, arguments, "
@@ -97,10 +96,6 @@ def file_sizes(path: str) -> dict[str, int]:
     return sizes
 
 
-def integrity_check(store: SQLiteStore) -> list[str]:
-    return [row[0] for row in store.execute("PRAGMA integrity_check").fetchall()]
-
-
 def vacuum(store: SQLiteStore) -> None:
     """Rebuild the file to return free pages to the disk (outside any transaction)."""
     with store.lock:
@@ -127,9 +122,8 @@ def check_sqlite(path: str) -> None:
         raise translate_error(exc, path) from exc
 
 
-def is_litemq_file(path: str) -> bool:
-    """Whether the SQLite file holds litemq's tables (read only; never creates them)."""
-    check_sqlite(path)
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)) as db:
-        found = db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (VERSION_TABLE,)).fetchone()
-    return found is not None
+def contents(store: SQLiteStore) -> tuple[int, int]:
+    """How many queues and messages the file holds (counted: for a rare question, such as before a downgrade)."""
+    queues = store.execute("SELECT count(*) FROM litemq_queues").fetchone()[0]
+    messages = store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0]
+    return queues, messages

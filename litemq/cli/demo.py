@@ -1,0 +1,62 @@
+"""``litemq demo``: a producer process and a consumer process talking through the file."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+from ..connection import connect
+from .common import Refused, file_path
+
+DEMO_QUEUE = "litemq-demo"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    path = file_path(args)
+    print(f"litemq demo on {path}: a consumer process and a producer process, queue {DEMO_QUEUE!r}")
+    with connect(path) as conn:
+        conn.declare_queue(DEMO_QUEUE, durable=True)
+        conn.purge_queue(DEMO_QUEUE)
+    base = [sys.executable, "-m", "litemq", "--db", path]
+    consumer = subprocess.Popen(base + ["demo-consumer", "-n", str(args.count)])
+    producer = subprocess.Popen(base + ["demo-producer", "-n", str(args.count)])
+    try:
+        codes = [producer.wait(timeout=60), consumer.wait(timeout=60)]
+    except subprocess.TimeoutExpired:
+        for process in (producer, consumer):
+            process.kill()
+        raise Refused("the demo timed out")
+    return 0 if codes == [0, 0] else 1
+
+
+def demo_producer(args: argparse.Namespace) -> int:
+    with connect(args.db) as conn:
+        conn.declare_queue(DEMO_QUEUE, durable=True)
+        for i in range(1, args.count + 1):
+            body = f"Hello World! #{i}"
+            conn.publish("", DEMO_QUEUE, body)
+            _say(f" [producer pid {os.getpid()}] Sent {body!r}")
+    return 0
+
+
+def demo_consumer(args: argparse.Namespace) -> int:
+    with connect(args.db) as conn:
+        conn.declare_queue(DEMO_QUEUE, durable=True)
+        _say(f" [consumer pid {os.getpid()}] Waiting for messages")
+        received = 0
+        with conn.consume(DEMO_QUEUE, prefetch=1, inactivity_timeout=30) as consumer:
+            for delivery in consumer:
+                _say(f" [consumer pid {os.getpid()}] Received {delivery.body.decode()!r}")
+                delivery.ack()
+                received += 1
+                if received == args.count:
+                    break
+    return 0 if received == args.count else 1
+
+
+def _say(line: str) -> None:
+    # One write per line: the demo's two processes share one terminal, and their lines must not interleave.
+    sys.stdout.flush()
+    os.write(sys.stdout.fileno(), (line + "\n").encode())

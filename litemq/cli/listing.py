@@ -1,0 +1,114 @@
+"""The commands that only look (queues, exchanges, bindings, connections, route, stats): each reads the file
+read-only, in one snapshot."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .. import routing
+from ..errors import AccessRefused, ExchangeNotFound
+from ..message import Properties, decode_table
+from .common import exchange_name, file_path, pairs, read_only
+from .output import emit, shown
+
+
+def cmd_queues(args: argparse.Namespace) -> int:
+    from ..store import inspect
+
+    rows = read_only(args, inspect.queues)
+    for row in rows:
+        for flag in ("durable", "exclusive", "auto_delete"):
+            row[flag] = bool(row[flag])
+        row["arguments"] = decode_table(row["arguments"])
+        row.pop("oldest_ready_seconds", None)
+        row.pop("bytes", None)
+    emit(args, rows, ("queue", "ready", "unacked", "consumers", "durable", "exclusive", "auto_delete",
+                      "arguments"))
+    return 0
+
+
+def cmd_exchanges(args: argparse.Namespace) -> int:
+    from ..store import inspect
+
+    rows = read_only(args, inspect.exchanges)
+    rows.insert(0, {"name": "", "type": "direct", "durable": True, "auto_delete": False, "internal": False,
+                    "arguments": None})
+    for row in rows:
+        for flag in ("durable", "auto_delete", "internal"):
+            row[flag] = bool(row[flag])
+        row["arguments"] = decode_table(row["arguments"])
+    if not getattr(args, "json", False):
+        rows = [{**row, "name": row["name"] or "amq.default"} for row in rows]
+    emit(args, rows, ("name", "type", "durable", "auto_delete", "internal", "arguments"))
+    return 0
+
+
+def cmd_bindings(args: argparse.Namespace) -> int:
+    from ..store import inspect
+
+    rows = read_only(args, inspect.bindings)
+    for row in rows:
+        row["arguments"] = decode_table(row["arguments"])
+    emit(args, rows, ("exchange", "destination", "destination_kind", "routing_key", "arguments"))
+    return 0
+
+
+def cmd_connections(args: argparse.Namespace) -> int:
+    from ..liveness import is_alive
+    from ..store import inspect
+
+    rows = read_only(args, inspect.connections)
+    path = file_path(args)
+    for row in rows:
+        try:
+            row["alive"] = is_alive(path, row["connection_id"])
+        except OSError:  # its lock cannot be opened by this user: say so rather than guess
+            row["alive"] = None
+    emit(args, rows, ("connection_id", "pid", "host", "started_at", "consumers", "unacked", "alive"))
+    return 0
+
+
+def cmd_route(args: argparse.Namespace) -> int:
+    from ..routes import Routes
+
+    exchange = exchange_name(args.exchange)
+    routing.check_name("exchange name", exchange)
+    routing.check_name("routing key", args.routing_key)
+    headers = pairs(args.header, "header") or None
+    if headers is not None:
+        Properties(headers=headers)  # refuses what a message could not carry
+
+    def look(store: Any) -> list[str]:
+        found, queues = Routes().route(store, exchange, args.routing_key, headers)
+        if exchange and found is None:
+            raise ExchangeNotFound(f"exchange {exchange!r} not found in {store.path}")
+        if found is not None and found.internal:
+            raise AccessRefused(f"cannot publish to internal exchange {exchange!r} in {store.path}")
+        return list(queues)
+
+    queues = read_only(args, look)
+    if args.json:
+        print(json.dumps(queues))
+    else:
+        for queue in queues:
+            print(shown(queue))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from ..store import inspect
+
+    queues = read_only(args, inspect.queues)
+    sizes = inspect.file_sizes(file_path(args))
+    rows = [{"queue": q["queue"], "messages": q["total"], "ready": q["ready"], "unacked": q["unacked"],
+             "bytes": q["bytes"], "oldest_ready_seconds": q["oldest_ready_seconds"]} for q in queues]
+    totals = {"messages": sum(r["messages"] for r in rows), "bytes": sum(r["bytes"] for r in rows), **sizes}
+    if args.json:
+        print(json.dumps({"queues": rows, "totals": totals}, indent=2))
+        return 0
+    emit(args, rows, ("queue", "messages", "ready", "unacked", "bytes", "oldest_ready_seconds"))
+    print(f"total: {totals['messages']} messages, {totals['bytes']} bytes of bodies; "
+          f"file {sizes['file_bytes']} bytes, WAL {sizes['wal_bytes']} bytes")
+    return 0
