@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 from . import queue_rules, routing
 from .errors import (AccessRefused, DeliveryError, LeaseExpired, MessageTooLarge, PreconditionFailed,
                      PublishRejected, QueueNotFound, Unroutable)
-from .message import EMPTY_PROPERTIES, Delivery, Properties, decode_properties, encode_body, encode_properties
+from .message import EMPTY_PROPERTIES, Body, Delivery, Properties, decode_properties, encode_body, encode_properties
 from .policy import QueuePolicy, delay_seconds, queue_policy
 from .queue_rules import Arrival
 from .routing import DELAYED_EXCHANGE
@@ -46,7 +46,7 @@ class Channel(Topology):
         session.channels[self.number] = self
 
     # --- publishing
-    def publish(self, exchange: str, routing_key: str, body: bytes | str,
+    def publish(self, exchange: str, routing_key: str, body: Body,
                 properties: Optional[Properties] = None, *, mandatory: bool = False,
                 delay: Optional[float] = None) -> int:
         """Route one message and store a copy in each queue it reaches; returns how many queues that is.
@@ -62,7 +62,7 @@ class Channel(Topology):
             arrival = self._publish_in(store, exchange, routing_key, [data], properties, delay=delay)
         return self._confirm(arrival, exchange, routing_key, mandatory)
 
-    def publish_many(self, exchange: str, routing_key: str, bodies: Iterable[bytes | str],
+    def publish_many(self, exchange: str, routing_key: str, bodies: Iterable[Body],
                      properties: Optional[Properties] = None, *, mandatory: bool = False,
                      delay: Optional[float] = None) -> int:
         """Publish several messages with the same routing key and properties, in order, in one short transaction:
@@ -94,7 +94,7 @@ class Channel(Topology):
                              f"in {self.path} (mandatory)", exchange=exchange, routing_key=routing_key)
         return len(arrival.stored)
 
-    def ack_and_publish(self, delivery_tag: int, exchange: str, routing_key: str, body: bytes | str,
+    def ack_and_publish(self, delivery_tag: int, exchange: str, routing_key: str, body: Body,
                         properties: Optional[Properties] = None) -> int:
         """Acknowledge a delivery and publish a message in one transaction: both happen or neither.
 
@@ -119,7 +119,7 @@ class Channel(Topology):
             raise TypeError(f"properties must be litemq.Properties, not {type(properties).__name__}")
         return properties
 
-    def _body(self, exchange: str, body: bytes | str) -> bytes:
+    def _body(self, exchange: str, body: Body) -> bytes:
         data = encode_body(body)
         if len(data) > self._session.max_message_bytes:
             raise MessageTooLarge(f"message of {len(data)} bytes for exchange {exchange!r} is larger than the "

@@ -12,13 +12,13 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
 from .broker import check_seconds
 from .connection import Connection
 from .errors import LiteMQError
 from .log import logger
-from .message import Delivery, Properties
+from .message import Body, Delivery, Properties
 
 
 ERROR_HEADER = "x-rpc-error"
@@ -52,7 +52,7 @@ class RpcClient:
         self._condition = threading.Condition()
         self._reading = False
 
-    def call(self, routing_key: str, body: Union[bytes, str], *, timeout: Optional[float] = 30.0,
+    def call(self, routing_key: str, body: Body, *, timeout: Optional[float] = 30.0,
              properties: Optional[Properties] = None) -> bytes:
         """Publish a request to ``routing_key`` and return the reply's body; RpcTimeout after ``timeout``
         seconds (None: wait as long as it takes), RpcError when the server's handler raised."""
@@ -117,7 +117,7 @@ class RpcClient:
         self.close()
 
 
-Handler = Callable[[Delivery], Union[bytes, str]]
+Handler = Callable[[Delivery], Body]
 
 
 class RpcServer:
@@ -149,8 +149,8 @@ class RpcServer:
         """Run the handler on one request and reply, atomically with the request's ack."""
         request_properties = request.properties
         try:
-            body: Union[bytes, str] = self._handler(request)
-            if not isinstance(body, (bytes, str)):
+            body: Body = self._handler(request)
+            if not isinstance(body, (bytes, bytearray, memoryview, str)):
                 raise TypeError(f"the handler returned {type(body).__name__}, not a reply body (bytes or str)")
             reply = Properties(correlation_id=request_properties.correlation_id)
         except Exception as exc:
