@@ -16,7 +16,7 @@ from typing import Callable, Optional
 
 from .broker import check_seconds
 from .connection import Connection
-from .errors import LiteMQError
+from .errors import LiteMQError, Unroutable
 from .log import logger
 from .message import Body, Delivery, Properties
 
@@ -55,7 +55,8 @@ class RpcClient:
     def call(self, routing_key: str, body: Body, *, timeout: Optional[float] = 30.0,
              properties: Optional[Properties] = None) -> bytes:
         """Publish a request to ``routing_key`` and return the reply's body; RpcTimeout after ``timeout``
-        seconds (None: wait as long as it takes), RpcError when the server's handler raised."""
+        seconds (None: wait as long as it takes), RpcError when the server's handler raised, Unroutable at once
+        when the request reaches no queue."""
         check_seconds("timeout", timeout, forever=True)  # before the request is out, to be run by a server
         correlation_id = os.urandom(16).hex()
         request = Properties(**{**_fields(properties), "reply_to": self.reply_queue,
@@ -64,7 +65,15 @@ class RpcClient:
         with self._condition:
             self._pending[correlation_id] = pending
         try:
-            self._channel.publish(self.exchange, routing_key, body, request)
+            try:
+                # Mandatory: a request that reaches no queue fails now, not at the timeout. One that reaches a
+                # queue without a server waits there, as with RabbitMQ: a server may start within the timeout.
+                self._channel.publish(self.exchange, routing_key, body, request, mandatory=True)
+            except Unroutable:
+                where = f"exchange {self.exchange!r} with routing key" if self.exchange else "queue"
+                raise Unroutable(f"the request to {where} {routing_key!r} reached no queue in {self._channel.path}: "
+                                 f"no server has declared it", exchange=self.exchange,
+                                 routing_key=routing_key) from None
             reply = self._wait(pending, math.inf if timeout is None else time.monotonic() + timeout)
         finally:
             with self._condition:
