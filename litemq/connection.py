@@ -8,7 +8,7 @@ import weakref
 from typing import Literal, Union
 
 from .broker import Channel, check_seconds
-from .log import logger
+from .log import debug, logger
 from .session import Session
 from .store.sqlite import SQLiteStore
 
@@ -65,6 +65,8 @@ class Connection(Channel):
             raise
         super().__init__(session)
         _open_connections.add(self)
+        debug("litemq: connection %s opened %s (pid %d, synchronous %s, lease %s s)", session.connection_id,
+              store.path, store.pid, synchronous, lease_seconds)
 
     def channel(self) -> Channel:
         """Open another channel on this connection."""
@@ -101,6 +103,7 @@ class Connection(Channel):
             session.channels.clear()
             self._store.close()
             _open_connections.discard(self)
+            debug("litemq: connection %s to %s closed", session.connection_id, session.path)
 
     def __enter__(self) -> "Connection":
         return self
