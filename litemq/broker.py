@@ -23,7 +23,7 @@ from .store.sqlite import MessageRow, QueueRow, SQLiteStore
 from .topology import Topology, _reaping
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
+    from .consumer import Consumer, ConsumerSet
 
 
 
@@ -229,6 +229,30 @@ class Channel(Topology):
             consumer = Consumer(self, queue, tag, prefetch, bool(auto_ack), lease, inactivity_timeout, policy)
             self._consumers[tag] = consumer
             return consumer
+
+    def consume_many(self, queues: Iterable[str], *, prefetch: Optional[int] = None, auto_ack: bool = False,
+                     exclusive: bool = False, lease_seconds: Optional[float] = None,
+                     inactivity_timeout: Optional[float] = None) -> "ConsumerSet":
+        """Consume several queues in one thread: one consumer per queue (each with this ``prefetch``), iterated
+        together, taking turns so no queue starves another; ``inactivity_timeout`` is for all of them together."""
+        from .consumer import ConsumerSet
+
+        if isinstance(queues, str):
+            raise TypeError(f"queues must be a list of queue names, not one str ({queues!r}): use consume()")
+        names = list(queues)
+        if not names:
+            raise ValueError("consume_many needs at least one queue")
+        check_seconds("inactivity_timeout", inactivity_timeout, forever=True)
+        consumers: list[Consumer] = []
+        try:
+            for name in names:
+                consumers.append(self.consume(name, prefetch=prefetch, auto_ack=auto_ack, exclusive=exclusive,
+                                              lease_seconds=lease_seconds))
+        except BaseException:
+            for consumer in consumers:
+                consumer.cancel()
+            raise
+        return ConsumerSet(consumers, inactivity_timeout)
 
     def _claim(self, consumer: "Consumer", limit: int) -> list[tuple[MessageRow, Optional[Held]]]:
         """Claim up to ``limit`` messages for a consumer; raises QueueNotFound when its queue is gone."""
