@@ -20,6 +20,8 @@ REPO = Path(__file__).resolve().parent.parent
 pytest.importorskip("mypy", reason="mypy is in the test extra: pip install -e '.[test]'")
 
 GOOD_PROGRAM = '''
+    import signal
+
     import litemq
     from litemq import pika
     from litemq.pika import spec
@@ -48,8 +50,10 @@ GOOD_PROGRAM = '''
             delivery = channel.get("jobs")
             if delivery is not None:
                 channel.ack_and_publish(delivery.delivery_tag, "", "jobs", memoryview(b"next"))
-            conn.consume("jobs", prefetch=10, inactivity_timeout=1).run(handle)
-            for each in conn.consume("jobs", prefetch=5, inactivity_timeout=1):
+            conn.consume("jobs", prefetch=10, inactivity_timeout=1).run(handle, stop_on=(signal.SIGTERM,))
+            for warm in conn.consume("jobs").stop_on(signal.SIGTERM, signal.SIGINT):
+                warm.ack()
+            for each in conn.consume_many(["jobs", "other"], prefetch=5, inactivity_timeout=1):
                 each.nack(requeue=False)
             with litemq.RpcClient(conn) as client:
                 reply: bytes = client.call("rpc", bytearray(b"question"), timeout=1)
@@ -98,6 +102,8 @@ WRONG_PROGRAMS = {
                        'Argument 2 to "call" of "RpcClient" has incompatible type "dict[str, int]"'),
     "wrong_channel_method": ('pika.BlockingConnection().channel().basic_publsh("", "jobs", b"")',
                              '"BlockingChannel" has no attribute "basic_publsh"'),
+    "stop_on_not_a_signal": ('litemq.connect().consume("jobs").run(print, stop_on="SIGTERM")',
+                             'Argument "stop_on" to "run" of "Consuming" has incompatible type "str"'),
     "optional_delivery": ('print(litemq.connect().get("jobs").body)',
                           'Item "None" of "Delivery | None" has no attribute "body"'),
 }
