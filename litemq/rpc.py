@@ -12,10 +12,11 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional
 
 from .broker import check_seconds
 from .connection import Connection
+from .consumer import Signal
 from .errors import LiteMQError, Unroutable
 from .log import logger
 from .message import Body, Delivery, Properties
@@ -141,11 +142,14 @@ class RpcServer:
         self._handler = handler
         self._consumer = self._channel.consume(queue, prefetch=prefetch)
 
-    def serve(self, *, inactivity_timeout: Optional[float] = None, limit: Optional[int] = None) -> int:
+    def serve(self, *, inactivity_timeout: Optional[float] = None, limit: Optional[int] = None,
+              stop_on: Iterable[Signal] = ()) -> int:
         """Answer requests until stopped, idle for ``inactivity_timeout`` seconds, or ``limit`` are answered.
-        Returns how many were answered."""
+        Returns how many were answered. ``stop_on`` (e.g. ``(signal.SIGTERM,)``) is a warm shutdown: the request in
+        hand is answered, then serve returns (see ``Consumer.run``)."""
         check_seconds("inactivity_timeout", inactivity_timeout, forever=True)
         self._consumer.inactivity_timeout = inactivity_timeout
+        self._consumer.stop_on(*stop_on)
         answered = 0
         for request in self._consumer:
             self.answer(request)
@@ -176,6 +180,11 @@ class RpcServer:
     def stop(self) -> None:
         """Stop serving (callable from the handler); requests not yet answered go back to the queue."""
         self._consumer.cancel()
+
+    def finish(self) -> None:
+        """Warm shutdown, from any thread or a signal handler: serve returns once the request in hand is answered;
+        requests not yet handed to the handler go back to the queue unmarked."""
+        self._consumer.finish()
 
     def close(self) -> None:
         self._channel.close()

@@ -158,6 +158,20 @@ def test_a_server_that_starts_after_the_request_was_sent_answers_it(db_path: str
     assert replies == [b"echo:early"]
 
 
+def test_finish_answers_the_request_in_hand_then_serve_returns_leaving_the_rest_unmarked(
+        db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("replies")
+    conn.declare_queue("rpc")
+    for n in range(3):
+        request(conn, b"%d" % n, f"id-{n}")
+    with litemq.connect(db_path) as serving_conn:
+        server = litemq.RpcServer(serving_conn, "rpc", lambda req: (server.finish(), b"answer:" + req.body)[1],
+                                  prefetch=3)
+        assert server.serve(inactivity_timeout=BOUND) == 1
+    assert [(d.body, d.properties.correlation_id) for d in take_all(db_path, "replies")] == [(b"answer:0", "id-0")]
+    assert [(d.body, d.redelivered) for d in take_all(db_path, "rpc")] == [(b"1", False), (b"2", False)]
+
+
 def test_eight_threads_calling_on_one_client_each_get_their_own_replies(
         db_path: str, conn: litemq.Connection) -> None:
     client = litemq.RpcClient(conn)
