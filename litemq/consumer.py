@@ -119,7 +119,8 @@ class Consumer(Consuming):
         self._waiter = Waiter(self._session)
 
     def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
-        """The next delivery, waiting up to ``timeout`` seconds (forever when None); None if none came."""
+        """The next delivery, waiting up to ``timeout`` seconds (forever when None); None if none came, or at
+        once when the consumer is finishing."""
         check_seconds("timeout", timeout, forever=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.active:

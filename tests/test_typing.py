@@ -17,8 +17,6 @@ from litemq.connection import Connection
 
 REPO = Path(__file__).resolve().parent.parent
 
-pytest.importorskip("mypy", reason="mypy is in the test extra: pip install -e '.[test]'")
-
 GOOD_PROGRAM = '''
     import signal
 
@@ -119,7 +117,7 @@ def run_mypy(tmp_path: Path, programs: dict[str, str]) -> dict[str, str]:
         [sys.executable, "-m", "mypy", "--strict", "--follow-imports=silent", "--no-error-summary",
          "--cache-dir", str(tmp_path / ".mypy_cache"), *[f"{name}.py" for name in programs]],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    assert not result.stderr.strip(), result.stderr
+    assert not result.stderr.strip(), result.stderr  # mypy is in the test extra: pip install -e '.[test]'
     output = {name: "" for name in programs}
     for line in result.stdout.splitlines():
         name = line.split(".py:", 1)[0]
