@@ -240,8 +240,7 @@ class ConsumerSet(Consuming):
     def __init__(self, consumers: Sequence[Consumer], inactivity_timeout: Optional[float]) -> None:
         self.consumers = list(consumers)
         self.inactivity_timeout = inactivity_timeout
-        self._session = consumers[0]._session if consumers else None
-        self._waiter = Waiter(consumers[0]._session) if consumers else None
+        self._waiter = Waiter(consumers[0]._session)
         self._turn = 0
 
     @property
@@ -254,7 +253,8 @@ class ConsumerSet(Consuming):
 
     def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
         """The next delivery from any of the queues, waiting up to ``timeout`` seconds (forever when None); None
-        if none came. A consumer whose queue is deleted is cancelled (a warning is logged) and the rest go on."""
+        if none came. A consumer whose queue is deleted is cancelled (a warning is logged) and the rest go on;
+        when it was the last, QueueNotFound is raised, as a single consumer raises it."""
         check_seconds("timeout", timeout, forever=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.active:
@@ -264,7 +264,6 @@ class ConsumerSet(Consuming):
             if deadline is not None and time.monotonic() >= deadline:
                 return None
             active = [consumer for consumer in self.consumers if consumer.active]
-            assert self._waiter is not None
             with _sigterm_exits():
                 for consumer in active:
                     consumer.waiting = True
@@ -289,7 +288,7 @@ class ConsumerSet(Consuming):
                     ready = None if consumer._buffer else consumer._store.ready_count(consumer.queue)
                     delivery = consumer._poll(-1 if consumer._buffer else ready)
             except QueueNotFound as exc:
-                if consumer.active:
+                if consumer.active or not self.active:
                     raise
                 logger().warning("litemq: %s; the other queues are still consumed", exc)
                 continue

@@ -2,10 +2,11 @@
 log, and importing it costs each of them milliseconds.
 
 What litemq logs: at DEBUG, what a person debugging wants to follow (a connection opened and closed, a schema
-created or migrated, a dead connection cleaned up and what it held, leases that expired and went back); at INFO, a
-file's schema upgraded; at WARNING, what needs attention (a dead connection's deliveries returned to be delivered
-again, a request without reply_to); at ERROR, failures in background work and handlers. Nothing on the hot path
-(publish, claim, ack) logs.
+created, a dead connection that held nothing cleaned up, leases that expired and went back); at INFO, a file's
+schema upgraded, and a dead connection's deliveries returned to their queues; at WARNING, what needs attention (a
+consumer cancelled because its queue was deleted, a request without reply_to): Python prints WARNING and above on
+stderr when logging is not set up, so nothing that is part of normal operation goes there. At ERROR, failures in
+background work and handlers. Nothing on the hot path (publish, claim, ack) logs.
 """
 
 from __future__ import annotations

@@ -213,10 +213,12 @@ class Session:
         for queue in store.owned_queues(connection_id):
             self.delete_queue(store, queue)
         store.unregister_connection(connection_id)
-        if returned:  # to be delivered again, marked redelivered: a handler may have done part of the work
-            logger().warning("litemq: connection %s on %s died holding %d unacked deliveries; they were returned to "
-                             "their queues (%s)", connection_id, self.path, len(returned),
-                             ", ".join(sorted({message.queue for message in returned})))
+        if returned:
+            # INFO, not WARNING: a worker dying is what at-least-once delivery is for, and with no logging set up
+            # Python prints a WARNING on stderr, in whichever process happened to clean up after it.
+            logger().info("litemq: connection %s on %s died holding %d unacked deliveries; they were returned to "
+                          "their queues (%s)", connection_id, self.path, len(returned),
+                          ", ".join(sorted({message.queue for message in returned})))
         elif registered:
             debug("litemq: connection %s on %s died holding no deliveries; cleaned up", connection_id, self.path)
 

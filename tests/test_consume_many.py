@@ -136,6 +136,10 @@ def test_a_deleted_queue_cancels_its_consumer_with_a_warning_and_the_others_go_o
     assert delivery is not None and delivery.body == b"still here"
     assert [c.active for c in consumers.consumers] == [False, True]
     assert any("queue 'a'" in r.getMessage() and "deleted" in r.getMessage() for r in caplog.records)
+    other.delete_queue("b")
+    with pytest.raises(litemq.QueueNotFound, match="queue 'b'"):  # the last one: nothing is left to consume
+        consumers.get(BOUND)
+    assert not consumers.active
 
 
 def test_a_missing_queue_is_refused_and_leaves_no_consumer_behind(conn: litemq.Connection,
