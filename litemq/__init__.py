@@ -9,12 +9,12 @@
 from .broker import Channel
 from .connection import (DEFAULT_CONSUMER_TIMEOUT, DEFAULT_LEASE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES, Connection,
                          connect)
-from .consumer import Consumer
+from .consumer import Consumer, ConsumerSet
 from .errors import (AccessRefused, ChannelClosed, DeliveryError, ExchangeNotFound, LeaseExpired, LiteMQError,
                      MessageTooLarge, NotADatabase, NotFound, PreconditionFailed, PublishRejected, QueueNotFound,
                      ReadOnlyDatabase, ResourceLocked, SchemaError, SchemaTooNew, StorageError, StorageFull,
                      Unroutable)
-from .message import Delivery, Properties
+from .message import Body, Delivery, Properties
 from .rpc import RpcClient, RpcError, RpcServer, RpcTimeout
 from .policy import LEASE_ARGUMENT
 from .routing import DELAYED_EXCHANGE
@@ -24,9 +24,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     # Connecting
-    "connect", "Connection", "Channel", "Consumer",
+    "connect", "Connection", "Channel", "Consumer", "ConsumerSet",
     # Values
-    "Properties", "Delivery", "QueueInfo",
+    "Properties", "Delivery", "QueueInfo", "Body",
     # Request and reply
     "RpcClient", "RpcServer", "RpcError", "RpcTimeout",
     # Settings

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 from . import queue_rules, routing
 from .errors import (AccessRefused, DeliveryError, LeaseExpired, MessageTooLarge, PreconditionFailed,
                      PublishRejected, QueueNotFound, Unroutable)
-from .message import EMPTY_PROPERTIES, Delivery, Properties, decode_properties, encode_body, encode_properties
+from .message import EMPTY_PROPERTIES, Body, Delivery, Properties, decode_properties, encode_body, encode_properties
 from .policy import QueuePolicy, delay_seconds, queue_policy
 from .queue_rules import Arrival
 from .routing import DELAYED_EXCHANGE
@@ -23,7 +23,7 @@ from .store.sqlite import MessageRow, QueueRow, SQLiteStore
 from .topology import Topology, _reaping
 
 if TYPE_CHECKING:
-    from .consumer import Consumer
+    from .consumer import Consumer, ConsumerSet
 
 
 
@@ -46,7 +46,7 @@ class Channel(Topology):
         session.channels[self.number] = self
 
     # --- publishing
-    def publish(self, exchange: str, routing_key: str, body: bytes | str,
+    def publish(self, exchange: str, routing_key: str, body: Body,
                 properties: Optional[Properties] = None, *, mandatory: bool = False,
                 delay: Optional[float] = None) -> int:
         """Route one message and store a copy in each queue it reaches; returns how many queues that is.
@@ -62,7 +62,7 @@ class Channel(Topology):
             arrival = self._publish_in(store, exchange, routing_key, [data], properties, delay=delay)
         return self._confirm(arrival, exchange, routing_key, mandatory)
 
-    def publish_many(self, exchange: str, routing_key: str, bodies: Iterable[bytes | str],
+    def publish_many(self, exchange: str, routing_key: str, bodies: Iterable[Body],
                      properties: Optional[Properties] = None, *, mandatory: bool = False,
                      delay: Optional[float] = None) -> int:
         """Publish several messages with the same routing key and properties, in order, in one short transaction:
@@ -94,7 +94,7 @@ class Channel(Topology):
                              f"in {self.path} (mandatory)", exchange=exchange, routing_key=routing_key)
         return len(arrival.stored)
 
-    def ack_and_publish(self, delivery_tag: int, exchange: str, routing_key: str, body: bytes | str,
+    def ack_and_publish(self, delivery_tag: int, exchange: str, routing_key: str, body: Body,
                         properties: Optional[Properties] = None) -> int:
         """Acknowledge a delivery and publish a message in one transaction: both happen or neither.
 
@@ -119,7 +119,7 @@ class Channel(Topology):
             raise TypeError(f"properties must be litemq.Properties, not {type(properties).__name__}")
         return properties
 
-    def _body(self, exchange: str, body: bytes | str) -> bytes:
+    def _body(self, exchange: str, body: Body) -> bytes:
         data = encode_body(body)
         if len(data) > self._session.max_message_bytes:
             raise MessageTooLarge(f"message of {len(data)} bytes for exchange {exchange!r} is larger than the "
@@ -229,6 +229,30 @@ class Channel(Topology):
             consumer = Consumer(self, queue, tag, prefetch, bool(auto_ack), lease, inactivity_timeout, policy)
             self._consumers[tag] = consumer
             return consumer
+
+    def consume_many(self, queues: Iterable[str], *, prefetch: Optional[int] = None, auto_ack: bool = False,
+                     exclusive: bool = False, lease_seconds: Optional[float] = None,
+                     inactivity_timeout: Optional[float] = None) -> "ConsumerSet":
+        """Consume several queues in one thread: one consumer per queue (each with this ``prefetch``), iterated
+        together, taking turns so no queue starves another; ``inactivity_timeout`` is for all of them together."""
+        from .consumer import ConsumerSet
+
+        if isinstance(queues, str):
+            raise TypeError(f"queues must be a list of queue names, not one str ({queues!r}): use consume()")
+        names = list(queues)
+        if not names:
+            raise ValueError("consume_many needs at least one queue")
+        check_seconds("inactivity_timeout", inactivity_timeout, forever=True)
+        consumers: list[Consumer] = []
+        try:
+            for name in names:
+                consumers.append(self.consume(name, prefetch=prefetch, auto_ack=auto_ack, exclusive=exclusive,
+                                              lease_seconds=lease_seconds))
+        except BaseException:
+            for consumer in consumers:
+                consumer.cancel()
+            raise
+        return ConsumerSet(consumers, inactivity_timeout)
 
     def _claim(self, consumer: "Consumer", limit: int) -> list[tuple[MessageRow, Optional[Held]]]:
         """Claim up to ``limit`` messages for a consumer; raises QueueNotFound when its queue is gone."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 import atexit
 import os
 import weakref
-from typing import Any, Optional
+from typing import Literal, Union
 
 from .broker import Channel, check_seconds
-from .log import logger
+from .log import debug, logger
 from .session import Session
 from .store.sqlite import SQLiteStore
 
@@ -16,10 +16,12 @@ from .store.sqlite import SQLiteStore
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_CONSUMER_TIMEOUT = 1800.0  # RabbitMQ's delivery acknowledgement timeout
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
+Synchronous = Literal["NORMAL", "FULL"]
+"""How hard a commit is: ``"NORMAL"`` survives a process crash, ``"FULL"`` (an fsync per commit) a power loss."""
 SQLITE_MAX_VALUE_BYTES = 1_000_000_000  # SQLite's default SQLITE_MAX_LENGTH: no body can be stored past it
 
 
-def resolve_path(url: Optional[str]) -> str:
+def resolve_path(url: Union[str, "os.PathLike[str]", None]) -> str:
     """The file a connection opens: a plain path or ``sqlite:///path``; default ``$LITEMQ_URL``, else litemq.db."""
     if url is None:
         url = os.environ.get("LITEMQ_URL") or "litemq.db"
@@ -44,7 +46,7 @@ class Connection(Channel):
     (``renew_leases``), up to ``consumer_timeout`` seconds after delivery.
     """
 
-    def __init__(self, url: Optional[str] = None, *, synchronous: str = "NORMAL",
+    def __init__(self, url: Union[str, "os.PathLike[str]", None] = None, *, synchronous: Synchronous = "NORMAL",
                  lease_seconds: float = DEFAULT_LEASE_SECONDS, consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
                  renew_leases: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  busy_timeout: float = 60.0) -> None:
@@ -63,6 +65,8 @@ class Connection(Channel):
             raise
         super().__init__(session)
         _open_connections.add(self)
+        debug("litemq: connection %s opened %s (pid %d, synchronous %s, lease %s s)", session.connection_id,
+              store.path, store.pid, synchronous, lease_seconds)
 
     def channel(self) -> Channel:
         """Open another channel on this connection."""
@@ -99,6 +103,7 @@ class Connection(Channel):
             session.channels.clear()
             self._store.close()
             _open_connections.discard(self)
+            debug("litemq: connection %s to %s closed", session.connection_id, session.path)
 
     def __enter__(self) -> "Connection":
         return self
@@ -114,9 +119,13 @@ class Connection(Channel):
                 logger().exception("litemq: closing a collected connection to %s failed", session.path)
 
 
-def connect(url: Optional[str] = None, **options: Any) -> Connection:
+def connect(url: Union[str, "os.PathLike[str]", None] = None, *, synchronous: Synchronous = "NORMAL",
+            lease_seconds: float = DEFAULT_LEASE_SECONDS, consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
+            renew_leases: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+            busy_timeout: float = 60.0) -> Connection:
     """Open a litemq file (see ``Connection``)."""
-    return Connection(url, **options)
+    return Connection(url, synchronous=synchronous, lease_seconds=lease_seconds, consumer_timeout=consumer_timeout,
+                      renew_leases=renew_leases, max_message_bytes=max_message_bytes, busy_timeout=busy_timeout)
 
 
 # Connections still open at interpreter exit are closed, so a script that forgets returns its unacked

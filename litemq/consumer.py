@@ -9,9 +9,11 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
 
 from .broker import check_seconds
+from .errors import QueueNotFound
+from .log import logger
 from .message import Delivery
 from .policy import PLAIN_QUEUE, QueuePolicy
 from .session import RECHECK_SECONDS, Held, clock
@@ -26,8 +28,71 @@ CLAIM_BATCH = 100
 """Most messages one claim takes (a consumer with prefetch 0 takes one at a time)."""
 
 
-class Consumer:
-    """A subscription to a queue. Iterate it for deliveries, or ``run(callback)``; ``cancel()`` to stop."""
+Signal = Union[int, signal.Signals]
+
+
+class Consuming:
+    """What iterating consumers share: ``run(callback)``, and a warm shutdown (``finish()``, ``stop_on``) that lets
+    the delivery in hand be finished and then ends the iteration without taking another."""
+
+    inactivity_timeout: Optional[float]
+    finishing = False
+    """Set by ``finish()``: the iteration ends before the next delivery."""
+    _stop_signals: tuple[int, ...] = ()
+
+    def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
+        raise NotImplementedError
+
+    def cancel(self) -> list[Delivery]:
+        raise NotImplementedError
+
+    def _doorbells(self) -> list[bytes]:
+        raise NotImplementedError
+
+    def _consuming(self) -> bool:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[Delivery]:
+        with _finishing_on(self, self._stop_signals), _sigterm_exits():
+            while self._consuming():
+                delivery = self.get(self.inactivity_timeout)
+                if delivery is None:
+                    break
+                yield delivery
+        if self.finishing:
+            self.cancel()  # what was claimed and not handed out goes back unmarked
+
+    def run(self, callback: Callable[[Delivery], object], *, stop_on: Iterable[Signal] = ()) -> None:
+        """Call ``callback`` with each delivery until cancelled, finished, or idle for ``inactivity_timeout``.
+
+        ``stop_on`` (for example ``(signal.SIGTERM,)``) is a warm shutdown: on that signal the callback in progress
+        runs to its end (its ack lands), then run returns without taking another delivery; what was claimed but
+        not handed out goes back to the queue unmarked. A second signal stops at once. Main thread only."""
+        if stop_on:
+            self.stop_on(*stop_on)
+        for delivery in self:
+            callback(delivery)
+
+    def stop_on(self: "C", *signals: Signal) -> "C":
+        """While iterating in the main thread, these signals ``finish()`` this consumer (a second one stops at once:
+        SystemExit, or KeyboardInterrupt for SIGINT); the handlers before are restored when iteration ends.
+        Returns the consumer, so ``for delivery in consumer.stop_on(signal.SIGTERM):`` reads as it works."""
+        self._stop_signals = tuple(signal.Signals(signum).value for signum in signals)
+        return self
+
+    def finish(self) -> None:
+        """Warm shutdown, from any thread or a signal handler: the iteration ends before its next delivery (the
+        current one is the caller's to finish and ack), and what was claimed but not handed out goes back."""
+        self.finishing = True
+        _ring(self._doorbells())  # a waiting iteration wakes to see it
+
+
+C = TypeVar("C", bound=Consuming)
+
+
+class Consumer(Consuming):
+    """A subscription to a queue. Iterate it for deliveries, or ``run(callback)``; ``cancel()`` to stop,
+    ``finish()`` (or ``stop_on``) for a warm shutdown."""
 
     def __init__(self, channel: "Channel", queue: str, consumer_tag: str, prefetch: int, auto_ack: bool,
                  lease_seconds: float, inactivity_timeout: Optional[float], policy: QueuePolicy = PLAIN_QUEUE) -> None:
@@ -54,15 +119,14 @@ class Consumer:
         self._waiter = Waiter(self._session)
 
     def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
-        """The next delivery, waiting up to ``timeout`` seconds (forever when None); None if none came."""
+        """The next delivery, waiting up to ``timeout`` seconds (forever when None); None if none came, or at
+        once when the consumer is finishing."""
         check_seconds("timeout", timeout, forever=True)
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.active:
             with self._store.lock:
-                delivery = self._next_buffered()
-                if delivery is None and self._room() > 0 and self._fill():
-                    delivery = self._next_buffered()
-            if delivery is not None:
+                delivery = self._poll()
+            if delivery is not None or self.finishing:
                 return delivery
             if deadline is not None and time.monotonic() >= deadline:
                 return None
@@ -74,18 +138,22 @@ class Consumer:
                     self.waiting = False
         return None
 
-    def __iter__(self) -> Iterator[Delivery]:
-        with _sigterm_exits():
-            while self.active:
-                delivery = self.get(self.inactivity_timeout)
-                if delivery is None:
-                    return
-                yield delivery
+    def _poll(self, ready: Optional[int] = -1) -> Optional[Delivery]:
+        """The next delivery without waiting (under the store's lock), claiming when there is room and, where
+        ``ready`` (the queue's ready count) is known, work to claim. Once finishing, nothing new is claimed and
+        only an auto-ack consumer's buffered deliveries are handed out: they are no longer in the queue."""
+        if self.finishing:
+            return self._next_buffered() if self.auto_ack else None
+        delivery = self._next_buffered()
+        if delivery is None and self._room() > 0 and (ready == -1 or _has_work(ready, self)) and self._fill():
+            delivery = self._next_buffered()
+        return delivery
 
-    def run(self, callback: Callable[[Delivery], object]) -> None:
-        """Call ``callback`` with each delivery until the consumer is cancelled (or falls idle, with a timeout)."""
-        for delivery in self:
-            callback(delivery)
+    def _doorbells(self) -> list[bytes]:
+        return [self.doorbell.address]
+
+    def _consuming(self) -> bool:
+        return self.active
 
     def cancel(self) -> list[Delivery]:
         """Stop consuming. Deliveries already handed out stay unacked (RabbitMQ's rule); unseen ones go back to
@@ -117,7 +185,7 @@ class Consumer:
     def refill(self, store: SQLiteStore, acked: int, acked_on_channel: int) -> None:
         """In an ack's transaction (``acked`` of this consumer's deliveries, ``acked_on_channel`` of the channel's
         consumers'): claim what the freed room allows when nothing is waiting to be handed out."""
-        if not self.active or self._buffer:
+        if not self.active or self._buffer or self.finishing:
             return
         room = self._room(acked, acked_on_channel)
         if room > 0:
@@ -162,6 +230,94 @@ class Consumer:
     def __exit__(self, *exc: object) -> None:
         if self.channel.is_open:
             self.cancel()
+
+
+class ConsumerSet(Consuming):
+    """Consumers of several queues, read in one thread (``Channel.consume_many``). Iterating it yields the
+    deliveries of all of them, taking turns: each consumer with a delivery ready gives one before any gives a
+    second, so no queue starves another. It waits for all of them at once, without polling."""
+
+    def __init__(self, consumers: Sequence[Consumer], inactivity_timeout: Optional[float]) -> None:
+        self.consumers = list(consumers)
+        self.inactivity_timeout = inactivity_timeout
+        self._waiter = Waiter(consumers[0]._session)
+        self._turn = 0
+
+    @property
+    def active(self) -> bool:
+        """Whether any of its consumers still consumes."""
+        return any(consumer.active for consumer in self.consumers)
+
+    def _consuming(self) -> bool:
+        return self.active
+
+    def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
+        """The next delivery from any of the queues, waiting up to ``timeout`` seconds (forever when None); None
+        if none came. A consumer whose queue is deleted is cancelled (a warning is logged) and the rest go on;
+        when it was the last, QueueNotFound is raised, as a single consumer raises it."""
+        check_seconds("timeout", timeout, forever=True)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.active:
+            delivery = self._poll()
+            if delivery is not None or self.finishing:
+                return delivery
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            active = [consumer for consumer in self.consumers if consumer.active]
+            with _sigterm_exits():
+                for consumer in active:
+                    consumer.waiting = True
+                try:
+                    self._waiter.wait(active, deadline)
+                finally:
+                    for consumer in active:
+                        consumer.waiting = False
+        return None
+
+    def _poll(self) -> Optional[Delivery]:
+        # From the consumer after the one served last: turns go round. A consumer with nothing buffered claims only
+        # when its queue shows ready messages, so an empty queue costs a read, not a write transaction, per turn.
+        count = len(self.consumers)
+        for step in range(count):
+            index = (self._turn + step) % count
+            consumer = self.consumers[index]
+            if not consumer.active:
+                continue
+            try:
+                with consumer._store.lock:
+                    ready = None if consumer._buffer else consumer._store.ready_count(consumer.queue)
+                    delivery = consumer._poll(-1 if consumer._buffer else ready)
+            except QueueNotFound as exc:
+                if consumer.active or not self.active:
+                    raise
+                logger().warning("litemq: %s; the other queues are still consumed", exc)
+                continue
+            if delivery is not None:
+                self._turn = index + 1
+                return delivery
+        return None
+
+    def finish(self) -> None:
+        for consumer in self.consumers:
+            consumer.finishing = True  # no ack refills them meanwhile
+        super().finish()
+
+    def cancel(self) -> list[Delivery]:
+        """Cancel every consumer (see ``Consumer.cancel``); the deliveries an auto-ack consumer had taken."""
+        taken: list[Delivery] = []
+        for consumer in self.consumers:
+            taken.extend(consumer.cancel())
+        return taken
+
+    def _doorbells(self) -> list[bytes]:
+        return [consumer.doorbell.address for consumer in self.consumers]
+
+    def __enter__(self) -> "ConsumerSet":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for consumer in self.consumers:
+            consumer.__exit__()
 
 
 class Waiter:
@@ -225,8 +381,42 @@ class Waiter:
         return changed
 
 
+def _ring(addresses: list[bytes]) -> None:
+    from .wakeup import Bell  # finishing is rare: a bell of its own, from any thread or signal handler
+
+    bell = Bell()
+    try:
+        bell.ring(addresses)
+    finally:
+        bell.close()
+
+
 def _has_work(ready: Optional[int], consumer: Consumer) -> bool:
     return bool(consumer._buffer) or ready is None or (ready != 0 and consumer.may_claim())
+
+
+@contextmanager
+def _finishing_on(consuming: Consuming, signals: tuple[int, ...]) -> Iterator[None]:
+    if not signals:
+        yield
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("stop_on works in the main thread only (Python runs signal handlers there); in another "
+                           "thread, call finish() from a signal handler of your own")
+
+    def on_signal(signum: int, frame: object) -> None:
+        if consuming.finishing:  # asked twice: stop now
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            raise SystemExit(128 + signum)
+        consuming.finish()
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in signals}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 @contextmanager

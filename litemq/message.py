@@ -7,7 +7,7 @@ import datetime as _dt
 import decimal
 import json
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
 
 if TYPE_CHECKING:
     from .broker import Channel
@@ -299,7 +299,11 @@ def decode_properties(text: Optional[str]) -> Properties:
     return properties
 
 
-def encode_body(body: Any) -> bytes:
+Body = Union[bytes, bytearray, memoryview, str]
+"""What a message body may be given as: bytes (bytearray and memoryview are copied), or str (encoded as UTF-8)."""
+
+
+def encode_body(body: object) -> bytes:
     if isinstance(body, bytes):
         return body
     if isinstance(body, str):

@@ -12,13 +12,14 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Optional, Union
+from typing import Callable, Iterable, Optional
 
 from .broker import check_seconds
 from .connection import Connection
-from .errors import LiteMQError
+from .consumer import Signal
+from .errors import LiteMQError, Unroutable
 from .log import logger
-from .message import Delivery, Properties
+from .message import Body, Delivery, Properties
 
 
 ERROR_HEADER = "x-rpc-error"
@@ -52,10 +53,11 @@ class RpcClient:
         self._condition = threading.Condition()
         self._reading = False
 
-    def call(self, routing_key: str, body: Union[bytes, str], *, timeout: Optional[float] = 30.0,
+    def call(self, routing_key: str, body: Body, *, timeout: Optional[float] = 30.0,
              properties: Optional[Properties] = None) -> bytes:
         """Publish a request to ``routing_key`` and return the reply's body; RpcTimeout after ``timeout``
-        seconds (None: wait as long as it takes), RpcError when the server's handler raised."""
+        seconds (None: wait as long as it takes), RpcError when the server's handler raised, Unroutable at once
+        when the request reaches no queue."""
         check_seconds("timeout", timeout, forever=True)  # before the request is out, to be run by a server
         correlation_id = os.urandom(16).hex()
         request = Properties(**{**_fields(properties), "reply_to": self.reply_queue,
@@ -64,7 +66,15 @@ class RpcClient:
         with self._condition:
             self._pending[correlation_id] = pending
         try:
-            self._channel.publish(self.exchange, routing_key, body, request)
+            try:
+                # Mandatory: a request that reaches no queue fails now, not at the timeout. One that reaches a
+                # queue without a server waits there, as with RabbitMQ: a server may start within the timeout.
+                self._channel.publish(self.exchange, routing_key, body, request, mandatory=True)
+            except Unroutable:
+                where = f"exchange {self.exchange!r} with routing key" if self.exchange else "queue"
+                raise Unroutable(f"the request to {where} {routing_key!r} reached no queue in {self._channel.path}: "
+                                 f"no server has declared it", exchange=self.exchange,
+                                 routing_key=routing_key) from None
             reply = self._wait(pending, math.inf if timeout is None else time.monotonic() + timeout)
         finally:
             with self._condition:
@@ -117,7 +127,7 @@ class RpcClient:
         self.close()
 
 
-Handler = Callable[[Delivery], Union[bytes, str]]
+Handler = Callable[[Delivery], Body]
 
 
 class RpcServer:
@@ -132,11 +142,14 @@ class RpcServer:
         self._handler = handler
         self._consumer = self._channel.consume(queue, prefetch=prefetch)
 
-    def serve(self, *, inactivity_timeout: Optional[float] = None, limit: Optional[int] = None) -> int:
+    def serve(self, *, inactivity_timeout: Optional[float] = None, limit: Optional[int] = None,
+              stop_on: Iterable[Signal] = ()) -> int:
         """Answer requests until stopped, idle for ``inactivity_timeout`` seconds, or ``limit`` are answered.
-        Returns how many were answered."""
+        Returns how many were answered. ``stop_on`` (e.g. ``(signal.SIGTERM,)``) is a warm shutdown: the request in
+        hand is answered, then serve returns (see ``Consumer.run``)."""
         check_seconds("inactivity_timeout", inactivity_timeout, forever=True)
         self._consumer.inactivity_timeout = inactivity_timeout
+        self._consumer.stop_on(*stop_on)
         answered = 0
         for request in self._consumer:
             self.answer(request)
@@ -149,8 +162,8 @@ class RpcServer:
         """Run the handler on one request and reply, atomically with the request's ack."""
         request_properties = request.properties
         try:
-            body: Union[bytes, str] = self._handler(request)
-            if not isinstance(body, (bytes, str)):
+            body: Body = self._handler(request)
+            if not isinstance(body, (bytes, bytearray, memoryview, str)):
                 raise TypeError(f"the handler returned {type(body).__name__}, not a reply body (bytes or str)")
             reply = Properties(correlation_id=request_properties.correlation_id)
         except Exception as exc:
@@ -167,6 +180,11 @@ class RpcServer:
     def stop(self) -> None:
         """Stop serving (callable from the handler); requests not yet answered go back to the queue."""
         self._consumer.cancel()
+
+    def finish(self) -> None:
+        """Warm shutdown, from any thread or a signal handler: serve returns once the request in hand is answered;
+        requests not yet handed to the handler go back to the queue unmarked."""
+        self._consumer.finish()
 
     def close(self) -> None:
         self._channel.close()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import queue_rules
 from .liveness import Liveness
-from .log import logger
+from .log import debug, logger
 from .policy import queue_policy
 from .routes import Routes
 from .store.sqlite import QueueRow, SQLiteStore
@@ -213,9 +213,14 @@ class Session:
         for queue in store.owned_queues(connection_id):
             self.delete_queue(store, queue)
         store.unregister_connection(connection_id)
-        if registered:
-            logger().info("litemq: connection %s on %s died; %d deliveries returned to their queues", connection_id,
-                          self.path, len(returned))
+        if returned:
+            # INFO, not WARNING: a worker dying is what at-least-once delivery is for, and with no logging set up
+            # Python prints a WARNING on stderr, in whichever process happened to clean up after it.
+            logger().info("litemq: connection %s on %s died holding %d unacked deliveries; they were returned to "
+                          "their queues (%s)", connection_id, self.path, len(returned),
+                          ", ".join(sorted({message.queue for message in returned})))
+        elif registered:
+            debug("litemq: connection %s on %s died holding no deliveries; cleaned up", connection_id, self.path)
 
     # --- background duties: lease renewal and WAL checkpoints
     def lease_taken(self, lease_seconds: float) -> None:

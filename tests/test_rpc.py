@@ -114,16 +114,62 @@ def test_a_handler_may_return_str_which_is_sent_as_utf8(db_path: str, conn: lite
         assert litemq.RpcClient(conn).call("rpc", b"x", timeout=BOUND) == "héllo".encode("utf-8")
 
 
-@pytest.mark.parametrize("declared", [True, False])
-def test_call_without_a_server_raises_rpc_timeout_after_the_timeout(
-        conn: litemq.Connection, declared: bool) -> None:
-    if declared:
-        conn.declare_queue("rpc")  # a queue nobody serves; otherwise the request is unroutable and dropped
+def test_call_to_a_queue_without_a_server_raises_rpc_timeout_after_the_timeout(
+        db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("rpc")  # a queue nobody serves yet
     client = litemq.RpcClient(conn)
     started = time.monotonic()
     with pytest.raises(litemq.RpcTimeout, match="rpc"):
         client.call("rpc", b"anyone?", timeout=0.2)
     assert time.monotonic() - started >= 0.2
+    assert stored(db_path, "rpc") == 1  # routed, as RabbitMQ routes it: waiting for a server
+
+
+def test_call_to_a_queue_no_one_declared_fails_at_once_with_unroutable(conn: litemq.Connection) -> None:
+    client = litemq.RpcClient(conn)
+    started = time.monotonic()
+    with pytest.raises(litemq.Unroutable, match="request to queue 'nowhere' reached no queue") as raised:
+        client.call("nowhere", b"anyone?", timeout=60)
+    assert time.monotonic() - started < BOUND  # not the 60 s timeout
+    assert (raised.value.exchange, raised.value.routing_key, raised.value.reply_code) == ("", "nowhere", 312)
+    assert client._pending == {}
+    conn.declare_queue("nowhere")
+    with pytest.raises(litemq.RpcTimeout):  # the client is still usable
+        client.call("nowhere", b"again", timeout=0.05)
+
+
+def test_call_through_an_exchange_that_routes_nowhere_fails_with_unroutable(conn: litemq.Connection) -> None:
+    conn.declare_exchange("services", "direct")
+    with pytest.raises(litemq.Unroutable, match="exchange 'services' with routing key 'billing'"):
+        litemq.RpcClient(conn, exchange="services").call("billing", b"x", timeout=60)
+
+
+def test_a_server_that_starts_after_the_request_was_sent_answers_it(db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("rpc")
+    client = litemq.RpcClient(conn)
+    replies: list[bytes] = []
+    caller = threading.Thread(target=lambda: replies.append(client.call("rpc", b"early", timeout=BOUND * 4)))
+    caller.start()
+    deadline = time.monotonic() + BOUND
+    while stored(db_path, "rpc") == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    with serving(db_path, echo):
+        caller.join(BOUND * 4)
+    assert replies == [b"echo:early"]
+
+
+def test_finish_answers_the_request_in_hand_then_serve_returns_leaving_the_rest_unmarked(
+        db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("replies")
+    conn.declare_queue("rpc")
+    for n in range(3):
+        request(conn, b"%d" % n, f"id-{n}")
+    with litemq.connect(db_path) as serving_conn:
+        server = litemq.RpcServer(serving_conn, "rpc", lambda req: (server.finish(), b"answer:" + req.body)[1],
+                                  prefetch=3)
+        assert server.serve(inactivity_timeout=BOUND) == 1
+    assert [(d.body, d.properties.correlation_id) for d in take_all(db_path, "replies")] == [(b"answer:0", "id-0")]
+    assert [(d.body, d.redelivered) for d in take_all(db_path, "rpc")] == [(b"1", False), (b"2", False)]
 
 
 def test_eight_threads_calling_on_one_client_each_get_their_own_replies(

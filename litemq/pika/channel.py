@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import uuid
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Optional, Union, overload
 
 from .. import errors
 from ..broker import Channel
 from ..routing import DELAYED_EXCHANGE
 from ..topology import DIRECT_REPLY_TO
 from ..consumer import Consumer
-from ..message import Delivery
+from ..message import Body, Delivery
 from . import exceptions, spec
 from .frame import Method
 
@@ -36,13 +36,16 @@ if TYPE_CHECKING:
 _REPLY_NAMES = {403: "ACCESS_REFUSED", 404: "NOT_FOUND", 405: "RESOURCE_LOCKED", 406: "PRECONDITION_FAILED",
                 503: "COMMAND_INVALID", 540: "NOT_IMPLEMENTED"}
 
-MessageCallback = Callable[["BlockingChannel", Any, spec.BasicProperties, bytes], None]
+MessageCallback = Callable[["BlockingChannel", spec.Basic.Deliver, spec.BasicProperties, bytes], object]
+"""``on_message_callback(channel, method, properties, body)``, as pika calls it."""
+PikaDelivery = tuple[spec.Basic.Deliver, spec.BasicProperties, bytes]
+Nothing = tuple[None, None, None]
 
 
 class ReturnedMessage:
     """An unroutable mandatory message, as pika's blocking adapter hands it back."""
 
-    def __init__(self, method: Any, properties: spec.BasicProperties, body: bytes) -> None:
+    def __init__(self, method: spec.Basic.Return, properties: spec.BasicProperties, body: bytes) -> None:
         self.method = method
         self.properties = properties
         self.body = body
@@ -65,8 +68,8 @@ class BlockingChannel:
         self._consumers: dict[str, _ConsumerInfo] = {}
         self._returned: deque[ReturnedMessage] = deque()
         self._cancelled: deque[str] = deque()
-        self._on_return: list[Callable[..., None]] = []
-        self._on_cancel: list[Callable[..., None]] = []
+        self._on_return: list[Callable[[BlockingChannel, spec.Basic.Return, spec.BasicProperties, bytes], object]] = []
+        self._on_cancel: list[Callable[[Method[spec.Basic.Cancel]], object]] = []
         self._confirming = False
         self._closed = False
         self._reply_queue: Optional[str] = None
@@ -136,7 +139,8 @@ class BlockingChannel:
     # --- exchanges
     def exchange_declare(self, exchange: str, exchange_type: Union[str, spec.ExchangeType] = spec.ExchangeType.direct,
                          passive: bool = False, durable: bool = False, auto_delete: bool = False,
-                         internal: bool = False, arguments: Optional[dict[str, Any]] = None) -> Method:
+                         internal: bool = False, arguments: Optional[dict[str, Any]] = None
+                         ) -> Method[spec.Exchange.DeclareOk]:
         _short("exchange", exchange)
         kind = exchange_type.value if isinstance(exchange_type, spec.ExchangeType) else exchange_type
         if not passive and isinstance(kind, str) and kind not in ("direct", "fanout", "topic", "headers",
@@ -149,23 +153,25 @@ class BlockingChannel:
                                                          arguments=arguments))
         return Method(self.channel_number, spec.Exchange.DeclareOk())
 
-    def exchange_delete(self, exchange: Optional[str] = None, if_unused: bool = False) -> Method:
+    def exchange_delete(self, exchange: Optional[str] = None, if_unused: bool = False) -> Method[spec.Exchange.DeleteOk]:
         self._call(lambda: self._native.delete_exchange(exchange or "", if_unused=if_unused))
         return Method(self.channel_number, spec.Exchange.DeleteOk())
 
     def exchange_bind(self, destination: str, source: str, routing_key: str = "",
-                      arguments: Optional[dict[str, Any]] = None) -> Method:
+                      arguments: Optional[dict[str, Any]] = None) -> Method[spec.Exchange.BindOk]:
         self._call(lambda: self._native.bind_exchange(destination, source, routing_key, arguments))
         return Method(self.channel_number, spec.Exchange.BindOk())
 
     def exchange_unbind(self, destination: Optional[str] = None, source: Optional[str] = None,
-                        routing_key: str = "", arguments: Optional[dict[str, Any]] = None) -> Method:
+                        routing_key: str = "", arguments: Optional[dict[str, Any]] = None
+                        ) -> Method[spec.Exchange.UnbindOk]:
         self._call(lambda: self._native.unbind_exchange(destination or "", source or "", routing_key, arguments))
         return Method(self.channel_number, spec.Exchange.UnbindOk())
 
     # --- queues
     def queue_declare(self, queue: str, passive: bool = False, durable: bool = False, exclusive: bool = False,
-                      auto_delete: bool = False, arguments: Optional[dict[str, Any]] = None) -> Method:
+                      auto_delete: bool = False, arguments: Optional[dict[str, Any]] = None
+                      ) -> Method[spec.Queue.DeclareOk]:
         _short("queue", queue)
         info = self._call(lambda: self._native.declare_queue(queue, passive=passive, durable=durable,
                                                              exclusive=exclusive, auto_delete=auto_delete,
@@ -175,25 +181,26 @@ class BlockingChannel:
         return Method(self.channel_number, spec.Queue.DeclareOk(queue=info.queue, message_count=info.message_count,
                                                                 consumer_count=info.consumer_count))
 
-    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False) -> Method:
+    def queue_delete(self, queue: str, if_unused: bool = False, if_empty: bool = False
+                     ) -> Method[spec.Queue.DeleteOk]:
         name = self._queue_name(queue)
         count = self._call(lambda: self._native.delete_queue(name, if_unused=if_unused, if_empty=if_empty))
         return Method(self.channel_number, spec.Queue.DeleteOk(message_count=count))
 
-    def queue_purge(self, queue: str) -> Method:
+    def queue_purge(self, queue: str) -> Method[spec.Queue.PurgeOk]:
         name = self._queue_name(queue)
         count = self._call(lambda: self._native.purge_queue(name))
         return Method(self.channel_number, spec.Queue.PurgeOk(message_count=count))
 
     def queue_bind(self, queue: str, exchange: str, routing_key: Optional[str] = None,
-                   arguments: Optional[dict[str, Any]] = None) -> Method:
+                   arguments: Optional[dict[str, Any]] = None) -> Method[spec.Queue.BindOk]:
         name = self._queue_name(queue)
         key = name if routing_key is None else routing_key
         self._call(lambda: self._native.bind_queue(name, exchange, key, arguments))
         return Method(self.channel_number, spec.Queue.BindOk())
 
     def queue_unbind(self, queue: str, exchange: Optional[str] = None, routing_key: Optional[str] = None,
-                     arguments: Optional[dict[str, Any]] = None) -> Method:
+                     arguments: Optional[dict[str, Any]] = None) -> Method[spec.Queue.UnbindOk]:
         name = self._queue_name(queue)
         key = name if routing_key is None else routing_key
         self._call(lambda: self._native.unbind_queue(name, exchange or "", key, arguments))
@@ -206,7 +213,7 @@ class BlockingChannel:
         return queue
 
     # --- publishing
-    def basic_publish(self, exchange: str, routing_key: str, body: Union[bytes, str],
+    def basic_publish(self, exchange: str, routing_key: str, body: Body,
                       properties: Optional[spec.BasicProperties] = None, mandatory: bool = False) -> None:
         _short("exchange", exchange)
         _short("routing_key", routing_key)
@@ -244,16 +251,18 @@ class BlockingChannel:
         self._call(lambda: None)
         self._confirming = True
 
-    def add_on_return_callback(self, callback: Callable[..., None]) -> None:
+    def add_on_return_callback(self, callback: Callable[["BlockingChannel", spec.Basic.Return, spec.BasicProperties, bytes], object]
+                               ) -> None:
         """``callback(channel, method, properties, body)`` for each unroutable mandatory message."""
         self._on_return.append(callback)
 
-    def add_on_cancel_callback(self, callback: Callable[..., None]) -> None:
+    def add_on_cancel_callback(self, callback: Callable[[Method[spec.Basic.Cancel]], object]) -> None:
         """``callback(method_frame)`` when the broker cancels a consumer (its queue was deleted)."""
         self._on_cancel.append(callback)
 
     # --- getting
-    def basic_get(self, queue: str, auto_ack: bool = False) -> tuple[Any, Any, Any]:
+    def basic_get(self, queue: str, auto_ack: bool = False
+                  ) -> Union[tuple[spec.Basic.GetOk, spec.BasicProperties, bytes], Nothing]:
         if not isinstance(queue, str):
             raise TypeError("queue must be a str")
         delivery = self._call(lambda: self._native.get(self._queue_name(queue), auto_ack=auto_ack))
@@ -298,7 +307,7 @@ class BlockingChannel:
         self._consumers[tag] = info
         return info
 
-    def basic_cancel(self, consumer_tag: str) -> list[tuple[Any, Any, bytes]]:
+    def basic_cancel(self, consumer_tag: str) -> list[PikaDelivery]:
         """Cancel a consumer. For an auto-ack consumer, returns the messages it had received but not dispatched."""
         info = self._consumers.pop(consumer_tag, None)
         if info is None:
@@ -350,8 +359,8 @@ class BlockingChannel:
                 handled = True
         while self._cancelled and self.is_open:
             tag = self._cancelled.popleft()
-            for callback in list(self._on_cancel):
-                callback(Method(self.channel_number, spec.Basic.Cancel(consumer_tag=tag, nowait=True)))
+            for on_cancel in list(self._on_cancel):
+                on_cancel(Method(self.channel_number, spec.Basic.Cancel(consumer_tag=tag, nowait=True)))
             handled = True
         return handled
 
@@ -372,16 +381,26 @@ class BlockingChannel:
             self._cancelled.append(tag)
         return delivery
 
-    def _as_pika(self, delivery: Delivery) -> tuple[Any, spec.BasicProperties, bytes]:
+    def _as_pika(self, delivery: Delivery) -> PikaDelivery:
         method = spec.Basic.Deliver(consumer_tag=delivery.consumer_tag, delivery_tag=delivery.delivery_tag,
                                     redelivered=delivery.redelivered, exchange=delivery.exchange,
                                     routing_key=delivery.routing_key)
         return method, spec.BasicProperties.from_native(delivery.properties), delivery.body
 
     # --- consuming with a generator
+    @overload
+    def consume(self, queue: str, auto_ack: bool = False, exclusive: bool = False,
+                arguments: Optional[dict[str, Any]] = None, inactivity_timeout: None = None,
+                consumer_tag: Optional[str] = None) -> Iterator[PikaDelivery]: ...
+
+    @overload
     def consume(self, queue: str, auto_ack: bool = False, exclusive: bool = False,
                 arguments: Optional[dict[str, Any]] = None, inactivity_timeout: Optional[float] = None,
-                consumer_tag: Optional[str] = None) -> Iterator[tuple[Any, Any, Any]]:
+                consumer_tag: Optional[str] = None) -> Iterator[Union[PikaDelivery, Nothing]]: ...
+
+    def consume(self, queue: str, auto_ack: bool = False, exclusive: bool = False,
+                arguments: Optional[dict[str, Any]] = None, inactivity_timeout: Optional[float] = None,
+                consumer_tag: Optional[str] = None) -> Iterator[Union[PikaDelivery, Nothing]]:
         """Yield ``(method, properties, body)`` for each delivery; ``(None, None, None)`` after
         ``inactivity_timeout`` seconds without one. Ends when cancelled (``cancel()``) or by the broker."""
         params = (queue, auto_ack, exclusive)
@@ -443,7 +462,7 @@ class BlockingChannel:
     def flow(self, active: bool) -> bool:
         return True
 
-    def tx_select(self) -> Method:
+    def tx_select(self) -> NoReturn:
         raise exceptions.MethodNotImplemented("AMQP transactions are not supported by litemq: each publish and "
                                               "ack commits on its own; use ack_and_publish for the RPC case")
 

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 from ..connection import Connection, resolve_path
 from ..consumer import Waiter
 from . import exceptions
+from .channel import BlockingChannel
 
 _DEFAULT = object()
 CHANNEL_MAX = 65535
@@ -86,7 +87,7 @@ class BlockingConnection:
         self.params = parameters
         self._native = Connection(parameters.path)
         self._waiter = Waiter(self._native._session)
-        self._channels: dict[int, Any] = {}
+        self._channels: dict[int, BlockingChannel] = {}
         self._timers: list[tuple[float, int, Callable[[], None]]] = []
         self._timer_ids = itertools.count(1)
         self._cancelled_timers: set[int] = set()
@@ -116,9 +117,8 @@ class BlockingConnection:
                                                        "was called or the connection is closed")
 
     # --- channels
-    def channel(self, channel_number: Optional[int] = None) -> Any:
-        from .channel import BlockingChannel
-
+    def channel(self, channel_number: Optional[int] = None) -> BlockingChannel:
+        """Open a channel: the lowest free number, or ``channel_number``."""
         self._check_open()
         # As pika numbers them: the lowest number free, so a closed channel's number is given again.
         number = channel_number if channel_number is not None else next(

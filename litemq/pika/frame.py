@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Generic, TypeVar
+
+M = TypeVar("M")
 
 
-class Method:
-    def __init__(self, channel_number: int, method: Any) -> None:
+class Method(Generic[M]):
+    def __init__(self, channel_number: int, method: M) -> None:
         self.channel_number = channel_number
         self.method = method
 

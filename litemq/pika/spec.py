@@ -37,7 +37,8 @@ class ExchangeType(str, Enum):
 
 
 class _Method:
-    """An AMQP method with named fields, shown as pika shows them."""
+    """An AMQP method with named fields, shown as pika shows them. Each is a class of its own, as in pika, so a
+    callback can be annotated ``method: spec.Basic.Deliver`` and its fields are typed."""
 
     NAME = ""
     FIELDS: tuple[str, ...] = ()
@@ -56,47 +57,114 @@ class _Method:
         return type(other) is type(self) and vars(other) == vars(self)
 
 
-def _method(name: str, *fields: str) -> type[_Method]:
-    return type(name.split(".")[1], (_Method,), {"NAME": name, "FIELDS": fields})
-
-
 class Basic:
-    Deliver = _method("Basic.Deliver", "consumer_tag", "delivery_tag", "redelivered", "exchange", "routing_key")
-    GetOk = _method("Basic.GetOk", "delivery_tag", "redelivered", "exchange", "routing_key", "message_count")
-    GetEmpty = _method("Basic.GetEmpty")
-    Return = _method("Basic.Return", "reply_code", "reply_text", "exchange", "routing_key")
-    Cancel = _method("Basic.Cancel", "consumer_tag", "nowait")
-    CancelOk = _method("Basic.CancelOk", "consumer_tag")
-    ConsumeOk = _method("Basic.ConsumeOk", "consumer_tag")
-    QosOk = _method("Basic.QosOk")
-    Ack = _method("Basic.Ack", "delivery_tag", "multiple")
-    Nack = _method("Basic.Nack", "delivery_tag", "multiple", "requeue")
-    RecoverOk = _method("Basic.RecoverOk")
+    class Deliver(_Method):
+        NAME, FIELDS = "Basic.Deliver", ("consumer_tag", "delivery_tag", "redelivered", "exchange", "routing_key")
+        consumer_tag: str
+        delivery_tag: int
+        redelivered: bool
+        exchange: str
+        routing_key: str
+
+    class GetOk(_Method):
+        NAME, FIELDS = "Basic.GetOk", ("delivery_tag", "redelivered", "exchange", "routing_key", "message_count")
+        delivery_tag: int
+        redelivered: bool
+        exchange: str
+        routing_key: str
+        message_count: int
+
+    class GetEmpty(_Method):
+        NAME = "Basic.GetEmpty"
+
+    class Return(_Method):
+        NAME, FIELDS = "Basic.Return", ("reply_code", "reply_text", "exchange", "routing_key")
+        reply_code: int
+        reply_text: str
+        exchange: str
+        routing_key: str
+
+    class Cancel(_Method):
+        NAME, FIELDS = "Basic.Cancel", ("consumer_tag", "nowait")
+        consumer_tag: str
+        nowait: bool
+
+    class CancelOk(_Method):
+        NAME, FIELDS = "Basic.CancelOk", ("consumer_tag",)
+        consumer_tag: str
+
+    class ConsumeOk(_Method):
+        NAME, FIELDS = "Basic.ConsumeOk", ("consumer_tag",)
+        consumer_tag: str
+
+    class QosOk(_Method):
+        NAME = "Basic.QosOk"
+
+    class Ack(_Method):
+        NAME, FIELDS = "Basic.Ack", ("delivery_tag", "multiple")
+        delivery_tag: int
+        multiple: bool
+
+    class Nack(_Method):
+        NAME, FIELDS = "Basic.Nack", ("delivery_tag", "multiple", "requeue")
+        delivery_tag: int
+        multiple: bool
+        requeue: bool
+
+    class RecoverOk(_Method):
+        NAME = "Basic.RecoverOk"
 
 
 class Queue:
-    DeclareOk = _method("Queue.DeclareOk", "queue", "message_count", "consumer_count")
-    DeleteOk = _method("Queue.DeleteOk", "message_count")
-    PurgeOk = _method("Queue.PurgeOk", "message_count")
-    BindOk = _method("Queue.BindOk")
-    UnbindOk = _method("Queue.UnbindOk")
+    class DeclareOk(_Method):
+        NAME, FIELDS = "Queue.DeclareOk", ("queue", "message_count", "consumer_count")
+        queue: str
+        message_count: int
+        consumer_count: int
+
+    class DeleteOk(_Method):
+        NAME, FIELDS = "Queue.DeleteOk", ("message_count",)
+        message_count: int
+
+    class PurgeOk(_Method):
+        NAME, FIELDS = "Queue.PurgeOk", ("message_count",)
+        message_count: int
+
+    class BindOk(_Method):
+        NAME = "Queue.BindOk"
+
+    class UnbindOk(_Method):
+        NAME = "Queue.UnbindOk"
 
 
 class Exchange:
-    DeclareOk = _method("Exchange.DeclareOk")
-    DeleteOk = _method("Exchange.DeleteOk")
-    BindOk = _method("Exchange.BindOk")
-    UnbindOk = _method("Exchange.UnbindOk")
+    class DeclareOk(_Method):
+        NAME = "Exchange.DeclareOk"
+
+    class DeleteOk(_Method):
+        NAME = "Exchange.DeleteOk"
+
+    class BindOk(_Method):
+        NAME = "Exchange.BindOk"
+
+    class UnbindOk(_Method):
+        NAME = "Exchange.UnbindOk"
 
 
 class Confirm:
-    SelectOk = _method("Confirm.SelectOk")
+    class SelectOk(_Method):
+        NAME = "Confirm.SelectOk"
 
 
 class Tx:
-    SelectOk = _method("Tx.SelectOk")
-    CommitOk = _method("Tx.CommitOk")
-    RollbackOk = _method("Tx.RollbackOk")
+    class SelectOk(_Method):
+        NAME = "Tx.SelectOk"
+
+    class CommitOk(_Method):
+        NAME = "Tx.CommitOk"
+
+    class RollbackOk(_Method):
+        NAME = "Tx.RollbackOk"
 
 
 _NATIVE: dict[tuple[tuple[Any, ...], tuple[type, ...]], Properties] = {}

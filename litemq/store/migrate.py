@@ -4,14 +4,42 @@ so opening a current file never pays for importing SQLAlchemy or Alembic."""
 from __future__ import annotations
 
 import logging
+import threading
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from ..errors import SchemaError, SchemaTooNew
 from ..liveness import is_alive
 from . import SCHEMA_REVISION, VERSION_TABLE
 
 log = logging.getLogger("litemq")
+ALEMBIC_LOGGER = logging.getLogger("alembic")
+_quiet_lock = threading.Lock()
+_quieting = 0  # migrations running with Alembic's logger quieted by us
+
+
+@contextmanager
+def _alembic_quiet() -> Iterator[None]:
+    """Alembic logs each step at INFO ("Context impl SQLiteImpl.", "Running upgrade ..."): noise for a user who
+    turned on INFO for their own program and opened a file. Quieted to WARNING while litemq migrates, unless the
+    user configured the ``alembic`` logger themselves (a level or a handler of its own; Alembic adds a NullHandler
+    when imported)."""
+    global _quieting
+    with _quiet_lock:
+        if _quieting == 0 and (ALEMBIC_LOGGER.level != logging.NOTSET or any(
+                not isinstance(handler, logging.NullHandler) for handler in ALEMBIC_LOGGER.handlers)):
+            yield  # the user's setting: left alone
+            return
+        _quieting += 1
+        ALEMBIC_LOGGER.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            _quieting -= 1
+            if _quieting == 0:
+                ALEMBIC_LOGGER.setLevel(logging.NOTSET)
 
 
 def script_location() -> str:
@@ -50,6 +78,7 @@ def _config(location: Optional[str]) -> Any:
     return config
 
 
+@_alembic_quiet()
 def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
             location: Optional[str] = None) -> bool:
     """Bring the file to ``revision`` under the write lock; True when this call changed it.
@@ -88,12 +117,16 @@ def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
             except DBAPIError as exc:  # the SQL failed: say what, without SQLAlchemy's page of DDL
                 raise SchemaError(f"cannot migrate {path} from schema {current or 'base'!r} to "
                                   f"{target or 'base'!r}: {exc.orig}; nothing was changed") from exc
-            log.info("litemq: migrated %s from schema %s to %s", path, current, target)
+            if current is None:
+                log.debug("litemq: created the schema of %s at revision %s", path, target)
+            else:  # an existing file changed: worth a line at INFO
+                log.info("litemq: migrated %s from schema %s to %s", path, current, target)
             return True
     finally:
         engine.dispose()
 
 
+@_alembic_quiet()
 def current_revision(path: str) -> Optional[str]:
     from alembic.runtime.migration import MigrationContext
 

@@ -15,6 +15,7 @@ from contextlib import suppress
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
 from ..errors import (NotADatabase, ReadOnlyDatabase, SchemaError, StorageError, StorageFull)
+from ..log import debug
 from . import SCHEMA_REVISION, VERSION_TABLE
 
 MIN_SQLITE = (3, 35, 0)  # RETURNING
@@ -573,7 +574,11 @@ class SQLiteStore:
 
     def return_expired(self, queue: str, now: float) -> list[ReturnedMessage]:
         """Make messages whose lease expired by ``now`` ready again, in their original place."""
-        return self._returned(self._db.execute(RETURN_EXPIRED, (queue, now)).fetchall())
+        returned = self._returned(self._db.execute(RETURN_EXPIRED, (queue, now)).fetchall())
+        if returned:  # their holders hung, ran past the consumer timeout, or died unseen
+            debug("litemq: %d expired lease(s) in queue %r of %s returned to the queue (message ids %s)",
+                  len(returned), queue, self.path, [message.id for message in returned])
+        return returned
 
     def claim(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float) -> list[MessageRow]:
         """Lease up to ``limit`` ready messages, in delivery order, to ``owner`` with ``token``."""
