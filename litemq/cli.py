@@ -149,8 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("stats", cmd_stats, "messages and bytes per queue, totals, file and WAL size", listing=True)
 
-    sub = command("db", cmd_db, "the file itself: upgrade, downgrade REV, current, check, vacuum, checkpoint")
-    sub.add_argument("action", choices=["upgrade", "downgrade", "current", "check", "vacuum", "checkpoint"])
+    sub = command("db", cmd_db, "the file itself: upgrade, downgrade REV, current, check, recount, vacuum, "
+                                "checkpoint")
+    sub.add_argument("action", choices=["upgrade", "downgrade", "current", "check", "recount", "vacuum",
+                                        "checkpoint"])
     sub.add_argument("revision", nargs="?", help="for downgrade: the revision to go back to")
 
     sub = command("demo", cmd_demo, "run a producer and a consumer process that talk through the file")
@@ -570,7 +572,15 @@ def cmd_db(args: argparse.Namespace) -> int:
                     print(line)
                 if problems:
                     raise Refused(f"{path} failed PRAGMA integrity_check")
-                print("ok")
+                with conn._store.read():
+                    off = inspect.counter_mismatches(conn._store)
+                print("\n".join(map(str, off or ["ok"])))
+                if off:
+                    raise Refused(f"{path}: ready counters differ from the rows (`litemq db recount` sets them)")
+            elif args.action == "recount":
+                with conn._store.write():
+                    off = inspect.recount(conn._store)
+                print("\n".join([*map(str, off), f"{path}: {len(off)} queue(s) recounted"]))
             elif args.action == "vacuum":
                 before = inspect.file_sizes(path)["file_bytes"]
                 inspect.vacuum(conn._store)

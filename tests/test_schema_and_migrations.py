@@ -413,6 +413,8 @@ SEED_SQL["0003"] = [SEED_SQL["0001"][0].replace("ready_count, created_at", "read
 SEED_SQL["0004"] = SEED_SQL["0003"]  # 0004 added only the routing version and its triggers
 SEED_SQL["0005"] = SEED_SQL["0003"]  # 0005 dropped an index
 SEED_SQL["0006"] = SEED_SQL["0003"]  # 0006 let a body be NULL (kept in litemq_bodies); small bodies stay in their rows
+# 0007's triggers count each ready message stored: the queue starts at 0 and its messages count themselves in.
+SEED_SQL["0007"] = [SEED_SQL["0003"][0].replace("2, 1000.0, 6)", "0, 1000.0, 0)"), *SEED_SQL["0003"][1:]]
 
 
 def _seed(path: str, revision: str) -> None:
