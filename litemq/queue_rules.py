@@ -52,7 +52,7 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
             session.wake_consumers(store, consumed)
         return arrival
     count, size = len(bodies), sum(map(len, bodies))
-    counts = _count_in(session, store, queues, size, count, now, published)
+    counts = _counts_with(session, store, queues, size, count, now, published)
     # Queues without rules for arriving messages take the messages as they are, all in one statement.
     copies = [queue for queue in queues if queue in counts and properties.expiration is None
               and queue_policy(counts[queue][2]).plain]
@@ -65,25 +65,20 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
         arrival.stored.extend(copies)
         consumed.extend(queue for queue in copies if counts[queue][3])
     copied = set(copies)
-    counted_early = len(queues) > 1  # with the others: the rest count in again at their turn, after what went before
-    if counted_early:
-        for queue in counts.keys() - copied:
-            store.count_out(queue, count, size)
+    counted_early = len(queues) > 1  # with the others: the rest read their counts again at their turn
     for queue in queues:
         counted = counts.get(queue)
         if counted is None or queue in copied:
             continue
         if counted_early:
-            counted = store.count_in(queue, size, count)
+            counted = store.counts_with(queue, size, count)
         if counted is None:
             continue
         if counted[3]:
             consumed.append(queue)
         policy = queue_policy(counted[2])
-        if count > 1:  # each message meets the queue's limits as it arrives: count them in one by one
-            store.count_out(queue, count, size)
-        for body in bodies:
-            each = counted if count == 1 else store.count_in(queue, len(body))
+        for body in bodies:  # each message meets the queue's limits as it arrives, after those before it
+            each = counted if count == 1 else store.counts_with(queue, len(body))
             if each is not None:  # always: the queue was counted in above, in this transaction
                 _arrive(session, store, arrival, queue, policy, each, exchange, routing_key, body, properties,
                         encoded, now)
@@ -92,38 +87,35 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
     return arrival
 
 
-def _count_in(session: "Session", store: SQLiteStore, queues: list[str], size: int, count: int, now: float,
-              published: bool) -> dict[str, tuple[int, int, Optional[str], int]]:
-    """Count the messages into each queue that exists (``count_in``), by name; for a published message, settle
-    first what fell due."""
+def _counts_with(session: "Session", store: SQLiteStore, queues: list[str], size: int, count: int, now: float,
+                 published: bool) -> dict[str, tuple[int, int, Optional[str], int]]:
+    """Each existing queue's counts with the messages in (``counts_with``), by name; for a published message,
+    settle first what fell due."""
     if len(queues) != 1:
         if published and queues:
             due = store.arrival_due()
             if due is not None and due <= now:
                 settle_due(session, store, now)
-        return store.count_in_queues(queues, size, count)
+        return store.counts_with_queues(queues, size, count)
     queue = queues[0]
     if not published:
-        counted = store.count_in(queue, size, count)
-    else:  # one statement counts in and reads the deadlines: whether anything fell due
-        counted, due = store.count_in_first(queue, size, count)
+        counted = store.counts_with(queue, size, count)
+    else:  # one statement reads the counts and the deadlines: whether anything fell due
+        counted, due = store.counts_with_first(queue, size, count)
         if due is not None and due <= now:
-            if counted is not None:
-                store.count_out(queue, count, size)
             settle_due(session, store, now)
-            counted = store.count_in(queue, size, count)
+            counted = store.counts_with(queue, size, count)
     return {} if counted is None else {queue: counted}
 
 
 def _arrive(session: "Session", store: SQLiteStore, arrival: Arrival, queue: str, policy: QueuePolicy,
             counted: tuple[int, int, Optional[str], int], exchange: str, routing_key: str, body: bytes,
             properties: Properties, encoded: Optional[str], now: float) -> None:
-    """One message, counted in (``counted``: the queue's ready count and bytes with it, arguments, consumers), meets
-    its queue's length limit, TTL and priority."""
+    """One message (``counted``: the queue's ready count and bytes with it, arguments, consumers) meets its queue's
+    length limit, TTL and priority."""
     ready, ready_bytes, _, consumers = counted
     over = policy.limited and policy.over_limit(ready, ready_bytes)
     if over and policy.overflow != "drop-head":
-        store.count_out(queue, 1, len(body))
         _note(arrival.rejected, queue)
         if policy.overflow == "reject-publish-dlx":
             message = StoredMessage(0, queue, exchange, routing_key, body, encoded, 0)

@@ -413,6 +413,8 @@ SEED_SQL["0003"] = [SEED_SQL["0001"][0].replace("ready_count, created_at", "read
 SEED_SQL["0004"] = SEED_SQL["0003"]  # 0004 added only the routing version and its triggers
 SEED_SQL["0005"] = SEED_SQL["0003"]  # 0005 dropped an index
 SEED_SQL["0006"] = SEED_SQL["0003"]  # 0006 let a body be NULL (kept in litemq_bodies); small bodies stay in their rows
+# 0007's triggers count each ready message stored: the queue starts at 0 and its messages count themselves in.
+SEED_SQL["0007"] = [SEED_SQL["0003"][0].replace("2, 1000.0, 6)", "0, 1000.0, 0)"), *SEED_SQL["0003"][1:]]
 
 
 def _seed(path: str, revision: str) -> None:
@@ -700,3 +702,66 @@ def test_migration_0006_moves_large_bodies_out_of_their_rows_and_its_downgrade_b
         assert db.execute("SELECT bytes FROM litemq_queue_stats").fetchone() == (3 + 2 * len(large),)
     with litemq.connect(path) as connection:  # and up again on open
         assert [connection.get("seeded", auto_ack=True).body for _ in range(3)] == [b"two", large, large[::-1]]
+
+
+def _triggers(path: str) -> set[str]:
+    with _db(path) as db:
+        return {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+
+
+def _counters(path: str) -> list[tuple[str, int, int]]:
+    with _db(path) as db:
+        return db.execute("SELECT name, ready_count, ready_bytes FROM litemq_queues ORDER BY name").fetchall()
+
+
+def test_migration_0007_recounts_counters_already_off_and_its_triggers_count_writes_by_hand(tmp_path: Path) -> None:
+    path = str(tmp_path / "counts.db")
+    large = bytes(range(256)) * 16
+    migrate.upgrade(path, "0006")
+    _seed(path, "0006")
+    with _db(path) as db:  # as litemq 0006 stored them: a large body out of its row, a delayed and a leased message
+        db.execute("INSERT INTO litemq_messages (id, queue, exchange, routing_key, body, published_at) "
+                   "VALUES (10, 'seeded', '', 'seeded', NULL, 1002.0)")
+        db.execute("INSERT INTO litemq_bodies (id, body) VALUES (10, ?)", (large,))
+        db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at, visible_at) "
+                   "VALUES ('seeded', '', 'seeded', X'6c61746572', 1003.0, 9999999999.0)")
+        db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at, lease_owner, "
+                   "lease_token, lease_expires_at) VALUES ('seeded', '', 'seeded', X'68656c64', 1004.0, 'x/1', 1, "
+                   "9999999999.0)")
+        # ... and counters already off: under 0006 nothing counted a ready message deleted or inserted by hand
+        db.execute("DELETE FROM litemq_messages WHERE body = X'6f6e65'")  # 'one'
+        db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                   "VALUES ('seeded', '', 'seeded', X'6e6577', 1005.0)")  # 'new'
+        db.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, ready_count, ready_bytes, "
+                   "created_at) VALUES ('empty', 1, 0, 0, 4, 40, 1000.0)")
+        db.commit()
+    assert _counters(path) == [("empty", 4, 40), ("seeded", 2, 6)]  # as seeded
+    assert "litemq_messages_delete_body" in _triggers(path)
+
+    assert migrate.upgrade(path, "0007") is True
+    assert _counters(path) == [("empty", 0, 0), ("seeded", 3, 6 + len(large))]  # 'two', the large one, 'new'
+    assert _triggers(path) >= {"litemq_messages_insert_count", "litemq_messages_delete_count",
+                               "litemq_messages_update_count_out", "litemq_messages_update_count_in",
+                               "litemq_bodies_insert_count", "litemq_bodies_delete_count",
+                               "litemq_bodies_update_count"}
+    assert "litemq_messages_delete_body" not in _triggers(path)
+    with _db(path) as db:  # a hand delete of the large message counts, and its body goes with it
+        db.execute("DELETE FROM litemq_messages WHERE id = 10")
+        db.commit()
+        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (0,)
+    assert _counters(path) == [("empty", 0, 0), ("seeded", 2, 6)]
+    with litemq.connect(path) as connection:
+        connection.publish("", "seeded", large)
+        assert connection.declare_queue("seeded", passive=True).message_count == 3
+
+    assert migrate.upgrade(path, "0006") is True
+    assert _version_rows(path) == ["0006"]
+    assert not {name for name in _triggers(path) if name.endswith(("_count", "_count_in", "_count_out"))}
+    with _db(path) as db:  # 0006's own trigger is back: a large body goes with its message
+        db.execute("DELETE FROM litemq_messages WHERE body IS NULL")
+        db.commit()
+        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (0,)
+    assert _counters(path) == [("empty", 0, 0), ("seeded", 3, 6 + len(large))]  # 0006 counts no hand write
+    with litemq.connect(path) as connection:  # upgraded again on open, and recounted
+        assert connection.declare_queue("seeded", passive=True).message_count == 2
+        assert [connection.get("seeded", auto_ack=True).body for _ in range(2)] == [b"two", b"new"]

@@ -55,7 +55,7 @@ def listing(directory: Path) -> dict[str, bytes]:
 def insert_rows(conn: litemq.Connection, queue: str, count: int, *, lease_expires_at: float | None) -> None:
     """Add messages straight into the table (fast): leased until ``lease_expires_at``, or ready when None.
 
-    Ready rows also go into the queue's ready counter, as litemq's own inserts keep it."""
+    The file's triggers count ready rows into the queue's counters."""
     leased = lease_expires_at is not None
     rows = ((queue, "", queue, b"m", 0.0, 1 if leased else 0, "someone/1" if leased else None,
              i + 1 if leased else None, lease_expires_at) for i in range(count))
@@ -64,8 +64,6 @@ def insert_rows(conn: litemq.Connection, queue: str, count: int, *, lease_expire
         store._db.executemany(
             "INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at, delivery_count, "
             "lease_owner, lease_token, lease_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-        if not leased:
-            store.execute("UPDATE litemq_queues SET ready_count = ready_count + ? WHERE name = ?", (count, queue))
 
 
 FAR_FUTURE = 4_000_000_000.0  # year 2096

@@ -384,16 +384,12 @@ def test_a_waiting_consumer_receives_what_expires_out_of_a_queue_nobody_consumes
 
 def add_ready(conn, queue: str, count: int, *, expires_at: Optional[float] = None,
               visible_at: Optional[float] = None) -> None:
-    """Add messages straight into the table (fast), counted in the queue's counters as litemq counts them
-    (delayed ones are not)."""
+    """Add messages straight into the table (fast); the file's triggers count them (not delayed ones)."""
     store = conn._store
     with store.write():
         store._db.executemany(
             "INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at, expires_at, visible_at) "
             "VALUES (?, '', ?, ?, 0.0, ?, ?)", ((queue, queue, b"m", expires_at, visible_at) for _ in range(count)))
-        if visible_at is None:
-            store.execute("UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? "
-                          "WHERE name = ?", (count, count, queue))
 
 
 def test_expiring_10_messages_costs_about_the_same_behind_20000_unexpired_as_behind_200(conn, frozen):

@@ -147,8 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("stats", cmd_stats, "messages and bytes per queue, totals, file and WAL size", listing=True)
 
-    sub = command("db", cmd_db, "the file itself: upgrade, downgrade REV, current, check, vacuum, checkpoint")
-    sub.add_argument("action", choices=["upgrade", "downgrade", "current", "check", "vacuum", "checkpoint"])
+    sub = command("db", cmd_db, "the file itself: upgrade, downgrade REV, current, check, recount, vacuum, "
+                                "checkpoint")
+    sub.add_argument("action", choices=["upgrade", "downgrade", "current", "check", "recount", "vacuum",
+                                        "checkpoint"])
     sub.add_argument("revision", nargs="?", help="for downgrade: the revision to go back to")
     sub.add_argument("--yes", action="store_true",
                      help="for downgrade: go ahead even when it deletes queues and messages")

@@ -27,8 +27,11 @@ def cmd_db(args: argparse.Namespace) -> int:
             print(line)
         if problems:
             raise Refused(f"{path} failed PRAGMA integrity_check")
-        read_only(args, lambda store: None)  # a file without litemq's tables, or from a newer litemq, is refused
-        print("ok")
+        # A file without litemq's tables, or from a newer litemq, is refused; then the counters against the rows.
+        off = read_only(args, inspect.counter_mismatches)
+        print("\n".join(map(str, off or ["ok"])))
+        if off:
+            raise Refused(f"{path}: ready counters differ from the rows (`litemq db recount` sets them)")
     elif args.action == "upgrade":
         inspect.check_sqlite(path)
         changed = migrate.upgrade(path)
@@ -46,7 +49,11 @@ def cmd_db(args: argparse.Namespace) -> int:
         print(f"{path}: at schema {migrate.current_revision(path) or 'base'}" + (f" ({lost} deleted)" if lost else ""))
     else:
         with open_connection(args) as conn:
-            if args.action == "vacuum":
+            if args.action == "recount":
+                with conn._store.write():
+                    off = inspect.recount(conn._store)
+                print("\n".join([*map(str, off), f"{path}: {len(off)} queue(s) recounted"]))
+            elif args.action == "vacuum":
                 before = inspect.file_sizes(path)["file_bytes"]
                 inspect.vacuum(conn._store)
                 inspect.checkpoint(conn._store)  # VACUUM's result sits in the WAL until then

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ..errors import StorageError
 from .sqlite import BODY, BODY_BYTES, SQLiteStore, translate_error
@@ -37,7 +37,17 @@ MOVE_COPY = ("INSERT INTO litemq_messages (id, queue, exchange, routing_key, bod
              f"FROM litemq_messages WHERE id IN ({_HEAD})")
 MOVE_BODY = "UPDATE litemq_bodies SET id = ? WHERE id = ?"
 MOVE_DELETE = f"DELETE FROM litemq_messages WHERE id IN ({_HEAD})"
-ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ?"
+# A queue's ready counters, as its rows say (what the triggers of migration 0007 keep them equal to).
+_READY_ROWS = (f"SELECT queue, count(*) AS ready_count, coalesce(sum({BODY_BYTES}), 0) AS ready_bytes "
+               "FROM litemq_messages WHERE lease_token IS NULL AND visible_at IS NULL GROUP BY queue")
+SELECT_COUNTER_MISMATCHES = (
+    "SELECT q.name, q.ready_count, q.ready_bytes, coalesce(r.ready_count, 0), coalesce(r.ready_bytes, 0) "
+    f"FROM litemq_queues q LEFT JOIN ({_READY_ROWS}) r ON r.queue = q.name "
+    "WHERE q.ready_count IS NOT coalesce(r.ready_count, 0) OR q.ready_bytes IS NOT coalesce(r.ready_bytes, 0) "
+    "ORDER BY q.name")
+RECOUNT = ("UPDATE litemq_queues SET (ready_count, ready_bytes) = (SELECT count(*), "
+           f"coalesce(sum({BODY_BYTES}), 0) FROM litemq_messages WHERE queue = litemq_queues.name "
+           "AND lease_token IS NULL AND visible_at IS NULL) WHERE name = ?")
 
 
 def _rows(store: SQLiteStore, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
@@ -79,10 +89,35 @@ def move(store: SQLiteStore, source: str, destination: str, limit: Optional[int]
         if elsewhere:  # before the originals go, or the trigger would delete the body with them
             store.execute(MOVE_BODY, (last + position, message_id))
     store.execute(MOVE_DELETE, of_head)
-    size = sum(size for _, _, size in head)
-    store.execute(ADD_READY, (-len(head), -size, source))
-    store.execute(ADD_READY, (len(head), size, destination))
     return len(head)
+
+
+class CounterMismatch(NamedTuple):
+    """A queue whose ready counters (``litemq_queues``) differ from its ready rows (``litemq_messages``)."""
+
+    queue: str
+    ready_count: int
+    ready_bytes: int
+    rows_count: int
+    rows_bytes: int
+
+    def __str__(self) -> str:
+        return (f"queue {self.queue!r}: counted {self.ready_count} ready messages of {self.ready_bytes} bytes, "
+                f"the rows hold {self.rows_count} of {self.rows_bytes} bytes")
+
+
+def counter_mismatches(store: SQLiteStore) -> list[CounterMismatch]:
+    """Each queue whose ready_count or ready_bytes differ from its ready rows, by name (reads every ready row)."""
+    return [CounterMismatch(*row) for row in store.execute(SELECT_COUNTER_MISMATCHES).fetchall()]
+
+
+def recount(store: SQLiteStore) -> list[CounterMismatch]:
+    """Set the counters of each queue that is off from its rows (inside a write transaction); returns what they
+    were."""
+    off = counter_mismatches(store)
+    for mismatch in off:
+        store.execute(RECOUNT, (mismatch.queue,))
+    return off
 
 
 def file_sizes(path: str) -> dict[str, int]:

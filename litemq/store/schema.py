@@ -31,6 +31,8 @@ exchanges = Table(
     Column("created_at", Float, nullable=False),
 )
 
+# ready_count and ready_bytes: the queue's ready messages (no lease, not delayed) and their body bytes, kept by
+# triggers on litemq_messages and litemq_bodies (migration 0007), so writes by hand with plain SQL count too.
 queues = Table(
     "litemq_queues", metadata,
     Column("name", Text, primary_key=True),
@@ -89,7 +91,8 @@ messages = Table(
           sqlite_where=text("lease_token IS NOT NULL"), postgresql_where=text("lease_token IS NOT NULL")),
 )
 
-# Bodies over OUT_OF_ROW_BYTES, under their message's id (migration 0006: a trigger deletes one with its message).
+# Bodies over OUT_OF_ROW_BYTES, under their message's id (a trigger deletes one with its message: 0006, and 0007's
+# delete trigger, which counts the message out first).
 # A claim or a requeue resizes its message row (the lease), and SQLite then rewrites the row whole, overflow and all.
 bodies = Table(
     "litemq_bodies", metadata,

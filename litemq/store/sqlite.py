@@ -2,7 +2,8 @@
 
 Each public method is one atomic verb of the storage contract and runs inside the transaction the caller holds
 (``write()`` or ``read()``). The semantic layer computes every policy value (now, expiry, token, target queues)
-and passes it in; verbs keep their own derived data (the per-queue ready counter) consistent.
+and passes it in. The per-queue ready counters are kept by triggers in the file (migration 0007), so every write to
+the messages counts, litemq's own and those made by hand with plain SQL.
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ class ReturnedMessage(NamedTuple):
 
     id: int
     queue: str
-    size: int
     delivery_count: int
 
 
@@ -106,21 +106,20 @@ DELETE_QUEUE = "DELETE FROM litemq_queues WHERE name = ?"
 DELETE_QUEUE_MESSAGES = "DELETE FROM litemq_messages WHERE queue = ?"
 DELETE_QUEUE_CONSUMERS = "DELETE FROM litemq_consumers WHERE queue = ?"
 PURGE_READY = "DELETE FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL"
-RESET_READY = "UPDATE litemq_queues SET ready_count = 0, ready_bytes = 0 WHERE name = ?"
-ADD_READY = "UPDATE litemq_queues SET ready_count = ready_count + ?, ready_bytes = ready_bytes + ? WHERE name = ?"
-COUNT_IN = ("UPDATE litemq_queues SET ready_count = ready_count + ?1, ready_bytes = ready_bytes + ?2 WHERE name = ?3 "
-            "RETURNING ready_count, ready_bytes, arguments, "
-            "(SELECT count(*) FROM litemq_consumers WHERE queue = ?3)")
-# A message routed to several queues: one statement counts it into up to COPIES queues, one stores its copies
+# The ready counters are kept by triggers (migration 0007) on every write to the messages, litemq's or by hand: a
+# publish reads what they will be with its messages in (its queue's length limits need that before it stores them),
+# with the queue's arguments and its number of consumers.
+_COUNTS_WITH = ("ready_count + ?1, ready_bytes + ?2, arguments, "
+                "(SELECT count(*) FROM litemq_consumers c WHERE c.queue = litemq_queues.name)")
+COUNTS_WITH = f"SELECT {_COUNTS_WITH} FROM litemq_queues WHERE name = ?3"
+# A message routed to several queues: one statement reads the counts of up to COPIES queues, one stores its copies
 # (NULL fills the places a shorter list leaves; such a row matches no queue and stores nothing). OR FAIL: a
 # statement that writes many rows and may abort keeps a statement journal, in memory freed at every statement's
 # end (the allocator then returns it to the system and faults it in again) or, past a few pages, in a temporary
 # file (copies land on as many index pages as queues). Any error rolls back the whole transaction anyway.
 COPIES = 16
-COUNT_IN_QUEUES = ("UPDATE OR FAIL litemq_queues SET ready_count = ready_count + ?1, ready_bytes = ready_bytes + ?2 "
-                   f"WHERE name IN ({', '.join(f'?{3 + i}' for i in range(COPIES))}) "
-                   "RETURNING name, ready_count, ready_bytes, arguments, "
-                   "(SELECT count(*) FROM litemq_consumers c WHERE c.queue = litemq_queues.name)")
+COUNTS_WITH_QUEUES = (f"SELECT name, {_COUNTS_WITH} FROM litemq_queues "
+                      f"WHERE name IN ({', '.join(f'?{3 + i}' for i in range(COPIES))})")
 INSERT_COPIES = ("INSERT OR FAIL INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) "
                  "SELECT column1, ?1, ?2, ?3, ?4, ?5 FROM (VALUES "
                  + ", ".join(f"(?{6 + i})" for i in range(COPIES)) + ") WHERE column1 IS NOT NULL")
@@ -129,8 +128,8 @@ _DELAYED_DUE = "(SELECT min(visible_at) FROM litemq_messages WHERE visible_at IS
 _MESSAGE_EXPIRY = ("(SELECT min(expires_at) FROM litemq_messages WHERE expires_at IS NOT NULL "
                    "AND lease_token IS NULL)")
 _QUEUE_EXPIRY = "(SELECT min(expires_at) FROM litemq_queues WHERE expires_at IS NOT NULL)"
-# COUNT_IN, with what a publish settles first: delayed messages falling due and unused queues expiring.
-COUNT_IN_FIRST = f"{COUNT_IN}, {_DELAYED_DUE}, {_QUEUE_EXPIRY}"
+# COUNTS_WITH, with what a publish settles first: delayed messages falling due and unused queues expiring.
+COUNTS_WITH_FIRST = f"SELECT {_COUNTS_WITH}, {_DELAYED_DUE}, {_QUEUE_EXPIRY} FROM litemq_queues WHERE name = ?3"
 SELECT_ARRIVAL_DEADLINES = f"SELECT {_DELAYED_DUE}, {_QUEUE_EXPIRY}"
 # A message's body and its size, from the row or from litemq_bodies.
 _OUT_OF_ROW = "(SELECT {} FROM litemq_bodies b WHERE b.id = litemq_messages.id)"
@@ -148,7 +147,7 @@ INSERT_MESSAGES = {rows: "INSERT OR FAIL INTO litemq_messages (queue, exchange, 
                    for rows in BATCH_ROWS}
 INSERT_DELAYED = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "visible_at) VALUES (?, ?, ?, ?, ?, ?, ?)")
-_RETURNED = f"RETURNING id, queue, {BODY_BYTES}, delivery_count"
+_RETURNED = "RETURNING id, queue, delivery_count"
 _TAKEN = f"RETURNING id, queue, exchange, routing_key, {BODY}, properties, delivery_count"
 _READY_IN_ORDER = ("SELECT id FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL "
                    "ORDER BY priority DESC, id LIMIT ?")
@@ -205,7 +204,7 @@ STATEMENTS.update({f"INSERT_MESSAGES[{rows}]": sql for rows, sql in INSERT_MESSA
 
 
 def _padded(queues: Sequence[str]) -> Iterator[tuple[Optional[str], ...]]:
-    """The queues in groups of COPIES, the last filled up with NULL, for COUNT_IN_QUEUES and INSERT_COPIES."""
+    """The queues in groups of COPIES, the last filled up with NULL, for COUNTS_WITH_QUEUES and INSERT_COPIES."""
     for start in range(0, len(queues), COPIES):
         names = tuple(queues[start:start + COPIES])
         yield names + (None,) * (COPIES - len(names))
@@ -441,17 +440,15 @@ class SQLiteStore:
 
     def delete_queue(self, name: str) -> list[str]:
         """Delete the queue with its messages, bindings and consumers; return the exchanges that lost a binding."""
+        self._db.execute(DELETE_QUEUE, (name,))  # first: the messages' delete trigger then has no counter to keep
         self._db.execute(DELETE_QUEUE_MESSAGES, (name,))
         sources = [r[0] for r in self._db.execute(DELETE_BINDINGS_TO_QUEUE, (name,))]
         self._db.execute(DELETE_QUEUE_CONSUMERS, (name,))
-        self._db.execute(DELETE_QUEUE, (name,))
         return sources
 
     def purge_queue(self, name: str) -> int:
         """Delete the queue's ready messages (not the unacked ones); return how many."""
-        count = self._db.execute(PURGE_READY, (name,)).rowcount
-        self._db.execute(RESET_READY, (name,))
-        return count
+        return self._db.execute(PURGE_READY, (name,)).rowcount
 
     def unacked_count(self, queue: str) -> int:
         return int(self._db.execute(SELECT_UNACKED_COUNT, (queue,)).fetchone()[0])
@@ -460,33 +457,29 @@ class SQLiteStore:
         return [r[0] for r in self._db.execute(SELECT_OWNED_QUEUES, (connection_id,))]
 
     # --- messages
-    def count_in(self, queue: str, size: int, count: int = 1) -> Optional[tuple[int, int, Optional[str], int]]:
-        """Count ``count`` more ready messages of ``size`` bytes in all into the queue, before inserting them; the
-        new ready count and bytes, the queue's arguments and its number of consumers, or None when the queue does
-        not exist."""
-        return self._db.execute(COUNT_IN, (count, size, queue)).fetchone()
+    def counts_with(self, queue: str, size: int, count: int = 1) -> Optional[tuple[int, int, Optional[str], int]]:
+        """The queue's ready count and bytes as they will be with ``count`` more ready messages of ``size`` bytes
+        in all (stored, the triggers count them in), its arguments and its number of consumers; or None when the
+        queue does not exist."""
+        return self._db.execute(COUNTS_WITH, (count, size, queue)).fetchone()
 
-    def count_in_queues(self, queues: Sequence[str], size: int, count: int = 1
-                        ) -> dict[str, tuple[int, int, Optional[str], int]]:
-        """``count_in`` for each of several queues: what it returns, by name, for those that exist."""
+    def counts_with_queues(self, queues: Sequence[str], size: int, count: int = 1
+                           ) -> dict[str, tuple[int, int, Optional[str], int]]:
+        """``counts_with`` for each of several queues: what it returns, by name, for those that exist."""
         counted = {}
         for names in _padded(queues):
-            for name, *row in self._db.execute(COUNT_IN_QUEUES, (count, size, *names)):
+            for name, *row in self._db.execute(COUNTS_WITH_QUEUES, (count, size, *names)):
                 counted[name] = tuple(row)
         return counted
 
-    def count_out(self, queue: str, count: int, size: int) -> None:
-        """Take ready messages out of the queue's counters (undoing ``count_in``, or after removing them)."""
-        self._db.execute(ADD_READY, (-count, -size, queue))
-
     def insert_message(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                        now: float, priority: int = 0, expires_at: Optional[float] = None) -> None:
-        """Store a ready message (already counted in with ``count_in``)."""
+        """Store a ready message."""
         self._insert(INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, expires_at))
 
     def insert_copies(self, queues: Sequence[str], exchange: str, routing_key: str, body: bytes,
                       properties: Optional[str], now: float) -> None:
-        """Store a copy of one ready message in each of these queues (counted in with ``count_in_queues``)."""
+        """Store a copy of one ready message in each of these queues."""
         if len(queues) == 1 or len(body) > OUT_OF_ROW_BYTES:
             for queue in queues:
                 self.insert_message(queue, exchange, routing_key, body, properties, now)
@@ -496,7 +489,7 @@ class SQLiteStore:
 
     def insert_messages(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
                         properties: Optional[str], now: float, priority: int = 0) -> None:
-        """Store ready messages that differ only in their bodies (counted in with ``count_in``), in this order."""
+        """Store ready messages that differ only in their bodies, in this order."""
         if any(len(body) > OUT_OF_ROW_BYTES for body in bodies):
             for body in bodies:
                 self.insert_message(queue, exchange, routing_key, body, properties, now, priority)
@@ -543,11 +536,11 @@ class SQLiteStore:
         """When the next delayed message falls due or unused queue expires (what a publish settles first)."""
         return _earliest(self._db.execute(SELECT_ARRIVAL_DEADLINES).fetchone())
 
-    def count_in_first(self, queue: str, size: int, count: int = 1
-                       ) -> tuple[Optional[tuple[int, int, Optional[str], int]], Optional[float]]:
-        """``count_in``, and what a publish must settle first: when the next delayed message falls due or unused
+    def counts_with_first(self, queue: str, size: int, count: int = 1
+                          ) -> tuple[Optional[tuple[int, int, Optional[str], int]], Optional[float]]:
+        """``counts_with``, and what a publish must settle first: when the next delayed message falls due or unused
         queue expires (None when nothing waits)."""
-        row = self._db.execute(COUNT_IN_FIRST, (count, size, queue)).fetchone()
+        row = self._db.execute(COUNTS_WITH_FIRST, (count, size, queue)).fetchone()
         if row is None:
             return None, self.arrival_due()
         return (row[0], row[1], row[2], row[3]), _earliest(row[4:])
@@ -568,9 +561,7 @@ class SQLiteStore:
 
     def _taken_out(self, rows: list[Any]) -> list[StoredMessage]:
         rows.sort()
-        taken = [StoredMessage(*r) for r in rows]
-        self._recount([(message.queue, len(message.body)) for message in taken], -1)
-        return taken
+        return [StoredMessage(*r) for r in rows]
 
     def return_expired(self, queue: str, now: float) -> list[ReturnedMessage]:
         """Make messages whose lease expired by ``now`` ready again, in their original place."""
@@ -583,17 +574,14 @@ class SQLiteStore:
     def claim(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float) -> list[MessageRow]:
         """Lease up to ``limit`` ready messages, in delivery order, to ``owner`` with ``token``."""
         rows = self._db.execute(CLAIM, (owner, token, lease_expires_at, queue, limit)).fetchall()
-        return self._taken(queue, rows)
+        return self._taken(rows)
 
     def claim_and_delete(self, queue: str, limit: int) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order."""
         rows = self._db.execute(CLAIM_AND_DELETE, (queue, limit)).fetchall()
-        return self._taken(queue, rows)
+        return self._taken(rows)
 
-    def _taken(self, queue: str, rows: list[Any]) -> list[MessageRow]:
-        if not rows:
-            return []
-        self.count_out(queue, len(rows), sum(len(r[3]) for r in rows))
+    def _taken(self, rows: list[Any]) -> list[MessageRow]:
         messages = [MessageRow(*r) for r in rows]
         if len(messages) > 1:
             messages.sort(key=lambda m: (-m.priority, m.id))  # RETURNING gives no order: back to delivery order
@@ -625,19 +613,7 @@ class SQLiteStore:
         return self._returned(self._db.execute(RELEASE_CONNECTION, (connection_id + "/", connection_id + "0")).fetchall())
 
     def _returned(self, rows: list[Any]) -> list[ReturnedMessage]:
-        returned = [ReturnedMessage(*r) for r in rows]
-        self._recount([(message.queue, message.size) for message in returned], +1)
-        return returned
-
-    def _recount(self, messages: list[tuple[str, int]], sign: int) -> None:
-        """Add (sign +1) or take out (-1) ready messages, given as (queue, body size), from their queues' counters."""
-        counts: dict[str, list[int]] = {}
-        for queue, size in messages:
-            count = counts.setdefault(queue, [0, 0])
-            count[0] += 1
-            count[1] += size
-        for queue, (count, size) in counts.items():
-            self._db.execute(ADD_READY, (sign * count, sign * size, queue))
+        return [ReturnedMessage(*r) for r in rows]
 
     def renew(self, leases: Sequence[tuple[float, int, int]]) -> int:
         """Set new expiries on leases given as (expires_at, id, token); returns how many were still held."""
