@@ -20,7 +20,10 @@ SQLITE_MAX_VALUE_BYTES = 1_000_000_000  # SQLite's default SQLITE_MAX_LENGTH: no
 
 
 def resolve_path(url: Optional[str]) -> str:
-    """The file a connection opens: a plain path or ``sqlite:///path``; default ``$LITEMQ_URL``, else litemq.db."""
+    """The file a connection opens: a plain path or ``sqlite:///path``; default ``$LITEMQ_URL``, else litemq.db.
+
+    A path is a path: what follows ``sqlite:///`` is taken as it is (``sqlite:///rel.db`` is relative,
+    ``sqlite:////abs.db`` absolute), and nothing in it is parsed as a URL: no ``?`` query, no ``%xx`` decoding."""
     if url is None:
         url = os.environ.get("LITEMQ_URL") or "litemq.db"
     if not isinstance(url, (str, os.PathLike)):
