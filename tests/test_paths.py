@@ -115,3 +115,15 @@ def test_cli_downgrade_of_a_percent_name_leaves_the_decoded_name_alone(tmp_path:
     assert "litemq_queues" not in tables(tmp_path / "data%41.db")
     with litemq.connect("dataA.db") as conn:
         assert conn.get("precious").body == b"do not lose me"
+
+
+@pytest.mark.parametrize("name", AWKWARD_NAMES)
+def test_cli_reads_exactly_the_named_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str], name: str) -> None:
+    monkeypatch.delenv("LITEMQ_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with litemq.connect(name) as conn:
+        conn.declare_queue("only-in-" + name)
+    capsys.readouterr()
+    assert cli.main(["--db", name, "queues"]) == 0
+    assert "only-in-" + name in capsys.readouterr().out

@@ -8,6 +8,7 @@ import contextlib
 import os
 import sqlite3
 from typing import Any, Optional
+from urllib.parse import quote
 
 from ..errors import StorageError
 from . import VERSION_TABLE
@@ -130,6 +131,7 @@ def check_sqlite(path: str) -> None:
 def is_litemq_file(path: str) -> bool:
     """Whether the SQLite file holds litemq's tables (read only; never creates them)."""
     check_sqlite(path)
-    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)) as db:
+    # A URI, for mode=ro, so the path is quoted: an unquoted ``?`` or ``%41`` would name another file.
+    with contextlib.closing(sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None)) as db:
         found = db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (VERSION_TABLE,)).fetchone()
     return found is not None
