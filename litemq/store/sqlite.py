@@ -21,6 +21,10 @@ MIN_SQLITE = (3, 35, 0)  # RETURNING
 SYNCHRONOUS = ("NORMAL", "FULL")
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL is truncated back to this after a checkpoint
 WAL_CHECKPOINT_PAGES = 1000  # SQLite's default: a commit past this many WAL pages checkpoints
+IDENTITY_CHECK_SECONDS = 0.1
+"""How often a transaction checks that the path still names the files this connection has open: a file deleted
+or replaced under it would take every later commit with it, while new openers start a second, empty broker."""
+COMPANIONS = ("", "-wal", "-shm")  # the database and the files SQLite keeps beside it in WAL mode
 
 
 class ExchangeRow(NamedTuple):
@@ -255,6 +259,9 @@ class SQLiteStore:
         self._closed = False
         self._after_commit: list[Callable[[], None]] = []
         self.pid = os.getpid()
+        self._identity: dict[str, tuple[int, int]] = {}  # (device, inode) of the database, its -wal and -shm
+        self._next_identity_check = 0.0
+        self._lost: Optional[str] = None  # why this connection's files are gone, once found
         self._check_file()
         try:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
@@ -271,6 +278,7 @@ class SQLiteStore:
                 if revision != SCHEMA_REVISION:
                     raise SchemaError(f"{self.path} is at schema {revision!r} after upgrading, "
                                       f"expected {SCHEMA_REVISION!r}")
+            self.check_identity()
         except BaseException:
             self._db.close()
             raise
@@ -349,6 +357,31 @@ class SQLiteStore:
             self.rollbacks += 1
             self._db.execute("ROLLBACK")
 
+    def check_identity(self) -> None:
+        """Raise StorageError once the path no longer names the files this connection has open (deleted, renamed
+        or replaced): SQLite would go on committing into the unlinked file, each publish reported as stored, and
+        lose it all at close. Records a companion file the first time it is seen."""
+        if self._lost is None:
+            for suffix in COMPANIONS:
+                path = self.path + suffix
+                try:
+                    found = os.stat(path)
+                except FileNotFoundError:
+                    if suffix in self._identity:
+                        self._lost = f"{path} was deleted"
+                        break
+                    continue
+                identity = (found.st_dev, found.st_ino)
+                if self._identity.setdefault(suffix, identity) != identity:
+                    self._lost = f"{path} was replaced by another file"
+                    break
+            else:
+                self._next_identity_check = time.monotonic() + IDENTITY_CHECK_SECONDS
+                return
+        raise StorageError(f"{self._lost} while this connection to {self.path} was open: what it commits now would "
+                           "be lost with the old file, while other processes opening the path start a new one; it "
+                           "refuses every operation from now on (close it, restore the file or start afresh)")
+
     def check_process(self) -> None:
         if _pid != self.pid:
             raise StorageError(f"this connection to {self.path} was opened in process {self.pid} and cannot be "
@@ -358,9 +391,10 @@ class SQLiteStore:
         """Copy the WAL into the database without blocking anyone (PASSIVE), on a connection of its own so the
         main one stays free meanwhile. Called from one background thread only."""
         with self._checkpoint_lock:
-            if self._closed:
+            if self._closed or self._lost is not None:
                 return
             if self._checkpointer is None:
+                self.check_identity()  # a file put in place of the old one is not this connection's to open
                 self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._checkpointer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             # Busy means another checkpoint is running, which does the same work.
@@ -719,6 +753,8 @@ class _Transaction:
     def __enter__(self) -> SQLiteStore:
         store = self.store
         store.check_process()  # before the lock, which another thread may have held at fork()
+        if time.monotonic() >= store._next_identity_check:
+            store.check_identity()
         store.lock.acquire()
         try:
             store._after_commit = []
