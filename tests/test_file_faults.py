@@ -11,6 +11,7 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -62,24 +63,24 @@ def test_a_new_connection_opens_the_new_file_while_the_old_one_refuses(db_path: 
     new.close()
 
 
-def test_a_file_renamed_away_is_refused(db_path: str, tmp_path: Path) -> None:
-    conn = litemq.connect(db_path)
-    conn.declare_queue("jobs")
+def rename_away(path: str) -> str:
     for suffix in ("", "-wal", "-shm"):
-        os.rename(db_path + suffix, str(tmp_path / "moved.db") + suffix)
-    after_the_next_identity_check()
-    with pytest.raises(litemq.StorageError, match="was deleted"):
-        conn.publish("", "jobs", b"x")
-    with pytest.raises(litemq.StorageError):
-        conn.close()
+        os.rename(path + suffix, path + ".moved" + suffix)
+    return f"{path} was deleted"
 
 
-def test_a_deleted_wal_alone_is_refused(db_path: str) -> None:
+def remove_wal(path: str) -> str:
+    os.remove(path + "-wal")
+    return f"{path}-wal was deleted"
+
+
+@pytest.mark.parametrize("fault", [rename_away, remove_wal])
+def test_a_file_renamed_away_or_a_deleted_wal_is_refused(db_path: str, fault: Callable[[str], str]) -> None:
     conn = litemq.connect(db_path)
     conn.declare_queue("jobs")
-    os.remove(db_path + "-wal")
+    what = fault(db_path)
     after_the_next_identity_check()
-    with pytest.raises(litemq.StorageError, match=rf"{db_path}-wal was deleted"):
+    with pytest.raises(litemq.StorageError, match=re.escape(what)):
         conn.publish("", "jobs", b"x")
     with pytest.raises(litemq.StorageError):
         conn.close()
