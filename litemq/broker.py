@@ -134,6 +134,7 @@ class Channel(Topology):
             exchange_type, queues = self._route(store, exchange, routing_key, properties.headers)
             if delay is None and exchange_type == DELAYED_EXCHANGE:
                 delay = delay_seconds(properties.headers)
+        store.reserve(len(queues) * sum(map(len, bodies)))  # refused while the disk is under the floor
         return queue_rules.enqueue(self._session, store, queues, exchange, routing_key, bodies, properties,
                                    encode_properties(properties), clock(), delay or 0.0, published=True)
 

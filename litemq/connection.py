@@ -8,6 +8,7 @@ import weakref
 from typing import Any, Optional
 
 from .broker import Channel, check_seconds
+from .errors import StorageError
 from .log import logger
 from .session import Session
 from .store.sqlite import SQLiteStore
@@ -78,7 +79,8 @@ class Connection(Channel):
         return not self._session.closed
 
     def close(self) -> None:
-        """Close every channel (returning unacked deliveries), delete this connection's exclusive queues."""
+        """Close every channel (returning unacked deliveries), delete this connection's exclusive queues. Always lets
+        go of the file: when that cannot be written (a full disk), other connections tidy up as after a crash."""
         session = self._session
         if session.closed:
             return
@@ -95,6 +97,12 @@ class Connection(Channel):
                 for queue in store.owned_queues(session.connection_id):
                     session.delete_queue(store, queue)
                 store.unregister_connection(session.connection_id)
+        except StorageError as exc:
+            # A full disk or a file gone: the tidying could not be written, but nothing is lost. Letting go of the
+            # liveness lock below marks this connection dead, and the next connection to look returns its
+            # deliveries and deletes its exclusive queues, as after a crash.
+            logger().warning("litemq: closed %s without tidying up (%s); other connections will return its "
+                             "deliveries as if it had died", self.path, exc)
         finally:
             session.close()
             for channel in list(session.channels.values()):

@@ -25,6 +25,10 @@ IDENTITY_CHECK_SECONDS = 0.1
 """How often a transaction checks that the path still names the files this connection has open: a file deleted
 or replaced under it would take every later commit with it, while new openers start a second, empty broker."""
 COMPANIONS = ("", "-wal", "-shm")  # the database and the files SQLite keeps beside it in WAL mode
+FREE_SPACE_FLOOR = 32 * 1024 * 1024
+"""Publishes are refused with StorageFull while the file system holding the database has less free than this (or
+than an eighth of its size, on a smaller one), counting the free pages inside the file that new messages reuse.
+The headroom left lets gets, acks, declares, new connections, lease renewals, close and WAL checkpoints go on."""
 
 
 class ExchangeRow(NamedTuple):
@@ -260,8 +264,9 @@ class SQLiteStore:
         self._after_commit: list[Callable[[], None]] = []
         self.pid = os.getpid()
         self._identity: dict[str, tuple[int, int]] = {}  # (device, inode) of the database, its -wal and -shm
-        self._next_identity_check = 0.0
+        self._next_check = 0.0
         self._lost: Optional[str] = None  # why this connection's files are gone, once found
+        self._space_budget = 0  # bytes publishes may still add before free space is measured again
         self._check_file()
         try:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
@@ -278,7 +283,7 @@ class SQLiteStore:
                 if revision != SCHEMA_REVISION:
                     raise SchemaError(f"{self.path} is at schema {revision!r} after upgrading, "
                                       f"expected {SCHEMA_REVISION!r}")
-            self.check_identity()
+            self.check_files()
         except BaseException:
             self._db.close()
             raise
@@ -352,15 +357,24 @@ class SQLiteStore:
         """Run ``action`` once the current transaction has committed (never if it rolls back)."""
         self._after_commit.append(action)
 
+    def failed(self, exc: sqlite3.Error) -> Exception:
+        """The litemq error for an SQLite error that ended a transaction (rolled back by now). A full disk first
+        checkpoints the WAL, so the next transactions reuse its space from the start instead of growing it."""
+        error = translate_error(exc, self.path)
+        if isinstance(error, StorageFull):
+            with suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return error
+
     def _rollback(self) -> None:
         if self._db.in_transaction:
             self.rollbacks += 1
             self._db.execute("ROLLBACK")
 
-    def check_identity(self) -> None:
+    def check_files(self) -> None:
         """Raise StorageError once the path no longer names the files this connection has open (deleted, renamed
         or replaced): SQLite would go on committing into the unlinked file, each publish reported as stored, and
-        lose it all at close. Records a companion file the first time it is seen."""
+        lose it all at close. Records a companion file the first time it is seen; measures free space."""
         if self._lost is None:
             for suffix in COMPANIONS:
                 path = self.path + suffix
@@ -376,11 +390,39 @@ class SQLiteStore:
                     self._lost = f"{path} was replaced by another file"
                     break
             else:
-                self._next_identity_check = time.monotonic() + IDENTITY_CHECK_SECONDS
+                self._space_budget = self._free_space()[0]
+                self._next_check = time.monotonic() + IDENTITY_CHECK_SECONDS
                 return
         raise StorageError(f"{self._lost} while this connection to {self.path} was open: what it commits now would "
                            "be lost with the old file, while other processes opening the path start a new one; it "
                            "refuses every operation from now on (close it, restore the file or start afresh)")
+
+    def _free_space(self, in_file: int = 0) -> tuple[int, int, int]:
+        """(Bytes free past the floor, free bytes, the floor) on the database's file system, with ``in_file``."""
+        try:
+            fs = os.statvfs(os.path.dirname(self.path))
+        except OSError:
+            return 1 << 62, 1 << 62, 0
+        floor = min(FREE_SPACE_FLOOR, fs.f_blocks * fs.f_frsize // 8)
+        free = fs.f_bavail * fs.f_frsize + in_file
+        return free - floor, free, floor
+
+    def reserve(self, size: int) -> None:
+        """Refuse a publish of ``size`` bytes (StorageFull) while free space is under the floor; inside ``write()``.
+        Free space is measured when a transaction begins, at most every IDENTITY_CHECK_SECONDS, and again when
+        publishes since have used it up."""
+        size *= 2  # the WAL holds each page again until a checkpoint copies it into the file
+        self._space_budget -= size
+        if self._space_budget < 0:
+            page_size, free_pages = (self._db.execute(f"PRAGMA {name}").fetchone()[0]
+                                     for name in ("page_size", "freelist_count"))
+            self._space_budget, free, floor = self._free_space(page_size * free_pages)
+            self._space_budget -= size
+            if self._space_budget < 0:
+                raise StorageFull(
+                    f"{self.path}: publish refused: {free:,} bytes free on its disk (with free pages in the file), "
+                    f"under litemq's floor of {floor:,} kept so that gets, acks and close go on; free disk space "
+                    "and publish again (nothing was stored)")
 
     def check_process(self) -> None:
         if _pid != self.pid:
@@ -394,7 +436,7 @@ class SQLiteStore:
             if self._closed or self._lost is not None:
                 return
             if self._checkpointer is None:
-                self.check_identity()  # a file put in place of the old one is not this connection's to open
+                self.check_files()  # a file put in place of the old one is not this connection's to open
                 self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._checkpointer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             # Busy means another checkpoint is running, which does the same work.
@@ -753,8 +795,8 @@ class _Transaction:
     def __enter__(self) -> SQLiteStore:
         store = self.store
         store.check_process()  # before the lock, which another thread may have held at fork()
-        if time.monotonic() >= store._next_identity_check:
-            store.check_identity()
+        if time.monotonic() >= store._next_check:
+            store.check_files()
         store.lock.acquire()
         try:
             store._after_commit = []
@@ -765,7 +807,7 @@ class _Transaction:
             finally:
                 store.lock.release()
             if isinstance(exc, sqlite3.Error):
-                raise translate_error(exc, store.path) from exc
+                raise store.failed(exc) from exc
             raise
         return store
 
@@ -775,14 +817,14 @@ class _Transaction:
             if exc is not None:
                 store._rollback()
                 if isinstance(exc, sqlite3.Error):
-                    raise translate_error(exc, store.path) from exc
+                    raise store.failed(exc) from exc
                 return
             try:
                 store._db.execute("COMMIT")
             except BaseException as error:
                 store._rollback()
                 if isinstance(error, sqlite3.Error):
-                    raise translate_error(error, store.path) from error
+                    raise store.failed(error) from error
                 raise
             if self.writes:
                 store.commits += 1
