@@ -11,6 +11,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import suppress
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
 
@@ -223,15 +224,35 @@ def _earliest(times: Sequence[Optional[float]]) -> Optional[float]:
 
 
 _pid = os.getpid()  # this process's, kept current across fork() without a system call per transaction
+_stores: "weakref.WeakSet[SQLiteStore]" = weakref.WeakSet()
+_held_at_fork: list[Any] = []
+FORK_WAIT_SECONDS = 30.0
+"""How long fork() waits for a transaction of another thread to end (one that takes longer is left to run)."""
+
+
+def _before_fork() -> None:
+    # fork() waits for every transaction and checkpoint of this process to end. A child forked inside one
+    # inherits SQLite's record that this process holds the WAL's write lock (or its mutex mid-change), and a
+    # new connection in the child then waited in BEGIN IMMEDIATE for a lock no thread of its own would free.
+    for store in list(_stores):
+        for lock in (store.lock, store._checkpoint_lock):
+            if lock.acquire(timeout=FORK_WAIT_SECONDS):
+                _held_at_fork.append(lock)
+
+
+def _after_fork() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().release()
 
 
 def _forked() -> None:
     global _pid
     _pid = os.getpid()
+    _after_fork()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_forked)
 
 
 def translate_error(exc: sqlite3.Error, path: str) -> Exception:
@@ -263,6 +284,7 @@ class SQLiteStore:
         self._closed = False
         self._after_commit: list[Callable[[], None]] = []
         self.pid = os.getpid()
+        _stores.add(self)
         self._identity: dict[str, tuple[int, int]] = {}  # (device, inode) of the database, its -wal and -shm
         self._next_check = 0.0
         self._lost: Optional[str] = None  # why this connection's files are gone, once found
