@@ -17,6 +17,7 @@ from .store.sqlite import SQLiteStore
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_CONSUMER_TIMEOUT = 1800.0  # RabbitMQ's delivery acknowledgement timeout
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
+MAX_BUSY_TIMEOUT = (2 ** 31 - 1) // 1000  # SQLite's busy timeout is an int of milliseconds
 SQLITE_MAX_VALUE_BYTES = 1_000_000_000  # SQLite's default SQLITE_MAX_LENGTH: no body can be stored past it
 
 
@@ -54,6 +55,9 @@ class Connection(Channel):
                  busy_timeout: float = 60.0) -> None:
         check_seconds("lease_seconds", lease_seconds, positive=True)
         check_seconds("consumer_timeout", consumer_timeout, positive=True, forever=True)
+        check_seconds("busy_timeout", busy_timeout)
+        if busy_timeout > MAX_BUSY_TIMEOUT:  # SQLite would take the milliseconds past 32 bits as "do not wait"
+            raise ValueError(f"busy_timeout must be at most {MAX_BUSY_TIMEOUT:,} seconds, got {busy_timeout!r}")
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) \
                 or not 0 < max_message_bytes <= SQLITE_MAX_VALUE_BYTES:
             raise ValueError(f"max_message_bytes must be a positive int up to {SQLITE_MAX_VALUE_BYTES:,} (the most "
