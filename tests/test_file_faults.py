@@ -16,6 +16,7 @@ from typing import Callable
 import pytest
 
 import litemq
+from litemq.store import inspect
 from litemq.store.sqlite import IDENTITY_CHECK_SECONDS
 
 
@@ -93,3 +94,80 @@ def test_an_untouched_file_keeps_working_across_many_identity_checks(db_path: st
         published += 1
     assert conn.declare_queue("jobs", passive=True).message_count == published
     conn.close()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A write-ahead log that belongs to another database
+# ---------------------------------------------------------------------------------------------------------------
+
+def litemq_wal(directory: Path) -> Path:
+    """The -wal of a litemq file holding its latest commits (page 1 among them: the file grew since its last
+    checkpoint), as a copy or a restore would carry it off."""
+    conn = litemq.connect(str(directory / "other.db"), renew_leases=False)
+    conn.declare_queue("q")
+    conn._store.execute("PRAGMA wal_autocheckpoint=0")
+    inspect.checkpoint(conn._store)
+    conn._session._stop.set()  # no background checkpoint either
+    for i in range(50):
+        conn.publish("", "q", bytes([i]) * 2000)
+    copy = directory / "stray-wal"
+    shutil.copy(str(directory / "other.db-wal"), str(copy))
+    conn.close()
+    return copy
+
+
+def application_file(path: Path) -> None:
+    with closing(sqlite3.connect(str(path))) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+        for t in range(20):
+            db.execute(f"CREATE TABLE t{t} (a, b)")
+            db.executemany(f"INSERT INTO t{t} VALUES (?, ?)", [(t, bytes([t]) * 300)] * 30)
+        db.commit()
+
+
+def rows_per_table(path: Path) -> dict[str, int]:
+    with closing(sqlite3.connect(str(path))) as db:
+        assert db.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+        names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {name: db.execute(f"SELECT count(*) FROM {name}").fetchone()[0] for name in names}
+
+
+def test_a_stray_wal_from_another_database_is_named_and_the_file_is_left_as_it_was(tmp_path: Path) -> None:
+    app = tmp_path / "app.db"
+    application_file(app)
+    before = rows_per_table(app)
+    shutil.copy(str(litemq_wal(tmp_path)), str(app) + "-wal")
+    with pytest.raises(litemq.StorageError) as refused:
+        litemq.connect(str(app))
+    message = str(refused.value)
+    assert f"SQLite applied the write-ahead log {app}-wal" in message
+    assert "belong to another database" in message and "Nothing was changed" in message
+    assert "already exists" not in message
+    for suffix in ("-wal", "-shm"):  # what the message says to do
+        os.rename(str(app) + suffix, str(app) + suffix + ".aside")
+    assert rows_per_table(app) == before  # no checkpoint copied the stray log into the file
+
+
+def test_a_litemq_wal_beside_a_file_not_yet_created_is_not_adopted(tmp_path: Path) -> None:
+    # SQLite does not apply a log to a database that does not exist yet: the new file starts empty and whole.
+    fresh = tmp_path / "fresh.db"
+    shutil.copy(str(litemq_wal(tmp_path)), str(fresh) + "-wal")
+    with litemq.connect(str(fresh)) as conn:
+        with pytest.raises(litemq.QueueNotFound):
+            conn.declare_queue("q", passive=True)
+        conn.declare_queue("q")
+        conn.publish("", "q", b"new")
+    assert rows_per_table(fresh)["litemq_messages"] == 1
+
+
+def test_litemq_tables_without_a_schema_revision_are_not_migrated_over(db_path: str) -> None:
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("jobs")
+        conn.publish("", "jobs", b"kept")
+    with closing(sqlite3.connect(db_path)) as db:
+        db.execute("DELETE FROM litemq_alembic_version")
+        db.commit()
+    with pytest.raises(litemq.StorageError, match="has litemq's tables but no schema revision.*nothing was changed"):
+        litemq.connect(db_path)
+    with closing(sqlite3.connect(db_path)) as db:
+        assert db.execute("SELECT count(*) FROM litemq_messages").fetchone() == (1,)

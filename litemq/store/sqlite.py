@@ -14,6 +14,7 @@ import time
 import weakref
 from contextlib import suppress
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
+from urllib.parse import quote
 
 from ..errors import (NotADatabase, ReadOnlyDatabase, SchemaError, StorageError, StorageFull)
 from . import SCHEMA_REVISION, VERSION_TABLE
@@ -300,15 +301,20 @@ class SQLiteStore:
             if self._revision() != SCHEMA_REVISION:
                 from . import migrate  # the slow path: SQLAlchemy and Alembic are imported only here
 
+                self._check_not_mixed()
                 migrate.upgrade(self.path, busy_timeout=busy_timeout)
                 revision = self._revision()
                 if revision != SCHEMA_REVISION:
                     raise SchemaError(f"{self.path} is at schema {revision!r} after upgrading, "
                                       f"expected {SCHEMA_REVISION!r}")
             self.check_files()
-        except BaseException:
-            self._db.close()
-            raise
+        except BaseException as exc:
+            cause = exc.__cause__ if isinstance(exc, StorageError) else exc
+            if isinstance(cause, UnicodeDecodeError) or \
+                    getattr(cause, "sqlite_errorname", "").startswith("SQLITE_CORRUPT"):
+                exc = self._not_litemq(f"SQLite read pages that are not what its schema says: {cause}")
+            self._close_unchanged()
+            raise exc
 
     def _check_file(self) -> None:
         directory = os.path.dirname(self.path)
@@ -365,6 +371,43 @@ class SQLiteStore:
                 return None
             raise translate_error(exc, self.path) from exc
         return row[0] if row else None
+
+    def _check_not_mixed(self) -> None:
+        """Refuse a file with litemq's tables but no schema revision: not a file litemq wrote, but pages of two
+        databases (migrating would fail on "table already exists", or build over what is left)."""
+        tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                                  "('litemq_queues', 'litemq_messages', 'litemq_exchanges')").fetchone()[0]
+        if tables:
+            raise self._not_litemq("it has litemq's tables but no schema revision")
+
+    def _not_litemq(self, what: str) -> StorageError:
+        wal = self.path + "-wal"
+        try:
+            wal_bytes = os.path.getsize(wal)
+        except OSError:
+            wal_bytes = 0
+        if not wal_bytes:
+            return StorageError(f"{self.path} is not a litemq file as litemq wrote it ({what}); nothing was changed")
+        return StorageError(
+            f"{self.path} is not a litemq file as litemq wrote it ({what}): SQLite applied the write-ahead log "
+            f"{wal} ({wal_bytes:,} bytes) beside it, which seems to belong to another database (a -wal copied, "
+            f"restored or left behind without its own database file). Nothing was changed: move {wal} and "
+            f"{self.path}-shm aside (or put back the database they belong to) and open the file again")
+
+    def _close_unchanged(self) -> None:
+        """Close a connection that failed to open, without the checkpoint SQLite runs when the last connection to
+        a file closes: it would copy a WAL that may belong to another database into this file for good."""
+        # A read-only connection that has read the file keeps this one from being the last (so it does not
+        # checkpoint), and never checkpoints itself.
+        reader: Optional[sqlite3.Connection] = None
+        with suppress(sqlite3.Error):
+            reader = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True, isolation_level=None)
+            reader.execute("PRAGMA user_version").fetchone()
+        try:
+            self._db.close()
+        finally:
+            if reader is not None:
+                reader.close()
 
     # --- transactions
     def write(self) -> "_Transaction":
