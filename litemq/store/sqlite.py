@@ -298,10 +298,12 @@ class SQLiteStore:
             raise translate_error(exc, self.path) from exc
         try:
             self._configure(synchronous, busy_timeout)
-            if self._revision() != SCHEMA_REVISION:
+            current = self._revision()
+            if current != SCHEMA_REVISION:
                 from . import migrate  # the slow path: SQLAlchemy and Alembic are imported only here
 
-                self._check_not_mixed()
+                if current is None:
+                    self._check_not_mixed()
                 migrate.upgrade(self.path, busy_timeout=busy_timeout)
                 revision = self._revision()
                 if revision != SCHEMA_REVISION:
@@ -377,7 +379,7 @@ class SQLiteStore:
         databases (migrating would fail on "table already exists", or build over what is left)."""
         tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
                                   "('litemq_queues', 'litemq_messages', 'litemq_exchanges')").fetchone()[0]
-        if tables:
+        if tables == 3:  # (one table of an application's that happens to have a litemq name fails to migrate)
             raise self._not_litemq("it has litemq's tables but no schema revision")
 
     def _not_litemq(self, what: str) -> StorageError:
