@@ -122,9 +122,13 @@ class Channel(Topology):
     def _body(self, exchange: str, body: Body) -> bytes:
         data = encode_body(body)
         if len(data) > self._session.max_message_bytes:
-            raise MessageTooLarge(f"message of {len(data)} bytes for exchange {exchange!r} is larger than the "
-                                  f"maximum of {self._session.max_message_bytes} bytes (in {self.path})")
+            self._check_size("message", len(data), exchange)
         return data
+
+    def _check_size(self, what: str, size: int, exchange: str) -> None:
+        if size > self._session.max_message_bytes:
+            raise MessageTooLarge(f"{what} of {size} bytes for exchange {exchange!r} is larger than the "
+                                  f"maximum of {self._session.max_message_bytes} bytes (in {self.path})")
 
     def _publish_in(self, store: SQLiteStore, exchange: str, routing_key: str, bodies: list[bytes],
                     properties: Properties, delay: Optional[float] = None) -> Arrival:
@@ -134,8 +138,12 @@ class Channel(Topology):
             exchange_type, queues = self._route(store, exchange, routing_key, properties.headers)
             if delay is None and exchange_type == DELAYED_EXCHANGE:
                 delay = delay_seconds(properties.headers)
+        encoded = encode_properties(properties)
+        if encoded is not None and len(encoded) > self._session.max_message_bytes // 4:
+            self._check_size("properties", len(encoded.encode("utf-8")), exchange)
+        store.reserve(len(queues) * sum(map(len, bodies)))  # refused while the disk is under the floor
         return queue_rules.enqueue(self._session, store, queues, exchange, routing_key, bodies, properties,
-                                   encode_properties(properties), clock(), delay or 0.0, published=True)
+                                   encoded, clock(), delay or 0.0, published=True)
 
     # --- getting and consuming
     @_reaping

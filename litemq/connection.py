@@ -8,6 +8,7 @@ import weakref
 from typing import Literal, Union
 
 from .broker import Channel, check_seconds
+from .errors import StorageError
 from .log import debug, logger
 from .session import Session
 from .store.sqlite import SQLiteStore
@@ -18,11 +19,15 @@ DEFAULT_CONSUMER_TIMEOUT = 1800.0  # RabbitMQ's delivery acknowledgement timeout
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
 Synchronous = Literal["NORMAL", "FULL"]
 """How hard a commit is: ``"NORMAL"`` survives a process crash, ``"FULL"`` (an fsync per commit) a power loss."""
+MAX_BUSY_TIMEOUT = (2 ** 31 - 1) // 1000  # SQLite's busy timeout is an int of milliseconds
 SQLITE_MAX_VALUE_BYTES = 1_000_000_000  # SQLite's default SQLITE_MAX_LENGTH: no body can be stored past it
 
 
 def resolve_path(url: Union[str, "os.PathLike[str]", None]) -> str:
-    """The file a connection opens: a plain path or ``sqlite:///path``; default ``$LITEMQ_URL``, else litemq.db."""
+    """The file a connection opens: a plain path or ``sqlite:///path``; default ``$LITEMQ_URL``, else litemq.db.
+
+    A path is a path: what follows ``sqlite:///`` is taken as it is (``sqlite:///rel.db`` is relative,
+    ``sqlite:////abs.db`` absolute), and nothing in it is parsed as a URL: no ``?`` query, no ``%xx`` decoding."""
     if url is None:
         url = os.environ.get("LITEMQ_URL") or "litemq.db"
     if not isinstance(url, (str, os.PathLike)):
@@ -52,6 +57,9 @@ class Connection(Channel):
                  busy_timeout: float = 60.0) -> None:
         check_seconds("lease_seconds", lease_seconds, positive=True)
         check_seconds("consumer_timeout", consumer_timeout, positive=True, forever=True)
+        check_seconds("busy_timeout", busy_timeout)
+        if busy_timeout > MAX_BUSY_TIMEOUT:  # SQLite would take the milliseconds past 32 bits as "do not wait"
+            raise ValueError(f"busy_timeout must be at most {MAX_BUSY_TIMEOUT:,} seconds, got {busy_timeout!r}")
         if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int) \
                 or not 0 < max_message_bytes <= SQLITE_MAX_VALUE_BYTES:
             raise ValueError(f"max_message_bytes must be a positive int up to {SQLITE_MAX_VALUE_BYTES:,} (the most "
@@ -79,7 +87,8 @@ class Connection(Channel):
         return not self._session.closed
 
     def close(self) -> None:
-        """Close every channel (returning unacked deliveries), delete this connection's exclusive queues."""
+        """Close every channel (returning unacked deliveries), delete this connection's exclusive queues. Always lets
+        go of the file: when that cannot be written (a full disk), other connections tidy up as after a crash."""
         session = self._session
         if session.closed:
             return
@@ -96,6 +105,12 @@ class Connection(Channel):
                 for queue in store.owned_queues(session.connection_id):
                     session.delete_queue(store, queue)
                 store.unregister_connection(session.connection_id)
+        except StorageError as exc:
+            # A full disk or a file gone: the tidying could not be written, but nothing is lost. Letting go of the
+            # liveness lock below marks this connection dead, and the next connection to look returns its
+            # deliveries and deletes its exclusive queues, as after a crash.
+            logger().warning("litemq: closed %s without tidying up (%s); other connections will return its "
+                             "deliveries as if it had died", self.path, exc)
         finally:
             session.close()
             for channel in list(session.channels.values()):

@@ -105,7 +105,7 @@ class Properties(_Value):
                 continue
             if not isinstance(value, str):
                 raise TypeError(f"property {name} must be str, not {type(value).__name__}")
-            if len(value.encode("utf-8")) > 255:
+            if len(_utf8(value, f"property {name}")) > 255:
                 raise ValueError(f"property {name} is longer than 255 bytes")
         if self.expiration is not None and not (self.expiration.isascii() and self.expiration.isdigit()):
             raise ValueError(f"property expiration must be a string of milliseconds, got {self.expiration!r}")
@@ -189,25 +189,45 @@ class Delivery(_Value):
         return self._channel
 
 
-def _check_table(table: Mapping[str, Any], where: str) -> None:
+MAX_HEADER_DEPTH = 100
+"""How deep tables and lists may nest in headers (and arguments): a deeper one is refused when the properties are
+made, before anything is stored; decoding it at every get would need more of Python's recursion limit than a
+consumer's call stack can spare."""
+
+
+def _utf8(text: str, where: str) -> bytes:
+    """The text as UTF-8; a lone surrogate (which UTF-8 cannot carry, nor pika send) is refused, naming ``where``."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # pika raises this same error at basic_publish
+        raise UnicodeEncodeError(exc.encoding, exc.object, exc.start, exc.end, f"{exc.reason} in {where}") from None
+
+
+def _check_table(table: Mapping[str, Any], where: str, depth: int = 1) -> None:
+    if depth > MAX_HEADER_DEPTH:
+        raise ValueError(f"{where.split('[')[0]} nest deeper than {MAX_HEADER_DEPTH} levels")
     for key, value in table.items():
         if not isinstance(key, str):
             raise TypeError(f"{where} keys must be str, got {key!r}")
-        if len(key.encode("utf-8")) > 255:
+        if len(_utf8(key, f"{where} key {key!r}")) > 255:
             raise ValueError(f"{where} key {key[:40]!r}... is longer than 255 bytes")
         if "\x00" in key:
             raise ValueError(f"{where} key {key!r} contains a NUL character")
-        _check_value(value, f"{where}[{key!r}]")
+        _check_value(value, f"{where}[{key!r}]", depth)
 
 
-def _check_value(value: Any, where: str) -> None:
-    if value is None or isinstance(value, (str, bytes, bool, int, float, decimal.Decimal, _dt.datetime)):
+def _check_value(value: Any, where: str, depth: int) -> None:
+    if isinstance(value, str):
+        _utf8(value, where)
+    elif value is None or isinstance(value, (bytes, bool, int, float, decimal.Decimal, _dt.datetime)):
         return
-    if isinstance(value, Mapping):
-        _check_table(value, where)
+    elif isinstance(value, Mapping):
+        _check_table(value, where, depth + 1)
     elif isinstance(value, (list, tuple)):
+        if depth >= MAX_HEADER_DEPTH:
+            raise ValueError(f"{where.split('[')[0]} nest deeper than {MAX_HEADER_DEPTH} levels")
         for i, item in enumerate(value):
-            _check_value(item, f"{where}[{i}]")
+            _check_value(item, f"{where}[{i}]", depth + 1)
     else:
         raise TypeError(f"{where}: unsupported header value type {type(value).__name__}")
 

@@ -7,6 +7,7 @@ once per distinct arguments text and cached."""
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Mapping, NamedTuple, Optional
 
 from .errors import PreconditionFailed
@@ -219,5 +220,12 @@ def delay_seconds(headers: Optional[Mapping[str, Any]]) -> float:
     """The ``x-delay`` header of a message published to a delayed-message exchange, in seconds (none: 0)."""
     value = (headers or {}).get("x-delay")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        return 0.0
-    return value / 1000.0
+        return 0.0  # the plugin's rule: no delay
+    try:
+        seconds = value / 1000.0
+    except OverflowError:  # an int past a float's range
+        seconds = math.inf
+    if not math.isfinite(seconds):  # as ``delay=``: a message that never falls due is refused, not stored
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:20]}... ({len(repr(value))} digits)"
+        raise ValueError(f"header x-delay must be a finite number of milliseconds, got {shown}")
+    return seconds

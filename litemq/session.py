@@ -29,6 +29,9 @@ RECHECK_SECONDS = 1.0
 """How often a waiting consumer looks at the file anyway, for what no doorbell or watch announced."""
 MIN_RENEW_SECONDS = 0.05
 CHECKPOINT_SECONDS = 0.5
+BACKOFF_SECONDS = (0.5, 30.0)
+"""How long the background thread waits after its first failure to renew leases or checkpoint, doubling up to the
+second: logged once, not at every retry."""
 """How often the background thread checkpoints the WAL after this connection wrote (a commit past
 ``WAL_CHECKPOINT_PAGES`` does it too)."""
 
@@ -277,6 +280,7 @@ class Session:
 def _housekeep(session_ref: "weakref.ref[Session]", stop: threading.Event, poke: threading.Event) -> None:
     # Holds the session only weakly, so a connection dropped without close() can still be collected (and closed).
     rest = CHECKPOINT_SECONDS
+    failures = 0
     while True:
         poke.wait(rest)
         poke.clear()
@@ -287,7 +291,20 @@ def _housekeep(session_ref: "weakref.ref[Session]", stop: threading.Event, poke:
             return
         try:
             rest = session.housekeep()
-        except Exception:
-            logger().exception("litemq: background work on %s failed; retrying", session.path)
-            rest = 1.0
+        except Exception as exc:
+            # Backs off (a full disk fails every renewal until space is freed); a lease that expires meanwhile
+            # returns its message, as it would for a hung process.
+            rest = min(BACKOFF_SECONDS[0] * 2 ** failures, BACKOFF_SECONDS[1])
+            if failures == 0:
+                logger().exception("litemq: background work on %s failed; retrying in backoff up to %g s",
+                                   session.path, BACKOFF_SECONDS[1])
+            else:
+                logger().debug("litemq: background work on %s failed again (%s); next try in %g s", session.path,
+                               exc, rest)
+            failures += 1
+        else:
+            if failures:
+                logger().warning("litemq: background work on %s works again after %d failures", session.path,
+                                 failures)
+            failures = 0
         del session

@@ -2,8 +2,8 @@
 ``config.attributes``; maintainers running ``alembic`` from the checkout get one from alembic.ini's URL."""
 
 from alembic import context
-from sqlalchemy import create_engine
 
+from litemq.store.migrate import sqlite_engine
 from litemq.store.schema import VERSION_TABLE, metadata
 
 connection = context.config.attributes.get("connection")
@@ -19,6 +19,9 @@ def run(conn) -> None:  # type: ignore[no-untyped-def]
 if connection is not None:
     run(connection)
 else:
-    engine = create_engine(context.config.get_main_option("sqlalchemy.url") or "sqlite:///litemq.db")
+    # alembic.ini names the file as litemq does (a path or sqlite:///path, never parsed as a URL).
+    from litemq.connection import resolve_path
+
+    engine = sqlite_engine(resolve_path(context.config.get_main_option("sqlalchemy.url") or "litemq.db"))
     with engine.begin() as conn:
         run(conn)

@@ -388,6 +388,13 @@ def test_publishing_to_a_missing_queue_through_the_default_exchange_drops_the_me
 # Properties with bad values: refused when the Properties is made, so nothing can be published with them
 # ---------------------------------------------------------------------------------------------------------------
 
+def nested(leaf: Any, levels: int) -> Any:
+    """``leaf`` inside ``levels`` tables (or lists, for a list leaf), built without recursion."""
+    for _ in range(levels):
+        leaf = [leaf] if isinstance(leaf, list) else {"k": leaf}
+    return leaf
+
+
 BAD_PROPERTIES = [
     pytest.param({"delivery_mode": 3}, ValueError, "delivery_mode must be 1 or 2", id="delivery_mode 3"),
     pytest.param({"delivery_mode": 0}, ValueError, "delivery_mode must be 1 or 2", id="delivery_mode 0"),
@@ -414,6 +421,20 @@ BAD_PROPERTIES = [
     pytest.param({"content_type": 5}, TypeError, "content_type must be str", id="content_type int"),
     pytest.param({"correlation_id": b"abc"}, TypeError, "correlation_id must be str", id="correlation_id bytes"),
     pytest.param({"reply_to": LONG}, ValueError, "reply_to is longer than 255 bytes", id="reply_to over 255 bytes"),
+    # A lone surrogate: UTF-8 cannot carry it (pika raises this same UnicodeEncodeError at basic_publish).
+    pytest.param({"correlation_id": "a\ud800"}, UnicodeEncodeError, "surrogates not allowed in property correlation_id",
+                 id="correlation_id lone surrogate"),
+    pytest.param({"app_id": "\udfff"}, UnicodeEncodeError, "in property app_id", id="app_id lone surrogate"),
+    pytest.param({"headers": {"k\ud800": 1}}, UnicodeEncodeError, r"in headers key 'k\\ud800'",
+                 id="header key lone surrogate"),
+    pytest.param({"headers": {"k": "x\udc00"}}, UnicodeEncodeError, r"in headers\['k'\]", id="header value lone surrogate"),
+    pytest.param({"headers": {"k": [{"deep": ["\ud800"]}]}}, UnicodeEncodeError,
+                 r"in headers\['k'\]\[0\]\['deep'\]\[0\]", id="nested header value lone surrogate"),
+    pytest.param({"headers": nested({}, 100)}, ValueError, "headers nest deeper than 100 levels",
+                 id="headers 101 levels deep"),
+    pytest.param({"headers": nested({}, 480)}, ValueError, "nest deeper than 100", id="headers 481 levels deep"),
+    pytest.param({"headers": nested({}, 5000)}, ValueError, "nest deeper than 100", id="headers 5001 levels deep"),
+    pytest.param({"headers": {"k": nested([], 100)}}, ValueError, "nest deeper than 100", id="lists 101 levels deep"),
 ]
 
 
@@ -430,6 +451,40 @@ def test_an_expiration_of_non_ascii_digits_is_refused(expiration: str) -> None:
     # and other scripts' digits, some of which int() cannot even parse (int("\u00b2") is a ValueError).
     with pytest.raises(ValueError, match="expiration"):
         Properties(expiration=expiration)
+
+
+def test_headers_100_levels_deep_are_stored_and_delivered(conn: litemq.Connection) -> None:
+    headers = nested({"leaf": "x"}, 99)
+    conn.declare_queue("deep")
+    conn.publish("", "deep", b"m", Properties(headers=headers))
+    assert conn.get("deep", auto_ack=True).properties.headers == headers
+
+
+def test_a_cyclic_header_table_is_refused_not_a_recursion_error() -> None:
+    table: dict[str, Any] = {}
+    table["self"] = table
+    with pytest.raises(ValueError, match="nest deeper than 100"):
+        Properties(headers=table)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The x-delay header: the rules of delay=, checked at publish before anything is written
+# ---------------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("x_delay", [INF, NAN, 10 ** 400], ids=["inf", "nan", "10**400"])
+def test_an_x_delay_that_never_falls_due_is_refused_and_nothing_is_stored(conn: litemq.Connection,
+                                                                       x_delay: Any) -> None:
+    conn.declare_exchange("later", "x-delayed-message", arguments={"x-delayed-type": "direct"})
+    conn.declare_queue("jobs")
+    conn.bind_queue("jobs", "later", "k")
+    with nothing_written(conn), pytest.raises(ValueError, match="header x-delay must be a finite number"):
+        conn.publish("later", "k", b"never", Properties(headers={"x-delay": x_delay}))
+
+
+def test_an_x_delay_on_an_ordinary_exchange_is_only_a_header(conn: litemq.Connection) -> None:
+    conn.declare_queue("jobs")
+    conn.publish("", "jobs", b"now", Properties(headers={"x-delay": INF}))
+    assert conn.get("jobs", auto_ack=True).body == b"now"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -460,6 +515,13 @@ def test_the_maximum_applies_to_the_encoded_size_of_a_str_body(small: litemq.Con
     body = "€" * 334  # 334 characters, 1002 bytes
     with refused_before_any_sql(small), pytest.raises(litemq.MessageTooLarge, match="1002 bytes"):
         small.publish("", "a", body)
+
+
+def test_headers_over_the_maximum_are_message_too_large_and_nothing_is_stored(small: litemq.Connection) -> None:
+    properties = Properties(headers={"big": "h" * 1000})
+    with nothing_written(small), pytest.raises(litemq.MessageTooLarge, match=r"properties of 10\d\d bytes"):
+        small.publish("all", "", b"x", properties)
+    small.publish("all", "", b"x", Properties(headers={"small": "h" * 900}))
 
 
 def test_a_body_of_exactly_the_maximum_is_stored(small: litemq.Connection) -> None:
@@ -496,6 +558,12 @@ def test_connect_refuses_what_is_not_a_file(tmp_path: Path, monkeypatch: pytest.
     ({"lease_seconds": float("nan")}, ValueError, "lease_seconds"),
     ({"consumer_timeout": float("nan")}, ValueError, "consumer_timeout must be a positive number"),
     ({"consumer_timeout": 0}, ValueError, "consumer_timeout"),
+    # SQLite's busy handler would take each of these as "do not wait"
+    ({"busy_timeout": -1}, ValueError, "busy_timeout must be a number of seconds, 0 or more"),
+    ({"busy_timeout": float("nan")}, ValueError, "busy_timeout"),
+    ({"busy_timeout": float("inf")}, ValueError, r"busy_timeout.*\(finite\)"),
+    ({"busy_timeout": 1e7}, ValueError, "busy_timeout must be at most 2,147,483 seconds"),
+    ({"busy_timeout": "60"}, ValueError, "busy_timeout"),
 ])
 def test_connect_refuses_bad_settings_without_creating_the_file(db_path: str, options: dict[str, Any],
                                                                 error: type[Exception], match: str) -> None:

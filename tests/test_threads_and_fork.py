@@ -291,13 +291,13 @@ def held_job(conn: litemq.Connection) -> litemq.Delivery:
 def fork_with_locks_held(conn: litemq.Connection, in_child: Callable[[], None]) -> int:
     """Fork while another thread holds every lock of the connection (inside a transaction, and checkpointing), as
     the application's threads or litemq's own background thread may; run ``in_child`` in the child (it must
-    ``os._exit``) and return the child's exit code."""
-    inside, release = threading.Event(), threading.Event()
+    ``os._exit``) and return the child's exit code. fork() waits for the thread to let go (a fifth of a second)."""
+    inside = threading.Event()
 
     def busy() -> None:
         with conn._store.write(), conn._store._checkpoint_lock:
             inside.set()
-            release.wait(BOUND)
+            time.sleep(0.2)
 
     threads = Threads()
     threads.start(busy)
@@ -307,7 +307,6 @@ def fork_with_locks_held(conn: litemq.Connection, in_child: Callable[[], None]) 
         if pid == 0:
             in_child()
     finally:
-        release.set()
         threads.join(BOUND)
     return wait_for_child(pid)
 
@@ -370,3 +369,79 @@ def test_a_forked_child_does_not_keep_its_dead_parents_deliveries_leased(
         except ProcessLookupError:
             pass
     assert worker_errors(tmp_path) == {}
+
+
+CHILDREN = 20
+
+
+def publish_in_a_new_connection_and_exit(db_path: str, body: bytes) -> None:
+    """In a forked child: open a connection of its own, publish, close; exit 0, or 1 on any error."""
+    code = 1
+    try:
+        with litemq.connect(db_path, busy_timeout=BOUND) as child:
+            child.publish("", "from-children", body)
+        code = 0
+    finally:
+        os._exit(code)
+
+
+def writing_in_a_thread(conn: litemq.Connection) -> tuple[threading.Event, Threads]:
+    """A thread of the parent publishing and getting without pause until the event is set."""
+    conn.declare_queue("busy")
+    stop = threading.Event()
+
+    def write_without_pause() -> None:
+        while not stop.is_set():
+            conn.publish("", "busy", b"x")
+            conn.get("busy", auto_ack=True)
+
+    threads = Threads()
+    threads.start(write_without_pause)
+    return stop, threads
+
+
+def test_a_new_connection_in_a_child_forked_while_a_parent_thread_writes_works(
+        db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("from-children")
+    stop, threads = writing_in_a_thread(conn)
+    try:
+        codes = []
+        for i in range(CHILDREN):
+            pid = os.fork()
+            if pid == 0:
+                publish_in_a_new_connection_and_exit(db_path, str(i).encode())
+            codes.append(wait_for_child(pid, timeout=2 * BOUND))
+    finally:
+        stop.set()
+        threads.join(BOUND)
+    assert codes == [0] * CHILDREN
+    bodies = sorted(int(conn.get("from-children", auto_ack=True).body) for _ in range(CHILDREN))
+    assert bodies == list(range(CHILDREN))
+
+
+def test_multiprocessing_fork_children_open_connections_while_a_parent_thread_writes(
+        db_path: str, conn: litemq.Connection) -> None:
+    import multiprocessing
+
+    conn.declare_queue("from-children")
+    stop, threads = writing_in_a_thread(conn)
+    context = multiprocessing.get_context("fork")
+    started = []
+    try:
+        for i in range(CHILDREN // 2):
+            child = context.Process(target=publish_in_a_new_connection_and_exit, args=(db_path, str(i).encode()),
+                                    daemon=True)
+            child.start()
+            started.append(child)
+        for child in started:
+            child.join(2 * BOUND)
+    finally:
+        stop.set()
+        threads.join(BOUND)
+        hung = [child.pid for child in started if child.is_alive()]
+        for child in started:
+            if child.is_alive():
+                child.kill()
+    assert hung == []
+    assert [child.exitcode for child in started] == [0] * (CHILDREN // 2)
+    assert conn.declare_queue("from-children", passive=True).message_count == CHILDREN // 2

@@ -51,11 +51,17 @@ def script_location() -> str:
     raise SchemaError(f"litemq's migration scripts are missing (looked in {package / 'migrations'})")
 
 
-def _engine(path: str, busy_timeout: float) -> Any:
+def sqlite_engine(path: str, busy_timeout: float = 60.0) -> Any:
+    """An SQLAlchemy engine on exactly the file at ``path``."""
+    import sqlite3
+
     from sqlalchemy import create_engine, event
     from sqlalchemy.pool import NullPool
 
-    engine = create_engine(f"sqlite:///{path}", poolclass=NullPool, connect_args={"timeout": busy_timeout})
+    # A path is a path: an sqlite:/// URL built from it would be parsed (``?`` starts a query, ``%41`` decodes to
+    # ``A``) and SQLAlchemy would open another file. The stdlib driver, given no URI flag, opens the name as it is.
+    engine = create_engine("sqlite://", poolclass=NullPool,
+                           creator=lambda: sqlite3.connect(path, timeout=busy_timeout, check_same_thread=False))
 
     # Python's sqlite3 legacy mode would autocommit DDL and leave a half-built schema when a revision fails;
     # take transaction control and hold the write lock for the whole upgrade instead.
@@ -92,7 +98,7 @@ def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
 
     config = _config(location)
     script = ScriptDirectory.from_config(config)
-    engine = _engine(path, busy_timeout)
+    engine = sqlite_engine(path, busy_timeout)
     try:
         with engine.begin() as connection:
             context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
@@ -130,7 +136,7 @@ def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
 def current_revision(path: str) -> Optional[str]:
     from alembic.runtime.migration import MigrationContext
 
-    engine = _engine(path, 60.0)
+    engine = sqlite_engine(path, 60.0)
     try:
         with engine.connect() as connection:
             return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()

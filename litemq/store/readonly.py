@@ -10,9 +10,9 @@ which takes no locks, and the read is done again if the file changed meanwhile.
 
 from __future__ import annotations
 
+import math
 import os
 import sqlite3
-import threading
 import urllib.parse
 from typing import Callable, Optional, TypeVar
 
@@ -37,15 +37,8 @@ class ReadOnlyStore(SQLiteStore):
 
     def __init__(self, path: str, immutable: bool) -> None:
         # Not SQLiteStore.__init__: that one switches the file to WAL and migrates it, both writes.
-        self.path = path
-        self.commits = 0
-        self.rollbacks = 0
-        self.lock = threading.RLock()
-        self._checkpoint_lock = threading.Lock()
-        self._checkpointer = None
-        self._closed = False
-        self._after_commit = []
-        self.pid = os.getpid()
+        self._start(path)
+        self._next_check = math.inf  # one short read: the identity and free-space checks are for writers
         mode = "immutable=1" if immutable else "mode=ro"
         try:
             self._db = sqlite3.connect(uri(path, mode), uri=True, isolation_level=None, check_same_thread=False)

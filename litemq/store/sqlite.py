@@ -12,8 +12,10 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from contextlib import suppress
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Sequence
+from urllib.parse import quote
 
 from ..errors import (NotADatabase, ReadOnlyDatabase, SchemaError, StorageError, StorageFull)
 from ..log import debug
@@ -23,6 +25,14 @@ MIN_SQLITE = (3, 35, 0)  # RETURNING
 SYNCHRONOUS = ("NORMAL", "FULL")
 JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024  # the WAL is truncated back to this after a checkpoint
 WAL_CHECKPOINT_PAGES = 1000  # SQLite's default: a commit past this many WAL pages checkpoints
+IDENTITY_CHECK_SECONDS = 0.1
+"""How often a transaction checks that the path still names the files this connection has open: a file deleted
+or replaced under it would take every later commit with it, while new openers start a second, empty broker."""
+COMPANIONS = ("", "-wal", "-shm")  # the database and the files SQLite keeps beside it in WAL mode
+FREE_SPACE_FLOOR = 32 * 1024 * 1024
+"""Publishes are refused with StorageFull while the file system holding the database has less free than this (or
+than an eighth of its size, on a smaller one), counting the free pages inside the file that new messages reuse.
+The headroom left lets gets, acks, declares, new connections, lease renewals, close and WAL checkpoints go on."""
 
 
 class ExchangeRow(NamedTuple):
@@ -215,15 +225,35 @@ def _earliest(times: Sequence[Optional[float]]) -> Optional[float]:
 
 
 _pid = os.getpid()  # this process's, kept current across fork() without a system call per transaction
+_stores: "weakref.WeakSet[SQLiteStore]" = weakref.WeakSet()
+_held_at_fork: list[Any] = []
+FORK_WAIT_SECONDS = 30.0
+"""How long fork() waits for a transaction of another thread to end (one that takes longer is left to run)."""
+
+
+def _before_fork() -> None:
+    # fork() waits for every transaction and checkpoint of this process to end. A child forked inside one
+    # inherits SQLite's record that this process holds the WAL's write lock (or its mutex mid-change), and a
+    # new connection in the child then waited in BEGIN IMMEDIATE for a lock no thread of its own would free.
+    for store in list(_stores):
+        for lock in (store.lock, store._checkpoint_lock):
+            if lock.acquire(timeout=FORK_WAIT_SECONDS):
+                _held_at_fork.append(lock)
+
+
+def _after_fork() -> None:
+    while _held_at_fork:
+        _held_at_fork.pop().release()
 
 
 def _forked() -> None:
     global _pid
     _pid = os.getpid()
+    _after_fork()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forked)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork, after_in_child=_forked)
 
 
 def translate_error(exc: sqlite3.Error, path: str) -> Exception:
@@ -246,15 +276,8 @@ class SQLiteStore:
         if sqlite3.sqlite_version_info < MIN_SQLITE:
             raise StorageError(f"litemq needs SQLite 3.35 or newer (for RETURNING); this Python has "
                                f"{sqlite3.sqlite_version}")
-        self.path = os.path.abspath(path)
-        self.commits = 0  # this connection's own commits, which PRAGMA data_version does not report
-        self.rollbacks = 0  # what a rolled-back transaction read may be gone: caches of it check this
-        self.lock = threading.RLock()
-        self._checkpoint_lock = threading.Lock()
-        self._checkpointer: Optional[sqlite3.Connection] = None
-        self._closed = False
-        self._after_commit: list[Callable[[], None]] = []
-        self.pid = os.getpid()
+        self._start(path)
+        _stores.add(self)
         self._check_file()
         try:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
@@ -263,17 +286,25 @@ class SQLiteStore:
             raise translate_error(exc, self.path) from exc
         try:
             self._configure(synchronous, busy_timeout)
-            if self._revision() != SCHEMA_REVISION:
+            current = self._revision()
+            if current != SCHEMA_REVISION:
                 from . import migrate  # the slow path: SQLAlchemy and Alembic are imported only here
 
+                if current is None:
+                    self._check_not_mixed()
                 migrate.upgrade(self.path, busy_timeout=busy_timeout)
                 revision = self._revision()
                 if revision != SCHEMA_REVISION:
                     raise SchemaError(f"{self.path} is at schema {revision!r} after upgrading, "
                                       f"expected {SCHEMA_REVISION!r}")
-        except BaseException:
-            self._db.close()
-            raise
+            self.check_files()
+        except BaseException as exc:
+            cause = exc.__cause__ if isinstance(exc, StorageError) else exc
+            if isinstance(cause, UnicodeDecodeError) or \
+                    getattr(cause, "sqlite_errorname", "").startswith("SQLITE_CORRUPT"):
+                exc = self._not_litemq(f"SQLite read pages that are not what its schema says: {cause}")
+            self._close_unchanged()
+            raise exc
 
     def _check_file(self) -> None:
         directory = os.path.dirname(self.path)
@@ -331,6 +362,43 @@ class SQLiteStore:
             raise translate_error(exc, self.path) from exc
         return row[0] if row else None
 
+    def _check_not_mixed(self) -> None:
+        """Refuse a file with litemq's tables but no schema revision: not a file litemq wrote, but pages of two
+        databases (migrating would fail on "table already exists", or build over what is left)."""
+        tables = self._db.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                                  "('litemq_queues', 'litemq_messages', 'litemq_exchanges')").fetchone()[0]
+        if tables == 3:  # (one table of an application's that happens to have a litemq name fails to migrate)
+            raise self._not_litemq("it has litemq's tables but no schema revision")
+
+    def _not_litemq(self, what: str) -> StorageError:
+        wal = self.path + "-wal"
+        try:
+            wal_bytes = os.path.getsize(wal)
+        except OSError:
+            wal_bytes = 0
+        if not wal_bytes:
+            return StorageError(f"{self.path} is not a litemq file as litemq wrote it ({what}); nothing was changed")
+        return StorageError(
+            f"{self.path} is not a litemq file as litemq wrote it ({what}): SQLite applied the write-ahead log "
+            f"{wal} ({wal_bytes:,} bytes) beside it, which seems to belong to another database (a -wal copied, "
+            f"restored or left behind without its own database file). Nothing was changed: move {wal} and "
+            f"{self.path}-shm aside (or put back the database they belong to) and open the file again")
+
+    def _close_unchanged(self) -> None:
+        """Close a connection that failed to open, without the checkpoint SQLite runs when the last connection to
+        a file closes: it would copy a WAL that may belong to another database into this file for good."""
+        # A read-only connection that has read the file keeps this one from being the last (so it does not
+        # checkpoint), and never checkpoints itself.
+        reader: Optional[sqlite3.Connection] = None
+        with suppress(sqlite3.Error):
+            reader = sqlite3.connect(f"file:{quote(self.path)}?mode=ro", uri=True, isolation_level=None)
+            reader.execute("PRAGMA user_version").fetchone()
+        try:
+            self._db.close()
+        finally:
+            if reader is not None:
+                reader.close()
+
     # --- transactions
     def write(self) -> "_Transaction":
         """BEGIN IMMEDIATE … COMMIT: the write lock is taken up front, so the busy handler can wait for it."""
@@ -344,10 +412,88 @@ class SQLiteStore:
         """Run ``action`` once the current transaction has committed (never if it rolls back)."""
         self._after_commit.append(action)
 
+    def _start(self, path: str) -> None:
+        """The state every store keeps, before its SQLite connection opens (a read-only store shares it)."""
+        self.path = os.path.abspath(path)
+        self.commits = 0  # this connection's own commits, which PRAGMA data_version does not report
+        self.rollbacks = 0  # what a rolled-back transaction read may be gone: caches of it check this
+        self.lock = threading.RLock()
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: Optional[sqlite3.Connection] = None
+        self._closed = False
+        self._after_commit: list[Callable[[], None]] = []
+        self.pid = os.getpid()
+        self._identity: dict[str, tuple[int, int]] = {}  # (device, inode) of the database, its -wal and -shm
+        self._next_check = 0.0
+        self._lost: Optional[str] = None  # why this connection's files are gone, once found
+        self._space_budget = 0  # bytes publishes may still add before free space is measured again
+
+    def failed(self, exc: sqlite3.Error) -> Exception:
+        """The litemq error for an SQLite error that ended a transaction (rolled back by now). A full disk first
+        checkpoints the WAL, so the next transactions reuse its space from the start instead of growing it."""
+        error = translate_error(exc, self.path)
+        if isinstance(error, StorageFull):
+            with suppress(sqlite3.Error):
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        return error
+
     def _rollback(self) -> None:
         if self._db.in_transaction:
             self.rollbacks += 1
             self._db.execute("ROLLBACK")
+
+    def check_files(self) -> None:
+        """Raise StorageError once the path no longer names the files this connection has open (deleted, renamed
+        or replaced): SQLite would go on committing into the unlinked file, each publish reported as stored, and
+        lose it all at close. Records a companion file the first time it is seen; measures free space."""
+        if self._lost is None:
+            for suffix in COMPANIONS:
+                path = self.path + suffix
+                try:
+                    found = os.stat(path)
+                except FileNotFoundError:
+                    if suffix in self._identity:
+                        self._lost = f"{path} was deleted"
+                        break
+                    continue
+                identity = (found.st_dev, found.st_ino)
+                if self._identity.setdefault(suffix, identity) != identity:
+                    self._lost = f"{path} was replaced by another file"
+                    break
+            else:
+                self._space_budget = self._free_space()[0]
+                self._next_check = time.monotonic() + IDENTITY_CHECK_SECONDS
+                return
+        raise StorageError(f"{self._lost} while this connection to {self.path} was open: what it commits now would "
+                           "be lost with the old file, while other processes opening the path start a new one; it "
+                           "refuses every operation from now on (close it, restore the file or start afresh)")
+
+    def _free_space(self, in_file: int = 0) -> tuple[int, int, int]:
+        """(Bytes free past the floor, free bytes, the floor) on the database's file system, with ``in_file``."""
+        try:
+            fs = os.statvfs(os.path.dirname(self.path))
+        except OSError:
+            return 1 << 62, 1 << 62, 0
+        floor = min(FREE_SPACE_FLOOR, fs.f_blocks * fs.f_frsize // 8)
+        free = fs.f_bavail * fs.f_frsize + in_file
+        return free - floor, free, floor
+
+    def reserve(self, size: int) -> None:
+        """Refuse a publish of ``size`` bytes (StorageFull) while free space is under the floor; inside ``write()``.
+        Free space is measured when a transaction begins, at most every IDENTITY_CHECK_SECONDS, and again when
+        publishes since have used it up."""
+        size *= 2  # the WAL holds each page again until a checkpoint copies it into the file
+        self._space_budget -= size
+        if self._space_budget < 0:
+            page_size, free_pages = (self._db.execute(f"PRAGMA {name}").fetchone()[0]
+                                     for name in ("page_size", "freelist_count"))
+            self._space_budget, free, floor = self._free_space(page_size * free_pages)
+            self._space_budget -= size
+            if self._space_budget < 0:
+                raise StorageFull(
+                    f"{self.path}: publish refused: {free:,} bytes free on its disk (with free pages in the file), "
+                    f"under litemq's floor of {floor:,} kept so that gets, acks and close go on; free disk space "
+                    "and publish again (nothing was stored)")
 
     def check_process(self) -> None:
         if _pid != self.pid:
@@ -358,9 +504,10 @@ class SQLiteStore:
         """Copy the WAL into the database without blocking anyone (PASSIVE), on a connection of its own so the
         main one stays free meanwhile. Called from one background thread only."""
         with self._checkpoint_lock:
-            if self._closed:
+            if self._closed or self._lost is not None:
                 return
             if self._checkpointer is None:
+                self.check_files()  # a file put in place of the old one is not this connection's to open
                 self._checkpointer = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
                 self._checkpointer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
             # Busy means another checkpoint is running, which does the same work.
@@ -700,6 +847,8 @@ class _Transaction:
     def __enter__(self) -> SQLiteStore:
         store = self.store
         store.check_process()  # before the lock, which another thread may have held at fork()
+        if time.monotonic() >= store._next_check:
+            store.check_files()
         store.lock.acquire()
         try:
             store._after_commit = []
@@ -710,7 +859,7 @@ class _Transaction:
             finally:
                 store.lock.release()
             if isinstance(exc, sqlite3.Error):
-                raise translate_error(exc, store.path) from exc
+                raise store.failed(exc) from exc
             raise
         return store
 
@@ -720,14 +869,14 @@ class _Transaction:
             if exc is not None:
                 store._rollback()
                 if isinstance(exc, sqlite3.Error):
-                    raise translate_error(exc, store.path) from exc
+                    raise store.failed(exc) from exc
                 return
             try:
                 store._db.execute("COMMIT")
             except BaseException as error:
                 store._rollback()
                 if isinstance(error, sqlite3.Error):
-                    raise translate_error(error, store.path) from error
+                    raise store.failed(error) from error
                 raise
             if self.writes:
                 store.commits += 1
