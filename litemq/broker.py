@@ -366,8 +366,9 @@ class Channel(Topology):
         else:
             done = store.ack(pairs)
         if done < len(pairs):
-            # A message that went with its deleted queue is settled as RabbitMQ settles it: quietly.
-            gone = sum(1 for lease in leases if store.queue(lease.queue) is None)
+            # A message that went with its deleted queue is settled as RabbitMQ settles it: quietly, even when a
+            # queue of the same name was declared since (this connection marks its leases when it deletes a queue).
+            gone = sum(1 for lease in leases if lease.queue_deleted or store.queue(lease.queue) is None)
             done += gone
         if done < len(pairs):
             queues = sorted({lease.queue for lease in leases})

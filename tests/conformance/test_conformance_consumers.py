@@ -300,3 +300,34 @@ def test_callbacks_never_nest(pika, connect, names):
     pump(connection, lambda: len(trace) == 6)
     return {"trace": trace, "after": queue_state(connection, queue)}
 
+
+
+@conformance
+def test_a_delivery_whose_queue_was_deleted_stays_the_channels_until_settled(pika, connect, names):
+    """The queue is deleted (and declared again under its name) on the channel that holds the deliveries: every way
+    of settling them is accepted once, and a tag already settled is unknown again."""
+    connection = connect()
+    observed = {}
+    settles = {
+        "reject_requeue": lambda ch, tag: ch.basic_reject(tag, requeue=True),
+        "reject_drop": lambda ch, tag: ch.basic_reject(tag, requeue=False),
+        "ack": lambda ch, tag: ch.basic_ack(tag),
+        "ack_multiple": lambda ch, tag: ch.basic_ack(tag, multiple=True),
+        "nack_multiple": lambda ch, tag: ch.basic_nack(tag, multiple=True, requeue=True),
+        "ack_all": lambda ch, tag: ch.basic_ack(0, multiple=True),
+    }
+    for name, settle in settles.items():
+        for redeclare in (False, True):
+            queue, channel = _queue_with(connection, names, 2, f"{name}-{redeclare}")
+            channel.basic_get(queue)
+            second, _, _ = channel.basic_get(queue)
+            channel.queue_delete(queue)
+            if redeclare:
+                channel.queue_declare(queue)
+                channel.basic_publish("", queue, b"new")
+            key = f"{name}{'_redeclared' if redeclare else ''}"
+            observed[key] = outcome(lambda: (settle(channel, second.delivery_tag), channel.basic_qos(prefetch_count=1)))
+            observed[key + "_again"] = outcome(lambda: (channel.basic_reject(second.delivery_tag),
+                                                         channel.basic_qos(prefetch_count=1)))
+            observed[key + "_queue"] = queue_state(connection, queue)
+    return observed

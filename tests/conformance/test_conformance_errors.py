@@ -4,7 +4,7 @@ that follow (ChannelWrongStateError, ConnectionWrongStateError)."""
 
 from __future__ import annotations
 
-from .scenario_tools import conformance, outcome, queue_state
+from .scenario_tools import conformance, outcome, queue_state, reply_gist
 
 
 def _each_on_a_fresh_channel(connection, attempts):
@@ -256,3 +256,18 @@ def test_a_bad_ack_in_a_callback_ends_start_consuming_with_the_channel_error(pik
     error = outcome(channel.start_consuming)
     return {"error": error, "received": received, "channel_open": channel.is_open,
             "connection_open": connection.is_open, "queue": queue_state(connection, queue)}
+
+
+@conformance
+def test_the_default_exchange_cannot_be_declared_even_passively_403(pika, connect, names):
+    connection = connect()
+    observed = _each_on_a_fresh_channel(connection, {
+        f"passive_{kind}": (lambda ch, kind=kind: ch.exchange_declare("", kind, passive=True))
+        for kind in ("direct", "fanout", "topic", "headers")})
+    channel = connection.channel()
+    try:
+        channel.exchange_declare("", passive=True)
+    except pika.exceptions.ChannelClosedByBroker as closed:
+        observed["reply"] = reply_gist(closed.reply_text, "default exchange")
+    observed["connection_open"] = connection.is_open
+    return observed

@@ -320,3 +320,22 @@ def test_a_redeclaration_must_repeat_only_the_arguments_the_broker_acts_on(pika,
     observed["exchange_alternate_added"] = _on_fresh_channel(
         connection, lambda ch: ch.exchange_declare(exchange, "direct", arguments={"alternate-exchange": "ae"}))
     return observed
+
+
+@conformance
+def test_an_exclusive_queue_is_never_durable_so_either_durable_flag_redeclares_it(pika, connect, names):
+    connection = connect()
+    declared_durable, declared_transient = names.q("durable"), names.q("transient")
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(declared_durable, durable=True, exclusive=True)
+    channel.queue_declare(declared_transient, durable=False, exclusive=True)
+    channel.basic_publish("", declared_durable, b"m")
+
+    def counts(frame):
+        return [frame.method.message_count, frame.method.consumer_count]
+
+    return {"durable_as_transient": counts(channel.queue_declare(declared_durable, durable=False, exclusive=True)),
+            "durable_again": counts(channel.queue_declare(declared_durable, durable=True, exclusive=True)),
+            "transient_as_durable": counts(channel.queue_declare(declared_transient, durable=True, exclusive=True)),
+            "channel_open": channel.is_open}
