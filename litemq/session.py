@@ -131,7 +131,7 @@ class Session:
                 return
             if policy.expires is not None:
                 store.set_queue_expiry(queue, clock() + policy.expires)
-        elif policy.single_active_consumer:
+        else:  # the next single active consumer takes over; consumers it outranked may claim now
             self.wake_consumers(store, [queue])
 
     def auto_delete_exchanges(self, store: SQLiteStore, exchanges: Iterable[str]) -> None:

@@ -413,6 +413,7 @@ SEED_SQL["0003"] = [SEED_SQL["0001"][0].replace("ready_count, created_at", "read
 SEED_SQL["0004"] = SEED_SQL["0003"]  # 0004 added only the routing version and its triggers
 SEED_SQL["0005"] = SEED_SQL["0003"]  # 0005 dropped an index
 SEED_SQL["0006"] = SEED_SQL["0003"]  # 0006 let a body be NULL (kept in litemq_bodies); small bodies stay in their rows
+SEED_SQL["0008"] = SEED_SQL["0003"]  # 0008 gave consumer rows a priority and has_room (the seed has no consumers)
 
 
 def _seed(path: str, revision: str) -> None:
@@ -700,3 +701,26 @@ def test_migration_0006_moves_large_bodies_out_of_their_rows_and_its_downgrade_b
         assert db.execute("SELECT bytes FROM litemq_queue_stats").fetchone() == (3 + 2 * len(large),)
     with litemq.connect(path) as connection:  # and up again on open
         assert [connection.get("seeded", auto_ack=True).body for _ in range(3)] == [b"two", large, large[::-1]]
+
+
+def test_migration_0008_gives_existing_consumers_priority_0_and_room_and_its_downgrade_keeps_them(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "consumers.db")
+    previous = next(r.down_revision for r in _revisions_oldest_first() if r.revision == "0008")
+    migrate.upgrade(path, previous)
+    _seed(path, previous)
+    consumer = ("c0ffee", 1, "ctag-kept", "seeded", 10, 0, 0, 1000.0)
+    with _db(path) as db:  # a consumer row as the revision before stored it
+        db.execute("INSERT INTO litemq_consumers (connection_id, channel, consumer_tag, queue, prefetch_count, "
+                   "auto_ack, exclusive, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", consumer)
+        db.commit()
+    assert migrate.upgrade(path, "0008") is True
+    with _db(path) as db:
+        assert db.execute("SELECT consumer_tag, priority, has_room FROM litemq_consumers").fetchall() == [
+            ("ctag-kept", 0, 1)]
+    assert migrate.upgrade(path, previous) is True
+    with _db(path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(litemq_consumers)")]
+        assert "priority" not in columns and "has_room" not in columns
+        assert db.execute("SELECT * FROM litemq_consumers").fetchall() == [consumer]
+    _assert_seeded_data_reads_through_litemq(path)  # upgraded again on open

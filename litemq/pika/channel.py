@@ -18,6 +18,8 @@ Deliberate differences from pika with RabbitMQ (tests/conformance asserts each):
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from decimal import Decimal
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Optional, Union
 
@@ -275,17 +277,18 @@ class BlockingChannel:
                       arguments: Optional[dict[str, Any]] = None) -> str:
         if not callable(on_message_callback):
             raise ValueError("callback on_message_callback must be callable; got %r" % (on_message_callback,))
-        info = self._start_consumer(queue, on_message_callback, auto_ack, exclusive, consumer_tag)
+        info = self._start_consumer(queue, on_message_callback, auto_ack, exclusive, consumer_tag, arguments)
         return info.consumer.consumer_tag
 
     def _start_consumer(self, queue: str, callback: Optional[MessageCallback], auto_ack: bool, exclusive: bool,
-                        consumer_tag: Optional[str]) -> _ConsumerInfo:
+                        consumer_tag: Optional[str], arguments: Optional[dict[str, Any]] = None) -> _ConsumerInfo:
         if not isinstance(queue, str):
             raise TypeError("queue must be a str")
         if consumer_tag is not None and consumer_tag in self._consumers:
             raise exceptions.DuplicateConsumerTag(consumer_tag)
         tag = consumer_tag or f"ctag{self.channel_number}.{uuid.uuid4().hex}"
         name = self._queue_name(queue)
+        priority = self._consumer_priority(name, arguments)
         if name == DIRECT_REPLY_TO:
             if not auto_ack:
                 raise self._closed_by_broker(406, "reply consumer cannot acknowledge")
@@ -293,10 +296,23 @@ class BlockingChannel:
                 self._reply_queue = self._call(self._native._declare_reply_queue)
             name = self._reply_queue
         consumer = self._call(lambda: self._native.consume(name, auto_ack=auto_ack, exclusive=exclusive,
-                                                           consumer_tag=tag))
+                                                           consumer_tag=tag, priority=priority))
         info = _ConsumerInfo(consumer, callback, auto_ack)
         self._consumers[tag] = info
         return info
+
+    def _consumer_priority(self, queue: str, arguments: Optional[dict[str, Any]]) -> int:
+        """``x-priority`` from basic_consume's arguments (0 without it): an integer, or RabbitMQ's 406."""
+        if not arguments:
+            return 0
+        priority = spec._as_sent(dict(arguments)).get("x-priority", 0)  # what pika cannot encode fails as there
+        if isinstance(priority, int) and not isinstance(priority, bool):
+            return priority
+        self._call(lambda: None)
+        kind = {type(None): "void", str: "longstr", bool: "bool", bytes: "bytes", dict: "table", list: "array",
+                Decimal: "decimal", datetime: "timestamp"}.get(type(priority), type(priority).__name__)
+        raise self._closed_by_broker(406, f"invalid arg 'x-priority' for queue {queue!r} in {self._native.path}: "
+                                          f"expected integer, got {kind}")
 
     def basic_cancel(self, consumer_tag: str) -> list[tuple[Any, Any, bytes]]:
         """Cancel a consumer. For an auto-ack consumer, returns the messages it had received but not dispatched."""
@@ -386,7 +402,7 @@ class BlockingChannel:
         ``inactivity_timeout`` seconds without one. Ends when cancelled (``cancel()``) or by the broker."""
         params = (queue, auto_ack, exclusive)
         if self._generator is None:
-            info = self._start_consumer(queue, None, auto_ack, exclusive, consumer_tag)
+            info = self._start_consumer(queue, None, auto_ack, exclusive, consumer_tag, arguments)
             self._generator = (params, info)
         elif self._generator[0] != params:
             raise ValueError(f"Consume with different params not allowed on existing queue consumer generator; "

@@ -115,6 +115,9 @@ consumers = Table(
     Column("auto_ack", Boolean, nullable=False),
     Column("exclusive", Boolean, nullable=False),
     Column("started_at", Float, nullable=False),
+    # A queue delivers to its highest-priority consumers that have room (migration 0008).
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("has_room", Boolean, nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("connection_id", "channel", "consumer_tag"),
     Index(None, "queue"),
 )

@@ -189,7 +189,13 @@ SELECT_CONNECTION = "SELECT 1 FROM litemq_connections WHERE id = ?"
 SELECT_UNACKED_COUNT = "SELECT count(*) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL"
 SELECT_CONSUMER_COUNT = "SELECT count(*) FROM litemq_consumers WHERE queue = ?"
 INSERT_CONSUMER = ("INSERT INTO litemq_consumers (connection_id, channel, consumer_tag, queue, prefetch_count, "
-                   "auto_ack, exclusive, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                   "auto_ack, exclusive, started_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# Whether a consumer of higher priority has room (then this one may not claim), and whether one of lower priority
+# is there (then this one tells it when it is full).
+SELECT_CONSUMER_RANKING = ("SELECT max(priority > ?2 AND has_room), min(priority) < ?2 FROM litemq_consumers "
+                           "WHERE queue = ?1")
+SET_CONSUMER_ROOM = ("UPDATE litemq_consumers SET has_room = ? WHERE connection_id = ? AND channel = ? "
+                     "AND consumer_tag = ?")
 DELETE_CONSUMER = "DELETE FROM litemq_consumers WHERE connection_id = ? AND channel = ? AND consumer_tag = ?"
 SELECT_EXCLUSIVE_CONSUMER = "SELECT 1 FROM litemq_consumers WHERE queue = ? AND exclusive LIMIT 1"
 SELECT_FIRST_CONSUMER = ("SELECT connection_id, channel, consumer_tag FROM litemq_consumers WHERE queue = ? "
@@ -674,9 +680,18 @@ class SQLiteStore:
         return self._db.execute(SELECT_EXCLUSIVE_CONSUMER, (queue,)).fetchone() is not None
 
     def add_consumer(self, connection_id: str, channel: int, consumer_tag: str, queue: str, prefetch_count: int,
-                     auto_ack: bool, exclusive: bool, now: float) -> None:
+                     auto_ack: bool, exclusive: bool, now: float, priority: int = 0) -> None:
         self._db.execute(INSERT_CONSUMER, (connection_id, channel, consumer_tag, queue, prefetch_count, auto_ack,
-                                           exclusive, now))
+                                           exclusive, now, priority))
+
+    def consumer_ranking(self, queue: str, priority: int) -> tuple[bool, bool]:
+        """For a consumer of the queue with this priority: (whether a consumer of higher priority has room, whether
+        a consumer of lower priority is there)."""
+        higher_has_room, lower = self._db.execute(SELECT_CONSUMER_RANKING, (queue, priority)).fetchone()
+        return bool(higher_has_room), bool(lower)
+
+    def set_consumer_room(self, connection_id: str, channel: int, consumer_tag: str, has_room: bool) -> None:
+        self._db.execute(SET_CONSUMER_ROOM, (has_room, connection_id, channel, consumer_tag))
 
     def remove_consumer(self, connection_id: str, channel: int, consumer_tag: str) -> bool:
         return self._db.execute(DELETE_CONSUMER, (connection_id, channel, consumer_tag)).rowcount > 0
