@@ -72,7 +72,7 @@ class BlockingChannel:
         self._confirming = False
         self._closed = False
         self._reply_queue: Optional[str] = None
-        self._last_server_named: Optional[str] = None
+        self._last_queue: Optional[str] = None
         self._generator: Optional[tuple[tuple[str, bool, bool], _ConsumerInfo]] = None
 
     # --- state
@@ -172,8 +172,7 @@ class BlockingChannel:
         info = self._call(lambda: self._native.declare_queue(queue, passive=passive, durable=durable,
                                                              exclusive=exclusive, auto_delete=auto_delete,
                                                              arguments=arguments))
-        if queue == "" and not passive:
-            self._last_server_named = info.queue
+        self._last_queue = info.queue
         return Method(self.channel_number, spec.Queue.DeclareOk(queue=info.queue, message_count=info.message_count,
                                                                 consumer_count=info.consumer_count))
 
@@ -190,22 +189,32 @@ class BlockingChannel:
     def queue_bind(self, queue: str, exchange: str, routing_key: Optional[str] = None,
                    arguments: Optional[dict[str, Any]] = None) -> Method:
         name = self._queue_name(queue)
-        key = name if routing_key is None else routing_key
+        key = self._binding_key(queue, name, routing_key)
         self._call(lambda: self._native.bind_queue(name, exchange, key, arguments))
         return Method(self.channel_number, spec.Queue.BindOk())
 
     def queue_unbind(self, queue: str, exchange: Optional[str] = None, routing_key: Optional[str] = None,
                      arguments: Optional[dict[str, Any]] = None) -> Method:
         name = self._queue_name(queue)
-        key = name if routing_key is None else routing_key
+        key = self._binding_key(queue, name, routing_key)
         self._call(lambda: self._native.unbind_queue(name, exchange or "", key, arguments))
         return Method(self.channel_number, spec.Queue.UnbindOk())
 
     def _queue_name(self, queue: str) -> str:
-        # RabbitMQ: an empty queue name means the last server-named queue this channel declared.
-        if queue == "" and self._last_server_named is not None:
-            return self._last_server_named
-        return queue
+        """RabbitMQ's shortcut: an empty queue name means the queue this channel declared last (passively too, and
+        even once it is deleted); 404 when it declared none."""
+        if queue != "":
+            return queue
+        if self._last_queue is None:
+            self._call(lambda: None)
+            raise self._closed_by_broker(404, "no previously declared queue")
+        return self._last_queue
+
+    @staticmethod
+    def _binding_key(queue: str, name: str, routing_key: Optional[str]) -> str:
+        # pika binds with the queue's name by default; RabbitMQ reads an empty key with the empty queue name as the
+        # last declared queue's name too.
+        return name if routing_key is None or (queue == "" and routing_key == "") else routing_key
 
     # --- publishing
     def basic_publish(self, exchange: str, routing_key: str, body: Union[bytes, str],
@@ -258,7 +267,8 @@ class BlockingChannel:
     def basic_get(self, queue: str, auto_ack: bool = False) -> tuple[Any, Any, Any]:
         if not isinstance(queue, str):
             raise TypeError("queue must be a str")
-        delivery = self._call(lambda: self._native.get(self._queue_name(queue), auto_ack=auto_ack))
+        name = self._queue_name(queue)
+        delivery = self._call(lambda: self._native.get(name, auto_ack=auto_ack))
         if delivery is None:
             return None, None, None
         method = spec.Basic.GetOk(delivery_tag=delivery.delivery_tag, redelivered=delivery.redelivered,

@@ -339,3 +339,31 @@ def test_an_exclusive_queue_is_never_durable_so_either_durable_flag_redeclares_i
             "durable_again": counts(channel.queue_declare(declared_durable, durable=True, exclusive=True)),
             "transient_as_durable": counts(channel.queue_declare(declared_transient, durable=True, exclusive=True)),
             "channel_open": channel.is_open}
+
+
+@conformance
+def test_the_empty_queue_name_is_the_channels_last_declared_queue_named_or_passive(pika, connect, names):
+    connection = connect()
+    first, second = names.q("first"), names.q("second")
+    observed = {f"before_any_{op}": _on_fresh_channel(connection, action) for op, action in {
+        "get": lambda ch: ch.basic_get(""), "purge": lambda ch: ch.queue_purge(""),
+        "delete": lambda ch: ch.queue_delete(""), "bind": lambda ch: ch.queue_bind("", "amq.direct"),
+        "unbind": lambda ch: ch.queue_unbind("", "amq.direct"), "passive": lambda ch: ch.queue_declare("", passive=True),
+    }.items()}
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(first)
+    channel.queue_bind("", "amq.direct", routing_key="")  # the empty key with the empty name: the queue's name
+    channel.basic_publish("amq.direct", first, b"by-name")
+    channel.basic_publish("amq.direct", "", b"by-empty-key")
+    channel.queue_declare(second)
+    channel.queue_declare(first, passive=True)  # a passive declare makes it the last one too
+    method, _, body = channel.basic_get("")
+    observed["got"] = [body, method.message_count]
+    observed["unbind"] = outcome(lambda: channel.queue_unbind("", "amq.direct", routing_key=""))
+    channel.basic_publish("amq.direct", first, b"unbound")
+    observed["after_unbind"] = queue_state(connection, first)
+    observed["delete"] = channel.queue_delete("").method.message_count
+    observed["get_after_delete"] = outcome(lambda: channel.basic_get(""))
+    observed["second"] = queue_state(connection, second)
+    return observed
