@@ -34,46 +34,57 @@ the next call reads a count (a queue's stat call jumps its mailbox)."""
 
 
 class Script:
-    """The operations of one seed, drawn once so both brokers run exactly the same ones."""
+    """The operations of one seed, drawn once so both brokers run exactly the same ones: a prelude that declares
+    and binds the usual names, then ``steps`` random operations, weighted towards ones that find something."""
+
+    PRELUDE = [("queue_declare", "q0", False, False, False, False, None),
+               ("queue_declare", "q1", False, True, False, False, None),
+               ("queue_declare", "q2", False, False, False, False, {"x-max-priority": 3}),
+               ("exchange_declare", "x0", "direct", False, False, False, False),
+               ("exchange_declare", "x1", "topic", False, False, False, False),
+               ("exchange_declare", "x2", "headers", False, False, True, False),
+               ("bind", "q0", "x0", "a", None), ("bind", "q1", "x1", "a.#", None),
+               ("bind", "q2", "x2", "", {"x-match": "any", "h": 1})]
 
     def __init__(self, seed: int, steps: int) -> None:
         rng = random.Random(seed)
-        self.operations = [self._draw(rng) for _ in range(steps)]
+        self.operations = self.PRELUDE + [self._draw(rng) for _ in range(steps)]
 
     def _draw(self, rng: random.Random) -> tuple[Any, ...]:
-        queue = rng.choice(("q0", "q1", "q2", "q0", "amq.q", "", "amq.gen-none"))
-        exchange = rng.choice(("x0", "x1", "x2", "x0", "", "amq.direct", "amq.topic", "amq.headers", "amq.fanout",
-                               "amq.x"))
-        flags = {name: rng.random() < 0.3 for name in ("passive", "durable", "auto_delete")}
-        kind = rng.choice(("queue_declare", "queue_declare", "exchange_declare", "exchange_declare", "bind",
-                           "bind", "unbind", "exchange_bind", "publish", "publish", "publish", "publish", "get",
-                           "get", "get", "settle", "settle", "settle", "purge", "queue_delete", "exchange_delete"))
+        queue = _pick(rng, {"q0": 30, "q1": 30, "q2": 30, "": 4, "amq.q": 3, "amq.gen-none": 3})
+        exchange = _pick(rng, {"x0": 20, "x1": 20, "x2": 20, "": 20, "amq.direct": 5, "amq.topic": 5,
+                               "amq.headers": 4, "amq.fanout": 4, "amq.x": 2})
+        passive, durable, auto_delete = (rng.random() < p for p in (0.15, 0.2, 0.15))
+        kind = _pick(rng, {"publish": 30, "get": 25, "settle": 12, "queue_declare": 10, "exchange_declare": 7,
+                           "bind": 8, "unbind": 4, "exchange_bind": 3, "purge": 3, "queue_delete": 3,
+                           "exchange_delete": 2})
         if kind == "queue_declare":
-            return (kind, queue, flags["passive"], flags["durable"], rng.random() < 0.3, flags["auto_delete"],
-                    rng.choice(QUEUE_ARGUMENTS))
+            return (kind, queue, passive, durable, rng.random() < 0.1, auto_delete, rng.choice(QUEUE_ARGUMENTS))
         if kind == "exchange_declare":
-            return (kind, exchange, rng.choice(EXCHANGE_TYPES), flags["passive"], flags["durable"],
-                    flags["auto_delete"], rng.random() < 0.15)
+            return (kind, exchange, rng.choice(EXCHANGE_TYPES), passive, durable, auto_delete, rng.random() < 0.1)
         if kind in ("bind", "unbind"):
             arguments = {"x-match": rng.choice(X_MATCH), "h": rng.choice((1, "v"))} if rng.random() < 0.4 else None
             return (kind, queue, exchange, rng.choice(KEYS), arguments)
         if kind == "exchange_bind":
             return (kind, rng.choice(("x0", "x1", "x2", "")), exchange, rng.choice(KEYS))
         if kind == "publish":
-            key = rng.choice(("@" + queue, "@" + queue, *KEYS))
+            key = rng.choice(("@" + queue,) * 8 + KEYS)
             return (kind, rng.choice((exchange, "", "")), key, f"body-{rng.randrange(1000)}", _properties(rng),
                     rng.random() < 0.2)
         if kind == "get":
             return (kind, queue, rng.random() < 0.2)
         if kind == "settle":
-            return (kind, rng.choice(("ack", "nack", "reject")), rng.choice(("oldest", "newest", "settled", "unknown",
-                                                                            "zero")),
-                    rng.random() < 0.4, rng.random() < 0.6)
+            which = _pick(rng, {"oldest": 35, "newest": 35, "settled": 10, "unknown": 10, "zero": 10})
+            return (kind, rng.choice(("ack", "nack", "reject")), which, rng.random() < 0.4, rng.random() < 0.6)
         if kind == "purge":
             return (kind, queue)
         if kind == "queue_delete":
             return (kind, queue, rng.random() < 0.2, rng.random() < 0.2)
         return (kind, exchange, rng.random() < 0.3)
+
+
+def _pick(rng: random.Random, weights: dict[str, int]) -> str:
+    return rng.choices(list(weights), list(weights.values()))[0]
 
 
 def _properties(rng: random.Random) -> Optional[dict[str, Any]]:

@@ -254,17 +254,23 @@ class Channel(Topology):
         queue_rules.settle_due(self._session, store, now)
         if consumer.policy.single_active_consumer and not self._is_active(store, consumer):
             return []
-        outranked, lower = store.consumer_ranking(consumer.queue, consumer.priority)
+        # A queue delivers to its highest-priority consumers with room. A priority-0 consumer's claim ranks itself;
+        # one of another priority asks first.
+        default = not consumer.priority
+        outranked, lower = (False, False) if default else store.consumer_ranking(consumer.queue, consumer.priority)
         if outranked:
-            return []  # a consumer of higher priority has room: the queue's messages are its
+            return []
         if consumer.auto_ack:
-            claimed = [(row, None) for row in store.claim_and_delete(consumer.queue, limit)]
+            rows = store.claim_and_delete(consumer.queue, limit, default_consumer=default)
+            claimed = [(row, None) for row in rows]
         else:
             token = next(self._session.lease_tokens)
-            rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds)
+            rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds,
+                               default_consumer=default)
             claimed = [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now))
                        for row in rows]
-        if lower or consumer.reported_full:  # consumers of lower priority claim while this one is full
+        if lower or (rows and rows[0].consumers_below) or consumer.reported_full:
+            # Consumers of lower priority claim while this one is full: tell them when it is, and when it is not.
             consumer.report_room(store, full=consumer.full_after(len(claimed), limit))
         return claimed
 

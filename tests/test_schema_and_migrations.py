@@ -724,3 +724,15 @@ def test_migration_0008_gives_existing_consumers_priority_0_and_room_and_its_dow
         assert "priority" not in columns and "has_room" not in columns
         assert db.execute("SELECT * FROM litemq_consumers").fetchall() == [consumer]
     _assert_seeded_data_reads_through_litemq(path)  # upgraded again on open
+
+
+@pytest.mark.parametrize("name", ["CLAIM_AS_DEFAULT_CONSUMER", "CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER"])
+def test_a_default_consumers_claim_ranks_itself_by_the_small_index_of_other_priorities(migrated_path: str,
+                                                                                      name: str) -> None:
+    sql = sqlite_store.STATEMENTS[name]
+    with _db(migrated_path) as db:
+        parameters = max(int(n) for n in re.findall(r"\?(\d+)", sql))
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [None] * parameters)]
+    assert any("USING INDEX ix_litemq_messages_ready" in step for step in plan), plan
+    assert sum("USING COVERING INDEX ix_litemq_consumers_ranked" in step for step in plan) == 2, plan
+    assert not any(step.startswith("SCAN") for step in plan), plan

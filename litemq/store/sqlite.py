@@ -49,6 +49,8 @@ class MessageRow(NamedTuple):
     properties: Optional[str]
     delivery_count: int
     priority: int = 0
+    consumers_below: int = 0
+    """In a priority-0 consumer's claim: 1 when the queue has consumers of negative priority."""
 
 
 class StoredMessage(NamedTuple):
@@ -158,6 +160,25 @@ CLAIM = ("UPDATE litemq_messages SET lease_owner = ?, lease_token = ?, lease_exp
          f"RETURNING id, exchange, routing_key, {BODY}, properties, delivery_count, priority")
 CLAIM_AND_DELETE = (f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) "
                     f"RETURNING id, exchange, routing_key, {BODY}, properties, delivery_count + 1, priority")
+
+
+def _as_default_consumer(claim: str, queue: int, limit: int, count: str) -> str:
+    """A claim statement as a priority-0 consumer's, the common case: nothing while a consumer of higher priority
+    has room, and each row says whether consumers of lower priority are there (then the claimer tells them when it is
+    full). Both look only at the index of consumers of other than the default priority, usually empty: a consumer
+    pays for priorities with no statement of its own."""
+    ready = _READY_IN_ORDER.replace("queue = ?", f"queue = ?{queue}").replace("LIMIT ?", f"LIMIT ?{limit}")
+    others = f"SELECT 1 FROM litemq_consumers WHERE queue = ?{queue} AND priority != 0 AND priority"
+    ranking = (f"AND NOT EXISTS ({others} > 0 AND has_room) RETURNING id, exchange, routing_key, {BODY}, properties, "
+               f"{count}, priority, EXISTS ({others} < 0)")
+    return claim.format(ready=ready, ranking=ranking)
+
+
+CLAIM_AS_DEFAULT_CONSUMER = _as_default_consumer(
+    "UPDATE litemq_messages SET lease_owner = ?1, lease_token = ?2, lease_expires_at = ?3, "
+    "delivery_count = delivery_count + 1 WHERE id IN ({ready}) {ranking}", 4, 5, "delivery_count")
+CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER = _as_default_consumer(
+    "DELETE FROM litemq_messages WHERE id IN ({ready}) {ranking}", 1, 2, "delivery_count + 1")
 TAKE_HEAD = f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) {_TAKEN}"
 TAKE_EXPIRED = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages "
                 f"WHERE expires_at <= ? AND lease_token IS NULL ORDER BY expires_at LIMIT ?) {_TAKEN}")
@@ -194,6 +215,9 @@ INSERT_CONSUMER = ("INSERT INTO litemq_consumers (connection_id, channel, consum
 # is there (then this one tells it when it is full).
 SELECT_CONSUMER_RANKING = ("SELECT max(priority > ?2 AND has_room), min(priority) < ?2 FROM litemq_consumers "
                            "WHERE queue = ?1")
+# The same for a priority-0 consumer: only consumers of other priorities matter, and their index is small.
+SELECT_DEFAULT_CONSUMER_RANKING = ("SELECT max(priority > 0 AND has_room), min(priority) < 0 FROM litemq_consumers "
+                                   "WHERE queue = ? AND priority != 0")
 SET_CONSUMER_ROOM = ("UPDATE litemq_consumers SET has_room = ? WHERE connection_id = ? AND channel = ? "
                      "AND consumer_tag = ?")
 DELETE_CONSUMER = "DELETE FROM litemq_consumers WHERE connection_id = ? AND channel = ? AND consumer_tag = ?"
@@ -581,14 +605,19 @@ class SQLiteStore:
         """Make messages whose lease expired by ``now`` ready again, in their original place."""
         return self._returned(self._db.execute(RETURN_EXPIRED, (queue, now)).fetchall())
 
-    def claim(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float) -> list[MessageRow]:
-        """Lease up to ``limit`` ready messages, in delivery order, to ``owner`` with ``token``."""
-        rows = self._db.execute(CLAIM, (owner, token, lease_expires_at, queue, limit)).fetchall()
+    def claim(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float, *,
+              default_consumer: bool = False) -> list[MessageRow]:
+        """Lease up to ``limit`` ready messages, in delivery order, to ``owner`` with ``token``. For a
+        ``default_consumer`` (priority 0): none while a consumer of higher priority has room."""
+        statement = CLAIM_AS_DEFAULT_CONSUMER if default_consumer else CLAIM
+        rows = self._db.execute(statement, (owner, token, lease_expires_at, queue, limit)).fetchall()
         return self._taken(queue, rows)
 
-    def claim_and_delete(self, queue: str, limit: int) -> list[MessageRow]:
-        """Take up to ``limit`` ready messages for good (auto-ack), in delivery order."""
-        rows = self._db.execute(CLAIM_AND_DELETE, (queue, limit)).fetchall()
+    def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
+        """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (``default_consumer``: as
+        ``claim``)."""
+        statement = CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else CLAIM_AND_DELETE
+        rows = self._db.execute(statement, (queue, limit)).fetchall()
         return self._taken(queue, rows)
 
     def _taken(self, queue: str, rows: list[Any]) -> list[MessageRow]:
@@ -687,7 +716,10 @@ class SQLiteStore:
     def consumer_ranking(self, queue: str, priority: int) -> tuple[bool, bool]:
         """For a consumer of the queue with this priority: (whether a consumer of higher priority has room, whether
         a consumer of lower priority is there)."""
-        higher_has_room, lower = self._db.execute(SELECT_CONSUMER_RANKING, (queue, priority)).fetchone()
+        if priority:
+            higher_has_room, lower = self._db.execute(SELECT_CONSUMER_RANKING, (queue, priority)).fetchone()
+        else:
+            higher_has_room, lower = self._db.execute(SELECT_DEFAULT_CONSUMER_RANKING, (queue,)).fetchone()
         return bool(higher_has_room), bool(lower)
 
     def set_consumer_room(self, connection_id: str, channel: int, consumer_tag: str, has_room: bool) -> None:
