@@ -23,9 +23,10 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 PROPERTY_NAMES = ("content_type", "content_encoding", "headers", "delivery_mode", "priority", "correlation_id",
-                  "reply_to", "expiration", "message_id", "timestamp", "type", "app_id")
+                  "reply_to", "expiration", "message_id", "timestamp", "type", "user_id", "app_id")
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
-QUEUE_ARGUMENTS = (None, None, {"x-max-length": 2}, {"x-max-priority": 3}, {"x-message-ttl": 600000})
+QUEUE_ARGUMENTS = (None, None, {"x-max-length": 2}, {"x-max-priority": 3}, {"x-message-ttl": 600000},
+                   {"x-max-length": 1, "x-overflow": "reject-publish"})
 KEYS = ("", "a", "a.b", "b.#", "*.b", "#")
 X_MATCH = ("all", "any", "all-with-x", "any-with-x")
 SETTLE_PAUSE = 0.01
@@ -57,7 +58,7 @@ class Script:
         passive, durable, auto_delete = (rng.random() < p for p in (0.15, 0.2, 0.15))
         kind = _pick(rng, {"publish": 30, "get": 25, "settle": 12, "queue_declare": 10, "exchange_declare": 7,
                            "bind": 8, "unbind": 4, "exchange_bind": 3, "purge": 3, "queue_delete": 3,
-                           "exchange_delete": 2})
+                           "exchange_delete": 2, "recover": 2})
         if kind == "queue_declare":
             return (kind, queue, passive, durable, rng.random() < 0.1, auto_delete, rng.choice(QUEUE_ARGUMENTS))
         if kind == "exchange_declare":
@@ -78,6 +79,8 @@ class Script:
             return (kind, rng.choice(("ack", "nack", "reject")), which, rng.random() < 0.4, rng.random() < 0.6)
         if kind == "purge":
             return (kind, queue)
+        if kind == "recover":
+            return (kind,)
         if kind == "queue_delete":
             return (kind, queue, rng.random() < 0.2, rng.random() < 0.2)
         return (kind, exchange, rng.random() < 0.3)
@@ -91,9 +94,9 @@ def _properties(rng: random.Random) -> Optional[dict[str, Any]]:
     if rng.random() < 0.4:
         return None
     choices = {"content_type": "text/plain", "content_encoding": "utf-8", "headers": {"h": rng.choice((1, "v"))},
-               "delivery_mode": rng.choice((1, 2)), "priority": rng.randrange(6), "correlation_id": "c-1",
+               "delivery_mode": rng.choice((1, 2, 2, 3)), "priority": rng.randrange(6), "correlation_id": "c-1",
                "reply_to": "r", "expiration": "600000", "message_id": "m-1", "timestamp": 1700000000, "type": "t",
-               "app_id": "app"}
+               "user_id": rng.choice(("guest", "guest", "other")), "app_id": "app"}
     return {name: value for name, value in choices.items() if rng.random() < 0.35}
 
 
@@ -210,6 +213,13 @@ class Driver:
         self.outstanding = [t for t in self.outstanding if t not in done]
         self.settled.extend(done)
         return [which, len(done)]
+
+    def _recover(self) -> int:
+        self.channel.basic_recover(requeue=True)  # every unacked delivery back, redelivered; their tags unknown
+        if self.rabbitmq:
+            time.sleep(SETTLE_PAUSE)
+        recovered, self.outstanding = len(self.outstanding), []
+        return recovered
 
     def _purge(self, queue: str) -> int:
         return self.channel.queue_purge(self.name(queue)).method.message_count

@@ -221,12 +221,8 @@ class BlockingChannel:
                       properties: Optional[spec.BasicProperties] = None, mandatory: bool = False) -> None:
         _short("exchange", exchange)
         _short("routing_key", routing_key)
-        expiration = None if properties is None else properties.expiration
-        if expiration is not None and not (isinstance(expiration, str) and expiration.isascii()
-                                           and expiration.isdigit()):
-            # RabbitMQ refuses the publish and closes the channel (pika itself sends any string).
-            raise self._closed_by_broker(406, f"invalid expiration {expiration!r}: not a whole number of "
-                                              f"milliseconds (exchange {exchange!r}, routing key {routing_key!r})")
+        if properties is not None:
+            self._check_sendable(exchange, routing_key, properties)
         native_properties = None if properties is None else properties.to_native()
         if properties is not None and properties.reply_to == DIRECT_REPLY_TO:
             if self._reply_queue is None:
@@ -248,6 +244,26 @@ class BlockingChannel:
             self._returned.append(returned)  # the return callbacks hear of it, with confirms too
             if self._confirming:
                 raise exceptions.UnroutableError([returned])
+
+    def _check_sendable(self, exchange: str, routing_key: str, properties: spec.BasicProperties) -> None:
+        """What RabbitMQ refuses in a message's properties, closing the channel (pika itself sends any of it), in
+        its order: a missing (404) or internal (403) exchange first, then the user id, the expiration, the
+        delivery mode."""
+        where = f"(exchange {exchange!r}, routing key {routing_key!r})"
+        user = getattr(self._connection.params.credentials, "username", None)
+        expiration = properties.expiration
+        mode = getattr(properties.delivery_mode, "value", properties.delivery_mode)
+        if properties.user_id is not None and user is not None and properties.user_id != user:
+            problem = f"user_id property set to {properties.user_id!r} but the connection's user is {user!r} {where}"
+        elif expiration is not None and not (isinstance(expiration, str) and expiration.isascii()
+                                             and expiration.isdigit()):
+            problem = f"invalid expiration {expiration!r}: not a whole number of milliseconds {where}"
+        elif isinstance(mode, int) and not isinstance(mode, bool) and mode not in (1, 2):  # a wrong type: TypeError
+            problem = f"invalid message: delivery_mode {mode!r} is neither 1 (transient) nor 2 (persistent) {where}"
+        else:
+            return
+        self._call(lambda: self._native.route(exchange, routing_key))
+        raise self._closed_by_broker(406, problem)
 
     def confirm_delivery(self) -> None:
         """Publisher confirms: a publish returns once committed (always so in litemq); an unroutable mandatory
