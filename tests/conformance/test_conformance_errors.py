@@ -273,25 +273,29 @@ def test_the_default_exchange_cannot_be_declared_even_passively_403(pika, connec
     return observed
 
 
+def _publish_reply(pika, connection, exchange, queue, properties, *mentions):
+    """Publish with confirms on a fresh channel: "ok", or the close's code and the gist of its text."""
+    channel = connection.channel()
+    channel.confirm_delivery()
+    try:
+        channel.basic_publish(exchange, queue, b"x", pika.BasicProperties(**properties))
+    except pika.exceptions.ChannelClosedByBroker as closed:
+        return [closed.reply_code, reply_gist(closed.reply_text, *mentions)]
+    return "ok"
+
+
 @conformance
 def test_a_message_with_a_foreign_user_id_or_an_unknown_delivery_mode_is_refused_406(pika, connect, names):
     connection = connect()
     queue = names.q("q")
     connection.channel().queue_declare(queue)
-    observed = {}
-    for label, properties in [("user_id_guest", pika.BasicProperties(user_id="guest")),
-                              ("user_id_other", pika.BasicProperties(user_id="other")),
-                              ("user_id_empty", pika.BasicProperties(user_id="")),
-                              ("delivery_mode_0", pika.BasicProperties(delivery_mode=0)),
-                              ("delivery_mode_3", pika.BasicProperties(delivery_mode=3)),
-                              ("delivery_mode_persistent", pika.BasicProperties(delivery_mode=2))]:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        try:
-            channel.basic_publish("", queue, label.encode(), properties)
-            observed[label] = "ok"
-        except pika.exceptions.ChannelClosedByBroker as closed:
-            observed[label] = [closed.reply_code, reply_gist(closed.reply_text, "user_id", "delivery_mode")]
+    observed = {label: _publish_reply(pika, connection, "", queue, properties, "user_id", "delivery_mode")
+                for label, properties in [("user_id_guest", dict(user_id="guest")),
+                                          ("user_id_other", dict(user_id="other")),
+                                          ("user_id_empty", dict(user_id="")),
+                                          ("delivery_mode_0", dict(delivery_mode=0)),
+                                          ("delivery_mode_3", dict(delivery_mode=3)),
+                                          ("delivery_mode_persistent", dict(delivery_mode=2))]}
     observed["stored"] = queue_state(connection, queue)
     observed["connection_open"] = connection.is_open
     return observed
@@ -304,18 +308,11 @@ def test_a_publish_is_checked_exchange_first_then_user_id_expiration_and_deliver
     setup = connection.channel()
     setup.queue_declare(queue)
     setup.exchange_declare(internal, "direct", internal=True)
-    observed = {}
-    for label, exchange, properties in [
-            ("missing_exchange_and_user_id", names.x("missing"), dict(user_id="other", expiration="soon")),
-            ("internal_exchange_and_user_id", internal, dict(user_id="other")),
-            ("user_id_and_expiration", "", dict(user_id="other", expiration="soon", delivery_mode=3)),
-            ("expiration_and_delivery_mode", "", dict(expiration="soon", delivery_mode=3))]:
-        channel = connection.channel()
-        channel.confirm_delivery()
-        try:
-            channel.basic_publish(exchange, queue, b"x", pika.BasicProperties(**properties))
-            observed[label] = "ok"
-        except pika.exceptions.ChannelClosedByBroker as closed:
-            observed[label] = [closed.reply_code, reply_gist(closed.reply_text, "user_id", "expiration")]
+    observed = {label: _publish_reply(pika, connection, exchange, queue, properties, "user_id", "expiration")
+                for label, exchange, properties in [
+                    ("missing_exchange_and_user_id", names.x("missing"), dict(user_id="other", expiration="soon")),
+                    ("internal_exchange_and_user_id", internal, dict(user_id="other")),
+                    ("user_id_and_expiration", "", dict(user_id="other", expiration="soon", delivery_mode=3)),
+                    ("expiration_and_delivery_mode", "", dict(expiration="soon", delivery_mode=3))]}
     observed["stored"] = queue_state(connection, queue)
     return observed
