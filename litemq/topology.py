@@ -123,8 +123,8 @@ class Topology:
         """Create the queue (a server-named one for ``""``), or check it; returns its name and counts."""
         self._check_open()
         routing.check_name("queue name", queue)
-        self._session.sweep()  # so the counts leave out consumers of connections that died
         if passive:
+            self._session.sweep()  # so the counts leave out consumers of connections that died
             self._session.settle_due()
             with self._store.write() as store:
                 # A responder may check that a direct reply-to requester is still there (RabbitMQ allows it).
@@ -145,6 +145,7 @@ class Topology:
                                        server_named=server_named)
         encoded = encode_table(args)
         durable = bool(durable) and not exclusive  # as RabbitMQ stores it: an exclusive queue is never durable
+        self._session.sweep()  # after the arguments are checked: bad input is refused before any SQL
         self._session.settle_due()
         with self._store.write() as store:
             now = clock()
