@@ -203,12 +203,14 @@ class Channel(Topology):
     def consume(self, queue: str, *, prefetch: Optional[int] = None, auto_ack: bool = False,
                 exclusive: bool = False,
                 consumer_tag: Optional[str] = None, lease_seconds: Optional[float] = None,
-                inactivity_timeout: Optional[float] = None) -> "Consumer":
+                inactivity_timeout: Optional[float] = None, priority: int = 0) -> "Consumer":
         """Start a consumer: iterate it for deliveries, or give it a callback with ``run``.
 
         ``prefetch`` bounds this consumer's unacked deliveries (0 = unlimited; by default the channel's ``qos``
         setting, itself 0 unless set); iteration ends after
-        ``inactivity_timeout`` seconds without a message, or never when it is None."""
+        ``inactivity_timeout`` seconds without a message, or never when it is None. ``priority`` (RabbitMQ's
+        ``x-priority``): the queue delivers to its highest-priority consumers that have room, in turn, and to
+        lower ones only while every higher one holds its prefetch."""
         from .consumer import Consumer
 
         self._check_open()
@@ -218,6 +220,7 @@ class Channel(Topology):
         _check_prefetch(prefetch)
         check_seconds("lease_seconds", lease_seconds, positive=True)
         check_seconds("inactivity_timeout", inactivity_timeout, forever=True)
+        check_priority(priority)
         tag = consumer_tag or f"ctag-{os.urandom(16).hex()}"
         routing.check_name("consumer tag", tag)
         if tag in self._consumers:
@@ -231,10 +234,11 @@ class Channel(Topology):
             lease = self._lease_seconds(row, queue, lease_seconds)
             policy = queue_policy(row.arguments)
             store.add_consumer(self._session.connection_id, self.number, tag, queue, prefetch, bool(auto_ack),
-                               bool(exclusive), clock())
+                               bool(exclusive), clock(), priority)
             if policy.expires is not None:
                 store.set_queue_expiry(queue, None)  # in use: it cannot expire while it has a consumer
             consumer = Consumer(self, queue, tag, prefetch, bool(auto_ack), lease, inactivity_timeout, policy)
+            consumer.priority = priority
             self._consumers[tag] = consumer
             return consumer
 
@@ -282,11 +286,25 @@ class Channel(Topology):
         queue_rules.settle_due(self._session, store, now)
         if consumer.policy.single_active_consumer and not self._is_active(store, consumer):
             return []
+        # A queue delivers to its highest-priority consumers with room. A priority-0 consumer's claim ranks itself;
+        # one of another priority asks first.
+        default = not consumer.priority
+        outranked, lower = (False, False) if default else store.consumer_ranking(consumer.queue, consumer.priority)
+        if outranked:
+            return []
         if consumer.auto_ack:
-            return [(row, None) for row in store.claim_and_delete(consumer.queue, limit)]
-        token = next(self._session.lease_tokens)
-        rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds)
-        return [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now)) for row in rows]
+            rows = store.claim_and_delete(consumer.queue, limit, default_consumer=default)
+            claimed = [(row, None) for row in rows]
+        else:
+            token = next(self._session.lease_tokens)
+            rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds,
+                               default_consumer=default)
+            claimed = [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now))
+                       for row in rows]
+        if lower or (rows and rows[0].consumers_below) or consumer.reported_full:
+            # Consumers of lower priority claim while this one is full: tell them when it is, and when it is not.
+            consumer.report_room(store, full=consumer.full_after(len(claimed), limit))
+        return claimed
 
     def _hold(self, row: MessageRow, queue: str, token: int, consumer: Optional["Consumer"],
               lease_seconds: float, now: float, queue_row: Optional[QueueRow] = None) -> Held:
@@ -365,8 +383,7 @@ class Channel(Topology):
         _check_tag(delivery_tag)
         with self._store.write() as store:
             leases = self._settle_in(store, delivery_tag, multiple, how)
-            if how == "ack":
-                self._refill(store, leases)
+            self._refill(store, leases, claim=how == "ack")
 
     def _settle_in(self, store: SQLiteStore, delivery_tag: int, multiple: bool, how: str, *,
                    all_or_nothing: bool = False) -> list[Held]:
@@ -398,8 +415,9 @@ class Channel(Topology):
         else:
             done = store.ack(pairs)
         if done < len(pairs):
-            # A message that went with its deleted queue is settled as RabbitMQ settles it: quietly.
-            gone = sum(1 for lease in leases if store.queue(lease.queue) is None)
+            # A message that went with its deleted queue is settled as RabbitMQ settles it: quietly, even when a
+            # queue of the same name was declared since (this connection marks its leases when it deletes a queue).
+            gone = sum(1 for lease in leases if lease.queue_deleted or store.queue(lease.queue) is None)
             done += gone
         if done < len(pairs):
             queues = sorted({lease.queue for lease in leases})
@@ -412,12 +430,15 @@ class Channel(Topology):
             store.after_commit(lambda: _raise(error))
         return leases
 
-    def _refill(self, store: SQLiteStore, acked: list[Held]) -> None:
+    def _refill(self, store: SQLiteStore, settled: list[Held], claim: bool = True) -> None:
         # The room an ack frees is filled in the same transaction, as RabbitMQ sends a consumer its next message on
         # the ack: a consumer with prefetch 1 (an RPC server too) then writes once per message, not twice.
-        held = [lease.consumer for lease in acked if lease.consumer is not None]
+        held = [lease.consumer for lease in settled if lease.consumer is not None]
         for consumer in set(held):
-            consumer.refill(store, held.count(consumer), len(held))
+            if consumer.reported_full:
+                consumer.report_room(store, full=False)
+            if claim:
+                consumer.refill(store, held.count(consumer), len(held))
 
     def _forget(self, tags: list[int]) -> None:
         for tag in tags:
@@ -459,6 +480,14 @@ class Channel(Topology):
 def _check_prefetch(prefetch: object) -> None:
     if isinstance(prefetch, bool) or not isinstance(prefetch, int) or not 0 <= prefetch <= 65535:
         raise ValueError(f"prefetch must be an int from 0 (unlimited) to 65535, got {prefetch!r}")
+
+
+def check_priority(priority: object) -> None:
+    """A consumer priority: an int (negative allowed) that fits SQLite's 64-bit integers."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise TypeError(f"consumer priority must be an int, not {type(priority).__name__}")
+    if not -(1 << 63) <= priority < (1 << 63):
+        raise ValueError(f"consumer priority must fit in 64 bits (signed), got {priority!r}")
 
 
 def _check_tag(delivery_tag: object) -> None:

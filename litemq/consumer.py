@@ -108,6 +108,10 @@ class Consumer(Consuming):
         self.waiting = False
         """A thread is in ``get``, waiting: an ack made in another thread that claims for it rings it awake."""
         self.unacked = 0
+        self.priority = 0
+        """Its ``x-priority``: the queue delivers to its highest-priority consumers that have room."""
+        self.reported_full = False
+        """What its row last told consumers of lower priority: that it holds its prefetch, so they may claim."""
         self._store = channel._store
         self._session = channel._session
         # Claimed but not yet handed out.
@@ -171,8 +175,31 @@ class Consumer(Consuming):
         self.doorbell.close()
 
     def may_claim(self) -> bool:
-        """False while another consumer of a single-active-consumer queue is the active one."""
-        return not self.policy.single_active_consumer or self.channel._is_active(self._store, self)
+        """False while another consumer of a single-active-consumer queue is the active one, or while a consumer of
+        higher priority has room."""
+        if self.policy.single_active_consumer and not self.channel._is_active(self._store, self):
+            return False
+        return not self._store.consumer_ranking(self.queue, self.priority)[0]
+
+    def full_after(self, claimed: int, limit: int) -> bool:
+        """Whether claiming ``claimed`` of the ``limit`` it asked for leaves it no room (its prefetch, or its
+        channel's, is reached); an auto-ack or unlimited consumer always has room."""
+        if self.auto_ack or claimed < limit:
+            return False
+        # The limit was all the room it had unless a cap set it (CLAIM_BATCH, or one at a time without a prefetch).
+        own = self.prefetch > 0 and self.prefetch - self.unacked - len(self._buffer) <= limit
+        cap = self.channel.channel_prefetch_count
+        return own or (cap > 0 and cap - self.channel._holding() <= limit)
+
+    def report_room(self, store: SQLiteStore, full: bool) -> None:
+        """Tell the queue's other consumers (in any process) whether this one has room; when it is full, those of
+        lower priority may claim, so wake them."""
+        if full == self.reported_full:
+            return
+        self.reported_full = full
+        store.set_consumer_room(self._session.connection_id, self.channel.number, self.consumer_tag, not full)
+        if full:
+            self._session.wake_consumers(store, [self.queue])
 
     def unseen(self) -> list[Held]:
         return [held for _, held in self._buffer if held is not None]

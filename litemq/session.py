@@ -53,7 +53,8 @@ class OwnerDied(Exception):
 class Held:
     """A message leased to a channel: claimed for a consumer and not yet handed out, or delivered and unacked."""
 
-    __slots__ = ("message_id", "token", "queue", "consumer", "lease_seconds", "claimed_at", "expires_at")
+    __slots__ = ("message_id", "token", "queue", "consumer", "lease_seconds", "claimed_at", "expires_at",
+                 "queue_deleted")
 
     def __init__(self, message_id: int, token: int, queue: str, consumer: object, lease_seconds: float,
                  claimed_at: float) -> None:
@@ -64,6 +65,8 @@ class Held:
         self.lease_seconds = lease_seconds
         self.claimed_at = claimed_at
         self.expires_at = claimed_at + lease_seconds
+        self.queue_deleted = False
+        """Its queue was deleted (by this connection), so settling it settles nothing, quietly."""
 
 
 class Session:
@@ -110,6 +113,13 @@ class Session:
     def delete_queue(self, store: SQLiteStore, queue: str) -> None:
         self.wake_consumers(store, [queue])  # so its consumers learn at once that they are cancelled
         self.auto_delete_exchanges(store, store.delete_queue(queue))
+        # Its deliveries stay the channels' until settled, even once a queue of that name is declared again.
+        store.after_commit(lambda: self._queue_deleted(queue))
+
+    def _queue_deleted(self, queue: str) -> None:
+        for held in self.held():
+            if held.queue == queue:
+                held.queue_deleted = True
 
     def consumer_removed(self, store: SQLiteStore, queue: str) -> None:
         """A consumer of the queue went: an auto-delete queue goes with its last consumer (RabbitMQ's rule), an
@@ -124,7 +134,7 @@ class Session:
                 return
             if policy.expires is not None:
                 store.set_queue_expiry(queue, clock() + policy.expires)
-        elif policy.single_active_consumer:
+        else:  # the next single active consumer takes over; consumers it outranked may claim now
             self.wake_consumers(store, [queue])
 
     def auto_delete_exchanges(self, store: SQLiteStore, exchanges: Iterable[str]) -> None:

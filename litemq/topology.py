@@ -76,13 +76,13 @@ class Topology:
         """Create the exchange, or check that it exists with these properties (``passive`` only checks)."""
         self._check_open()
         routing.check_name("exchange name", exchange)
+        if exchange == "":  # RabbitMQ refuses even a passive declare of it, whatever the type
+            raise AccessRefused(f"the default exchange cannot be declared, not even passively (in {self.path})")
         if passive:
             with self._store.read() as store:
-                if store.exchange(exchange) is None and exchange != "":
+                if store.exchange(exchange) is None:
                     raise self._exchange_not_found(exchange)
             return
-        if exchange == "":
-            raise AccessRefused(f"the default exchange cannot be declared (in {self.path})")
         routing.check_exchange_type(exchange_type)
         checked = _check_arguments(arguments)
         parse_exchange_arguments(checked, exchange, exchange_type, f" in {self.path}")
@@ -123,8 +123,8 @@ class Topology:
         """Create the queue (a server-named one for ``""``), or check it; returns its name and counts."""
         self._check_open()
         routing.check_name("queue name", queue)
-        self._session.sweep()  # so the counts leave out consumers of connections that died
         if passive:
+            self._session.sweep()  # so the counts leave out consumers of connections that died
             self._session.settle_due()
             with self._store.write() as store:
                 # A responder may check that a direct reply-to requester is still there (RabbitMQ allows it).
@@ -144,13 +144,15 @@ class Topology:
                                        exclusive=bool(exclusive), auto_delete=bool(auto_delete),
                                        server_named=server_named)
         encoded = encode_table(args)
+        durable = bool(durable) and not exclusive  # as RabbitMQ stores it: an exclusive queue is never durable
+        self._session.sweep()  # after the arguments are checked: bad input is refused before any SQL
         self._session.settle_due()
         with self._store.write() as store:
             now = clock()
             row = self._session.live_queue(store, queue)
             if row is None:
                 owner = self._session.connection_id if exclusive else None
-                store.insert_queue(queue, bool(durable), bool(exclusive), bool(auto_delete), encoded, owner, now)
+                store.insert_queue(queue, durable, bool(exclusive), bool(auto_delete), encoded, owner, now)
                 queue_rules.queue_used(store, queue, policy, now)
                 return QueueInfo(queue, 0, 0)
             self._check_exclusive(row, queue)
@@ -162,7 +164,7 @@ class Topology:
             if bool(exclusive) != row.exclusive:
                 raise ResourceLocked(f"cannot obtain exclusive access to locked queue {queue!r} in {self.path}: "
                                      f"the exclusive property does not match the original declaration")
-            difference = _inequivalent((("durable", bool(durable), row.durable),
+            difference = _inequivalent((("durable", durable, row.durable and not row.exclusive),
                                         ("auto_delete", bool(auto_delete), row.auto_delete)),
                                        args, row.arguments, QUEUE_EQUIVALENCE)
             if difference is not None:

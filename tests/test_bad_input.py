@@ -260,9 +260,11 @@ def test_declaring_the_default_exchange_is_access_refused(world: litemq.Connecti
         assert raised.value.reply_code == 403
 
 
-def test_passively_declaring_the_default_exchange_finds_it(world: litemq.Connection) -> None:
-    with nothing_written(world):
-        world.declare_exchange("", passive=True)
+def test_passively_declaring_the_default_exchange_is_access_refused_as_in_rabbitmq(world: litemq.Connection) -> None:
+    for exchange_type in ("direct", "topic"):
+        with nothing_written(world), pytest.raises(litemq.AccessRefused, match="default exchange") as raised:
+            world.declare_exchange("", exchange_type, passive=True)
+        assert raised.value.reply_code == 403 and world.path in str(raised.value)
 
 
 def test_deleting_the_default_exchange_is_access_refused(world: litemq.Connection) -> None:

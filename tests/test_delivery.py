@@ -318,3 +318,29 @@ def test_an_ack_claims_no_more_than_the_channels_prefetch_allows(conn, jobs):
     delivery.ack()  # frees the channel's one place: the next message goes to one consumer, not both
     assert [c.get(0) is None for c in (first, second)].count(True) == 1
     assert conn.declare_queue(jobs).message_count == 1
+
+
+@pytest.mark.parametrize("settle", ["ack", "ack_multiple", "nack_requeue", "nack_drop", "reject_requeue", "ack_all"])
+@pytest.mark.parametrize("deletion", ["by_another_connection", "by_this_connection_and_declared_again"])
+def test_a_delivery_whose_queue_was_deleted_is_settled_quietly_once(conn, other, jobs, settle, deletion):
+    publish(conn, jobs, b"old-1", b"old-2")
+    conn.get(jobs)
+    delivery = conn.get(jobs)
+    redeclared = deletion != "by_another_connection"
+    if redeclared:
+        conn.delete_queue(jobs)
+        other.declare_queue(jobs)
+        publish(other, jobs, b"new")
+    else:
+        other.delete_queue(jobs)
+    tag = delivery.delivery_tag
+    {"ack": lambda: conn.ack(tag), "ack_multiple": lambda: conn.ack(tag, multiple=True),
+     "nack_requeue": lambda: conn.nack(tag), "nack_drop": lambda: conn.nack(tag, requeue=False),
+     "reject_requeue": lambda: conn.reject(tag), "ack_all": lambda: conn.ack(0, multiple=True)}[settle]()
+    with pytest.raises(DeliveryError, match="unknown delivery tag"):
+        conn.ack(tag)  # settled now: the tag is no longer the channel's
+    if redeclared:  # the new queue of that name kept its own message and got none of the old ones
+        assert [d.body for d in iter(lambda: other.get(jobs, auto_ack=True), None)] == [b"new"]
+    else:
+        with pytest.raises(QueueNotFound):
+            other.get(jobs)

@@ -1162,3 +1162,17 @@ def test_direct_reply_to_must_be_consumed_with_auto_ack(
         channel.basic_consume("amq.rabbitmq.reply-to", Recorder())
     assert closed.value.reply_code == 406
     assert connection.is_open
+
+
+def test_a_message_may_carry_only_the_connections_own_user_id(db_path: str) -> None:
+    parameters = pika.ConnectionParameters(credentials=pika.PlainCredentials("alice", "secret"))
+    parameters.path = db_path
+    with pika.BlockingConnection(parameters) as connection:
+        channel = connection.channel()
+        channel.queue_declare("jobs")
+        channel.basic_publish("", "jobs", b"mine", pika.BasicProperties(user_id="alice"))
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="user_id") as refused:
+            channel.basic_publish("", "jobs", b"forged", pika.BasicProperties(user_id="guest"))
+        assert refused.value.reply_code == 406 and not channel.is_open
+        method, properties, body = connection.channel().basic_get("jobs", auto_ack=True)
+        assert (body, properties.user_id, method.message_count) == (b"mine", "alice", 0)

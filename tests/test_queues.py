@@ -182,3 +182,22 @@ def test_a_null_argument_stored_by_an_older_litemq_still_reads_as_absent(conn):
     conn._store.execute("UPDATE litemq_queues SET arguments = '{\"x-max-length\": null}' WHERE name = 'q'")
     conn.publish("", "q", b"still accepted")
     assert conn.get("q", auto_ack=True).body == b"still accepted"
+
+
+def test_an_exclusive_queue_is_never_durable_whatever_its_declaration_says(conn):
+    assert conn.declare_queue("mine", durable=True, exclusive=True).queue == "mine"
+    conn.publish("", "mine", b"kept")
+    assert conn.declare_queue("mine", durable=False, exclusive=True).message_count == 1
+    assert conn.declare_queue("mine", durable=True, exclusive=True).message_count == 1
+    conn.declare_queue("shared", durable=True)
+    with pytest.raises(PreconditionFailed, match="durable"):
+        conn.declare_queue("shared", durable=False)  # a shared queue still keeps its durability
+
+
+def test_an_exclusive_queue_is_listed_as_not_durable(conn):
+    from litemq.store.inspect import queues
+
+    conn.declare_queue("mine", durable=True, exclusive=True)
+    with conn._store.read() as store:
+        listed = {row["queue"]: row for row in queues(store)}
+    assert listed["mine"]["durable"] in (False, 0) and listed["mine"]["exclusive"] in (True, 1)

@@ -415,6 +415,7 @@ SEED_SQL["0005"] = SEED_SQL["0003"]  # 0005 dropped an index
 SEED_SQL["0006"] = SEED_SQL["0003"]  # 0006 let a body be NULL (kept in litemq_bodies); small bodies stay in their rows
 # 0007's triggers count each ready message stored: the queue starts at 0 and its messages count themselves in.
 SEED_SQL["0007"] = [SEED_SQL["0003"][0].replace("2, 1000.0, 6)", "0, 1000.0, 0)"), *SEED_SQL["0003"][1:]]
+SEED_SQL["0008"] = SEED_SQL["0007"]  # 0008 gave consumer rows a priority and has_room (the seed has no consumers)
 
 
 def _seed(path: str, revision: str) -> None:
@@ -765,3 +766,38 @@ def test_migration_0007_recounts_counters_already_off_and_its_triggers_count_wri
     with litemq.connect(path) as connection:  # upgraded again on open, and recounted
         assert connection.declare_queue("seeded", passive=True).message_count == 2
         assert [connection.get("seeded", auto_ack=True).body for _ in range(2)] == [b"two", b"new"]
+
+
+def test_migration_0008_gives_existing_consumers_priority_0_and_room_and_its_downgrade_keeps_them(
+        tmp_path: Path) -> None:
+    path = str(tmp_path / "consumers.db")
+    previous = next(r.down_revision for r in _revisions_oldest_first() if r.revision == "0008")
+    migrate.upgrade(path, previous)
+    _seed(path, previous)
+    consumer = ("c0ffee", 1, "ctag-kept", "seeded", 10, 0, 0, 1000.0)
+    with _db(path) as db:  # a consumer row as the revision before stored it
+        db.execute("INSERT INTO litemq_consumers (connection_id, channel, consumer_tag, queue, prefetch_count, "
+                   "auto_ack, exclusive, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", consumer)
+        db.commit()
+    assert migrate.upgrade(path, "0008") is True
+    with _db(path) as db:
+        assert db.execute("SELECT consumer_tag, priority, has_room FROM litemq_consumers").fetchall() == [
+            ("ctag-kept", 0, 1)]
+    assert migrate.upgrade(path, previous) is True
+    with _db(path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(litemq_consumers)")]
+        assert "priority" not in columns and "has_room" not in columns
+        assert db.execute("SELECT * FROM litemq_consumers").fetchall() == [consumer]
+    _assert_seeded_data_reads_through_litemq(path)  # upgraded again on open
+
+
+@pytest.mark.parametrize("name", ["CLAIM_AS_DEFAULT_CONSUMER", "CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER"])
+def test_a_default_consumers_claim_ranks_itself_by_the_small_index_of_other_priorities(migrated_path: str,
+                                                                                      name: str) -> None:
+    sql = sqlite_store.STATEMENTS[name]
+    with _db(migrated_path) as db:
+        parameters = max(int(n) for n in re.findall(r"\?(\d+)", sql))
+        plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [None] * parameters)]
+    assert any("USING INDEX ix_litemq_messages_ready" in step for step in plan), plan
+    assert sum("USING COVERING INDEX ix_litemq_consumers_ranked" in step for step in plan) == 2, plan
+    assert not any(step.startswith("SCAN") for step in plan), plan

@@ -18,6 +18,8 @@ Deliberate differences from pika with RabbitMQ (tests/conformance asserts each):
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
+from decimal import Decimal
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Optional, Union, overload
 
@@ -73,7 +75,7 @@ class BlockingChannel:
         self._confirming = False
         self._closed = False
         self._reply_queue: Optional[str] = None
-        self._last_server_named: Optional[str] = None
+        self._last_queue: Optional[str] = None
         self._generator: Optional[tuple[tuple[str, bool, bool], _ConsumerInfo]] = None
 
     # --- state
@@ -176,8 +178,7 @@ class BlockingChannel:
         info = self._call(lambda: self._native.declare_queue(queue, passive=passive, durable=durable,
                                                              exclusive=exclusive, auto_delete=auto_delete,
                                                              arguments=arguments))
-        if queue == "" and not passive:
-            self._last_server_named = info.queue
+        self._last_queue = info.queue
         return Method(self.channel_number, spec.Queue.DeclareOk(queue=info.queue, message_count=info.message_count,
                                                                 consumer_count=info.consumer_count))
 
@@ -195,34 +196,40 @@ class BlockingChannel:
     def queue_bind(self, queue: str, exchange: str, routing_key: Optional[str] = None,
                    arguments: Optional[dict[str, Any]] = None) -> Method[spec.Queue.BindOk]:
         name = self._queue_name(queue)
-        key = name if routing_key is None else routing_key
+        key = self._binding_key(queue, name, routing_key)
         self._call(lambda: self._native.bind_queue(name, exchange, key, arguments))
         return Method(self.channel_number, spec.Queue.BindOk())
 
     def queue_unbind(self, queue: str, exchange: Optional[str] = None, routing_key: Optional[str] = None,
                      arguments: Optional[dict[str, Any]] = None) -> Method[spec.Queue.UnbindOk]:
         name = self._queue_name(queue)
-        key = name if routing_key is None else routing_key
+        key = self._binding_key(queue, name, routing_key)
         self._call(lambda: self._native.unbind_queue(name, exchange or "", key, arguments))
         return Method(self.channel_number, spec.Queue.UnbindOk())
 
     def _queue_name(self, queue: str) -> str:
-        # RabbitMQ: an empty queue name means the last server-named queue this channel declared.
-        if queue == "" and self._last_server_named is not None:
-            return self._last_server_named
-        return queue
+        """RabbitMQ's shortcut: an empty queue name means the queue this channel declared last (passively too, and
+        even once it is deleted); 404 when it declared none."""
+        if queue != "":
+            return queue
+        if self._last_queue is None:
+            self._call(lambda: None)
+            raise self._closed_by_broker(404, "no previously declared queue")
+        return self._last_queue
+
+    @staticmethod
+    def _binding_key(queue: str, name: str, routing_key: Optional[str]) -> str:
+        # pika binds with the queue's name by default; RabbitMQ reads an empty key with the empty queue name as the
+        # last declared queue's name too.
+        return name if routing_key is None or (queue == "" and routing_key == "") else routing_key
 
     # --- publishing
     def basic_publish(self, exchange: str, routing_key: str, body: Body,
                       properties: Optional[spec.BasicProperties] = None, mandatory: bool = False) -> None:
         _short("exchange", exchange)
         _short("routing_key", routing_key)
-        expiration = None if properties is None else properties.expiration
-        if expiration is not None and not (isinstance(expiration, str) and expiration.isascii()
-                                           and expiration.isdigit()):
-            # RabbitMQ refuses the publish and closes the channel (pika itself sends any string).
-            raise self._closed_by_broker(406, f"invalid expiration {expiration!r}: not a whole number of "
-                                              f"milliseconds (exchange {exchange!r}, routing key {routing_key!r})")
+        if properties is not None:
+            self._check_sendable(exchange, routing_key, properties)
         native_properties = None if properties is None else properties.to_native()
         if properties is not None and properties.reply_to == DIRECT_REPLY_TO:
             if self._reply_queue is None:
@@ -245,6 +252,26 @@ class BlockingChannel:
             if self._confirming:
                 raise exceptions.UnroutableError([returned])
 
+    def _check_sendable(self, exchange: str, routing_key: str, properties: spec.BasicProperties) -> None:
+        """What RabbitMQ refuses in a message's properties, closing the channel (pika itself sends any of it), in
+        its order: a missing (404) or internal (403) exchange first, then the user id, the expiration, the
+        delivery mode."""
+        where = f"(exchange {exchange!r}, routing key {routing_key!r})"
+        user = getattr(self._connection.params.credentials, "username", None)
+        expiration = properties.expiration
+        mode = getattr(properties.delivery_mode, "value", properties.delivery_mode)
+        if properties.user_id is not None and user is not None and properties.user_id != user:
+            problem = f"user_id property set to {properties.user_id!r} but the connection's user is {user!r} {where}"
+        elif expiration is not None and not (isinstance(expiration, str) and expiration.isascii()
+                                             and expiration.isdigit()):
+            problem = f"invalid expiration {expiration!r}: not a whole number of milliseconds {where}"
+        elif isinstance(mode, int) and not isinstance(mode, bool) and mode not in (1, 2):  # a wrong type: TypeError
+            problem = f"invalid message: delivery_mode {mode!r} is neither 1 (transient) nor 2 (persistent) {where}"
+        else:
+            return
+        self._call(lambda: self._native.route(exchange, routing_key))
+        raise self._closed_by_broker(406, problem)
+
     def confirm_delivery(self) -> None:
         """Publisher confirms: a publish returns once committed (always so in litemq); an unroutable mandatory
         message raises UnroutableError, one a queue's length limit refused raises NackError."""
@@ -265,7 +292,8 @@ class BlockingChannel:
                   ) -> Union[tuple[spec.Basic.GetOk, spec.BasicProperties, bytes], Nothing]:
         if not isinstance(queue, str):
             raise TypeError("queue must be a str")
-        delivery = self._call(lambda: self._native.get(self._queue_name(queue), auto_ack=auto_ack))
+        name = self._queue_name(queue)
+        delivery = self._call(lambda: self._native.get(name, auto_ack=auto_ack))
         if delivery is None:
             return None, None, None
         method = spec.Basic.GetOk(delivery_tag=delivery.delivery_tag, redelivered=delivery.redelivered,
@@ -284,17 +312,18 @@ class BlockingChannel:
                       arguments: Optional[dict[str, Any]] = None) -> str:
         if not callable(on_message_callback):
             raise ValueError("callback on_message_callback must be callable; got %r" % (on_message_callback,))
-        info = self._start_consumer(queue, on_message_callback, auto_ack, exclusive, consumer_tag)
+        info = self._start_consumer(queue, on_message_callback, auto_ack, exclusive, consumer_tag, arguments)
         return info.consumer.consumer_tag
 
     def _start_consumer(self, queue: str, callback: Optional[MessageCallback], auto_ack: bool, exclusive: bool,
-                        consumer_tag: Optional[str]) -> _ConsumerInfo:
+                        consumer_tag: Optional[str], arguments: Optional[dict[str, Any]] = None) -> _ConsumerInfo:
         if not isinstance(queue, str):
             raise TypeError("queue must be a str")
         if consumer_tag is not None and consumer_tag in self._consumers:
             raise exceptions.DuplicateConsumerTag(consumer_tag)
         tag = consumer_tag or f"ctag{self.channel_number}.{uuid.uuid4().hex}"
         name = self._queue_name(queue)
+        priority = self._consumer_priority(name, arguments)
         if name == DIRECT_REPLY_TO:
             if not auto_ack:
                 raise self._closed_by_broker(406, "reply consumer cannot acknowledge")
@@ -302,10 +331,23 @@ class BlockingChannel:
                 self._reply_queue = self._call(self._native._declare_reply_queue)
             name = self._reply_queue
         consumer = self._call(lambda: self._native.consume(name, auto_ack=auto_ack, exclusive=exclusive,
-                                                           consumer_tag=tag))
+                                                           consumer_tag=tag, priority=priority))
         info = _ConsumerInfo(consumer, callback, auto_ack)
         self._consumers[tag] = info
         return info
+
+    def _consumer_priority(self, queue: str, arguments: Optional[dict[str, Any]]) -> int:
+        """``x-priority`` from basic_consume's arguments (0 without it): an integer, or RabbitMQ's 406."""
+        if not arguments:
+            return 0
+        priority = spec._as_sent(dict(arguments)).get("x-priority", 0)  # what pika cannot encode fails as there
+        if isinstance(priority, int) and not isinstance(priority, bool):
+            return priority
+        self._call(lambda: None)
+        kind = {type(None): "void", str: "longstr", bool: "bool", bytes: "bytes", dict: "table", list: "array",
+                Decimal: "decimal", datetime: "timestamp"}.get(type(priority), type(priority).__name__)
+        raise self._closed_by_broker(406, f"invalid arg 'x-priority' for queue {queue!r} in {self._native.path}: "
+                                          f"expected integer, got {kind}")
 
     def basic_cancel(self, consumer_tag: str) -> list[PikaDelivery]:
         """Cancel a consumer. For an auto-ack consumer, returns the messages it had received but not dispatched."""
@@ -405,7 +447,7 @@ class BlockingChannel:
         ``inactivity_timeout`` seconds without one. Ends when cancelled (``cancel()``) or by the broker."""
         params = (queue, auto_ack, exclusive)
         if self._generator is None:
-            info = self._start_consumer(queue, None, auto_ack, exclusive, consumer_tag)
+            info = self._start_consumer(queue, None, auto_ack, exclusive, consumer_tag, arguments)
             self._generator = (params, info)
         elif self._generator[0] != params:
             raise ValueError(f"Consume with different params not allowed on existing queue consumer generator; "

@@ -2,5 +2,5 @@
 the SQLAlchemy and Alembic side, imported only when a file needs creating or upgrading."""
 
 VERSION_TABLE = "litemq_alembic_version"
-SCHEMA_REVISION = "0007"
+SCHEMA_REVISION = "0008"
 """The Alembic head this litemq writes; a file at this revision opens without importing SQLAlchemy."""

@@ -118,8 +118,15 @@ consumers = Table(
     Column("auto_ack", Boolean, nullable=False),
     Column("exclusive", Boolean, nullable=False),
     Column("started_at", Float, nullable=False),
+    # A queue delivers to its highest-priority consumers that have room (migration 0008).
+    Column("priority", Integer, nullable=False, server_default=text("0")),
+    Column("has_room", Boolean, nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("connection_id", "channel", "consumer_tag"),
     Index(None, "queue"),
+    # Consumers of other than the default priority only: a claim by a priority-0 consumer, the common case, ranks
+    # itself by this (usually empty) index alone.
+    Index("ix_litemq_consumers_ranked", "queue", "priority", "has_room", sqlite_where=text("priority != 0"),
+          postgresql_where=text("priority != 0")),
 )
 
 # One row: raised by triggers (migration 0004) on every change to exchanges and bindings; cached routes check it.

@@ -61,6 +61,8 @@ class MessageRow(NamedTuple):
     properties: Optional[str]
     delivery_count: int
     priority: int = 0
+    consumers_below: int = 0
+    """In a priority-0 consumer's claim: 1 when the queue has consumers of negative priority."""
 
 
 class StoredMessage(NamedTuple):
@@ -168,6 +170,25 @@ CLAIM = ("UPDATE litemq_messages SET lease_owner = ?, lease_token = ?, lease_exp
          f"RETURNING id, exchange, routing_key, {BODY}, properties, delivery_count, priority")
 CLAIM_AND_DELETE = (f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) "
                     f"RETURNING id, exchange, routing_key, {BODY}, properties, delivery_count + 1, priority")
+
+
+def _as_default_consumer(claim: str, queue: int, limit: int, count: str) -> str:
+    """A claim statement as a priority-0 consumer's, the common case: nothing while a consumer of higher priority
+    has room, and each row says whether consumers of lower priority are there (then the claimer tells them when it is
+    full). Both look only at the index of consumers of other than the default priority, usually empty: a consumer
+    pays for priorities with no statement of its own."""
+    ready = _READY_IN_ORDER.replace("queue = ?", f"queue = ?{queue}").replace("LIMIT ?", f"LIMIT ?{limit}")
+    others = f"SELECT 1 FROM litemq_consumers WHERE queue = ?{queue} AND priority != 0 AND priority"
+    ranking = (f"AND NOT EXISTS ({others} > 0 AND has_room) RETURNING id, exchange, routing_key, {BODY}, properties, "
+               f"{count}, priority, EXISTS ({others} < 0)")
+    return claim.format(ready=ready, ranking=ranking)
+
+
+CLAIM_AS_DEFAULT_CONSUMER = _as_default_consumer(
+    "UPDATE litemq_messages SET lease_owner = ?1, lease_token = ?2, lease_expires_at = ?3, "
+    "delivery_count = delivery_count + 1 WHERE id IN ({ready}) {ranking}", 4, 5, "delivery_count")
+CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER = _as_default_consumer(
+    "DELETE FROM litemq_messages WHERE id IN ({ready}) {ranking}", 1, 2, "delivery_count + 1")
 TAKE_HEAD = f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) {_TAKEN}"
 TAKE_EXPIRED = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages "
                 f"WHERE expires_at <= ? AND lease_token IS NULL ORDER BY expires_at LIMIT ?) {_TAKEN}")
@@ -199,7 +220,16 @@ SELECT_CONNECTION = "SELECT 1 FROM litemq_connections WHERE id = ?"
 SELECT_UNACKED_COUNT = "SELECT count(*) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL"
 SELECT_CONSUMER_COUNT = "SELECT count(*) FROM litemq_consumers WHERE queue = ?"
 INSERT_CONSUMER = ("INSERT INTO litemq_consumers (connection_id, channel, consumer_tag, queue, prefetch_count, "
-                   "auto_ack, exclusive, started_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                   "auto_ack, exclusive, started_at, priority) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+# Whether a consumer of higher priority has room (then this one may not claim), and whether one of lower priority
+# is there (then this one tells it when it is full).
+SELECT_CONSUMER_RANKING = ("SELECT max(priority > ?2 AND has_room), min(priority) < ?2 FROM litemq_consumers "
+                           "WHERE queue = ?1")
+# The same for a priority-0 consumer: only consumers of other priorities matter, and their index is small.
+SELECT_DEFAULT_CONSUMER_RANKING = ("SELECT max(priority > 0 AND has_room), min(priority) < 0 FROM litemq_consumers "
+                                   "WHERE queue = ? AND priority != 0")
+SET_CONSUMER_ROOM = ("UPDATE litemq_consumers SET has_room = ? WHERE connection_id = ? AND channel = ? "
+                     "AND consumer_tag = ?")
 DELETE_CONSUMER = "DELETE FROM litemq_consumers WHERE connection_id = ? AND channel = ? AND consumer_tag = ?"
 SELECT_EXCLUSIVE_CONSUMER = "SELECT 1 FROM litemq_consumers WHERE queue = ? AND exclusive LIMIT 1"
 SELECT_FIRST_CONSUMER = ("SELECT connection_id, channel, consumer_tag FROM litemq_consumers WHERE queue = ? "
@@ -718,14 +748,19 @@ class SQLiteStore:
                   len(returned), queue, self.path, [message.id for message in returned])
         return returned
 
-    def claim(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float) -> list[MessageRow]:
-        """Lease up to ``limit`` ready messages, in delivery order, to ``owner`` with ``token``."""
-        rows = self._db.execute(CLAIM, (owner, token, lease_expires_at, queue, limit)).fetchall()
+    def claim(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float, *,
+              default_consumer: bool = False) -> list[MessageRow]:
+        """Lease up to ``limit`` ready messages, in delivery order, to ``owner`` with ``token``. For a
+        ``default_consumer`` (priority 0): none while a consumer of higher priority has room."""
+        statement = CLAIM_AS_DEFAULT_CONSUMER if default_consumer else CLAIM
+        rows = self._db.execute(statement, (owner, token, lease_expires_at, queue, limit)).fetchall()
         return self._taken(rows)
 
-    def claim_and_delete(self, queue: str, limit: int) -> list[MessageRow]:
-        """Take up to ``limit`` ready messages for good (auto-ack), in delivery order."""
-        rows = self._db.execute(CLAIM_AND_DELETE, (queue, limit)).fetchall()
+    def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
+        """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (``default_consumer``: as
+        ``claim``)."""
+        statement = CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else CLAIM_AND_DELETE
+        rows = self._db.execute(statement, (queue, limit)).fetchall()
         return self._taken(rows)
 
     def _taken(self, rows: list[Any]) -> list[MessageRow]:
@@ -802,9 +837,21 @@ class SQLiteStore:
         return self._db.execute(SELECT_EXCLUSIVE_CONSUMER, (queue,)).fetchone() is not None
 
     def add_consumer(self, connection_id: str, channel: int, consumer_tag: str, queue: str, prefetch_count: int,
-                     auto_ack: bool, exclusive: bool, now: float) -> None:
+                     auto_ack: bool, exclusive: bool, now: float, priority: int = 0) -> None:
         self._db.execute(INSERT_CONSUMER, (connection_id, channel, consumer_tag, queue, prefetch_count, auto_ack,
-                                           exclusive, now))
+                                           exclusive, now, priority))
+
+    def consumer_ranking(self, queue: str, priority: int) -> tuple[bool, bool]:
+        """For a consumer of the queue with this priority: (whether a consumer of higher priority has room, whether
+        a consumer of lower priority is there)."""
+        if priority:
+            higher_has_room, lower = self._db.execute(SELECT_CONSUMER_RANKING, (queue, priority)).fetchone()
+        else:
+            higher_has_room, lower = self._db.execute(SELECT_DEFAULT_CONSUMER_RANKING, (queue,)).fetchone()
+        return bool(higher_has_room), bool(lower)
+
+    def set_consumer_room(self, connection_id: str, channel: int, consumer_tag: str, has_room: bool) -> None:
+        self._db.execute(SET_CONSUMER_ROOM, (has_room, connection_id, channel, consumer_tag))
 
     def remove_consumer(self, connection_id: str, channel: int, consumer_tag: str) -> bool:
         return self._db.execute(DELETE_CONSUMER, (connection_id, channel, consumer_tag)).rowcount > 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from .scenario_tools import Inbox, conformance, linger, outcome, pump, queue_state
+from .scenario_tools import Inbox, conformance, linger, outcome, pump, queue_state, reply_gist
 
 
 def _queue_with(connection, names, count, name="q"):
@@ -300,3 +300,101 @@ def test_callbacks_never_nest(pika, connect, names):
     pump(connection, lambda: len(trace) == 6)
     return {"trace": trace, "after": queue_state(connection, queue)}
 
+
+
+@conformance
+def test_a_delivery_whose_queue_was_deleted_stays_the_channels_until_settled(pika, connect, names):
+    """The queue is deleted (and declared again under its name) on the channel that holds the deliveries: every way
+    of settling them is accepted once, and a tag already settled is unknown again."""
+    connection = connect()
+    observed = {}
+    settles = {
+        "reject_requeue": lambda ch, tag: ch.basic_reject(tag, requeue=True),
+        "reject_drop": lambda ch, tag: ch.basic_reject(tag, requeue=False),
+        "ack": lambda ch, tag: ch.basic_ack(tag),
+        "ack_multiple": lambda ch, tag: ch.basic_ack(tag, multiple=True),
+        "nack_multiple": lambda ch, tag: ch.basic_nack(tag, multiple=True, requeue=True),
+        "ack_all": lambda ch, tag: ch.basic_ack(0, multiple=True),
+    }
+    for name, settle in settles.items():
+        for redeclare in (False, True):
+            queue, channel = _queue_with(connection, names, 2, f"{name}-{redeclare}")
+            channel.basic_get(queue)
+            second, _, _ = channel.basic_get(queue)
+            channel.queue_delete(queue)
+            if redeclare:
+                channel.queue_declare(queue)
+                channel.basic_publish("", queue, b"new")
+            key = f"{name}{'_redeclared' if redeclare else ''}"
+            observed[key] = outcome(lambda: (settle(channel, second.delivery_tag), channel.basic_qos(prefetch_count=1)))
+            observed[key + "_again"] = outcome(lambda: (channel.basic_reject(second.delivery_tag),
+                                                         channel.basic_qos(prefetch_count=1)))
+            observed[key + "_queue"] = queue_state(connection, queue)
+    return observed
+
+
+def _consumers_with_priorities(connection, names, name, priorities):
+    """One channel with prefetch 1 and a consumer per priority (None: no x-priority), registered in this order on an
+    empty queue; then four messages published with confirms. Returns the queue, the channel and the inboxes."""
+    queue = names.q(name)
+    channel = connection.channel()
+    channel.queue_declare(queue)
+    channel.basic_qos(prefetch_count=1)
+    inboxes = []
+    for priority in priorities:
+        inbox = Inbox()
+        channel.basic_consume(queue, inbox, arguments=None if priority is None else {"x-priority": priority})
+        inboxes.append(inbox)
+    publisher = connection.channel()
+    publisher.confirm_delivery()
+    for n in range(4):
+        publisher.basic_publish("", queue, f"m{n}".encode())
+    return queue, channel, inboxes
+
+
+@conformance
+def test_consumer_priorities_deliver_to_the_highest_with_room_and_to_lower_ones_when_it_is_full(pika, connect, names):
+    connection = connect()
+    queue, channel, (low, high) = _consumers_with_priorities(connection, names, "q", [1, 10])
+    pump(connection, lambda: len(low) + len(high) == 2)
+    linger(connection)
+    observed = {"first": {"high": high.bodies, "low": low.bodies}}
+    channel.basic_ack(high.deliveries[0][1].delivery_tag)  # the high one has room again: it takes the next
+    pump(connection, lambda: len(low) + len(high) == 3)
+    linger(connection)
+    observed["after_high_acks"] = {"high": high.bodies, "low": low.bodies}
+    channel.basic_ack(low.deliveries[0][1].delivery_tag)  # the high one is full: the low one takes the last
+    pump(connection, lambda: len(low) + len(high) == 4)
+    linger(connection)
+    observed["after_low_acks"] = {"high": high.bodies, "low": low.bodies}
+    observed["queue"] = queue_state(connection, queue)
+    return observed
+
+
+@conformance
+def test_equal_priorities_take_turns_and_negative_ranks_below_the_default(pika, connect, names):
+    connection = connect()
+    queue, _, inboxes = _consumers_with_priorities(connection, names, "q", [-5, None, 3, 3])
+    pump(connection, lambda: sum(map(len, inboxes)) == 4)
+    linger(connection)
+    return {"negative": inboxes[0].bodies, "default": inboxes[1].bodies, "first_3": inboxes[2].bodies,
+            "second_3": inboxes[3].bodies}
+
+
+@conformance
+def test_a_consumer_priority_must_be_an_integer_406(pika, connect, names):
+    connection = connect()
+    queue = names.q("q")
+    connection.channel().queue_declare(queue)
+    observed = {}
+    for label, value in [("string", "5"), ("bool", True), ("void", None), ("negative", -3), ("large", 2 ** 40)]:
+        channel = connection.channel()
+        try:
+            channel.basic_consume(queue, Inbox(), arguments={"x-priority": value})
+            observed[label] = "ok"
+        except pika.exceptions.ChannelClosedByBroker as closed:
+            observed[label] = [closed.reply_code, reply_gist(closed.reply_text, "x-priority", "integer")]
+    observed["float"] = outcome(lambda: connection.channel().basic_consume(queue, Inbox(),
+                                                                           arguments={"x-priority": 1.5}))
+    observed["connection_open"] = connection.is_open
+    return observed

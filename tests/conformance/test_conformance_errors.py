@@ -4,7 +4,7 @@ that follow (ChannelWrongStateError, ConnectionWrongStateError)."""
 
 from __future__ import annotations
 
-from .scenario_tools import conformance, outcome, queue_state
+from .scenario_tools import conformance, outcome, queue_state, reply_gist
 
 
 def _each_on_a_fresh_channel(connection, attempts):
@@ -256,3 +256,63 @@ def test_a_bad_ack_in_a_callback_ends_start_consuming_with_the_channel_error(pik
     error = outcome(channel.start_consuming)
     return {"error": error, "received": received, "channel_open": channel.is_open,
             "connection_open": connection.is_open, "queue": queue_state(connection, queue)}
+
+
+@conformance
+def test_the_default_exchange_cannot_be_declared_even_passively_403(pika, connect, names):
+    connection = connect()
+    observed = _each_on_a_fresh_channel(connection, {
+        f"passive_{kind}": (lambda ch, kind=kind: ch.exchange_declare("", kind, passive=True))
+        for kind in ("direct", "fanout", "topic", "headers")})
+    channel = connection.channel()
+    try:
+        channel.exchange_declare("", passive=True)
+    except pika.exceptions.ChannelClosedByBroker as closed:
+        observed["reply"] = reply_gist(closed.reply_text, "default exchange")
+    observed["connection_open"] = connection.is_open
+    return observed
+
+
+def _publish_reply(pika, connection, exchange, queue, properties, *mentions):
+    """Publish with confirms on a fresh channel: "ok", or the close's code and the gist of its text."""
+    channel = connection.channel()
+    channel.confirm_delivery()
+    try:
+        channel.basic_publish(exchange, queue, b"x", pika.BasicProperties(**properties))
+    except pika.exceptions.ChannelClosedByBroker as closed:
+        return [closed.reply_code, reply_gist(closed.reply_text, *mentions)]
+    return "ok"
+
+
+@conformance
+def test_a_message_with_a_foreign_user_id_or_an_unknown_delivery_mode_is_refused_406(pika, connect, names):
+    connection = connect()
+    queue = names.q("q")
+    connection.channel().queue_declare(queue)
+    observed = {label: _publish_reply(pika, connection, "", queue, properties, "user_id", "delivery_mode")
+                for label, properties in [("user_id_guest", dict(user_id="guest")),
+                                          ("user_id_other", dict(user_id="other")),
+                                          ("user_id_empty", dict(user_id="")),
+                                          ("delivery_mode_0", dict(delivery_mode=0)),
+                                          ("delivery_mode_3", dict(delivery_mode=3)),
+                                          ("delivery_mode_persistent", dict(delivery_mode=2))]}
+    observed["stored"] = queue_state(connection, queue)
+    observed["connection_open"] = connection.is_open
+    return observed
+
+
+@conformance
+def test_a_publish_is_checked_exchange_first_then_user_id_expiration_and_delivery_mode(pika, connect, names):
+    connection = connect()
+    queue, internal = names.q("q"), names.x("internal")
+    setup = connection.channel()
+    setup.queue_declare(queue)
+    setup.exchange_declare(internal, "direct", internal=True)
+    observed = {label: _publish_reply(pika, connection, exchange, queue, properties, "user_id", "expiration")
+                for label, exchange, properties in [
+                    ("missing_exchange_and_user_id", names.x("missing"), dict(user_id="other", expiration="soon")),
+                    ("internal_exchange_and_user_id", internal, dict(user_id="other")),
+                    ("user_id_and_expiration", "", dict(user_id="other", expiration="soon", delivery_mode=3)),
+                    ("expiration_and_delivery_mode", "", dict(expiration="soon", delivery_mode=3))]}
+    observed["stored"] = queue_state(connection, queue)
+    return observed

@@ -320,3 +320,50 @@ def test_a_redeclaration_must_repeat_only_the_arguments_the_broker_acts_on(pika,
     observed["exchange_alternate_added"] = _on_fresh_channel(
         connection, lambda ch: ch.exchange_declare(exchange, "direct", arguments={"alternate-exchange": "ae"}))
     return observed
+
+
+@conformance
+def test_an_exclusive_queue_is_never_durable_so_either_durable_flag_redeclares_it(pika, connect, names):
+    connection = connect()
+    declared_durable, declared_transient = names.q("durable"), names.q("transient")
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(declared_durable, durable=True, exclusive=True)
+    channel.queue_declare(declared_transient, durable=False, exclusive=True)
+    channel.basic_publish("", declared_durable, b"m")
+
+    def counts(frame):
+        return [frame.method.message_count, frame.method.consumer_count]
+
+    return {"durable_as_transient": counts(channel.queue_declare(declared_durable, durable=False, exclusive=True)),
+            "durable_again": counts(channel.queue_declare(declared_durable, durable=True, exclusive=True)),
+            "transient_as_durable": counts(channel.queue_declare(declared_transient, durable=True, exclusive=True)),
+            "channel_open": channel.is_open}
+
+
+@conformance
+def test_the_empty_queue_name_is_the_channels_last_declared_queue_named_or_passive(pika, connect, names):
+    connection = connect()
+    first, second = names.q("first"), names.q("second")
+    observed = {f"before_any_{op}": _on_fresh_channel(connection, action) for op, action in {
+        "get": lambda ch: ch.basic_get(""), "purge": lambda ch: ch.queue_purge(""),
+        "delete": lambda ch: ch.queue_delete(""), "bind": lambda ch: ch.queue_bind("", "amq.direct"),
+        "unbind": lambda ch: ch.queue_unbind("", "amq.direct"), "passive": lambda ch: ch.queue_declare("", passive=True),
+    }.items()}
+    channel = connection.channel()
+    channel.confirm_delivery()
+    channel.queue_declare(first)
+    channel.queue_bind("", "amq.direct", routing_key="")  # the empty key with the empty name: the queue's name
+    channel.basic_publish("amq.direct", first, b"by-name")
+    channel.basic_publish("amq.direct", "", b"by-empty-key")
+    channel.queue_declare(second)
+    channel.queue_declare(first, passive=True)  # a passive declare makes it the last one too
+    method, _, body = channel.basic_get("")
+    observed["got"] = [body, method.message_count]
+    observed["unbind"] = outcome(lambda: channel.queue_unbind("", "amq.direct", routing_key=""))
+    channel.basic_publish("amq.direct", first, b"unbound")
+    observed["after_unbind"] = queue_state(connection, first)
+    observed["delete"] = channel.queue_delete("").method.message_count
+    observed["get_after_delete"] = outcome(lambda: channel.basic_get(""))
+    observed["second"] = queue_state(connection, second)
+    return observed

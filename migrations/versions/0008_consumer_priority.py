@@ -1,0 +1,31 @@
+"""Consumer priorities: each consumer row carries its ``priority`` (RabbitMQ's ``x-priority``, 0 by default) and
+whether it ``has_room`` for another message (false once it holds its prefetch). A queue delivers to its
+highest-priority consumers that have room; consumers in other processes read both columns to know whether they may
+claim; an index of the consumers of other than the default priority lets a priority-0 consumer rank itself at
+almost no cost. Existing consumers get priority 0 and room, which is how they behaved.
+
+Revision ID: 0008
+Revises: 0006
+"""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0008"
+down_revision = "0007"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("litemq_consumers", sa.Column("priority", sa.Integer(), nullable=False, server_default=sa.text("0")))
+    op.add_column("litemq_consumers", sa.Column("has_room", sa.Boolean(), nullable=False,
+                                                server_default=sa.text("1")))
+    op.create_index("ix_litemq_consumers_ranked", "litemq_consumers", ["queue", "priority", "has_room"],
+                    sqlite_where=sa.text("priority != 0"), postgresql_where=sa.text("priority != 0"))
+
+
+def downgrade() -> None:
+    op.drop_index("ix_litemq_consumers_ranked", "litemq_consumers")
+    # SQLite (3.35+, as litemq requires) drops a column in place; a batch rebuild would trip on the views.
+    for column in ("has_room", "priority"):
+        op.execute(f"ALTER TABLE litemq_consumers DROP COLUMN {column}")
