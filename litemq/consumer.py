@@ -50,7 +50,8 @@ class Consumer:
         self.expiry_horizon = 0.0
         """Before this time no lease in the queue can have expired, as far as this consumer last looked."""
         # Bound now, before any claim, so no ring between a claim finding nothing and the wait is lost.
-        self.doorbell = Doorbell(doorbell_address(self._session.connection_id, channel.number, consumer_tag))
+        self.doorbell = Doorbell(doorbell_address(self._session.connection_id, channel.number, consumer_tag),
+                                 f"consumer {consumer_tag!r} of queue {queue!r} in {self._session.path}")
         self._waiter = Waiter(self._session)
 
     def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
@@ -166,7 +167,10 @@ class Consumer:
 
 class Waiter:
     """Sleeps for one or more consumers of a connection: until a doorbell rings, a lease in their queues expires,
-    another connection dies, or the file shows ready messages that no doorbell announced."""
+    another connection dies, or the file shows ready messages that no doorbell announced.
+
+    A ring only says "look": the waiter returns to its caller (who claims, a write) only when the file changed and
+    shows work for its consumers. Anyone on the machine can ring a doorbell, and a flood of rings costs reads."""
 
     def __init__(self, session: "Session") -> None:
         self._session = session
@@ -179,7 +183,9 @@ class Waiter:
         next_expiry: Optional[float] = None
         while True:
             active = [consumer for consumer in consumers if consumer.active]
-            if self._file_changed() and active:
+            if not active:
+                return None
+            if self._file_changed():
                 with self._store.lock:
                     if any(_has_work(self._store.ready_count(c.queue), c) for c in active):
                         return None  # ready messages, or a queue is gone: claim to find out
@@ -192,6 +198,8 @@ class Waiter:
                 horizon = min(next_expiry or float("inf"), clock() + RECHECK_SECONDS)
                 for consumer, expiry in zip(active, expiries):
                     consumer.expiry_horizon = min(expiry or float("inf"), horizon)
+            elif any(c._buffer for c in active):
+                return None  # claimed for them by another thread's ack
             watch, delay = self._session.watch()
             if deadline is not None:
                 delay = min(delay, deadline - time.monotonic())
@@ -206,23 +214,32 @@ class Waiter:
                     next_expiry = None
                     continue
                 delay = min(delay, until + 0.001)
-            woke = sleep([c.doorbell for c in active], [*others, *watch], delay, self._file_changed)
+            woke = sleep([c.doorbell for c in active], [*others, *watch], delay, self._file_unseen)
             if woke is None:
                 if self._session.sweep():
                     return None
             elif woke in others:
                 return woke
             elif woke in watch:
-                self._session.sweep(force=True)
+                self._session.sweep(force=True, hung_up=woke)
                 return None
             else:
-                return None  # rung, or the file changed while polling
+                # Rung, or the file changed while polling: the top of the loop looks. A flood of rings must not
+                # keep the timer's duties (checking other connections' locks) from running.
+                self._session.sweep()
+
+    def _version(self) -> tuple[int, int]:
+        return self._store.data_version(), self._store.commits
 
     def _file_changed(self) -> bool:
-        version = (self._store.data_version(), self._store.commits)
+        version = self._version()
         changed = version != self._seen_version
         self._seen_version = version
         return changed
+
+    def _file_unseen(self) -> bool:
+        """Whether the file changed since the waiter last looked (without counting this as a look)."""
+        return self._version() != self._seen_version
 
 
 def _has_work(ready: Optional[int], consumer: Consumer) -> bool:

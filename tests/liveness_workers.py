@@ -50,6 +50,15 @@ def take(consumer: litemq.Consumer, count: int, timeout: float) -> list[litemq.D
     return deliveries
 
 
+def take_exactly(conn: litemq.Connection, queue: str, count: int, lease_seconds: float) -> list[litemq.Delivery]:
+    """``count`` deliveries from the queue, consumed with prefetch ``count``, within 10 s (or AssertionError)."""
+    consumer = conn.consume(queue, prefetch=count, lease_seconds=lease_seconds)
+    deliveries = take(consumer, count, timeout=10)
+    if len(deliveries) != count:
+        raise AssertionError(f"got {len(deliveries)} of {count} deliveries from {queue!r} within 10 s")
+    return deliveries
+
+
 def switch_off_abstract_sockets() -> None:
     """Before connecting: doorbells poll the file, and deaths are found by checking locks on a timer."""
     litemq.wakeup.ABSTRACT_SOCKETS = False
@@ -71,10 +80,7 @@ def hold(db: str, queue: str, count: int, out_dir: str, name: str, lease_seconds
     out = Path(out_dir)
     with reporting_errors(out_dir, name):
         conn = litemq.connect(db)
-        consumer = conn.consume(queue, prefetch=count, lease_seconds=lease_seconds)
-        deliveries = take(consumer, count, timeout=10)
-        if len(deliveries) != count:
-            raise AssertionError(f"got {len(deliveries)} of {count} deliveries from {queue!r} within 10 s")
+        deliveries = take_exactly(conn, queue, count, lease_seconds)
         held = [d.body.decode() for d in deliveries]
         write_atomically(out / f"held-{name}", "\n".join(held + [conn._session.connection_id]))
         if ending == "wait":
@@ -110,6 +116,28 @@ def own_exclusive_queue_and_consumers(db: str, shared_queue: str, out_dir: str) 
         write_atomically(out / "owned", f"{exclusive}\n{auto_delete}")
         time.sleep(WAIT_SECONDS)
         raise AssertionError(f"owner was not killed within {WAIT_SECONDS}s")
+
+
+def hold_through_a_cleanup(db: str, queue: str, count: int, out_dir: str, name: str = "holder") -> None:
+    """Hold ``count`` deliveries (lease 600 s), an exclusive queue and a consumed auto-delete queue; write
+    ``held-<name>``: the bodies, then the connection id and the two queues' names, one per line. Once the test
+    writes ``ack-<name>``, ack every delivery (a LeaseExpired is reported as an error) and write ``acked-<name>``;
+    then wait to be killed."""
+    out = Path(out_dir)
+    with reporting_errors(out_dir, name):
+        conn = litemq.connect(db)
+        deliveries = take_exactly(conn, queue, count, LONG_LEASE)
+        exclusive = conn.declare_queue("", exclusive=True).queue
+        auto_delete = conn.declare_queue("", auto_delete=True).queue
+        conn.consume(auto_delete)
+        lines = [d.body.decode() for d in deliveries] + [conn._session.connection_id, exclusive, auto_delete]
+        write_atomically(out / f"held-{name}", "\n".join(lines))
+        wait_for_file(out / f"ack-{name}")
+        for delivery in deliveries:
+            delivery.ack()
+        write_atomically(out / f"acked-{name}", "")
+        time.sleep(WAIT_SECONDS)
+        raise AssertionError(f"{name} was not killed within {WAIT_SECONDS}s")
 
 
 # --- consumers in other processes
