@@ -214,12 +214,14 @@ def process_may_live(registration: Registration) -> bool:
 def is_alive(db_path: str, connection_id: str, registration: Optional[Registration] = None) -> bool:
     """Whether a connection's owner still holds its lock, checked without keeping anything (for a process with no
     connection of its own yet, such as one about to migrate the file). False where there are no locks. A missing
-    lock file is judged by ``registration`` (its row), as dead when there is none."""
+    lock file is judged by ``registration`` (its row): alive while this machine runs its process; dead without
+    one, or from another machine (a file copied here with its rows)."""
     if fcntl is None:
         return False
     fd = _open_to_test(_lock_file(sidecar_directory(db_path), connection_id), Access.of(db_path))
     if fd is None:
-        return registration is not None and process_may_live(registration)
+        return (registration is not None and registration.host == socket.gethostname()
+                and process_may_live(registration))
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:

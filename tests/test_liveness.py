@@ -251,6 +251,24 @@ def test_a_registered_connection_with_neither_lock_file_nor_process_is_reaped_on
     assert sql(db_path, "SELECT count(*) FROM litemq_connections WHERE id = ?", FAKE_ID) == [(0,)]
 
 
+@pytest.mark.parametrize("process", ["running", "gone"])
+def test_a_migration_waits_for_a_connection_without_a_lock_file_only_while_its_process_runs(
+        process: str, tmp_path: Path) -> None:
+    from litemq.store import SCHEMA_REVISION, migrate
+
+    path = str(tmp_path / "older.db")
+    migrate.upgrade(path, "0005")
+    pid = os.getpid() if process == "running" else finished_pid()
+    sql(path, "INSERT INTO litemq_connections (id, pid, host, started_at) VALUES (?, ?, ?, ?)",
+        FAKE_ID, pid, socket.gethostname(), time.time())
+    if process == "running":
+        with pytest.raises(litemq.SchemaError, match=f"pid {pid} on"):
+            migrate.upgrade(path)
+    else:
+        assert migrate.upgrade(path) is True
+        assert sql(path, "SELECT version_num FROM litemq_alembic_version") == [(SCHEMA_REVISION,)]
+
+
 def test_the_kernel_tells_whether_a_registered_pid_still_runs_the_process_that_registered() -> None:
     here = socket.gethostname()
     started = time.time()
