@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 CLAIM_BATCH = 100
 """Most messages one claim takes (a consumer with prefetch 0 takes one at a time)."""
+HUSH_SECONDS = (0.002, 0.02)
+"""How long a waiter leaves its doorbells unheard after a ring that announced nothing (anyone can ring them): the
+first, doubled at each such ring in a row up to the second."""
 
 
 class Consumer:
@@ -181,11 +184,23 @@ class Waiter:
              others: Sequence[socket.socket] = ()) -> Optional[socket.socket]:
         """Returns the socket among ``others`` that became readable, if that is what ended the wait."""
         next_expiry: Optional[float] = None
+        rung = False
+        hushed_until = 0.0
+        hush = HUSH_SECONDS[0]
         while True:
             active = [consumer for consumer in consumers if consumer.active]
             if not active:
                 return None
-            if self._file_changed():
+            changed = self._file_changed()
+            if rung and not changed:
+                # A ring that announced nothing: leave the doorbells unheard a moment, so that a flood of them
+                # costs a few dozen looks a second. The file is looked at again when the moment ends.
+                hushed_until = time.monotonic() + hush
+                hush = min(2 * hush, HUSH_SECONDS[1])
+            elif changed:
+                hush = HUSH_SECONDS[0]
+            rung = False
+            if changed:
                 with self._store.lock:
                     if any(_has_work(self._store.ready_count(c.queue), c) for c in active):
                         return None  # ready messages, or a queue is gone: claim to find out
@@ -214,7 +229,12 @@ class Waiter:
                     next_expiry = None
                     continue
                 delay = min(delay, until + 0.001)
-            woke = sleep([c.doorbell for c in active], [*others, *watch], delay, self._file_unseen)
+            hushed = hushed_until - time.monotonic()
+            if hushed > 0:
+                bells, delay = [], min(delay, hushed)
+            else:
+                bells = [c.doorbell for c in active]
+            woke = sleep(bells, [*others, *watch], delay, self._file_unseen)
             if woke is None:
                 if self._session.sweep():
                     return None
@@ -226,6 +246,7 @@ class Waiter:
             else:
                 # Rung, or the file changed while polling: the top of the loop looks. A flood of rings must not
                 # keep the timer's duties (checking other connections' locks) from running.
+                rung = True
                 self._session.sweep()
 
     def _version(self) -> tuple[int, int]:

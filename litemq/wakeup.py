@@ -105,7 +105,7 @@ def _poll(others: Sequence[socket.socket], timeout: float, changed: Callable[[],
         pause = min(pause * 2, POLL_MAX_SECONDS)
 
 
-DRAIN_AT_MOST = 256
+DRAIN_AT_MOST = 16
 """Rings read at once: a flood from another core must not keep a waiter reading its doorbell for ever."""
 
 
