@@ -123,6 +123,10 @@ class Access(NamedTuple):
             os.chmod(fd_or_path, mode) if isinstance(fd_or_path, str) else os.fchmod(fd_or_path, mode)
 
 
+class _Vanished(Exception):
+    """The lock directory was removed while a lock file was being made in it (a cleanup at work): try again."""
+
+
 def prepare_directory(directory: str, access: Access) -> None:
     """Make the lock directory (private to the database's owner and group), or check that the one there is theirs.
 
@@ -135,8 +139,8 @@ def prepare_directory(directory: str, access: Access) -> None:
         raise StorageError(f"cannot create the liveness directory {directory}: {exc.strerror}") from exc
     try:
         found = os.lstat(directory)
-    except FileNotFoundError as exc:  # removed again at once: a cleanup script at work
-        raise StorageError(f"the liveness directory {directory} vanished while it was being made") from exc
+    except FileNotFoundError as exc:
+        raise _Vanished() from exc
     if not stat.S_ISDIR(found.st_mode):
         raise StorageError(f"{directory} is not a directory (litemq keeps its liveness locks there): remove it")
     if not access.trusts(found):
@@ -147,6 +151,8 @@ def prepare_directory(directory: str, access: Access) -> None:
     if found.st_uid == os.geteuid():
         try:
             access.adopt(directory, found, access.directory_mode)  # also tightens one an older litemq made 0755
+        except FileNotFoundError as exc:
+            raise _Vanished() from exc
         except OSError as exc:
             raise StorageError(f"cannot set the mode of the liveness directory {directory}: {exc.strerror}") from exc
     if not os.access(directory, os.W_OK | os.X_OK):
@@ -252,8 +258,7 @@ class Liveness:
         if fcntl is None:
             return
         self.access = Access.of(db_path)
-        prepare_directory(self.directory, self.access)
-        self._own_fd = self._make_own_lock()
+        self._own_fd = self._lock_anew()
         if WATCHABLE:
             listener = None
             try:
@@ -268,6 +273,17 @@ class Liveness:
                                  "processes check its lock on a timer instead", connection_id, db_path, exc)
         _all.add(self)
 
+    def _lock_anew(self, attempts: int = 10) -> int:
+        """Make the directory if need be, and this connection's lock file in it, locked."""
+        for _ in range(attempts):
+            try:
+                prepare_directory(self.directory, self.access)
+                return self._make_own_lock()
+            except _Vanished:
+                continue
+        raise StorageError(f"the liveness directory {self.directory} was removed {attempts} times in a row while a "
+                           f"lock file was being made in it")
+
     def _make_own_lock(self) -> int:
         assert fcntl is not None
         # Locked under a temporary name, then renamed: a lock file is never seen unlocked under its real name,
@@ -276,6 +292,8 @@ class Liveness:
         try:
             fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
                          0o600)
+        except FileNotFoundError as exc:
+            raise _Vanished() from exc
         except OSError as exc:
             raise StorageError(f"cannot create a liveness lock in {self.directory}: {exc.strerror}") from exc
         try:
@@ -288,6 +306,8 @@ class Liveness:
                 os.unlink(pending)
             except OSError:
                 pass
+            if isinstance(exc, FileNotFoundError):
+                raise _Vanished() from exc
             if isinstance(exc, OSError):
                 raise StorageError(f"cannot create a liveness lock in {self.directory}: {exc.strerror}") from exc
             raise
@@ -307,8 +327,7 @@ class Liveness:
             if self._own_fd is None or _is_current(self._own_fd, self._path(self.connection_id)):
                 return
             try:
-                prepare_directory(self.directory, self.access)
-                fd = self._make_own_lock()
+                fd = self._lock_anew(3)
             except StorageError as exc:
                 if not self._keep_failed:
                     self._keep_failed = True
