@@ -186,7 +186,7 @@ def _is_current(fd: int, path: str) -> bool:
         return False
     try:
         there = os.stat(path)
-    except FileNotFoundError:
+    except OSError:  # gone, or its directory made unsearchable: either way not one others can test
         return False
     return (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
 
@@ -328,7 +328,7 @@ class Liveness:
                 return
             try:
                 fd = self._lock_anew(3)
-            except StorageError as exc:
+            except (StorageError, OSError) as exc:
                 if not self._keep_failed:
                     self._keep_failed = True
                     logger().error("litemq: the lock file of connection %s was removed and cannot be made again "

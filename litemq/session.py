@@ -242,8 +242,8 @@ class Session:
         return leases
 
     def housekeep(self) -> float:
-        """Renew leases when due, checkpoint the WAL when this connection wrote; returns how long to rest."""
-        self.liveness.keep()
+        """Renew leases when due, checkpoint the WAL when this connection wrote, make a new lock file if this
+        connection's was removed; returns how long to rest."""
         now = time.monotonic()
         if self.renew_leases and now >= self._next_renewal:
             delay = self.renew()
@@ -251,6 +251,7 @@ class Session:
         if self.store.commits != self._checkpointed_commits:
             self._checkpointed_commits = self.store.commits
             self.store.checkpoint()
+        self.liveness.keep()  # after the renewal, which nothing here may hold back
         rest = min(CHECKPOINT_SECONDS, KEEP_SECONDS, self._next_renewal - time.monotonic())
         return max(0.0, rest)
 
