@@ -109,18 +109,18 @@ class Access(NamedTuple):
         who = f"uid {self.uid}"
         return f"{who} or group {self.gid}" if self.shared else who
 
-    def adopt(self, fd_or_path: "int | str", found: os.stat_result, mode: int) -> None:
-        """Give what this process made or owns the database's owner or group, and the mode the rule gives it."""
+    def adopt(self, target: "int | str", found: os.stat_result, mode: int) -> None:
+        """Give what this process made or owns (a descriptor, or a directory checked not to be a symlink) the
+        database's owner or group, and the mode the rule gives it."""
         uid = self.uid if os.geteuid() == 0 else -1  # root makes it the database owner's, or they could not test it
         gid = self.gid if (self.shared or os.geteuid() == 0) else -1
         if (uid != -1 and found.st_uid != uid) or (gid != -1 and found.st_gid != gid):
             try:
-                os.chown(fd_or_path, uid, gid, follow_symlinks=False) if isinstance(fd_or_path, str) \
-                    else os.fchown(fd_or_path, uid, gid)
+                os.chown(target, uid, gid)
             except PermissionError:
                 pass  # not a member of that group: the setgid directory has given it the group already, or not
         if stat.S_IMODE(found.st_mode) != mode:
-            os.chmod(fd_or_path, mode) if isinstance(fd_or_path, str) else os.fchmod(fd_or_path, mode)
+            os.chmod(target, mode)
 
 
 class _Vanished(Exception):

@@ -243,7 +243,7 @@ class Session:
 
     def housekeep(self) -> float:
         """Renew leases when due, checkpoint the WAL when this connection wrote, make a new lock file if this
-        connection's was removed; returns how long to rest."""
+        connection's was removed, clean up after dead connections; returns how long to rest."""
         now = time.monotonic()
         if self.renew_leases and now >= self._next_renewal:
             delay = self.renew()
@@ -252,6 +252,11 @@ class Session:
             self._checkpointed_commits = self.store.commits
             self.store.checkpoint()
         self.liveness.keep()  # after the renewal, which nothing here may hold back
+        with self.store.lock:
+            if not self.closed:
+                # Not only waiting consumers look for dead connections: a process that only publishes, or whose
+                # consumers never run dry, notices too.
+                self.sweep()
         rest = min(CHECKPOINT_SECONDS, KEEP_SECONDS, self._next_renewal - time.monotonic())
         return max(0.0, rest)
 

@@ -116,6 +116,20 @@ def test_unacked_deliveries_of_a_killed_process_go_to_a_consumer_waiting_in_anot
     assert collector.exitcode == 0
 
 
+def test_a_killed_process_is_cleaned_up_by_a_connection_that_never_waits(
+        db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
+    publish_jobs(conn, 3)
+    holder = start_holder(processes, db_path, "jobs", 3, tmp_path, "holder")
+    os.kill(holder.pid, signal.SIGKILL)
+    # No consumer waits anywhere and no connection opens: this connection's background thread notices.
+    deadline = time.monotonic() + BOUND
+    while leases(db_path, "jobs"):
+        assert time.monotonic() < deadline, f"the killed holder's leases were still held after {BOUND}s"
+        time.sleep(0.01)
+    assert sql(db_path, "SELECT count(*) FROM litemq_connections") == [(1,)]
+    assert [conn.get("jobs").body for _ in range(3)] == [b"m0", b"m1", b"m2"]
+
+
 def test_a_killed_process_returns_only_its_own_deliveries_and_a_live_one_keeps_its_leases(
         db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
     publish_jobs(conn, 6)
