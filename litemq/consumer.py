@@ -194,9 +194,12 @@ class Waiter:
             changed = self._file_changed()
             if rung and not changed:
                 # A ring that announced nothing: leave the doorbells unheard a moment, so that a flood of them
-                # costs a few dozen looks a second. The file is looked at again when the moment ends.
+                # costs a few dozen looks a second. The file is looked at again when the moment ends. Nor may a
+                # flood keep the timer's duties (checking other connections' locks) from running.
                 hushed_until = time.monotonic() + hush
                 hush = min(2 * hush, HUSH_SECONDS[1])
+                if self._session.sweep():
+                    return None
             elif changed:
                 hush = HUSH_SECONDS[0]
             rung = False
@@ -244,10 +247,7 @@ class Waiter:
                 self._session.sweep(force=True, hung_up=woke)
                 return None
             else:
-                # Rung, or the file changed while polling: the top of the loop looks. A flood of rings must not
-                # keep the timer's duties (checking other connections' locks) from running.
-                rung = True
-                self._session.sweep()
+                rung = True  # or the file changed while polling: the top of the loop looks
 
     def _version(self) -> tuple[int, int]:
         return self._store.data_version(), self._store.commits
