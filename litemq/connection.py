@@ -48,13 +48,15 @@ class Connection(Channel):
     ``url`` is a path or ``sqlite:///path``; by default ``$LITEMQ_URL``, else ``litemq.db`` in the working
     directory. ``synchronous`` is ``"NORMAL"`` (the default) or ``"FULL"`` (an fsync at every commit).
     Unacked deliveries are leased for ``lease_seconds`` and renewed in the background while this process lives
-    (``renew_leases``), up to ``consumer_timeout`` seconds after delivery.
+    (``renew_leases``), up to ``consumer_timeout`` seconds after delivery. A new file is private to its owner
+    (0600); ``share_with_group`` creates it group-writable (0660) instead, for the users of its group (an existing
+    file's own mode decides: see README, Permissions and sharing).
     """
 
     def __init__(self, url: Union[str, "os.PathLike[str]", None] = None, *, synchronous: Synchronous = "NORMAL",
                  lease_seconds: float = DEFAULT_LEASE_SECONDS, consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
                  renew_leases: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 busy_timeout: float = 60.0) -> None:
+                 busy_timeout: float = 60.0, share_with_group: bool = False) -> None:
         check_seconds("lease_seconds", lease_seconds, positive=True)
         check_seconds("consumer_timeout", consumer_timeout, positive=True, forever=True)
         check_seconds("busy_timeout", busy_timeout)
@@ -64,7 +66,8 @@ class Connection(Channel):
                 or not 0 < max_message_bytes <= SQLITE_MAX_VALUE_BYTES:
             raise ValueError(f"max_message_bytes must be a positive int up to {SQLITE_MAX_VALUE_BYTES:,} (the most "
                              f"SQLite stores in one value), got {max_message_bytes!r}")
-        store = SQLiteStore(resolve_path(url), synchronous=synchronous, busy_timeout=busy_timeout)
+        store = SQLiteStore(resolve_path(url), synchronous=synchronous, busy_timeout=busy_timeout,
+                            share_with_group=bool(share_with_group))
         try:
             session = Session(store, lease_seconds=float(lease_seconds), max_message_bytes=max_message_bytes,
                               consumer_timeout=float(consumer_timeout), renew_leases=bool(renew_leases))
@@ -112,11 +115,15 @@ class Connection(Channel):
             logger().warning("litemq: closed %s without tidying up (%s); other connections will return its "
                              "deliveries as if it had died", self.path, exc)
         finally:
+            # Nothing from here on raises: the connection's row is gone (or its leases expire, if that failed).
             session.close()
             for channel in list(session.channels.values()):
                 channel._closed = True
             session.channels.clear()
-            self._store.close()
+            try:
+                self._store.close()
+            except Exception:
+                logger().exception("litemq: closing %s failed after the connection was released", self.path)
             _open_connections.discard(self)
             debug("litemq: connection %s to %s closed", session.connection_id, session.path)
 
@@ -137,10 +144,11 @@ class Connection(Channel):
 def connect(url: Union[str, "os.PathLike[str]", None] = None, *, synchronous: Synchronous = "NORMAL",
             lease_seconds: float = DEFAULT_LEASE_SECONDS, consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
             renew_leases: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-            busy_timeout: float = 60.0) -> Connection:
+            busy_timeout: float = 60.0, share_with_group: bool = False) -> Connection:
     """Open a litemq file (see ``Connection``)."""
     return Connection(url, synchronous=synchronous, lease_seconds=lease_seconds, consumer_timeout=consumer_timeout,
-                      renew_leases=renew_leases, max_message_bytes=max_message_bytes, busy_timeout=busy_timeout)
+                      renew_leases=renew_leases, max_message_bytes=max_message_bytes, busy_timeout=busy_timeout,
+                      share_with_group=share_with_group)
 
 
 # Connections still open at interpreter exit are closed, so a script that forgets returns its unacked

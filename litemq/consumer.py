@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 CLAIM_BATCH = 100
 """Most messages one claim takes (a consumer with prefetch 0 takes one at a time)."""
+HUSH_SECONDS = (0.002, 0.02)
+"""How long a waiter leaves its doorbells unheard after a ring that announced nothing (anyone can ring them): the
+first, doubled at each such ring in a row up to the second."""
 
 
 Signal = Union[int, signal.Signals]
@@ -119,7 +122,8 @@ class Consumer(Consuming):
         self.expiry_horizon = 0.0
         """Before this time no lease in the queue can have expired, as far as this consumer last looked."""
         # Bound now, before any claim, so no ring between a claim finding nothing and the wait is lost.
-        self.doorbell = Doorbell(doorbell_address(self._session.connection_id, channel.number, consumer_tag))
+        self.doorbell = Doorbell(doorbell_address(self._session.connection_id, channel.number, consumer_tag),
+                                 f"consumer {consumer_tag!r} of queue {queue!r} in {self._session.path}")
         self._waiter = Waiter(self._session)
 
     def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
@@ -349,7 +353,10 @@ class ConsumerSet(Consuming):
 
 class Waiter:
     """Sleeps for one or more consumers of a connection: until a doorbell rings, a lease in their queues expires,
-    another connection dies, or the file shows ready messages that no doorbell announced."""
+    another connection dies, or the file shows ready messages that no doorbell announced.
+
+    A ring only says "look": the waiter returns to its caller (who claims, a write) only when the file changed and
+    shows work for its consumers. Anyone on the machine can ring a doorbell, and a flood of rings costs reads."""
 
     def __init__(self, session: "Session") -> None:
         self._session = session
@@ -360,9 +367,26 @@ class Waiter:
              others: Sequence[socket.socket] = ()) -> Optional[socket.socket]:
         """Returns the socket among ``others`` that became readable, if that is what ended the wait."""
         next_expiry: Optional[float] = None
+        rung = False
+        hushed_until = 0.0
+        hush = HUSH_SECONDS[0]
         while True:
             active = [consumer for consumer in consumers if consumer.active]
-            if self._file_changed() and active:
+            if not active:
+                return None
+            changed = self._file_changed()
+            if rung and not changed:
+                # A ring that announced nothing: leave the doorbells unheard a moment, so that a flood of them
+                # costs a few dozen looks a second. The file is looked at again when the moment ends. Nor may a
+                # flood keep the timer's duties (checking other connections' locks) from running.
+                hushed_until = time.monotonic() + hush
+                hush = min(2 * hush, HUSH_SECONDS[1])
+                if self._session.sweep():
+                    return None
+            elif changed:
+                hush = HUSH_SECONDS[0]
+            rung = False
+            if changed:
                 with self._store.lock:
                     if any(_has_work(self._store.ready_count(c.queue), c) for c in active):
                         return None  # ready messages, or a queue is gone: claim to find out
@@ -375,6 +399,8 @@ class Waiter:
                 horizon = min(next_expiry or float("inf"), clock() + RECHECK_SECONDS)
                 for consumer, expiry in zip(active, expiries):
                     consumer.expiry_horizon = min(expiry or float("inf"), horizon)
+            elif any(c._buffer for c in active):
+                return None  # claimed for them by another thread's ack
             watch, delay = self._session.watch()
             if deadline is not None:
                 delay = min(delay, deadline - time.monotonic())
@@ -389,23 +415,35 @@ class Waiter:
                     next_expiry = None
                     continue
                 delay = min(delay, until + 0.001)
-            woke = sleep([c.doorbell for c in active], [*others, *watch], delay, self._file_changed)
+            hushed = hushed_until - time.monotonic()
+            if hushed > 0:
+                bells, delay = [], min(delay, hushed)
+            else:
+                bells = [c.doorbell for c in active]
+            woke = sleep(bells, [*others, *watch], delay, self._file_unseen)
             if woke is None:
                 if self._session.sweep():
                     return None
             elif woke in others:
                 return woke
             elif woke in watch:
-                self._session.sweep(force=True)
+                self._session.sweep(force=True, hung_up=woke)
                 return None
             else:
-                return None  # rung, or the file changed while polling
+                rung = True  # or the file changed while polling: the top of the loop looks
+
+    def _version(self) -> tuple[int, int]:
+        return self._store.data_version(), self._store.commits
 
     def _file_changed(self) -> bool:
-        version = (self._store.data_version(), self._store.commits)
+        version = self._version()
         changed = version != self._seen_version
         self._seen_version = version
         return changed
+
+    def _file_unseen(self) -> bool:
+        """Whether the file changed since the waiter last looked (without counting this as a look)."""
+        return self._version() != self._seen_version
 
 
 def _ring(addresses: list[bytes]) -> None:

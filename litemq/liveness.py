@@ -1,27 +1,43 @@
 """Liveness: each open connection holds an OS lock on a file of its own, beside the database, for its whole life.
 
 The kernel drops the lock the moment the process dies, however it dies, so any process can tell for certain that
-a connection's owner is gone: it can take the lock. The lock is the truth; the pid and host stored with the
-connection are for people. Locks are ``flock`` locks, which belong to an open file description, not to a
-process: two connections in one process each hold their own, and closing one descriptor never drops another's
-lock. The database's own files (``.db``, ``-wal``, ``-shm``) are never opened or locked here.
+a connection's owner is gone: it can take the lock. Only a lock that can be taken proves a death. A missing lock
+file proves nothing (a cleanup script may have removed the directory): its owner, if alive, notices within
+``KEEP_SECONDS`` and makes a new one; meanwhile the others leave it alone, and only once it has been missing for
+``MISSING_GRACE_SECONDS`` do they ask the kernel whether the pid registered with it still runs the process that
+registered it (leases expire in any case). Otherwise the pid and host stored with a connection are for people.
+Locks are ``flock`` locks, which belong to an open file description, not to a process: two connections in one
+process each hold their own, and closing one descriptor never drops another's lock. The database's own files
+(``.db``, ``-wal``, ``-shm``) are never opened or locked here.
+
+The directory and the lock files are private to the database file's owner, or shared with its group when the
+database file is group-writable (mode and group follow the database file). Anyone who can open a lock file can hold
+a lock on it and so keep a dead connection looking alive; nobody can make a live one look dead, since its owner
+holds the lock. So a directory or lock file that someone outside that owner and group could have made is refused
+with an error, and lock files are opened read-only to test them.
 
 So that nobody has to poll those locks, each connection also listens on a stream socket in Linux's abstract
 namespace, and a waiting connection connects to every other one's and never reads. When a process dies, the
 kernel closes its listening socket and resets the connections waiting on it: the watcher's socket becomes readable
 within a millisecond, and the watcher then checks the lock. Where that is not possible (another OS, another network
-namespace), waiters check the locks on a short timer instead.
+namespace), waiters check the locks on a short timer instead. Every local user can list abstract socket names
+(/proc/net/unix), so a listener is named after half of its connection id only: the whole id, from which the
+consumers' doorbell names derive, stays in the database.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import stat
 import sys
 import threading
 import time
 import weakref
-from typing import Iterable, Optional
+from typing import Callable, Iterable, NamedTuple, Optional
+
+from .errors import StorageError
+from .log import logger
 
 try:
     import fcntl
@@ -32,10 +48,25 @@ SUFFIX = ".lock"
 PENDING_SUFFIX = ".opening"
 STRAY_PENDING_SECONDS = 60.0
 WATCHABLE = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
+KEEP_SECONDS = 0.5
+"""How often a connection checks that its lock file is still there (``Liveness.keep``, from its background
+thread)."""
+MISSING_GRACE_SECONDS = 5.0
+"""How long another connection's lock file may be missing before its registered pid is consulted: ten times what
+its owner, if alive, takes to make a new one."""
+_OPEN_TO_TEST = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+
+
+class Registration(NamedTuple):
+    """What a connection's row says about who opened it."""
+
+    pid: int
+    host: str
+    started_at: float
 
 
 def _listen_address(connection_id: str) -> bytes:
-    return b"\0litemq-live-" + connection_id.encode("ascii")
+    return b"\0litemq-live-" + connection_id[:16].encode("ascii")
 
 
 def sidecar_directory(db_path: str) -> str:
@@ -47,15 +78,156 @@ def _lock_file(directory: str, connection_id: str) -> str:
     return os.path.join(directory, connection_id + SUFFIX)
 
 
-def is_alive(db_path: str, connection_id: str) -> bool:
-    """Whether a connection's owner still holds its lock, checked without keeping anything (for a process with no
-    connection of its own yet, such as one about to migrate the file). False where there are no locks."""
-    if fcntl is None:
+class Access(NamedTuple):
+    """Who may keep and test the liveness locks of a database: the owner of the database file, and its group when
+    the file is group-writable (then the directory is setgid to that group, so every lock file joins it)."""
+
+    uid: int
+    gid: int
+    shared: bool
+
+    @classmethod
+    def of(cls, db_path: str) -> "Access":
+        found = os.stat(db_path)
+        return cls(found.st_uid, found.st_gid, bool(found.st_mode & stat.S_IWGRP))
+
+    @property
+    def directory_mode(self) -> int:
+        return 0o2770 if self.shared else 0o700
+
+    @property
+    def file_mode(self) -> int:
+        return 0o640 if self.shared else 0o600  # testing a lock needs only to read it
+
+    def trusts(self, found: os.stat_result) -> bool:
+        """Whether a file or directory can only have been made by the database's owner or group (or root)."""
+        if found.st_mode & stat.S_IWOTH:
+            return False
+        return found.st_uid in (self.uid, os.geteuid(), 0) or (self.shared and found.st_gid == self.gid)
+
+    def describe(self) -> str:
+        who = f"uid {self.uid}"
+        return f"{who} or group {self.gid}" if self.shared else who
+
+    def adopt(self, target: "int | str", found: os.stat_result, mode: int) -> None:
+        """Give what this process made or owns (a descriptor, or a directory checked not to be a symlink) the
+        database's owner or group, and the mode the rule gives it."""
+        uid = self.uid if os.geteuid() == 0 else -1  # root makes it the database owner's, or they could not test it
+        gid = self.gid if (self.shared or os.geteuid() == 0) else -1
+        if (uid != -1 and found.st_uid != uid) or (gid != -1 and found.st_gid != gid):
+            try:
+                os.chown(target, uid, gid)
+            except PermissionError:
+                pass  # not a member of that group: the setgid directory has given it the group already, or not
+        if stat.S_IMODE(found.st_mode) != mode:
+            os.chmod(target, mode)
+
+
+class _Vanished(Exception):
+    """The lock directory was removed while a lock file was being made in it (a cleanup at work): try again."""
+
+
+def prepare_directory(directory: str, access: Access) -> None:
+    """Make the lock directory (private to the database's owner and group), or check that the one there is theirs.
+
+    Raises StorageError naming the directory when it cannot be made, written, or trusted."""
+    try:
+        os.mkdir(directory, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise StorageError(f"cannot create the liveness directory {directory}: {exc.strerror}") from exc
+    try:
+        found = os.lstat(directory)
+    except FileNotFoundError as exc:
+        raise _Vanished() from exc
+    if not stat.S_ISDIR(found.st_mode):
+        raise StorageError(f"{directory} is not a directory (litemq keeps its liveness locks there): remove it")
+    if not access.trusts(found):
+        raise StorageError(
+            f"the liveness directory {directory} belongs to uid {found.st_uid} (group {found.st_gid}, mode "
+            f"{stat.S_IMODE(found.st_mode):o}), not to the database's owner or group ({access.describe()}): anyone "
+            f"who made it could fake which connections are alive; refusing to use it. Remove it")
+    if found.st_uid == os.geteuid():
+        try:
+            access.adopt(directory, found, access.directory_mode)  # also tightens one an older litemq made 0755
+        except FileNotFoundError as exc:
+            raise _Vanished() from exc
+        except OSError as exc:
+            raise StorageError(f"cannot set the mode of the liveness directory {directory}: {exc.strerror}") from exc
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise StorageError(f"the liveness directory {directory} is not writable by uid {os.geteuid()}: litemq "
+                           f"keeps a lock file there for each open connection")
+
+
+def _open_to_test(path: str, access: Access) -> Optional[int]:
+    """Open a lock file read-only (a lock can be taken through any descriptor), or None when there is none.
+
+    Raises StorageError for a lock file the database's owner or group did not make."""
+    try:
+        fd = os.open(path, _OPEN_TO_TEST)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StorageError(f"cannot test the liveness lock {path}: {exc.strerror}") from exc
+    found = os.fstat(fd)
+    if not stat.S_ISREG(found.st_mode) or not access.trusts(found):
+        os.close(fd)
+        raise StorageError(
+            f"the liveness lock {path} belongs to uid {found.st_uid} (group {found.st_gid}), not to the database's "
+            f"owner or group ({access.describe()}): refusing to trust it. Remove it")
+    return fd
+
+
+def _is_current(fd: int, path: str) -> bool:
+    """Whether the open lock file is still the one at its path (not removed, nor replaced by a new one)."""
+    held = os.fstat(fd)
+    if held.st_nlink == 0:
         return False
     try:
-        fd = os.open(_lock_file(sidecar_directory(db_path), connection_id), os.O_RDWR)
-    except FileNotFoundError:
-        return False  # its lock was created before its row, so the connection is gone
+        there = os.stat(path)
+    except OSError:  # gone, or its directory made unsearchable: either way not one others can test
+        return False
+    return (there.st_dev, there.st_ino) == (held.st_dev, held.st_ino)
+
+
+def process_may_live(registration: Registration) -> bool:
+    """Whether the process a connection registered may still be running: False only when this machine's kernel
+    says that pid is free, a zombie, or a process started after the connection was opened."""
+    if registration.host != socket.gethostname():
+        return True  # another machine's: only its lease can tell
+    try:
+        os.kill(registration.pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process, running
+    except OSError:
+        return True
+    try:
+        with open(f"/proc/{registration.pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        with open("/proc/stat", "rb") as f:
+            boot = next(float(line.split()[1]) for line in f if line.startswith(b"btime "))
+    except (OSError, IndexError, StopIteration, ValueError):
+        return True
+    if fields[0] in (b"Z", b"X"):
+        return False
+    started = boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    return started <= registration.started_at + 1.0  # btime is whole seconds
+
+
+def is_alive(db_path: str, connection_id: str, registration: Optional[Registration] = None) -> bool:
+    """Whether a connection's owner still holds its lock, checked without keeping anything (for a process with no
+    connection of its own yet, such as one about to migrate the file). False where there are no locks. A missing
+    lock file is judged by ``registration`` (its row): alive while this machine runs its process; dead without
+    one, or from another machine (a file copied here with its rows)."""
+    if fcntl is None:
+        return False
+    fd = _open_to_test(_lock_file(sidecar_directory(db_path), connection_id), Access.of(db_path))
+    if fd is None:
+        return (registration is not None and registration.host == socket.gethostname()
+                and process_may_live(registration))
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -68,34 +240,78 @@ def is_alive(db_path: str, connection_id: str) -> bool:
 class Liveness:
     """This connection's own lock, and the checks of the others'."""
 
-    def __init__(self, db_path: str, connection_id: str) -> None:
+    def __init__(self, db_path: str, connection_id: str, *,
+                 registration: Optional[Callable[[str], Optional[Registration]]] = None,
+                 lock: "Optional[threading.RLock]" = None) -> None:
         self.connection_id = connection_id
         self.directory = sidecar_directory(db_path)
+        self._db_path = db_path
+        self._registration = registration or (lambda connection_id: None)
         self._watched: dict[str, int] = {}
         self._watch_sockets: dict[str, socket.socket] = {}
         self._unwatchable: set[str] = set()
-        self._lock = threading.Lock()
+        self._missing_since: dict[str, float] = {}
+        self._lock = lock if lock is not None else threading.RLock()
         self._own_fd: Optional[int] = None
         self._listener: Optional[socket.socket] = None
+        self._keep_failed = False
         if fcntl is None:
             return
-        os.makedirs(self.directory, exist_ok=True)
-        # Locked under a temporary name, then renamed: a lock file is never seen unlocked under its real name,
-        # where another opener would take it for a stray and a sweeper for a dead connection.
-        pending = os.path.join(self.directory, f".{connection_id}{PENDING_SUFFIX}")
-        fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        os.rename(pending, self._path(connection_id))
-        self._own_fd = fd
+        self.access = Access.of(db_path)
+        self._own_fd = self._lock_anew()
         if WATCHABLE:
+            listener = None
             try:
                 listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 listener.bind(_listen_address(connection_id))
                 listener.listen(4096)
                 self._listener = listener
-            except OSError:
-                self._listener = None
+            except OSError as exc:
+                if listener is not None:
+                    listener.close()
+                logger().warning("litemq: connection %s on %s cannot listen on its abstract socket (%s); other "
+                                 "processes check its lock on a timer instead", connection_id, db_path, exc)
         _all.add(self)
+
+    def _lock_anew(self, attempts: int = 10) -> int:
+        """Make the directory if need be, and this connection's lock file in it, locked."""
+        for _ in range(attempts):
+            try:
+                prepare_directory(self.directory, self.access)
+                return self._make_own_lock()
+            except _Vanished:
+                continue
+        raise StorageError(f"the liveness directory {self.directory} was removed {attempts} times in a row while a "
+                           f"lock file was being made in it")
+
+    def _make_own_lock(self) -> int:
+        assert fcntl is not None
+        # Locked under a temporary name, then renamed: a lock file is never seen unlocked under its real name,
+        # where another opener would take it for a stray and a sweeper for a dead connection.
+        pending = os.path.join(self.directory, f".{self.connection_id}{PENDING_SUFFIX}")
+        try:
+            fd = os.open(pending, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0),
+                         0o600)
+        except FileNotFoundError as exc:
+            raise _Vanished() from exc
+        except OSError as exc:
+            raise StorageError(f"cannot create a liveness lock in {self.directory}: {exc.strerror}") from exc
+        try:
+            self.access.adopt(fd, os.fstat(fd), self.access.file_mode)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(pending, self._path(self.connection_id))
+        except BaseException as exc:
+            os.close(fd)
+            try:
+                os.unlink(pending)
+            except OSError:
+                pass
+            if isinstance(exc, FileNotFoundError):
+                raise _Vanished() from exc
+            if isinstance(exc, OSError):
+                raise StorageError(f"cannot create a liveness lock in {self.directory}: {exc.strerror}") from exc
+            raise
+        return fd
 
     @property
     def supported(self) -> bool:
@@ -103,6 +319,28 @@ class Liveness:
 
     def _path(self, connection_id: str) -> str:
         return _lock_file(self.directory, connection_id)
+
+    def keep(self) -> None:
+        """Make a new lock file if this connection's was removed (a cleanup of the directory, say): without one,
+        other processes cannot tell whether this connection lives. Called from the background thread."""
+        with self._lock:
+            if self._own_fd is None or _is_current(self._own_fd, self._path(self.connection_id)):
+                return
+            try:
+                fd = self._lock_anew(3)
+            except (StorageError, OSError) as exc:
+                if not self._keep_failed:
+                    self._keep_failed = True
+                    logger().error("litemq: the lock file of connection %s was removed and cannot be made again "
+                                   "(%s): other processes cannot tell that it lives, and its leases will expire "
+                                   "if it stops renewing them; retrying", self.connection_id, exc)
+                return
+            # The old one's lock goes with it: whoever still has that file open sees it is no longer current.
+            os.close(self._own_fd)
+            self._own_fd = fd
+            self._keep_failed = False
+            logger().info("litemq: the lock file of connection %s on %s was removed; made a new one",
+                          self.connection_id, self._db_path)
 
     def dead(self, connection_ids: Iterable[str]) -> list[str]:
         """The connections among these whose owner is gone. Their locks stay taken until ``forget``."""
@@ -117,6 +355,8 @@ class Liveness:
                     found.append(connection_id)
             for gone in set(self._watched) - listed:
                 os.close(self._watched.pop(gone))
+            for gone in set(self._missing_since) - listed:
+                del self._missing_since[gone]
         return found
 
     def watch(self, connection_ids: Iterable[str]) -> tuple[list[socket.socket], bool]:
@@ -134,6 +374,16 @@ class Liveness:
             self._unwatchable &= listed
             return list(self._watch_sockets.values()), not self._unwatchable
 
+    def hung_up(self, sock: socket.socket) -> None:
+        """A watched socket became readable, and its connection was not found dead (its lock file is missing):
+        stop watching it, so its lock is checked on the timer instead of waking the waiter again at once."""
+        with self._lock:
+            for connection_id, watched in list(self._watch_sockets.items()):
+                if watched is sock:
+                    del self._watch_sockets[connection_id]
+                    sock.close()
+                    self._unwatchable.add(connection_id)
+
     def _connect_watch(self, connection_id: str) -> None:
         if not WATCHABLE:
             self._unwatchable.add(connection_id)
@@ -142,12 +392,8 @@ class Liveness:
         sock.setblocking(False)
         try:
             sock.connect(_listen_address(connection_id))
-        except ConnectionRefusedError:
-            # Gone already, or listening in another network namespace: readable at once, so the lock is checked.
-            self._unwatchable.add(connection_id)
-            sock.close()
-            return
         except OSError:
+            # Gone already, or listening in another network namespace: checked on the timer.
             self._unwatchable.add(connection_id)
             sock.close()
             return
@@ -161,18 +407,44 @@ class Liveness:
 
     def _is_dead(self, connection_id: str) -> bool:
         assert fcntl is not None
-        fd = self._watched.get(connection_id)
-        if fd is None:
+        path = self._path(connection_id)
+        for _ in range(2):
+            fd = self._watched.get(connection_id)
+            if fd is None:
+                fd = _open_to_test(path, self.access)
+                if fd is None:
+                    return self._missing(connection_id)
+                self._watched[connection_id] = fd
+            self._missing_since.pop(connection_id, None)
             try:
-                fd = os.open(self._path(connection_id), os.O_RDWR)
-            except FileNotFoundError:
-                return True  # its lock was created before its row, so the connection is gone
-            self._watched[connection_id] = fd
+                # Shared: a reader holding a shared lock of its own cannot make a dead connection look alive.
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            if _is_current(fd, path):
+                return True  # and the lock stays taken until forget
+            # Removed (with its directory, by a cleanup) while it was open here: if its owner lives, it has made a
+            # new one, which is the one to test.
+            os.close(self._watched.pop(connection_id))
+        return False
+
+    def _missing(self, connection_id: str) -> bool:
+        """No lock file: dead if it was never registered (or no longer is), since the lock comes before the row
+        and goes after it; otherwise unknown until the grace passes, then as the kernel knows its pid."""
+        registration = self._registration(connection_id)
+        if registration is None:
+            return True
+        now = time.monotonic()
+        missing_for = now - self._missing_since.setdefault(connection_id, now)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            # Nothing was added to or removed from the directory since: so the file has been missing at least that
+            # long, whoever looked before (this checker may be new).
+            missing_for = max(missing_for, time.time() - os.stat(self.directory).st_mtime)
+        except OSError:
+            pass
+        if missing_for < MISSING_GRACE_SECONDS:
             return False
-        return True  # we hold its lock now: no other checker will reap it at the same time
+        return not process_may_live(registration)
 
     def forget(self, connection_id: str) -> None:
         """After the dead connection's state is cleaned up: remove its lock file."""
@@ -181,11 +453,12 @@ class Liveness:
             if watch is not None:
                 watch.close()
             self._unwatchable.discard(connection_id)
+            self._missing_since.pop(connection_id, None)
             fd = self._watched.pop(connection_id, None)
             try:
                 os.unlink(self._path(connection_id))
-            except FileNotFoundError:
-                pass
+            except OSError:
+                pass  # gone already, or the directory went read-only: a stray for the next opener
             if fd is not None:
                 os.close(fd)
 
@@ -194,7 +467,11 @@ class Liveness:
         if not self.supported:
             return
         known = set(registered) | {self.connection_id}
-        for name in os.listdir(self.directory):
+        try:
+            names = os.listdir(self.directory)
+        except FileNotFoundError:
+            return  # removed meanwhile; this connection makes its own again
+        for name in names:
             if name.endswith(PENDING_SUFFIX):
                 self._remove_if_unlocked(os.path.join(self.directory, name))
                 continue
@@ -209,13 +486,15 @@ class Liveness:
         # may belong to a connection opening right now, before its flock: leave those alone.
         assert fcntl is not None
         try:
-            if time.time() - os.stat(path).st_mtime < STRAY_PENDING_SECONDS:
+            if time.time() - os.lstat(path).st_mtime < STRAY_PENDING_SECONDS:
                 return
-            fd = os.open(path, os.O_RDWR)
         except FileNotFoundError:
             return
+        fd = _open_to_test(path, self.access)
+        if fd is None:
+            return
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
             os.unlink(path)
         except (BlockingIOError, FileNotFoundError):
             pass
@@ -223,10 +502,11 @@ class Liveness:
             os.close(fd)
 
     def close(self) -> None:
-        """Release this connection's lock (after its row is gone) and stop watching others."""
+        """Release this connection's lock (after its row is gone) and stop watching others. Never raises: the
+        connection is already gone from the file."""
         with self._lock:
             for fd in self._watched.values():
-                os.close(fd)
+                _close_quietly(fd)
             self._watched.clear()
             for sock in self._watch_sockets.values():
                 sock.close()
@@ -236,10 +516,14 @@ class Liveness:
                 self._listener = None
             if self._own_fd is not None:
                 try:
-                    os.unlink(self._path(self.connection_id))
+                    if _is_current(self._own_fd, self._path(self.connection_id)):
+                        os.unlink(self._path(self.connection_id))
                 except FileNotFoundError:
                     pass
-                os.close(self._own_fd)
+                except OSError as exc:
+                    logger().warning("litemq: cannot remove the lock file of closed connection %s (%s); the next "
+                                     "connection to open %s removes it", self.connection_id, exc, self._db_path)
+                _close_quietly(self._own_fd)
                 self._own_fd = None
         _all.discard(self)
 
@@ -247,16 +531,20 @@ class Liveness:
         # A forked child must not keep the parent's lock alive after the parent dies: close its copies. The
         # parent's descriptor still holds the lock, since a flock lock lives while any copy is open.
         for fd in list(self._watched.values()) + ([self._own_fd] if self._own_fd is not None else []):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            _close_quietly(fd)
         self._watched.clear()
         self._own_fd = None
         for sock in list(self._watch_sockets.values()) + ([self._listener] if self._listener else []):
             sock.close()
         self._watch_sockets.clear()
         self._listener = None
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
 
 
 _all: "weakref.WeakSet[Liveness]" = weakref.WeakSet()

@@ -12,7 +12,7 @@ import weakref
 from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import queue_rules
-from .liveness import Liveness
+from .liveness import KEEP_SECONDS, Liveness, Registration
 from .log import debug, logger
 from .policy import queue_policy
 from .routes import Routes
@@ -93,7 +93,7 @@ class Session:
         self._stop = threading.Event()
         self._poke = threading.Event()
         # The lock comes before the row, so a row whose lock can be taken always means a dead connection.
-        self.liveness = Liveness(store.path, self.connection_id)
+        self.liveness = Liveness(store.path, self.connection_id, registration=self._registration, lock=store.lock)
         self.bell = Bell()
         try:
             with store.write():
@@ -172,8 +172,9 @@ class Session:
                 queue_rules.settle_due(self, store, now)
 
     # --- other connections' deaths
-    def sweep(self, force: bool = False) -> bool:
+    def sweep(self, force: bool = False, hung_up: Optional[socket.socket] = None) -> bool:
         """Clean up after connections whose process died; at most every SWEEP_SECONDS unless forced.
+        ``hung_up``: the watched socket that woke the caller, watched no more if its connection is not found dead.
 
         Returns True when it cleaned up any."""
         now = time.monotonic()
@@ -184,7 +185,15 @@ class Session:
             dead = self.liveness.dead(self.connections())
             for connection_id in dead:
                 self.reap_now(connection_id)
+            if hung_up is not None:
+                self.liveness.hung_up(hung_up)
         return bool(dead)
+
+    def _registration(self, connection_id: str) -> Optional[Registration]:
+        # What liveness falls back on when a connection's lock file is missing.
+        with self.store.lock:
+            row = self.store.registration(connection_id)
+        return Registration(*row) if row is not None else None
 
     def connections(self) -> list[str]:
         """The registered connections, re-read only when another connection has committed since."""
@@ -251,7 +260,8 @@ class Session:
         return leases
 
     def housekeep(self) -> float:
-        """Renew leases when due, checkpoint the WAL when this connection wrote; returns how long to rest."""
+        """Renew leases when due, checkpoint the WAL when this connection wrote, make a new lock file if this
+        connection's was removed, clean up after dead connections; returns how long to rest."""
         now = time.monotonic()
         if self.renew_leases and now >= self._next_renewal:
             delay = self.renew()
@@ -259,7 +269,13 @@ class Session:
         if self.store.commits != self._checkpointed_commits:
             self._checkpointed_commits = self.store.commits
             self.store.checkpoint()
-        rest = min(CHECKPOINT_SECONDS, self._next_renewal - time.monotonic())
+        self.liveness.keep()  # after the renewal, which nothing here may hold back
+        with self.store.lock:
+            if not self.closed:
+                # Not only waiting consumers look for dead connections: a process that only publishes, or whose
+                # consumers never run dry, notices too.
+                self.sweep()
+        rest = min(CHECKPOINT_SECONDS, KEEP_SECONDS, self._next_renewal - time.monotonic())
         return max(0.0, rest)
 
     def renew(self) -> Optional[float]:
@@ -280,6 +296,8 @@ class Session:
             return max(MIN_RENEW_SECONDS, min(h.lease_seconds for h in leases) / 3)
 
     def close(self) -> None:
+        """After the connection's row is gone: stop the background thread, let go of sockets and the lock. Never
+        raises."""
         self.closed = True
         self._stop.set()
         self._poke.set()

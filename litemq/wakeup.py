@@ -5,16 +5,23 @@ abstract socket namespace: no file, gone when its last descriptor closes. Whoeve
 (a publish, a requeue, a dead connection's leases coming back) rings the doorbell of each consumer of that queue
 after the commit. A lost ring costs latency, never a message: the waiter also wakes on a timer and checks the file.
 Where abstract sockets are not available, waiters poll the file's change counter instead.
+
+Anyone on the machine can send a datagram to any abstract socket (their names are listed in /proc/net/unix), so a
+ring is only a hint: the waiter looks at the file's change counter, and a ring that finds the file unchanged costs
+that read and nothing more.
 """
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import sys
 import time
 from contextlib import suppress
 from typing import Callable, Iterable, Optional, Sequence
+
+from .log import logger
 
 ABSTRACT_SOCKETS = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
 POLL_MIN_SECONDS = 0.0005
@@ -31,17 +38,25 @@ def doorbell_address(connection_id: str, channel: int, consumer_tag: str) -> byt
 class Doorbell:
     """What one consumer sleeps on (None as ``socket`` when this platform cannot have one)."""
 
-    def __init__(self, address: bytes) -> None:
+    def __init__(self, address: bytes, owner: str = "a consumer") -> None:
         self.address = address
         self.socket: Optional[socket.socket] = None
         if ABSTRACT_SOCKETS:
             try:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            except OSError:  # e.g. a sandbox without unix sockets: poll instead
+                return
+            try:
                 sock.bind(address)
                 sock.setblocking(False)
                 self.socket = sock
-            except OSError:  # e.g. a sandbox without unix sockets: poll instead
-                self.socket = None
+            except OSError as exc:
+                sock.close()
+                if exc.errno == errno.EADDRINUSE:
+                    # Its name derives from a connection id that only the file holds: someone who read the file
+                    # (or a bug) took it. Publishers would ring that socket, so this consumer polls the file.
+                    logger().warning("litemq: the doorbell of %s is taken by another socket (%r); it polls the "
+                                     "file instead, at a cost in CPU and latency", owner, address)
 
     def close(self) -> None:
         if self.socket is not None:
@@ -90,9 +105,13 @@ def _poll(others: Sequence[socket.socket], timeout: float, changed: Callable[[],
         pause = min(pause * 2, POLL_MAX_SECONDS)
 
 
+DRAIN_AT_MOST = 16
+"""Rings read at once: a flood from another core must not keep a waiter reading its doorbell for ever."""
+
+
 def _drain(sock: socket.socket) -> None:
     try:
-        while True:
+        for _ in range(DRAIN_AT_MOST):
             sock.recv(64)
     except (BlockingIOError, InterruptedError):
         pass

@@ -50,6 +50,15 @@ def take(consumer: litemq.Consumer, count: int, timeout: float) -> list[litemq.D
     return deliveries
 
 
+def take_exactly(conn: litemq.Connection, queue: str, count: int, lease_seconds: float) -> list[litemq.Delivery]:
+    """``count`` deliveries from the queue, consumed with prefetch ``count``, within 10 s (or AssertionError)."""
+    consumer = conn.consume(queue, prefetch=count, lease_seconds=lease_seconds)
+    deliveries = take(consumer, count, timeout=10)
+    if len(deliveries) != count:
+        raise AssertionError(f"got {len(deliveries)} of {count} deliveries from {queue!r} within 10 s")
+    return deliveries
+
+
 def switch_off_abstract_sockets() -> None:
     """Before connecting: doorbells poll the file, and deaths are found by checking locks on a timer."""
     litemq.wakeup.ABSTRACT_SOCKETS = False
@@ -71,10 +80,7 @@ def hold(db: str, queue: str, count: int, out_dir: str, name: str, lease_seconds
     out = Path(out_dir)
     with reporting_errors(out_dir, name):
         conn = litemq.connect(db)
-        consumer = conn.consume(queue, prefetch=count, lease_seconds=lease_seconds)
-        deliveries = take(consumer, count, timeout=10)
-        if len(deliveries) != count:
-            raise AssertionError(f"got {len(deliveries)} of {count} deliveries from {queue!r} within 10 s")
+        deliveries = take_exactly(conn, queue, count, lease_seconds)
         held = [d.body.decode() for d in deliveries]
         write_atomically(out / f"held-{name}", "\n".join(held + [conn._session.connection_id]))
         if ending == "wait":
@@ -112,6 +118,28 @@ def own_exclusive_queue_and_consumers(db: str, shared_queue: str, out_dir: str) 
         raise AssertionError(f"owner was not killed within {WAIT_SECONDS}s")
 
 
+def hold_through_a_cleanup(db: str, queue: str, count: int, out_dir: str, name: str = "holder") -> None:
+    """Hold ``count`` deliveries (lease 600 s), an exclusive queue and a consumed auto-delete queue; write
+    ``held-<name>``: the bodies, then the connection id and the two queues' names, one per line. Once the test
+    writes ``ack-<name>``, ack every delivery (a LeaseExpired is reported as an error) and write ``acked-<name>``;
+    then wait to be killed."""
+    out = Path(out_dir)
+    with reporting_errors(out_dir, name):
+        conn = litemq.connect(db)
+        deliveries = take_exactly(conn, queue, count, LONG_LEASE)
+        exclusive = conn.declare_queue("", exclusive=True).queue
+        auto_delete = conn.declare_queue("", auto_delete=True).queue
+        conn.consume(auto_delete)
+        lines = [d.body.decode() for d in deliveries] + [conn._session.connection_id, exclusive, auto_delete]
+        write_atomically(out / f"held-{name}", "\n".join(lines))
+        wait_for_file(out / f"ack-{name}")
+        for delivery in deliveries:
+            delivery.ack()
+        write_atomically(out / f"acked-{name}", "")
+        time.sleep(WAIT_SECONDS)
+        raise AssertionError(f"{name} was not killed within {WAIT_SECONDS}s")
+
+
 # --- consumers in other processes
 
 def collect(db: str, queue: str, count: int, out_dir: str, timeout: float, name: str = "collector",
@@ -136,6 +164,36 @@ def collect(db: str, queue: str, count: int, out_dir: str, timeout: float, name:
             delivery.ack()
         conn.close()
         write_atomically(out / f"collected-{name}", "".join(describe(d) + "\n" for d in deliveries))
+
+
+def wait_through_a_flood(db: str, queue: str, out_dir: str) -> None:
+    """Consume from an empty queue. Once waiting, write ``waiting``: the consumer's doorbell address (hex). When the
+    test writes ``flood-done``, write ``commits``: this connection's write transactions since it began waiting, and
+    the CPU seconds this process used meanwhile. Write ``delivered``: the next delivery's body and wall time."""
+    out = Path(out_dir)
+    with reporting_errors(out_dir, "flooded"):
+        conn = litemq.connect(db)
+        consumer = conn.consume(queue)
+
+        def count_commits() -> None:
+            with reporting_errors(out_dir, "flood-counter"):
+                while not consumer.waiting:
+                    time.sleep(0.001)
+                commits, cpu = conn._store.commits, time.process_time()
+                write_atomically(out / "waiting", consumer.doorbell.address.hex())
+                wait_for_file(out / "flood-done")
+                write_atomically(out / "commits", f"{conn._store.commits - commits} {time.process_time() - cpu}")
+
+        counter = threading.Thread(target=count_commits)
+        counter.start()
+        delivery = consumer.get(timeout=WAIT_SECONDS)
+        delivered_at = time.time()
+        counter.join()
+        if delivery is None:
+            raise AssertionError(f"nothing came within {WAIT_SECONDS}s")
+        delivery.ack()
+        conn.close()
+        write_atomically(out / "delivered", f"{delivery.body.decode()} {delivered_at}")
 
 
 def measure_idle_cpu(db: str, queue: str, seconds: float, out_dir: str, fallback: bool = False) -> None:
@@ -163,6 +221,97 @@ def count_ready(db: str, queue: str, out_dir: str, name: str) -> None:
         count = conn.declare_queue(queue, passive=True).message_count
         conn.close()
         write_atomically(Path(out_dir) / f"count-{name}", str(count))
+
+
+# --- other Unix users (test_permissions.py runs these as users it creates)
+
+def hold_shared(db: str, queue: str, out_dir: str, name: str) -> None:
+    """Open the file with ``share_with_group``, publish ``<name>-0`` and ``<name>-1`` to the queue, hold the first
+    (lease 600 s), write ``held-<name>`` with the connection id, and wait to be killed."""
+    with reporting_errors(out_dir, name):
+        conn = litemq.connect(db, share_with_group=True)
+        conn.declare_queue(queue)
+        conn.publish("", queue, f"{name}-0")
+        conn.publish("", queue, f"{name}-1")
+        delivery = conn.get(queue, lease_seconds=LONG_LEASE)
+        if delivery is None or delivery.body != f"{name}-0".encode():
+            raise AssertionError(f"expected {name}-0, got {delivery}")
+        write_atomically(Path(out_dir) / f"held-{name}", conn._session.connection_id)
+        time.sleep(WAIT_SECONDS)
+        raise AssertionError(f"{name} was not killed within {WAIT_SECONDS}s")
+
+
+def work_with_shared_file(db: str, queue: str, holder_id: str, out_dir: str, name: str) -> None:
+    """Take one message from the queue and ack it, publish ``<name>-0``, and write ``done-<name>``: the body taken
+    and whether the holder's connection is alive, as this process sees it."""
+    with reporting_errors(out_dir, name):
+        with litemq.connect(db) as conn:
+            delivery = conn.get(queue)
+            if delivery is None:
+                raise AssertionError(f"queue {queue!r} was empty")
+            delivery.ack()
+            conn.publish("", queue, f"{name}-0")
+            alive = not conn._session.liveness.is_dead(holder_id)
+        write_atomically(Path(out_dir) / f"done-{name}", f"{delivery.body.decode()} {alive}")
+
+
+def interfere(db: str, holder_id: str, out_dir: str, name: str) -> None:
+    """Try everything a user outside the file's group might to read messages or fake liveness; write
+    ``tried-<name>``: one ``<attempt> <outcome>`` line each (the exception's class, or ``done``)."""
+    import fcntl
+    import shutil
+
+    directory = litemq.liveness.sidecar_directory(db)
+    lock = os.path.join(directory, holder_id + litemq.liveness.SUFFIX)
+
+    def read_database() -> None:
+        with open(db, "rb") as f:
+            f.read()
+
+    def read_wal() -> None:
+        with open(db + "-wal", "rb") as f:
+            f.read()
+
+    def query() -> None:
+        sqlite3.connect(f"file:{db}?mode=ro", uri=True).execute("SELECT body FROM litemq_messages").fetchall()
+
+    def lock_holder_file() -> None:
+        fd = os.open(lock, os.O_RDONLY)
+        fcntl.flock(fd, fcntl.LOCK_SH)
+
+    def connect() -> None:
+        litemq.connect(db).close()
+
+    attempts = {
+        "read-database": read_database,
+        "read-wal": read_wal,
+        "query": query,
+        "list-lock-directory": lambda: os.listdir(directory),
+        "open-lock-file": lock_holder_file,
+        "remove-lock-directory": lambda: shutil.rmtree(directory),
+        "rename-lock-directory": lambda: os.rename(directory, directory + ".moved"),
+        "connect": connect,
+    }
+    outcomes = []
+    with reporting_errors(out_dir, name):
+        for attempt, call in attempts.items():
+            try:
+                call()
+                outcome = "done"
+            except Exception as exc:
+                outcome = type(exc).__name__
+            outcomes.append(f"{attempt} {outcome}")
+        write_atomically(Path(out_dir) / f"tried-{name}", "\n".join(outcomes))
+
+
+def connect_and_report(db: str, out_dir: str, name: str) -> None:
+    """Open the file and close it; write ``opened-<name>``: ``opened``, or the litemq error's class and message."""
+    try:
+        litemq.connect(db).close()
+        outcome = "opened"
+    except litemq.LiteMQError as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    write_atomically(Path(out_dir) / f"opened-{name}", outcome)
 
 
 # --- processes that receive signals (run with ``python -c`` so the test sees their exit code and stderr)

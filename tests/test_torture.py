@@ -1,5 +1,6 @@
-"""Producers and consumers SIGKILLed at random on one file: nothing published is lost, nothing is delivered twice
-as new, no lease is left stuck, no error reaches a worker, and the file is intact (tests/torture.py, the harness;
+"""Producers and consumers SIGKILLed at random on one file, and its lock directory removed now and then by a
+"cleanup script": nothing published is lost, nothing is delivered twice as new, no lease is left stuck, no live
+connection is taken for dead, no error reaches a worker, and the file is intact (tests/torture.py, the harness;
 ``python tests/torture.py --minutes 10`` is the long soak).
 """
 
@@ -24,7 +25,7 @@ from conftest import Processes
 
 RUN = torture.Config(
     producers=3, consumers=3, seconds=30.0, kill_every=(0.5, 1.0), rate=150.0,
-    drain_seconds=15.0, stop_seconds=8.0,
+    drain_seconds=15.0, stop_seconds=8.0, cleanup_every=(10.0, 25.0),
 )
 """About 35 s when all goes well; at most about 65 s when every stop and drain runs to its limit."""
 
@@ -37,6 +38,7 @@ def test_nothing_is_lost_or_wrongly_flagged_new_when_producers_and_consumers_are
     assert result.passed
     # The run really tortured something: both kinds were killed, and messages flowed throughout.
     assert result.kills["producer"] > 0 and result.kills["consumer"] > 0
+    assert result.cleanups >= 1
     assert result.published > 0
     # Every message whose publish returned (and each killed producer's in-flight one) was acked.
     assert result.acked + result.acked_unlogged == result.published + result.unlogged_publishes

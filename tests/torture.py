@@ -2,12 +2,14 @@
 
     python tests/torture.py --minutes 10            # the soak: PASS/FAIL summary, exit status 0/1
     python tests/torture.py --seconds 60 --producers 2 --consumers 4 --kill-every 0.2:0.8
+    python tests/torture.py --minutes 10 --cleanup-every 5:20   # and a cleanup script removing the lock directory
 
 N producer and M consumer processes (fresh Python processes, nothing inherited) share one file: one durable
 queue, manual acks, each consumer with a prefetch drawn from 1..20 and a short lease (5 s) that the background
 renewal keeps alive, so a lease that is unexpectedly stuck shows as a multi-second stall or as an error. The
 harness SIGKILLs a random worker every --kill-every seconds (half the time a consumer that holds leases right
-then) and starts a replacement of the same kind. At the end it stops killing, stops the producers, lets the
+then) and starts a replacement of the same kind; with --cleanup-every it also removes the file's lock directory now
+and then, as a careless cleanup script would. At the end it stops killing, stops the producers, lets the
 consumers drain the queue, stops them (a stop file), drains whatever is left itself with a fresh connection
 (there should be nothing) and checks, from the workers' logs and the file:
 
@@ -87,6 +89,9 @@ class Config:
     """How long the consumers get to empty the queue once the producers stopped."""
     stop_seconds: float = 20.0
     """How long workers get to exit after their stop file appears."""
+    cleanup_every: Optional[tuple[float, float]] = None
+    """Seconds between runs of a "cleanup script" that removes the file's ``-litemq/`` lock directory, drawn
+    uniformly (None: no cleanup). Live connections must survive it: none may be taken for dead."""
     seed: Optional[int] = None
     workdir: Optional[str] = None
     progress: bool = False
@@ -102,6 +107,8 @@ class Result:
     total_seconds: float = 0.0
     workers_started: int = 0
     kills: collections.Counter = field(default_factory=collections.Counter)
+    cleanups: int = 0
+    """Times the cleanup script removed the lock directory."""
     kills_holding_leases: int = 0
     published: int = 0
     unlogged_publishes: int = 0
@@ -144,7 +151,8 @@ class Result:
             f"left for the final drain: {self.left_over}; largest backlog seen: {self.max_backlog:,}; "
             f"largest WAL seen: {self.max_wal_bytes / 1e6:.1f} MB",
             f"  kills      {sum(self.kills.values())} ({self.kills['producer']} producers, "
-            f"{self.kills['consumer']} consumers, {self.kills_holding_leases} of them holding leases)",
+            f"{self.kills['consumer']} consumers, {self.kills_holding_leases} of them holding leases); "
+            f"lock directory removed {self.cleanups} times",
             f"  killed consumer's leases back after: {dist(self.release_ms)}",
             f"  killed worker's connection reaped after: {dist(self.reap_ms)}",
             f"  invariant checks during the run: {self.invariant_checks}",
@@ -430,6 +438,11 @@ class Harness:
             self.deaths.append(_Death(connection_id, killed_at, held))
         self.start(victim.kind)
 
+    def clean_up(self) -> None:
+        """What a careless cleanup script does: remove the lock directory, whoever is using it."""
+        shutil.rmtree(self.db + "-litemq", ignore_errors=True)
+        self.result.cleanups += 1
+
     def watch_deaths(self) -> None:
         assert self.reader is not None
         now = time.monotonic()
@@ -540,6 +553,7 @@ class Harness:
         start = time.monotonic()
         end = start + cfg.seconds
         next_kill = start + self.rng.uniform(*cfg.kill_every)
+        next_cleanup = start + self.rng.uniform(*cfg.cleanup_every) if cfg.cleanup_every else float("inf")
         next_check = start
         next_progress = start + 10
         wal = 0
@@ -547,6 +561,10 @@ class Harness:
             if now >= next_kill:
                 self.kill_one()
                 next_kill = time.monotonic() + self.rng.uniform(*cfg.kill_every)
+            if now >= next_cleanup:
+                assert cfg.cleanup_every is not None
+                self.clean_up()
+                next_cleanup = time.monotonic() + self.rng.uniform(*cfg.cleanup_every)
             self.watch_deaths()
             self.check_exits()
             if now >= next_check:
@@ -784,15 +802,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="messages/s per producer (default 200)")
     parser.add_argument("--lease-seconds", type=float, default=5.0)
     parser.add_argument("--drain-seconds", type=float, default=60.0)
+    parser.add_argument("--cleanup-every", type=_span, metavar="MIN:MAX",
+                        help="also remove the lock directory (as a careless cleanup script would) every MIN-MAX s")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--dir", help="keep the run's files here (default: a temporary directory, removed on PASS)")
     args = parser.parse_args(argv)
     seconds = args.seconds if args.seconds is not None else 60 * (args.minutes if args.minutes is not None else 1)
     config = Config(producers=args.producers, consumers=args.consumers, seconds=seconds,
                     kill_every=args.kill_every, rate=args.rate, lease_seconds=args.lease_seconds,
-                    drain_seconds=args.drain_seconds, seed=args.seed, workdir=args.dir, progress=True)
+                    drain_seconds=args.drain_seconds, cleanup_every=args.cleanup_every, seed=args.seed,
+                    workdir=args.dir, progress=True)
+    cleanup = (f", the lock directory removed every {config.cleanup_every[0]:g}-{config.cleanup_every[1]:g} s"
+               if config.cleanup_every else "")
     print(f"litemq torture: {config.producers} producers, {config.consumers} consumers, a SIGKILL every "
-          f"{config.kill_every[0]:g}-{config.kill_every[1]:g} s for {seconds:g} s", flush=True)
+          f"{config.kill_every[0]:g}-{config.kill_every[1]:g} s{cleanup} for {seconds:g} s", flush=True)
     result = run(config)
     print(result.summary())
     return 0 if result.passed else 1

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from ..errors import SchemaError, SchemaTooNew
-from ..liveness import is_alive
+from ..liveness import Registration, is_alive
 from . import SCHEMA_REVISION, VERSION_TABLE
 
 log = logging.getLogger("litemq")
@@ -161,8 +161,10 @@ def _check_unused(path: str, connection: Any, current: str, target: Optional[str
     """Refuse to migrate a file that live connections have open: they run the statements of the schema they opened
     (in an older litemq, or one told to downgrade), and would misread what a migration moves under them (0006 takes
     large bodies out of their rows). Read under the migration's write lock: no connection registers meanwhile."""
-    rows = connection.exec_driver_sql("SELECT id, pid, host FROM litemq_connections ORDER BY started_at").fetchall()
-    live = [f"pid {pid} on {host}" for connection_id, pid, host in rows if is_alive(path, connection_id)]
+    rows = connection.exec_driver_sql("SELECT id, pid, host, started_at FROM litemq_connections "
+                                      "ORDER BY started_at").fetchall()
+    live = [f"pid {pid} on {host}" for connection_id, pid, host, started_at in rows
+            if is_alive(path, connection_id, Registration(pid, host, started_at))]
     if live:
         raise SchemaError(
             f"cannot migrate {path} from schema {current!r} to {target or 'base'!r} while {len(live)} litemq "

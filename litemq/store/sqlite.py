@@ -217,6 +217,7 @@ SELECT_ALL_CONSUMERS = "SELECT connection_id, channel, consumer_tag FROM litemq_
 DELETE_CONNECTION_CONSUMERS = "DELETE FROM litemq_consumers WHERE connection_id = ? RETURNING queue"
 SELECT_CONNECTION_IDS = "SELECT id FROM litemq_connections"
 SELECT_CONNECTION = "SELECT 1 FROM litemq_connections WHERE id = ?"
+SELECT_REGISTRATION = "SELECT pid, host, started_at FROM litemq_connections WHERE id = ?"
 SELECT_UNACKED_COUNT = "SELECT count(*) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL"
 SELECT_CONSUMER_COUNT = "SELECT count(*) FROM litemq_consumers WHERE queue = ?"
 INSERT_CONSUMER = ("INSERT INTO litemq_consumers (connection_id, channel, consumer_tag, queue, prefetch_count, "
@@ -300,7 +301,8 @@ def translate_error(exc: sqlite3.Error, path: str) -> Exception:
 class SQLiteStore:
     """One connection to a litemq file. Thread-safe: every transaction holds the store's lock."""
 
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 60.0) -> None:
+    def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 60.0,
+                 share_with_group: bool = False) -> None:
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -309,6 +311,7 @@ class SQLiteStore:
         self._start(path)
         _stores.add(self)
         self._check_file()
+        self._create_file(share_with_group)
         try:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False, cached_statements=len(STATEMENTS) + 32)
@@ -350,6 +353,26 @@ class SQLiteStore:
         if not os.access(directory, os.W_OK | os.X_OK):
             # WAL mode creates -wal and -shm files beside the database.
             raise ReadOnlyDatabase(f"cannot open {self.path}: directory {directory} is not writable")
+
+    def _create_file(self, share_with_group: bool) -> None:
+        """A new file is made here, private to its owner (or shared with its group), before SQLite opens it:
+        SQLite would make it 0644 under the usual umask, and gives the -wal and -shm files the mode of the file."""
+        mode = 0o660 if share_with_group else 0o600
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+        except FileExistsError:
+            # Never opened here (that could drop this process's SQLite locks on it): its mode decides the sharing.
+            if share_with_group and not os.stat(self.path).st_mode & 0o020:
+                raise StorageError(f"{self.path} exists and is not group-writable, so it cannot be shared with a "
+                                   f"group: make it so (chgrp GROUP; chmod g+rw) or open it without "
+                                   f"share_with_group") from None
+            return
+        except OSError as exc:
+            raise StorageError(f"cannot create {self.path}: {exc.strerror}") from exc
+        try:
+            os.fchmod(fd, mode)  # exactly: the umask may have taken group bits
+        finally:
+            os.close(fd)  # a new, empty file: no SQLite connection of this process can have it open
 
     def _configure(self, synchronous: str, busy_timeout: float) -> None:
         try:
@@ -872,6 +895,11 @@ class SQLiteStore:
 
     def has_connection(self, connection_id: str) -> bool:
         return self._db.execute(SELECT_CONNECTION, (connection_id,)).fetchone() is not None
+
+    def registration(self, connection_id: str) -> Optional[tuple[int, str, float]]:
+        """The pid, host and start time a connection registered, or None when it is not registered."""
+        row = self._db.execute(SELECT_REGISTRATION, (connection_id,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
 
     def register_connection(self, connection_id: str, pid: int, host: str, now: float) -> None:
         self._db.execute(INSERT_CONNECTION, (connection_id, pid, host, now))
