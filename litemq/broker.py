@@ -416,8 +416,9 @@ class Channel(Topology):
             done = store.ack(pairs)
         if done < len(pairs):
             # A message that went with its deleted queue is settled as RabbitMQ settles it: quietly, even when a
-            # queue of the same name was declared since (this connection marks its leases when it deletes a queue).
-            gone = sum(1 for lease in leases if lease.queue_deleted or store.queue(lease.queue) is None)
+            # queue of the same name was declared since (this connection marks its leases when it deletes a queue;
+            # a queue another connection declared again is younger than the claim).
+            gone = sum(1 for lease in leases if lease.queue_deleted or _queue_gone_since(store, lease))
             done += gone
         if done < len(pairs):
             queues = sorted({lease.queue for lease in leases})
@@ -493,6 +494,11 @@ def check_priority(priority: object) -> None:
 def _check_tag(delivery_tag: object) -> None:
     if isinstance(delivery_tag, bool) or not isinstance(delivery_tag, int):
         raise TypeError(f"delivery_tag must be an int, not {type(delivery_tag).__name__}")
+
+
+def _queue_gone_since(store: SQLiteStore, lease: Held) -> bool:
+    created_at = store.queue_created_at(lease.queue)
+    return created_at is None or created_at > lease.claimed_at
 
 
 def _raise(error: Exception) -> None:

@@ -372,8 +372,8 @@ class Waiter:
         hush = HUSH_SECONDS[0]
         while True:
             active = [consumer for consumer in consumers if consumer.active]
-            if not active:
-                return None
+            if not active or any(consumer.finishing for consumer in active):
+                return None  # a ring from finish() announces no change to the file, yet must end the wait
             changed = self._file_changed()
             if rung and not changed:
                 # A ring that announced nothing: leave the doorbells unheard a moment, so that a flood of them

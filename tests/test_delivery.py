@@ -1,5 +1,7 @@
 """Delivery: get, consume (iterator and callback), prefetch, ack/nack/reject, requeue order, redelivery."""
 
+import time
+
 import pytest
 
 from litemq import DeliveryError, ExchangeNotFound, QueueNotFound
@@ -321,14 +323,16 @@ def test_an_ack_claims_no_more_than_the_channels_prefetch_allows(conn, jobs):
 
 
 @pytest.mark.parametrize("settle", ["ack", "ack_multiple", "nack_requeue", "nack_drop", "reject_requeue", "ack_all"])
-@pytest.mark.parametrize("deletion", ["by_another_connection", "by_this_connection_and_declared_again"])
+@pytest.mark.parametrize("deletion", ["by_another_connection", "by_this_connection_and_declared_again",
+                                      "by_another_connection_and_declared_again"])
 def test_a_delivery_whose_queue_was_deleted_is_settled_quietly_once(conn, other, jobs, settle, deletion):
     publish(conn, jobs, b"old-1", b"old-2")
     conn.get(jobs)
     delivery = conn.get(jobs)
     redeclared = deletion != "by_another_connection"
     if redeclared:
-        conn.delete_queue(jobs)
+        (conn if deletion == "by_this_connection_and_declared_again" else other).delete_queue(jobs)
+        time.sleep(0.01)  # a queue declared again is younger than the claim (a clock that ticks)
         other.declare_queue(jobs)
         publish(other, jobs, b"new")
     else:

@@ -112,6 +112,7 @@ DELETE_BINDINGS_TO_QUEUE = ("DELETE FROM litemq_bindings WHERE destination_kind 
                             "RETURNING exchange")
 SELECT_QUEUE = ("SELECT durable, exclusive, auto_delete, arguments, owner_connection, ready_count, ready_bytes "
                 "FROM litemq_queues WHERE name = ?")
+SELECT_QUEUE_CREATED_AT = "SELECT created_at FROM litemq_queues WHERE name = ?"
 INSERT_QUEUE = ("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, arguments, owner_connection, "
                 "ready_count, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)")
 DELETE_QUEUE = "DELETE FROM litemq_queues WHERE name = ?"
@@ -633,6 +634,11 @@ class SQLiteStore:
     def queue(self, name: str) -> Optional[QueueRow]:
         row = self._db.execute(SELECT_QUEUE, (name,)).fetchone()
         return QueueRow(bool(row[0]), bool(row[1]), bool(row[2]), row[3], row[4], row[5], row[6]) if row else None
+
+    def queue_created_at(self, name: str) -> Optional[float]:
+        """When the queue of that name was declared; None when there is none."""
+        row = self._db.execute(SELECT_QUEUE_CREATED_AT, (name,)).fetchone()
+        return row[0] if row else None
 
     def insert_queue(self, name: str, durable: bool, exclusive: bool, auto_delete: bool,
                      arguments: Optional[str], owner_connection: Optional[str], now: float) -> None:
