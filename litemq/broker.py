@@ -239,6 +239,7 @@ class Channel(Topology):
                 store.set_queue_expiry(queue, None)  # in use: it cannot expire while it has a consumer
             consumer = Consumer(self, queue, tag, prefetch, bool(auto_ack), lease, inactivity_timeout, policy)
             consumer.priority = priority
+            consumer.queue_created_at = row.created_at
             self._consumers[tag] = consumer
             return consumer
 
@@ -312,7 +313,8 @@ class Channel(Topology):
             assert queue_row is not None
             lease_seconds = self._lease_seconds(queue_row, queue, None)
         self._session.lease_taken(lease_seconds)
-        return Held(row.id, token, queue, consumer, lease_seconds, now)
+        created_at = queue_row.created_at if queue_row is not None else consumer and consumer.queue_created_at
+        return Held(row.id, token, queue, consumer, lease_seconds, now, created_at)
 
     def _is_active(self, store: SQLiteStore, consumer: "Consumer") -> bool:
         """With a single active consumer, whether it is this one: the queue's longest-standing consumer."""
@@ -417,7 +419,7 @@ class Channel(Topology):
         if done < len(pairs):
             # A message that went with its deleted queue is settled as RabbitMQ settles it: quietly, even when a
             # queue of the same name was declared since (this connection marks its leases when it deletes a queue;
-            # a queue another connection declared again is younger than the claim).
+            # a queue another connection declared again has another declaration time).
             gone = sum(1 for lease in leases if lease.queue_deleted or _queue_gone_since(store, lease))
             done += gone
         if done < len(pairs):
@@ -498,7 +500,7 @@ def _check_tag(delivery_tag: object) -> None:
 
 def _queue_gone_since(store: SQLiteStore, lease: Held) -> bool:
     created_at = store.queue_created_at(lease.queue)
-    return created_at is None or created_at > lease.claimed_at
+    return created_at is None or lease.queue_created_at not in (None, created_at)
 
 
 def _raise(error: Exception) -> None:

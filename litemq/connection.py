@@ -101,6 +101,7 @@ class Connection(Channel):
             session.closed = True
             _open_connections.discard(self)
             return
+        registered = True
         try:
             with self._store.write() as store:
                 for channel in list(session.channels.values()):
@@ -108,6 +109,7 @@ class Connection(Channel):
                 for queue in store.owned_queues(session.connection_id):
                     session.delete_queue(store, queue)
                 store.unregister_connection(session.connection_id)
+            registered = False
         except StorageError as exc:
             # A full disk or a file gone: the tidying could not be written, but nothing is lost. Letting go of the
             # liveness lock below marks this connection dead, and the next connection to look returns its
@@ -116,7 +118,7 @@ class Connection(Channel):
                              "deliveries as if it had died", self.path, exc)
         finally:
             # Nothing from here on raises: the connection's row is gone (or its leases expire, if that failed).
-            session.close()
+            session.close(registered)
             for channel in list(session.channels.values()):
                 channel._closed = True
             session.channels.clear()

@@ -112,6 +112,8 @@ class Consumer(Consuming):
         """A thread is in ``get``, waiting: an ack made in another thread that claims for it rings it awake."""
         self.unacked = 0
         self.priority = 0
+        self.queue_created_at: Optional[float] = None
+        """When its queue was declared (a lease names the queue it was claimed from)."""
         """Its ``x-priority``: the queue delivers to its highest-priority consumers that have room."""
         self.reported_full = False
         """What its row last told consumers of lower priority: that it holds its prefetch, so they may claim."""

@@ -501,9 +501,11 @@ class Liveness:
         finally:
             os.close(fd)
 
-    def close(self) -> None:
+    def close(self, registered: bool = False) -> None:
         """Release this connection's lock (after its row is gone) and stop watching others. Never raises: the
-        connection is already gone from the file."""
+        connection is already gone from the file. A connection still ``registered`` (its row could not be
+        deleted: a full disk) leaves its lock file, unlocked: the lock others can take is their proof that it died,
+        where a missing file would only make them wait out its process."""
         with self._lock:
             for fd in self._watched.values():
                 _close_quietly(fd)
@@ -516,7 +518,7 @@ class Liveness:
                 self._listener = None
             if self._own_fd is not None:
                 try:
-                    if _is_current(self._own_fd, self._path(self.connection_id)):
+                    if not registered and _is_current(self._own_fd, self._path(self.connection_id)):
                         os.unlink(self._path(self.connection_id))
                 except FileNotFoundError:
                     pass

@@ -54,10 +54,10 @@ class Held:
     """A message leased to a channel: claimed for a consumer and not yet handed out, or delivered and unacked."""
 
     __slots__ = ("message_id", "token", "queue", "consumer", "lease_seconds", "claimed_at", "expires_at",
-                 "queue_deleted")
+                 "queue_deleted", "queue_created_at")
 
     def __init__(self, message_id: int, token: int, queue: str, consumer: object, lease_seconds: float,
-                 claimed_at: float) -> None:
+                 claimed_at: float, queue_created_at: Optional[float] = None) -> None:
         self.message_id = message_id
         self.token = token
         self.queue = queue
@@ -67,6 +67,8 @@ class Held:
         self.expires_at = claimed_at + lease_seconds
         self.queue_deleted = False
         """Its queue was deleted (by this connection), so settling it settles nothing, quietly."""
+        self.queue_created_at = queue_created_at
+        """When its queue was declared: a queue of that name declared at another time is another queue."""
 
 
 class Session:
@@ -295,14 +297,14 @@ class Session:
                 store.renew([(h.expires_at, h.message_id, h.token) for h in leases])
             return max(MIN_RENEW_SECONDS, min(h.lease_seconds for h in leases) / 3)
 
-    def close(self) -> None:
-        """After the connection's row is gone: stop the background thread, let go of sockets and the lock. Never
-        raises."""
+    def close(self, registered: bool = False) -> None:
+        """After the connection's row is gone (or could not be deleted: ``registered``): stop the background
+        thread, let go of sockets and the lock. Never raises."""
         self.closed = True
         self._stop.set()
         self._poke.set()
         self.bell.close()
-        self.liveness.close()
+        self.liveness.close(registered)
 
 
 def _housekeep(session_ref: "weakref.ref[Session]", stop: threading.Event, poke: threading.Event) -> None:

@@ -332,7 +332,7 @@ def test_a_delivery_whose_queue_was_deleted_is_settled_quietly_once(conn, other,
     redeclared = deletion != "by_another_connection"
     if redeclared:
         (conn if deletion == "by_this_connection_and_declared_again" else other).delete_queue(jobs)
-        time.sleep(0.01)  # a queue declared again is younger than the claim (a clock that ticks)
+        time.sleep(0.01)  # declared again at another time: another queue of the same name
         other.declare_queue(jobs)
         publish(other, jobs, b"new")
     else:

@@ -56,6 +56,7 @@ def cmd_bindings(args: argparse.Namespace) -> int:
 
 
 def cmd_connections(args: argparse.Namespace) -> int:
+    from ..errors import StorageError
     from ..liveness import is_alive
     from ..store import inspect
 
@@ -64,7 +65,7 @@ def cmd_connections(args: argparse.Namespace) -> int:
     for row in rows:
         try:
             row["alive"] = is_alive(path, row["connection_id"])
-        except OSError:  # its lock cannot be opened by this user: say so rather than guess
+        except (OSError, StorageError):  # its lock cannot be opened by this user: say so rather than guess
             row["alive"] = None
     emit(args, rows, ("connection_id", "pid", "host", "started_at", "consumers", "unacked", "alive"))
     return 0

@@ -51,6 +51,7 @@ class QueueRow(NamedTuple):
     owner_connection: Optional[str]
     ready_count: int
     ready_bytes: int = 0
+    created_at: Optional[float] = None  # which queue of that name: one deleted and declared again is another
 
 
 class MessageRow(NamedTuple):
@@ -110,8 +111,8 @@ DELETE_BINDINGS_OF_EXCHANGE = ("DELETE FROM litemq_bindings WHERE exchange = ? "
                                "OR (destination_kind = 'exchange' AND destination = ?) RETURNING exchange")
 DELETE_BINDINGS_TO_QUEUE = ("DELETE FROM litemq_bindings WHERE destination_kind = 'queue' AND destination = ? "
                             "RETURNING exchange")
-SELECT_QUEUE = ("SELECT durable, exclusive, auto_delete, arguments, owner_connection, ready_count, ready_bytes "
-                "FROM litemq_queues WHERE name = ?")
+SELECT_QUEUE = ("SELECT durable, exclusive, auto_delete, arguments, owner_connection, ready_count, ready_bytes, "
+                "created_at FROM litemq_queues WHERE name = ?")
 SELECT_QUEUE_CREATED_AT = "SELECT created_at FROM litemq_queues WHERE name = ?"
 INSERT_QUEUE = ("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, arguments, owner_connection, "
                 "ready_count, created_at) VALUES (?, ?, ?, ?, ?, ?, 0, ?)")
@@ -633,7 +634,7 @@ class SQLiteStore:
     # --- queues
     def queue(self, name: str) -> Optional[QueueRow]:
         row = self._db.execute(SELECT_QUEUE, (name,)).fetchone()
-        return QueueRow(bool(row[0]), bool(row[1]), bool(row[2]), row[3], row[4], row[5], row[6]) if row else None
+        return QueueRow(bool(row[0]), bool(row[1]), bool(row[2]), *row[3:]) if row else None
 
     def queue_created_at(self, name: str) -> Optional[float]:
         """When the queue of that name was declared; None when there is none."""
