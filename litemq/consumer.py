@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
@@ -34,7 +35,7 @@ first, doubled at each such ring in a row up to the second."""
 Signal = Union[int, signal.Signals]
 
 
-class Consuming:
+class Consuming(ABC):
     """What iterating consumers share: ``run(callback)``, and a warm shutdown (``finish()``, ``stop_on``) that lets
     the delivery in hand be finished and then ends the iteration without taking another."""
 
@@ -43,17 +44,21 @@ class Consuming:
     """Set by ``finish()``: the iteration ends before the next delivery."""
     _stop_signals: tuple[int, ...] = ()
 
+    @abstractmethod
     def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def cancel(self) -> list[Delivery]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _doorbells(self) -> list[bytes]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def _consuming(self) -> bool:
-        raise NotImplementedError
+        ...
 
     def __iter__(self) -> Iterator[Delivery]:
         with _finishing_on(self, self._stop_signals), _sigterm_exits():

@@ -27,6 +27,7 @@ consumers' doorbell names derive, stays in the database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import stat
@@ -115,10 +116,9 @@ class Access(NamedTuple):
         uid = self.uid if os.geteuid() == 0 else -1  # root makes it the database owner's, or they could not test it
         gid = self.gid if (self.shared or os.geteuid() == 0) else -1
         if (uid != -1 and found.st_uid != uid) or (gid != -1 and found.st_gid != gid):
-            try:
+            # Not a member of that group: the setgid directory has given it the group already, or nothing can.
+            with contextlib.suppress(PermissionError):
                 os.chown(target, uid, gid)
-            except PermissionError:
-                pass  # not a member of that group: the setgid directory has given it the group already, or not
         if stat.S_IMODE(found.st_mode) != mode:
             os.chmod(target, mode)
 
