@@ -5,8 +5,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import stat
 import subprocess
 import sys
+import sysconfig
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -142,3 +144,23 @@ def popen() -> Iterator[list[subprocess.Popen]]:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGKILL)
             process.communicate()
+
+
+@pytest.fixture(scope="session")
+def checkout_searchable_by_others() -> Iterator[None]:
+    """For tests that run this checkout as other Unix users: the folders above it and above this environment's
+    packages let others pass (a clone in a private mktemp folder would not), search bit only, where it is missing,
+    put back at the end of the session."""
+    changed: list[tuple[Path, int]] = []
+    if os.geteuid() == 0:
+        for path in (REPO / "litemq", Path(sysconfig.get_paths()["purelib"])):
+            for folder in path.resolve().parents:
+                mode = stat.S_IMODE(folder.stat().st_mode)
+                if not mode & stat.S_IXOTH and folder not in [f for f, _ in changed]:
+                    folder.chmod(mode | stat.S_IXOTH)
+                    changed.append((folder, mode))
+    try:
+        yield
+    finally:
+        for folder, mode in reversed(changed):
+            folder.chmod(mode)

@@ -1486,7 +1486,8 @@ def as_another_user(args: list[str], env: dict[str, str]) -> Optional[subprocess
 
 @pytest.mark.parametrize("live", [False, True], ids=["idle", "with-a-live-connection"])
 def test_read_commands_work_on_a_read_only_file_in_a_read_only_directory(
-        shared_dir: Path, run: Callable[..., Result], subprocess_env: dict[str, str], live: bool) -> None:
+        shared_dir: Path, run: Callable[..., Result], subprocess_env: dict[str, str], live: bool,
+        checkout_searchable_by_others: None) -> None:
     path = str(shared_dir / "mq.db")
     with litemq.connect(path) as conn:
         conn.declare_queue("jobs")

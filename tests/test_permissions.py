@@ -162,7 +162,7 @@ def _run(*command: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def unix_users() -> Iterator[Users]:
+def unix_users(checkout_searchable_by_others: None) -> Iterator[Users]:
     if os.geteuid() != 0:
         pytest.skip("creating Unix users needs root (CI runs the suite as root)")
     missing = [tool for tool in ("useradd", "userdel", "groupadd", "groupdel") if shutil.which(tool) is None]
