@@ -609,11 +609,23 @@ class Harness:
         """With a fresh connection (which also cleans up after any dead connection), take what is left."""
         import litemq
 
+        from litemq.liveness import MISSING_GRACE_SECONDS
+
         drained = []
         with litemq.connect(self.db, lease_seconds=self.config.lease_seconds) as conn:
-            while (delivery := conn.get(QUEUE)) is not None:
-                drained.append(delivery.body.partition(b" ")[0].decode())
-                delivery.ack()
+            # A worker killed while its lock file was removed is dead only once the grace for a missing lock
+            # file has passed and the kernel says its pid is gone: this connection's background sweeps reap it.
+            deadline = time.monotonic() + MISSING_GRACE_SECONDS + 10
+            while True:
+                while (delivery := conn.get(QUEUE)) is not None:
+                    drained.append(delivery.body.partition(b" ")[0].decode())
+                    delivery.ack()
+                with contextlib.closing(_Reader(self.db)) as reader:
+                    others = reader.one("SELECT count(*) FROM litemq_connections WHERE id != ?",
+                                        conn._session.connection_id)
+                if not others or time.monotonic() >= deadline:
+                    break
+                time.sleep(0.2)
         return drained
 
     def _analyse(self) -> None:
