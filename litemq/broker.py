@@ -7,7 +7,6 @@ expiry, tokens, target queues) and passes it down. Declaring the model is ``topo
 from __future__ import annotations
 
 import itertools
-import math
 import os
 from typing import TYPE_CHECKING, Iterable, Optional
 
@@ -18,8 +17,9 @@ from .message import EMPTY_PROPERTIES, Body, Delivery, Properties, decode_proper
 from .policy import QueuePolicy, delay_seconds, queue_policy
 from .queue_rules import Arrival
 from .routing import DELAYED_EXCHANGE
-from .session import Held, Session, clock
-from .store.sqlite import MessageRow, QueueRow, SQLiteStore
+from .session import Held, Session
+from .store.contract import MessageRow, QueueRow, Store
+from .timing import check_seconds, clock
 from .topology import Topology, _reaping
 
 if TYPE_CHECKING:
@@ -130,7 +130,7 @@ class Channel(Topology):
             raise MessageTooLarge(f"{what} of {size} bytes for exchange {exchange!r} is larger than the "
                                   f"maximum of {self._session.max_message_bytes} bytes (in {self.path})")
 
-    def _publish_in(self, store: SQLiteStore, exchange: str, routing_key: str, bodies: list[bytes],
+    def _publish_in(self, store: Store, exchange: str, routing_key: str, bodies: list[bytes],
                     properties: Properties, delay: Optional[float] = None) -> Arrival:
         if exchange == "":
             queues = [routing_key]
@@ -226,7 +226,7 @@ class Channel(Topology):
         if tag in self._consumers:
             raise PreconditionFailed(f"consumer tag {tag!r} is already in use on channel {self.number}")
         self._session.settle_due()  # an x-expires queue may be gone
-        with self._store.write() as store:
+        with self._store.write_exclusive() as store:
             row = self._queue(store, queue)
             if store.has_exclusive_consumer(queue) or (exclusive and store.consumer_count(queue)):
                 raise AccessRefused(f"queue {queue!r} in {self.path} has an exclusive consumer, or cannot get one "
@@ -278,7 +278,7 @@ class Channel(Topology):
                 store.after_commit(lambda: _raise(gone))  # after the commit, which may be what deleted it
             return claimed
 
-    def _claim_in(self, store: SQLiteStore, consumer: "Consumer", limit: int
+    def _claim_in(self, store: Store, consumer: "Consumer", limit: int
                   ) -> list[tuple[MessageRow, Optional[Held]]]:
         now = clock()
         if now >= consumer.expiry_horizon:
@@ -316,7 +316,7 @@ class Channel(Topology):
         created_at = queue_row.created_at if queue_row is not None else consumer and consumer.queue_created_at
         return Held(row.id, token, queue, consumer, lease_seconds, now, created_at)
 
-    def _is_active(self, store: SQLiteStore, consumer: "Consumer") -> bool:
+    def _is_active(self, store: Store, consumer: "Consumer") -> bool:
         """With a single active consumer, whether it is this one: the queue's longest-standing consumer."""
         return store.first_consumer(consumer.queue) == (self._session.connection_id, self.number,
                                                         consumer.consumer_tag)
@@ -352,10 +352,10 @@ class Channel(Topology):
         return leases
 
     def _cancel(self, consumer: "Consumer") -> None:
-        with self._store.write() as store:
+        with self._store.write_exclusive() as store:
             self._cancel_in(store, consumer)
 
-    def _cancel_in(self, store: SQLiteStore, consumer: "Consumer") -> None:
+    def _cancel_in(self, store: Store, consumer: "Consumer") -> None:
         unseen = [(held.message_id, held.token) for held in consumer.take_unseen()]
         if unseen:
             queue_rules.returned(self._session, store, store.requeue(unseen, undo_delivery=True), clock())
@@ -387,7 +387,7 @@ class Channel(Topology):
             leases = self._settle_in(store, delivery_tag, multiple, how)
             self._refill(store, leases, claim=how == "ack")
 
-    def _settle_in(self, store: SQLiteStore, delivery_tag: int, multiple: bool, how: str, *,
+    def _settle_in(self, store: Store, delivery_tag: int, multiple: bool, how: str, *,
                    all_or_nothing: bool = False) -> list[Held]:
         """Settle deliveries as ``how`` says; the leases settled."""
         if multiple and delivery_tag == 0:  # everything outstanding, if anything is (RabbitMQ's rule)
@@ -433,7 +433,7 @@ class Channel(Topology):
             store.after_commit(lambda: _raise(error))
         return leases
 
-    def _refill(self, store: SQLiteStore, settled: list[Held], claim: bool = True) -> None:
+    def _refill(self, store: Store, settled: list[Held], claim: bool = True) -> None:
         # The room an ack frees is filled in the same transaction, as RabbitMQ sends a consumer its next message on
         # the ack: a consumer with prefetch 1 (an RPC server too) then writes once per message, not twice.
         held = [lease.consumer for lease in settled if lease.consumer is not None]
@@ -455,12 +455,12 @@ class Channel(Topology):
         if self._closed:
             return
         if not self._session.closed:
-            with self._store.write() as store:
+            with self._store.write_exclusive() as store:
                 self._close_in(store)
         self._closed = True
         self._session.channels.pop(self.number, None)
 
-    def _close_in(self, store: SQLiteStore) -> None:
+    def _close_in(self, store: Store) -> None:
         for consumer in list(self._consumers.values()):
             self._cancel_in(store, consumer)
         self._unacked.clear()
@@ -498,21 +498,10 @@ def _check_tag(delivery_tag: object) -> None:
         raise TypeError(f"delivery_tag must be an int, not {type(delivery_tag).__name__}")
 
 
-def _queue_gone_since(store: SQLiteStore, lease: Held) -> bool:
+def _queue_gone_since(store: Store, lease: Held) -> bool:
     created_at = store.queue_created_at(lease.queue)
     return created_at is None or lease.queue_created_at not in (None, created_at)
 
 
 def _raise(error: Exception) -> None:
     raise error
-
-
-def check_seconds(what: str, value: object, *, positive: bool = False, forever: bool = False) -> None:
-    """A number of seconds, or None for the caller's default: not NaN, not negative (nor 0 when ``positive``), and
-    infinite only where that means waiting forever (a timeout; never a lease or a delay, which would not end)."""
-    if value is None:
-        return
-    seconds = value if not isinstance(value, bool) and isinstance(value, (int, float)) else math.nan
-    if not (seconds > 0 if positive else seconds >= 0) or (seconds == math.inf and not forever):
-        kind = "a positive number of seconds" if positive else "a number of seconds, 0 or more"
-        raise ValueError(f"{what} must be {kind}{'' if forever else ' (finite)'}, got {value!r}")

@@ -1,4 +1,5 @@
-"""Opening a file: a ``Connection`` is the file's session for this process and also its first channel."""
+"""Opening a broker (a file, or a PostgreSQL server): a ``Connection`` is its session for this process and also its
+first channel."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import os
 import weakref
 from typing import Literal, Union
 
-from .broker import Channel, check_seconds
+from .broker import Channel
 from .errors import StorageError
 from .log import debug, logger
 from .session import Session
-from .store.sqlite import SQLiteStore
+from .store import open_store
+from .timing import check_seconds
 
 
 DEFAULT_LEASE_SECONDS = 60.0
@@ -23,34 +25,18 @@ MAX_BUSY_TIMEOUT = (2 ** 31 - 1) // 1000  # SQLite's busy timeout is an int of m
 SQLITE_MAX_VALUE_BYTES = 1_000_000_000  # SQLite's default SQLITE_MAX_LENGTH: no body can be stored past it
 
 
-def resolve_path(url: Union[str, "os.PathLike[str]", None]) -> str:
-    """The file a connection opens: a plain path or ``sqlite:///path``; default ``$LITEMQ_URL``, else litemq.db.
-
-    A path is a path: what follows ``sqlite:///`` is taken as it is (``sqlite:///rel.db`` is relative,
-    ``sqlite:////abs.db`` absolute), and nothing in it is parsed as a URL: no ``?`` query, no ``%xx`` decoding."""
-    if url is None:
-        url = os.environ.get("LITEMQ_URL") or "litemq.db"
-    if not isinstance(url, (str, os.PathLike)):
-        raise TypeError(f"the file to open must be a path or an sqlite:/// URL, not {type(url).__name__}")
-    url = os.fspath(url)
-    if url.startswith("sqlite:///"):
-        url = url[len("sqlite:///"):]
-    elif "://" in url:
-        raise ValueError(f"litemq opens SQLite files (a path or sqlite:///path), not {url!r}")
-    if not url or url == ":memory:":
-        raise ValueError("litemq needs a file that other processes can open, not an in-memory database")
-    return os.path.abspath(url)
-
-
 class Connection(Channel):
-    """An open litemq file. It is also its own first channel; ``channel()`` opens more.
+    """An open litemq broker. It is also its own first channel; ``channel()`` opens more.
 
-    ``url`` is a path or ``sqlite:///path``; by default ``$LITEMQ_URL``, else ``litemq.db`` in the working
-    directory. ``synchronous`` is ``"NORMAL"`` (the default) or ``"FULL"`` (an fsync at every commit).
-    Unacked deliveries are leased for ``lease_seconds`` and renewed in the background while this process lives
-    (``renew_leases``), up to ``consumer_timeout`` seconds after delivery. A new file is private to its owner
-    (0600); ``share_with_group`` creates it group-writable (0660) instead, for the users of its group (an existing
-    file's own mode decides: see README, Permissions and sharing).
+    ``url`` is a path or ``sqlite:///path`` (a file), or ``postgresql://...`` (a server); by default
+    ``$LITEMQ_URL``, else ``litemq.db`` in the working directory. Unacked deliveries are leased for
+    ``lease_seconds`` and renewed in the background while this process lives (``renew_leases``), up to
+    ``consumer_timeout`` seconds after delivery.
+
+    A file's own settings (SQLite only): ``synchronous`` is ``"NORMAL"`` (the default) or ``"FULL"`` (an fsync at
+    every commit); ``busy_timeout`` is how long a writer waits for the file's lock. A new file is private to its
+    owner (0600); ``share_with_group`` creates it group-writable (0660) instead, for the users of its group (an
+    existing file's own mode decides: see README, Permissions and sharing).
     """
 
     def __init__(self, url: Union[str, "os.PathLike[str]", None] = None, *, synchronous: Synchronous = "NORMAL",
@@ -66,8 +52,8 @@ class Connection(Channel):
                 or not 0 < max_message_bytes <= SQLITE_MAX_VALUE_BYTES:
             raise ValueError(f"max_message_bytes must be a positive int up to {SQLITE_MAX_VALUE_BYTES:,} (the most "
                              f"SQLite stores in one value), got {max_message_bytes!r}")
-        store = SQLiteStore(resolve_path(url), synchronous=synchronous, busy_timeout=busy_timeout,
-                            share_with_group=bool(share_with_group))
+        store = open_store(url, synchronous=synchronous, busy_timeout=busy_timeout,
+                           share_with_group=bool(share_with_group))
         try:
             session = Session(store, lease_seconds=float(lease_seconds), max_message_bytes=max_message_bytes,
                               consumer_timeout=float(consumer_timeout), renew_leases=bool(renew_leases))
@@ -103,7 +89,7 @@ class Connection(Channel):
             return
         registered = True
         try:
-            with self._store.write() as store:
+            with self._store.write_exclusive() as store:
                 for channel in list(session.channels.values()):
                     channel._close_in(store)
                 for queue in store.owned_queues(session.connection_id):
@@ -147,7 +133,7 @@ def connect(url: Union[str, "os.PathLike[str]", None] = None, *, synchronous: Sy
             lease_seconds: float = DEFAULT_LEASE_SECONDS, consumer_timeout: float = DEFAULT_CONSUMER_TIMEOUT,
             renew_leases: bool = True, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
             busy_timeout: float = 60.0, share_with_group: bool = False) -> Connection:
-    """Open a litemq file (see ``Connection``)."""
+    """Open a litemq broker: a file, or a PostgreSQL server (see ``Connection``)."""
     return Connection(url, synchronous=synchronous, lease_seconds=lease_seconds, consumer_timeout=consumer_timeout,
                       renew_leases=renew_leases, max_message_bytes=max_message_bytes, busy_timeout=busy_timeout,
                       share_with_group=share_with_group)

@@ -10,20 +10,16 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Optional, Sequence, TypeVar, Union
+from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence, TypeVar, Union
 
-from .broker import check_seconds
 from .errors import QueueNotFound
 from .log import logger
 from .message import Delivery
 from .policy import PLAIN_QUEUE, QueuePolicy
-from .session import RECHECK_SECONDS, Held, clock
-from .store.sqlite import MessageRow, SQLiteStore
-from .wakeup import Doorbell, doorbell_address, sleep
-
-if TYPE_CHECKING:
-    from .broker import Channel
-    from .session import Session
+from .session import Held, Session
+from .store.contract import Doorbell, MessageRow, Store
+from .store.waiting import sleep
+from .timing import RECHECK_SECONDS, check_seconds, clock
 
 CLAIM_BATCH = 100
 """Most messages one claim takes (a consumer with prefetch 0 takes one at a time)."""
@@ -33,6 +29,40 @@ first, doubled at each such ring in a row up to the second."""
 
 
 Signal = Union[int, signal.Signals]
+Claimed = list[tuple[MessageRow, Optional[Held]]]
+"""Messages claimed for a consumer, each with its lease (None: taken for good, auto-ack)."""
+
+
+class Channel(Protocol):
+    """What a consumer needs of its channel (``broker.Channel``, which makes consumers)."""
+
+    _store: Store
+    _session: Session
+    number: int
+    channel_prefetch_count: int
+
+    @property
+    def is_open(self) -> bool:
+        ...
+
+    def _claim(self, consumer: "Consumer", limit: int) -> Claimed:
+        ...
+
+    def _claim_in(self, store: Store, consumer: "Consumer", limit: int) -> Claimed:
+        ...
+
+    def _is_active(self, store: Store, consumer: "Consumer") -> bool:
+        ...
+
+    def _deliver(self, row: MessageRow, queue: str, held: Optional[Held], consumer: Optional["Consumer"],
+                 policy: QueuePolicy, message_count: Optional[int] = None) -> Delivery:
+        ...
+
+    def _holding(self) -> int:
+        ...
+
+    def _cancel(self, consumer: "Consumer") -> None:
+        ...
 
 
 class Consuming(ABC):
@@ -53,7 +83,7 @@ class Consuming(ABC):
         ...
 
     @abstractmethod
-    def _doorbells(self) -> list[bytes]:
+    def _doorbells(self) -> list[Doorbell]:
         ...
 
     @abstractmethod
@@ -92,7 +122,8 @@ class Consuming(ABC):
         """Warm shutdown, from any thread or a signal handler: the iteration ends before its next delivery (the
         current one is the caller's to finish and ack), and what was claimed but not handed out goes back."""
         self.finishing = True
-        _ring(self._doorbells())  # a waiting iteration wakes to see it
+        for doorbell in self._doorbells():  # a waiting iteration wakes to see it
+            doorbell.ring()
 
 
 C = TypeVar("C", bound=Consuming)
@@ -102,7 +133,7 @@ class Consumer(Consuming):
     """A subscription to a queue. Iterate it for deliveries, or ``run(callback)``; ``cancel()`` to stop,
     ``finish()`` (or ``stop_on``) for a warm shutdown."""
 
-    def __init__(self, channel: "Channel", queue: str, consumer_tag: str, prefetch: int, auto_ack: bool,
+    def __init__(self, channel: Channel, queue: str, consumer_tag: str, prefetch: int, auto_ack: bool,
                  lease_seconds: float, inactivity_timeout: Optional[float], policy: QueuePolicy = PLAIN_QUEUE) -> None:
         self.channel = channel
         self.queue = queue
@@ -129,8 +160,8 @@ class Consumer(Consuming):
         self.expiry_horizon = 0.0
         """Before this time no lease in the queue can have expired, as far as this consumer last looked."""
         # Bound now, before any claim, so no ring between a claim finding nothing and the wait is lost.
-        self.doorbell = Doorbell(doorbell_address(self._session.connection_id, channel.number, consumer_tag),
-                                 f"consumer {consumer_tag!r} of queue {queue!r} in {self._session.path}")
+        self.doorbell = self._store.doorbell(self._session.connection_id, channel.number, consumer_tag, queue,
+                                             f"consumer {consumer_tag!r} of queue {queue!r} in {self._session.path}")
         self._waiter = Waiter(self._session)
 
     def get(self, timeout: Optional[float] = None) -> Optional[Delivery]:
@@ -164,8 +195,8 @@ class Consumer(Consuming):
             delivery = self._next_buffered()
         return delivery
 
-    def _doorbells(self) -> list[bytes]:
-        return [self.doorbell.address]
+    def _doorbells(self) -> list[Doorbell]:
+        return [self.doorbell]
 
     def _consuming(self) -> bool:
         return self.active
@@ -202,7 +233,7 @@ class Consumer(Consuming):
         cap = self.channel.channel_prefetch_count
         return own or (cap > 0 and cap - self.channel._holding() <= limit)
 
-    def report_room(self, store: SQLiteStore, full: bool) -> None:
+    def report_room(self, store: Store, full: bool) -> None:
         """Tell the queue's other consumers (in any process) whether this one has room; when it is full, those of
         lower priority may claim, so wake them."""
         if full == self.reported_full:
@@ -210,7 +241,7 @@ class Consumer(Consuming):
         self.reported_full = full
         store.set_consumer_room(self._session.connection_id, self.channel.number, self.consumer_tag, not full)
         if full:
-            self._session.wake_consumers(store, [self.queue])
+            store.wake([self.queue])
 
     def unseen(self) -> list[Held]:
         return [held for _, held in self._buffer if held is not None]
@@ -220,7 +251,7 @@ class Consumer(Consuming):
         self._buffer.clear()
         return unseen
 
-    def refill(self, store: SQLiteStore, acked: int, acked_on_channel: int) -> None:
+    def refill(self, store: Store, acked: int, acked_on_channel: int) -> None:
         """In an ack's transaction (``acked`` of this consumer's deliveries, ``acked_on_channel`` of the channel's
         consumers'): claim what the freed room allows when nothing is waiting to be handed out."""
         if not self.active or self._buffer or self.finishing:
@@ -231,10 +262,10 @@ class Consumer(Consuming):
             if claimed:
                 store.after_commit(lambda: self._take(claimed))
 
-    def _take(self, claimed: list[tuple[MessageRow, Optional[Held]]]) -> None:
+    def _take(self, claimed: Claimed) -> None:
         self._buffer.extend(claimed)
         if self.waiting:  # claimed by another thread's ack while this consumer's thread sleeps
-            self._session.bell.ring([self.doorbell.address])
+            self.doorbell.ring()
 
     def _room(self, acked: int = 0, acked_on_channel: int = 0) -> int:
         # Without a prefetch, one message per claim: consumers waiting on one queue then take turns, as
@@ -347,8 +378,8 @@ class ConsumerSet(Consuming):
             taken.extend(consumer.cancel())
         return taken
 
-    def _doorbells(self) -> list[bytes]:
-        return [consumer.doorbell.address for consumer in self.consumers]
+    def _doorbells(self) -> list[Doorbell]:
+        return [consumer.doorbell for consumer in self.consumers]
 
     def __enter__(self) -> "ConsumerSet":
         return self
@@ -365,7 +396,7 @@ class Waiter:
     A ring only says "look": the waiter returns to its caller (who claims, a write) only when the file changed and
     shows work for its consumers. Anyone on the machine can ring a doorbell, and a flood of rings costs reads."""
 
-    def __init__(self, session: "Session") -> None:
+    def __init__(self, session: Session) -> None:
         self._session = session
         self._store = session.store
         self._seen_version = (-1, -1)
@@ -451,16 +482,6 @@ class Waiter:
     def _file_unseen(self) -> bool:
         """Whether the file changed since the waiter last looked (without counting this as a look)."""
         return self._version() != self._seen_version
-
-
-def _ring(addresses: list[bytes]) -> None:
-    from .wakeup import Bell  # finishing is rare: a bell of its own, from any thread or signal handler
-
-    bell = Bell()
-    try:
-        bell.ring(addresses)
-    finally:
-        bell.close()
 
 
 def _has_work(ready: Optional[int], consumer: Consumer) -> bool:

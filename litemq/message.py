@@ -7,10 +7,7 @@ import datetime as _dt
 import decimal
 import json
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Union
-
-if TYPE_CHECKING:
-    from .broker import Channel
+from typing import Any, Mapping, Optional, Protocol, Union
 
 _SHORT_STR_FIELDS = (
     "content_type", "content_encoding", "correlation_id", "reply_to", "expiration",
@@ -144,6 +141,19 @@ class Properties(_Value):
 EMPTY_PROPERTIES = Properties()
 
 
+class Settles(Protocol):
+    """What a delivery needs of the channel that delivered it (``broker.Channel``)."""
+
+    def ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        ...
+
+    def nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
+        ...
+
+    def reject(self, delivery_tag: int, requeue: bool = True) -> None:
+        ...
+
+
 class Delivery(_Value):
     """A message handed to a consumer or to ``get``. Settle it with ``ack``, ``nack`` or ``reject``."""
 
@@ -161,11 +171,11 @@ class Delivery(_Value):
     consumer_tag: Optional[str]
     message_count: Optional[int]
     """Ready messages left in the queue, on deliveries returned by ``get``."""
-    _channel: Optional["Channel"]
+    _channel: Optional[Settles]
 
     def __init__(self, body: bytes, properties: Properties, exchange: str, routing_key: str, queue: str,
                  delivery_tag: int, redelivered: bool, delivery_count: int, consumer_tag: Optional[str] = None,
-                 message_count: Optional[int] = None, _channel: Optional["Channel"] = None) -> None:
+                 message_count: Optional[int] = None, _channel: Optional[Settles] = None) -> None:
         self._set({"body": body, "properties": properties, "exchange": exchange, "routing_key": routing_key,
                    "queue": queue, "delivery_tag": delivery_tag, "redelivered": redelivered,
                    "delivery_count": delivery_count, "consumer_tag": consumer_tag, "message_count": message_count,
@@ -183,7 +193,7 @@ class Delivery(_Value):
         """Reject this one message (as ``nack`` without ``multiple``)."""
         self._require_channel().reject(self.delivery_tag, requeue=requeue)
 
-    def _require_channel(self) -> "Channel":
+    def _require_channel(self) -> Settles:
         if self._channel is None:
             raise ValueError("this delivery was auto-acked; there is nothing to settle")
         return self._channel

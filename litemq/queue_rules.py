@@ -4,21 +4,28 @@ messages joining their queue when due; unused queues expiring. No SQL here: ever
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Optional, Sequence
+from typing import Iterable, Optional, Protocol, Sequence
 
 from .dead_letters import dead_lettered, is_cycle
 from .message import Properties, decode_properties, encode_properties
 from .policy import QueuePolicy, expiration_seconds, queue_policy
-from .store.sqlite import ReturnedMessage, SQLiteStore, StoredMessage
-
-if TYPE_CHECKING:
-    from .session import Session
+from .routes import Routes
+from .store.contract import Counts, ReturnedMessage, Store, StoredMessage
 
 IMMEDIATE_HANDOFF = 1.0
 """How long a message with TTL 0 waits for a consumer of its queue to claim it (RabbitMQ delivers such a message
 to a consumer that is ready at once, and drops it otherwise)."""
 DUE_BATCH = 1000
 """Most delayed or expired messages one pass moves (a claim runs passes until nothing is left due)."""
+
+
+class Session(Protocol):
+    """What the rules need of the connection they run for (``session.Session``)."""
+
+    routes: Routes
+
+    def delete_queue(self, store: Store, queue: str) -> None:
+        ...
 
 
 class Arrival:
@@ -31,7 +38,7 @@ class Arrival:
         self.rejected: list[str] = []
 
 
-def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], exchange: str, routing_key: str,
+def enqueue(session: Session, store: Store, queues: Iterable[str], exchange: str, routing_key: str,
             bodies: Sequence[bytes], properties: Properties, encoded: Optional[str], now: float, delay: float = 0.0,
             published: bool = False) -> Arrival:
     """Store a copy of each message (the same but for their bodies, in this order) in each queue that exists, as
@@ -49,7 +56,7 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
                 arrival.stored.append(queue)
                 consumed.append(queue)  # a waiting consumer then reads the new deadline and sets its timer by it
         if consumed:
-            session.wake_consumers(store, consumed)
+            store.wake(consumed)
         return arrival
     count, size = len(bodies), sum(map(len, bodies))
     counts = _counts_with(session, store, queues, size, count, now, published)
@@ -65,12 +72,18 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
         arrival.stored.extend(copies)
         consumed.extend(queue for queue in copies if counts[queue][3])
     copied = set(copies)
+    # A queue with a length limit counts, then stores: no other publish to it may come in between (where writers
+    # run side by side). Locked in one order, so that two publishes to the same queues cannot wait for each other.
+    limited = sorted(queue for queue, counted in counts.items()
+                     if queue not in copied and queue_policy(counted[2]).limited)
+    for queue in limited:
+        store.lock_queue(queue)
     counted_early = len(queues) > 1  # with the others: the rest read their counts again at their turn
     for queue in queues:
         counted = counts.get(queue)
         if counted is None or queue in copied:
             continue
-        if counted_early:
+        if counted_early or queue in limited:
             counted = store.counts_with(queue, size, count)
         if counted is None:
             continue
@@ -83,12 +96,12 @@ def enqueue(session: "Session", store: SQLiteStore, queues: Iterable[str], excha
                 _arrive(session, store, arrival, queue, policy, each, exchange, routing_key, body, properties,
                         encoded, now)
     if consumed:
-        session.wake_consumers(store, [queue for queue in consumed if queue in arrival.stored])
+        store.wake([queue for queue in consumed if queue in arrival.stored])
     return arrival
 
 
-def _counts_with(session: "Session", store: SQLiteStore, queues: list[str], size: int, count: int, now: float,
-                 published: bool) -> dict[str, tuple[int, int, Optional[str], int]]:
+def _counts_with(session: Session, store: Store, queues: list[str], size: int, count: int, now: float,
+                 published: bool) -> dict[str, Counts]:
     """Each existing queue's counts with the messages in (``counts_with``), by name; for a published message,
     settle first what fell due."""
     if len(queues) != 1:
@@ -108,8 +121,8 @@ def _counts_with(session: "Session", store: SQLiteStore, queues: list[str], size
     return {} if counted is None else {queue: counted}
 
 
-def _arrive(session: "Session", store: SQLiteStore, arrival: Arrival, queue: str, policy: QueuePolicy,
-            counted: tuple[int, int, Optional[str], int], exchange: str, routing_key: str, body: bytes,
+def _arrive(session: Session, store: Store, arrival: Arrival, queue: str, policy: QueuePolicy,
+            counted: Counts, exchange: str, routing_key: str, body: bytes,
             properties: Properties, encoded: Optional[str], now: float) -> None:
     """One message (``counted``: the queue's ready count and bytes with it, arguments, consumers) meets its queue's
     length limit, TTL and priority."""
@@ -143,7 +156,7 @@ def _ttl(policy: QueuePolicy, properties: Properties) -> Optional[float]:
     return own if policy.message_ttl is None else min(own, policy.message_ttl)
 
 
-def _drop_head(session: "Session", store: SQLiteStore, queue: str, policy: QueuePolicy, ready: int, ready_bytes: int,
+def _drop_head(session: Session, store: Store, queue: str, policy: QueuePolicy, ready: int, ready_bytes: int,
                now: float) -> None:
     dropped: list[StoredMessage] = []
     if policy.max_length is not None and ready > policy.max_length:
@@ -158,7 +171,7 @@ def _drop_head(session: "Session", store: SQLiteStore, queue: str, policy: Queue
     dead_letter(session, store, policy, dropped, "maxlen", now)
 
 
-def dead_letter(session: "Session", store: SQLiteStore, policy: QueuePolicy, messages: Sequence[StoredMessage],
+def dead_letter(session: Session, store: Store, policy: QueuePolicy, messages: Sequence[StoredMessage],
                 reason: str, now: float) -> None:
     """Republish messages taken out of a queue to its dead-letter exchange, marked as RabbitMQ marks them; without
     one (or when it does not exist) they are dropped."""
@@ -176,7 +189,7 @@ def dead_letter(session: "Session", store: SQLiteStore, policy: QueuePolicy, mes
                     now)
 
 
-def dead_letter_taken(session: "Session", store: SQLiteStore, messages: Sequence[StoredMessage], reason: str,
+def dead_letter_taken(session: Session, store: Store, messages: Sequence[StoredMessage], reason: str,
                       now: float) -> None:
     """Dead-letter messages taken out of any queues, each as its own queue's arguments say."""
     for queue in dict.fromkeys(message.queue for message in messages):
@@ -186,7 +199,7 @@ def dead_letter_taken(session: "Session", store: SQLiteStore, messages: Sequence
                         reason, now)
 
 
-def returned(session: "Session", store: SQLiteStore, messages: Sequence[ReturnedMessage], now: float) -> None:
+def returned(session: Session, store: Store, messages: Sequence[ReturnedMessage], now: float) -> None:
     """Leased messages went back to their queues: wake the consumers; dead-letter (or drop) those returned more
     often than their queue's ``x-delivery-limit`` allows; and where the returns took a queue over its length
     limit, drop its head (RabbitMQ's drop-head applies to requeues too)."""
@@ -203,12 +216,15 @@ def returned(session: "Session", store: SQLiteStore, messages: Sequence[Returned
             if over:
                 dead_letter(session, store, policy, store.take_ready(over), "delivery_limit", now)
                 row = store.queue(queue) or row
-        if policy.limited and policy.overflow == "drop-head" and policy.over_limit(row.ready_count, row.ready_bytes):
-            _drop_head(session, store, queue, policy, row.ready_count, row.ready_bytes, now)
-    session.wake_consumers(store, queues)
+        if policy.limited and policy.overflow == "drop-head":
+            store.lock_queue(queue)  # counts, then drops: as a publish to it does
+            row = store.queue(queue) or row
+            if policy.over_limit(row.ready_count, row.ready_bytes):
+                _drop_head(session, store, queue, policy, row.ready_count, row.ready_bytes, now)
+    store.wake(queues)
 
 
-def settle_due(session: "Session", store: SQLiteStore, now: float) -> bool:
+def settle_due(session: Session, store: Store, now: float) -> bool:
     """Do what time has made due: delayed messages join their queues, expired messages leave theirs (to be
     dead-lettered), unused queues with ``x-expires`` go. Returns whether there was anything to do."""
     did = False
@@ -229,7 +245,7 @@ def settle_due(session: "Session", store: SQLiteStore, now: float) -> bool:
                 session.delete_queue(store, queue)
 
 
-def queue_used(store: SQLiteStore, queue: str, policy: QueuePolicy, now: float) -> None:
+def queue_used(store: Store, queue: str, policy: QueuePolicy, now: float) -> None:
     """Restart an ``x-expires`` queue's countdown (declared again, or a basic.get), unless consumers hold it."""
     if policy.expires is not None and not store.consumer_count(queue):
         store.set_queue_expiry(queue, now + policy.expires)

@@ -10,7 +10,7 @@ from typing import Any, Mapping, NamedTuple, Optional
 from . import routing
 from .message import decode_table
 from .policy import exchange_policy
-from .store.sqlite import SQLiteStore
+from .store.contract import Store
 
 MAX_ROUTES = 10_000
 """Routing keys remembered per connection; past that the memory starts again (keys can be unbounded, e.g. ids)."""
@@ -32,7 +32,7 @@ class Routes:
         self._exchanges: dict[str, Optional[Exchange]] = {}
         self._queues: dict[tuple[str, str], list[str]] = {}
 
-    def route(self, store: SQLiteStore, exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]]
+    def route(self, store: Store, exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]]
               ) -> tuple[Optional[Exchange], list[str]]:
         """The exchange (None when it does not exist, or is the default exchange) and the queues a message
         published to it reaches."""
@@ -67,7 +67,7 @@ class Routes:
                 self._queues[(exchange, routing_key)] = queues
         return found, queues
 
-    def _exchange(self, store: SQLiteStore, name: str) -> Optional[Exchange]:
+    def _exchange(self, store: Store, name: str) -> Optional[Exchange]:
         if name in self._exchanges:
             return self._exchanges[name]
         found = store.exchange_and_bindings(name)

@@ -14,12 +14,12 @@ import threading
 import time
 from typing import Callable, Iterable, Optional
 
-from .broker import check_seconds
 from .connection import Connection
 from .consumer import Signal
 from .errors import LiteMQError, Unroutable
 from .log import logger
 from .message import Body, Delivery, Properties
+from .timing import check_seconds
 
 
 ERROR_HEADER = "x-rpc-error"

@@ -1,5 +1,5 @@
 """What the channels of one connection share, and the duties of a connection as a whole: registering itself,
-finding and cleaning up after dead connections, ringing consumers' doorbells, and renewing its leases."""
+finding and cleaning up after dead connections, renewing its leases, and its store's upkeep."""
 
 from __future__ import annotations
 
@@ -9,36 +9,23 @@ import socket
 import threading
 import time
 import weakref
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import Iterable, Optional, Protocol
 
 from . import queue_rules
-from .liveness import KEEP_SECONDS, Liveness, Registration
 from .log import debug, logger
 from .policy import queue_policy
 from .routes import Routes
-from .store.sqlite import QueueRow, SQLiteStore
-from .wakeup import Bell, doorbell_address
+from .store.contract import QueueRow, Registration, Store
+from .timing import SWEEP_SECONDS, clock
 
-if TYPE_CHECKING:
-    from .broker import Channel
-
-
-SWEEP_SECONDS = 0.025
-"""How often a waiting connection checks the other connections' locks when it cannot watch them all."""
-RECHECK_SECONDS = 1.0
-"""How often a waiting consumer looks at the file anyway, for what no doorbell or watch announced."""
 MIN_RENEW_SECONDS = 0.05
-CHECKPOINT_SECONDS = 0.5
+UPKEEP_SECONDS = 0.5
+"""How often the background thread does the store's upkeep after this connection wrote (``Store.maintain``: a WAL
+checkpoint on SQLite, where a commit past ``WAL_CHECKPOINT_PAGES`` does it too) and makes sure this connection's
+proof of life is in place (``Liveness.keep``)."""
 BACKOFF_SECONDS = (0.5, 30.0)
 """How long the background thread waits after its first failure to renew leases or checkpoint, doubling up to the
 second: logged once, not at every retry."""
-"""How often the background thread checkpoints the WAL after this connection wrote (a commit past
-``WAL_CHECKPOINT_PAGES`` does it too)."""
-
-
-def clock() -> float:
-    """Now, in UTC seconds: the one place litemq reads wall time (freezegun moves it in tests)."""
-    return time.time()
 
 
 class OwnerDied(Exception):
@@ -71,8 +58,20 @@ class Held:
         """When its queue was declared: a queue of that name declared at another time is another queue."""
 
 
+class Scope(Protocol):
+    """A channel as its connection sees it (``broker.Channel``)."""
+
+    _closed: bool
+
+    def _held(self) -> list["Held"]:
+        ...
+
+    def _close_in(self, store: Store) -> None:
+        ...
+
+
 class Session:
-    def __init__(self, store: SQLiteStore, *, lease_seconds: float, max_message_bytes: int,
+    def __init__(self, store: Store, *, lease_seconds: float, max_message_bytes: int,
                  consumer_timeout: float, renew_leases: bool) -> None:
         self.store = store
         self.path = store.path
@@ -81,7 +80,7 @@ class Session:
         self.max_message_bytes = max_message_bytes
         self.consumer_timeout = consumer_timeout
         self.renew_leases = renew_leases
-        self.channels: dict[int, "Channel"] = {}
+        self.channels: dict[int, Scope] = {}
         self.routes = Routes()
         # Lease tokens tell one lease of a message from the next: a count from a random start cannot repeat
         # within a connection, and another connection's count starts elsewhere among 2**62.
@@ -94,26 +93,23 @@ class Session:
         self._checkpointed_commits = 0
         self._stop = threading.Event()
         self._poke = threading.Event()
-        # The lock comes before the row, so a row whose lock can be taken always means a dead connection.
-        self.liveness = Liveness(store.path, self.connection_id, registration=self._registration, lock=store.lock)
-        self.bell = Bell()
+        # The proof of life comes before the row, so a row whose proof can be taken always means a dead connection.
+        self.liveness = store.liveness(self.connection_id, self._registration)
         try:
-            with store.write():
+            with store.write_exclusive():
                 store.register_connection(self.connection_id, os.getpid(), socket.gethostname(), clock())
+                store.wake(None)  # waiting consumers elsewhere should start watching this connection: to look
             self.liveness.remove_strays(store.connection_ids())
             self.sweep(force=True)
-            # Waiting consumers elsewhere should start watching this connection: wake them to look.
-            self.bell.ring([doorbell_address(*consumer) for consumer in store.all_consumers()])
         except BaseException:
             self.liveness.close()
-            self.bell.close()
             raise
         threading.Thread(target=_housekeep, args=(weakref.ref(self), self._stop, self._poke),
                          name=f"litemq-{self.connection_id[:8]}", daemon=True).start()
 
     # --- cascades that several operations share
-    def delete_queue(self, store: SQLiteStore, queue: str) -> None:
-        self.wake_consumers(store, [queue])  # so its consumers learn at once that they are cancelled
+    def delete_queue(self, store: Store, queue: str) -> None:
+        store.wake([queue])  # so its consumers learn at once that they are cancelled
         self.auto_delete_exchanges(store, store.delete_queue(queue))
         # Its deliveries stay the channels' until settled, even once a queue of that name is declared again.
         store.after_commit(lambda: self._queue_deleted(queue))
@@ -123,7 +119,7 @@ class Session:
             if held.queue == queue:
                 held.queue_deleted = True
 
-    def consumer_removed(self, store: SQLiteStore, queue: str) -> None:
+    def consumer_removed(self, store: Store, queue: str) -> None:
         """A consumer of the queue went: an auto-delete queue goes with its last consumer (RabbitMQ's rule), an
         ``x-expires`` queue starts counting down, and with a single active consumer the next one takes over."""
         row = store.queue(queue)
@@ -137,9 +133,9 @@ class Session:
             if policy.expires is not None:
                 store.set_queue_expiry(queue, clock() + policy.expires)
         else:  # the next single active consumer takes over; consumers it outranked may claim now
-            self.wake_consumers(store, [queue])
+            store.wake([queue])
 
-    def auto_delete_exchanges(self, store: SQLiteStore, exchanges: Iterable[str]) -> None:
+    def auto_delete_exchanges(self, store: Store, exchanges: Iterable[str]) -> None:
         # An auto-delete exchange goes when its last binding goes, never before it had one.
         pending = list(dict.fromkeys(exchanges))
         while pending:
@@ -147,13 +143,6 @@ class Session:
             row = store.exchange(name)
             if row is not None and row.auto_delete and not store.has_bindings(name):
                 pending.extend(store.delete_exchange(name))
-
-    # --- waking consumers
-    def wake_consumers(self, store: SQLiteStore, queues: Iterable[str]) -> None:
-        """After this transaction commits, ring the doorbells of the consumers of these queues."""
-        addresses = [doorbell_address(*consumer) for queue in queues for consumer in store.consumers_of(queue)]
-        if addresses:
-            store.after_commit(lambda: self.bell.ring(addresses))
 
     # --- what time makes due
     def settle_due(self, queues: Iterable[str] = ()) -> None:
@@ -192,10 +181,9 @@ class Session:
         return bool(dead)
 
     def _registration(self, connection_id: str) -> Optional[Registration]:
-        # What liveness falls back on when a connection's lock file is missing.
+        # What liveness falls back on when a connection's proof of life is missing (a lock file removed).
         with self.store.lock:
-            row = self.store.registration(connection_id)
-        return Registration(*row) if row is not None else None
+            return self.store.registration(connection_id)
 
     def connections(self) -> list[str]:
         """The registered connections, re-read only when another connection has committed since."""
@@ -208,10 +196,9 @@ class Session:
     def watch(self) -> tuple[list[socket.socket], float]:
         """What a waiter should also sleep on (sockets readable when a connection dies), and how long it may
         sleep before checking liveness by hand: long when every other connection is watched."""
-        sockets, complete = self.liveness.watch(self.connections())
-        return sockets, RECHECK_SECONDS if complete else SWEEP_SECONDS
+        return self.liveness.watch(self.connections())
 
-    def live_queue(self, store: SQLiteStore, queue: str) -> Optional[QueueRow]:
+    def live_queue(self, store: Store, queue: str) -> Optional[QueueRow]:
         """The queue, or None when it is gone. Raises OwnerDied when it is exclusive to a dead connection."""
         row = store.queue(queue)
         if (row is not None and row.exclusive and row.owner_connection != self.connection_id
@@ -222,11 +209,11 @@ class Session:
     def reap_now(self, connection_id: str) -> None:
         """Clean up after a dead connection in a transaction of its own."""
         with self.store.lock:
-            with self.store.write() as store:
+            with self.store.write_exclusive() as store:
                 self.reap(store, connection_id)
             self.liveness.forget(connection_id)
 
-    def reap(self, store: SQLiteStore, connection_id: str) -> None:
+    def reap(self, store: Store, connection_id: str) -> None:
         """A dead connection's state: its leases go back, its consumers are cancelled, its exclusive queues go.
         Idempotent: whatever of it is left is cleaned up, even without its row."""
         registered = store.has_connection(connection_id)
@@ -246,7 +233,7 @@ class Session:
         elif registered:
             debug("litemq: connection %s on %s died holding no deliveries; cleaned up", connection_id, self.path)
 
-    # --- background duties: lease renewal and WAL checkpoints
+    # --- background duties: lease renewal and the store's upkeep
     def lease_taken(self, lease_seconds: float) -> None:
         """A lease was taken: make sure the background thread renews it in time, however short it is."""
         if self.renew_leases:
@@ -262,22 +249,22 @@ class Session:
         return leases
 
     def housekeep(self) -> float:
-        """Renew leases when due, checkpoint the WAL when this connection wrote, make a new lock file if this
-        connection's was removed, clean up after dead connections; returns how long to rest."""
+        """Renew leases when due, do the store's upkeep when this connection wrote, put this connection's proof of
+        life back if it was removed, clean up after dead connections; returns how long to rest."""
         now = time.monotonic()
         if self.renew_leases and now >= self._next_renewal:
             delay = self.renew()
             self._next_renewal = float("inf") if delay is None else now + delay
         if self.store.commits != self._checkpointed_commits:
             self._checkpointed_commits = self.store.commits
-            self.store.checkpoint()
+            self.store.maintain()
         self.liveness.keep()  # after the renewal, which nothing here may hold back
         with self.store.lock:
             if not self.closed:
                 # Not only waiting consumers look for dead connections: a process that only publishes, or whose
                 # consumers never run dry, notices too.
                 self.sweep()
-        rest = min(CHECKPOINT_SECONDS, KEEP_SECONDS, self._next_renewal - time.monotonic())
+        rest = min(UPKEEP_SECONDS, self._next_renewal - time.monotonic())
         return max(0.0, rest)
 
     def renew(self) -> Optional[float]:
@@ -299,17 +286,16 @@ class Session:
 
     def close(self, registered: bool = False) -> None:
         """After the connection's row is gone (or could not be deleted: ``registered``): stop the background
-        thread, let go of sockets and the lock. Never raises."""
+        thread, let go of the proof of life. Never raises."""
         self.closed = True
         self._stop.set()
         self._poke.set()
-        self.bell.close()
         self.liveness.close(registered)
 
 
 def _housekeep(session_ref: "weakref.ref[Session]", stop: threading.Event, poke: threading.Event) -> None:
     # Holds the session only weakly, so a connection dropped without close() can still be collected (and closed).
-    rest = CHECKPOINT_SECONDS
+    rest = UPKEEP_SECONDS
     failures = 0
     while True:
         poke.wait(rest)

@@ -14,8 +14,9 @@ from .errors import (AccessRefused, ChannelClosed, ExchangeNotFound, Preconditio
 from .message import Properties, decode_table, encode_table
 from .policy import (EXCHANGE_EQUIVALENCE, QUEUE_EQUIVALENCE, inequivalent_argument, parse_exchange_arguments,
                      parse_queue_arguments, queue_policy)
-from .session import OwnerDied, Session, clock
-from .store.sqlite import QueueRow, SQLiteStore
+from .session import OwnerDied, Session
+from .store.contract import QueueRow, Store
+from .timing import clock
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
@@ -53,7 +54,7 @@ class Topology:
     """Declaring, deleting and binding exchanges and queues; the base of ``Channel``."""
 
     _session: Session
-    _store: SQLiteStore
+    _store: Store
     _closed: bool
     number: int
 
@@ -88,7 +89,7 @@ class Topology:
         parse_exchange_arguments(checked, exchange, exchange_type, f" in {self.path}")
         args = encode_table(checked)
         wanted = (exchange_type, bool(durable), bool(auto_delete), bool(internal), args)
-        with self._store.write() as store:
+        with self._store.write_exclusive() as store:
             row = store.exchange(exchange)
             if row is None:
                 if exchange.startswith("amq."):
@@ -109,7 +110,7 @@ class Topology:
         if exchange == "" or exchange.startswith("amq."):
             raise AccessRefused(f"exchange {exchange!r} belongs to the broker and cannot be deleted "
                                 f"(in {self.path})")
-        with self._store.write() as store:
+        with self._store.write_exclusive() as store:
             if store.exchange(exchange) is None:
                 return
             if if_unused and store.has_bindings(exchange):
@@ -126,7 +127,7 @@ class Topology:
         if passive:
             self._session.sweep()  # so the counts leave out consumers of connections that died
             self._session.settle_due()
-            with self._store.write() as store:
+            with self._store.write_exclusive() as store:
                 # A responder may check that a direct reply-to requester is still there (RabbitMQ allows it).
                 row = self._queue(store, queue, check_exclusive=not queue.startswith(DIRECT_REPLY_TO + "."))
                 queue_rules.queue_used(store, queue, queue_policy(row.arguments), clock())
@@ -147,7 +148,7 @@ class Topology:
         durable = bool(durable) and not exclusive  # as RabbitMQ stores it: an exclusive queue is never durable
         self._session.sweep()  # after the arguments are checked: bad input is refused before any SQL
         self._session.settle_due()
-        with self._store.write() as store:
+        with self._store.write_exclusive() as store:
             now = clock()
             row = self._session.live_queue(store, queue)
             if row is None:
@@ -179,7 +180,7 @@ class Topology:
         self._check_open()
         routing.check_name("queue name", queue)
         self._session.settle_due()
-        with self._store.write() as store:
+        with self._store.write_exclusive() as store:
             row = self._session.live_queue(store, queue)
             if row is None:
                 return 0
@@ -197,7 +198,7 @@ class Topology:
         self._check_open()
         routing.check_name("queue name", queue)
         self._session.settle_due()
-        with self._store.write() as store:
+        with self._store.write_exclusive() as store:
             self._queue(store, queue)
             return store.purge_queue(queue)
 
@@ -232,7 +233,7 @@ class Topology:
         if exchange == "" or (kind == "exchange" and destination == ""):
             raise AccessRefused(f"the default exchange cannot be bound or unbound (in {self.path})")
         self._session.settle_due()
-        with self._store.write() as store:
+        with self._store.write_exclusive() as store:
             source = store.exchange(exchange)
             target = (self._session.live_queue(store, destination) if kind == "queue"
                       else store.exchange(destination))
@@ -269,7 +270,7 @@ class Topology:
                 return list(self._session.routes.route(store, exchange, routing_key, None)[1])
             return list(self._route(store, exchange, routing_key, headers)[1])
 
-    def _route(self, store: SQLiteStore, exchange: str, routing_key: str,
+    def _route(self, store: Store, exchange: str, routing_key: str,
                headers: Optional[Mapping[str, Any]]) -> tuple[str, list[str]]:
         """The exchange's type and the queues a message published to it reaches."""
         found, queues = self._session.routes.route(store, exchange, routing_key, headers)
@@ -279,7 +280,7 @@ class Topology:
             raise AccessRefused(f"cannot publish to internal exchange {exchange!r} in {self.path}")
         return found.type, queues
 
-    def _queue(self, store: SQLiteStore, queue: str, check_exclusive: bool = True) -> QueueRow:
+    def _queue(self, store: Store, queue: str, check_exclusive: bool = True) -> QueueRow:
         row = self._session.live_queue(store, queue)
         if row is None:
             raise QueueNotFound(f"queue {queue!r} not found in {self.path}")
@@ -290,7 +291,7 @@ class Topology:
     def _declare_reply_queue(self) -> str:
         """A private queue for RabbitMQ's direct reply-to, under the name a responder publishes to."""
         queue = f"{DIRECT_REPLY_TO}.{os.urandom(12).hex()}"
-        with self._store.write() as store:
+        with self._store.write_exclusive() as store:
             store.insert_queue(queue, False, True, True, None, self._session.connection_id, clock())
         return queue
 

@@ -22,8 +22,9 @@ from pathlib import Path
 
 import litemq
 from process_workers import reporting_errors, wait_for_file, write_atomically
-import litemq.liveness
-import litemq.wakeup
+import litemq.store.doorbells
+import litemq.store.hangup
+import litemq.store.lockfiles
 
 WAIT_SECONDS = 60.0
 """Longest a worker waits for the test (the tests themselves are bounded much more tightly)."""
@@ -61,8 +62,8 @@ def take_exactly(conn: litemq.Connection, queue: str, count: int, lease_seconds:
 
 def switch_off_abstract_sockets() -> None:
     """Before connecting: doorbells poll the file, and deaths are found by checking locks on a timer."""
-    litemq.wakeup.ABSTRACT_SOCKETS = False
-    litemq.liveness.WATCHABLE = False
+    litemq.store.doorbells.ABSTRACT_SOCKETS = False
+    litemq.store.hangup.WATCHABLE = False
 
 
 # --- processes that hold deliveries and then die (or are killed, stopped, or asked to ack)
@@ -261,8 +262,8 @@ def interfere(db: str, holder_id: str, out_dir: str, name: str) -> None:
     import fcntl
     import shutil
 
-    directory = litemq.liveness.sidecar_directory(db)
-    lock = os.path.join(directory, holder_id + litemq.liveness.SUFFIX)
+    directory = litemq.store.lockfiles.sidecar_directory(db)
+    lock = os.path.join(directory, holder_id + litemq.store.lockfiles.SUFFIX)
 
     def read_database() -> None:
         with open(db, "rb") as f:

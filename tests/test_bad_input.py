@@ -17,6 +17,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 import litemq
+import litemq.store
 from litemq import Properties
 from conftest import counting_vm_steps
 
@@ -538,7 +539,6 @@ def test_a_body_of_exactly_the_maximum_is_stored(small: litemq.Connection) -> No
 @pytest.mark.parametrize("url, match", [
     ("amqp://localhost", "litemq opens SQLite files"),
     ("amqp://guest:guest@localhost:5672/%2F", "litemq opens SQLite files"),
-    ("postgresql://localhost/db", "litemq opens SQLite files"),
     (":memory:", "not an in-memory database"),
     ("sqlite:///:memory:", "not an in-memory database"),
     ("", "not an in-memory database"),
@@ -548,6 +548,17 @@ def test_connect_refuses_what_is_not_a_file(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match=re.escape(match)):
         litemq.connect(url)
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("url", ["postgresql://localhost/db",
+                                 "postgresql+psycopg://app@db.internal:5433/app?schema=jobs"])
+def test_a_postgresql_url_names_a_server_and_is_never_taken_for_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert litemq.store.locate(url) == url
+    with pytest.raises(ValueError, match="litemq opens SQLite files"):
+        litemq.store.resolve_path(url)  # what the file-only tools (the litemq command) accept
     assert os.listdir(tmp_path) == []
 
 

@@ -1428,7 +1428,7 @@ def test_a_read_command_changes_nothing_on_disk_and_registers_no_connection(worl
                                                                             run: Callable[..., Result],
                                                                             args: list[str]) -> None:
     idle(world)
-    sidecar = litemq.liveness.sidecar_directory(world)
+    sidecar = litemq.store.lockfiles.sidecar_directory(world)
     locks_before = sorted(os.listdir(sidecar)) if os.path.isdir(sidecar) else None
     before = snapshot(tmp_path)
     result = run(*args)

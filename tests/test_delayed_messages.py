@@ -20,7 +20,7 @@ import pytest
 
 import extras_workers as workers
 import litemq
-import litemq.session
+import litemq.timing
 from conftest import Processes, vm_steps
 from liveness_workers import wait_for_files, worker_errors
 from litemq import DELAYED_EXCHANGE, ExchangeNotFound, PreconditionFailed, Properties
@@ -366,7 +366,7 @@ def test_a_consumer_already_waiting_learns_of_a_new_delayed_message_without_its_
         conn: litemq.Connection, other: litemq.Connection, q: str, monkeypatch: pytest.MonkeyPatch) -> None:
     # Waiters also look at the file every RECHECK_SECONDS (1 s), which alone would deliver the message up to a
     # second late; made longer than the test, only being told of the new deadline can deliver it in time.
-    monkeypatch.setattr(litemq.session, "RECHECK_SECONDS", 60.0)
+    monkeypatch.setattr(litemq.timing, "RECHECK_SECONDS", 60.0)
     # A consumer's claim at the end of its inactivity timeout would find the message too: that end is well past
     # the bound.
     consumer = conn.consume(q, inactivity_timeout=SLACK + 1.5)

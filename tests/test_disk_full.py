@@ -16,7 +16,7 @@ import pytest
 import litemq
 from litemq import session as session_module
 from litemq.store import inspect
-from litemq.store.sqlite import FREE_SPACE_FLOOR, IDENTITY_CHECK_SECONDS
+from litemq.store.sqlite_file import FREE_SPACE_FLOOR, IDENTITY_CHECK_SECONDS
 
 DISK_BYTES = 64 * 1024 * 1024
 MESSAGE = 256 * 1024

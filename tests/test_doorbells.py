@@ -18,7 +18,7 @@ import pytest
 import litemq
 import liveness_workers as workers
 from conftest import Processes
-from litemq.wakeup import doorbell_address
+from litemq.store.doorbells import doorbell_address
 from liveness_workers import wait_for_files, worker_errors
 
 BOUND = 5.0

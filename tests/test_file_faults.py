@@ -17,7 +17,7 @@ import pytest
 
 import litemq
 from litemq.store import inspect
-from litemq.store.sqlite import IDENTITY_CHECK_SECONDS
+from litemq.store.sqlite_file import IDENTITY_CHECK_SECONDS
 
 
 def remove_database(path: str) -> None:

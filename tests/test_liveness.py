@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 import litemq
-import litemq.liveness as liveness
+import litemq.store.lockfiles as liveness
 import liveness_workers as workers
 from conftest import Processes
-from litemq.liveness import sidecar_directory
+from litemq.store.lockfiles import sidecar_directory
 from liveness_workers import sql, wait_for_files, worker_errors
 
 BOUND = 5.0

@@ -13,7 +13,7 @@ import pytest
 
 import litemq
 from litemq import cli
-from litemq.connection import resolve_path
+from litemq.store import resolve_path
 from litemq.store import migrate
 
 AWKWARD_NAMES = ["app?v2.db", "a#frag.db", "data%41.db", "with space.db", "ünïcødé-日本.db", "q?mode=ro&cache=shared"]

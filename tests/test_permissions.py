@@ -28,7 +28,7 @@ import pytest
 
 import litemq
 from conftest import REPO
-from litemq.liveness import sidecar_directory
+from litemq.store.lockfiles import sidecar_directory
 from liveness_workers import python_command, wait_for_files, worker_errors
 
 BOUND = 5.0

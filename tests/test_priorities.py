@@ -18,7 +18,7 @@ import pytest
 import litemq
 from conftest import vm_steps
 from litemq import PreconditionFailed, Properties, QueueNotFound
-from litemq.store import sqlite as sqlite_store
+from litemq.store import sqlite_sql
 
 
 def publish(conn: litemq.Connection, queue: str, *messages: tuple[str, Optional[int]]) -> None:
@@ -152,7 +152,7 @@ def plan(db_path: str, statement: str) -> list[str]:
 
 def test_the_claim_searches_the_ready_index_in_priority_order_without_sorting(
         conn: litemq.Connection, db_path: str) -> None:
-    steps = plan(db_path, sqlite_store.CLAIM)
+    steps = plan(db_path, sqlite_sql.CLAIM)
     assert any(re.search(r"SEARCH litemq_messages USING (COVERING )?INDEX ix_litemq_messages_ready\b", step)
                for step in steps), steps
     assert not any("TEMP B-TREE" in step for step in steps), steps  # no sort: the index is the delivery order
@@ -160,7 +160,7 @@ def test_the_claim_searches_the_ready_index_in_priority_order_without_sorting(
 
 
 def test_the_claim_orders_by_priority_then_id_as_the_ready_index_does(conn: litemq.Connection) -> None:
-    assert re.search(r"ORDER BY priority DESC, id\b", sqlite_store.CLAIM)
+    assert re.search(r"ORDER BY priority DESC, id\b", sqlite_sql.CLAIM)
     (index,) = conn._store.execute(
         "SELECT sql FROM sqlite_master WHERE name = 'ix_litemq_messages_ready'").fetchone()
     assert "(queue, priority DESC, id)" in index

@@ -21,7 +21,7 @@ import pytest
 import litemq
 from litemq.errors import SchemaError, SchemaTooNew, StorageError
 from litemq.store import SCHEMA_REVISION, VERSION_TABLE, migrate
-from litemq.store import sqlite as sqlite_store
+from litemq.store import sqlite_sql
 
 REPO = Path(__file__).resolve().parent.parent
 SUBPROCESS_TIMEOUT = 60
@@ -133,9 +133,9 @@ def test_migrated_indexes_match_the_schema_including_partial_index_conditions(mi
             "WHERE lease_token IS NULL AND visible_at IS NULL") in built
 
 
-@pytest.mark.parametrize("name", sorted(sqlite_store.STATEMENTS))
+@pytest.mark.parametrize("name", sorted(sqlite_sql.STATEMENTS))
 def test_hot_path_statement_prepares_against_the_migrated_schema(migrated_path: str, name: str) -> None:
-    sql = sqlite_store.STATEMENTS[name]
+    sql = sqlite_sql.STATEMENTS[name]
     with _db(migrated_path) as db:
         # EXPLAIN compiles the statement (every table and column must exist) without running it.
         numbered = [int(n) for n in re.findall(r"\?(\d+)", sql)]
@@ -145,7 +145,7 @@ def test_hot_path_statement_prepares_against_the_migrated_schema(migrated_path: 
 
 def test_hot_path_statements_include_the_claim_and_settle_verbs() -> None:
     assert {"INSERT_MESSAGE", "CLAIM", "CLAIM_AND_DELETE", "ACK", "REQUEUE", "RETURN_EXPIRED",
-            "RELEASE_OWNER"} <= set(sqlite_store.STATEMENTS)
+            "RELEASE_OWNER"} <= set(sqlite_sql.STATEMENTS)
 
 
 @pytest.mark.parametrize("name, index", [
@@ -154,7 +154,7 @@ def test_hot_path_statements_include_the_claim_and_settle_verbs() -> None:
     ("RETURN_EXPIRED", "ix_litemq_messages_lease_expiry"),
 ])
 def test_hot_path_statement_searches_its_partial_index(migrated_path: str, name: str, index: str) -> None:
-    sql = sqlite_store.STATEMENTS[name]
+    sql = sqlite_sql.STATEMENTS[name]
     with _db(migrated_path) as db:
         plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?"))]
     assert any(re.search(rf"USING (COVERING )?INDEX {index}\b", step) for step in plan), plan
@@ -163,7 +163,7 @@ def test_hot_path_statement_searches_its_partial_index(migrated_path: str, name:
 
 @pytest.mark.parametrize("name", ["RELEASE_OWNER", "RELEASE_CONNECTION"])
 def test_releasing_an_owners_leases_walks_only_the_leased_messages(migrated_path: str, name: str) -> None:
-    sql = sqlite_store.STATEMENTS[name]
+    sql = sqlite_sql.STATEMENTS[name]
     with _db(migrated_path) as db:
         plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [None] * sql.count("?"))]
     # Then each returned message's size, looked up by id where its body is out of row.
@@ -283,9 +283,9 @@ def test_file_from_a_newer_litemq_is_refused_and_left_unchanged(db_path: str) ->
 
 def _register_live_connection(path: str, connection_id: str) -> Any:
     """What a connection opened by an older litemq leaves in a file: its row, and its lock held (returned)."""
-    from litemq.liveness import Liveness
+    from litemq.store.lockfiles import FlockLiveness
 
-    held = Liveness(path, connection_id)
+    held = FlockLiveness(path, connection_id)
     with _db(path) as db:
         db.execute("INSERT INTO litemq_connections (id, pid, host, started_at) VALUES (?, ?, 'old-host', 0)",
                    (connection_id, os.getpid()))
@@ -375,8 +375,8 @@ def test_failed_migration_leaves_the_file_at_its_previous_revision(tmp_path: Pat
 
 def test_sqlite_older_than_3_35_is_refused_before_anything_is_created(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sqlite_store.sqlite3, "sqlite_version_info", (3, 34, 0))
-    monkeypatch.setattr(sqlite_store.sqlite3, "sqlite_version", "3.34.0")
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 0))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.0")
     path = tmp_path / "mq.db"
 
     with pytest.raises(StorageError, match=r"3\.35") as raised:
@@ -794,7 +794,7 @@ def test_migration_0008_gives_existing_consumers_priority_0_and_room_and_its_dow
 @pytest.mark.parametrize("name", ["CLAIM_AS_DEFAULT_CONSUMER", "CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER"])
 def test_a_default_consumers_claim_ranks_itself_by_the_small_index_of_other_priorities(migrated_path: str,
                                                                                       name: str) -> None:
-    sql = sqlite_store.STATEMENTS[name]
+    sql = sqlite_sql.STATEMENTS[name]
     with _db(migrated_path) as db:
         parameters = max(int(n) for n in re.findall(r"\?(\d+)", sql))
         plan = [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + sql, [None] * parameters)]

@@ -20,7 +20,7 @@ from typing import Any, Iterator, Optional
 import pytest
 
 import litemq
-import litemq.session
+import litemq.timing
 import liveness_workers
 from conftest import Processes
 from liveness_workers import wait_for_files, worker_errors
@@ -178,7 +178,7 @@ def test_a_waiting_second_consumer_is_woken_when_the_first_is_cancelled(conn: li
                                                                         other: litemq.Connection, sac: str,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # Waiters also look at the file every RECHECK_SECONDS; made longer than the test, only a wake-up can do it.
-    monkeypatch.setattr(litemq.session, "RECHECK_SECONDS", 60.0)
+    monkeypatch.setattr(litemq.timing, "RECHECK_SECONDS", 60.0)
     first = conn.consume(sac, prefetch=1)
     second = other.consume(sac, prefetch=1)
     publish(conn, sac, "m0", "m1")

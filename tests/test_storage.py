@@ -367,7 +367,7 @@ def test_returning_expired_leases_in_a_claim_costs_the_same_with_100000_unexpire
 
 def test_a_connection_writing_without_pause_keeps_the_wal_small(db_path: str) -> None:
     # Three WAL pages a publish: without a checkpoint that keeps up, 6,000 publishes leave a WAL of some 75 MB.
-    from litemq.store.sqlite import WAL_CHECKPOINT_PAGES
+    from litemq.store.sqlite_file import WAL_CHECKPOINT_PAGES
 
     with litemq.connect(db_path) as conn:
         conn.declare_queue("busy")
@@ -400,7 +400,7 @@ def stored_bodies(db_path: str) -> list[tuple[Any, ...]]:
 
 def test_a_body_over_the_row_limit_is_kept_in_litemq_bodies_and_a_small_one_in_its_row(
         conn: litemq.Connection, db_path: str) -> None:
-    from litemq.store.sqlite import OUT_OF_ROW_BYTES
+    from litemq.store.sqlite_sql import OUT_OF_ROW_BYTES
 
     conn.declare_queue("files")
     conn.publish("", "files", b"s" * OUT_OF_ROW_BYTES)

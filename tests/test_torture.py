@@ -130,7 +130,7 @@ def test_a_connection_that_opens_while_another_is_opening_is_never_taken_for_dea
     # file and not yet locked it, the moment a process can be preempted at when many start together.
     import fcntl
 
-    import litemq.liveness as liveness
+    import litemq.store.lockfiles as liveness
 
     real_flock = fcntl.flock
     others: dict[str, Optional[litemq.Connection]] = {}

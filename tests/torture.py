@@ -609,7 +609,7 @@ class Harness:
         """With a fresh connection (which also cleans up after any dead connection), take what is left."""
         import litemq
 
-        from litemq.liveness import MISSING_GRACE_SECONDS
+        from litemq.store.lockfiles import MISSING_GRACE_SECONDS
 
         drained = []
         with litemq.connect(self.db, lease_seconds=self.config.lease_seconds) as conn:

@@ -8,8 +8,9 @@ import json
 import os
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
-from ..connection import Connection, connect, resolve_path
+from ..connection import Connection, connect
 from ..message import PROPERTY_NAMES, Properties
+from ..store import resolve_path
 
 T = TypeVar("T")
 DEFAULT_EXCHANGE_NAMES = ("", "amq.default")

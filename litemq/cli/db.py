@@ -52,16 +52,17 @@ def cmd_db(args: argparse.Namespace) -> int:
         print(f"{path}: at schema {migrate.current_revision(path) or 'base'}" + (f" ({lost} deleted)" if lost else ""))
     else:
         with open_connection(args) as conn:
+            store = inspect.sqlite_of(conn._store)
             if args.action == "recount":
-                with conn._store.write():
-                    off = inspect.recount(conn._store)
+                with store.write_exclusive():
+                    off = inspect.recount(store)
                 print("\n".join([*map(str, off), f"{path}: {len(off)} queue(s) recounted"]))
             elif args.action == "vacuum":
                 before = inspect.file_sizes(path)["file_bytes"]
-                inspect.vacuum(conn._store)
-                inspect.checkpoint(conn._store)  # VACUUM's result sits in the WAL until then
+                inspect.vacuum(store)
+                inspect.checkpoint(store)  # VACUUM's result sits in the WAL until then
                 print(f"{path}: {before} -> {inspect.file_sizes(path)['file_bytes']} bytes")
             else:
-                busy, frames, done = inspect.checkpoint(conn._store)
+                busy, frames, done = inspect.checkpoint(store)
                 print(f"{path}: {done} of {frames} WAL frames checkpointed" + (" (busy: readers)" if busy else ""))
     return 0

@@ -56,17 +56,12 @@ def cmd_bindings(args: argparse.Namespace) -> int:
 
 
 def cmd_connections(args: argparse.Namespace) -> int:
-    from ..errors import StorageError
-    from ..liveness import is_alive
     from ..store import inspect
 
     rows = read_only(args, inspect.connections)
     path = file_path(args)
     for row in rows:
-        try:
-            row["alive"] = is_alive(path, row["connection_id"])
-        except (OSError, StorageError):  # its lock cannot be opened by this user: say so rather than guess
-            row["alive"] = None
+        row["alive"] = inspect.is_alive(path, row["connection_id"])
     emit(args, rows, ("connection_id", "pid", "host", "started_at", "consumers", "unacked", "alive"))
     return 0
 

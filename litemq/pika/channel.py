@@ -21,7 +21,7 @@ import uuid
 from datetime import datetime
 from decimal import Decimal
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable, Iterator, NoReturn, Optional, Union, overload
+from typing import Any, Callable, Iterator, NoReturn, Optional, Protocol, Union, overload
 
 from .. import errors
 from ..broker import Channel
@@ -32,9 +32,6 @@ from ..message import Body, Delivery
 from . import exceptions, spec
 from .frame import Method
 
-if TYPE_CHECKING:
-    from .connection import BlockingConnection
-
 _REPLY_NAMES = {403: "ACCESS_REFUSED", 404: "NOT_FOUND", 405: "RESOURCE_LOCKED", 406: "PRECONDITION_FAILED",
                 503: "COMMAND_INVALID", 540: "NOT_IMPLEMENTED"}
 
@@ -42,6 +39,49 @@ MessageCallback = Callable[["BlockingChannel", spec.Basic.Deliver, spec.BasicPro
 """``on_message_callback(channel, method, properties, body)``, as pika calls it."""
 PikaDelivery = tuple[spec.Basic.Deliver, spec.BasicProperties, bytes]
 Nothing = tuple[None, None, None]
+
+
+class Connection(Protocol):
+    """``BlockingConnection`` as its channels see it (``channel.connection``): its connection module makes the
+    channels, so this one cannot name it."""
+
+    params: Any
+    _dispatch_depth: int
+
+    @property
+    def is_open(self) -> bool:
+        ...
+
+    @property
+    def is_closed(self) -> bool:
+        ...
+
+    def channel(self, channel_number: Optional[int] = None) -> "BlockingChannel":
+        ...
+
+    def close(self, reply_code: int = 200, reply_text: str = "Normal shutdown") -> None:
+        ...
+
+    def process_data_events(self, time_limit: Optional[float] = 0) -> None:
+        ...
+
+    def sleep(self, duration: float) -> None:
+        ...
+
+    def add_callback_threadsafe(self, callback: Callable[[], None]) -> None:
+        ...
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> int:
+        ...
+
+    def remove_timeout(self, timeout_id: int) -> None:
+        ...
+
+    def _forget_channel(self, number: int) -> None:
+        ...
+
+    def _shut(self, reply_code: int, reply_text: str) -> None:
+        ...
 
 
 class ReturnedMessage:
@@ -63,7 +103,7 @@ class _ConsumerInfo:
 class BlockingChannel:
     """pika's blocking channel."""
 
-    def __init__(self, connection: "BlockingConnection", channel_number: int, native: Channel) -> None:
+    def __init__(self, connection: Connection, channel_number: int, native: Channel) -> None:
         self._connection = connection
         self.channel_number = channel_number
         self._native = native
@@ -80,7 +120,7 @@ class BlockingChannel:
 
     # --- state
     @property
-    def connection(self) -> "BlockingConnection":
+    def connection(self) -> Connection:
         return self._connection
 
     @property

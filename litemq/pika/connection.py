@@ -13,8 +13,9 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional, Sequence, Union
 
-from ..connection import Connection, resolve_path
+from ..connection import Connection
 from ..consumer import Waiter
+from ..store import locate
 from . import exceptions
 from .channel import BlockingChannel
 
@@ -55,11 +56,12 @@ class ConnectionParameters:
         for name, value in settings.items():
             if value is not _DEFAULT:
                 setattr(self, name, value)
-        self.path = resolve_path(None)
+        self.path = locate(None)
 
 
 class URLParameters(ConnectionParameters):
-    """``URLParameters('sqlite:///path/to/file.db')`` (or a plain path) names the file to open."""
+    """``URLParameters('sqlite:///path/to/file.db')`` (or a plain path, or a ``postgresql://`` URL) names the
+    broker to open."""
 
     def __init__(self, url: str) -> None:
         if not isinstance(url, str):
@@ -68,7 +70,7 @@ class URLParameters(ConnectionParameters):
             raise ValueError(f"litemq opens SQLite files, not AMQP servers ({url!r}): give a path or "
                              f"'sqlite:///path', or use the real pika package to talk to a server")
         super().__init__()
-        self.path = resolve_path(url)
+        self.path = locate(url)
 
 
 class BlockingConnection:

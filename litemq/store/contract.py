@@ -151,6 +151,9 @@ class Store(Protocol):
     lock: threading.RLock
     commits: int
     """This connection's own commits (which ``data_version`` does not count)."""
+    rollbacks: int
+    """This connection's rolled-back transactions: what one of them read may be gone, so caches of what was read
+    inside transactions (the routes) are dropped when this changes."""
     pid: int
     """The process that opened it; a forked child's copy refuses every operation (``check_process``)."""
     engine: str
@@ -193,11 +196,13 @@ class Store(Protocol):
         then always a dead connection's)."""
 
     def doorbell(self, connection_id: str, channel: int, consumer_tag: str, queue: str, owner: str) -> Doorbell:
-        """A doorbell for one consumer of ``queue``, rung by ``wake`` of that queue from any process."""
+        """A doorbell for one consumer of ``queue``, rung by ``wake`` of that queue from any process (``owner``
+        names the consumer in messages: "consumer 'x' of queue 'q' in ...")."""
 
     def wake(self, queues: Optional[Iterable[str]]) -> None:
         """Inside a write: once it commits, ring the doorbells of the consumers of these queues in every process
-        (None: of every queue, so waiters start watching a new connection)."""
+        (None: of every queue, so waiters start watching a new connection). The consumers are those the queues
+        have when ``wake`` is called: a queue about to be deleted wakes its consumers to find it gone."""
 
     def data_version(self) -> int:
         """A number that changes whenever another connection commits (cheap; no transaction)."""

@@ -10,7 +10,11 @@ import sqlite3
 from typing import Any, NamedTuple, Optional
 
 from ..errors import StorageError
-from .sqlite import BODY, BODY_BYTES, SQLiteStore, translate_error
+from . import lockfiles
+from .contract import Store
+from .sqlite import SQLiteStore
+from .sqlite_file import translate_error
+from .sqlite_sql import BODY, BODY_BYTES
 
 SELECT_QUEUES = ("SELECT queue, ready, unacked, total, consumers, durable, exclusive, auto_delete, arguments, "
                  "oldest_ready_seconds, bytes FROM litemq_queue_stats ORDER BY queue")
@@ -48,6 +52,21 @@ SELECT_COUNTER_MISMATCHES = (
 RECOUNT = ("UPDATE litemq_queues SET (ready_count, ready_bytes) = (SELECT count(*), "
            f"coalesce(sum({BODY_BYTES}), 0) FROM litemq_messages WHERE queue = litemq_queues.name "
            "AND lease_token IS NULL AND visible_at IS NULL) WHERE name = ?")
+
+
+def sqlite_of(store: Store) -> SQLiteStore:
+    """The store as the SQLite store these tools work on; StorageError for another engine's."""
+    if not isinstance(store, SQLiteStore):
+        raise StorageError(f"{store.path} is a {store.engine} broker: this works on SQLite files only")
+    return store
+
+
+def is_alive(path: str, connection_id: str) -> Optional[bool]:
+    """Whether a connection to the file still holds its lock; None when this user cannot open its lock file."""
+    try:
+        return lockfiles.is_alive(path, connection_id)
+    except (OSError, StorageError):  # said so rather than guessed
+        return None
 
 
 def _rows(store: SQLiteStore, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:

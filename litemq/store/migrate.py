@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from ..errors import SchemaError, SchemaTooNew
-from ..liveness import Registration, is_alive
 from . import SCHEMA_REVISION, VERSION_TABLE
+from .contract import Registration
+from .lockfiles import is_alive
 
 log = logging.getLogger("litemq")
 ALEMBIC_LOGGER = logging.getLogger("alembic")

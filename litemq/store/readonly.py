@@ -18,7 +18,9 @@ from typing import Callable, Optional, TypeVar
 
 from ..errors import SchemaTooNew, StorageError
 from . import SCHEMA_REVISION, VERSION_TABLE
-from .sqlite import SELECT_REVISION, SQLiteStore, translate_error
+from .sqlite import SQLiteStore
+from .sqlite_file import translate_error
+from .sqlite_sql import SELECT_REVISION
 
 T = TypeVar("T")
 ATTEMPTS = 10  # reads of an immutable snapshot that a writer changed meanwhile, before giving up

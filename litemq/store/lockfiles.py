@@ -1,9 +1,10 @@
-"""Liveness: each open connection holds an OS lock on a file of its own, beside the database, for its whole life.
+"""The SQLite store's liveness: each open connection holds an OS lock on a file of its own, beside the database,
+for its whole life.
 
 The kernel drops the lock the moment the process dies, however it dies, so any process can tell for certain that
 a connection's owner is gone: it can take the lock. Only a lock that can be taken proves a death. A missing lock
-file proves nothing (a cleanup script may have removed the directory): its owner, if alive, notices within
-``KEEP_SECONDS`` and makes a new one; meanwhile the others leave it alone, and only once it has been missing for
+file proves nothing (a cleanup script may have removed the directory): its owner, if alive, notices within half a
+second (``keep``) and makes a new one; meanwhile the others leave it alone, and only once it has been missing for
 ``MISSING_GRACE_SECONDS`` do they ask the kernel whether the pid registered with it still runs the process that
 registered it (leases expire in any case). Otherwise the pid and host stored with a connection are for people.
 Locks are ``flock`` locks, which belong to an open file description, not to a process: two connections in one
@@ -16,13 +17,8 @@ a lock on it and so keep a dead connection looking alive; nobody can make a live
 holds the lock. So a directory or lock file that someone outside that owner and group could have made is refused
 with an error, and lock files are opened read-only to test them.
 
-So that nobody has to poll those locks, each connection also listens on a stream socket in Linux's abstract
-namespace, and a waiting connection connects to every other one's and never reads. When a process dies, the
-kernel closes its listening socket and resets the connections waiting on it: the watcher's socket becomes readable
-within a millisecond, and the watcher then checks the lock. Where that is not possible (another OS, another network
-namespace), waiters check the locks on a short timer instead. Every local user can list abstract socket names
-(/proc/net/unix), so a listener is named after half of its connection id only: the whole id, from which the
-consumers' doorbell names derive, stays in the database.
+Waiters hear at once that a process died through its connection's hang-up watch (``hangup``), and then take its
+lock; where a connection cannot be watched, they test its lock on a short timer instead.
 """
 
 from __future__ import annotations
@@ -31,14 +27,16 @@ import contextlib
 import os
 import socket
 import stat
-import sys
 import threading
 import time
 import weakref
 from typing import Callable, Iterable, NamedTuple, Optional
 
-from .errors import StorageError
-from .log import logger
+from .. import timing
+from ..errors import StorageError
+from ..log import logger
+from .contract import Registration
+from .hangup import HangupWatch
 
 try:
     import fcntl
@@ -48,26 +46,10 @@ except ImportError:  # not POSIX: no liveness locks; leases still expire
 SUFFIX = ".lock"
 PENDING_SUFFIX = ".opening"
 STRAY_PENDING_SECONDS = 60.0
-WATCHABLE = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
-KEEP_SECONDS = 0.5
-"""How often a connection checks that its lock file is still there (``Liveness.keep``, from its background
-thread)."""
 MISSING_GRACE_SECONDS = 5.0
 """How long another connection's lock file may be missing before its registered pid is consulted: ten times what
-its owner, if alive, takes to make a new one."""
+its owner, if alive, takes to make a new one (its background thread calls ``keep`` twice a second)."""
 _OPEN_TO_TEST = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-
-
-class Registration(NamedTuple):
-    """What a connection's row says about who opened it."""
-
-    pid: int
-    host: str
-    started_at: float
-
-
-def _listen_address(connection_id: str) -> bytes:
-    return b"\0litemq-live-" + connection_id[:16].encode("ascii")
 
 
 def sidecar_directory(db_path: str) -> str:
@@ -237,8 +219,8 @@ def is_alive(db_path: str, connection_id: str, registration: Optional[Registrati
     return False
 
 
-class Liveness:
-    """This connection's own lock, and the checks of the others'."""
+class FlockLiveness:
+    """This connection's own lock, and the checks of the others' (``contract.Liveness``)."""
 
     def __init__(self, db_path: str, connection_id: str, *,
                  registration: Optional[Callable[[str], Optional[Registration]]] = None,
@@ -248,29 +230,16 @@ class Liveness:
         self._db_path = db_path
         self._registration = registration or (lambda connection_id: None)
         self._watched: dict[str, int] = {}
-        self._watch_sockets: dict[str, socket.socket] = {}
-        self._unwatchable: set[str] = set()
         self._missing_since: dict[str, float] = {}
         self._lock = lock if lock is not None else threading.RLock()
         self._own_fd: Optional[int] = None
-        self._listener: Optional[socket.socket] = None
+        self._hangups: Optional[HangupWatch] = None
         self._keep_failed = False
         if fcntl is None:
             return
         self.access = Access.of(db_path)
         self._own_fd = self._lock_anew()
-        if WATCHABLE:
-            listener = None
-            try:
-                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                listener.bind(_listen_address(connection_id))
-                listener.listen(4096)
-                self._listener = listener
-            except OSError as exc:
-                if listener is not None:
-                    listener.close()
-                logger().warning("litemq: connection %s on %s cannot listen on its abstract socket (%s); other "
-                                 "processes check its lock on a timer instead", connection_id, db_path, exc)
+        self._hangups = HangupWatch(connection_id, db_path)
         _all.add(self)
 
     def _lock_anew(self, attempts: int = 10) -> int:
@@ -359,45 +328,21 @@ class Liveness:
                 del self._missing_since[gone]
         return found
 
-    def watch(self, connection_ids: Iterable[str]) -> tuple[list[socket.socket], bool]:
-        """Sockets that become readable when one of these connections' process dies, and whether every one of
-        them is watched that way (if not, the caller must check the locks on a timer)."""
-        if not self.supported:
-            return [], False
-        listed = set(connection_ids)
-        listed.discard(self.connection_id)
+    def watch(self, connection_ids: Iterable[str]) -> tuple[list[socket.socket], float]:
+        """Sockets that become readable when one of these connections' process dies, and how long a waiter may
+        sleep before it tests the locks by hand: long when every one of them is watched that way."""
+        if self._hangups is None:
+            return [], timing.SWEEP_SECONDS
         with self._lock:
-            for connection_id in listed - set(self._watch_sockets) - self._unwatchable:
-                self._connect_watch(connection_id)
-            for gone in set(self._watch_sockets) - listed:
-                self._watch_sockets.pop(gone).close()
-            self._unwatchable &= listed
-            return list(self._watch_sockets.values()), not self._unwatchable
+            sockets, complete = self._hangups.watch(connection_ids)
+        return sockets, timing.RECHECK_SECONDS if complete else timing.SWEEP_SECONDS
 
     def hung_up(self, sock: socket.socket) -> None:
         """A watched socket became readable, and its connection was not found dead (its lock file is missing):
         stop watching it, so its lock is checked on the timer instead of waking the waiter again at once."""
-        with self._lock:
-            for connection_id, watched in list(self._watch_sockets.items()):
-                if watched is sock:
-                    del self._watch_sockets[connection_id]
-                    sock.close()
-                    self._unwatchable.add(connection_id)
-
-    def _connect_watch(self, connection_id: str) -> None:
-        if not WATCHABLE:
-            self._unwatchable.add(connection_id)
-            return
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        try:
-            sock.connect(_listen_address(connection_id))
-        except OSError:
-            # Gone already, or listening in another network namespace: checked on the timer.
-            self._unwatchable.add(connection_id)
-            sock.close()
-            return
-        self._watch_sockets[connection_id] = sock
+        if self._hangups is not None:
+            with self._lock:
+                self._hangups.hung_up(sock)
 
     def is_dead(self, connection_id: str) -> bool:
         if not self.supported or connection_id == self.connection_id:
@@ -449,10 +394,8 @@ class Liveness:
     def forget(self, connection_id: str) -> None:
         """After the dead connection's state is cleaned up: remove its lock file."""
         with self._lock:
-            watch = self._watch_sockets.pop(connection_id, None)
-            if watch is not None:
-                watch.close()
-            self._unwatchable.discard(connection_id)
+            if self._hangups is not None:
+                self._hangups.forget(connection_id)
             self._missing_since.pop(connection_id, None)
             fd = self._watched.pop(connection_id, None)
             try:
@@ -510,12 +453,8 @@ class Liveness:
             for fd in self._watched.values():
                 _close_quietly(fd)
             self._watched.clear()
-            for sock in self._watch_sockets.values():
-                sock.close()
-            self._watch_sockets.clear()
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+            if self._hangups is not None:
+                self._hangups.close()
             if self._own_fd is not None:
                 try:
                     if not registered and _is_current(self._own_fd, self._path(self.connection_id)):
@@ -535,11 +474,7 @@ class Liveness:
         for fd in list(self._watched.values()) + ([self._own_fd] if self._own_fd is not None else []):
             _close_quietly(fd)
         self._watched.clear()
-        self._own_fd = None
-        for sock in list(self._watch_sockets.values()) + ([self._listener] if self._listener else []):
-            sock.close()
-        self._watch_sockets.clear()
-        self._listener = None
+        self._own_fd = None  # (its hang-up watch lets go of its sockets itself)
 
 
 def _close_quietly(fd: int) -> None:
@@ -549,7 +484,7 @@ def _close_quietly(fd: int) -> None:
         pass
 
 
-_all: "weakref.WeakSet[Liveness]" = weakref.WeakSet()
+_all: "weakref.WeakSet[FlockLiveness]" = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:

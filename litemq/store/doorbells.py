@@ -1,4 +1,4 @@
-"""Wake-ups across processes without busy polling.
+"""The SQLite store's wake-ups across processes, without busy polling.
 
 A waiting consumer sleeps on a datagram socket of its own (its doorbell), named after the consumer, in Linux's
 abstract socket namespace: no file, gone when its last descriptor closes. Whoever makes messages ready in a queue
@@ -14,18 +14,14 @@ that read and nothing more.
 from __future__ import annotations
 
 import errno
-import select
 import socket
 import sys
-import time
 from contextlib import suppress
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
-from .log import logger
+from ..log import logger
 
 ABSTRACT_SOCKETS = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
-POLL_MIN_SECONDS = 0.0005
-POLL_MAX_SECONDS = 0.01
 
 
 def doorbell_address(connection_id: str, channel: int, consumer_tag: str) -> bytes:
@@ -36,7 +32,7 @@ def doorbell_address(connection_id: str, channel: int, consumer_tag: str) -> byt
 
 
 class Doorbell:
-    """What one consumer sleeps on (None as ``socket`` when this platform cannot have one)."""
+    """What one consumer sleeps on (None as ``socket`` when this platform cannot have one): ``contract.Doorbell``."""
 
     def __init__(self, address: bytes, owner: str = "a consumer") -> None:
         self.address = address
@@ -58,63 +54,17 @@ class Doorbell:
                     logger().warning("litemq: the doorbell of %s is taken by another socket (%r); it polls the "
                                      "file instead, at a cost in CPU and latency", owner, address)
 
+    def ring(self) -> None:
+        """Wake it from this process (any thread, or a signal handler): its own socket sends to itself."""
+        sock = self.socket  # another thread may close it meanwhile: then there is no one to wake
+        if sock is not None:
+            with suppress(OSError):  # closed meanwhile, or full (the waiter is awake anyway)
+                sock.sendto(b"!", self.address)
+
     def close(self) -> None:
         if self.socket is not None:
             self.socket.close()
             self.socket = None
-
-
-def sleep(doorbells: Sequence[Doorbell], others: Sequence[socket.socket], timeout: float,
-          changed: Callable[[], bool]) -> Optional[socket.socket]:
-    """Sleep up to ``timeout`` seconds on the doorbells and the other sockets.
-
-    Returns the first readable socket (a rung doorbell is drained first), a doorbell's address family stand-in
-    ``POLLED`` when a doorbell-less waiter saw the file change, or None on timeout."""
-    bells = [bell.socket for bell in doorbells if bell.socket is not None]
-    if len(bells) < len(doorbells):
-        return _poll(others, timeout, changed)
-    ready, _, _ = select.select([*bells, *others], [], [], max(0.0, timeout))
-    for sock in ready:
-        if sock in bells:
-            _drain(sock)
-            return sock
-    return ready[0] if ready else None
-
-
-class _Polled:
-    """What ``sleep`` returns when polling saw the file change (no socket was involved)."""
-
-
-POLLED = _Polled()
-
-
-def _poll(others: Sequence[socket.socket], timeout: float, changed: Callable[[], bool]) -> Optional[socket.socket]:
-    deadline = time.monotonic() + timeout
-    pause = POLL_MIN_SECONDS
-    while True:
-        if others:
-            ready, _, _ = select.select(list(others), [], [], 0)
-            if ready:
-                return ready[0]
-        if changed():
-            return POLLED  # type: ignore[return-value]
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return None
-        time.sleep(min(pause, left))
-        pause = min(pause * 2, POLL_MAX_SECONDS)
-
-
-DRAIN_AT_MOST = 16
-"""Rings read at once: a flood from another core must not keep a waiter reading its doorbell for ever."""
-
-
-def _drain(sock: socket.socket) -> None:
-    try:
-        for _ in range(DRAIN_AT_MOST):
-            sock.recv(64)
-    except (BlockingIOError, InterruptedError):
-        pass
 
 
 class Bell:
