@@ -74,10 +74,12 @@ def enqueue(session: Session, store: Store, queues: Iterable[str], exchange: str
     copied = set(copies)
     # A queue with a length limit counts, then stores: no other publish to it may come in between (where writers
     # run side by side). Locked in one order, so that two publishes to the same queues cannot wait for each other.
-    limited = sorted(queue for queue, counted in counts.items()
-                     if queue not in copied and queue_policy(counted[2]).limited)
-    for queue in limited:
-        store.lock_queue(queue)
+    limited: list[str] = []
+    if len(copied) < len(counts):
+        limited = sorted(queue for queue, counted in counts.items()
+                         if queue not in copied and queue_policy(counted[2]).limited)
+        for queue in limited:
+            store.lock_queue(queue)
     counted_early = len(queues) > 1  # with the others: the rest read their counts again at their turn
     for queue in queues:
         counted = counts.get(queue)
