@@ -16,13 +16,8 @@ a lock on it and so keep a dead connection looking alive; nobody can make a live
 holds the lock. So a directory or lock file that someone outside that owner and group could have made is refused
 with an error, and lock files are opened read-only to test them.
 
-So that nobody has to poll those locks, each connection also listens on a stream socket in Linux's abstract
-namespace, and a waiting connection connects to every other one's and never reads. When a process dies, the
-kernel closes its listening socket and resets the connections waiting on it: the watcher's socket becomes readable
-within a millisecond, and the watcher then checks the lock. Where that is not possible (another OS, another network
-namespace), waiters check the locks on a short timer instead. Every local user can list abstract socket names
-(/proc/net/unix), so a listener is named after half of its connection id only: the whole id, from which the
-consumers' doorbell names derive, stays in the database.
+So that nobody has to poll those locks, each connection also keeps a hang-up watch (store.hangup): a waiting
+connection learns within a millisecond that another one's process died, and then checks its lock.
 """
 
 from __future__ import annotations
@@ -31,7 +26,6 @@ import contextlib
 import os
 import socket
 import stat
-import sys
 import threading
 import time
 import weakref
@@ -39,6 +33,7 @@ from typing import Callable, Iterable, NamedTuple, Optional
 
 from .errors import StorageError
 from .log import logger
+from .store.hangup import HangupWatch
 
 try:
     import fcntl
@@ -48,7 +43,6 @@ except ImportError:  # not POSIX: no liveness locks; leases still expire
 SUFFIX = ".lock"
 PENDING_SUFFIX = ".opening"
 STRAY_PENDING_SECONDS = 60.0
-WATCHABLE = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
 KEEP_SECONDS = 0.5
 """How often a connection checks that its lock file is still there (``Liveness.keep``, from its background
 thread)."""
@@ -64,10 +58,6 @@ class Registration(NamedTuple):
     pid: int
     host: str
     started_at: float
-
-
-def _listen_address(connection_id: str) -> bytes:
-    return b"\0litemq-live-" + connection_id[:16].encode("ascii")
 
 
 def sidecar_directory(db_path: str) -> str:
@@ -248,29 +238,16 @@ class Liveness:
         self._db_path = db_path
         self._registration = registration or (lambda connection_id: None)
         self._watched: dict[str, int] = {}
-        self._watch_sockets: dict[str, socket.socket] = {}
-        self._unwatchable: set[str] = set()
         self._missing_since: dict[str, float] = {}
         self._lock = lock if lock is not None else threading.RLock()
         self._own_fd: Optional[int] = None
-        self._listener: Optional[socket.socket] = None
+        self._hangups: Optional[HangupWatch] = None
         self._keep_failed = False
         if fcntl is None:
             return
         self.access = Access.of(db_path)
         self._own_fd = self._lock_anew()
-        if WATCHABLE:
-            listener = None
-            try:
-                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                listener.bind(_listen_address(connection_id))
-                listener.listen(4096)
-                self._listener = listener
-            except OSError as exc:
-                if listener is not None:
-                    listener.close()
-                logger().warning("litemq: connection %s on %s cannot listen on its abstract socket (%s); other "
-                                 "processes check its lock on a timer instead", connection_id, db_path, exc)
+        self._hangups = HangupWatch(connection_id, db_path)
         _all.add(self)
 
     def _lock_anew(self, attempts: int = 10) -> int:
@@ -362,42 +339,16 @@ class Liveness:
     def watch(self, connection_ids: Iterable[str]) -> tuple[list[socket.socket], bool]:
         """Sockets that become readable when one of these connections' process dies, and whether every one of
         them is watched that way (if not, the caller must check the locks on a timer)."""
-        if not self.supported:
+        if not self.supported or self._hangups is None:
             return [], False
-        listed = set(connection_ids)
-        listed.discard(self.connection_id)
         with self._lock:
-            for connection_id in listed - set(self._watch_sockets) - self._unwatchable:
-                self._connect_watch(connection_id)
-            for gone in set(self._watch_sockets) - listed:
-                self._watch_sockets.pop(gone).close()
-            self._unwatchable &= listed
-            return list(self._watch_sockets.values()), not self._unwatchable
+            return self._hangups.watch(connection_ids)
 
     def hung_up(self, sock: socket.socket) -> None:
         """A watched socket became readable, and its connection was not found dead (its lock file is missing):
         stop watching it, so its lock is checked on the timer instead of waking the waiter again at once."""
-        with self._lock:
-            for connection_id, watched in list(self._watch_sockets.items()):
-                if watched is sock:
-                    del self._watch_sockets[connection_id]
-                    sock.close()
-                    self._unwatchable.add(connection_id)
-
-    def _connect_watch(self, connection_id: str) -> None:
-        if not WATCHABLE:
-            self._unwatchable.add(connection_id)
-            return
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        try:
-            sock.connect(_listen_address(connection_id))
-        except OSError:
-            # Gone already, or listening in another network namespace: checked on the timer.
-            self._unwatchable.add(connection_id)
-            sock.close()
-            return
-        self._watch_sockets[connection_id] = sock
+        if self._hangups is not None:
+            self._hangups.hung_up(sock)
 
     def is_dead(self, connection_id: str) -> bool:
         if not self.supported or connection_id == self.connection_id:
@@ -449,10 +400,8 @@ class Liveness:
     def forget(self, connection_id: str) -> None:
         """After the dead connection's state is cleaned up: remove its lock file."""
         with self._lock:
-            watch = self._watch_sockets.pop(connection_id, None)
-            if watch is not None:
-                watch.close()
-            self._unwatchable.discard(connection_id)
+            if self._hangups is not None:
+                self._hangups.forget(connection_id)
             self._missing_since.pop(connection_id, None)
             fd = self._watched.pop(connection_id, None)
             try:
@@ -510,12 +459,8 @@ class Liveness:
             for fd in self._watched.values():
                 _close_quietly(fd)
             self._watched.clear()
-            for sock in self._watch_sockets.values():
-                sock.close()
-            self._watch_sockets.clear()
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+            if self._hangups is not None:
+                self._hangups.close()
             if self._own_fd is not None:
                 try:
                     if not registered and _is_current(self._own_fd, self._path(self.connection_id)):
@@ -536,10 +481,6 @@ class Liveness:
             _close_quietly(fd)
         self._watched.clear()
         self._own_fd = None
-        for sock in list(self._watch_sockets.values()) + ([self._listener] if self._listener else []):
-            sock.close()
-        self._watch_sockets.clear()
-        self._listener = None
 
 
 def _close_quietly(fd: int) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path
 import litemq
 from process_workers import reporting_errors, wait_for_file, write_atomically
 import litemq.liveness
+import litemq.store.hangup
 import litemq.wakeup
 
 WAIT_SECONDS = 60.0
@@ -62,7 +63,7 @@ def take_exactly(conn: litemq.Connection, queue: str, count: int, lease_seconds:
 def switch_off_abstract_sockets() -> None:
     """Before connecting: doorbells poll the file, and deaths are found by checking locks on a timer."""
     litemq.wakeup.ABSTRACT_SOCKETS = False
-    litemq.liveness.WATCHABLE = False
+    litemq.store.hangup.WATCHABLE = False
 
 
 # --- processes that hold deliveries and then die (or are killed, stopped, or asked to ack)
