@@ -131,8 +131,8 @@ ACK = f"DELETE FROM litemq_messages USING {_LEASES}"
 DROP = f"DELETE FROM litemq_messages USING {_LEASES} {lite._TAKEN}"
 REQUEUE = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
            f"delivery_count = delivery_count - $3 FROM {_LEASES} {lite._RETURNED}")
-RENEW_LEASES = ("UPDATE litemq_messages SET lease_expires_at = expires_at FROM unnest($1::bigint[], $2::bigint[], "
-                "$3::float8[]) AS l(message_id, token, expires_at) WHERE id = message_id AND lease_token = token")
+RENEW_LEASES = ("UPDATE litemq_messages SET lease_expires_at = l.expiry FROM unnest($1::bigint[], $2::bigint[], "
+                "$3::float8[]) AS l(message_id, token, expiry) WHERE id = message_id AND lease_token = token")
 TAKE_READY = f"DELETE FROM litemq_messages WHERE id = ANY($1::bigint[]) AND lease_token IS NULL {lite._TAKEN}"
 # Leases returned in bulk skip rows another transaction holds (an ack, a renewal, another process returning the same
 # leases): whoever holds them settles them, and nothing waits on a lock another bulk return could wait on in turn.
