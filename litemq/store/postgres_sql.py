@@ -150,12 +150,11 @@ SELECT_DEFAULT_CONSUMER_RANKING = ("SELECT coalesce(bool_or(priority > 0 AND has
                                    "coalesce(min(priority) < 0, false) FROM litemq_consumers "
                                    "WHERE queue = $1 AND priority != 0")
 
-# --- locks and notifications (the keys are computed in Python from the schema and the name)
+# --- locks (the keys are computed in Python from the schema and the name)
 LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared({key})"
 LOCK_EXCLUSIVE = "SELECT pg_advisory_xact_lock({key})"
 LOCK = "SELECT pg_advisory_xact_lock($1)"
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
-NOTIFY = "SELECT pg_notify($1, queue) FROM unnest($2::text[]) AS queue"
 
 # --- what ``litemq db check`` reports on PostgreSQL
 REPORT_TABLES = ("SELECT relname, n_live_tup, n_dead_tup, pg_table_size(relid), pg_indexes_size(relid), "
