@@ -24,16 +24,14 @@ from __future__ import annotations
 
 import select
 import socket
+import threading
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 
 from ..log import logger
 from .contract import Registration
 from .hangup import HangupWatch
 from .postgres_keys import connection_key
-
-if TYPE_CHECKING:
-    from .postgres import PostgresStore
 
 HANGUP_GRACE_SECONDS = 0.1
 """How long a hang-up that finds the dead connection's lock still held keeps testing it (its backend has not yet
@@ -51,12 +49,24 @@ HOST = socket.gethostname()
 _TRY_LOCKS = "SELECT k FROM unnest($1::bigint[]) AS k WHERE pg_try_advisory_lock_shared(k)"
 
 
+class Session(Protocol):
+    """What liveness needs of the store whose server session holds the lock."""
+
+    path: str
+    schema: str
+    lock: threading.RLock
+    closed: bool
+
+    def run(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        ...
+
+
 class PostgresLiveness:
     """This connection's advisory lock, and the tests of the others'."""
 
     supported = True
 
-    def __init__(self, store: "PostgresStore", connection_id: str,
+    def __init__(self, store: Session, connection_id: str,
                  registration: Callable[[str], Optional[Registration]]) -> None:
         self.connection_id = connection_id
         self._store = store
