@@ -75,7 +75,7 @@ def run(url: str, design: str, wake: str, publishers: int, seconds: float, body:
     from litemq.store.postgres import PostgresStore
 
     schema = f"bench_counts_{uuid.uuid4().hex[:8]}"
-    schema_url = f"{url}?schema={schema}"
+    schema_url = f"{url}{'&' if '?' in url else '?'}schema={schema}"
     setup = PostgresStore(schema_url)
     with setup.write_exclusive() as s:
         s.insert_queue("q", True, False, False, None, None, time.time())

@@ -31,7 +31,7 @@ import threading
 import time
 import weakref
 from typing import Any, Callable, Iterable, Optional, Sequence
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import psycopg.sql
@@ -68,11 +68,12 @@ def parse_url(url: str) -> tuple[str, str, bool, str]:
         raise ValueError(f"schema must be 1 to 63 bytes without NUL, got {schema!r} in {url!r}")
     listen = options.get("listen", "1").lower() not in ("0", "false", "no", "off")
     rest = [(key, value) for key, value in query if key not in ("schema", "listen")]
-    conninfo = urlunsplit(parts._replace(query=urlencode(rest)))
+    conninfo = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))  # libpq reads no "+" as space
     netloc = parts.netloc.rsplit("@", 1)
     if len(netloc) == 2:
         netloc[0] = netloc[0].split(":", 1)[0]  # no password
-    shown = urlunsplit(parts._replace(netloc="@".join(netloc), query=urlencode(rest + [("schema", schema)])))
+    shown = urlunsplit(parts._replace(netloc="@".join(netloc),
+                                      query=urlencode(rest + [("schema", schema)], quote_via=quote)))
     return conninfo, schema, listen, shown
 
 
@@ -138,8 +139,9 @@ class PostgresStore:
             text = str(exc)
             if "does not exist" in text and "database" in text:
                 raise DatabaseNotFound(f"cannot open {where}: {text.strip()}") from None
-            if any(word in text for word in ("password", "authentication", "pg_hba.conf", "role ", "permission")):
-                raise StorageError(f"cannot log in to {where}: {text.strip()}") from None
+            if "FATAL" in text:  # the server answered, and refused
+                raise StorageError(f"the PostgreSQL server of {where} refused the connection: {text.strip()}") \
+                    from None
             raise ServerUnreachable(f"cannot reach the PostgreSQL server of {where}: {text.strip()}") from None
 
     def _revision(self) -> Optional[str]:
