@@ -10,6 +10,8 @@ at a time into one queue as the broker does (``write()``: BEGIN with the shared 
 prints messages per second, the p50/p99 latency of a publish, and what the queue row and the delta table left
 behind (row versions, dead rows) as pg_stat_user_tables counts them. With ``--wake`` every publish also wakes the
 queue, and the rows compare the store's notification after the commit with a NOTIFY inside the transaction.
+``--notify-floor`` measures that choice without litemq: N processes of raw psycopg committing one-row INSERTs with
+no NOTIFY, with one inside the transaction, and with one after it in an asynchronous-commit transaction.
 """
 
 from __future__ import annotations
@@ -110,6 +112,54 @@ def run(url: str, design: str, wake: str, publishers: int, seconds: float, body:
             "count": count}
 
 
+NOTIFY_VARIANTS = {
+    "no NOTIFY": ["BEGIN; INSERT INTO bench_notify VALUES (1); COMMIT"],
+    "NOTIFY in the transaction": ["BEGIN; INSERT INTO bench_notify VALUES (1); SELECT pg_notify('bench', 'q'); "
+                                  "COMMIT"],
+    "NOTIFY after the commit": ["BEGIN; INSERT INTO bench_notify VALUES (1); COMMIT",
+                                "BEGIN; SET LOCAL synchronous_commit = off; SELECT pg_notify('bench', 'q'); COMMIT"],
+}
+
+
+def raw_committer(url: str, statements: list[str], ready: "multiprocessing.Barrier", seconds: float,
+                  results: "multiprocessing.Queue") -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        done = 0
+        ready.wait(120)
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            for statement in statements:
+                connection.execute(statement, prepare=False)
+            done += 1
+    results.put(done)
+
+
+def notify_floor(url: str, processes: int, seconds: float, rounds: int) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("DROP TABLE IF EXISTS bench_notify")
+        admin.execute("CREATE TABLE bench_notify (x int)")
+    context = multiprocessing.get_context("spawn")
+    try:
+        for _ in range(rounds):
+            for name, statements in NOTIFY_VARIANTS.items():
+                ready, results = context.Barrier(processes), context.Queue()
+                started = [context.Process(target=raw_committer, args=(url, statements, ready, seconds, results))
+                           for _ in range(processes)]
+                for process in started:
+                    process.start()
+                total = sum(results.get(timeout=seconds + 120) for _ in started)
+                for process in started:
+                    process.join(30)
+                print(f"{name:<28} {total / seconds:>8.0f} commits/s", flush=True)
+    finally:
+        with psycopg.connect(url, autocommit=True) as admin:
+            admin.execute("DROP TABLE bench_notify")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/test")
@@ -118,7 +168,12 @@ def main() -> None:
     parser.add_argument("--body", type=int, default=100)
     parser.add_argument("--wake", action="store_true", help="notify the queue in every publish")
     parser.add_argument("--rounds", type=int, default=1, help="alternate the designs this many times")
+    parser.add_argument("--notify-floor", action="store_true", help="raw psycopg: where a NOTIFY costs commits")
     args = parser.parse_args()
+    if args.notify_floor:
+        print(f"{args.publishers} processes of raw psycopg, one-row INSERT per commit, {args.seconds:.0f} s each")
+        notify_floor(args.url, args.publishers, args.seconds, args.rounds)
+        return
     body = b"x" * args.body
     print(f"{args.publishers} publisher processes, {args.seconds:.0f} s each run, {args.body}-byte bodies")
     print(f"{'design':<16} {'wake':<20} {'msgs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'queue row UPDATEs':>18} "
