@@ -275,15 +275,21 @@ def test_a_reader_that_sees_many_deltas_folds_them_after_its_commit(stores: list
     assert store.ready_count("q") == FOLD_AT + 1
 
 
-def test_claims_walk_the_ready_index(stores: list[Any], postgresql_url: str) -> None:
+def test_claims_walk_the_ready_index_and_expired_leases_the_lease_index(stores: list[Any],
+                                                                      postgresql_url: str) -> None:
     from litemq.store import postgres_sql as sql
 
     store = open_store(stores, postgresql_url)
     store.run("SET enable_seqscan = off")  # an empty table: make the planner say what it would do at depth
-    plan = "\n".join(row[0] for row in store.run(
-        "EXPLAIN " + sql.CLAIM.replace("$1", "'o'").replace("$2", "1").replace("$3", "1.0")
-        .replace("$4", "'q'").replace("$5", "10")).fetchall())
-    assert "ix_litemq_messages_ready" in plan and "Sort" not in plan, plan
+
+    def plan(statement: str, *values: str) -> str:
+        for number, value in reversed(list(enumerate(values, 1))):
+            statement = statement.replace(f"${number}", value)
+        return "\n".join(row[0] for row in store.run("EXPLAIN " + statement).fetchall())
+
+    claim = plan(sql.CLAIM, "'o'", "1", "1.0", "'q'", "10")
+    assert "ix_litemq_messages_ready" in claim and "Sort" not in claim, claim
+    assert "ix_litemq_messages_lease_expiry" in plan(sql.RETURN_EXPIRED, "'q'", "1.0")
 
 
 def test_the_report_names_dead_rows_sizes_and_the_oldest_snapshot(stores: list[Any], postgresql_url: str) -> None:

@@ -282,6 +282,8 @@ class PostgresStore:
 
     def _fold(self) -> None:
         self._fold_wanted = False
+        if self.run(sql.ANY_DELTAS).fetchone() is None:
+            return
         begin = f"BEGIN; SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'; " + self._begin_write[len("BEGIN; "):]
         try:
             with _Transaction(self, begin, False):

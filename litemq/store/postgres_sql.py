@@ -84,6 +84,7 @@ FOLD = (f"WITH folded AS (DELETE FROM {DELTAS} RETURNING queue, ready_count, rea
         "ready_bytes = q.ready_bytes + f.ready_bytes FROM (SELECT queue, sum(ready_count) AS ready_count, "
         "sum(ready_bytes) AS ready_bytes FROM folded GROUP BY queue) f WHERE q.name = f.queue")
 DELETE_QUEUE_DELTAS = f"DELETE FROM {DELTAS} WHERE queue = $1"
+ANY_DELTAS = f"SELECT 1 FROM {DELTAS} LIMIT 1"
 
 # --- publishing: arrays instead of SQLite's padded lists and multi-row VALUES
 INSERT_BINDING = from_sqlite(lite.INSERT_BINDING.replace("INSERT OR IGNORE", "INSERT")) + " ON CONFLICT DO NOTHING"
