@@ -16,12 +16,22 @@ order, ``FOR UPDATE SKIP LOCKED`` (a row another claim holds is passed over, nev
 exactly those. Expired leases return through the lease expiry index; bulk returns skip locked rows, so two
 processes returning or reaping the same leases never both return one, nor wait on each other.
 
-Counts (migration 0007). A counter in the queue's row, raised by every publish, would be a row lock every
-publisher of the queue waits on until it commits (fsync included), and a dead row version per message. Instead
-statement-level triggers insert one delta row per statement and queue into ``litemq_queue_deltas``; a queue's
-ready count is its row's plus its deltas' (one index range, bounded by folding), and ``maintain()`` folds the
-deltas into the rows from the background thread (as does a reader that saw more than FOLD_AT of them, after its
-commit). Writes by hand with plain SQL count through the same triggers.
+Counts (migration 0007). A counter in the queue's row, raised by every publish, is a row lock that every publisher
+of the queue waits on until it commits, WAL flush included, and a new row version per message. Instead statement
+triggers insert one delta row per statement and queue into ``litemq_queue_deltas`` (no row is updated, nobody
+waits); a queue's ready count is its row's plus the sum of its deltas (one index range), and ``maintain()`` folds
+the deltas into the rows from the background thread, one folder at a time, giving up rather than waiting (a reader
+that saw more than FOLD_AT deltas of a queue also folds, after its commit). Writes by hand with plain SQL count
+through the same triggers. Measured here (PostgreSQL 15, 2 shared cores under a load average of 6 to 13 from other
+work, fdatasync about 4 ms; ``python bench/postgres_counts.py --seconds 8 --rounds 2``), 8 publisher processes, one
+100-byte message per transaction as the broker publishes (counts read, then insert) into one queue:
+
+    delta rows         368 and 411 msgs/s, p99 41 and 49 ms; 57 and 73 queue row updates (the folds)
+    counter UPDATE     151 and 318 msgs/s, p99 104 and 219 ms; one queue row update per message
+
+With ``synchronous_commit=off`` (CPU bound) 470 and 514 against 481 and 356 msgs/s; one publisher alone, 181 and
+237 against 136 and 226 (the flush decides). A count stays O(1) in depth: at 1,000,000 ready messages reading it
+took 0.043 ms of server time folded and 0.079 ms with 256 deltas, against 573 ms for count(*) over the ready index.
 """
 
 from __future__ import annotations
