@@ -301,3 +301,23 @@ def test_the_report_names_dead_rows_sizes_and_the_oldest_snapshot(stores: list[A
     assert {"litemq_messages", "litemq_queue_deltas"} <= set(tables)
     assert tables["litemq_messages"]["table_bytes"] >= 0 and "dead_rows" in tables["litemq_messages"]
     assert report["oldest_snapshot"] is not None and report["oldest_snapshot"]["xmin_age"] >= 0
+
+
+def test_every_statement_of_the_store_prepares_against_the_migrated_schema(stores: list[Any],
+                                                                           postgresql_url: str) -> None:
+    import psycopg.pq
+
+    from litemq.store import postgres_sql as sql
+
+    store = open_store(stores, postgresql_url)
+    statements = {name: value for name, value in vars(sql).items() if name.isupper() and not name.startswith("_")
+                  and isinstance(value, str)
+                  and value.startswith(("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "WITH "))
+                  and "{" not in value}
+    assert len(statements) > 60
+    failed = {}
+    for number, (name, statement) in enumerate(statements.items()):
+        result = store._conn.pgconn.prepare(f"check_{number}".encode(), statement.encode())
+        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            failed[name] = result.error_message.decode()
+    assert failed == {}

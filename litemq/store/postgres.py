@@ -123,6 +123,7 @@ class PostgresStore:
                         f"SET lock_timeout = {int(busy_timeout * 1000)}"]
             if synchronous == "FULL":  # NORMAL leaves the server's own setting
                 settings.append("SET synchronous_commit = on")
+            self._controls = self._conn.cursor()
             self._control("; ".join(settings))
             self._cur = psycopg.RawCursor(self._conn)
             current = self._revision()
@@ -187,7 +188,7 @@ class PostgresStore:
     def _control(self, statements: str) -> None:
         """BEGIN, COMMIT and the like: several statements without parameters, in one round trip."""
         try:
-            self._conn.execute(statements, prepare=False)
+            self._controls.execute(statements, prepare=False)
         except psycopg.Error as exc:
             raise self.failed(exc) from exc
 
@@ -208,7 +209,7 @@ class PostgresStore:
         if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not self._conn.broken:
             self.rollbacks += 1
             try:
-                self._conn.execute("ROLLBACK", prepare=False)
+                self._controls.execute("ROLLBACK", prepare=False)
             except psycopg.Error as exc:
                 raise self.failed(exc) from exc
 
