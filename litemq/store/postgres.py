@@ -13,8 +13,11 @@ limit counts before it stores). ``read()`` is REPEATABLE READ: one snapshot for 
 Claims are one statement: a materialised CTE picks the queue's next ready rows from the ready index in delivery
 order, ``FOR UPDATE SKIP LOCKED`` (a row another claim holds is passed over, never waited for) and ``LIMIT n``
 (the CTE is a fence: the planner cannot re-run it and take more), and the UPDATE (or DELETE, for auto-ack) leases
-exactly those. Expired leases return through the lease expiry index; bulk returns skip locked rows, so two
-processes returning or reaping the same leases never both return one, nor wait on each other.
+exactly those. Only the rows taken are read from the table (a row lock lives in its row): the walk in delivery
+order is the partial ready index's alone, and no count reads a row. Expired leases return through the lease expiry
+index; bulk returns skip locked rows, so two processes returning or reaping the same leases never both return one,
+nor wait on each other. Message bodies stay in their rows: PostgreSQL moves a large one out of line (TOAST) and an
+UPDATE of the lease leaves it there, so ``litemq_bodies`` serves only rows written by hand.
 
 Counts (migration 0007). A counter in the queue's row, raised by every publish, is a row lock that every publisher
 of the queue waits on until it commits, WAL flush included, and a new row version per message. Instead statement
