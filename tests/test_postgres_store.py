@@ -141,6 +141,18 @@ def test_opening_a_current_schema_imports_neither_alembic_nor_sqlalchemy(stores:
     assert out.stdout.strip() == "[]", out.stderr
 
 
+def test_writes_of_two_connections_run_side_by_side(stores: list[Any], postgresql_url: str) -> None:
+    store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    with store.write() as s:
+        s.insert_message("q", "", "q", b"mine", None, 2.0)
+        with other.write() as o:  # would wait for ever if writes were serialised
+            o.insert_message("q", "", "q", b"theirs", None, 2.0)
+            assert [m.body for m in o.claim("q", 5, "o/1", 1, 9.0)] == [b"theirs"]  # not "mine": uncommitted
+    assert store.ready_count("q") == 1 and store.unacked_count("q") == 1
+
+
 # --- liveness
 def test_a_killed_consumer_on_this_host_is_found_dead_within_50_ms(stores: list[Any], postgresql_url: str) -> None:
     store = open_store(stores, postgresql_url)

@@ -118,6 +118,18 @@ def test_exclusive_writes_wait_for_writes_and_writes_for_them(open_store: Callab
         order.append("write committing")
     waiter.join(5)
     assert order == ["write committing", "exclusive began"]
+    order.clear()
+    with exclusive(store):
+        def publish_other() -> None:
+            with other.write():
+                order.append("write began")
+
+        waiter = threading.Thread(target=publish_other)
+        waiter.start()
+        time.sleep(0.2)
+        order.append("exclusive committing")
+    waiter.join(5)
+    assert order == ["exclusive committing", "write began"]
 
 
 def test_lock_queue_serialises_two_publishers_of_one_queue(open_store: Callable[[], Any]) -> None:
