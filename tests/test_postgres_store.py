@@ -100,6 +100,23 @@ def test_a_schema_from_a_newer_litemq_is_refused(stores: list[Any], postgresql_u
         open_store(stores, postgresql_url)
 
 
+def test_the_revisions_go_down_to_nothing_and_up_again(stores: list[Any], postgresql_url: str) -> None:
+    from litemq.store import migrate
+
+    store = open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+        s.insert_message("q", "", "q", b"kept", None, 2.0)
+    store.close()
+    assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path, "0006") is True
+    assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path) is True
+    reopened = open_store(stores, postgresql_url)
+    assert reopened.ready_count("q") == 1
+    assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path, "base") is True
+    assert reopened.run("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+                        (store.schema,)).fetchone()[0] == 1  # the version table alone
+
+
 def test_concurrent_first_openers_migrate_once_and_all_open(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store import migrate
 
