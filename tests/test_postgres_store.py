@@ -232,6 +232,37 @@ def test_a_wake_rings_the_doorbells_of_that_queue_in_another_process_after_commi
     elsewhere.close()
 
 
+def terminate(backend_pid: int) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRESQL_SERVER, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))
+
+
+def test_the_listening_session_comes_back_after_the_server_drops_it(stores: list[Any], postgresql_url: str) -> None:
+    store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    bell = other.doorbell("c", 1, "t", "q", "me")
+    dropped = other._relay._conn.info.backend_pid
+    terminate(dropped)
+    deadline = time.monotonic() + 5
+    while select.select([bell.socket], [], [], 0.05)[0] == [] and time.monotonic() < deadline:
+        pass  # coming back, the relay rings every doorbell: what was notified meanwhile is lost
+    bell.socket.recv(64)
+    assert other._relay._conn.info.backend_pid != dropped
+    with store.write() as s:
+        s.wake(["q"])
+    assert select.select([bell.socket], [], [], 2)[0] == [bell.socket]
+    bell.close()
+
+
+def test_a_store_whose_session_the_server_dropped_says_so(stores: list[Any], postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    terminate(store._conn.info.backend_pid)
+    with pytest.raises(ServerUnreachable, match=r"lost the connection to postgresql://postgres@127\.0\.0\.1"):
+        with store.write() as s:
+            s.ready_count("q")
+
+
 def test_without_listen_doorbells_have_no_socket_and_the_version_follows_commits(stores: list[Any],
                                                                                   postgresql_url: str) -> None:
     store = open_store(stores, postgresql_url)
