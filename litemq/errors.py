@@ -100,3 +100,11 @@ class SchemaError(StorageError):
 
 class SchemaTooNew(SchemaError):
     """The file was written by a newer litemq."""
+
+
+class ServerUnreachable(StorageError):
+    """The database server cannot be reached (refused, timed out, unknown host) or dropped the connection."""
+
+
+class DatabaseNotFound(StorageError):
+    """The server has no database of that name."""

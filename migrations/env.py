@@ -1,4 +1,5 @@
-"""Alembic environment for litemq. litemq passes its connection (already inside BEGIN IMMEDIATE) in
+"""Alembic environment for litemq. litemq passes its connection (already inside BEGIN IMMEDIATE, or on PostgreSQL
+inside a transaction holding the schema's migration lock with the schema first on its search_path) in
 ``config.attributes``; maintainers running ``alembic`` from the checkout get one from alembic.ini's URL."""
 
 from alembic import context
@@ -7,11 +8,12 @@ from litemq.store.migrate import sqlite_engine
 from litemq.store.schema import VERSION_TABLE, metadata
 
 connection = context.config.attributes.get("connection")
+options = context.config.attributes.get("options", {})  # version_table_schema on PostgreSQL
 
 
 def run(conn) -> None:  # type: ignore[no-untyped-def]
     context.configure(connection=conn, target_metadata=metadata, version_table=VERSION_TABLE,
-                      render_as_batch=True)
+                      render_as_batch=True, **options)
     with context.begin_transaction():
         context.run_migrations()
 

@@ -70,3 +70,39 @@ def rabbitmq_channel() -> Iterator[Any]:
     finally:
         if connection.is_open:
             connection.close()
+
+
+POSTGRESQL_HOST = "127.0.0.1"
+POSTGRESQL_PORT = 5432
+POSTGRESQL_SERVER = f"postgresql://postgres@{POSTGRESQL_HOST}:{POSTGRESQL_PORT}/test"
+
+
+def require_postgresql() -> None:
+    """Return when PostgreSQL accepts a TCP connection within 1 s and psycopg is installed; otherwise skip (or
+    fail, when required)."""
+    try:
+        import psycopg  # noqa: F401  (the postgresql extra)
+    except ImportError:
+        _unavailable("psycopg is not installed (pip install 'litemq[postgresql]')")
+    try:
+        with socket.create_connection((POSTGRESQL_HOST, POSTGRESQL_PORT), timeout=CONNECT_TIMEOUT):
+            return
+    except OSError as exc:
+        reason = f"PostgreSQL not reachable at {POSTGRESQL_HOST}:{POSTGRESQL_PORT}: {exc or type(exc).__name__}"
+    _unavailable(reason)
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRESQL_SERVER, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """The URL of a fresh schema on the local server (created by the first store opened on it), dropped after."""
+    require_postgresql()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    yield f"{POSTGRESQL_SERVER}?schema={schema}"
+    drop_schema(schema)

@@ -1,5 +1,5 @@
-"""Creating and upgrading a file's schema with Alembic. Imported only when a file is not at the current revision,
-so opening a current file never pays for importing SQLAlchemy or Alembic."""
+"""Creating and upgrading a file's schema (or a PostgreSQL schema) with Alembic. Imported only when a store is not at
+the current revision, so opening a current one never pays for importing SQLAlchemy or Alembic."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import logging
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 from ..errors import SchemaError, SchemaTooNew
 from . import SCHEMA_REVISION, VERSION_TABLE
@@ -92,6 +92,47 @@ def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
 
     Concurrent callers serialize on BEGIN IMMEDIATE: the first migrates, the rest find it done.
     """
+    engine = sqlite_engine(path, busy_timeout)
+    try:
+        with engine.begin() as connection:
+            return _migrate(connection, path, revision, location, {},
+                            lambda current, target: _check_unused(path, connection, current, target))
+    finally:
+        engine.dispose()
+
+
+def postgresql_engine(conninfo: str) -> Any:
+    """An SQLAlchemy engine on psycopg connections made from a libpq URL."""
+    import psycopg
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    return create_engine("postgresql+psycopg://", poolclass=NullPool, creator=lambda: psycopg.connect(conninfo))
+
+
+@_alembic_quiet()
+def upgrade_postgresql(conninfo: str, schema: str, where: str, revision: str = "head", *,
+                       location: Optional[str] = None) -> bool:
+    """Bring the PostgreSQL schema to ``revision`` (creating it), in one transaction; True when this call changed it.
+
+    Concurrent callers serialize on an advisory lock for the schema: the first migrates, the rest find it done."""
+    from .postgres_keys import lock_key, quoted
+
+    engine = postgresql_engine(conninfo)
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({lock_key(schema, 'migrate')})")
+            connection.exec_driver_sql(f"CREATE SCHEMA IF NOT EXISTS {quoted(schema)}")
+            connection.exec_driver_sql(f"SET LOCAL search_path TO {quoted(schema)}")
+            return _migrate(connection, where, revision, location, {"version_table_schema": schema},
+                            lambda current, target: _check_unused_postgresql(where, schema, connection, current,
+                                                                             target))
+    finally:
+        engine.dispose()
+
+
+def _migrate(connection: Any, where: str, revision: str, location: Optional[str], options: dict[str, str],
+             check_unused: Callable[[str, Optional[str]], None]) -> bool:
     from alembic import command
     from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
@@ -99,42 +140,39 @@ def upgrade(path: str, revision: str = "head", *, busy_timeout: float = 60.0,
 
     config = _config(location)
     script = ScriptDirectory.from_config(config)
-    engine = sqlite_engine(path, busy_timeout)
+    context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE, **options})
+    current = context.get_current_revision()
+    _check_known(where, current, script)
+    target = script.get_current_head() if revision == "head" else revision
+    if target not in (None, "base"):
+        try:
+            script.get_revision(target)
+        except Exception as exc:  # alembic raises several resolution errors
+            raise SchemaError(f"unknown schema revision {revision!r} for {where}") from exc
+    if current == target:
+        return False
+    if current is not None:
+        check_unused(current, target)
+    config.attributes["connection"] = connection
+    config.attributes["options"] = options
     try:
-        with engine.begin() as connection:
-            context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
-            current = context.get_current_revision()
-            _check_known(path, current, script)
-            target = script.get_current_head() if revision == "head" else revision
-            if target not in (None, "base"):
-                try:
-                    script.get_revision(target)
-                except Exception as exc:  # alembic raises several resolution errors
-                    raise SchemaError(f"unknown schema revision {revision!r} for {path}") from exc
-            if current == target:
-                return False
-            if current is not None:
-                _check_unused(path, connection, current, target)
-            config.attributes["connection"] = connection
-            try:
-                if current is None or _is_ancestor(script, current, target):
-                    command.upgrade(config, revision)
-                else:
-                    command.downgrade(config, revision)
-            except DBAPIError as exc:  # the SQL failed: say what, without SQLAlchemy's page of DDL
-                raise SchemaError(f"cannot migrate {path} from schema {current or 'base'!r} to "
-                                  f"{target or 'base'!r}: {exc.orig}; nothing was changed") from exc
-            if current is None:
-                log.debug("litemq: created the schema of %s at revision %s", path, target)
-            else:  # an existing file changed: worth a line at INFO
-                log.info("litemq: migrated %s from schema %s to %s", path, current, target)
-            return True
-    finally:
-        engine.dispose()
+        if current is None or _is_ancestor(script, current, target):
+            command.upgrade(config, revision)
+        else:
+            command.downgrade(config, revision)
+    except DBAPIError as exc:  # the SQL failed: say what, without SQLAlchemy's page of DDL
+        raise SchemaError(f"cannot migrate {where} from schema {current or 'base'!r} to "
+                          f"{target or 'base'!r}: {exc.orig}; nothing was changed") from exc
+    if current is None:
+        log.debug("litemq: created the schema of %s at revision %s", where, target)
+    else:  # an existing store changed: worth a line at INFO
+        log.info("litemq: migrated %s from schema %s to %s", where, current, target)
+    return True
 
 
 @_alembic_quiet()
 def current_revision(path: str) -> Optional[str]:
+    """The file's schema revision (None: no schema yet)."""
     from alembic.runtime.migration import MigrationContext
 
     engine = sqlite_engine(path, 60.0)
@@ -171,6 +209,25 @@ def _check_unused(path: str, connection: Any, current: str, target: Optional[str
             f"cannot migrate {path} from schema {current!r} to {target or 'base'!r} while {len(live)} litemq "
             f"connection(s) have it open ({', '.join(live)}): they run the statements of schema {current!r}; "
             "close them, then open the file again")
+
+
+def _check_unused_postgresql(where: str, schema: str, connection: Any, current: str, target: Optional[str]) -> None:
+    """``_check_unused`` for a PostgreSQL schema: a connection is live while its advisory lock is held."""
+    from .postgres_keys import connection_key
+
+    rows = connection.exec_driver_sql("SELECT id, pid, host FROM litemq_connections ORDER BY started_at").fetchall()
+    live = []
+    for connection_id, pid, host in rows:
+        key = connection_key(schema, connection_id)
+        if connection.exec_driver_sql(f"SELECT pg_try_advisory_lock_shared({key})").scalar():
+            connection.exec_driver_sql(f"SELECT pg_advisory_unlock_shared({key})")
+        else:
+            live.append(f"pid {pid} on {host}")
+    if live:
+        raise SchemaError(
+            f"cannot migrate {where} from schema {current!r} to {target or 'base'!r} while {len(live)} litemq "
+            f"connection(s) have it open ({', '.join(live)}): they run the statements of schema {current!r}; "
+            "close them, then open it again")
 
 
 def _is_ancestor(script: Any, older: str, newer: str) -> bool:

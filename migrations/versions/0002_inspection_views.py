@@ -2,11 +2,20 @@
 
 Views may compute "now" in SQL (litemq's own statements never do): they are for people at a terminal.
 ``body_text`` shows bodies that are UTF-8 text (checked in SQL up to UTF8_CHECK_LIMIT bytes unless plain ASCII).
+On PostgreSQL the same views read the clock and format times in its own words, and a function tells text bodies.
 
 Revision ID: 0002
 Revises: 0001
 """
+import importlib.util
+from pathlib import Path
+
 from alembic import op
+
+# migrations/postgresql.py: what the revisions do differently on PostgreSQL (loaded by path, as revisions are).
+_spec = importlib.util.spec_from_file_location("litemq_migrations_postgresql", Path(__file__).parents[1] / "postgresql.py")
+postgresql = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(postgresql)
 
 revision = "0002"
 down_revision = "0001"
@@ -14,6 +23,7 @@ branch_labels = None
 depends_on = None
 
 NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+POSTGRESQL_NOW = "extract(epoch FROM clock_timestamp())::float8"
 
 
 UTF8_CHECK_LIMIT = 4096
@@ -36,12 +46,34 @@ VALID_UTF8 = (f"(WITH RECURSIVE walk(i, ok) AS (SELECT 1, 1 UNION ALL "
               f"SELECT min(ok) FROM walk)")
 
 
-def _iso(column: str) -> str:
+def _iso(column: str, dialect: str = "sqlite") -> str:
+    if dialect == "postgresql":
+        return f"""to_char(to_timestamp({column}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')"""
     return f"strftime('%Y-%m-%dT%H:%M:%fZ', {column}, 'unixepoch')"
 
 
-VIEWS = {
-    "litemq_queue_stats": f"""
+_BODY_TEXT = f"""CASE WHEN instr(m.body, x'00') > 0 THEN NULL
+                    WHEN CAST(m.body AS TEXT) NOT GLOB '*[^' || char(9, 10, 13) || ' -~]*' THEN CAST(m.body AS TEXT)
+                    WHEN length(m.body) <= {UTF8_CHECK_LIMIT} AND {VALID_UTF8} = 1 THEN CAST(m.body AS TEXT)
+               END"""
+# PostgreSQL checks UTF-8 itself (convert_from raises on anything else): a function turns that into NULL.
+BODY_TEXT_FUNCTION = "litemq_body_text"
+BODY_TEXT_FUNCTION_BODY = """BEGIN
+    IF body IS NULL OR position('\\x00'::bytea IN body) > 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN convert_from(body, 'UTF8');
+EXCEPTION WHEN character_not_in_repertoire OR untranslatable_character THEN
+    RETURN NULL;
+END;"""
+
+
+def views(dialect: str = "sqlite") -> dict:
+    """The views of this revision in the dialect's SQL."""
+    now = POSTGRESQL_NOW if dialect == "postgresql" else NOW
+    body_text = f"{BODY_TEXT_FUNCTION}(m.body)" if dialect == "postgresql" else _BODY_TEXT
+    return {
+        "litemq_queue_stats": f"""
         SELECT q.name AS queue,
                q.ready_count AS ready,
                (SELECT count(*) FROM litemq_messages m
@@ -49,42 +81,47 @@ VIEWS = {
                q.ready_count + (SELECT count(*) FROM litemq_messages m
                  WHERE m.queue = q.name AND m.lease_token IS NOT NULL) AS total,
                (SELECT count(*) FROM litemq_consumers c WHERE c.queue = q.name) AS consumers,
-               {NOW} - (SELECT m.published_at FROM litemq_messages m
+               {now} - (SELECT m.published_at FROM litemq_messages m
                  WHERE m.queue = q.name AND m.lease_token IS NULL ORDER BY m.id LIMIT 1) AS oldest_ready_seconds,
                (SELECT coalesce(sum(length(m.body)), 0) FROM litemq_messages m WHERE m.queue = q.name) AS bytes,
                q.durable, q.exclusive, q.auto_delete, q.arguments
           FROM litemq_queues q""",
-    "litemq_message_view": f"""
+        "litemq_message_view": f"""
         SELECT m.id, m.queue,
                CASE WHEN m.lease_token IS NULL THEN 'ready' ELSE 'unacked' END AS state,
                m.exchange, m.routing_key,
-               CASE WHEN instr(m.body, x'00') > 0 THEN NULL
-                    WHEN CAST(m.body AS TEXT) NOT GLOB '*[^' || char(9, 10, 13) || ' -~]*' THEN CAST(m.body AS TEXT)
-                    WHEN length(m.body) <= {UTF8_CHECK_LIMIT} AND {VALID_UTF8} = 1 THEN CAST(m.body AS TEXT)
-               END AS body_text,
+               {body_text} AS body_text,
                length(m.body) AS body_bytes,
                m.properties,
-               {_iso('m.published_at')} AS published_at,
+               {_iso('m.published_at', dialect)} AS published_at,
                m.delivery_count,
                m.lease_owner,
-               {_iso('m.lease_expires_at')} AS lease_expires_at
+               {_iso('m.lease_expires_at', dialect)} AS lease_expires_at
           FROM litemq_messages m""",
-    "litemq_connection_view": f"""
-        SELECT n.id AS connection_id, n.pid, n.host, {_iso('n.started_at')} AS started_at,
+        "litemq_connection_view": f"""
+        SELECT n.id AS connection_id, n.pid, n.host, {_iso('n.started_at', dialect)} AS started_at,
                (SELECT count(*) FROM litemq_messages m
                  WHERE m.lease_owner >= n.id || '/' AND m.lease_owner < n.id || '0'
                    AND m.lease_token IS NOT NULL) AS unacked,
                c.channel, c.consumer_tag, c.queue, c.prefetch_count, c.auto_ack, c.exclusive,
-               {_iso('c.started_at')} AS consumer_started_at
+               {_iso('c.started_at', dialect)} AS consumer_started_at
           FROM litemq_connections n LEFT JOIN litemq_consumers c ON c.connection_id = n.id""",
-}
+    }
+
+
+VIEWS = views()
 
 
 def upgrade() -> None:
-    for name, body in VIEWS.items():
+    dialect = op.get_bind().dialect.name
+    if dialect == "postgresql":
+        postgresql.create_function(BODY_TEXT_FUNCTION, BODY_TEXT_FUNCTION_BODY, "text", "body bytea")
+    for name, body in views(dialect).items():
         op.execute(f"CREATE VIEW {name} AS {body}")
 
 
 def downgrade() -> None:
     for name in VIEWS:
         op.execute(f"DROP VIEW IF EXISTS {name}")
+    if postgresql.on_postgresql():
+        postgresql.drop_function(BODY_TEXT_FUNCTION, "bytea")

@@ -7,6 +7,9 @@ either place. Large bodies already stored move out of their rows here.
 SQLite cannot make a column nullable in place: the messages table is rebuilt from its stored definition (views
 first dropped, then made again; the indexes made again from theirs).
 
+PostgreSQL keeps an UPDATE off a large value it does not change (TOAST), so it keeps every body in its row; the
+table and the trigger are there for rows written by hand, and the views read bodies from either place as on SQLite.
+
 Revision ID: 0006
 Revises: 0005
 """
@@ -16,6 +19,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from alembic import op
+
+# migrations/postgresql.py: what the revisions do differently on PostgreSQL (loaded by path, as revisions are).
+_spec = importlib.util.spec_from_file_location("litemq_migrations_postgresql", Path(__file__).parents[1] / "postgresql.py")
+postgresql = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(postgresql)
 
 revision = "0006"
 down_revision = "0005"
@@ -30,17 +38,17 @@ COLUMNS = ("id, queue, exchange, routing_key, body, properties, published_at, de
            "lease_token, lease_expires_at, priority, expires_at, visible_at")
 
 
-def _views_of_0003() -> dict:
+def _views_of_0003(dialect: str = "sqlite") -> dict:
     spec = importlib.util.spec_from_file_location("litemq_migration_0003",
                                                   Path(__file__).with_name("0003_amqp_extras.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module._views()
+    return module._views(dialect)
 
 
-def _views() -> dict:
+def _views(dialect: str = "sqlite") -> dict:
     """0003's views, reading each body where it is."""
-    views = _views_of_0003()
+    views = _views_of_0003(dialect)
     resolved = COLUMNS.replace("body,", f"{BODY} AS body,")
     views["litemq_message_view"] = views["litemq_message_view"].replace(
         "FROM litemq_messages m", f"FROM (SELECT {resolved} FROM litemq_messages m) m")
@@ -82,16 +90,34 @@ def _create_views(views: dict) -> None:
         op.execute(f"CREATE VIEW {name} AS {body}")
 
 
+# PostgreSQL's body trigger: once per statement, over the rows it deleted.
+POSTGRESQL_DELETE_BODIES = ("DELETE FROM {schema}.litemq_bodies WHERE id IN "
+                            "(SELECT id FROM old_rows WHERE body IS NULL)")
+POSTGRESQL_BODY_TRIGGER = ("CREATE TRIGGER {name} AFTER DELETE ON litemq_messages REFERENCING OLD TABLE AS old_rows "
+                           "FOR EACH STATEMENT EXECUTE FUNCTION {name}()")
+
+
+def create_postgresql_body_trigger() -> None:
+    postgresql.create_function(BODY_TRIGGER, f"BEGIN\n    {POSTGRESQL_DELETE_BODIES};\n    RETURN NULL;\nEND;")
+    op.execute(POSTGRESQL_BODY_TRIGGER.format(name=BODY_TRIGGER))
+
+
 def upgrade() -> None:
-    if op.get_bind().dialect.name != "sqlite":
-        raise NotImplementedError("the messages table rebuild and the body trigger are written for SQLite")
-    views = _views()
+    on_postgresql = postgresql.on_postgresql()
+    views = _views(op.get_bind().dialect.name)
     _drop_views(views)
-    _rebuild_messages(body_nullable=True)
+    if on_postgresql:
+        op.alter_column("litemq_messages", "body", nullable=True)
+    else:
+        _rebuild_messages(body_nullable=True)
     op.create_table("litemq_bodies",
-                    sa.Column("id", sa.Integer(), nullable=False),
+                    sa.Column("id", postgresql.big_integer(), nullable=False, autoincrement=False),
                     sa.Column("body", sa.LargeBinary(), nullable=False),
                     sa.PrimaryKeyConstraint("id", name="pk_litemq_bodies"))
+    if on_postgresql:
+        create_postgresql_body_trigger()
+        _create_views(views)
+        return
     op.execute("INSERT INTO litemq_bodies (id, body) SELECT id, body FROM litemq_messages "
                f"WHERE length(body) > {OUT_OF_ROW_BYTES}")
     op.execute(f"UPDATE litemq_messages SET body = NULL WHERE length(body) > {OUT_OF_ROW_BYTES}")
@@ -101,10 +127,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    on_postgresql = postgresql.on_postgresql()
+    dialect = op.get_bind().dialect.name
     _drop_views(_views())
-    op.execute(f"DROP TRIGGER IF EXISTS {BODY_TRIGGER}")
+    if on_postgresql:
+        op.execute(f"DROP TRIGGER IF EXISTS {BODY_TRIGGER} ON litemq_messages")
+        postgresql.drop_function(BODY_TRIGGER)
+    else:
+        op.execute(f"DROP TRIGGER IF EXISTS {BODY_TRIGGER}")
     op.execute("UPDATE litemq_messages SET body = (SELECT b.body FROM litemq_bodies b WHERE b.id = litemq_messages.id) "
                "WHERE body IS NULL")
     op.drop_table("litemq_bodies")
-    _rebuild_messages(body_nullable=False)
-    _create_views(_views_of_0003())
+    if on_postgresql:
+        op.alter_column("litemq_messages", "body", nullable=False)
+    else:
+        _rebuild_messages(body_nullable=False)
+    _create_views(_views_of_0003(dialect))

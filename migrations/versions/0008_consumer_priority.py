@@ -7,8 +7,16 @@ almost no cost. Existing consumers get priority 0 and room, which is how they be
 Revision ID: 0008
 Revises: 0006
 """
+import importlib.util
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic import op
+
+# migrations/postgresql.py: what the revisions do differently on PostgreSQL (loaded by path, as revisions are).
+_spec = importlib.util.spec_from_file_location("litemq_migrations_postgresql", Path(__file__).parents[1] / "postgresql.py")
+postgresql = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(postgresql)
 
 revision = "0008"
 down_revision = "0007"
@@ -18,8 +26,8 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("litemq_consumers", sa.Column("priority", sa.Integer(), nullable=False, server_default=sa.text("0")))
-    op.add_column("litemq_consumers", sa.Column("has_room", sa.Boolean(), nullable=False,
-                                                server_default=sa.text("1")))
+    room = sa.text("true") if postgresql.on_postgresql() else sa.text("1")
+    op.add_column("litemq_consumers", sa.Column("has_room", sa.Boolean(), nullable=False, server_default=room))
     op.create_index("ix_litemq_consumers_ranked", "litemq_consumers", ["queue", "priority", "has_room"],
                     sqlite_where=sa.text("priority != 0"), postgresql_where=sa.text("priority != 0"))
 

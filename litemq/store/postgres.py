@@ -1,0 +1,662 @@
+"""The PostgreSQL store on psycopg 3: one server session per store, shared by its threads under ``lock``.
+
+URLs: ``postgresql://user@host:port/db`` or ``postgresql+psycopg://...``; ``?schema=NAME`` (default ``litemq``)
+names the schema that holds litemq's tables, ``?listen=0`` makes waiting consumers poll instead of LISTEN (for
+PgBouncer in transaction mode); both are removed before the URL goes to libpq, which reads the rest.
+
+Transactions. PostgreSQL runs writers side by side (READ COMMITTED). ``write()`` holds a shared transaction-level
+advisory lock on the schema and ``write_exclusive()`` the same lock exclusively: declaring, deleting, binding,
+consumers coming and going and reaping run alone, as on SQLite, while publishes, claims and acks run together.
+BEGIN and the lock go in one round trip. ``lock_queue`` takes a transaction-level lock keyed by the queue (a length
+limit counts before it stores). ``read()`` is REPEATABLE READ: one snapshot for several reads.
+
+Claims are one statement: a materialised CTE picks the queue's next ready rows from the ready index in delivery
+order, ``FOR UPDATE SKIP LOCKED`` (a row another claim holds is passed over, never waited for) and ``LIMIT n``
+(the CTE is a fence: the planner cannot re-run it and take more), and the UPDATE (or DELETE, for auto-ack) leases
+exactly those. Only the rows taken are read from the table (a row lock lives in its row): the walk in delivery
+order is the partial ready index's alone, and no count reads a row. Expired leases return through the lease expiry
+index; bulk returns skip locked rows, so two processes returning or reaping the same leases never both return one,
+nor wait on each other. Message bodies stay in their rows: PostgreSQL moves a large one out of line (TOAST) and an
+UPDATE of the lease leaves it there, so ``litemq_bodies`` serves only rows written by hand.
+
+Counts (migration 0007). A counter in the queue's row, raised by every publish, is a row lock that every publisher
+of the queue waits on until it commits, WAL flush included, and a new row version per message. Instead statement
+triggers insert one delta row per statement and queue into ``litemq_queue_deltas`` (no row is updated, nobody
+waits); a queue's ready count is its row's plus the sum of its deltas (one index range), and ``maintain()`` folds
+the deltas into the rows from the background thread, one folder at a time, giving up rather than waiting (a reader
+that saw more than FOLD_AT deltas of a queue also folds, after its commit). Writes by hand with plain SQL count
+through the same triggers. Measured here (PostgreSQL 15, 2 shared cores under a load average of 6 to 13 from other
+work, fdatasync about 4 ms; ``python bench/postgres_counts.py --seconds 8 --rounds 2``), 8 publisher processes, one
+100-byte message per transaction as the broker publishes (counts read, then insert) into one queue:
+
+    delta rows         368 and 411 msgs/s, p99 41 and 49 ms; 57 and 73 queue row updates (the folds)
+    counter UPDATE     151 and 318 msgs/s, p99 104 and 219 ms; one queue row update per message
+
+With ``synchronous_commit=off`` (CPU bound) 470 and 514 against 481 and 356 msgs/s; one publisher alone, 181 and
+237 against 136 and 226 (the flush decides). A count stays O(1) in depth: at 1,000,000 ready messages reading it
+took 0.043 ms of server time folded and 0.079 ms with 256 deltas, against 573 ms for count(*) over the ready index.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import weakref
+from typing import Any, Callable, Iterable, Optional, Sequence
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+import psycopg.sql
+from psycopg import errors as pg_errors
+
+from ..errors import DatabaseNotFound, ReadOnlyDatabase, SchemaError, ServerUnreachable, StorageError, StorageFull
+from ..log import debug
+from . import SCHEMA_REVISION
+from . import postgres_sql as sql
+from .contract import (Binding, Consumer, Counts, ExchangeRow, Lease, MessageRow, QueueRow, Registration,
+                       ReturnedMessage, StoredMessage)
+from .postgres_keys import channel, lock_key, quoted
+from .postgres_listen import TICK_SECONDS, Doorbell, Poller, Relay, _disown, relay_for, release
+from .postgres_liveness import PostgresLiveness
+
+DEFAULT_SCHEMA = "litemq"
+SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
+FOLD_AT = 256
+"""A reader that sees more deltas than this for a queue folds them once its transaction commits."""
+FOLD_LOCK_TIMEOUT = "100ms"
+"""A fold waits no longer than this for a queue row another transaction holds: it gives up, to fold later."""
+SYNCHRONOUS = ("NORMAL", "FULL")
+
+
+def parse_url(url: str) -> tuple[str, str, bool, str]:
+    """(the URL for libpq, the schema, whether to LISTEN, the URL to show: without password, with the schema)."""
+    if not url.startswith(SCHEMES):
+        raise ValueError(f"not a PostgreSQL URL: {url!r}")
+    parts = urlsplit("postgresql://" + url.split("://", 1)[1])
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    options = dict(query)
+    schema = options.get("schema", DEFAULT_SCHEMA)
+    if not schema or "\0" in schema or len(schema.encode("utf-8")) > 63:
+        raise ValueError(f"schema must be 1 to 63 bytes without NUL, got {schema!r} in {url!r}")
+    listen = options.get("listen", "1").lower() not in ("0", "false", "no", "off")
+    rest = [(key, value) for key, value in query if key not in ("schema", "listen")]
+    conninfo = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))  # libpq reads no "+" as space
+    netloc = parts.netloc.rsplit("@", 1)
+    if len(netloc) == 2:
+        netloc[0] = netloc[0].split(":", 1)[0]  # no password
+    shown = urlunsplit(parts._replace(netloc="@".join(netloc),
+                                      query=urlencode(rest + [("schema", schema)], quote_via=quote)))
+    return conninfo, schema, listen, shown
+
+
+_pid = os.getpid()
+_stores: "weakref.WeakSet[PostgresStore]" = weakref.WeakSet()
+
+
+class PostgresStore:
+    """One connection to a litemq schema on a PostgreSQL server."""
+
+    engine = "postgresql"
+
+    def __init__(self, url: str, *, synchronous: str = "NORMAL", busy_timeout: float = 60.0,
+                 share_with_group: bool = False, connect_timeout: float = 10.0) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
+        self.conninfo, self.schema, listen, self.path = parse_url(url)
+        self.lock = threading.RLock()
+        self.commits = 0
+        self.rollbacks = 0
+        self.pid = os.getpid()
+        self.closed = False
+        self._after_commit: list[Callable[[], None]] = []
+        self._wakes: dict[str, None] = {}  # queues to notify once the transaction commits
+        self._fold_wanted = False
+        self._write_key = lock_key(self.schema, "write")
+        self._fold_key = lock_key(self.schema, "fold")
+        self._channel = channel(self.schema)
+        self._begin_write = "BEGIN; " + sql.LOCK_SHARED.format(key=self._write_key)
+        self._begin_exclusive = "BEGIN; " + sql.LOCK_EXCLUSIVE.format(key=self._write_key)
+        self._conn = self._connect(connect_timeout)
+        _stores.add(self)
+        self._relay: Optional[Relay] = None
+        self._poller = Poller()
+        try:
+            settings = [f"SET search_path TO {quoted(self.schema)}",
+                        f"SET lock_timeout = {int(busy_timeout * 1000)}"]
+            if synchronous == "FULL":  # NORMAL leaves the server's own setting
+                settings.append("SET synchronous_commit = on")
+            self._controls = self._conn.cursor()
+            self._control("; ".join(settings))
+            self._cur = psycopg.RawCursor(self._conn)
+            current = self._revision()
+            if current != SCHEMA_REVISION:
+                from . import migrate  # the slow path: SQLAlchemy and Alembic are imported only here
+
+                migrate.upgrade_postgresql(self.conninfo, self.schema, self.path)
+                current = self._revision()
+                if current != SCHEMA_REVISION:
+                    raise SchemaError(f"{self.path} is at schema {current!r} after upgrading, "
+                                      f"expected {SCHEMA_REVISION!r}")
+            if listen:
+                self._relay = relay_for(self.conninfo, self._channel, self.path)
+        except BaseException:
+            self.close()
+            raise
+
+    def _connect(self, connect_timeout: float) -> psycopg.Connection:
+        where = self.path
+        try:
+            return psycopg.connect(self.conninfo, autocommit=True, connect_timeout=max(1, round(connect_timeout)),
+                                   application_name=f"litemq {os.getpid()}")
+        except psycopg.OperationalError as exc:
+            text = str(exc)
+            if "does not exist" in text and "database" in text:
+                raise DatabaseNotFound(f"cannot open {where}: {text.strip()}") from None
+            if "FATAL" in text:  # the server answered, and refused
+                raise StorageError(f"the PostgreSQL server of {where} refused the connection: {text.strip()}") \
+                    from None
+            raise ServerUnreachable(f"cannot reach the PostgreSQL server of {where}: {text.strip()}") from None
+
+    def _revision(self) -> Optional[str]:
+        try:
+            row = self.run(sql.SELECT_REVISION).fetchone()
+        except StorageError as exc:
+            if isinstance(exc.__cause__, (pg_errors.UndefinedTable, pg_errors.InvalidSchemaName)):
+                return None
+            raise
+        return row[0] if row else None
+
+    def failed(self, exc: psycopg.Error) -> StorageError:
+        """The litemq error for a driver error, naming the server and schema."""
+        if isinstance(exc, pg_errors.DiskFull):
+            return StorageFull(f"{self.path}: the server's disk is full; the transaction was rolled back")
+        if isinstance(exc, pg_errors.ReadOnlySqlTransaction):
+            return ReadOnlyDatabase(f"{self.path} is read-only (a standby?): litemq needs to write it")
+        if isinstance(exc, psycopg.OperationalError) and self._conn.broken:
+            return ServerUnreachable(f"lost the connection to {self.path}: {str(exc).strip()}")
+        return StorageError(f"{self.path}: {str(exc).strip()}")
+
+    def run(self, statement: str, params: Sequence[Any] = ()) -> psycopg.RawCursor[Any]:
+        """Run one statement (``$N`` parameters) in the current transaction, or on its own outside one."""
+        try:
+            return self._cur.execute(statement, params, binary=True)
+        except psycopg.Error as exc:
+            raise self.failed(exc) from exc
+
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> psycopg.RawCursor[Any]:
+        """Run one statement with SQLite's ``?`` placeholders; for tools and tests."""
+        return self.run(sql.from_sqlite(statement), params)
+
+    def _control(self, statements: str) -> None:
+        """BEGIN, COMMIT and the like: several statements without parameters, in one round trip."""
+        try:
+            self._controls.execute(statements, prepare=False)
+        except psycopg.Error as exc:
+            raise self.failed(exc) from exc
+
+    # --- transactions
+    def write(self) -> "_Transaction":
+        return _Transaction(self, self._begin_write, True)
+
+    def write_exclusive(self) -> "_Transaction":
+        return _Transaction(self, self._begin_exclusive, True)
+
+    def read(self) -> "_Transaction":
+        return _Transaction(self, "BEGIN ISOLATION LEVEL REPEATABLE READ", False)
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        self._after_commit.append(action)
+
+    def _rollback(self) -> None:
+        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not self._conn.broken:
+            self.rollbacks += 1
+            try:
+                self._controls.execute("ROLLBACK", prepare=False)
+            except psycopg.Error as exc:
+                raise self.failed(exc) from exc
+
+    def check_process(self) -> None:
+        if _pid != self.pid:
+            raise StorageError(f"this connection to {self.path} was opened in process {self.pid} and cannot be "
+                               f"used after fork() in process {os.getpid()}; open a new connection in the child")
+
+    def reserve(self, size: int) -> None:
+        """Nothing to measure here: the server's disk is the server's (a full one fails the commit: StorageFull)."""
+
+    def lock_queue(self, queue: str) -> None:
+        self.run(sql.LOCK, (lock_key(self.schema, "queue", queue),))
+
+    def close(self) -> None:
+        if os.getpid() != self.pid:
+            self.closed = True  # a forked child's copy: the session is the parent's
+            return
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            if self._relay is not None:
+                release(self._relay)
+                self._relay = None
+            self._conn.close()
+
+    def _drop_in_child(self) -> None:
+        self.lock = threading.RLock()  # another thread of the parent may have held it at fork()
+        if not self._conn.closed:
+            _disown(self._conn)
+
+    # --- what only the engine knows
+    def liveness(self, connection_id: str,
+                 registration: Callable[[str], Optional[Registration]]) -> PostgresLiveness:
+        return PostgresLiveness(self, connection_id, registration)
+
+    def doorbell(self, connection_id: str, channel: int, consumer_tag: str, queue: str, owner: str) -> Doorbell:
+        return Doorbell(self._relay, queue)
+
+    def wake(self, queues: Optional[Iterable[str]]) -> None:
+        """Once this transaction commits, notify the schema's channel with each queue ("" for every queue): the
+        relay of every process rings its consumers' doorbells.
+
+        Not inside the transaction: a transaction that notifies holds a lock of the whole database from its commit
+        until its WAL is flushed, so notifying publishers would commit one at a time, without group commit
+        (bench/postgres_counts.py --wake measured it). The notification goes after the commit, in a transaction of
+        its own that does not wait for the flush (its loss in a crash costs a waiter's TICK_SECONDS, never a
+        message)."""
+        self._wakes.update(dict.fromkeys([""] if queues is None else queues))
+        if self._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            self._notify()
+
+    def _notify(self) -> None:
+        queues, self._wakes = ([""] if "" in self._wakes else list(self._wakes)), {}
+        channel = psycopg.sql.Literal(self._channel).as_string(self._conn)
+        notices = ", ".join(f"pg_notify({channel}, {psycopg.sql.Literal(queue).as_string(self._conn)})"
+                            for queue in queues)
+        try:
+            self._control(f"BEGIN; SET LOCAL synchronous_commit = off; SELECT {notices}; COMMIT")
+        except StorageError as exc:  # what woke nobody is found by the waiters' next look
+            debug("litemq: cannot notify %s of %s (%s)", self.path, queues, exc)
+
+    def data_version(self) -> int:
+        """The relay's count of notifications, plus a tick every TICK_SECONDS; without LISTEN, the number of
+        changes seen in the server's snapshot, polled with backoff."""
+        if self._relay is not None and self._relay.listening:
+            return self._relay.version + int(time.monotonic() / TICK_SECONDS)
+        if self._poller.due() and self.lock.acquire(blocking=False):
+            try:
+                self._poller.saw(self.run("SELECT pg_current_snapshot()::text").fetchone()[0])
+            finally:
+                self.lock.release()
+        return self._poller.version
+
+    def maintain(self) -> None:
+        """Fold the counters' deltas into the queue rows (one folder at a time; it gives up rather than wait)."""
+        with self.lock:
+            if not self.closed:
+                self._fold()
+
+    def _fold(self) -> None:
+        self._fold_wanted = False
+        if self.run(sql.ANY_DELTAS).fetchone() is None:
+            return
+        begin = f"BEGIN; SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'; " + self._begin_write[len("BEGIN; "):]
+        try:
+            with _Transaction(self, begin, False):
+                if self.run(sql.TRY_LOCK, (self._fold_key,)).fetchone()[0]:
+                    self.run(sql.FOLD)
+        except StorageError as exc:
+            if not isinstance(exc.__cause__, pg_errors.LockNotAvailable):
+                raise
+            debug("litemq: folding the counters of %s waited too long; later", self.path)
+
+    def _counted(self, deltas: int) -> None:
+        if deltas > FOLD_AT:
+            self._fold_wanted = True
+
+    def report(self) -> dict[str, Any]:
+        """What ``litemq db check`` shows for a PostgreSQL schema: each table's live and dead rows, sizes and last
+        vacuum, and the transaction holding back vacuum the longest (the oldest snapshot still in use)."""
+        tables = [dict(zip(("table", "live_rows", "dead_rows", "table_bytes", "index_bytes", "last_autovacuum",
+                            "last_vacuum"), row))
+                  for row in self.run(sql.REPORT_TABLES, (self.schema,)).fetchall()]
+        oldest = self.run(sql.REPORT_OLDEST_XMIN).fetchone()
+        holder = None if oldest is None else dict(zip(
+            ("pid", "database", "user", "application", "state", "xmin_age", "transaction_seconds", "query"), oldest))
+        return {"schema": self.schema, "tables": tables, "oldest_snapshot": holder}
+
+    # --- exchanges and bindings
+    def exchange(self, name: str) -> Optional[ExchangeRow]:
+        row = self.run(sql.SELECT_EXCHANGE, (name,)).fetchone()
+        return ExchangeRow(*row) if row else None
+
+    def insert_exchange(self, name: str, type: str, durable: bool, auto_delete: bool, internal: bool,
+                        arguments: Optional[str], now: float) -> None:
+        self.run(sql.INSERT_EXCHANGE, (name, type, durable, auto_delete, internal, arguments, now))
+
+    def delete_exchange(self, name: str) -> list[str]:
+        sources = [r[0] for r in self.run(sql.DELETE_BINDINGS_OF_EXCHANGE, (name, name)).fetchall()]
+        self.run(sql.DELETE_EXCHANGE, (name,))
+        return [s for s in sources if s != name]
+
+    def exchange_in_use(self, name: str) -> bool:
+        return (self.run(sql.SELECT_HAS_BINDINGS, (name,)).fetchone() is not None
+                or self.run(sql.SELECT_IS_DESTINATION, (name,)).fetchone() is not None)
+
+    def has_bindings(self, exchange: str) -> bool:
+        return self.run(sql.SELECT_HAS_BINDINGS, (exchange,)).fetchone() is not None
+
+    def exchange_and_bindings(self, name: str) -> Optional[tuple[str, bool, Optional[str], list[Binding]]]:
+        rows = self.run(sql.SELECT_ROUTE, (name,)).fetchall()
+        if not rows:
+            return None
+        return rows[0][0], rows[0][1], rows[0][2], [(r[3], r[4], r[5], r[6]) for r in rows if r[3] is not None]
+
+    def routing_version(self) -> int:
+        return int(self.run(sql.SELECT_ROUTING_VERSION).fetchone()[0])
+
+    def add_binding(self, exchange: str, destination: str, kind: str, routing_key: str, arguments: str) -> None:
+        self.run(sql.INSERT_BINDING, (exchange, destination, kind, routing_key, arguments))
+
+    def remove_binding(self, exchange: str, destination: str, kind: str, routing_key: str, arguments: str) -> bool:
+        return self.run(sql.DELETE_BINDING, (exchange, destination, kind, routing_key, arguments)).rowcount > 0
+
+    # --- queues
+    def queue(self, name: str) -> Optional[QueueRow]:
+        row = self.run(sql.SELECT_QUEUE, (name,)).fetchone()
+        if row is None:
+            return None
+        self._counted(row[8])
+        return QueueRow(*row[:8])
+
+    def queue_created_at(self, name: str) -> Optional[float]:
+        row = self.run(sql.SELECT_QUEUE_CREATED_AT, (name,)).fetchone()
+        return row[0] if row else None
+
+    def insert_queue(self, name: str, durable: bool, exclusive: bool, auto_delete: bool,
+                     arguments: Optional[str], owner_connection: Optional[str], now: float) -> None:
+        self.run(sql.INSERT_QUEUE, (name, durable, exclusive, auto_delete, arguments, owner_connection, now))
+
+    def delete_queue(self, name: str) -> list[str]:
+        self.run(sql.DELETE_QUEUE, (name,))
+        self.run(sql.DELETE_QUEUE_MESSAGES, (name,))
+        self.run(sql.DELETE_QUEUE_DELTAS, (name,))  # after the messages, whose triggers add some
+        sources = [r[0] for r in self.run(sql.DELETE_BINDINGS_TO_QUEUE, (name,)).fetchall()]
+        self.run(sql.DELETE_QUEUE_CONSUMERS, (name,))
+        return sources
+
+    def purge_queue(self, name: str) -> int:
+        return self.run(sql.PURGE_READY, (name,)).rowcount
+
+    def unacked_count(self, queue: str) -> int:
+        return int(self.run(sql.SELECT_UNACKED_COUNT, (queue,)).fetchone()[0])
+
+    def owned_queues(self, connection_id: str) -> list[str]:
+        return [r[0] for r in self.run(sql.SELECT_OWNED_QUEUES, (connection_id,)).fetchall()]
+
+    def ready_count(self, queue: str) -> Optional[int]:
+        row = self.run(sql.SELECT_READY_COUNT, (queue,)).fetchone()
+        if row is None:
+            return None
+        self._counted(row[1])
+        return int(row[0])
+
+    def expired_queues(self, now: float) -> list[str]:
+        return [r[0] for r in self.run(sql.SELECT_EXPIRED_QUEUES, (now,)).fetchall()]
+
+    def set_queue_expiry(self, queue: str, expires_at: Optional[float]) -> None:
+        self.run(sql.SET_QUEUE_EXPIRY, (expires_at, queue))
+
+    # --- publishing
+    def counts_with(self, queue: str, size: int, count: int = 1) -> Optional[Counts]:
+        row = self.run(sql.COUNTS_WITH, (count, size, queue)).fetchone()
+        if row is None:
+            return None
+        self._counted(row[4])
+        return row[0], row[1], row[2], row[3]
+
+    def counts_with_queues(self, queues: Sequence[str], size: int, count: int = 1) -> dict[str, Counts]:
+        counted = {}
+        for name, ready, ready_bytes, arguments, consumers, deltas in self.run(
+                sql.COUNTS_WITH_QUEUES, (count, size, list(queues))).fetchall():
+            counted[name] = (ready, ready_bytes, arguments, consumers)
+            self._counted(deltas)
+        return counted
+
+    def counts_with_first(self, queue: str, size: int, count: int = 1) -> tuple[Optional[Counts], Optional[float]]:
+        row = self.run(sql.COUNTS_WITH_FIRST, (count, size, queue)).fetchone()
+        if row is None:
+            return None, self.arrival_due()
+        self._counted(row[4])
+        return (row[0], row[1], row[2], row[3]), _earliest(row[5:])
+
+    def arrival_due(self) -> Optional[float]:
+        return _earliest(self.run(sql.SELECT_ARRIVAL_DEADLINES).fetchone())
+
+    def insert_message(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
+                       now: float, priority: int = 0, expires_at: Optional[float] = None) -> None:
+        # Every body stays in its row: PostgreSQL moves a large one out of line itself (TOAST), and an UPDATE of
+        # the lease leaves it where it is.
+        self.run(sql.INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, expires_at))
+
+    def insert_copies(self, queues: Sequence[str], exchange: str, routing_key: str, body: bytes,
+                      properties: Optional[str], now: float) -> None:
+        self.run(sql.INSERT_COPIES, (exchange, routing_key, body, properties, now, list(queues)))
+
+    def insert_messages(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
+                        properties: Optional[str], now: float, priority: int = 0) -> None:
+        self.run(sql.INSERT_MESSAGES, (queue, exchange, routing_key, properties, now, priority, list(bodies)))
+
+    def insert_delayed(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
+                       properties: Optional[str], now: float, visible_at: float) -> None:
+        for body in bodies:
+            self.run(sql.INSERT_DELAYED, (queue, exchange, routing_key, body, properties, now, visible_at))
+
+    # --- claiming and settling
+    def claim(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float, *,
+              default_consumer: bool = False) -> list[MessageRow]:
+        statement = sql.CLAIM_AS_DEFAULT_CONSUMER if default_consumer else sql.CLAIM
+        return _in_order(self.run(statement, (owner, token, lease_expires_at, queue, limit)).fetchall())
+
+    def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
+        statement = sql.CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else sql.CLAIM_AND_DELETE
+        return _in_order(self.run(statement, (queue, limit)).fetchall())
+
+    def ack(self, leases: Sequence[Lease]) -> int:
+        return self.run(sql.ACK, _lease_arrays(leases)).rowcount
+
+    def drop(self, leases: Sequence[Lease]) -> list[StoredMessage]:
+        return _taken_out(self.run(sql.DROP, _lease_arrays(leases)).fetchall())
+
+    def requeue(self, leases: Sequence[Lease], undo_delivery: bool = False) -> list[ReturnedMessage]:
+        rows = self.run(sql.REQUEUE, (*_lease_arrays(leases), 1 if undo_delivery else 0)).fetchall()
+        return [ReturnedMessage(*r) for r in rows]
+
+    def renew(self, leases: Sequence[tuple[float, int, int]]) -> int:
+        return self.run(sql.RENEW_LEASES, ([lease[1] for lease in leases], [lease[2] for lease in leases],
+                                           [lease[0] for lease in leases])).rowcount
+
+    def release_owner(self, owner: str) -> list[ReturnedMessage]:
+        return [ReturnedMessage(*r) for r in self.run(sql.RELEASE_OWNER, (owner,)).fetchall()]
+
+    def release_connection(self, connection_id: str) -> list[ReturnedMessage]:
+        # Owners are "<connection id>/<channel>": a connection's leases are one range of owners.
+        rows = self.run(sql.RELEASE_CONNECTION, (connection_id + "/", connection_id + "0")).fetchall()
+        return [ReturnedMessage(*r) for r in rows]
+
+    def return_expired(self, queue: str, now: float) -> list[ReturnedMessage]:
+        returned = [ReturnedMessage(*r) for r in self.run(sql.RETURN_EXPIRED, (queue, now)).fetchall()]
+        if returned:  # their holders hung, ran past the consumer timeout, or died unseen
+            debug("litemq: %d expired lease(s) in queue %r of %s returned to the queue (message ids %s)",
+                  len(returned), queue, self.path, [message.id for message in returned])
+        return returned
+
+    def take_head(self, queue: str, count: int) -> list[StoredMessage]:
+        return _taken_out(self.run(sql.TAKE_HEAD, (queue, count)).fetchall())
+
+    def take_ready(self, ids: Sequence[int]) -> list[StoredMessage]:
+        return _taken_out(self.run(sql.TAKE_READY, (list(ids),)).fetchall())
+
+    def take_expired(self, now: float, limit: int) -> list[StoredMessage]:
+        return _taken_out(self.run(sql.TAKE_EXPIRED, (now, limit)).fetchall())
+
+    def take_due(self, now: float, limit: int) -> list[tuple[StoredMessage, float]]:
+        rows = self.run(sql.TAKE_DUE, (now, limit)).fetchall()
+        rows.sort(key=lambda r: (r[7], r[0]))
+        return [(StoredMessage(*r[:7]), r[7]) for r in rows]
+
+    def next_lease_expiry(self, queue: str) -> Optional[float]:
+        row = self.run(sql.SELECT_NEXT_EXPIRY, (queue,)).fetchone()
+        return row[0] if row else None
+
+    def next_due(self, queue: str) -> Optional[float]:
+        return _earliest(self.run(sql.SELECT_DUE, (queue,)).fetchone())
+
+    def deadlines(self) -> tuple[Optional[float], Optional[float], Optional[float]]:
+        row = self.run(sql.SELECT_DEADLINES).fetchone()
+        return row[0], row[1], row[2]
+
+    # --- consumers and connections
+    def consumer_count(self, queue: str) -> int:
+        return int(self.run(sql.SELECT_CONSUMER_COUNT, (queue,)).fetchone()[0])
+
+    def first_consumer(self, queue: str) -> Optional[Consumer]:
+        row = self.run(sql.SELECT_FIRST_CONSUMER, (queue,)).fetchone()
+        return (row[0], row[1], row[2]) if row else None
+
+    def has_exclusive_consumer(self, queue: str) -> bool:
+        return self.run(sql.SELECT_EXCLUSIVE_CONSUMER, (queue,)).fetchone() is not None
+
+    def add_consumer(self, connection_id: str, channel: int, consumer_tag: str, queue: str, prefetch_count: int,
+                     auto_ack: bool, exclusive: bool, now: float, priority: int = 0) -> None:
+        self.run(sql.INSERT_CONSUMER, (connection_id, channel, consumer_tag, queue, prefetch_count, auto_ack,
+                                       exclusive, now, priority))
+
+    def consumer_ranking(self, queue: str, priority: int) -> tuple[bool, bool]:
+        if priority:
+            row = self.run(sql.SELECT_CONSUMER_RANKING, (queue, priority)).fetchone()
+        else:
+            row = self.run(sql.SELECT_DEFAULT_CONSUMER_RANKING, (queue,)).fetchone()
+        return bool(row[0]), bool(row[1])
+
+    def set_consumer_room(self, connection_id: str, channel: int, consumer_tag: str, has_room: bool) -> None:
+        self.run(sql.SET_CONSUMER_ROOM, (has_room, connection_id, channel, consumer_tag))
+
+    def remove_consumer(self, connection_id: str, channel: int, consumer_tag: str) -> bool:
+        return self.run(sql.DELETE_CONSUMER, (connection_id, channel, consumer_tag)).rowcount > 0
+
+    def consumers_of(self, queue: str) -> list[Consumer]:
+        return [(r[0], r[1], r[2]) for r in self.run(sql.SELECT_CONSUMERS_OF, (queue,)).fetchall()]
+
+    def all_consumers(self) -> list[Consumer]:
+        return [(r[0], r[1], r[2]) for r in self.run(sql.SELECT_ALL_CONSUMERS).fetchall()]
+
+    def remove_connection_consumers(self, connection_id: str) -> list[str]:
+        return [r[0] for r in self.run(sql.DELETE_CONNECTION_CONSUMERS, (connection_id,)).fetchall()]
+
+    def connection_ids(self) -> list[str]:
+        return [r[0] for r in self.run(sql.SELECT_CONNECTION_IDS).fetchall()]
+
+    def has_connection(self, connection_id: str) -> bool:
+        return self.run(sql.SELECT_CONNECTION, (connection_id,)).fetchone() is not None
+
+    def registration(self, connection_id: str) -> Optional[Registration]:
+        row = self.run(sql.SELECT_REGISTRATION, (connection_id,)).fetchone()
+        return Registration(row[0], row[1], row[2]) if row else None
+
+    def register_connection(self, connection_id: str, pid: int, host: str, now: float) -> None:
+        self.run(sql.INSERT_CONNECTION, (connection_id, pid, host, now))
+
+    def unregister_connection(self, connection_id: str) -> None:
+        self.run(sql.DELETE_CONNECTION, (connection_id,))
+
+
+def _earliest(times: Sequence[Optional[float]]) -> Optional[float]:
+    return min((t for t in times if t is not None), default=None)
+
+
+def _in_order(rows: list[Any]) -> list[MessageRow]:
+    messages = [MessageRow(*r) for r in rows]
+    if len(messages) > 1:
+        messages.sort(key=lambda m: (-m.priority, m.id))  # RETURNING gives no order: back to delivery order
+    return messages
+
+
+def _taken_out(rows: list[Any]) -> list[StoredMessage]:
+    rows.sort()
+    return [StoredMessage(*r) for r in rows]
+
+
+def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[int]]:
+    return [lease[0] for lease in leases], [lease[1] for lease in leases]
+
+
+class _Transaction:
+    """``with store.write() as store:``: the store's lock and one transaction, committed when the block ends and
+    rolled back when it raises. A class, not a generator: it runs on every operation."""
+
+    __slots__ = ("store", "begin", "writes")
+
+    def __init__(self, store: PostgresStore, begin: str, writes: bool) -> None:
+        self.store = store
+        self.begin = begin
+        self.writes = writes
+
+    def __enter__(self) -> PostgresStore:
+        store = self.store
+        store.check_process()  # before the lock, which another thread may have held at fork()
+        store.lock.acquire()
+        try:
+            store._after_commit = []
+            store._wakes = {}
+            store._control(self.begin)
+        except BaseException:
+            try:
+                store._rollback()
+            finally:
+                store.lock.release()
+            raise
+        return store
+
+    def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], traceback: object) -> None:
+        store = self.store
+        try:
+            if exc is not None:
+                store._rollback()
+                if isinstance(exc, psycopg.Error):
+                    raise store.failed(exc) from exc
+                return
+            try:
+                store._control("COMMIT")
+            except BaseException:
+                store._rollback()
+                raise
+            if self.writes:
+                store.commits += 1
+            if store._wakes:
+                store._notify()
+            actions, store._after_commit = store._after_commit, []
+            failure: Optional[BaseException] = None
+            for action in actions:
+                try:
+                    action()
+                except BaseException as error:  # run every action; report the first failure
+                    failure = failure or error
+            if store._fold_wanted and self.writes:
+                try:
+                    store._fold()
+                except StorageError as error:  # this transaction committed: the fold is for later
+                    debug("litemq: folding the counters of %s failed (%s); later", store.path, error)
+            if failure is not None:
+                raise failure
+        finally:
+            store.lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+    for store in list(_stores):
+        store._drop_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -1,0 +1,167 @@
+"""The PostgreSQL store's statements: SQLite's own text wherever the SQL is the same (its ``?`` and ``?N``
+placeholders become ``$N``), and PostgreSQL's forms where it must differ: claims that lock what they take
+(``FOR UPDATE SKIP LOCKED``, fenced in a materialised CTE so the planner cannot take more rows than asked), batches
+as arrays, counts that add the queue's deltas (migration 0007), ``ON CONFLICT`` for ``INSERT OR IGNORE``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+
+from . import sqlite_sql as lite
+
+
+def from_sqlite(sql: str) -> str:
+    """SQLite's placeholders as PostgreSQL's: ``?N`` is ``$N``, and bare ``?`` count from 1."""
+    numbered, bare = re.search(r"\?\d", sql), re.search(r"\?(?!\d)", sql)
+    assert not (numbered and bare), f"mixed placeholders: {sql}"
+    counter = itertools.count(1)
+    return re.sub(r"\?(\d*)", lambda m: "$" + (m.group(1) or str(next(counter))), sql)
+
+
+# --- the same on both engines
+SELECT_EXCHANGE = from_sqlite(lite.SELECT_EXCHANGE)
+INSERT_EXCHANGE = from_sqlite(lite.INSERT_EXCHANGE)
+DELETE_EXCHANGE = from_sqlite(lite.DELETE_EXCHANGE)
+SELECT_ROUTE = from_sqlite(lite.SELECT_ROUTE)
+SELECT_ROUTING_VERSION = from_sqlite(lite.SELECT_ROUTING_VERSION)
+SELECT_HAS_BINDINGS = from_sqlite(lite.SELECT_HAS_BINDINGS)
+SELECT_IS_DESTINATION = from_sqlite(lite.SELECT_IS_DESTINATION)
+DELETE_BINDING = from_sqlite(lite.DELETE_BINDING)
+DELETE_BINDINGS_OF_EXCHANGE = from_sqlite(lite.DELETE_BINDINGS_OF_EXCHANGE)
+DELETE_BINDINGS_TO_QUEUE = from_sqlite(lite.DELETE_BINDINGS_TO_QUEUE)
+SELECT_QUEUE_CREATED_AT = from_sqlite(lite.SELECT_QUEUE_CREATED_AT)
+INSERT_QUEUE = from_sqlite(lite.INSERT_QUEUE)
+DELETE_QUEUE = from_sqlite(lite.DELETE_QUEUE)
+DELETE_QUEUE_MESSAGES = from_sqlite(lite.DELETE_QUEUE_MESSAGES)
+DELETE_QUEUE_CONSUMERS = from_sqlite(lite.DELETE_QUEUE_CONSUMERS)
+PURGE_READY = from_sqlite(lite.PURGE_READY)
+INSERT_MESSAGE = from_sqlite(lite.INSERT_MESSAGE)
+INSERT_DELAYED = from_sqlite(lite.INSERT_DELAYED)
+SELECT_DEADLINES = from_sqlite(lite.SELECT_DEADLINES)
+SELECT_ARRIVAL_DEADLINES = from_sqlite(lite.SELECT_ARRIVAL_DEADLINES)
+SELECT_EXPIRED_QUEUES = from_sqlite(lite.SELECT_EXPIRED_QUEUES)
+SET_QUEUE_EXPIRY = from_sqlite(lite.SET_QUEUE_EXPIRY)
+SELECT_NEXT_EXPIRY = from_sqlite(lite.SELECT_NEXT_EXPIRY)
+SELECT_DUE = from_sqlite(lite.SELECT_DUE)
+SELECT_CONSUMERS_OF = from_sqlite(lite.SELECT_CONSUMERS_OF)
+SELECT_ALL_CONSUMERS = from_sqlite(lite.SELECT_ALL_CONSUMERS)
+DELETE_CONNECTION_CONSUMERS = from_sqlite(lite.DELETE_CONNECTION_CONSUMERS)
+SELECT_CONNECTION_IDS = from_sqlite(lite.SELECT_CONNECTION_IDS)
+SELECT_CONNECTION = from_sqlite(lite.SELECT_CONNECTION)
+SELECT_REGISTRATION = from_sqlite(lite.SELECT_REGISTRATION)
+SELECT_UNACKED_COUNT = from_sqlite(lite.SELECT_UNACKED_COUNT)
+SELECT_CONSUMER_COUNT = from_sqlite(lite.SELECT_CONSUMER_COUNT)
+INSERT_CONSUMER = from_sqlite(lite.INSERT_CONSUMER)
+SET_CONSUMER_ROOM = from_sqlite(lite.SET_CONSUMER_ROOM)
+DELETE_CONSUMER = from_sqlite(lite.DELETE_CONSUMER)
+SELECT_EXCLUSIVE_CONSUMER = from_sqlite(lite.SELECT_EXCLUSIVE_CONSUMER)
+SELECT_FIRST_CONSUMER = from_sqlite(lite.SELECT_FIRST_CONSUMER)
+INSERT_CONNECTION = from_sqlite(lite.INSERT_CONNECTION)
+DELETE_CONNECTION = from_sqlite(lite.DELETE_CONNECTION)
+SELECT_OWNED_QUEUES = from_sqlite(lite.SELECT_OWNED_QUEUES)
+SELECT_REVISION = from_sqlite(lite.SELECT_REVISION)
+# (SELECT_FIRST_CONSUMER orders by rowid: on PostgreSQL an identity column of that name, migration 0001.)
+
+# --- counts: the queue's row plus its deltas (migration 0007), with how many deltas there are to fold
+DELTAS = "litemq_queue_deltas"
+_COUNTED = ("litemq_queues q CROSS JOIN LATERAL (SELECT coalesce(sum(ready_count), 0)::bigint AS ready_count, "
+            "coalesce(sum(ready_bytes), 0)::bigint AS ready_bytes, count(*) AS deltas "
+            f"FROM {DELTAS} WHERE queue = q.name) d")
+_COUNTS_WITH = ("q.ready_count + d.ready_count + $1, q.ready_bytes + d.ready_bytes + $2, q.arguments, "
+                "(SELECT count(*) FROM litemq_consumers c WHERE c.queue = q.name), d.deltas")
+SELECT_QUEUE = ("SELECT q.durable, q.exclusive, q.auto_delete, q.arguments, q.owner_connection, "
+                "q.ready_count + d.ready_count, q.ready_bytes + d.ready_bytes, q.created_at, d.deltas "
+                f"FROM {_COUNTED} WHERE q.name = $1")
+SELECT_READY_COUNT = f"SELECT q.ready_count + d.ready_count, d.deltas FROM {_COUNTED} WHERE q.name = $1"
+COUNTS_WITH = f"SELECT {_COUNTS_WITH} FROM {_COUNTED} WHERE q.name = $3"
+COUNTS_WITH_QUEUES = f"SELECT q.name, {_COUNTS_WITH} FROM {_COUNTED} WHERE q.name = ANY($3::text[])"
+COUNTS_WITH_FIRST = (f"SELECT {_COUNTS_WITH}, {lite._DELAYED_DUE}, {lite._QUEUE_EXPIRY} FROM {_COUNTED} "
+                     "WHERE q.name = $3")
+FOLD = (f"WITH folded AS (DELETE FROM {DELTAS} RETURNING queue, ready_count, ready_bytes) "
+        "UPDATE litemq_queues q SET ready_count = q.ready_count + f.ready_count, "
+        "ready_bytes = q.ready_bytes + f.ready_bytes FROM (SELECT queue, sum(ready_count) AS ready_count, "
+        "sum(ready_bytes) AS ready_bytes FROM folded GROUP BY queue) f WHERE q.name = f.queue")
+DELETE_QUEUE_DELTAS = f"DELETE FROM {DELTAS} WHERE queue = $1"
+ANY_DELTAS = f"SELECT 1 FROM {DELTAS} LIMIT 1"
+
+# --- publishing: arrays instead of SQLite's padded lists and multi-row VALUES
+INSERT_BINDING = from_sqlite(lite.INSERT_BINDING.replace("INSERT OR IGNORE", "INSERT")) + " ON CONFLICT DO NOTHING"
+INSERT_COPIES = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) "
+                 "SELECT queue, $1, $2, $3, $4, $5 FROM unnest($6::text[]) AS queue")
+INSERT_MESSAGES = ("INSERT INTO litemq_messages (queue, exchange, routing_key, properties, published_at, priority, "
+                   "body) SELECT $1, $2, $3, $4, $5, $6, body FROM unnest($7::bytea[]) WITH ORDINALITY AS b(body, n) "
+                   "ORDER BY n")
+
+# --- claiming and taking: one statement, the rows locked as they are chosen and skipped when another holds them
+_READY = "queue = {queue} AND lease_token IS NULL AND visible_at IS NULL"
+_CHOSEN = ("WITH chosen(chosen_id) AS MATERIALIZED (SELECT id FROM litemq_messages WHERE {where} ORDER BY {order} "
+           "LIMIT {limit} FOR UPDATE SKIP LOCKED) ")
+_LEASE = ("UPDATE litemq_messages SET lease_owner = $1, lease_token = $2, lease_expires_at = $3, "
+          "delivery_count = delivery_count + 1 FROM chosen WHERE id = chosen_id ")
+_TAKE = "DELETE FROM litemq_messages USING chosen WHERE id = chosen_id "
+_DELIVERED = f"RETURNING id, exchange, routing_key, {lite.BODY}, properties, {{count}}, priority"
+# A priority-0 consumer claims nothing while one of higher priority has room, and learns whether any of lower
+# priority are there: both from the index of consumers of other than the default priority, usually empty.
+_OTHERS = "SELECT 1 FROM litemq_consumers WHERE queue = {queue} AND priority != 0 AND priority"
+_IN_ORDER = "priority DESC, id"
+
+
+def _claim(queue: str, limit: str, action: str, count: str, default_consumer: bool) -> str:
+    where, others = _READY.format(queue=queue), _OTHERS.format(queue=queue)
+    if default_consumer:
+        where += f" AND NOT EXISTS ({others} > 0 AND has_room)"
+    claim = _CHOSEN.format(where=where, order=_IN_ORDER, limit=limit) + action + _DELIVERED.format(count=count)
+    return claim + f", EXISTS ({others} < 0)::int" if default_consumer else claim
+
+
+CLAIM = _claim("$4", "$5", _LEASE, "delivery_count", False)
+CLAIM_AS_DEFAULT_CONSUMER = _claim("$4", "$5", _LEASE, "delivery_count", True)
+CLAIM_AND_DELETE = _claim("$1", "$2", _TAKE, "delivery_count + 1", False)
+CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER = _claim("$1", "$2", _TAKE, "delivery_count + 1", True)
+TAKE_HEAD = _CHOSEN.format(where=_READY.format(queue="$1"), order=_IN_ORDER, limit="$2") + _TAKE + lite._TAKEN
+TAKE_EXPIRED = (_CHOSEN.format(where="expires_at <= $1 AND lease_token IS NULL", order="expires_at", limit="$2")
+                + _TAKE + lite._TAKEN)
+TAKE_DUE = (_CHOSEN.format(where="visible_at <= $1", order="visible_at", limit="$2") + _TAKE + lite._TAKEN
+            + ", visible_at")
+
+# --- settling by (id, token), many in one statement
+_LEASES = "unnest($1::bigint[], $2::bigint[]) AS l(message_id, token) WHERE id = message_id AND lease_token = token"
+ACK = f"DELETE FROM litemq_messages USING {_LEASES}"
+DROP = f"DELETE FROM litemq_messages USING {_LEASES} {lite._TAKEN}"
+REQUEUE = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
+           f"delivery_count = delivery_count - $3 FROM {_LEASES} {lite._RETURNED}")
+RENEW_LEASES = ("UPDATE litemq_messages SET lease_expires_at = l.expiry FROM unnest($1::bigint[], $2::bigint[], "
+                "$3::float8[]) AS l(message_id, token, expiry) WHERE id = message_id AND lease_token = token")
+TAKE_READY = f"DELETE FROM litemq_messages WHERE id = ANY($1::bigint[]) AND lease_token IS NULL {lite._TAKEN}"
+# Leases returned in bulk skip rows another transaction holds (an ack, a renewal, another process returning the same
+# leases): whoever holds them settles them, and nothing waits on a lock another bulk return could wait on in turn.
+_RELEASE = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL "
+            "WHERE id IN (SELECT id FROM litemq_messages WHERE {where} AND lease_token IS NOT NULL "
+            f"FOR UPDATE SKIP LOCKED) {lite._RETURNED}")
+RETURN_EXPIRED = _RELEASE.format(where="queue = $1 AND lease_expires_at <= $2")
+RELEASE_OWNER = _RELEASE.format(where="lease_owner = $1")
+RELEASE_CONNECTION = _RELEASE.format(where="lease_owner >= $1 AND lease_owner < $2")
+
+# --- consumers: PostgreSQL has no max() of booleans
+SELECT_CONSUMER_RANKING = ("SELECT coalesce(bool_or(priority > $2 AND has_room), false), "
+                           "coalesce(min(priority) < $2, false) FROM litemq_consumers WHERE queue = $1")
+SELECT_DEFAULT_CONSUMER_RANKING = ("SELECT coalesce(bool_or(priority > 0 AND has_room), false), "
+                                   "coalesce(min(priority) < 0, false) FROM litemq_consumers "
+                                   "WHERE queue = $1 AND priority != 0")
+
+# --- locks (the keys are computed in Python from the schema and the name)
+LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared({key})"
+LOCK_EXCLUSIVE = "SELECT pg_advisory_xact_lock({key})"
+LOCK = "SELECT pg_advisory_xact_lock($1)"
+TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
+
+# --- what ``litemq db check`` reports on PostgreSQL
+REPORT_TABLES = ("SELECT relname, n_live_tup, n_dead_tup, pg_table_size(relid), pg_indexes_size(relid), "
+                 "extract(epoch FROM last_autovacuum)::float8, extract(epoch FROM last_vacuum)::float8 "
+                 "FROM pg_stat_user_tables WHERE schemaname = $1 ORDER BY relname")
+REPORT_OLDEST_XMIN = ("SELECT pid, datname, usename, application_name, state, age(backend_xmin), "
+                      "extract(epoch FROM clock_timestamp() - xact_start)::float8, left(query, 200) "
+                      "FROM pg_stat_activity WHERE backend_xmin IS NOT NULL AND pid != pg_backend_pid() "
+                      "ORDER BY age(backend_xmin) DESC LIMIT 1")

@@ -1,0 +1,383 @@
+"""What only the PostgreSQL store does: its URL, opening a schema (created, migrated once by concurrent openers,
+refused when newer), advisory-lock liveness with a killed process, LISTEN/NOTIFY wake-ups and their polling
+fallback, idle cost, fork, and the report ``litemq db check`` prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from litemq.errors import DatabaseNotFound, SchemaTooNew, ServerUnreachable, StorageError
+from services import POSTGRESQL_SERVER, postgresql_url, require_postgresql  # noqa: F401  (a fixture)
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+@pytest.fixture
+def stores(postgresql_url: str) -> Iterator[list[Any]]:
+    """Stores opened by the test (``stores.append``), closed after it."""
+    opened: list[Any] = []
+    yield opened
+    for store in opened:
+        store.close()
+
+
+def open_store(stores: list[Any], url: str, **options: Any) -> Any:
+    from litemq.store.postgres import PostgresStore
+
+    stores.append(PostgresStore(url, **options))
+    return stores[-1]
+
+
+def worker(*args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, str(HERE / "postgres_workers.py"), *args], stdout=subprocess.PIPE,
+                            text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def first_line(process: subprocess.Popen[str], timeout: float = 30.0) -> dict[str, Any]:
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    assert ready, "the worker said nothing in time"
+    return json.loads(process.stdout.readline())
+
+
+# --- URL and opening
+def test_the_url_loses_schema_and_listen_before_libpq_and_its_password_in_messages() -> None:
+    from litemq.store.postgres import parse_url
+
+    conninfo, schema, listen, shown = parse_url("postgresql+psycopg://app:secret@db:6432/app?schema=jobs&listen=0"
+                                                "&sslmode=require")
+    assert conninfo == "postgresql://app:secret@db:6432/app?sslmode=require"
+    assert (schema, listen) == ("jobs", False)
+    assert shown == "postgresql://app@db:6432/app?sslmode=require&schema=jobs"
+    assert parse_url("postgresql://db/app")[1:3] == ("litemq", True)
+    with pytest.raises(ValueError, match="schema"):
+        parse_url("postgresql://db/app?schema=" + "x" * 64)
+
+
+def test_an_unreachable_server_is_named() -> None:
+    from litemq.store.postgres import PostgresStore
+
+    with pytest.raises(ServerUnreachable, match=r"127\.0\.0\.1:1/test\?schema=litemq"):
+        PostgresStore("postgresql://postgres@127.0.0.1:1/test", connect_timeout=2)
+
+
+def test_a_missing_database_is_named() -> None:
+    require_postgresql()
+    from litemq.store.postgres import PostgresStore
+
+    with pytest.raises(DatabaseNotFound, match="no_such_database_here"):
+        PostgresStore(POSTGRESQL_SERVER.replace("/test", "/no_such_database_here"))
+
+
+def test_a_new_schema_is_created_with_its_private_version_table_inside(stores: list[Any],
+                                                                      postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    tables = {row[0] for row in store.run("SELECT table_name FROM information_schema.tables "
+                                          "WHERE table_schema = $1", (store.schema,)).fetchall()}
+    assert {"litemq_alembic_version", "litemq_messages", "litemq_queue_deltas", "litemq_queue_stats"} <= tables
+    assert store.run("SELECT count(*) FROM information_schema.tables WHERE table_name = 'alembic_version'"
+                     ).fetchone()[0] == 0
+    assert store.exchange("amq.topic").type == "topic"
+
+
+def test_a_schema_from_a_newer_litemq_is_refused(stores: list[Any], postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    store.run("UPDATE litemq_alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaTooNew, match=r"schema=t_\w+ has schema revision '9999'"):
+        open_store(stores, postgresql_url)
+
+
+def test_the_revisions_go_down_to_nothing_and_up_again(stores: list[Any], postgresql_url: str) -> None:
+    from litemq.store import migrate
+
+    store = open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+        s.insert_message("q", "", "q", b"kept", None, 2.0)
+    store.close()
+    assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path, "0006") is True
+    assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path) is True
+    reopened = open_store(stores, postgresql_url)
+    assert reopened.ready_count("q") == 1
+    assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path, "base") is True
+    assert reopened.run("SELECT count(*) FROM information_schema.tables WHERE table_schema = $1",
+                        (store.schema,)).fetchone()[0] == 1  # the version table alone
+
+
+def test_concurrent_first_openers_migrate_once_and_all_open(stores: list[Any], postgresql_url: str) -> None:
+    from litemq.store import migrate
+
+    changed: list[bool] = []
+    real = migrate.upgrade_postgresql
+
+    def counted(*args: Any, **kwargs: Any) -> bool:
+        changed.append(real(*args, **kwargs))
+        return changed[-1]
+
+    migrate.upgrade_postgresql = counted  # type: ignore[assignment]
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            open_store(stores, postgresql_url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=opener) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        migrate.upgrade_postgresql = real  # type: ignore[assignment]
+    assert errors == [] and len(stores) == 4
+    assert changed.count(True) == 1, changed
+
+
+def test_opening_a_current_schema_imports_neither_alembic_nor_sqlalchemy(stores: list[Any],
+                                                                         postgresql_url: str) -> None:
+    open_store(stores, postgresql_url)
+    script = ("import sys; from litemq.store.postgres import PostgresStore; "
+              f"PostgresStore({postgresql_url!r}).close(); "
+              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'sqlalchemy')))")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_writes_of_two_connections_run_side_by_side(stores: list[Any], postgresql_url: str) -> None:
+    store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    with store.write() as s:
+        s.insert_message("q", "", "q", b"mine", None, 2.0)
+        with other.write() as o:  # would wait for ever if writes were serialised
+            o.insert_message("q", "", "q", b"theirs", None, 2.0)
+            assert [m.body for m in o.claim("q", 5, "o/1", 1, 9.0)] == [b"theirs"]  # not "mine": uncommitted
+    assert store.ready_count("q") == 1 and store.unacked_count("q") == 1
+
+
+# --- liveness
+def test_a_killed_consumer_on_this_host_is_found_dead_within_50_ms(stores: list[Any], postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    liveness = store.liveness("w" * 32, store.registration)
+    held = worker("hold", postgresql_url, "k" * 32)
+    try:
+        first_line(held)
+        sockets, delay = liveness.watch(store.connection_ids())
+        assert len(sockets) == 1 and delay == 1.0  # watched: no need to test by hand
+        assert liveness.dead(["k" * 32]) == []
+        killed = time.monotonic()
+        os.kill(held.pid, signal.SIGKILL)
+        readable, _, _ = select.select(sockets, [], [], 5)
+        woke = time.monotonic()
+        found = liveness.dead(["k" * 32])
+        done = time.monotonic()
+    finally:
+        held.kill()
+        held.wait()
+    print(f"\nkilled consumer: hang-up after {1000 * (woke - killed):.1f} ms, found dead after "
+          f"{1000 * (done - killed):.1f} ms")
+    assert readable and found == ["k" * 32]
+    assert done - killed < 0.25  # 50 ms is the target; the margin is for a loaded machine
+
+
+def test_a_connection_on_another_host_is_tested_on_a_timer(stores: list[Any], postgresql_url: str) -> None:
+    from litemq.store.contract import Registration
+    from litemq.store.postgres_liveness import REMOTE_SECONDS, UNWATCHED_SECONDS
+
+    store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    far = other.liveness("f" * 32, lambda _: None)
+    hosts = {"f" * 32: Registration(1, "elsewhere", 0.0), "n" * 32: Registration(1, socket.gethostname(), 0.0)}
+    liveness = store.liveness("w" * 32, hosts.get)
+    assert liveness.watch(["f" * 32]) == ([], REMOTE_SECONDS)
+    assert liveness.watch(["f" * 32, "n" * 32]) == ([], UNWATCHED_SECONDS)  # same host, nothing listening
+    assert liveness.dead(["f" * 32]) == []
+    far.close()
+    other.close()
+    assert liveness.dead(["f" * 32, "n" * 32]) == ["f" * 32, "n" * 32] or sorted(
+        liveness.dead(["f" * 32, "n" * 32])) == ["f" * 32, "n" * 32]
+
+
+# --- wake-ups
+def test_a_wake_rings_the_doorbells_of_that_queue_in_another_process_after_commit(stores: list[Any],
+                                                                                   postgresql_url: str) -> None:
+    store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    mine, elsewhere = other.doorbell("c", 1, "t", "q", "me"), other.doorbell("c", 1, "u", "r", "me")
+    version = other.data_version()
+    with store.write() as s:
+        s.wake(["q", "q"])
+        time.sleep(0.05)
+        assert select.select([mine.socket], [], [], 0)[0] == []  # not before the commit
+    assert select.select([mine.socket], [], [], 2)[0] == [mine.socket]
+    assert select.select([elsewhere.socket], [], [], 0.05)[0] == []
+    assert other.data_version() > version
+    with store.write() as s:
+        s.wake(None)  # every queue
+    assert select.select([elsewhere.socket], [], [], 2)[0] == [elsewhere.socket]
+    mine.close()
+    elsewhere.close()
+
+
+def terminate(backend_pid: int) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRESQL_SERVER, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (backend_pid,))
+
+
+def test_the_listening_session_comes_back_after_the_server_drops_it(stores: list[Any], postgresql_url: str) -> None:
+    store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    bell = other.doorbell("c", 1, "t", "q", "me")
+    dropped = other._relay._conn.info.backend_pid
+    terminate(dropped)
+    deadline = time.monotonic() + 5
+    while select.select([bell.socket], [], [], 0.05)[0] == [] and time.monotonic() < deadline:
+        pass  # coming back, the relay rings every doorbell: what was notified meanwhile is lost
+    bell.socket.recv(64)
+    assert other._relay._conn.info.backend_pid != dropped
+    with store.write() as s:
+        s.wake(["q"])
+    assert select.select([bell.socket], [], [], 2)[0] == [bell.socket]
+    bell.close()
+
+
+def test_a_store_whose_session_the_server_dropped_says_so(stores: list[Any], postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    terminate(store._conn.info.backend_pid)
+    with pytest.raises(ServerUnreachable, match=r"lost the connection to postgresql://postgres@127\.0\.0\.1"):
+        with store.write() as s:
+            s.ready_count("q")
+
+
+def test_without_listen_doorbells_have_no_socket_and_the_version_follows_commits(stores: list[Any],
+                                                                                  postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    polling = open_store(stores, postgresql_url + "&listen=0")
+    assert polling.doorbell("c", 1, "t", "q", "me").socket is None
+    version = polling.data_version()
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    deadline = time.monotonic() + 2
+    while polling.data_version() == version and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert polling.data_version() != version
+
+
+def test_an_idle_waiting_consumer_uses_under_one_percent_of_a_core(stores: list[Any], postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    seconds = os.environ.get("LITEMQ_IDLE_SECONDS", "3")
+    waiter = worker("wait", postgresql_url, "i" * 32, seconds)
+    try:
+        figures = first_line(waiter, 60 + float(seconds))
+    finally:
+        waiter.kill()
+        waiter.wait()
+    print(f"\nidle consumer over {seconds} s: process {figures['process']:.3f} s CPU, its server sessions "
+          f"{figures['backends']:.3f} s, {figures['looks']} looks, {figures['wakes']} wakes")
+    assert (figures["process"] + figures["backends"]) / figures["seconds"] < 0.01
+
+
+# --- fork, counts, report
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork() only")
+def test_a_forked_child_refuses_the_store_and_leaves_the_parents_session_alone(stores: list[Any],
+                                                                                postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    pid = os.fork()
+    if pid == 0:  # the child: refuse, close, exit without cleanup of the parent's state
+        code = 1
+        try:
+            store.check_process()
+        except StorageError as exc:
+            code = 0 if "fork()" in str(exc) else 2
+        try:
+            with store.read():
+                code = 3
+        except StorageError:
+            pass
+        store.close()
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    with store.write_exclusive() as s:  # the child's exit did not end the parent's session
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    assert store.ready_count("q") == 0
+
+
+def test_a_reader_that_sees_many_deltas_folds_them_after_its_commit(stores: list[Any], postgresql_url: str) -> None:
+    from litemq.store.postgres import FOLD_AT
+
+    store = open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    for _ in range(FOLD_AT + 1):
+        with store.write() as s:
+            s.insert_message("q", "", "q", b"m", None, 2.0)
+    assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] == FOLD_AT + 1
+    with store.write() as s:
+        assert s.counts_with("q", 0, 0)[0] == FOLD_AT + 1
+    assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] == 0
+    assert store.ready_count("q") == FOLD_AT + 1
+
+
+def test_claims_walk_the_ready_index_and_expired_leases_the_lease_index(stores: list[Any],
+                                                                      postgresql_url: str) -> None:
+    from litemq.store import postgres_sql as sql
+
+    store = open_store(stores, postgresql_url)
+    store.run("SET enable_seqscan = off")  # an empty table: make the planner say what it would do at depth
+
+    def plan(statement: str, *values: str) -> str:
+        for number, value in reversed(list(enumerate(values, 1))):
+            statement = statement.replace(f"${number}", value)
+        return "\n".join(row[0] for row in store.run("EXPLAIN " + statement).fetchall())
+
+    claim = plan(sql.CLAIM, "'o'", "1", "1.0", "'q'", "10")
+    assert "ix_litemq_messages_ready" in claim and "Sort" not in claim, claim
+    assert "ix_litemq_messages_lease_expiry" in plan(sql.RETURN_EXPIRED, "'q'", "1.0")
+
+
+def test_the_report_names_dead_rows_sizes_and_the_oldest_snapshot(stores: list[Any], postgresql_url: str) -> None:
+    store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    with other.read() as o:
+        o.ready_count("q")  # a snapshot held open
+        report = store.report()
+    tables = {table["table"]: table for table in report["tables"]}
+    assert {"litemq_messages", "litemq_queue_deltas"} <= set(tables)
+    assert tables["litemq_messages"]["table_bytes"] >= 0 and "dead_rows" in tables["litemq_messages"]
+    assert report["oldest_snapshot"] is not None and report["oldest_snapshot"]["xmin_age"] >= 0
+
+
+def test_every_statement_of_the_store_prepares_against_the_migrated_schema(stores: list[Any],
+                                                                           postgresql_url: str) -> None:
+    import psycopg.pq
+
+    from litemq.store import postgres_sql as sql
+
+    store = open_store(stores, postgresql_url)
+    statements = {name: value for name, value in vars(sql).items() if name.isupper() and not name.startswith("_")
+                  and isinstance(value, str)
+                  and value.startswith(("SELECT ", "INSERT ", "UPDATE ", "DELETE ", "WITH "))
+                  and "{" not in value}
+    assert len(statements) > 60
+    failed = {}
+    for number, (name, statement) in enumerate(statements.items()):
+        result = store._conn.pgconn.prepare(f"check_{number}".encode(), statement.encode())
+        if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
+            failed[name] = result.error_message.decode()
+    assert failed == {}

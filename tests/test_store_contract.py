@@ -1,0 +1,426 @@
+"""The storage contract (litemq.store.contract), verb by verb, on both engines: each test runs on an SQLite file
+and on a fresh schema of the local PostgreSQL server. What a verb promises in its docstring is what is tested."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from litemq.store.sqlite import SQLiteStore
+from services import postgresql_url  # noqa: F401  (a fixture)
+
+TOKEN = 1 << 60  # lease tokens reach 2**62: past any 32-bit column
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
+    """Opens a connection to one broker (another each call), closed after the test."""
+    if request.param == "sqlite":
+        target = str(tmp_path / "mq.db")
+
+        def make() -> Any:
+            return SQLiteStore(target)
+    else:
+        target = request.getfixturevalue("postgresql_url")
+
+        def make() -> Any:
+            from litemq.store.postgres import PostgresStore
+
+            return PostgresStore(target)
+    opened: list[Any] = []
+
+    def opener() -> Any:
+        opened.append(make())
+        return opened[-1]
+
+    yield opener
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store: Callable[[], Any]) -> Any:
+    return open_store()
+
+
+def exclusive(store: Any) -> Any:
+    """``write_exclusive()`` (SQLiteStore gains it with the contract's rewiring; its ``write()`` is exclusive)."""
+    return store.write_exclusive() if hasattr(store, "write_exclusive") else store.write()
+
+
+def needs(store: Any, member: str) -> None:
+    if not hasattr(store, member):
+        pytest.skip(f"{type(store).__name__} has no {member} yet (the contract's rewiring adds it)")
+
+
+def declare(store: Any, queue: str = "q", arguments: Any = None, now: float = 1.0) -> None:
+    with exclusive(store) as s:
+        s.insert_queue(queue, True, False, False, arguments, None, now)
+
+
+def publish(store: Any, queue: str = "q", *bodies: bytes, priority: int = 0, now: float = 2.0) -> None:
+    with store.write() as s:
+        for body in bodies or (b"m",):
+            s.insert_message(queue, "", queue, body, None, now, priority)
+
+
+def claim(store: Any, limit: int, queue: str = "q", owner: str = "c/1", token: int = TOKEN,
+          expires: float = 100.0, **options: Any) -> list[Any]:
+    with store.write() as s:
+        return list(s.claim(queue, limit, owner, token, expires, **options))
+
+
+# --- transactions
+def test_a_write_that_raises_is_rolled_back_and_its_after_commit_actions_never_run(store: Any) -> None:
+    declare(store)
+    ran: list[str] = []
+    with pytest.raises(RuntimeError):
+        with store.write() as s:
+            s.insert_message("q", "", "q", b"lost", None, 2.0)
+            s.after_commit(lambda: ran.append("rolled back"))
+            raise RuntimeError("boom")
+    with store.write() as s:
+        s.after_commit(lambda: ran.append("committed"))
+    assert store.ready_count("q") == 0
+    assert ran == ["committed"]
+
+
+def test_a_read_sees_one_snapshot_while_another_connection_commits(open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    declare(store)
+    publish(store)
+    with store.read() as s:
+        first = s.ready_count("q")
+        if getattr(store, "engine", "sqlite") == "postgresql":  # SQLite's writer would wait for this reader's lock
+            publish(other)
+        assert s.ready_count("q") == first == 1
+
+
+def test_exclusive_writes_wait_for_writes_and_writes_for_them(open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    needs(store, "write_exclusive")
+    declare(store)
+    order: list[str] = []
+    with store.write() as s:
+        s.insert_message("q", "", "q", b"m", None, 2.0)
+        def declare_other() -> None:
+            with exclusive(other) as o:
+                order.append("exclusive began")
+                o.insert_queue("r", True, False, False, None, None, 3.0)
+
+        waiter = threading.Thread(target=declare_other)
+        waiter.start()
+        time.sleep(0.2)
+        order.append("write committing")
+    waiter.join(5)
+    assert order == ["write committing", "exclusive began"]
+    order.clear()
+    with exclusive(store):
+        def publish_other() -> None:
+            with other.write():
+                order.append("write began")
+
+        waiter = threading.Thread(target=publish_other)
+        waiter.start()
+        time.sleep(0.2)
+        order.append("exclusive committing")
+    waiter.join(5)
+    assert order == ["exclusive committing", "write began"]
+
+
+def test_lock_queue_serialises_two_publishers_of_one_queue(open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    needs(store, "lock_queue")
+    declare(store)
+    order: list[str] = []
+    with store.write() as s:
+        s.lock_queue("q")
+
+        def second() -> None:
+            with other.write() as o:
+                o.lock_queue("q")
+                order.append("second locked")
+
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.2)
+        order.append("first committing")
+    thread.join(5)
+    assert order == ["first committing", "second locked"]
+
+
+# --- exchanges and bindings
+def test_exchanges_and_bindings_round_trip_and_raise_the_routing_version(store: Any) -> None:
+    version = store.routing_version()
+    with exclusive(store) as s:
+        s.insert_exchange("logs", "fanout", True, False, False, '{"a": 1}', 1.0)
+        s.insert_exchange("inner", "topic", False, True, True, None, 1.0)
+        s.add_binding("logs", "q1", "queue", "k", "{}")
+        s.add_binding("logs", "q1", "queue", "k", "{}")  # twice: left as it is
+        s.add_binding("logs", "inner", "exchange", "#", "{}")
+    assert store.routing_version() > version
+    row = store.exchange("logs")
+    assert (row.type, row.durable, row.auto_delete, row.internal, row.arguments) == ("fanout", True, False, False,
+                                                                                      '{"a": 1}')
+    assert store.exchange_and_bindings("logs") == ("fanout", False, '{"a": 1}',
+                                                   [("q1", "queue", "k", "{}"), ("inner", "exchange", "#", "{}")])
+    assert store.exchange_in_use("inner") and store.has_bindings("logs") and not store.has_bindings("inner")
+    with exclusive(store) as s:
+        assert s.remove_binding("logs", "q1", "queue", "k", "{}") is True
+        assert s.remove_binding("logs", "q1", "queue", "k", "{}") is False
+        assert s.delete_exchange("inner") == ["logs"]
+    assert store.exchange("inner") is None and store.exchange_and_bindings("logs") == ("fanout", False, '{"a": 1}', [])
+    assert store.exchange_and_bindings("nope") is None
+
+
+# --- queues and counts
+def test_a_queue_counts_its_ready_messages_and_bytes(store: Any) -> None:
+    declare(store, arguments='{"x-max-length": 5}')
+    publish(store, "q", b"abc", b"de")
+    row = store.queue("q")
+    assert (row.durable, row.exclusive, row.auto_delete, row.arguments, row.ready_count, row.ready_bytes,
+            row.created_at) == (True, False, False, '{"x-max-length": 5}', 2, 5, 1.0)
+    with store.write() as s:
+        assert s.counts_with("q", 10, 3) == (5, 15, '{"x-max-length": 5}', 0)
+        assert s.counts_with("missing", 1) is None
+        assert s.counts_with_first("q", 1) == ((3, 6, '{"x-max-length": 5}', 0), None)
+        assert s.counts_with_queues(["q", "missing"], 1) == {"q": (3, 6, '{"x-max-length": 5}', 0)}
+    claim(store, 1)
+    assert store.ready_count("q") == 1 and store.unacked_count("q") == 1
+    assert store.ready_count("missing") is None and store.queue_created_at("q") == 1.0
+
+
+def test_messages_changed_by_hand_with_plain_sql_are_counted(store: Any) -> None:
+    declare(store)
+    publish(store, "q", b"one", b"two", b"three")
+    with store.write() as s:
+        s.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                  "VALUES (?, '', 'q', ?, 3.0)", ("q", b"by hand"))
+        s.execute("DELETE FROM litemq_messages WHERE body = ?", (b"one",))
+        s.execute("UPDATE litemq_messages SET visible_at = 99.0 WHERE body = ?", (b"two",))
+    assert (store.queue("q").ready_count, store.queue("q").ready_bytes) == (2, len(b"three") + len(b"by hand"))
+
+
+def test_maintain_folds_the_counters_without_changing_them(store: Any) -> None:
+    needs(store, "maintain")
+    declare(store)
+    for _ in range(20):
+        publish(store, "q", b"xy")
+    claim(store, 5)
+    store.maintain()
+    assert (store.queue("q").ready_count, store.queue("q").ready_bytes) == (15, 30)
+    if getattr(store, "engine", "") == "postgresql":
+        assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] == 0
+
+
+def test_deleting_a_queue_takes_its_messages_bindings_consumers_and_counts(store: Any) -> None:
+    declare(store)
+    publish(store, "q", b"a", b"b")
+    with exclusive(store) as s:
+        s.add_binding("amq.direct", "q", "queue", "k", "{}")
+        s.add_consumer("c", 1, "tag", "q", 0, False, False, 1.0)
+        assert s.delete_queue("q") == ["amq.direct"]
+    declare(store)  # the same name again: another queue, empty
+    assert store.queue("q").ready_count == 0 and store.consumer_count("q") == 0
+
+
+def test_purge_takes_ready_messages_and_leaves_unacked_ones(store: Any) -> None:
+    declare(store)
+    publish(store, "q", b"a", b"b", b"c")
+    claim(store, 1)
+    with store.write() as s:
+        assert s.purge_queue("q") == 2
+    assert store.ready_count("q") == 0 and store.unacked_count("q") == 1
+
+
+def test_copies_batches_and_delayed_messages_are_stored_in_order(store: Any) -> None:
+    for queue in ("a", "b", "c"):
+        declare(store, queue)
+    with store.write() as s:
+        s.insert_copies(["a", "b"], "ex", "key", b"copy", '{"p": 1}', 2.0)
+        s.insert_messages("c", "ex", "key", [b"1", b"2", b"3"], None, 2.0)
+        s.insert_delayed("c", "ex", "key", [b"later"], None, 2.0, 50.0)
+    assert [store.ready_count(q) for q in "abc"] == [1, 1, 3]
+    assert [m.body for m in claim(store, 10, "c")] == [b"1", b"2", b"3"]
+    message = claim(store, 1, "a")[0]
+    assert (message.exchange, message.routing_key, message.properties) == ("ex", "key", '{"p": 1}')
+    assert store.deadlines()[0] == 50.0 and store.arrival_due() == 50.0
+    with store.write() as s:
+        due = s.take_due(60.0, 10)
+    assert [(m.body, m.queue, at) for m, at in due] == [(b"later", "c", 50.0)]
+
+
+# --- claiming and settling
+def test_claims_go_by_priority_then_arrival_and_take_no_more_than_asked(store: Any) -> None:
+    declare(store)
+    publish(store, "q", b"low1", b"low2")
+    publish(store, "q", b"high", priority=5)
+    publish(store, "q", b"low3")
+    taken = claim(store, 3)
+    assert [m.body for m in taken] == [b"high", b"low1", b"low2"]
+    assert all(m.delivery_count == 1 for m in taken)
+    assert store.ready_count("q") == 1 and store.unacked_count("q") == 3
+
+
+def test_two_connections_claiming_at_once_never_take_the_same_message(open_store: Callable[[], Any]) -> None:
+    stores = [open_store() for _ in range(4)]
+    declare(stores[0])
+    with stores[0].write() as s:
+        s.insert_messages("q", "", "q", [str(i).encode() for i in range(400)], None, 2.0)
+    taken: list[int] = []
+
+    def consume(store: Any, owner: str) -> None:
+        while True:
+            batch = claim(store, 7, owner=owner)
+            if not batch:
+                return
+            taken.extend(m.id for m in batch)
+
+    threads = [threading.Thread(target=consume, args=(store, f"c{i}/1")) for i, store in enumerate(stores)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(taken) == len(set(taken)) == 400
+
+
+def test_a_default_consumer_claims_nothing_while_a_higher_priority_consumer_has_room(store: Any) -> None:
+    declare(store)
+    publish(store, "q", b"a", b"b")
+    with exclusive(store) as s:
+        s.add_consumer("hi", 1, "t", "q", 1, False, False, 1.0, priority=5)
+        s.add_consumer("lo", 1, "t", "q", 1, False, False, 1.0, priority=-1)
+    assert store.consumer_ranking("q", 0) == (True, True)
+    assert claim(store, 1, default_consumer=True) == []
+    with store.write() as s:
+        s.set_consumer_room("hi", 1, "t", False)
+    got = claim(store, 1, default_consumer=True)
+    assert [m.body for m in got] == [b"a"] and got[0].consumers_below == 1
+    with store.write() as s:
+        taken = s.claim_and_delete("q", 5, default_consumer=True)
+    assert [(m.body, m.delivery_count) for m in taken] == [(b"b", 1)]
+    assert store.consumer_ranking("q", 5) == (False, True)
+
+
+def test_settling_needs_the_lease_token(store: Any) -> None:
+    declare(store)
+    publish(store, "q", b"a", b"b", b"c", b"d")
+    a, b, c, d = claim(store, 4)
+    with store.write() as s:
+        assert s.ack([(a.id, TOKEN + 1)]) == 0
+        assert s.ack([(a.id, TOKEN), (b.id, TOKEN)]) == 2
+        assert [m.body for m in s.drop([(c.id, TOKEN), (c.id, 7)])] == [b"c"]
+        assert s.renew([(500.0, d.id, TOKEN), (500.0, d.id, 7)]) == 1
+    assert store.next_lease_expiry("q") == 500.0
+    with store.write() as s:
+        assert s.requeue([(d.id, TOKEN)], undo_delivery=True) == [(d.id, "q", 0)]
+        assert s.requeue([(d.id, TOKEN)]) == []
+    assert store.ready_count("q") == 1 and store.next_lease_expiry("q") is None
+
+
+def test_leases_return_by_owner_by_connection_and_on_expiry(store: Any) -> None:
+    declare(store)
+    publish(store, "q", *[bytes([i]) for i in range(6)])
+    claim(store, 2, owner="conn1/1", expires=10.0)
+    claim(store, 2, owner="conn1/2", expires=20.0)
+    claim(store, 2, owner="conn2/1", expires=30.0)
+    with store.write() as s:
+        assert [m.delivery_count for m in s.return_expired("q", 10.0)] == [1, 1]
+        assert len(s.release_owner("conn1/2")) == 2
+        assert s.release_connection("conn1") == []
+        assert len(s.release_connection("conn2")) == 2
+    assert store.ready_count("q") == 6
+    assert [m.delivery_count for m in claim(store, 6)] == [2] * 6
+
+
+def test_two_reapers_at_once_return_each_lease_once(open_store: Callable[[], Any]) -> None:
+    stores = [open_store() for _ in range(3)]
+    declare(stores[0])
+    with stores[0].write() as s:
+        s.insert_messages("q", "", "q", [b"m"] * 300, None, 2.0)
+    claim(stores[0], 300, owner="dead/1")
+    returned: list[int] = []
+
+    def reap(store: Any) -> None:
+        with store.write() as s:
+            returned.extend(m.id for m in s.release_connection("dead"))
+
+    threads = [threading.Thread(target=reap, args=(store,)) for store in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(returned) == len(set(returned)) == 300
+    assert stores[0].ready_count("q") == 300
+
+
+def test_taking_messages_out_head_by_id_and_on_expiry(store: Any) -> None:
+    declare(store)
+    with store.write() as s:
+        s.insert_message("q", "", "q", b"old", None, 2.0, 0, 5.0)
+        s.insert_message("q", "", "q", b"young", None, 2.0, 0, 9.0)
+        s.insert_message("q", "", "q", b"forever", None, 2.0)
+    assert store.deadlines() == (None, 5.0, None)
+    with store.write() as s:
+        assert [m.body for m in s.take_expired(6.0, 10)] == [b"old"]
+        head = s.take_head("q", 1)
+        assert [m.body for m in head] == [b"young"]
+        ids = [m.id for m in s.claim("q", 1, "c/1", TOKEN, 100.0)]
+        assert s.take_ready(ids) == []  # leased: not ready any more
+    assert store.ready_count("q") == 0 and store.unacked_count("q") == 1
+
+
+def test_next_due_is_the_earliest_lease_or_deadline(store: Any) -> None:
+    declare(store)
+    publish(store, "q", b"a")
+    claim(store, 1, expires=40.0)
+    with store.write() as s:
+        s.insert_delayed("q", "", "q", [b"d"], None, 2.0, 30.0)
+        s.set_queue_expiry("q", 20.0)
+    assert store.next_due("q") == 20.0
+    assert store.expired_queues(25.0) == ["q"] and store.expired_queues(15.0) == []
+
+
+# --- consumers and connections
+def test_consumers_are_kept_in_the_order_they_came(store: Any) -> None:
+    declare(store)
+    with exclusive(store) as s:
+        s.add_consumer("b", 1, "t1", "q", 0, False, True, 1.0)
+        s.add_consumer("a", 2, "t2", "q", 0, True, False, 1.0)
+    assert store.first_consumer("q") == ("b", 1, "t1")
+    assert store.has_exclusive_consumer("q") and store.consumer_count("q") == 2
+    assert sorted(store.consumers_of("q")) == [("a", 2, "t2"), ("b", 1, "t1")] == sorted(store.all_consumers())
+    with exclusive(store) as s:
+        assert s.remove_consumer("b", 1, "t1") and not s.remove_consumer("b", 1, "t1")
+        assert s.remove_connection_consumers("a") == ["q"]
+    assert store.first_consumer("q") is None
+
+
+def test_connections_register_and_unregister(store: Any) -> None:
+    with exclusive(store) as s:
+        s.register_connection("abc", 42, "host", 5.0)
+        s.insert_queue("mine", False, True, False, None, "abc", 5.0)
+    assert tuple(store.registration("abc")) == (42, "host", 5.0)
+    assert store.has_connection("abc") and "abc" in store.connection_ids()
+    assert store.owned_queues("abc") == ["mine"]
+    with exclusive(store) as s:
+        s.unregister_connection("abc")
+    assert store.registration("abc") is None and not store.has_connection("abc")
+
+
+# --- liveness
+def test_a_connection_is_dead_once_its_store_closes_and_alive_before(open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    needs(store, "liveness")
+    mine = store.liveness("a" * 32, lambda connection_id: None)
+    theirs = other.liveness("b" * 32, lambda connection_id: None)
+    assert mine.dead(["b" * 32, "a" * 32]) == [] and not mine.is_dead("b" * 32)
+    theirs.close()
+    other.close()
+    assert mine.dead(["b" * 32]) == ["b" * 32]
+    mine.forget("b" * 32)
+    mine.close()
