@@ -381,3 +381,19 @@ def test_every_statement_of_the_store_prepares_against_the_migrated_schema(store
         if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
             failed[name] = result.error_message.decode()
     assert failed == {}
+
+
+def test_the_store_its_liveness_and_its_doorbells_are_what_the_contract_says(tmp_path: Path) -> None:
+    program = tmp_path / "conforms.py"
+    program.write_text(
+        "from litemq.store.contract import Doorbell, Liveness, Store\n"
+        "from litemq.store.postgres import PostgresStore\n"
+        "from litemq.store.postgres_listen import Doorbell as PostgresDoorbell\n"
+        "from litemq.store.postgres_liveness import PostgresLiveness\n\n\n"
+        "def check(store: PostgresStore, liveness: PostgresLiveness, bell: PostgresDoorbell) -> None:\n"
+        "    as_store: Store = store\n"
+        "    as_liveness: Liveness = liveness\n"
+        "    as_doorbell: Doorbell = bell\n")
+    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(program)],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert [line for line in out.stdout.splitlines() if "conforms.py" in line] == [], out.stdout
