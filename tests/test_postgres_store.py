@@ -267,7 +267,11 @@ def test_without_listen_doorbells_have_no_socket_and_the_version_follows_commits
                                                                                   postgresql_url: str) -> None:
     store = open_store(stores, postgresql_url)
     polling = open_store(stores, postgresql_url + "&listen=0")
-    assert polling.doorbell("c", 1, "t", "q", "me").socket is None
+    bell = polling.doorbell("c", 1, "t", "q", "me")
+    assert bell.socket is None
+    version = polling.data_version()
+    bell.ring()  # from this process (a consumer finishing): the version moves at once
+    assert polling.data_version() != version
     version = polling.data_version()
     with store.write_exclusive() as s:
         s.insert_queue("q", True, False, False, None, None, 1.0)

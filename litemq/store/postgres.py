@@ -255,7 +255,7 @@ class PostgresStore:
         return PostgresLiveness(self, connection_id, registration)
 
     def doorbell(self, connection_id: str, channel: int, consumer_tag: str, queue: str, owner: str) -> Doorbell:
-        return Doorbell(self._relay, queue)
+        return Doorbell(self._relay, queue, self._poller)
 
     def wake(self, queues: Optional[Iterable[str]]) -> None:
         """Once this transaction commits, notify the schema's channel with each queue ("" for every queue): the
