@@ -140,6 +140,8 @@ class PostgresStore:
                                       f"expected {SCHEMA_REVISION!r}")
             if listen:
                 self._relay = relay_for(self.conninfo, self._channel, self.path)
+                # A store dropped without close() still lets go of its share of the process's listening session.
+                self._release_relay = weakref.finalize(self, release, self._relay)
         except BaseException:
             self.close()
             raise
@@ -240,7 +242,7 @@ class PostgresStore:
                 return
             self.closed = True
             if self._relay is not None:
-                release(self._relay)
+                self._release_relay()
                 self._relay = None
             self._conn.close()
 
