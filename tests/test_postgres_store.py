@@ -55,6 +55,7 @@ def first_line(process: subprocess.Popen[str], timeout: float = 30.0) -> dict[st
 
 # --- URL and opening
 def test_the_url_loses_schema_and_listen_before_libpq_and_its_password_in_messages() -> None:
+    require_postgresql()
     from litemq.store.postgres import parse_url
 
     conninfo, schema, listen, shown = parse_url("postgresql+psycopg://app:secret@db:6432/app?schema=jobs&listen=0"
@@ -68,6 +69,7 @@ def test_the_url_loses_schema_and_listen_before_libpq_and_its_password_in_messag
 
 
 def test_an_unreachable_server_is_named() -> None:
+    require_postgresql()
     from litemq.store.postgres import PostgresStore
 
     with pytest.raises(ServerUnreachable, match=r"127\.0\.0\.1:1/test\?schema=litemq"):
@@ -388,6 +390,7 @@ def test_every_statement_of_the_store_prepares_against_the_migrated_schema(store
 
 
 def test_the_store_its_liveness_and_its_doorbells_are_what_the_contract_says(tmp_path: Path) -> None:
+    require_postgresql()
     program = tmp_path / "conforms.py"
     program.write_text(
         "from litemq.store.contract import Doorbell, Liveness, Store\n"
