@@ -55,6 +55,7 @@ def first_line(process: subprocess.Popen[str], timeout: float = 30.0) -> dict[st
 
 # --- URL and opening
 def test_the_url_loses_schema_and_listen_before_libpq_and_its_password_in_messages() -> None:
+    require_postgresql()
     from litemq.store.postgres import parse_url
 
     conninfo, schema, listen, shown = parse_url("postgresql+psycopg://app:secret@db:6432/app?schema=jobs&listen=0"
@@ -68,6 +69,7 @@ def test_the_url_loses_schema_and_listen_before_libpq_and_its_password_in_messag
 
 
 def test_an_unreachable_server_is_named() -> None:
+    require_postgresql()
     from litemq.store.postgres import PostgresStore
 
     with pytest.raises(ServerUnreachable, match=r"127\.0\.0\.1:1/test\?schema=litemq"):
@@ -267,7 +269,11 @@ def test_without_listen_doorbells_have_no_socket_and_the_version_follows_commits
                                                                                   postgresql_url: str) -> None:
     store = open_store(stores, postgresql_url)
     polling = open_store(stores, postgresql_url + "&listen=0")
-    assert polling.doorbell("c", 1, "t", "q", "me").socket is None
+    bell = polling.doorbell("c", 1, "t", "q", "me")
+    assert bell.socket is None
+    version = polling.data_version()
+    bell.ring()  # from this process (a consumer finishing): the version moves at once
+    assert polling.data_version() != version
     version = polling.data_version()
     with store.write_exclusive() as s:
         s.insert_queue("q", True, False, False, None, None, 1.0)
@@ -381,3 +387,20 @@ def test_every_statement_of_the_store_prepares_against_the_migrated_schema(store
         if result.status != psycopg.pq.ExecStatus.COMMAND_OK:
             failed[name] = result.error_message.decode()
     assert failed == {}
+
+
+def test_the_store_its_liveness_and_its_doorbells_are_what_the_contract_says(tmp_path: Path) -> None:
+    require_postgresql()
+    program = tmp_path / "conforms.py"
+    program.write_text(
+        "from litemq.store.contract import Doorbell, Liveness, Store\n"
+        "from litemq.store.postgres import PostgresStore\n"
+        "from litemq.store.postgres_listen import Doorbell as PostgresDoorbell\n"
+        "from litemq.store.postgres_liveness import PostgresLiveness\n\n\n"
+        "def check(store: PostgresStore, liveness: PostgresLiveness, bell: PostgresDoorbell) -> None:\n"
+        "    as_store: Store = store\n"
+        "    as_liveness: Liveness = liveness\n"
+        "    as_doorbell: Doorbell = bell\n")
+    out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(program)],
+                         capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert [line for line in out.stdout.splitlines() if "conforms.py" in line] == [], out.stdout

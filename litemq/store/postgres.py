@@ -140,6 +140,8 @@ class PostgresStore:
                                       f"expected {SCHEMA_REVISION!r}")
             if listen:
                 self._relay = relay_for(self.conninfo, self._channel, self.path)
+                # A store dropped without close() still lets go of its share of the process's listening session.
+                self._release_relay = weakref.finalize(self, release, self._relay)
         except BaseException:
             self.close()
             raise
@@ -183,6 +185,10 @@ class PostgresStore:
             return self._cur.execute(statement, params, binary=True)
         except psycopg.Error as exc:
             raise self.failed(exc) from exc
+
+    def one(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        """The one row of a statement that always returns one (an aggregate)."""
+        return self.run(statement, params).fetchone()
 
     def execute(self, statement: str, params: Sequence[Any] = ()) -> psycopg.RawCursor[Any]:
         """Run one statement with SQLite's ``?`` placeholders; for tools and tests."""
@@ -236,7 +242,7 @@ class PostgresStore:
                 return
             self.closed = True
             if self._relay is not None:
-                release(self._relay)
+                self._release_relay()
                 self._relay = None
             self._conn.close()
 
@@ -251,7 +257,7 @@ class PostgresStore:
         return PostgresLiveness(self, connection_id, registration)
 
     def doorbell(self, connection_id: str, channel: int, consumer_tag: str, queue: str, owner: str) -> Doorbell:
-        return Doorbell(self._relay, queue)
+        return Doorbell(self._relay, queue, self._poller)
 
     def wake(self, queues: Optional[Iterable[str]]) -> None:
         """Once this transaction commits, notify the schema's channel with each queue ("" for every queue): the
@@ -283,7 +289,7 @@ class PostgresStore:
             return self._relay.version + int(time.monotonic() / TICK_SECONDS)
         if self._poller.due() and self.lock.acquire(blocking=False):
             try:
-                self._poller.saw(self.run("SELECT pg_current_snapshot()::text").fetchone()[0])
+                self._poller.saw(self.one("SELECT pg_current_snapshot()::text")[0])
             finally:
                 self.lock.release()
         return self._poller.version
@@ -301,7 +307,7 @@ class PostgresStore:
         begin = f"BEGIN; SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'; " + self._begin_write[len("BEGIN; "):]
         try:
             with _Transaction(self, begin, False):
-                if self.run(sql.TRY_LOCK, (self._fold_key,)).fetchone()[0]:
+                if self.one(sql.TRY_LOCK, (self._fold_key,))[0]:
                     self.run(sql.FOLD)
         except StorageError as exc:
             if not isinstance(exc.__cause__, pg_errors.LockNotAvailable):
@@ -351,7 +357,7 @@ class PostgresStore:
         return rows[0][0], rows[0][1], rows[0][2], [(r[3], r[4], r[5], r[6]) for r in rows if r[3] is not None]
 
     def routing_version(self) -> int:
-        return int(self.run(sql.SELECT_ROUTING_VERSION).fetchone()[0])
+        return int(self.one(sql.SELECT_ROUTING_VERSION)[0])
 
     def add_binding(self, exchange: str, destination: str, kind: str, routing_key: str, arguments: str) -> None:
         self.run(sql.INSERT_BINDING, (exchange, destination, kind, routing_key, arguments))
@@ -387,7 +393,7 @@ class PostgresStore:
         return self.run(sql.PURGE_READY, (name,)).rowcount
 
     def unacked_count(self, queue: str) -> int:
-        return int(self.run(sql.SELECT_UNACKED_COUNT, (queue,)).fetchone()[0])
+        return int(self.one(sql.SELECT_UNACKED_COUNT, (queue,))[0])
 
     def owned_queues(self, connection_id: str) -> list[str]:
         return [r[0] for r in self.run(sql.SELECT_OWNED_QUEUES, (connection_id,)).fetchall()]
@@ -429,7 +435,7 @@ class PostgresStore:
         return (row[0], row[1], row[2], row[3]), _earliest(row[5:])
 
     def arrival_due(self) -> Optional[float]:
-        return _earliest(self.run(sql.SELECT_ARRIVAL_DEADLINES).fetchone())
+        return _earliest(self.one(sql.SELECT_ARRIVAL_DEADLINES))
 
     def insert_message(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                        now: float, priority: int = 0, expires_at: Optional[float] = None) -> None:
@@ -508,15 +514,15 @@ class PostgresStore:
         return row[0] if row else None
 
     def next_due(self, queue: str) -> Optional[float]:
-        return _earliest(self.run(sql.SELECT_DUE, (queue,)).fetchone())
+        return _earliest(self.one(sql.SELECT_DUE, (queue,)))
 
     def deadlines(self) -> tuple[Optional[float], Optional[float], Optional[float]]:
-        row = self.run(sql.SELECT_DEADLINES).fetchone()
+        row = self.one(sql.SELECT_DEADLINES)
         return row[0], row[1], row[2]
 
     # --- consumers and connections
     def consumer_count(self, queue: str) -> int:
-        return int(self.run(sql.SELECT_CONSUMER_COUNT, (queue,)).fetchone()[0])
+        return int(self.one(sql.SELECT_CONSUMER_COUNT, (queue,))[0])
 
     def first_consumer(self, queue: str) -> Optional[Consumer]:
         row = self.run(sql.SELECT_FIRST_CONSUMER, (queue,)).fetchone()
@@ -532,9 +538,9 @@ class PostgresStore:
 
     def consumer_ranking(self, queue: str, priority: int) -> tuple[bool, bool]:
         if priority:
-            row = self.run(sql.SELECT_CONSUMER_RANKING, (queue, priority)).fetchone()
+            row = self.one(sql.SELECT_CONSUMER_RANKING, (queue, priority))
         else:
-            row = self.run(sql.SELECT_DEFAULT_CONSUMER_RANKING, (queue,)).fetchone()
+            row = self.one(sql.SELECT_DEFAULT_CONSUMER_RANKING, (queue,))
         return bool(row[0]), bool(row[1])
 
     def set_consumer_room(self, connection_id: str, channel: int, consumer_tag: str, has_room: bool) -> None:

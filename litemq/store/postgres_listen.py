@@ -47,14 +47,15 @@ doubling while nothing changes."""
 
 
 class Doorbell:
-    """One consumer's doorbell: ``socket`` is one end of a socket pair, rung from the other end."""
+    """One consumer's doorbell: ``socket`` is one end of a socket pair, rung from the other end. Without LISTEN it
+    has no socket, and a ring moves the poller's version, which the waiting consumer polls."""
 
-    def __init__(self, relay: Optional["Relay"], queue: str) -> None:
+    def __init__(self, relay: Optional["Relay"], queue: str, poller: "Poller") -> None:
         self.queue = queue
         self._relay = relay
+        self._poller = poller
         self.socket: Optional[socket.socket] = None
         self._ringer: Optional[socket.socket] = None
-        self.rings = 0  # without a socket (polling): rings this process made, which ``data_version`` counts
         if relay is not None and relay.listening:
             self.socket, self._ringer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
             self.socket.setblocking(False)
@@ -62,8 +63,9 @@ class Doorbell:
             relay.add(self)
 
     def ring(self) -> None:
-        self.rings += 1
-        if self._ringer is not None:
+        if self._ringer is None:
+            self._poller.version += 1
+        else:
             try:
                 self._ringer.send(b"!")
             except OSError:  # full (the consumer is awake anyway) or closed
