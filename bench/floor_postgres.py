@@ -242,6 +242,9 @@ class PgFloorReceiver:
         if len(self.pending) >= self.floor.batch:
             self.flush()
 
+    def stop(self) -> list[tuple[bytes, int]]:
+        return []  # nothing arrives once next() has returned None
+
     def flush(self) -> None:
         if self.pending:
             self.floor.ack_many(self.pending)

@@ -1,13 +1,19 @@
 """pgqueuer and procrastinate, the PostgreSQL job queues ``python -m bench --engine postgresql`` compares litemq with,
-used through their public APIs as their users use them: a synchronous call enqueues (pgqueuer's ``SyncQueries.enqueue``,
-procrastinate's ``Task.defer`` on a synchronous ``App``), and their asyncio worker runs a job function (pgqueuer's
-``QueueManager`` with an entrypoint, procrastinate's ``App.run_worker_async`` with a task).
+used through their public APIs as their users use them: a synchronous call enqueues (pgqueuer's ``SyncQueries.enqueue``
+on psycopg, procrastinate's ``Task.defer`` on a synchronous ``App``), and their asyncio worker runs a job function
+(pgqueuer's ``PgQueuer`` on asyncpg with an entrypoint, as its README shows, procrastinate's ``App.run_worker_async``
+with a task). pgqueuer's psycopg driver for the worker stalls its queries for up to a second while it waits for
+notifications on the same connection, so the worker uses asyncpg, the driver its documentation starts with.
 
 A job queue pushes jobs into a function and counts a job done when the function returns. ``WorkerReceiver`` shows
 that as the bench's pull consumer: the worker runs in this thread's event loop, only while ``next()`` waits; its
 job function hands the body over and returns (the job is then completed by the library, which is its ack), so
-``ack()`` has nothing left to do. The worker starts at the first ``next()``: its start-up is inside the timed
-part of a row (tens of milliseconds)."""
+``ack()`` has nothing left to do. On an empty queue (e: the producer starts once the consumer is ready) the worker
+starts at once and runs for ``WARM_SECONDS`` before the receiver is handed over, so its start-up (connecting,
+checking its tables, LISTEN) is not timed, as a litemq consumer's is not; on a filled queue (c, d, h, i, k) it
+starts at the first ``next()``, so its start-up (tens of milliseconds) is inside the timed part, and a wait for
+its first job lasts at least ``START_SECONDS`` (a consumer of i stops after 0.1 s without a message). Stopping a worker lets it finish the jobs it holds: their bodies are
+what ``stop()`` returns, so the consumer counts them."""
 
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ from .systems_postgres import PostgresSystem, drop_schemas, new_schema_name
 Deliver = Callable[[Any], None]
 
 FILL_BATCH = 10000
+START_SECONDS = 10.0
+WARM_SECONDS = 1.0
 POOL = {"min_size": 1, "max_size": 4}
 """procrastinate's connection pool (psycopg_pool's default opens 4 connections at once; the server is shared)."""
 
@@ -33,15 +41,24 @@ class WorkerReceiver(Receiver):
     """A job queue's worker seen as a consumer (see the module's docstring). ``run(deliver)`` is the worker's
     coroutine, ``stop(task)`` asks it to stop."""
 
-    def __init__(self, run: Callable[[Deliver], Awaitable[None]], stop: Callable[["asyncio.Task[None]"], None]) -> None:
+    def __init__(self, run: Callable[[Deliver], Awaitable[None]], stop: Callable[["asyncio.Task[None]"], None],
+                 warm: bool) -> None:
         self.loop = asyncio.new_event_loop()
-        self.run, self.stop = run, stop
+        self.run, self.stop_worker = run, stop
         self.inbox: collections.deque[Any] = collections.deque()
         self.task: Optional[asyncio.Task[None]] = None
         self.waiter: Optional[asyncio.Future[None]] = None
+        self.started = False
+        if warm:
+            self.task = self.loop.create_task(self.run(self.deliver))
+            self.loop.run_until_complete(asyncio.wait((self.task,), timeout=WARM_SECONDS))
+            if self.task.done():
+                self.task.result()
+                raise RuntimeError("the worker stopped as it started")
 
     def deliver(self, body: Any) -> None:
         self.inbox.append(body)
+        self.started = True
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
@@ -49,7 +66,7 @@ class WorkerReceiver(Receiver):
         if not self.inbox:
             if self.task is None:
                 self.task = self.loop.create_task(self.run(self.deliver))
-            self.loop.run_until_complete(self._wait(timeout))
+            self.loop.run_until_complete(self._wait(timeout if self.started else max(timeout, START_SECONDS)))
             if not self.inbox:
                 if self.task.done():
                     self.task.result()  # the worker's error, if it failed
@@ -68,13 +85,18 @@ class WorkerReceiver(Receiver):
     def ack(self, handle: Any) -> None:
         pass  # done when the job function returned
 
+    def stop(self) -> list[Message]:
+        if self.task is not None and not self.task.done():
+            self.stop_worker(self.task)
+            self.loop.run_until_complete(asyncio.wait((self.task,), timeout=60))
+        left = [(body, None) for body in self.inbox]
+        self.inbox.clear()
+        return left
+
     def close(self) -> None:
-        if self.task is not None:
-            if not self.task.done():
-                self.stop(self.task)
-                self.loop.run_until_complete(asyncio.wait((self.task,), timeout=60))
-            if self.task.done() and not self.task.cancelled():
-                self.task.exception()  # retrieved: a worker stopped by cancelling it is not an error here
+        self.stop()
+        if self.task is not None and self.task.done() and not self.task.cancelled():
+            self.task.exception()  # retrieved: a worker stopped by cancelling it is not an error here
         self.loop.close()
 
 
@@ -110,14 +132,16 @@ class JobQueueClient(Client):
 
 class JobQueue(PostgresSystem):
     module = ""
+    also: tuple[str, ...] = ()
     distribution = ""
     not_applicable = {"f": "no exchanges", "g": "no exchanges"}
 
     def available(self, options: dict[str, Any]) -> Optional[str]:
-        return _module_present(self.module) or super().available(options)
+        missing = [m for m in (self.module, *self.also) if _module_present(m)]
+        return f"{', '.join(missing)} not installed" if missing else super().available(options)
 
     def versions(self) -> dict[str, str]:
-        return {self.distribution: _version(self.distribution), "psycopg": _version("psycopg")}
+        return {name: _version(name) for name in (self.distribution, *self.also, "psycopg")}
 
     def new_store(self, directory: str, options: dict[str, Any]) -> dict[str, Any]:
         import psycopg
@@ -141,8 +165,8 @@ class JobQueue(PostgresSystem):
 # =============================================================================================================
 
 class PgQueuerClient(JobQueueClient):
-    """Enqueues with ``SyncQueries`` on a psycopg connection; works with a ``QueueManager`` on an async one, its
-    ``batch_size`` the prefetch. The entrypoint's name is the queue's."""
+    """Enqueues with ``SyncQueries`` on a psycopg connection; works with ``PgQueuer`` on an asyncpg connection,
+    its ``batch_size`` the prefetch. The entrypoint's name is the queue's."""
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         import psycopg
@@ -169,14 +193,12 @@ class PgQueuerClient(JobQueueClient):
         managers: list[Any] = []
 
         async def run(deliver: Deliver) -> None:
-            import psycopg
-            from pgqueuer import QueueManager
-            from pgqueuer.queries import Queries
+            import asyncpg
+            from pgqueuer import AsyncpgDriver, PgQueuer
 
-            conn = await psycopg.AsyncConnection.connect(self.cfg["pg_url"], autocommit=True,
-                                                         options=search_path(self.cfg))
+            conn = await asyncpg.connect(self.cfg["pg_url"], server_settings={"search_path": self.cfg["schema"]})
             try:
-                manager = QueueManager(Queries.from_psycopg_connection(conn))
+                manager = PgQueuer(AsyncpgDriver(conn))
                 managers.append(manager)
 
                 @manager.entrypoint(queue)
@@ -193,7 +215,7 @@ class PgQueuerClient(JobQueueClient):
             else:
                 task.cancel()
 
-        return WorkerReceiver(run, stop)
+        return WorkerReceiver(run, stop, warm=self.depth(queue) == 0)
 
     def depth(self, queue: str = QUEUE) -> int:
         return sum(row.count for row in self.queries.queue_size() if row.status == "queued" and row.entrypoint == queue)
@@ -208,13 +230,14 @@ class PgQueuer(JobQueue):
     label = "pgqueuer"
     family = "pgqueuer"
     module = "pgqueuer"
+    also = ("asyncpg",)
     distribution = "pgqueuer"
     notes = {"a": "SyncQueries.enqueue", "b": "enqueue(lists of 100): one INSERT",
-             "c": "QueueManager, batch_size 1", "d": "QueueManager, batch_size 100",
-             "e": "enqueue; QueueManager, batch_size 100", "e-lat": "enqueue; QueueManager, NOTIFY by trigger",
-             "h": "QueueManager, batch_size 1", "i-1": "QueueManager, batch_size 1",
-             "i-4": "QueueManager, batch_size 1", "j": "SyncQueries.enqueue",
-             "k-10KB": "enqueue; QueueManager, batch_size 1", "k-1MB": "enqueue; QueueManager, batch_size 1"}
+             "c": "PgQueuer worker, batch_size 1", "d": "worker, batch_size 100",
+             "e": "enqueue; worker, batch_size 100", "e-lat": "enqueue; worker, NOTIFY by trigger",
+             "h": "worker, batch_size 1", "i-1": "worker, batch_size 1", "i-4": "worker, batch_size 1",
+             "j": "SyncQueries.enqueue", "k-10KB": "enqueue; worker, batch_size 1",
+             "k-1MB": "enqueue; worker, batch_size 1"}
 
     def install(self, cfg: dict[str, Any]) -> None:
         import psycopg
@@ -290,7 +313,8 @@ class ProcrastinateClient(JobQueueClient):
             async with app.open_async():
                 await app.run_worker_async(queues=[queue], concurrency=1, install_signal_handlers=False)
 
-        return WorkerReceiver(run, lambda task: task.cancel())  # cancelling is how its worker is stopped
+        # cancelling is how its worker is stopped
+        return WorkerReceiver(run, lambda task: task.cancel(), warm=self.depth(queue) == 0)
 
     def depth(self, queue: str = QUEUE) -> int:
         return self.count("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s AND status = 'todo'", queue)

@@ -31,6 +31,11 @@ class Receiver:
     def ack(self, handle: Any) -> None:
         raise NotImplementedError
 
+    def stop(self) -> list[Message]:
+        """Take no more messages: those that came while stopping (a job queue's worker finishes the jobs it holds
+        and calls their function; see bench/peers_postgres.py)."""
+        return []
+
     def close(self) -> None:
         pass
 

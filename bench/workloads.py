@@ -251,6 +251,14 @@ def consumer(key: str, engine: str, cfg: dict[str, Any], until: Optional[str], p
     deadline = time.time() + timeout
     latencies, seqs, errors = [], [], 0
     last = time.time()
+
+    def take(message: tuple[Any, Any], now: float) -> None:
+        data, handle = message
+        receiver.ack(handle)
+        seq, sent = parse(data)
+        latencies.append(now - sent)
+        seqs.append(seq)
+
     while until is None or published.value < 0 or len(seqs) < published.value:
         try:
             message = receiver.next(idle if until is None else 0.2)
@@ -264,12 +272,11 @@ def consumer(key: str, engine: str, cfg: dict[str, Any], until: Optional[str], p
             if until is None or now > deadline:
                 break
             continue
-        data, handle = message
-        receiver.ack(handle)
-        seq, sent = parse(data)
-        latencies.append(now - sent)
-        seqs.append(seq)
+        take(message, now)
         last = now
+    for message in receiver.stop():
+        last = time.time()
+        take(message, last)
     receiver.close()
     client.close()
     return {"seqs": seqs, "latencies": latencies, "last": last, "errors": errors}
