@@ -370,9 +370,13 @@ def settings_line(settings: dict[str, Any]) -> str:
             f"e: {settings['paced_n']} paced messages; j: {settings['oneshots']} processes; "
             f"k: {settings['n_10k']:,} x 10 KB, {settings['n_1m']:,} x 1 MB; "
             f"timed loops stop after {settings['budget']:g} s")
-    if settings["quick"]:
+    if settings["quick"] and settings["engine"] == "postgresql":
+        text += f" (--quick: a {settings['deep']:,}-message deep queue, not 1,000,000)"
+    elif settings["quick"]:
         text += (f" (--quick: a {settings['deep']:,}-message deep queue, not 1,000,000; without --systems, "
                  f"persist-queue's default and RabbitMQ with confirms are left out)")
+    if settings["engine"] == "postgresql":
+        text += f"; stores: a fresh schema per run at {settings['pg_url']}"
     return text
 
 
