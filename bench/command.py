@@ -146,6 +146,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         args.pg_url = DEFAULT_PG_URL
     elif args.engine != "postgresql":
         parser.error("--pg-url is for --engine postgresql")
+    elif "schema=" in args.pg_url.partition("?")[2]:
+        parser.error("--pg-url names the server and database: each run makes a schema of its own, so leave out "
+                     "schema=")
     return args
 
 
@@ -376,7 +379,9 @@ def settings_line(settings: dict[str, Any]) -> str:
         text += (f" (--quick: a {settings['deep']:,}-message deep queue, not 1,000,000; without --systems, "
                  f"persist-queue's default and RabbitMQ with confirms are left out)")
     if settings["engine"] == "postgresql":
-        text += f"; stores: a fresh schema per run at {settings['pg_url']}"
+        from .systems_postgres import shown_url
+
+        text += f"; stores: a fresh schema per run at {shown_url(settings['pg_url'])}"
     return text
 
 
@@ -454,7 +459,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"runtime: {runtime:.0f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"command": command.strip(), "machine": machine, "settings": bench.settings,
+            settings = dict(bench.settings)
+            if "pg_url" in settings:
+                from .systems_postgres import shown_url
+
+                settings["pg_url"] = shown_url(settings["pg_url"])
+            json.dump({"command": command.strip(), "machine": machine, "settings": settings,
                        "versions": bench.versions, "runtime_s": round(runtime, 1), "rows": bench.rows}, out,
                       indent=1)
     return 1 if any(row["status"] == "error" for row in bench.rows) else 0

@@ -32,6 +32,14 @@ def server_address(url: str) -> str:
     return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
 
 
+def shown_url(url: str) -> str:
+    """``url`` without its password, to print."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
+
+
 def new_schema_name(options: dict[str, Any]) -> str:
     return f"{options['pg_prefix']}_{uuid.uuid4().hex[:8]}"
 
@@ -63,7 +71,8 @@ def server_check(url: str) -> tuple[Optional[str], str]:
         with psycopg.connect(url, autocommit=True, connect_timeout=3) as conn:
             version = conn.execute("SHOW server_version").fetchone()[0]
     except psycopg.Error as exc:
-        return f"PostgreSQL not reachable at {url}: {' '.join(str(exc).split())}", ""
+        lines = str(exc).strip().splitlines() or [type(exc).__name__]
+        return f"PostgreSQL not reachable at {server_address(url)}: {lines[0].rsplit('failed: ', 1)[-1]}", ""
     return None, version.split()[0]
 
 
