@@ -464,6 +464,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 from .systems_postgres import shown_url
 
                 settings["pg_url"] = shown_url(settings["pg_url"])
+                settings["pg_schemas"] = bench.pg_prefix + "_*"
             json.dump({"command": command.strip(), "machine": machine, "settings": settings,
                        "versions": bench.versions, "runtime_s": round(runtime, 1), "rows": bench.rows}, out,
                       indent=1)
