@@ -11,8 +11,10 @@ job function hands the body over and returns (the job is then completed by the l
 ``ack()`` has nothing left to do. On an empty queue (e: the producer starts once the consumer is ready) the worker
 starts at once and runs for ``WARM_SECONDS`` before the receiver is handed over, so its start-up (connecting,
 checking its tables, LISTEN) is not timed, as a litemq consumer's is not; on a filled queue (c, d, h, i, k) it
-starts at the first ``next()``, so its start-up (tens of milliseconds) is inside the timed part, and a wait for
-its first job lasts at least ``START_SECONDS`` (a consumer of i stops after 0.1 s without a message). Stopping a worker lets it finish the jobs it holds: their bodies are
+starts at the first ``next()``, so its start-up (tens of milliseconds) is inside the timed part. A wait that ends
+with nothing while jobs are still queued goes on (up to ``PATIENCE_SECONDS``): a worker pauses between jobs in
+ways a claim does not (start-up, pgqueuer's occasional second, procrastinate's fetch on a deep queue), and a
+consumer of i stops after 0.1 s without a message. Stopping a worker lets it finish the jobs it holds: their bodies are
 what ``stop()`` returns, so the consumer counts them."""
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .systems_postgres import PostgresSystem, drop_schemas, new_schema_name
 Deliver = Callable[[Any], None]
 
 FILL_BATCH = 10000
-START_SECONDS = 10.0
+PATIENCE_SECONDS = 60.0
 WARM_SECONDS = 1.0
 POOL = {"min_size": 1, "max_size": 4}
 """procrastinate's connection pool (psycopg_pool's default opens 4 connections at once; the server is shared)."""
@@ -42,14 +44,13 @@ class WorkerReceiver(Receiver):
     coroutine, ``stop(task)`` asks it to stop."""
 
     def __init__(self, run: Callable[[Deliver], Awaitable[None]], stop: Callable[["asyncio.Task[None]"], None],
-                 warm: bool) -> None:
+                 queued: Callable[[], int]) -> None:
         self.loop = asyncio.new_event_loop()
-        self.run, self.stop_worker = run, stop
+        self.run, self.stop_worker, self.queued = run, stop, queued
         self.inbox: collections.deque[Any] = collections.deque()
         self.task: Optional[asyncio.Task[None]] = None
         self.waiter: Optional[asyncio.Future[None]] = None
-        self.started = False
-        if warm:
+        if not queued():
             self.task = self.loop.create_task(self.run(self.deliver))
             self.loop.run_until_complete(asyncio.wait((self.task,), timeout=WARM_SECONDS))
             if self.task.done():
@@ -58,19 +59,22 @@ class WorkerReceiver(Receiver):
 
     def deliver(self, body: Any) -> None:
         self.inbox.append(body)
-        self.started = True
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
     def next(self, timeout: float) -> Optional[Message]:
-        if not self.inbox:
-            if self.task is None:
-                self.task = self.loop.create_task(self.run(self.deliver))
-            self.loop.run_until_complete(self._wait(timeout if self.started else max(timeout, START_SECONDS)))
-            if not self.inbox:
-                if self.task.done():
-                    self.task.result()  # the worker's error, if it failed
-                    raise RuntimeError("the worker stopped")
+        if self.task is None:
+            self.task = self.loop.create_task(self.run(self.deliver))
+        waited = 0.0
+        while not self.inbox:
+            self.loop.run_until_complete(self._wait(timeout))
+            waited += timeout
+            if self.inbox:
+                break
+            if self.task.done():
+                self.task.result()  # the worker's error, if it failed
+                raise RuntimeError("the worker stopped")
+            if waited >= PATIENCE_SECONDS or not self.queued():
                 return None
         return self.inbox.popleft(), None
 
@@ -215,7 +219,7 @@ class PgQueuerClient(JobQueueClient):
             else:
                 task.cancel()
 
-        return WorkerReceiver(run, stop, warm=self.depth(queue) == 0)
+        return WorkerReceiver(run, stop, lambda: self.depth(queue))
 
     def depth(self, queue: str = QUEUE) -> int:
         return sum(row.count for row in self.queries.queue_size() if row.status == "queued" and row.entrypoint == queue)
@@ -314,7 +318,7 @@ class ProcrastinateClient(JobQueueClient):
                 await app.run_worker_async(queues=[queue], concurrency=1, install_signal_handlers=False)
 
         # cancelling is how its worker is stopped
-        return WorkerReceiver(run, lambda task: task.cancel(), warm=self.depth(queue) == 0)
+        return WorkerReceiver(run, lambda task: task.cancel(), lambda: self.depth(queue))
 
     def depth(self, queue: str = QUEUE) -> int:
         return self.count("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s AND status = 'todo'", queue)
