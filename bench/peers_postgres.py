@@ -14,8 +14,8 @@ checking its tables, LISTEN) is not timed, as a litemq consumer's is not; on a f
 starts at the first ``next()``, so its start-up (tens of milliseconds) is inside the timed part. A wait that ends
 with nothing while jobs are still queued goes on (up to ``PATIENCE_SECONDS``): a worker pauses between jobs in
 ways a claim does not (start-up, pgqueuer's occasional second, procrastinate's fetch on a deep queue), and a
-consumer of i stops after 0.1 s without a message. Stopping a worker lets it finish the jobs it holds: their bodies are
-what ``stop()`` returns, so the consumer counts them."""
+consumer of i stops after 0.1 s without a message. Stopping a worker lets it finish the jobs it holds: their
+bodies are what ``stop()`` returns, so the consumer counts them."""
 
 from __future__ import annotations
 

@@ -240,8 +240,8 @@ def producer(key: str, engine: str, cfg: dict[str, Any], n: int, size: int, rate
     return {"secs": secs, "sent": sent}
 
 
-def consumer(key: str, engine: str, cfg: dict[str, Any], until: Optional[str], prefetch: int, idle: float, timeout: float,
-             published: Any, ready: Any, go: Any) -> Result:
+def consumer(key: str, engine: str, cfg: dict[str, Any], until: Optional[str], prefetch: int, idle: float,
+             timeout: float, published: Any, ready: Any, go: Any) -> Result:
     """Receive and ack each message, until ``published`` says how many there were and that many came (``until``
     "published"), or (None) until none comes for ``idle`` seconds."""
     client = make(key, engine).client(cfg)
