@@ -1,5 +1,6 @@
 """``python -m bench``: litemq against the raw sqlite3 floor, persist-queue, litequeue and RabbitMQ, on one machine
-in one run, printed as one table (and written as JSON with ``--json PATH``).
+in one run, printed as one table (and written as JSON with ``--json PATH``); ``--engine postgresql``: litemq on a
+PostgreSQL server against a raw psycopg floor, pgqueuer and procrastinate.
 
 Workloads (100-byte bodies unless stated; ``--size`` changes that):
 
@@ -20,9 +21,16 @@ transaction and 100 per transaction; litemq through its native API and through l
 SQLiteAckQueue with its default synchronous setting and with NORMAL; litequeue; RabbitMQ through pika (durable
 queue, persistent messages, manual acks) without and with publisher confirms, when it is reachable.
 
+With --engine postgresql (on the server at --pg-url): the floor is psycopg running the least SQL for the work
+(bench/floor_postgres.py: INSERT; UPDATE ... FOR UPDATE SKIP LOCKED ... RETURNING; DELETE; LISTEN/NOTIFY where a
+consumer waits in another process), one message per transaction and 100 per transaction; litemq through its
+native API and litemq.pika on a postgresql:// URL; pgqueuer and procrastinate, enqueuing with their synchronous
+calls and consuming with their workers (bench/peers_postgres.py), where a workload fits them. Each run's store is
+a fresh schema, dropped after it.
+
 Each (system, workload) row runs in a fresh process (so its peak RSS is its own and imports do not mix), each run
 on a fresh temporary store, and reports the median of ``--runs`` runs. The ratio is the row's speed over the
-floor's for the same work (1/txn floor; the 100/txn floor for b): below 1 is slower than raw sqlite3.
+floor's for the same work (1/txn floor; the 100/txn floor for b): below 1 is slower than the floor.
 """
 
 from __future__ import annotations
@@ -36,11 +44,12 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from typing import Any, Optional
 
 from . import measure
 from .row import MARK
-from .systems import System, select
+from .systems import ENGINES, System, select
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,6 +57,8 @@ FULL = {"n": 20000, "runs": 3, "deep": 1_000_000, "paced_n": 500, "budget": 10.0
         "n_10k": 2000, "n_1m": 100, "timeout": 1800.0}
 QUICK = {"n": 1000, "runs": 1, "deep": 10_000, "paced_n": 30, "budget": 0.5, "oneshots": 3,
          "n_10k": 100, "n_1m": 5, "timeout": 300.0}
+
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 QUICK_LEAVES_OUT = ("litemq-full", "persist-queue-default", "rabbitmq-confirms")
 """--quick runs one variant of each system (litemq and persist-queue with NORMAL; RabbitMQ without confirms), unless
@@ -104,7 +115,13 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              f"{FULL['budget']:g}; --quick {QUICK['budget']:g})")
     parser.add_argument("--only", help="workloads to run, e.g. a,c or h (default all: a-k)")
     parser.add_argument("--systems", help="systems to run: floor, litemq, persist-queue, litequeue, rabbitmq, or "
-                                          "one variant (floor-1, litemq-pika, rabbitmq-confirms, ...); default all")
+                                          "one variant (floor-1, litemq-pika, rabbitmq-confirms, ...); on "
+                                          "postgresql: floor, litemq, pgqueuer, procrastinate; default all")
+    parser.add_argument("--engine", choices=ENGINES, default="sqlite",
+                        help="where the stores live: SQLite files (default) or schemas on a PostgreSQL server")
+    parser.add_argument("--pg-url", default=None,
+                        help="the PostgreSQL server of --engine postgresql (default "
+                             "postgresql://postgres@127.0.0.1:5432/test); each run gets a fresh schema on it")
     parser.add_argument("--rabbitmq", default="127.0.0.1:5672", help="RabbitMQ host:port (guest/guest)")
     parser.add_argument("--json", metavar="PATH", help="also write every row, with each run's figures, as JSON")
     args = parser.parse_args(argv)
@@ -118,13 +135,20 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         parser.error("--n, --runs and --deep must be positive")
     try:
         args.workloads = choose_workloads(args.only)
-        args.system_list = select(args.systems)
+        args.system_list = select(args.systems, args.engine)
         if args.quick and not args.systems:
             args.system_list = [s for s in args.system_list if s.key not in QUICK_LEAVES_OUT]
     except ValueError as exc:
         parser.error(str(exc))
     host, _, port = args.rabbitmq.rpartition(":")
     args.rabbitmq_address = (host or "127.0.0.1", int(port))
+    if args.pg_url is None:
+        args.pg_url = DEFAULT_PG_URL
+    elif args.engine != "postgresql":
+        parser.error("--pg-url is for --engine postgresql")
+    elif "schema=" in args.pg_url.partition("?")[2]:
+        parser.error("--pg-url names the server and database: each run makes a schema of its own, so leave out "
+                     "schema=")
     return args
 
 
@@ -186,7 +210,11 @@ class Bench:
                          "n_10k": min(args.n, (QUICK if args.quick else FULL)["n_10k"]),
                          "n_1m": min(args.n, (QUICK if args.quick else FULL)["n_1m"]),
                          "row_seconds": ROW_SECONDS,
-                         "quick": args.quick}
+                         "quick": args.quick, "engine": args.engine}
+        if args.engine == "postgresql":
+            self.settings["pg_url"] = args.pg_url
+        self.pg_prefix = f"litemq_bench_{uuid.uuid4().hex[:8]}"
+        """Every schema of this run starts with it, so the run can drop what a killed row left behind."""
         self.timeout = (QUICK if args.quick else FULL)["timeout"]
         self.tmp = tempfile.mkdtemp(prefix="litemq-bench-")
         self.rows: list[dict[str, Any]] = []
@@ -195,13 +223,14 @@ class Bench:
 
     def spec(self, system: System, workload: str, **extra: Any) -> dict[str, Any]:
         return {**self.settings, "system": system.key, "workload": workload, "tmp": self.tmp,
-                "rabbitmq": list(self.args.rabbitmq_address), **extra}
+                "rabbitmq": list(self.args.rabbitmq_address), "pg_prefix": self.pg_prefix, **extra}
 
     def progress(self, text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
     def run(self) -> None:
-        unavailable = {s.key: s.available({"rabbitmq": self.args.rabbitmq_address}) for s in self.args.system_list}
+        options = {"rabbitmq": self.args.rabbitmq_address, "pg_url": self.args.pg_url}
+        unavailable = {s.key: s.available(options) for s in self.args.system_list}
         todo = [(w, s) for w in self.args.workloads for s in self.args.system_list]
         try:
             for number, (workload, system) in enumerate(todo, 1):
@@ -245,7 +274,21 @@ class Bench:
                 self.drop_templates(system.family, todo[number:])
         finally:
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if self.args.engine == "postgresql" and not all(unavailable.values()):
+                self.drop_leftover_schemas()
         self.add_ratios()
+
+    def drop_leftover_schemas(self) -> None:
+        """The schemas of this run that a row killed at its timeout could not drop."""
+        from .systems_postgres import drop_schemas, schemas_named
+
+        try:
+            left = schemas_named(self.args.pg_url, self.pg_prefix)
+            if left:
+                self.progress(f"      dropping {len(left)} schema(s) left by killed rows")
+                drop_schemas(self.args.pg_url, left)
+        except Exception as exc:  # noqa: BLE001 - the table is still worth printing
+            self.progress(f"      could not drop this run's schemas ({self.pg_prefix}_*): {exc}")
 
     def template(self, system: System, depths: list[int]) -> dict[str, str]:
         """Stores of this system's family holding ``depth`` messages (0: a blank store every row copies; h's 1,000
@@ -317,8 +360,9 @@ def describe(row: dict[str, Any]) -> str:
 
 def machine_line(machine: dict[str, Any]) -> str:
     load = machine.get("load_average")
+    server = f", PostgreSQL {machine['postgresql']} at {machine['pg_server']}" if machine.get("postgresql") else ""
     return (f"{machine['cpus']} CPUs ({machine['cpu']}), {machine['platform']}, Python {machine['python']}, "
-            f"SQLite {machine['sqlite']}" + (f", load average {load[0]:.2f} at start" if load else ""))
+            f"SQLite {machine['sqlite']}{server}" + (f", load average {load[0]:.2f} at start" if load else ""))
 
 
 def settings_line(settings: dict[str, Any]) -> str:
@@ -329,9 +373,15 @@ def settings_line(settings: dict[str, Any]) -> str:
             f"e: {settings['paced_n']} paced messages; j: {settings['oneshots']} processes; "
             f"k: {settings['n_10k']:,} x 10 KB, {settings['n_1m']:,} x 1 MB; "
             f"timed loops stop after {settings['budget']:g} s")
-    if settings["quick"]:
+    if settings["quick"] and settings["engine"] == "postgresql":
+        text += f" (--quick: a {settings['deep']:,}-message deep queue, not 1,000,000)"
+    elif settings["quick"]:
         text += (f" (--quick: a {settings['deep']:,}-message deep queue, not 1,000,000; without --systems, "
                  f"persist-queue's default and RabbitMQ with confirms are left out)")
+    if settings["engine"] == "postgresql":
+        from .systems_postgres import shown_url
+
+        text += f"; stores: a fresh schema per run at {shown_url(settings['pg_url'])}"
     return text
 
 
@@ -373,16 +423,24 @@ def table(rows: list[dict[str, Any]], workloads: list[str], settings: dict[str, 
 
 LEGEND = ("msgs/s: messages per second, median of the runs. x floor: that over the floor's msgs/s for the same work "
           "(the 100/txn floor for b; for the latency-only rows e-latency and j, the floor's p50 over the row's); "
-          "below 1 is slower than raw sqlite3. p50/p99: publish-to-receipt latency between processes (e), or the "
+          "below 1 is slower than raw {floor}. p50/p99: publish-to-receipt latency between processes (e), or the "
           "one-shot process's wall time (j). Peak RSS: the largest process of the row (the client side; RabbitMQ's "
           "server is not counted). n/a: the system cannot do the workload; skipped: not installed or not "
           "reachable.")
+PG_LEGEND = ("On PostgreSQL the server's own processes are not counted in peak RSS either; pgqueuer and "
+             "procrastinate consume with their workers (asyncio), which call a job function and complete the job when "
+             "it returns: that is their ack.")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     machine = measure.machine()
+    if args.engine == "postgresql":
+        from .systems_postgres import server_address, server_check
+
+        machine["postgresql"] = server_check(args.pg_url)[1] or "unreachable"
+        machine["pg_server"] = server_address(args.pg_url)
     command = "python -m bench " + " ".join(sys.argv[1:] if argv is None else argv)
     bench = Bench(args)
     print(f"litemq benchmark: {command.strip()}")
@@ -395,11 +453,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(table(bench.rows, args.workloads, bench.settings))
     print()
     print(f"versions: {versions}")
-    print(LEGEND)
+    print(LEGEND.format(floor="psycopg" if args.engine == "postgresql" else "sqlite3"))
+    if args.engine == "postgresql":
+        print(PG_LEGEND)
     print(f"runtime: {runtime:.0f} s")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
-            json.dump({"command": command.strip(), "machine": machine, "settings": bench.settings,
+            settings = dict(bench.settings)
+            if "pg_url" in settings:
+                from .systems_postgres import shown_url
+
+                settings["pg_url"] = shown_url(settings["pg_url"])
+                settings["pg_schemas"] = bench.pg_prefix + "_*"
+            json.dump({"command": command.strip(), "machine": machine, "settings": settings,
                        "versions": bench.versions, "runtime_s": round(runtime, 1), "rows": bench.rows}, out,
                       indent=1)
     return 1 if any(row["status"] == "error" for row in bench.rows) else 0

@@ -298,6 +298,9 @@ class FloorReceiver:
         if len(self.pending) >= self.floor.batch:
             self.flush()
 
+    def stop(self) -> list[tuple[bytes, int]]:
+        return []  # nothing arrives once next() has returned None
+
     def flush(self) -> None:
         if self.pending:
             self.floor.ack_many(self.pending)

@@ -16,7 +16,7 @@ def main() -> None:
     from .systems import make
     from .workloads import run
 
-    system = make(spec["system"])
+    system = make(spec["system"], spec.get("engine", "sqlite"))
     result = run(system, spec)
     versions = system.versions()
     if system.family == "rabbitmq" and spec["workload"] != "build":

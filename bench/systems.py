@@ -31,6 +31,11 @@ class Receiver:
     def ack(self, handle: Any) -> None:
         raise NotImplementedError
 
+    def stop(self) -> list[Message]:
+        """Take no more messages: those that came while stopping (a job queue's worker finishes the jobs it holds
+        and calls their function; see bench/peers_postgres.py)."""
+        return []
+
     def close(self) -> None:
         pass
 
@@ -266,10 +271,13 @@ class LitemqReceiver(Receiver):
 
 
 class LitemqClient(Client):
-    def __init__(self, cfg: dict[str, Any], synchronous: str = "NORMAL") -> None:
+    def __init__(self, cfg: dict[str, Any], synchronous: Optional[str] = "NORMAL") -> None:
         import litemq
 
-        self.conn = litemq.connect(cfg["path"], synchronous=synchronous)
+        if synchronous is None:  # a PostgreSQL store: durability is the server's
+            self.conn = litemq.connect(cfg["url"])
+        else:
+            self.conn = litemq.connect(cfg["path"], synchronous=synchronous)
         self.publish_many = getattr(self.conn, "publish_many", None)
         if self.publish_many is not None:
             self.batch_note = "publish_many"
@@ -745,23 +753,31 @@ class LiteQueue(System):
 
 # =============================================================================================================
 
-def all_systems() -> list[System]:
+ENGINES = ("sqlite", "postgresql")
+
+
+def all_systems(engine: str = "sqlite") -> list[System]:
     """In the table's order."""
+    if engine == "postgresql":
+        from .systems_postgres import postgres_systems
+
+        return postgres_systems()
     return [Floor(1), Floor(100), Litemq(), Litemq("FULL"), LitemqPika(), PersistQueue(None), PersistQueue("NORMAL"),
             LiteQueue(), RabbitMQ(False), RabbitMQ(True)]
 
 
-def make(key: str) -> System:
-    for system in all_systems():
+def make(key: str, engine: str = "sqlite") -> System:
+    for system in all_systems(engine):
         if system.key == key:
             return system
     raise KeyError(key)
 
 
-def select(names: Optional[str]) -> list[System]:
+def select(names: Optional[str], engine: str = "sqlite") -> list[System]:
     """``--systems``: a comma list of keys or families (``floor``, ``litemq``, ``persist-queue``, ``litequeue``,
-    ``rabbitmq``); a family takes all its variants."""
-    systems = all_systems()
+    ``rabbitmq``; on PostgreSQL ``floor``, ``litemq``, ``pgqueuer``, ``procrastinate``); a family takes all its
+    variants."""
+    systems = all_systems(engine)
     if not names:
         return systems
     wanted = [name.strip() for name in names.split(",") if name.strip()]
@@ -772,6 +788,7 @@ def select(names: Optional[str]) -> list[System]:
     unknown = [name for name in wanted
                if not any(s.key == name or s.key.startswith(name + "-") for s in systems)]
     if unknown:
-        raise ValueError(f"unknown system {', '.join(unknown)}; choose from "
-                         f"{', '.join(s.key for s in systems)} or floor, litemq, persist-queue, rabbitmq")
+        families = ", ".join(dict.fromkeys(s.family for s in systems))
+        raise ValueError(f"unknown system {', '.join(unknown)} on {engine}; choose from "
+                         f"{', '.join(s.key for s in systems)} or {families}")
     return chosen

@@ -206,11 +206,11 @@ def _child(target: Callable[..., Result], pipe: Any, *args: Any) -> None:
         pipe.send({"error": traceback.format_exc()[-2000:]})
 
 
-def producer(key: str, cfg: dict[str, Any], n: int, size: int, rate: float, batch: int, budget: float,
+def producer(key: str, engine: str, cfg: dict[str, Any], n: int, size: int, rate: float, batch: int, budget: float,
              published: Any, ready: Any, go: Any) -> Result:
     """Publish ``n`` messages, paced at ``rate`` per second (0: as fast as it can, stopping when the budget runs
     out); then tell the consumer how many through ``published``."""
-    client = make(key).client(cfg)
+    client = make(key, engine).client(cfg)
     ready.set()
     go.wait()
     limit, sent = Budget(budget), 0
@@ -240,17 +240,25 @@ def producer(key: str, cfg: dict[str, Any], n: int, size: int, rate: float, batc
     return {"secs": secs, "sent": sent}
 
 
-def consumer(key: str, cfg: dict[str, Any], until: Optional[str], prefetch: int, idle: float, timeout: float,
-             published: Any, ready: Any, go: Any) -> Result:
+def consumer(key: str, engine: str, cfg: dict[str, Any], until: Optional[str], prefetch: int, idle: float,
+             timeout: float, published: Any, ready: Any, go: Any) -> Result:
     """Receive and ack each message, until ``published`` says how many there were and that many came (``until``
     "published"), or (None) until none comes for ``idle`` seconds."""
-    client = make(key).client(cfg)
+    client = make(key, engine).client(cfg)
     receiver = client.receiver(prefetch)
     ready.set()
     go.wait()
     deadline = time.time() + timeout
     latencies, seqs, errors = [], [], 0
     last = time.time()
+
+    def take(message: tuple[Any, Any], now: float) -> None:
+        data, handle = message
+        receiver.ack(handle)
+        seq, sent = parse(data)
+        latencies.append(now - sent)
+        seqs.append(seq)
+
     while until is None or published.value < 0 or len(seqs) < published.value:
         try:
             message = receiver.next(idle if until is None else 0.2)
@@ -264,12 +272,11 @@ def consumer(key: str, cfg: dict[str, Any], until: Optional[str], prefetch: int,
             if until is None or now > deadline:
                 break
             continue
-        data, handle = message
-        receiver.ack(handle)
-        seq, sent = parse(data)
-        latencies.append(now - sent)
-        seqs.append(seq)
+        take(message, now)
         last = now
+    for message in receiver.stop():
+        last = time.time()
+        take(message, last)
     receiver.close()
     client.close()
     return {"seqs": seqs, "latencies": latencies, "last": last, "errors": errors}
@@ -317,8 +324,8 @@ def producer_consumer(system: System, spec: dict[str, Any], paced: bool) -> Resu
         with fresh_store(system, spec) as cfg:
             timeout = spec["budget"] * 4 + (n / rate if rate else 0) + 60
             t_go, (received, sent) = spawn([
-                (consumer, (system.key, cfg, "published", BATCH, 1.0, timeout)),
-                (producer, (system.key, cfg, n, spec["size"], rate, batch, spec["budget"])),
+                (consumer, (system.key, spec["engine"], cfg, "published", BATCH, 1.0, timeout)),
+                (producer, (system.key, spec["engine"], cfg, n, spec["size"], rate, batch, spec["budget"])),
             ], timeout + 60)
         seqs = received["seqs"]
         if len(seqs) != sent["sent"] or len(set(seqs)) != len(seqs):
@@ -347,7 +354,8 @@ def consumers(system: System, spec: dict[str, Any], count: int) -> Result:
     for _ in repetitions(spec):
         with fresh_store(system, spec, n) as cfg:
             timeout = spec["budget"] * 4 + 60
-            t_go, results = spawn([(consumer, (system.key, cfg, None, 1, IDLE_SECONDS, timeout))] * count,
+            t_go, results = spawn([(consumer, (system.key, spec["engine"], cfg, None, 1, IDLE_SECONDS, timeout))]
+                                  * count,
                                   timeout + 60)
         seqs = [seq for r in results for seq in r["seqs"]]
         distinct = len(set(seqs))

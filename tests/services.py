@@ -1,4 +1,5 @@
-"""Access to the external services some tests compare litemq against (for now: a real RabbitMQ).
+"""Access to the external services some tests need: a real RabbitMQ to compare litemq against, and the local
+PostgreSQL server (``require_postgresql()``).
 
 A test that needs RabbitMQ calls ``require_rabbitmq()`` or asks for the ``rabbitmq_channel`` fixture
 (``from services import rabbitmq_channel`` in the test module). When the broker cannot be reached the test is
@@ -35,6 +36,25 @@ def require_rabbitmq() -> None:
     except OSError as exc:
         reason = f"RabbitMQ not reachable at {RABBITMQ_HOST}:{RABBITMQ_PORT}: {exc or type(exc).__name__}"
     _unavailable(reason)  # outside the except block, so the report shows no chained traceback
+
+
+POSTGRESQL_URL = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def require_postgresql() -> None:
+    """Return when the local PostgreSQL server accepts a connection within 2 s (libpq's shortest timeout);
+    otherwise skip (or fail, when required)."""
+    try:
+        import psycopg
+    except ImportError:
+        reason = "psycopg is not installed (pip install 'psycopg[binary]')"
+    else:
+        try:
+            psycopg.connect(POSTGRESQL_URL, connect_timeout=2).close()
+            return
+        except psycopg.Error as exc:
+            reason = f"PostgreSQL not reachable at {POSTGRESQL_URL}: {' '.join(str(exc).split())}"
+    _unavailable(reason)
 
 
 def unique_name(prefix: str) -> str:

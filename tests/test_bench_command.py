@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from bench.floor import TopicTrie
+from services import POSTGRESQL_URL, require_postgresql
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -57,3 +58,36 @@ def test_the_floor_routes_topics_as_amqp_does() -> None:
     assert trie.match("a.x.b.c.y") == ["c", "d"]
     assert trie.match("stock.s1") == ["b", "c"]
     assert trie.match("") == ["c"]
+
+
+def test_bench_on_postgresql_measures_the_psycopg_floor_and_drops_its_schemas(tmp_path: Path) -> None:
+    """``--engine postgresql --quick`` on the local server: the floor's rows measure, litemq's rows measure or
+    fail as a row (never the command), and every schema the run made is gone after it."""
+    require_postgresql()
+    import psycopg
+
+    out = tmp_path / "bench.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--engine", "postgresql", "--quick", "--only", "a,b,c,e",
+         "--systems", "floor,litemq-native", "--pg-url", POSTGRESQL_URL, "--json", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=240)
+    assert done.stdout.splitlines()[1].startswith("machine: ") and "PostgreSQL" in done.stdout.splitlines()[1]
+    report = json.loads(out.read_text())
+    assert report["settings"]["engine"] == "postgresql" and report["machine"]["postgresql"]
+    rows = {(row["workload"], row["system"]): row for row in report["rows"]}
+    for workload, system in [("a", "floor-1"), ("b", "floor-100"), ("c", "floor-1"), ("e", "floor-1"),
+                             ("e", "floor-100"), ("e-lat", "floor-1")]:
+        row = rows[workload, system]
+        assert row["status"] == "ok", row
+        assert row["n"] > 0 and not row["problems"] and row["ratio"] > 0
+        assert row["msgs_per_s"] or row["p50_ms"]
+        assert row["ratio"] == 1.0 or (workload, system) == ("e", "floor-100")  # the 1/txn floor is e's base
+    assert rows["a", "floor-100"]["status"] == "n/a"
+    litemq_rows = [row for (_, system), row in rows.items() if system == "litemq-native"]
+    assert litemq_rows and all(row["status"] in ("ok", "error") and row["note"] for row in litemq_rows)
+    assert done.returncode == (1 if any(row["status"] == "error" for row in report["rows"]) else 0), done.stderr
+    assert "psycopg" in report["versions"]
+    prefix = report["settings"]["pg_schemas"].rstrip("*")
+    with psycopg.connect(POSTGRESQL_URL, autocommit=True) as conn:
+        assert conn.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)",
+                            (prefix,)).fetchall() == []
