@@ -92,24 +92,7 @@ def rabbitmq_channel() -> Iterator[Any]:
             connection.close()
 
 
-POSTGRESQL_HOST = "127.0.0.1"
-POSTGRESQL_PORT = 5432
-POSTGRESQL_SERVER = f"postgresql://postgres@{POSTGRESQL_HOST}:{POSTGRESQL_PORT}/test"
-
-
-def require_postgresql() -> None:
-    """Return when PostgreSQL accepts a TCP connection within 1 s and psycopg is installed; otherwise skip (or
-    fail, when required)."""
-    try:
-        import psycopg  # noqa: F401  (the postgresql extra)
-    except ImportError:
-        _unavailable("psycopg is not installed (pip install 'litemq[postgresql]')")
-    try:
-        with socket.create_connection((POSTGRESQL_HOST, POSTGRESQL_PORT), timeout=CONNECT_TIMEOUT):
-            return
-    except OSError as exc:
-        reason = f"PostgreSQL not reachable at {POSTGRESQL_HOST}:{POSTGRESQL_PORT}: {exc or type(exc).__name__}"
-    _unavailable(reason)
+POSTGRESQL_SERVER = POSTGRESQL_URL
 
 
 def drop_schema(schema: str) -> None:
