@@ -222,9 +222,9 @@ def test_the_top_level_help_lists_every_subcommand_but_the_hidden_ones(capsys: p
         assert name not in out
 
 
-def test_every_listing_takes_json_after_it_and_nothing_else_does() -> None:
+def test_every_listing_and_the_db_report_take_json_after_it_and_nothing_else_does() -> None:
     for name, sub in subparsers().items():
-        assert ("--json" in sub._option_string_actions) == (name in LISTINGS), name
+        assert ("--json" in sub._option_string_actions) == (name in LISTINGS + ("db",)), name
 
 
 def test_every_subcommand_has_a_line_in_the_readme() -> None:
@@ -1669,9 +1669,8 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path: Path, run
     assert notes.read_bytes() == b"these are my notes, not a database\n" * 10
 
 
-@pytest.mark.parametrize("url", ["amqp://guest:guest@localhost:5672/", "postgresql://db/litemq", "sqlite://",
-                                 ":memory:"])
-def test_a_db_url_that_is_not_an_sqlite_file_is_a_usage_error(url: str, run: Callable[..., Result],
+@pytest.mark.parametrize("url", ["amqp://guest:guest@localhost:5672/", "mysql://db/litemq", "sqlite://", ":memory:"])
+def test_a_db_url_that_is_neither_a_file_nor_a_postgresql_server_is_a_usage_error(url: str, run: Callable[..., Result],
                                                               tmp_path: Path) -> None:
     result = run("queues", db=url)
     assert result.code == 2 and one_line_error(result)
