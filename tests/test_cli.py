@@ -1192,6 +1192,9 @@ def test_db_check_reports_integrity(world: str, run: Callable[..., Result]) -> N
     assert result.code == 1
     assert "ix_litemq_messages_ready" in result.out
     assert result.err == f"litemq: {world} failed PRAGMA integrity_check\n"
+    as_json = run("db", "check", "--json")
+    assert as_json.code == 1 and as_json.err == result.err
+    assert json.loads(as_json.out) == {"integrity": result.out.splitlines()}
 
 
 def test_db_vacuum_shrinks_the_file_and_reports_the_sizes_it_has(db_path: str, run: Callable[..., Result]) -> None:
