@@ -262,6 +262,19 @@ def test_a_schema_from_a_newer_litemq_is_refused_in_one_line(world: Server, run:
     assert state(world) == before
 
 
+def test_a_schema_behind_is_read_where_it_can_be_else_refused_in_one_line(built: Server,
+                                                                          run: Callable[..., Result]) -> None:
+    migrate.upgrade_postgresql(parse(built.url).conninfo, built.schema, built.url, "0001")
+    before = state(built)
+    result = run(built.url, "queues")
+    assert result.code == 1 and one_line_error(result)
+    assert result.err.startswith(f"litemq: {built.url} is at schema 0001, older than this litemq's "
+                                 f"{SCHEMA_REVISION}, and cannot be read as it is (")
+    assert result.err.endswith("`litemq db upgrade` brings it up to date (nothing was changed)\n")
+    assert run(built.url, "db", "check").out.splitlines()[0] == "ok"  # 0001 counts its own way; the report reads
+    assert state(built) == before
+
+
 def test_an_unreachable_server_is_one_line_naming_it_without_its_password(run: Callable[..., Result]) -> None:
     url = "postgresql://app:s3cret@127.0.0.1:1/app?schema=jobs&password=s3cret&connect_timeout=2"
     for args in (["queues"], ["stats"], ["db", "check"], ["db", "upgrade"], ["db", "vacuum"], ["purge", "q"]):

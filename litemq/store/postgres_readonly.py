@@ -130,14 +130,9 @@ def _psycopg() -> Any:
     return psycopg
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def unreachable(where: str, exc: BaseException) -> StorageError:
-    return StorageError(f"cannot connect to the PostgreSQL server of {where}: {_first_line(exc)}")
+    return StorageError(f"cannot connect to the PostgreSQL server of {where}: {readonly.first_line(exc)}")
 
 
 def failed(where: str, exc: BaseException) -> StorageError:
-    return StorageError(f"{where}: {_first_line(exc)}")
+    return StorageError(f"{where}: {readonly.first_line(exc)}")

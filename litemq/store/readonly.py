@@ -107,8 +107,14 @@ def checked(store: Any, action: Callable[[Any], T], litemq_only: bool, any_revis
         return action(store)
     except missing as exc:  # a table, column or view this litemq reads is not there yet
         raise FileBehind(f"{store.path} is at schema {revision}, older than this litemq's {SCHEMA_REVISION}, and "
-                         f"cannot be read as it is ({exc}): `litemq db upgrade` brings it up to date "
+                         f"cannot be read as it is ({first_line(exc)}): `litemq db upgrade` brings it up to date "
                          "(nothing was changed)") from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's message for a one-line report (PostgreSQL's add lines that point into the statement)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _known(revision: str) -> bool:
