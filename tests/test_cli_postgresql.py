@@ -20,7 +20,7 @@ import pytest
 
 import litemq
 from litemq import cli
-from litemq.store import SCHEMA_REVISION, inspect, migrate, postgres_readonly
+from litemq.store import SCHEMA_REVISION, inspect, migrate, postgres_readonly, postgres_sql
 from litemq.store.postgres_keys import connection_key
 from litemq.store.postgres_url import parse
 from services import POSTGRESQL_URL, require_postgresql
@@ -126,6 +126,25 @@ def state(server: Server) -> dict[str, list[tuple[Any, ...]]]:
 
 def one_line_error(result: Result) -> bool:
     return result.err.startswith("litemq: ") and len(result.err.splitlines()) == 1 and "Traceback" not in result.err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The URL: libpq's part, litemq's options, and what messages show
+# ---------------------------------------------------------------------------------------------------------------
+
+def test_the_url_names_the_schema_and_what_messages_show_has_no_password() -> None:
+    found = parse("postgresql+psycopg://app:s%40cret@db.internal:6432/app?sslmode=require&password=x&schema=jobs"
+                  "&listen=0")
+    assert found.conninfo == "postgresql://app:s%40cret@db.internal:6432/app?sslmode=require&password=x"
+    assert (found.schema, found.listen) == ("jobs", False)
+    assert found.where == "postgresql://app@db.internal:6432/app?sslmode=require&schema=jobs"
+    local = parse("postgres:///app?host=/var/run/postgresql")
+    assert local.conninfo == "postgresql:///app?host=/var/run/postgresql"
+    assert (local.schema, local.listen, local.where) == (
+        "litemq", True, "postgresql:///app?host=/var/run/postgresql&schema=litemq")
+    for bad in ("schema=", "schema=" + "x" * 64, "schema=a&schema=b"):
+        with pytest.raises(ValueError, match="schema"):
+            parse(f"postgresql://db/app?{bad}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -276,6 +295,7 @@ def test_a_schema_behind_is_read_where_it_can_be_else_refused_in_one_line(built:
 
 
 def test_an_unreachable_server_is_one_line_naming_it_without_its_password(run: Callable[..., Result]) -> None:
+    pytest.importorskip("psycopg")
     url = "postgresql://app:s3cret@127.0.0.1:1/app?schema=jobs&password=s3cret&connect_timeout=2"
     for args in (["queues"], ["stats"], ["db", "check"], ["db", "upgrade"], ["db", "vacuum"], ["purge", "q"]):
         result = run(url, *args)
@@ -286,10 +306,9 @@ def test_an_unreachable_server_is_one_line_naming_it_without_its_password(run: C
 
 
 def test_a_schema_name_that_cannot_be_one_is_a_usage_error(run: Callable[..., Result]) -> None:
-    for bad in ("", "x" * 64, "a&schema=b"):
-        query = "schema=" + ("a&schema=b" if bad == "a&schema=b" else bad)
+    for query in ("schema=", "schema=" + "x" * 64, "schema=a&schema=b"):
         result = run(f"{POSTGRESQL_URL}?{query}", "queues")
-        assert result.code == 2 and one_line_error(result), bad
+        assert result.code == 2 and one_line_error(result), query
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -404,14 +423,14 @@ def test_json_is_for_db_check_only(world: Server, run: Callable[..., Result]) ->
 # ---------------------------------------------------------------------------------------------------------------
 
 class Writer:
-    """The store's ``execute`` ($N placeholders) inside one transaction on the schema, as the PostgreSQL store's
-    write transaction runs the command's statements."""
+    """The PostgreSQL store's ``execute`` (SQLite's placeholders translated; ``$N`` as they are) inside one
+    transaction on the schema, as its write transaction runs the command's statements."""
 
     def __init__(self, db: Any) -> None:
         self._db = db
 
     def execute(self, sql: str, params: Any = ()) -> Any:
-        return self._db.execute(sql, params or None)
+        return self._db.execute(postgres_sql.from_sqlite(sql), params or None)
 
 
 @contextmanager

@@ -2,14 +2,14 @@
 peeking without leases, moving messages, and file maintenance. Each function runs inside the caller's transaction,
 except the maintenance ones, which must run outside any.
 
-The statements are SQLite's text, and the same on PostgreSQL (its placeholders translated) except where the SQL
-differs; the file's maintenance (sizes, VACUUM, checkpoint) is SQLite's only (postgres_inspect.py has the server's).
+The statements are SQLite's text, which the PostgreSQL store's ``execute`` takes too (translating the placeholders),
+except where the SQL differs; the file's maintenance (sizes, VACUUM, checkpoint) is SQLite's only
+(postgres_inspect.py has the server's).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sqlite3
 from typing import Any, NamedTuple, Optional
@@ -82,18 +82,8 @@ def _on_postgresql(store: Any) -> bool:
     return not isinstance(store, SQLiteStore)
 
 
-@functools.lru_cache(maxsize=None)
-def _postgresql(sql: str) -> str:
-    return postgres_sql.from_sqlite(sql)
-
-
-def _execute(store: Any, sql: str, params: tuple[Any, ...] = ()) -> Any:
-    """A statement written for SQLite, run on the store's engine (the same SQL: only placeholders differ)."""
-    return store.execute(_postgresql(sql) if _on_postgresql(store) else sql, params)
-
-
 def _rows(store: SQLiteStore, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    cursor = _execute(store, sql, params)
+    cursor = store.execute(sql, params)
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
 
@@ -204,6 +194,6 @@ def check_sqlite(path: str) -> None:
 
 def contents(store: SQLiteStore) -> tuple[int, int]:
     """How many queues and messages the file holds (counted: for a rare question, such as before a downgrade)."""
-    queues = _execute(store, "SELECT count(*) FROM litemq_queues").fetchone()[0]
-    messages = _execute(store, "SELECT count(*) FROM litemq_messages").fetchone()[0]
+    queues = store.execute("SELECT count(*) FROM litemq_queues").fetchone()[0]
+    messages = store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0]
     return queues, messages

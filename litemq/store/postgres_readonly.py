@@ -30,7 +30,7 @@ APPLICATION_NAME = "litemq command"  # what pg_stat_activity shows for it, unles
 
 class ReadOnlyPostgres:
     """The read verbs the command uses (as the PostgreSQL store's), over a session that cannot write. Only
-    ``read()`` transactions are for it. Statements take ``$N`` placeholders."""
+    ``read()`` transactions are for it."""
 
     engine = "postgresql"
     rollbacks = 0  # (what the route cache watches: nothing read here is ever rolled back)
@@ -66,7 +66,9 @@ class ReadOnlyPostgres:
                 self._db.execute("ROLLBACK")  # it wrote nothing: nothing to commit
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> "psycopg.Cursor[Any]":
-        return self._db.execute(sql, params or None)  # a RawCursor: $N placeholders
+        """One statement with SQLite's ``?`` placeholders (PostgreSQL's ``$N`` pass as they are), as the PostgreSQL
+        store's ``execute`` takes them: inspect.py's statements run on either engine's store."""
+        return self._db.execute(postgres_sql.from_sqlite(sql), params or None)
 
     def value(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The one value the statement returns."""
