@@ -35,6 +35,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (Refused, LiteMQError) as exc:
         print(f"litemq: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # a PostgreSQL URL without psycopg installed: the error says what to install
+        print(f"litemq: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
