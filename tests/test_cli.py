@@ -222,9 +222,9 @@ def test_the_top_level_help_lists_every_subcommand_but_the_hidden_ones(capsys: p
         assert name not in out
 
 
-def test_every_listing_takes_json_after_it_and_nothing_else_does() -> None:
+def test_every_listing_and_the_db_report_take_json_after_it_and_nothing_else_does() -> None:
     for name, sub in subparsers().items():
-        assert ("--json" in sub._option_string_actions) == (name in LISTINGS), name
+        assert ("--json" in sub._option_string_actions) == (name in LISTINGS + ("db",)), name
 
 
 def test_every_subcommand_has_a_line_in_the_readme() -> None:
@@ -1192,6 +1192,9 @@ def test_db_check_reports_integrity(world: str, run: Callable[..., Result]) -> N
     assert result.code == 1
     assert "ix_litemq_messages_ready" in result.out
     assert result.err == f"litemq: {world} failed PRAGMA integrity_check\n"
+    as_json = run("db", "check", "--json")
+    assert as_json.code == 1 and as_json.err == result.err
+    assert json.loads(as_json.out) == {"integrity": result.out.splitlines()}
 
 
 def test_db_vacuum_shrinks_the_file_and_reports_the_sizes_it_has(db_path: str, run: Callable[..., Result]) -> None:
@@ -1669,9 +1672,8 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path: Path, run
     assert notes.read_bytes() == b"these are my notes, not a database\n" * 10
 
 
-@pytest.mark.parametrize("url", ["amqp://guest:guest@localhost:5672/", "postgresql://db/litemq", "sqlite://",
-                                 ":memory:"])
-def test_a_db_url_that_is_not_an_sqlite_file_is_a_usage_error(url: str, run: Callable[..., Result],
+@pytest.mark.parametrize("url", ["amqp://guest:guest@localhost:5672/", "mysql://db/litemq", "sqlite://", ":memory:"])
+def test_a_db_url_that_is_neither_a_file_nor_a_postgresql_server_is_a_usage_error(url: str, run: Callable[..., Result],
                                                               tmp_path: Path) -> None:
     result = run("queues", db=url)
     assert result.code == 2 and one_line_error(result)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import sqlite3
 from typing import Any, Iterator
 
@@ -460,3 +461,14 @@ def test_db_check_prints_the_queues_whose_counters_are_off_and_fails_until_db_re
                    f"{db_path}: 1 queue(s) recounted\n")
     assert run_cli(capsys, db_path, "db", "check") == (0, "ok\n", "")
     assert conn.delete_queue("jobs", if_empty=False) == 2
+
+
+def test_db_check_json_names_the_queues_whose_counters_are_off(conn, db_path, capsys):
+    conn.declare_queue("jobs")
+    publish(conn, "jobs", b"one", b"two")
+    assert json.loads(run_cli(capsys, db_path, "db", "check", "--json")[1]) == {"integrity": ["ok"], "counters": []}
+    break_counters(db_path, "jobs", 3, 6)
+    code, out, _ = run_cli(capsys, db_path, "db", "check", "--json")
+    assert code == 1
+    assert json.loads(out) == {"integrity": ["ok"], "counters": [
+        {"queue": "jobs", "ready_count": 3, "ready_bytes": 6, "rows_count": 2, "rows_bytes": 6}]}

@@ -1,4 +1,5 @@
-"""The ``litemq`` command: what rabbitmqctl and rabbitmqadmin give an operator, for a litemq file.
+"""The ``litemq`` command: what rabbitmqctl and rabbitmqadmin give an operator, for a litemq file or a litemq schema
+on a PostgreSQL server.
 
 Exit codes: 0 ok, 1 not found or refused, 2 usage. Listings print aligned tables, or JSON with ``--json``.
 """
@@ -34,6 +35,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (Refused, LiteMQError) as exc:
         print(f"litemq: {exc}", file=sys.stderr)
         return 1
+    except ImportError as exc:  # a PostgreSQL URL without psycopg installed: the error says what to install
+        print(f"litemq: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
@@ -43,9 +47,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 # --- the parser
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="litemq", description="An embedded message broker in one SQLite file.")
+    parser = argparse.ArgumentParser(prog="litemq", description="An embedded message broker in one SQLite file, or "
+                                                                "in a schema on a PostgreSQL server.")
     parser.add_argument("--db", metavar="PATH_OR_URL",
-                        help="the file (a path or sqlite:///path); default $LITEMQ_URL, else litemq.db")
+                        help="the file (a path or sqlite:///path) or the server (postgresql://user@host/db, with "
+                             "?schema=NAME, default litemq); default $LITEMQ_URL, else litemq.db")
     parser.add_argument("--version", action="version", version=f"litemq {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -145,17 +151,19 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("destination")
     sub.add_argument("--limit", type=int, default=None, help="at most this many (default: all)")
 
-    command("stats", cmd_stats, "messages and bytes per queue, totals, file and WAL size", listing=True)
+    command("stats", cmd_stats, "messages and bytes per queue, totals, file and WAL size (a PostgreSQL schema's size)",
+            listing=True)
 
-    sub = command("db", cmd_db, "the file itself: upgrade, downgrade REV, current, check, recount, vacuum, "
-                                "checkpoint")
+    sub = command("db", cmd_db, "the database itself (the file, or the PostgreSQL schema): upgrade, downgrade REV, "
+                                "current, check, recount, vacuum, checkpoint (a file's)")
     sub.add_argument("action", choices=["upgrade", "downgrade", "current", "check", "recount", "vacuum",
                                         "checkpoint"])
     sub.add_argument("revision", nargs="?", help="for downgrade: the revision to go back to")
     sub.add_argument("--yes", action="store_true",
                      help="for downgrade: go ahead even when it deletes queues and messages")
+    sub.add_argument("--json", action="store_true", help="for check: print the report as JSON")
 
-    sub = command("demo", cmd_demo, "run a producer and a consumer process that talk through the file")
+    sub = command("demo", cmd_demo, "run a producer and a consumer process that talk through the broker")
     sub.add_argument("-n", "--count", type=int, default=5, help="how many messages to send (default 5)")
     for name, run in (("demo-producer", demo_producer), ("demo-consumer", demo_consumer)):
         hidden = commands.add_parser(name)

@@ -1,5 +1,5 @@
-"""What every command shares: its two kinds of failure, opening the file (read-only for the commands that only
-look), and KEY=VALUE input."""
+"""What every command shares: its two kinds of failure, opening the broker (a file, or a schema on a PostgreSQL
+server; read-only for the commands that only look), and KEY=VALUE input."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any, Callable, Optional, Sequence, TypeVar
 
 from ..connection import Connection, connect
 from ..message import PROPERTY_NAMES, Properties
-from ..store import resolve_path
+from ..store import postgres_url, resolve_path
 
 T = TypeVar("T")
 DEFAULT_EXCHANGE_NAMES = ("", "amq.default")
@@ -22,6 +22,29 @@ class UsageError(Exception):
 
 class Refused(Exception):
     """A missing file or object, or a refusal (exit code 1)."""
+
+
+def given(args: argparse.Namespace) -> str:
+    """What --db names, else $LITEMQ_URL, else litemq.db: a file (a path or sqlite:///path) or a server's URL."""
+    return args.db if args.db is not None else os.environ.get("LITEMQ_URL") or "litemq.db"
+
+
+def server(args: argparse.Namespace) -> Optional[postgres_url.ServerURL]:
+    """The PostgreSQL server and schema named, or None for a file."""
+    url = given(args)
+    if not postgres_url.is_postgresql(url):
+        return None
+    try:
+        return postgres_url.parse(url)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def where(args: argparse.Namespace) -> str:
+    """What the command works on, as messages name it: the file's path, or the server's URL (no password) and
+    schema."""
+    found = server(args)
+    return found.where if found is not None else file_path(args)
 
 
 def file_path(args: argparse.Namespace) -> str:
@@ -39,7 +62,12 @@ def existing_file(args: argparse.Namespace) -> str:
 
 
 def open_connection(args: argparse.Namespace, create: bool = False) -> Connection:
-    """A connection, for the commands that change the file."""
+    """A connection, for the commands that change the broker. Unless ``create``, a file or schema without litemq's
+    tables is refused rather than built."""
+    if server(args) is not None:
+        if not create:
+            read_only(args, lambda store: None)
+        return connect(given(args))
     if create:
         return connect(file_path(args))
     from ..store import inspect, readonly
@@ -51,8 +79,13 @@ def open_connection(args: argparse.Namespace, create: bool = False) -> Connectio
 
 
 def read_only(args: argparse.Namespace, action: Callable[[Any], T], **options: bool) -> T:
-    """``action(store)`` on the file opened read-only, for the commands that only look: they never create,
-    upgrade or write it, and work on a file nobody may write."""
+    """``action(store)`` on the file or schema opened read-only, for the commands that only look: they never
+    create, upgrade or write it, and work on a file nobody may write."""
+    found = server(args)
+    if found is not None:
+        from ..store import postgres_readonly
+
+        return postgres_readonly.read(found, action, **options)
     from ..store import readonly
 
     return readonly.read(existing_file(args), action, **options)

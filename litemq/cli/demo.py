@@ -1,4 +1,5 @@
-"""``litemq demo``: a producer process and a consumer process talking through the file."""
+"""``litemq demo``: a producer process and a consumer process talking through the broker (a file, or a schema on a
+PostgreSQL server)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,24 @@ import subprocess
 import sys
 
 from ..connection import connect
-from .common import Refused, file_path
+from .common import Refused, file_path, given, server, where
 
 DEMO_QUEUE = "litemq-demo"
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    path = file_path(args)
-    print(f"litemq demo on {path}: a consumer process and a producer process, queue {DEMO_QUEUE!r}")
-    with connect(path) as conn:
+    # The two processes get a file by its absolute path, a server's URL (which may hold a password) through their
+    # environment rather than their command line, which every local user can read.
+    on_server = server(args) is not None
+    url = given(args) if on_server else file_path(args)
+    print(f"litemq demo on {where(args)}: a consumer process and a producer process, queue {DEMO_QUEUE!r}")
+    with connect(url) as conn:
         conn.declare_queue(DEMO_QUEUE, durable=True)
         conn.purge_queue(DEMO_QUEUE)
-    base = [sys.executable, "-m", "litemq", "--db", path]
-    consumer = subprocess.Popen(base + ["demo-consumer", "-n", str(args.count)])
-    producer = subprocess.Popen(base + ["demo-producer", "-n", str(args.count)])
+    base = [sys.executable, "-m", "litemq"] + ([] if on_server else ["--db", url])
+    env = {**os.environ, "LITEMQ_URL": url} if on_server else None
+    consumer = subprocess.Popen(base + ["demo-consumer", "-n", str(args.count)], env=env)
+    producer = subprocess.Popen(base + ["demo-producer", "-n", str(args.count)], env=env)
     try:
         codes = [producer.wait(timeout=60), consumer.wait(timeout=60)]
     except subprocess.TimeoutExpired:

@@ -1,16 +1,16 @@
-"""The commands that only look (queues, exchanges, bindings, connections, route, stats): each reads the file
-read-only, in one snapshot."""
+"""The commands that only look (queues, exchanges, bindings, connections, route, stats): each reads the file or
+schema read-only, in one snapshot."""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, Optional
 
 from .. import routing
 from ..errors import AccessRefused, ExchangeNotFound
 from ..message import Properties, decode_table
-from .common import exchange_name, file_path, pairs, read_only
+from .common import exchange_name, file_path, pairs, read_only, server
 from .output import emit, shown
 
 
@@ -58,12 +58,28 @@ def cmd_bindings(args: argparse.Namespace) -> int:
 def cmd_connections(args: argparse.Namespace) -> int:
     from ..store import inspect
 
-    rows = read_only(args, inspect.connections)
-    path = file_path(args)
-    for row in rows:
-        row["alive"] = inspect.is_alive(path, row["connection_id"])
-    emit(args, rows, ("connection_id", "pid", "host", "started_at", "consumers", "unacked", "alive"))
+    alive = _alive_on_server if server(args) is not None else _alive_by_lock_file
+
+    def look(store: Any) -> list[dict[str, Any]]:
+        rows = inspect.connections(store)
+        for row in rows:
+            row["alive"] = alive(store, row["connection_id"])
+        return rows
+
+    emit(args, read_only(args, look), ("connection_id", "pid", "host", "started_at", "consumers", "unacked", "alive"))
     return 0
+
+
+def _alive_by_lock_file(store: Any, connection_id: str) -> Optional[bool]:
+    from ..store import inspect
+
+    return inspect.is_alive(store.path, connection_id)
+
+
+def _alive_on_server(store: Any, connection_id: str) -> Optional[bool]:
+    from ..store import postgres_inspect
+
+    return postgres_inspect.is_alive(store, connection_id)
 
 
 def cmd_route(args: argparse.Namespace) -> int:
@@ -96,8 +112,18 @@ def cmd_route(args: argparse.Namespace) -> int:
 def cmd_stats(args: argparse.Namespace) -> int:
     from ..store import inspect
 
-    queues = read_only(args, inspect.queues)
-    sizes = inspect.file_sizes(file_path(args))
+    found = server(args)
+    if found is not None:
+        from ..store import postgres_inspect
+
+        queues, schema_bytes = read_only(args, lambda store: (inspect.queues(store),
+                                                              postgres_inspect.schema_bytes(store)))
+        sizes = {"schema_bytes": schema_bytes}
+        where = f"schema {found.schema} {schema_bytes} bytes (tables and indexes)"
+    else:
+        queues = read_only(args, inspect.queues)
+        sizes = inspect.file_sizes(file_path(args))
+        where = f"file {sizes['file_bytes']} bytes, WAL {sizes['wal_bytes']} bytes"
     rows = [{"queue": q["queue"], "messages": q["total"], "ready": q["ready"], "unacked": q["unacked"],
              "bytes": q["bytes"], "oldest_ready_seconds": q["oldest_ready_seconds"]} for q in queues]
     totals = {"messages": sum(r["messages"] for r in rows), "bytes": sum(r["bytes"] for r in rows), **sizes}
@@ -105,6 +131,5 @@ def cmd_stats(args: argparse.Namespace) -> int:
         print(json.dumps({"queues": rows, "totals": totals}, indent=2))
         return 0
     emit(args, rows, ("queue", "messages", "ready", "unacked", "bytes", "oldest_ready_seconds"))
-    print(f"total: {totals['messages']} messages, {totals['bytes']} bytes of bodies; "
-          f"file {sizes['file_bytes']} bytes, WAL {sizes['wal_bytes']} bytes")
+    print(f"total: {totals['messages']} messages, {totals['bytes']} bytes of bodies; {where}")
     return 0

@@ -160,7 +160,7 @@ def cmd_move(args: argparse.Namespace) -> int:
         with conn._store.write_exclusive() as store:
             target = store.queue(args.destination)
             max_priority = (queue_policy(target.arguments).max_priority or 0) if target is not None else 0
-            moved = inspect.move(inspect.sqlite_of(store), args.source, args.destination, args.limit, max_priority)
+            moved = inspect.move(store, args.source, args.destination, args.limit, max_priority)
             store.wake([args.destination])
     print(moved)
     return 0

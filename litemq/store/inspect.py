@@ -1,6 +1,11 @@
-"""Reading and tending a file for people and tools (the ``litemq`` command): listings over the inspection views,
+"""Reading and tending a broker for people and tools (the ``litemq`` command): listings over the inspection views,
 peeking without leases, moving messages, and file maintenance. Each function runs inside the caller's transaction,
-except the maintenance ones, which must run outside any."""
+except the maintenance ones, which must run outside any.
+
+The statements are SQLite's text, which the PostgreSQL store's ``execute`` takes too (translating the placeholders),
+except where the SQL differs; the file's maintenance (sizes, VACUUM, checkpoint) is SQLite's only
+(postgres_inspect.py has the server's).
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import sqlite3
 from typing import Any, NamedTuple, Optional
 
 from ..errors import StorageError
-from . import lockfiles
+from . import lockfiles, postgres_sql
 from .contract import Store
 from .sqlite import SQLiteStore
 from .sqlite_file import translate_error
@@ -23,7 +28,8 @@ SELECT_EXCHANGES = ("SELECT name, type, durable, auto_delete, internal, argument
 SELECT_BINDINGS = ("SELECT exchange, destination, destination_kind, routing_key, arguments FROM litemq_bindings "
                    "ORDER BY exchange, destination, routing_key, id")
 SELECT_CONNECTIONS = ("SELECT connection_id, pid, host, started_at, unacked, count(consumer_tag) AS consumers "
-                      "FROM litemq_connection_view GROUP BY connection_id ORDER BY started_at, connection_id")
+                      "FROM litemq_connection_view GROUP BY connection_id, pid, host, started_at, unacked "
+                      "ORDER BY started_at, connection_id")
 PEEK = (f"SELECT id, exchange, routing_key, {BODY} AS body, properties, delivery_count, published_at "
         "FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL "
         "ORDER BY priority DESC, id LIMIT ?")
@@ -41,17 +47,42 @@ MOVE_COPY = ("INSERT INTO litemq_messages (id, queue, exchange, routing_key, bod
              f"FROM litemq_messages WHERE id IN ({_HEAD})")
 MOVE_BODY = "UPDATE litemq_bodies SET id = ? WHERE id = ?"
 MOVE_DELETE = f"DELETE FROM litemq_messages WHERE id IN ({_HEAD})"
+# On PostgreSQL one statement takes the head and copies it to the tail: claims run beside it there, and a message one
+# holds meanwhile is skipped as claims skip it (the head chosen as a claim chooses it, fenced so no more rows are taken
+# than asked). Its sequence numbers the copies in delivery order, and its bodies are in their rows (or the copy takes
+# one from litemq_bodies, which the delete trigger then removes).
+MOVE_POSTGRESQL = (
+    postgres_sql._CHOSEN.format(where=postgres_sql._READY.format(queue="$1"), order=postgres_sql._IN_ORDER,
+                                limit="$2")
+    + f", moved AS ({postgres_sql._TAKE}RETURNING id, exchange, routing_key, {BODY} AS body, properties, "
+    "published_at, delivery_count, priority, expires_at), copied AS (INSERT INTO litemq_messages (queue, exchange, "
+    "routing_key, body, properties, published_at, delivery_count, priority, expires_at) SELECT $3, exchange, "
+    "routing_key, body, properties, published_at, delivery_count, least(priority, $4), expires_at FROM moved "
+    "ORDER BY priority DESC, id RETURNING 1) SELECT count(*) FROM copied")
 # A queue's ready counters, as its rows say (what the triggers of migration 0007 keep them equal to).
 _READY_ROWS = (f"SELECT queue, count(*) AS ready_count, coalesce(sum({BODY_BYTES}), 0) AS ready_bytes "
                "FROM litemq_messages WHERE lease_token IS NULL AND visible_at IS NULL GROUP BY queue")
-SELECT_COUNTER_MISMATCHES = (
-    "SELECT q.name, q.ready_count, q.ready_bytes, coalesce(r.ready_count, 0), coalesce(r.ready_bytes, 0) "
-    f"FROM litemq_queues q LEFT JOIN ({_READY_ROWS}) r ON r.queue = q.name "
-    "WHERE q.ready_count IS NOT coalesce(r.ready_count, 0) OR q.ready_bytes IS NOT coalesce(r.ready_bytes, 0) "
-    "ORDER BY q.name")
+_MISMATCHES = ("SELECT q.name, {count}, {bytes}, coalesce(r.ready_count, 0), coalesce(r.ready_bytes, 0) "
+               f"FROM litemq_queues q {{deltas}}LEFT JOIN ({_READY_ROWS}) r ON r.queue = q.name "
+               "WHERE {count} != coalesce(r.ready_count, 0) OR {bytes} != coalesce(r.ready_bytes, 0) "
+               "ORDER BY q.name")
+SELECT_COUNTER_MISMATCHES = _MISMATCHES.format(count="q.ready_count", bytes="q.ready_bytes", deltas="")
+# On PostgreSQL a queue's counters are its row's plus its delta rows' (migration 0007), as the store counts them.
+SELECT_COUNTER_MISMATCHES_POSTGRESQL = _MISMATCHES.format(
+    count="q.ready_count + coalesce(d.ready_count, 0)", bytes="q.ready_bytes + coalesce(d.ready_bytes, 0)",
+    deltas="LEFT JOIN (SELECT queue, sum(ready_count)::bigint AS ready_count, sum(ready_bytes)::bigint AS "
+           f"ready_bytes FROM {postgres_sql.DELTAS} GROUP BY queue) d ON d.queue = q.name ")
 RECOUNT = ("UPDATE litemq_queues SET (ready_count, ready_bytes) = (SELECT count(*), "
            f"coalesce(sum({BODY_BYTES}), 0) FROM litemq_messages WHERE queue = litemq_queues.name "
            "AND lease_token IS NULL AND visible_at IS NULL) WHERE name = ?")
+# ... and its delta rows go in the same statement, so it counts the rows and drops the deltas of one snapshot: a
+# publish committed meanwhile keeps its delta, and its rows were not counted.
+RECOUNT_POSTGRESQL = (f"WITH dropped AS (DELETE FROM {postgres_sql.DELTAS} WHERE queue = $1) "
+                      + postgres_sql.from_sqlite(RECOUNT))
+
+
+def _on_postgresql(store: Any) -> bool:
+    return not isinstance(store, SQLiteStore)
 
 
 def sqlite_of(store: Store) -> SQLiteStore:
@@ -96,10 +127,12 @@ def peek(store: SQLiteStore, queue: str, limit: int) -> list[dict[str, Any]]:
     return _rows(store, PEEK, (queue, limit))
 
 
-def move(store: SQLiteStore, source: str, destination: str, limit: Optional[int], max_priority: int = 0) -> int:
+def move(store: Store, source: str, destination: str, limit: Optional[int], max_priority: int = 0) -> int:
     """Move up to ``limit`` ready messages (all when None) from the head of one queue to the tail of another, in
     delivery order, keeping their expiry; ``max_priority`` is the destination's (0: not a priority queue).
     Returns how many."""
+    if _on_postgresql(store):
+        return int(store.execute(MOVE_POSTGRESQL, (source, limit, destination, max_priority)).fetchone()[0])
     of_head = {"source": source, "limit": -1 if limit is None else limit}
     head = store.execute(SELECT_HEAD, of_head).fetchall()
     last = store.execute(SELECT_LAST_ID).fetchone()[0]
@@ -127,7 +160,8 @@ class CounterMismatch(NamedTuple):
 
 def counter_mismatches(store: SQLiteStore) -> list[CounterMismatch]:
     """Each queue whose ready_count or ready_bytes differ from its ready rows, by name (reads every ready row)."""
-    return [CounterMismatch(*row) for row in store.execute(SELECT_COUNTER_MISMATCHES).fetchall()]
+    sql = SELECT_COUNTER_MISMATCHES_POSTGRESQL if _on_postgresql(store) else SELECT_COUNTER_MISMATCHES
+    return [CounterMismatch(*row) for row in store.execute(sql).fetchall()]
 
 
 def recount(store: SQLiteStore) -> list[CounterMismatch]:
@@ -135,7 +169,7 @@ def recount(store: SQLiteStore) -> list[CounterMismatch]:
     were."""
     off = counter_mismatches(store)
     for mismatch in off:
-        store.execute(RECOUNT, (mismatch.queue,))
+        store.execute(RECOUNT_POSTGRESQL if _on_postgresql(store) else RECOUNT, (mismatch.queue,))
     return off
 
 

@@ -161,7 +161,12 @@ TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
 REPORT_TABLES = ("SELECT relname, n_live_tup, n_dead_tup, pg_table_size(relid), pg_indexes_size(relid), "
                  "extract(epoch FROM last_autovacuum)::float8, extract(epoch FROM last_vacuum)::float8 "
                  "FROM pg_stat_user_tables WHERE schemaname = $1 ORDER BY relname")
-REPORT_OLDEST_XMIN = ("SELECT pid, datname, usename, application_name, state, age(backend_xmin), "
+# A session holds back vacuum by its snapshot (backend_xmin) or, idle in a transaction that wrote, by its own
+# transaction id (backend_xid: its snapshot is gone between statements at READ COMMITTED); for this database's
+# tables, only the sessions of this database do (and those of none, such as a WAL sender for a standby).
+_HELD_BACK = "greatest(age(backend_xmin), age(backend_xid))"
+REPORT_OLDEST_XMIN = (f"SELECT pid, datname, usename, application_name, state, {_HELD_BACK}, "
                       "extract(epoch FROM clock_timestamp() - xact_start)::float8, left(query, 200) "
-                      "FROM pg_stat_activity WHERE backend_xmin IS NOT NULL AND pid != pg_backend_pid() "
-                      "ORDER BY age(backend_xmin) DESC LIMIT 1")
+                      "FROM pg_stat_activity WHERE (backend_xmin IS NOT NULL OR backend_xid IS NOT NULL) "
+                      "AND (datname = current_database() OR datname IS NULL) AND pid != pg_backend_pid() "
+                      f"ORDER BY {_HELD_BACK} DESC LIMIT 1")

@@ -14,7 +14,7 @@ import math
 import os
 import sqlite3
 import urllib.parse
-from typing import Callable, Optional, TypeVar
+from typing import Any, Callable, Optional, TypeVar
 
 from ..errors import SchemaTooNew, StorageError
 from . import SCHEMA_REVISION, VERSION_TABLE
@@ -81,7 +81,8 @@ def read(path: str, action: Callable[[ReadOnlyStore], T], *, litemq_only: bool =
         store = ReadOnlyStore(path, immutable)
         try:
             with store.read():
-                result = _checked(store, action, litemq_only, any_revision)
+                store.execute("PRAGMA schema_version").fetchone()  # reads the header: SQLITE_NOTADB if not SQLite
+                result = checked(store, action, litemq_only, any_revision, (sqlite3.OperationalError,))
         except sqlite3.Error as exc:
             raise translate_error(exc, path) from exc
         finally:
@@ -91,9 +92,10 @@ def read(path: str, action: Callable[[ReadOnlyStore], T], *, litemq_only: bool =
     raise StorageError(f"{path} kept changing while it was read; try again")
 
 
-def _checked(store: ReadOnlyStore, action: Callable[[ReadOnlyStore], T], litemq_only: bool,
-             any_revision: bool) -> T:
-    store.execute("PRAGMA schema_version").fetchone()  # reads the header: SQLITE_NOTADB if not SQLite
+def checked(store: Any, action: Callable[[Any], T], litemq_only: bool, any_revision: bool,
+            missing: tuple[type[Exception], ...]) -> T:
+    """``action(store)`` after the revision checks of ``read`` (for either engine's read-only store);
+    ``missing`` are the engine's errors for a table, column or view that is not there."""
     revision = store.revision()
     if revision is None and litemq_only:
         raise NoLitemqData(f"{store.path} holds no litemq data (nothing was changed)")
@@ -101,14 +103,20 @@ def _checked(store: ReadOnlyStore, action: Callable[[ReadOnlyStore], T], litemq_
         return action(store)
     if not _known(revision):
         raise SchemaTooNew(f"{store.path} has schema revision {revision!r}, which this litemq does not know (it "
-                           f"writes {SCHEMA_REVISION!r}): the file was written by a newer litemq; upgrade litemq "
+                           f"writes {SCHEMA_REVISION!r}): it was written by a newer litemq; upgrade litemq "
                            "to read it")
     try:
         return action(store)
-    except sqlite3.OperationalError as exc:  # a table, column or view this litemq reads is not there yet
+    except missing as exc:  # a table, column or view this litemq reads is not there yet
         raise FileBehind(f"{store.path} is at schema {revision}, older than this litemq's {SCHEMA_REVISION}, and "
-                         f"cannot be read as it is ({exc}): `litemq db upgrade` brings it up to date "
+                         f"cannot be read as it is ({first_line(exc)}): `litemq db upgrade` brings it up to date "
                          "(nothing was changed)") from exc
+
+
+def first_line(exc: BaseException) -> str:
+    """An error's message for a one-line report (PostgreSQL's add lines that point into the statement)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _known(revision: str) -> bool:
