@@ -117,6 +117,8 @@ class PostgresStore:
         self._channel = channel(self.schema)
         self._begin_write = "BEGIN; " + sql.LOCK_SHARED.format(key=self._write_key)
         self._begin_exclusive = "BEGIN; " + sql.LOCK_EXCLUSIVE.format(key=self._write_key)
+        self._in_transaction = False
+        self._pending: list[tuple[str, Sequence[Any], Optional[bool]]] = []  # sent with the next statement or the COMMIT
         self._conn = self._connect(connect_timeout)
         _stores.add(self)
         self._relay: Optional[Relay] = None
@@ -179,12 +181,34 @@ class PostgresStore:
             return ServerUnreachable(f"lost the connection to {self.path}: {str(exc).strip()}")
         return StorageError(f"{self.path}: {str(exc).strip()}")
 
-    def run(self, statement: str, params: Sequence[Any] = ()) -> psycopg.RawCursor[Any]:
+    def run(self, statement: str, params: Sequence[Any] = (), *,
+            prepare: Optional[bool] = None) -> psycopg.RawCursor[Any]:
         """Run one statement (``$N`` parameters) in the current transaction, or on its own outside one."""
         try:
-            return self._cur.execute(statement, params, binary=True)
+            if self._pending:
+                return self._send_pending(statement, params, prepare)
+            return self._cur.execute(statement, params, binary=True, prepare=prepare)
         except psycopg.Error as exc:
             raise self.failed(exc) from exc
+
+    def later(self, statement: str, params: Sequence[Any] = ()) -> None:
+        """Run a statement whose result nobody reads in the current transaction: it goes to the server with the
+        next statement or the COMMIT, in the same round trip (a failure then fails that statement, or the commit:
+        the transaction rolls back either way). Outside a transaction it runs at once."""
+        if self._in_transaction:
+            self._pending.append((statement, params, None))
+        else:
+            self.run(statement, params)
+
+    def _send_pending(self, statement: str, params: Sequence[Any], prepare: Optional[bool]) -> psycopg.RawCursor[Any]:
+        """What waits (the BEGIN and its lock, statements run ``later``), then ``statement``: one round trip
+        (psycopg's pipeline mode); the cursor holds the last statement's result."""
+        pending, self._pending = self._pending, []
+        with self._conn.pipeline():
+            for text, args, prepared in pending:
+                self._cur.execute(text, args, binary=True, prepare=prepared)
+            self._cur.execute(statement, params, binary=True, prepare=prepare)
+        return self._cur
 
     def one(self, statement: str, params: Sequence[Any] = ()) -> Any:
         """The one row of a statement that always returns one (an aggregate)."""
@@ -215,6 +239,8 @@ class PostgresStore:
         self._after_commit.append(action)
 
     def _rollback(self) -> None:
+        self._in_transaction = False
+        self._pending = []
         if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not self._conn.broken:
             self.rollbacks += 1
             try:
@@ -269,7 +295,7 @@ class PostgresStore:
         its own that does not wait for the flush (its loss in a crash costs a waiter's TICK_SECONDS, never a
         message)."""
         self._wakes.update(dict.fromkeys([""] if queues is None else queues))
-        if self._conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+        if not self._in_transaction:
             self._notify()
 
     def _notify(self) -> None:
@@ -441,20 +467,20 @@ class PostgresStore:
                        now: float, priority: int = 0, expires_at: Optional[float] = None) -> None:
         # Every body stays in its row: PostgreSQL moves a large one out of line itself (TOAST), and an UPDATE of
         # the lease leaves it where it is.
-        self.run(sql.INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, expires_at))
+        self.later(sql.INSERT_MESSAGE, (queue, exchange, routing_key, body, properties, now, priority, expires_at))
 
     def insert_copies(self, queues: Sequence[str], exchange: str, routing_key: str, body: bytes,
                       properties: Optional[str], now: float) -> None:
-        self.run(sql.INSERT_COPIES, (exchange, routing_key, body, properties, now, list(queues)))
+        self.later(sql.INSERT_COPIES, (exchange, routing_key, body, properties, now, list(queues)))
 
     def insert_messages(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
                         properties: Optional[str], now: float, priority: int = 0) -> None:
-        self.run(sql.INSERT_MESSAGES, (queue, exchange, routing_key, properties, now, priority, list(bodies)))
+        self.later(sql.INSERT_MESSAGES, (queue, exchange, routing_key, properties, now, priority, list(bodies)))
 
     def insert_delayed(self, queue: str, exchange: str, routing_key: str, bodies: Sequence[bytes],
                        properties: Optional[str], now: float, visible_at: float) -> None:
         for body in bodies:
-            self.run(sql.INSERT_DELAYED, (queue, exchange, routing_key, body, properties, now, visible_at))
+            self.later(sql.INSERT_DELAYED, (queue, exchange, routing_key, body, properties, now, visible_at))
 
     # --- claiming and settling
     def claim(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float, *,
@@ -613,7 +639,9 @@ class _Transaction:
         try:
             store._after_commit = []
             store._wakes = {}
-            store._control(self.begin)
+            store._pending = []
+            store._control(self.begin)  # BEGIN and the lock in one round trip, before anything is read
+            store._in_transaction = True
         except BaseException:
             try:
                 store._rollback()
@@ -631,7 +659,8 @@ class _Transaction:
                     raise store.failed(exc) from exc
                 return
             try:
-                store._control("COMMIT")
+                store.run("COMMIT", prepare=False)  # with the statements run later, in one round trip
+                store._in_transaction = False
             except BaseException:
                 store._rollback()
                 raise
