@@ -1,4 +1,5 @@
-"""Fixtures: a broker on a temp file, a second connection to it, and real extra processes."""
+"""Fixtures: a broker of the test's own on each engine (a temp file, a PostgreSQL schema), connections to it, plain
+SQL on it, and real extra processes. How engines are chosen and marked: see engines.py."""
 
 from __future__ import annotations
 
@@ -17,13 +18,48 @@ import pytest
 from freezegun import freeze_time
 
 import litemq
+from engines import BrokerSQL, new_broker, selected_engines
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A test on the broker runs once per chosen engine; a sqlite_only one is not parametrised at all (no
+    # postgresql variant to skip, and its id stays as it was).
+    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("sqlite_only") is None:
+        metafunc.parametrize("engine", selected_engines(), indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if "sqlite" in selected_engines():
+        return
+    kept = [item for item in items if item.get_closest_marker("sqlite_only") is None]
+    if len(kept) < len(items):
+        config.hook.pytest_deselected(items=[item for item in items if item not in kept])
+        items[:] = kept
+
+
 @pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "mq.db")
+def engine(request: pytest.FixtureRequest) -> str:
+    """The engine this variant of the test runs on: ``sqlite`` or ``postgresql``."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def db_path(engine: str, tmp_path: Path) -> Iterator[str]:
+    """The test's own broker, what ``litemq.connect`` and the worker processes take: a temp file on sqlite (a path,
+    which sqlite_only tests use as one), ``postgresql://...?schema=t_<hex>`` on postgresql, dropped afterwards."""
+    with new_broker(engine, tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def sql(db_path: str) -> Iterator[BrokerSQL]:
+    """Plain SQL on the test's broker, committed at once, on a connection of its own: ``sql("SELECT ...", (p,))``
+    gives the rows, ``sql.value(...)`` the one value (see engines.BrokerSQL)."""
+    runner = BrokerSQL(db_path)
+    yield runner
+    runner.close()
 
 
 def _renews_leases(request: pytest.FixtureRequest) -> bool:

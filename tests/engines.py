@@ -1,0 +1,141 @@
+"""The engines the suite runs litemq on, a broker of its own for each test on each, and plain SQL on it.
+
+Every test that opens the broker through the ``db_path`` fixture (itself, or through ``conn``, ``other``, ``sql``
+...) runs once per engine: ``[sqlite]`` on a temp file, ``[postgresql]`` in a schema of its own on the local server
+(``services.POSTGRESQL_URL``), dropped after the test. ``LITEMQ_TEST_ENGINES`` chooses (``sqlite``,
+``postgresql`` or both, comma-separated; both by default). A test marked ``sqlite_only`` (it is about the file:
+paths, permissions, WAL, lock files, SQLite's own statements and costs) runs once, on sqlite, and is deselected
+when sqlite is not chosen.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import pytest
+
+from services import POSTGRESQL_URL, require_postgresql
+
+ENGINES = ("sqlite", "postgresql")
+POSTGRESQL_SCHEMES = ("postgresql://", "postgresql+psycopg://")
+DROP_LOCK_TIMEOUT = "5s"
+
+
+def selected_engines() -> tuple[str, ...]:
+    """The engines ``LITEMQ_TEST_ENGINES`` names, in ENGINES' order; all of them when it is unset or empty."""
+    setting = os.environ.get("LITEMQ_TEST_ENGINES", "")
+    names = [name.strip().lower() for name in setting.split(",") if name.strip()] or list(ENGINES)
+    unknown = sorted(set(names) - set(ENGINES))
+    if unknown:
+        raise pytest.UsageError(f"LITEMQ_TEST_ENGINES={setting!r} names no engine {', '.join(unknown)}: choose "
+                                f"from {', '.join(ENGINES)} (comma-separated)")
+    return tuple(engine for engine in ENGINES if engine in names)
+
+
+def engine_of(url: str) -> str:
+    return "postgresql" if url.startswith(POSTGRESQL_SCHEMES) else "sqlite"
+
+
+@contextmanager
+def new_broker(engine: str, directory: Path) -> Iterator[str]:
+    """The address of an empty broker for one test: a file in ``directory``, or a new schema on the local server
+    (skipped, or failed under LITEMQ_REQUIRE_SERVICES=1, when it is unreachable), dropped at the end."""
+    if engine == "sqlite":
+        yield str(directory / "mq.db")
+        return
+    require_postgresql()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    try:
+        yield f"{POSTGRESQL_URL}?schema={schema}"
+    finally:
+        drop_schema(schema)
+
+
+def drop_schema(schema: str) -> None:
+    """``DROP SCHEMA ... CASCADE``. A session that still holds a lock in the schema (a child process the test
+    killed, whose server backend has not noticed yet, or one still running) is terminated first."""
+    import psycopg
+    from psycopg import sql
+
+    drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+    with psycopg.connect(POSTGRESQL_URL, autocommit=True) as db:
+        db.execute(f"SET lock_timeout = '{DROP_LOCK_TIMEOUT}'")
+        for _ in range(3):
+            try:
+                db.execute(drop)
+                return
+            except psycopg.errors.LockNotAvailable:
+                db.execute("SELECT pg_terminate_backend(l.pid) FROM pg_locks l "
+                           "JOIN pg_class c ON c.oid = l.relation JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE n.nspname = %s AND l.pid <> pg_backend_pid()", (schema,))
+        db.execute(drop)
+
+
+def split_postgresql_url(url: str) -> tuple[str, str]:
+    """(the URL psycopg takes, the schema): litemq's ``schema`` query parameter is litemq's, not libpq's."""
+    parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = dict(query).get("schema", "litemq")
+    rest = urlencode([(key, value) for key, value in query if key != "schema"])
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+class BrokerSQL:
+    """Plain SQL on a broker, as a person at a prompt runs it: ``sqlite3`` on the file or psycopg in the schema,
+    on a connection of its own, each statement committed. ``?`` marks a parameter on both engines.
+
+    ``sql("SELECT count(*) FROM litemq_messages")`` returns the rows as tuples (none for a statement that returns
+    none). Values are the engines': a boolean column reads 0/1 on SQLite and False/True on PostgreSQL (equal in
+    Python), a sum of integers is a Decimal on PostgreSQL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = engine_of(url)
+        self._db: Any = None
+
+    def __call__(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        db = self._connection()
+        if self.engine == "sqlite":
+            cursor = db.execute(statement, params)
+        else:
+            cursor = db.execute(statement.replace("%", "%%").replace("?", "%s"), params) if params \
+                else db.execute(statement)
+        return [tuple(row) for row in cursor.fetchall()] if cursor.description else []
+
+    def value(self, statement: str, params: Sequence[Any] = ()) -> Any:
+        """The one value a statement returns (``SELECT count(*) ...``)."""
+        ((value,),) = self(statement, params)
+        return value
+
+    def _connection(self) -> Any:
+        if self._db is None:
+            if self.engine == "sqlite":
+                # mode=rw: a look at a broker that does not exist must not create its file.
+                self._db = sqlite3.connect(f"file:{quote(self.url)}?mode=rw", uri=True, isolation_level=None,
+                                           timeout=60)
+            else:
+                import psycopg
+
+                url, schema = split_postgresql_url(self.url)
+                self._db = psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}")
+        return self._db
+
+    def close(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
+
+def sql_rows(url: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """One statement on a connection opened and closed for it (``BrokerSQL`` keeps one for a test)."""
+    runner = BrokerSQL(url)
+    try:
+        return runner(statement, params)
+    finally:
+        runner.close()
