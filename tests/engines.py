@@ -42,6 +42,12 @@ def engine_of(url: str) -> str:
     return "postgresql" if url.startswith(POSTGRESQL_SCHEMES) else "sqlite"
 
 
+def as_url(address: str) -> str:
+    """A broker's address as a URL (for ``URLParameters`` and ``$LITEMQ_URL``): ``sqlite:///`` and a file's path,
+    a server's URL as it is."""
+    return address if engine_of(address) == "postgresql" else "sqlite:///" + address
+
+
 @contextmanager
 def new_broker(engine: str, directory: Path) -> Iterator[str]:
     """The address of an empty broker for one test: a file in ``directory``, or a new schema on the local server

@@ -22,6 +22,7 @@ import extras_workers as workers
 import litemq
 import litemq.session
 from conftest import Processes, vm_steps
+from engines import as_url
 from liveness_workers import wait_for_files, worker_errors
 from litemq import DELAYED_EXCHANGE, ExchangeNotFound, PreconditionFailed, Properties
 from litemq import pika
@@ -405,7 +406,7 @@ def test_a_consumer_waiting_in_another_process_gets_a_message_delayed_here_once_
 
 def test_a_pika_program_declares_a_delayed_exchange_and_its_consumer_gets_the_message_after_x_delay(
         db_path: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path))
+    connection = pika.BlockingConnection(pika.URLParameters(as_url(db_path)))
     try:
         channel = connection.channel()
         channel.exchange_declare("later", exchange_type="x-delayed-message", arguments={"x-delayed-type": "direct"})
@@ -425,7 +426,7 @@ def test_a_pika_program_declares_a_delayed_exchange_and_its_consumer_gets_the_me
 
 
 def test_a_pika_program_declaring_a_delayed_exchange_without_its_type_gets_406(db_path: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path))
+    connection = pika.BlockingConnection(pika.URLParameters(as_url(db_path)))
     try:
         channel = connection.channel()
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:

@@ -17,6 +17,7 @@ import pytest
 
 import litemq
 import liveness_workers as workers
+from engines import as_url
 from liveness_workers import wait_for_files, worker_errors
 from litemq import PreconditionFailed
 
@@ -273,7 +274,7 @@ def test_the_count_is_visible_in_sql_for_messages_ready_and_unacked(conn):
 def test_through_pika_a_redelivery_from_a_quorum_queue_shows_x_delivery_count(db_path):
     from litemq import pika
 
-    connection = pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path))
+    connection = pika.BlockingConnection(pika.URLParameters(as_url(db_path)))
     try:
         channel = connection.channel()
         channel.queue_declare("jobs", durable=True, arguments={"x-queue-type": "quorum"})

@@ -13,6 +13,7 @@ from freezegun import freeze_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from engines import as_url
 from litemq import Properties, PublishRejected
 
 pytestmark = pytest.mark.no_lease_renewal
@@ -248,7 +249,7 @@ def test_mandatory_with_only_a_refusing_queue_raises_publish_rejected(conn):
 def pika_channel(db_path):
     from litemq import pika
 
-    connection = pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path))
+    connection = pika.BlockingConnection(pika.URLParameters(as_url(db_path)))
     channel = connection.channel()
     channel.queue_declare("full", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
     channel.basic_publish("", "full", b"first")

@@ -27,6 +27,7 @@ import pika.adapters.blocking_connection as real_blocking
 import pytest
 
 import facade_workers as workers
+from engines import as_url
 from facade_workers import start_python, wait_for_file_from
 import litemq
 from litemq import pika
@@ -39,7 +40,7 @@ START_SECONDS = 30.0
 
 @pytest.fixture
 def params(db_path: str) -> pika.URLParameters:
-    return pika.URLParameters("sqlite:///" + db_path)
+    return pika.URLParameters(as_url(db_path))
 
 
 @pytest.fixture
@@ -142,7 +143,7 @@ def test_connection_parameters_take_pikas_arguments_in_pikas_positional_order() 
 
 
 def test_litemq_url_may_be_an_sqlite_url(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LITEMQ_URL", "sqlite:///" + db_path)
+    monkeypatch.setenv("LITEMQ_URL", as_url(db_path))
     with pika.BlockingConnection(pika.ConnectionParameters("localhost")) as connection:
         connection.channel().queue_declare("hello")
     assert ready(db_path, "hello") == 0
@@ -169,7 +170,7 @@ def test_a_blocking_connection_with_no_parameters_opens_the_default_file(
 def test_url_parameters_open_the_file_of_an_sqlite_url_whatever_litemq_url_says(
         db_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LITEMQ_URL", str(tmp_path / "elsewhere.db"))
-    with pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path)) as connection:
+    with pika.BlockingConnection(pika.URLParameters(as_url(db_path))) as connection:
         connection.channel().queue_declare("hello")
     assert ready(db_path, "hello") == 0
     assert not (tmp_path / "elsewhere.db").exists()
