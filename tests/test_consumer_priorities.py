@@ -134,9 +134,9 @@ def test_a_priority_must_be_a_64_bit_int(conn, jobs, priority, error):
     assert conn.declare_queue(jobs).consumer_count == 0
 
 
-def test_a_consumer_row_records_its_priority(conn, jobs):
+def test_a_consumer_row_records_its_priority(conn, jobs, sql):
     conn.consume(jobs, priority=-7)
-    assert conn._store.execute("SELECT priority, has_room FROM litemq_consumers").fetchall() == [(-7, 1)]
+    assert sql("SELECT priority, has_room FROM litemq_consumers") == [(-7, 1)]
 
 
 # --- across processes sharing the file
