@@ -10,7 +10,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -51,6 +51,13 @@ def db_path(engine: str, tmp_path: Path) -> Iterator[str]:
     which sqlite_only tests use as one), ``postgresql://...?schema=t_<hex>`` on postgresql, dropped afterwards."""
     with new_broker(engine, tmp_path) as url:
         yield url
+
+
+@pytest.fixture
+def another_broker(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
+    """``another_broker()`` gives the address of one more empty broker on the test's engine (dropped afterwards)."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(new_broker(engine, tmp_path_factory.mktemp("another")))
 
 
 @pytest.fixture

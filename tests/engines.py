@@ -138,6 +138,17 @@ class BrokerSQL:
             db.close()
 
 
+def broker_exists(url: str) -> bool:
+    """Whether the broker was created: its file, or its schema on the server."""
+    if engine_of(url) == "sqlite":
+        return os.path.exists(url)
+    import psycopg
+
+    server, schema = split_postgresql_url(url)
+    with psycopg.connect(server, autocommit=True) as db:
+        return db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+
+
 def sql_rows(url: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """One statement on a connection opened and closed for it (``BrokerSQL`` keeps one for a test)."""
     runner = BrokerSQL(url)
