@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-import pytest
-
-from services import POSTGRESQL_URL, require_postgresql
+# Worker processes import this module for as_url(): it imports neither pytest nor psycopg at the top.
 
 ENGINES = ("sqlite", "postgresql")
 POSTGRESQL_SCHEMES = ("postgresql://", "postgresql+psycopg://")
@@ -29,6 +27,8 @@ DROP_LOCK_TIMEOUT = "5s"
 
 def selected_engines() -> tuple[str, ...]:
     """The engines ``LITEMQ_TEST_ENGINES`` names, in ENGINES' order; all of them when it is unset or empty."""
+    import pytest
+
     setting = os.environ.get("LITEMQ_TEST_ENGINES", "")
     names = [name.strip().lower() for name in setting.split(",") if name.strip()] or list(ENGINES)
     unknown = sorted(set(names) - set(ENGINES))
@@ -52,6 +52,8 @@ def as_url(address: str) -> str:
 def new_broker(engine: str, directory: Path) -> Iterator[str]:
     """The address of an empty broker for one test: a file in ``directory``, or a new schema on the local server
     (skipped, or failed under LITEMQ_REQUIRE_SERVICES=1, when it is unreachable), dropped at the end."""
+    from services import POSTGRESQL_URL, require_postgresql
+
     if engine == "sqlite":
         yield str(directory / "mq.db")
         return
@@ -68,6 +70,8 @@ def drop_schema(schema: str) -> None:
     killed, whose server backend has not noticed yet, or one still running) is terminated first."""
     import psycopg
     from psycopg import sql
+
+    from services import POSTGRESQL_URL
 
     drop = sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
     with psycopg.connect(POSTGRESQL_URL, autocommit=True) as db:

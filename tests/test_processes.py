@@ -8,8 +8,6 @@ and reports through files in tmp_path, exceptions included; every test asserts t
 from __future__ import annotations
 
 import collections
-import contextlib
-import sqlite3
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import pytest
 import litemq
 import process_workers as workers
 from conftest import Processes
+from engines import sql_rows
 
 JOIN_SECONDS = 30.0
 
@@ -50,9 +49,8 @@ def get_each(conn: litemq.Connection, queue: str, count: int, **options: object)
 
 
 def sql(db_path: str, statement: str, *params: object) -> list[tuple]:
-    """Look at the file with plain sqlite3, as a person would."""
-    with contextlib.closing(sqlite3.connect(db_path, timeout=30)) as db:
-        return db.execute(statement, params).fetchall()
+    """Look at the broker with plain SQL, as a person would."""
+    return sql_rows(db_path, statement, params)
 
 
 # ---------------------------------------------------------------------------------------------------------------
