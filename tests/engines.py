@@ -153,6 +153,20 @@ def broker_exists(url: str) -> bool:
         return db.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
 
 
+def litemq_objects(url: str, kind: str = "") -> list[str]:
+    """The names of litemq's tables (``kind`` "table"), views ("view") or every object named litemq_... (tables,
+    views, and on SQLite triggers and indexes too) in the broker, sorted."""
+    if engine_of(url) == "sqlite":
+        rows = sql_rows(url, "SELECT name FROM sqlite_master WHERE (type = ? OR ? = '') AND name LIKE 'litemq_%'",
+                        (kind, kind))
+    else:
+        types = {"table": ["BASE TABLE"], "view": ["VIEW"], "": ["BASE TABLE", "VIEW"]}[kind]
+        rows = [row for row in sql_rows(url, "SELECT table_name, table_type FROM information_schema.tables "
+                                             "WHERE table_schema = ? AND table_name LIKE 'litemq_%'",
+                                        (split_postgresql_url(url)[1],)) if row[1] in types]
+    return sorted(row[0] for row in rows)
+
+
 def sql_rows(url: str, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     """One statement on a connection opened and closed for it (``BrokerSQL`` keeps one for a test)."""
     runner = BrokerSQL(url)
