@@ -104,9 +104,10 @@ class BrokerSQL:
     none). Values are the engines': a boolean column reads 0/1 on SQLite and False/True on PostgreSQL (equal in
     Python), a sum of integers is a Decimal on PostgreSQL."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout: float = 60.0) -> None:
         self.url = url
         self.engine = engine_of(url)
+        self.busy_timeout = busy_timeout  # how long a statement waits for a lock before it fails
         self._db: Any = None
 
     def __call__(self, statement: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -123,17 +124,34 @@ class BrokerSQL:
         ((value,),) = self(statement, params)
         return value
 
+    def column_names(self, statement: str) -> list[str]:
+        cursor = self._connection().execute(statement)
+        cursor.fetchall()
+        return [column[0] for column in cursor.description]
+
+    @property
+    def in_transaction(self) -> bool:
+        """Inside a transaction this session began (``sql("BEGIN")``) and has not ended."""
+        if self._db is None:
+            return False
+        if self.engine == "sqlite":
+            return bool(self._db.in_transaction)
+        from psycopg.pq import TransactionStatus
+
+        return self._db.info.transaction_status != TransactionStatus.IDLE
+
     def _connection(self) -> Any:
         if self._db is None:
             if self.engine == "sqlite":
                 # mode=rw: a look at a broker that does not exist must not create its file.
                 self._db = sqlite3.connect(f"file:{quote(self.url)}?mode=rw", uri=True, isolation_level=None,
-                                           timeout=60)
+                                           timeout=self.busy_timeout)
             else:
                 import psycopg
 
                 url, schema = split_postgresql_url(self.url)
-                self._db = psycopg.connect(url, autocommit=True, options=f"-c search_path={schema}")
+                options = f"-c search_path={schema} -c lock_timeout={int(self.busy_timeout * 1000)}"
+                self._db = psycopg.connect(url, autocommit=True, options=options)
         return self._db
 
     def close(self) -> None:

@@ -1,10 +1,11 @@
 """litemq.pika: pika's blocking API over a litemq file. A pika program changes its import and runs unchanged.
 
 Every test opens its broker through ``URLParameters('sqlite:///' + path)`` (a PostgreSQL URL as it is) unless it
-tests how the file is chosen. Names, signatures and positional order are checked against the real pika installed beside litemq; behaviour is
-what pika over RabbitMQ does. Deliveries are driven by the facade's own event loop (process_data_events,
-start_consuming, consume()), on one thread unless a test is about threads. Processes that receive Ctrl-C run as
-``python -c`` subprocesses (tests/facade_workers.py), so the test sees their exit code and stderr.
+tests how the file is chosen. Names, signatures and positional order are checked against the real pika installed
+beside litemq; behaviour is what pika over RabbitMQ does. Deliveries are driven by the facade's own event loop
+(process_data_events, start_consuming, consume()), on one thread unless a test is about threads. Processes that
+receive Ctrl-C run as ``python -c`` subprocesses (tests/facade_workers.py), so the test sees their exit code and
+stderr.
 """
 
 from __future__ import annotations
