@@ -160,6 +160,20 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def program_broker(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The broker a program run in tmp_path with ``program_env`` opens by default: ./litemq.db there on sqlite, the
+    test's own schema on postgresql."""
+    return str(tmp_path / "litemq.db") if engine == "sqlite" else request.getfixturevalue("db_path")
+
+
+@pytest.fixture
+def program_env(engine: str, program_broker: str, subprocess_env: dict[str, str]) -> dict[str, str]:
+    """``subprocess_env`` for programs that open their default broker (no URL given): on postgresql, $LITEMQ_URL
+    names the test's schema, as a user moving to a server sets it."""
+    return subprocess_env if engine == "sqlite" else dict(subprocess_env, LITEMQ_URL=program_broker)
+
+
 PYTHON = sys.executable
 
 
