@@ -324,7 +324,9 @@ class _Death:
 
 
 def on_postgresql(url: str) -> bool:
-    return url.startswith(("postgresql://", "postgresql+psycopg://"))
+    from engines import engine_of
+
+    return engine_of(url) == "postgresql"
 
 
 class _Reader:
@@ -335,12 +337,10 @@ class _Reader:
         self.postgresql = on_postgresql(url)
         if self.postgresql:
             import psycopg
-            from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-            parts = urlsplit(url.replace("postgresql+psycopg://", "postgresql://", 1))
-            query = parse_qsl(parts.query)
-            schema = dict(query).get("schema", "litemq")
-            server = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k != "schema"])))
+            from engines import split_postgresql_url
+
+            server, schema = split_postgresql_url(url)
             self.db: Any = psycopg.connect(server, autocommit=True,
                                            options=f"-c search_path={schema} -c default_transaction_read_only=on")
         else:
