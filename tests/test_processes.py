@@ -63,6 +63,7 @@ PER_PRODUCER = 5_000
 IDLE_SECONDS = 2.0
 
 
+@pytest.mark.slow
 def test_four_producers_and_four_consumers_deliver_every_message_exactly_once(
         db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
     conn.declare_queue("work", durable=True)

@@ -37,6 +37,7 @@ START_SECONDS = 30.0
 # Renewal keeps a working handler's message, up to consumer_timeout
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lease_from", ["connect", "consume"])
 def test_a_handler_that_runs_ten_times_the_lease_keeps_its_message(
         lease_from: str, db_path: str, processes: Processes, tmp_path: Path) -> None:

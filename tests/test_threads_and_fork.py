@@ -404,6 +404,7 @@ def writing_in_a_thread(conn: litemq.Connection) -> tuple[threading.Event, Threa
     return stop, threads
 
 
+@pytest.mark.slow
 def test_a_new_connection_in_a_child_forked_while_a_parent_thread_writes_works(
         db_path: str, conn: litemq.Connection) -> None:
     conn.declare_queue("from-children")
