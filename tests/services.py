@@ -27,7 +27,7 @@ POSTGRESQL_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def _unavailable(reason: str) -> None:
-    if os.environ.get("LITEMQ_REQUIRE_SERVICES") == "1":
+    if services_required():
         pytest.fail(f"LITEMQ_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
     pytest.skip(reason)
 
@@ -48,10 +48,20 @@ _postgresql_unavailable: list[str] = []  # the reason, found once per session
 def require_postgresql() -> None:
     """Return when psycopg is installed and the local PostgreSQL answers within 1 s; otherwise skip (or fail, when
     required). Looked at once per session: a server that is down stays down for the run."""
+    problem = postgresql_problem()
+    if problem:
+        _unavailable(problem)
+
+
+def postgresql_problem() -> str:
+    """Why the local PostgreSQL cannot be used ("" when it can), found once per session."""
     if not _postgresql_unavailable:
         _postgresql_unavailable.append(_postgresql_problem())
-    if _postgresql_unavailable[0]:
-        _unavailable(_postgresql_unavailable[0])
+    return _postgresql_unavailable[0]
+
+
+def services_required() -> bool:
+    return os.environ.get("LITEMQ_REQUIRE_SERVICES") == "1"
 
 
 def _postgresql_problem() -> str:
