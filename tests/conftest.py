@@ -18,8 +18,7 @@ import pytest
 from freezegun import freeze_time
 
 import litemq
-from engines import BrokerSQL, new_broker, selected_engines
-from services import postgresql_problem, services_required
+from engines import BrokerSQL, new_broker, postgresql_problem, selected_engines, services_required
 
 REPO = Path(__file__).resolve().parent.parent
 

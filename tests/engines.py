@@ -38,6 +38,30 @@ def selected_engines() -> tuple[str, ...]:
     return tuple(engine for engine in ENGINES if engine in names)
 
 
+_postgresql_problem: list[str] = []  # why the local server cannot be used ("" when it can), found once
+
+
+def postgresql_problem() -> str:
+    """Why the local PostgreSQL cannot be used ("" when it can): looked at once per session, at collection, so
+    that a server that is down skips its variants as marked skips (see conftest)."""
+    import pytest
+
+    from services import require_postgresql
+
+    if not _postgresql_problem:
+        try:
+            require_postgresql()  # returns, or skips (fails, when required) with the reason
+            _postgresql_problem.append("")
+        except (pytest.skip.Exception, pytest.fail.Exception) as unusable:
+            _postgresql_problem.append(str(unusable.msg))
+    return _postgresql_problem[0]
+
+
+def services_required() -> bool:
+    """LITEMQ_REQUIRE_SERVICES=1 (CI): a service that is missing fails the run instead of skipping."""
+    return os.environ.get("LITEMQ_REQUIRE_SERVICES") == "1"
+
+
 def engine_of(url: str) -> str:
     return "postgresql" if url.startswith(POSTGRESQL_SCHEMES) else "sqlite"
 

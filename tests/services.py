@@ -1,10 +1,9 @@
 """Access to the external services some tests need: a real RabbitMQ to compare litemq against, and the local
-PostgreSQL server that litemq's PostgreSQL store runs on.
+PostgreSQL server (``require_postgresql()``).
 
 A test that needs RabbitMQ calls ``require_rabbitmq()`` or asks for the ``rabbitmq_channel`` fixture
-(``from services import rabbitmq_channel`` in the test module); one that needs PostgreSQL calls
-``require_postgresql()`` (the ``postgresql`` variant of the engine fixture does). When the service cannot be
-reached the test is skipped, unless ``LITEMQ_REQUIRE_SERVICES=1`` is set (as in CI), in which case it fails instead.
+(``from services import rabbitmq_channel`` in the test module). When the broker cannot be reached the test is
+skipped, unless ``LITEMQ_REQUIRE_SERVICES=1`` is set (as in CI), in which case it fails instead.
 """
 
 from __future__ import annotations
@@ -22,12 +21,9 @@ RABBITMQ_USER = "guest"
 RABBITMQ_PASSWORD = "guest"
 CONNECT_TIMEOUT = 1.0
 
-POSTGRESQL_URL = "postgresql://postgres@127.0.0.1:5432/test"
-"""The local server (trust auth, database ``test``); each test gets a schema of its own in it."""
-
 
 def _unavailable(reason: str) -> None:
-    if services_required():
+    if os.environ.get("LITEMQ_REQUIRE_SERVICES") == "1":
         pytest.fail(f"LITEMQ_REQUIRE_SERVICES=1 but {reason}", pytrace=False)
     pytest.skip(reason)
 
@@ -42,39 +38,23 @@ def require_rabbitmq() -> None:
     _unavailable(reason)  # outside the except block, so the report shows no chained traceback
 
 
-_postgresql_unavailable: list[str] = []  # the reason, found once per session
+POSTGRESQL_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 def require_postgresql() -> None:
-    """Return when psycopg is installed and the local PostgreSQL answers within 1 s; otherwise skip (or fail, when
-    required). Looked at once per session: a server that is down stays down for the run."""
-    problem = postgresql_problem()
-    if problem:
-        _unavailable(problem)
-
-
-def postgresql_problem() -> str:
-    """Why the local PostgreSQL cannot be used ("" when it can), found once per session."""
-    if not _postgresql_unavailable:
-        _postgresql_unavailable.append(_postgresql_problem())
-    return _postgresql_unavailable[0]
-
-
-def services_required() -> bool:
-    return os.environ.get("LITEMQ_REQUIRE_SERVICES") == "1"
-
-
-def _postgresql_problem() -> str:
+    """Return when the local PostgreSQL server accepts a connection within 2 s (libpq's shortest timeout);
+    otherwise skip (or fail, when required)."""
     try:
         import psycopg
     except ImportError:
-        return "psycopg is not installed (pip install 'litemq[postgresql]')"
-    try:
-        psycopg.connect(POSTGRESQL_URL, connect_timeout=int(CONNECT_TIMEOUT) or 1).close()
-    except psycopg.Error as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"PostgreSQL not reachable at {POSTGRESQL_URL}: {first_line}"
-    return ""
+        reason = "psycopg is not installed (pip install 'psycopg[binary]')"
+    else:
+        try:
+            psycopg.connect(POSTGRESQL_URL, connect_timeout=2).close()
+            return
+        except psycopg.Error as exc:
+            reason = f"PostgreSQL not reachable at {POSTGRESQL_URL}: {' '.join(str(exc).split())}"
+    _unavailable(reason)
 
 
 def unique_name(prefix: str) -> str:
@@ -110,3 +90,22 @@ def rabbitmq_channel() -> Iterator[Any]:
     finally:
         if connection.is_open:
             connection.close()
+
+
+POSTGRESQL_SERVER = POSTGRESQL_URL
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(POSTGRESQL_SERVER, autocommit=True) as connection:
+        connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+@pytest.fixture
+def postgresql_url() -> Iterator[str]:
+    """The URL of a fresh schema on the local server (created by the first store opened on it), dropped after."""
+    require_postgresql()
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    yield f"{POSTGRESQL_SERVER}?schema={schema}"
+    drop_schema(schema)
