@@ -18,7 +18,7 @@ import pytest
 from freezegun import freeze_time
 
 import litemq
-from engines import BrokerSQL, new_broker, postgresql_problem, selected_engines, services_required
+from engines import BrokerSQL, make_broker, new_broker, postgresql_problem, selected_engines, services_required
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -109,7 +109,8 @@ def _renews_leases(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 def conn(db_path: str, request: pytest.FixtureRequest) -> Iterator[litemq.Connection]:
-    """A connection to a temp file (``@pytest.mark.no_lease_renewal``: without background lease renewal)."""
+    """A connection to the test's broker (``@pytest.mark.no_lease_renewal``: without background lease renewal)."""
+    make_broker(db_path)
     connection = litemq.connect(db_path, renew_leases=_renews_leases(request))
     yield connection
     connection.close()

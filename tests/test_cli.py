@@ -30,7 +30,7 @@ import pytest
 
 import litemq
 from conftest import PYTHON, REPO
-from engines import as_url, engine_of, litemq_objects, sql_rows
+from engines import as_url, engine_of, litemq_objects, make_broker, sql_rows
 from liveness_workers import default_signals
 from litemq import Properties, cli
 from litemq.store import SCHEMA_REVISION, migrate
@@ -135,6 +135,7 @@ def one_line_error(result: Result) -> bool:
 @pytest.fixture
 def world(db_path: str) -> str:
     """A topic exchange ``logs`` routing ``app.#`` to the durable queue ``jobs`` and everything to ``audit``."""
+    make_broker(db_path)
     with litemq.connect(db_path) as conn:
         conn.declare_exchange("logs", "topic", durable=True)
         conn.declare_queue("jobs", durable=True, arguments={"x-lease-ms": 60000})

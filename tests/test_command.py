@@ -15,7 +15,7 @@ import pytest
 
 import litemq
 from conftest import PYTHON, REPO
-from engines import BrokerSQL
+from engines import BrokerSQL, make_broker
 from liveness_workers import default_signals
 from litemq import cli
 
@@ -34,6 +34,7 @@ def run(capsys: pytest.CaptureFixture[str], db: str, *args: str, stdin: bytes | 
 
 @pytest.fixture
 def world(db_path: str) -> str:
+    make_broker(db_path)
     with litemq.connect(db_path) as conn:
         conn.declare_queue("jobs", durable=True, arguments={"x-lease-ms": 60000})
         conn.declare_exchange("logs", "topic")
