@@ -226,6 +226,17 @@ class BrokerSQL:
             db.close()
 
 
+def ready_counters(url: str) -> str:
+    """SQL for a table of each queue's ready counters as its engine keeps them, ``(name, ready_count,
+    ready_bytes)``: litemq_queues' own columns on a file; on PostgreSQL those plus the deltas its counting triggers
+    insert, which the store folds into them now and then (migration 0007 says why)."""
+    if engine_of(url) == "sqlite":
+        return "(SELECT name, ready_count, ready_bytes FROM litemq_queues)"
+    return ("(SELECT q.name, (q.ready_count + coalesce(sum(d.ready_count), 0))::bigint AS ready_count, "
+            "(q.ready_bytes + coalesce(sum(d.ready_bytes), 0))::bigint AS ready_bytes FROM litemq_queues q "
+            "LEFT JOIN litemq_queue_deltas d ON d.queue = q.name GROUP BY q.name, q.ready_count, q.ready_bytes)")
+
+
 def broker_exists(url: str) -> bool:
     """Whether the broker was created: its file, or its schema on the server."""
     if engine_of(url) == "sqlite":

@@ -79,6 +79,9 @@ def serve_until_killed(db: str, queue: str, out_dir: str) -> None:
         litemq.RpcServer(conn, queue, handler, declare=False).serve(inactivity_timeout=WAIT_SECONDS)
 
 
+VERBS = {"ack": ["ack"], "insert_message": ["insert_message", "insert_copies", "insert_messages"]}
+
+
 def die_inside_the_reply_transaction(db: str, queue: str, out_dir: str, verb: str, when: str) -> None:
     """An RpcServer that SIGKILLs its own process while answering its first request: ``before`` or ``after`` the
     store runs ``verb``, the request's ack (``ack``) or the reply's insert (``insert_message``). Whatever order and
@@ -88,20 +91,23 @@ def die_inside_the_reply_transaction(db: str, queue: str, out_dir: str, verb: st
     with reporting_errors(out_dir, "server-dying-in-transaction"):
         conn = litemq.connect(db, lease_seconds=LONG_LEASE)
         engine = type(conn._store)
-        original = getattr(engine, verb)
 
         def die() -> None:
             write_atomically(out / "dying", f"{when} {verb} in_transaction={in_transaction(conn._store)}")
             os.kill(os.getpid(), signal.SIGKILL)
 
-        def dying_verb(store: Any, *args: Any, **kwargs: Any) -> Any:
-            if when == "before":
+        def dying(original: Any) -> Any:
+            def dying_verb(store: Any, *args: Any, **kwargs: Any) -> Any:
+                if when == "before":
+                    die()
+                result = original(store, *args, **kwargs)
                 die()
-            result = original(store, *args, **kwargs)
-            die()
-            return result
+                return result
+            return dying_verb
 
-        setattr(engine, verb, dying_verb)
+        # The reply's insert is whichever insert verb the engine is asked for (one queue's message, or copies).
+        for name in VERBS[verb]:
+            setattr(engine, name, dying(getattr(engine, name)))
         server = litemq.RpcServer(conn, queue, lambda request: b"reply never committed", declare=False)
         server.serve(inactivity_timeout=WAIT_SECONDS, limit=1)
         raise AssertionError("the server answered without dying")

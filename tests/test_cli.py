@@ -30,7 +30,7 @@ import pytest
 
 import litemq
 from conftest import PYTHON, REPO
-from engines import as_url, engine_of, litemq_objects, make_broker, sql_rows
+from engines import as_url, engine_of, litemq_objects, make_broker, ready_counters, sql_rows
 from liveness_workers import default_signals
 from litemq import Properties, cli
 from litemq.store import SCHEMA_REVISION, migrate
@@ -107,12 +107,13 @@ BODY_BYTES = "coalesce(length(m.body), (SELECT length(b.body) FROM litemq_bodies
 
 def counter_mismatches(path: str) -> list[tuple[str, int, int]]:
     """Queues whose ready counter differs from their ready rows (move and purge must keep them equal)."""
+    queues = ready_counters(path)
     return rows(path, "SELECT name, ready_count, actual FROM (SELECT q.name, q.ready_count, (SELECT count(*) "
                       "FROM litemq_messages m WHERE m.queue = q.name AND m.lease_token IS NULL "
-                      "AND m.visible_at IS NULL) AS actual FROM litemq_queues q) AS c WHERE ready_count != actual "
+                      f"AND m.visible_at IS NULL) AS actual FROM {queues} q) AS c WHERE ready_count != actual "
                       "UNION ALL SELECT name, ready_bytes, actual FROM (SELECT q.name, q.ready_bytes, "
                       f"(SELECT coalesce(sum({BODY_BYTES}), 0) FROM litemq_messages m WHERE m.queue = q.name "
-                      "AND m.lease_token IS NULL AND m.visible_at IS NULL) AS actual FROM litemq_queues q) AS b "
+                      f"AND m.lease_token IS NULL AND m.visible_at IS NULL) AS actual FROM {queues} q) AS b "
                       "WHERE ready_bytes != actual")
 
 
@@ -1333,6 +1334,7 @@ def test_a_file_from_a_newer_litemq_is_refused_in_one_line_and_left_alone(world:
     assert state(world) == before
 
 
+@pytest.mark.sqlite_only
 def test_db_upgrade_brings_an_old_file_to_the_current_schema(db_path: str, run: Callable[..., Result]) -> None:
     migrate.upgrade(db_path, "0001")
     assert run("db", "current").out == f"0001 (this litemq writes {SCHEMA_REVISION})\n"

@@ -20,7 +20,7 @@ import extras_workers as workers
 import litemq
 import litemq.session
 from conftest import Processes, vm_steps
-from engines import BrokerSQL, as_url
+from engines import BrokerSQL, as_url, ready_counters
 from liveness_workers import wait_for_files, worker_errors
 from litemq import DELAYED_EXCHANGE, ExchangeNotFound, PreconditionFailed, Properties
 from litemq import pika
@@ -251,10 +251,11 @@ def test_a_delayed_message_shows_as_delayed_until_its_due_time_in_the_views(conn
 def test_a_delayed_message_is_left_out_of_ready_bytes_until_it_joins(conn: litemq.Connection, q: str,
                                                                      frozen: Any, sql: BrokerSQL) -> None:
     conn.publish("", q, b"12345", delay=10)
-    assert sql("SELECT ready_count, ready_bytes FROM litemq_queues WHERE name = 'q'") == [(0, 0)]
+    counters = f"SELECT ready_count, ready_bytes FROM {ready_counters(sql.url)} AS c WHERE name = 'q'"
+    assert sql(counters) == [(0, 0)]
     frozen.tick(10)
     conn.declare_queue(q, passive=True)
-    assert sql("SELECT ready_count, ready_bytes FROM litemq_queues WHERE name = 'q'") == [(1, 5)]
+    assert sql(counters) == [(1, 5)]
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from freezegun import freeze_time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engines import as_url
+from engines import as_url, ready_counters
 from litemq import Properties, PublishRejected
 
 pytestmark = pytest.mark.no_lease_renewal
@@ -34,8 +34,9 @@ def stored(sql, queue) -> list[bytes]:
 
 
 def counters(sql, queue) -> tuple[int, int]:
-    """(ready_count, ready_bytes) as litemq_queues keeps them."""
-    ((count, size),) = sql("SELECT ready_count, ready_bytes FROM litemq_queues WHERE name = ?", (queue,))
+    """(ready_count, ready_bytes) as the broker keeps them (on PostgreSQL, with the deltas not yet folded in)."""
+    ((count, size),) = sql(f"SELECT ready_count, ready_bytes FROM {ready_counters(sql.url)} AS c WHERE name = ?",
+                           (queue,))
     return count, size
 
 

@@ -3,6 +3,7 @@
 import pytest
 
 import litemq
+from engines import ready_counters
 from litemq import AccessRefused, ExchangeNotFound, PreconditionFailed, Properties, QueueNotFound
 
 
@@ -208,13 +209,13 @@ def test_a_fanout_through_plain_and_limited_queues_keeps_each_queues_rules_and_c
     assert bodies(conn, "plain") == [b"1", b"2"]
     assert bodies(conn, "one-only") == [b"1"]
     assert bodies(conn, "newest") == [b"2"]
-    kept = sql.value("SELECT count(*) FROM litemq_queues WHERE ready_count != 0 OR ready_bytes != 0")
+    kept = sql.value(f"SELECT count(*) FROM {ready_counters(sql.url)} AS c WHERE ready_count != 0 OR ready_bytes != 0")
     assert kept == 0  # every counter came back to zero with the queues emptied
 
 
 def ready_counts(sql):
     """Each queue's ready counter beside its ready rows, to compare."""
-    counters = dict(sql("SELECT name, ready_count FROM litemq_queues"))
+    counters = dict(sql(f"SELECT name, ready_count FROM {ready_counters(sql.url)} AS c"))
     rows = dict(sql("SELECT queue, count(*) FROM litemq_messages WHERE lease_token IS NULL AND visible_at IS NULL "
                     "GROUP BY queue"))
     return counters, {queue: rows.get(queue, 0) for queue in counters}

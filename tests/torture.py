@@ -61,6 +61,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout: torture this checkout's litemq
 
+from engines import engine_of, ready_counters, split_postgresql_url  # noqa: E402 (tests/, beside this file)
+
 QUEUE = "torture"
 STUCK_GRACE_SECONDS = 10.0
 """How long after lease expiry a killed consumer's leases may still be held before that counts as stuck."""
@@ -324,8 +326,6 @@ class _Death:
 
 
 def on_postgresql(url: str) -> bool:
-    from engines import engine_of
-
     return engine_of(url) == "postgresql"
 
 
@@ -337,8 +337,6 @@ class _Reader:
         self.postgresql = on_postgresql(url)
         if self.postgresql:
             import psycopg
-
-            from engines import split_postgresql_url
 
             server, schema = split_postgresql_url(url)
             self.db: Any = psycopg.connect(server, autocommit=True,
@@ -498,7 +496,7 @@ class Harness:
         for name, counter, actual, total in self.reader.rows(
                 "SELECT q.name, q.ready_count, "
                 "(SELECT count(*) FROM litemq_messages m WHERE m.queue = q.name AND m.lease_token IS NULL), "
-                "(SELECT count(*) FROM litemq_messages m WHERE m.queue = q.name) FROM litemq_queues q"):
+                f"(SELECT count(*) FROM litemq_messages m WHERE m.queue = q.name) FROM {ready_counters(self.db)} q"):
             self.result.invariant_checks += 1
             self.result.max_backlog = max(self.result.max_backlog, total)
             if counter != actual:
@@ -772,7 +770,7 @@ class Harness:
                     self.fail(f"{count} {what} remain at the end: {reader.rows(sql.replace('count(*)', '*'))[:5]}")
             for name, counter, actual in reader.rows(
                     "SELECT q.name, q.ready_count, (SELECT count(*) FROM litemq_messages m "
-                    "WHERE m.queue = q.name AND m.lease_token IS NULL) FROM litemq_queues q"):
+                    f"WHERE m.queue = q.name AND m.lease_token IS NULL) FROM {ready_counters(self.db)} q"):
                 if counter != actual:
                     self.fail(f"queue {name!r}: ready_count is {counter} at the end but {actual} messages are ready")
             queues = [name for (name,) in reader.rows("SELECT name FROM litemq_queues")]
