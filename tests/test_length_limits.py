@@ -309,6 +309,7 @@ OPERATIONS = st.lists(st.one_of(
                                "release", "purge", "tick", "close-channel"]))), max_size=30)
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(operations=OPERATIONS, limits=st.sampled_from([{}, {"x-max-length": 3}, {"x-max-length-bytes": 16},
                                                        {"x-max-length": 4, "x-overflow": "reject-publish"}]))

@@ -278,6 +278,7 @@ values = st.recursive(
 headers_tables = st.dictionaries(keys, values, max_size=6)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(headers=headers_tables)
 def test_any_header_table_round_trips_exactly(conn: litemq.Connection, headers: dict[str, Any]) -> None:

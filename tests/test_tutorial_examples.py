@@ -192,6 +192,7 @@ def test_receive_logs_direct_without_severities_prints_its_usage(flavour, tmp_pa
         1, "", f"Usage: {program} [info] [warning] [error]\n")
 
 
+@pytest.mark.slow
 @flavours
 def test_topic_consumers_get_only_the_keys_their_patterns_match(flavour, start, run):
     news = start(flavour, "receive_logs_topic")  # the tutorial's "#.news"
@@ -210,6 +211,7 @@ def test_topic_consumers_get_only_the_keys_their_patterns_match(flavour, start, 
 
 # --- 4 RPC
 
+@pytest.mark.slow
 @flavours
 def test_rpc_client_prints_the_fibonacci_number_the_server_computed(flavour, start, run):
     server = start(flavour, "rpc_server")
