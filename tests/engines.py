@@ -118,7 +118,8 @@ def make_broker(url: str) -> None:
     """Give an empty schema litemq's tables at the current revision, as a first ``litemq.connect`` makes them, in
     a third of the time: by replaying pg_dump's script of one schema that litemq itself made in this session. A
     file is left alone (litemq makes one at once), and so is a schema when pg_dump cannot help: ``connect`` makes
-    it then. For fixtures that connect at once (``conn``), never for tests of how a broker is created."""
+    it then; one that exists already is left as it is. For fixtures that connect at once (``conn``, ``world``),
+    never for tests of how a broker is created."""
     if engine_of(url) != "postgresql" or not _made_by_litemq():
         return
     import psycopg
@@ -126,7 +127,10 @@ def make_broker(url: str) -> None:
     made, script = _template[0]
     server, schema = split_postgresql_url(url)
     with psycopg.connect(server, autocommit=True) as db:
-        db.execute(script.replace(made, schema))
+        try:  # one query string: one transaction, all of it or none
+            db.execute(script.replace(made, schema))
+        except psycopg.errors.DuplicateSchema:
+            pass  # made already (another fixture of the test, or litemq itself)
 
 
 def _made_by_litemq() -> bool:
