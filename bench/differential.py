@@ -257,11 +257,13 @@ def rabbitmq_trace(script: Script, host: str = "127.0.0.1", port: int = 5672) ->
     return Driver(pika, parameters, rabbitmq=True).run(script)
 
 
-def litemq_trace(script: Script, directory: str) -> list[Any]:
+def litemq_trace(script: Script, directory: str, url: Optional[str] = None) -> list[Any]:
+    """The script's replies from litemq.pika: on ``url`` (a broker of its own), else on a new file in ``directory``."""
     from litemq import pika
 
-    path = Path(directory) / f"differential-{uuid.uuid4().hex[:8]}.db"
-    return Driver(pika, pika.URLParameters(f"sqlite:///{path}"), rabbitmq=False).run(script)
+    if url is None:
+        url = f"sqlite:///{Path(directory) / f'differential-{uuid.uuid4().hex[:8]}.db'}"
+    return Driver(pika, pika.URLParameters(url), rabbitmq=False).run(script)
 
 
 def first_difference(script: Script, rabbit: list[Any], lite: list[Any]) -> Optional[str]:

@@ -1,4 +1,5 @@
-"""Fixtures: a broker on a temp file, a second connection to it, and real extra processes."""
+"""Fixtures: a broker of the test's own on each engine (a temp file, a PostgreSQL schema), connections to it, plain
+SQL on it, and real extra processes. How engines are chosen and marked: see engines.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import stat
 import subprocess
 import sys
 import sysconfig
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -17,13 +18,87 @@ import pytest
 from freezegun import freeze_time
 
 import litemq
+from engines import BrokerSQL, make_broker, new_broker, postgresql_problem, selected_engines, services_required
 
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A test on the broker runs once per chosen engine; a sqlite_only one is not parametrised at all (no
+    # postgresql variant to skip, and its id stays as it was).
+    if "engine" in metafunc.fixturenames and metafunc.definition.get_closest_marker("sqlite_only") is None:
+        metafunc.parametrize("engine", selected_engines(), indirect=True)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # What is sqlite_only runs only when sqlite is chosen; a parameter marked sqlite_only (pytest.param(...,
+    # marks=...)) gets no postgresql variant either.
+    sqlite_chosen = "sqlite" in selected_engines()
+
+    def wanted(item: pytest.Item) -> bool:
+        if item.get_closest_marker("sqlite_only") is None:
+            return True
+        callspec = getattr(item, "callspec", None)
+        return sqlite_chosen and (callspec is None or callspec.params.get("engine", "sqlite") == "sqlite")
+
+    dropped = [item for item in items if not wanted(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if wanted(item)]
+    # A server that is down skips its variants with one reason per file in the report (a marked skip), rather than
+    # one per test; under LITEMQ_REQUIRE_SERVICES=1 they are left to fail, each in its own fixture.
+    on_server = [item for item in items if _engine_of_item(item) == "postgresql"]
+    if on_server and not services_required() and postgresql_problem():
+        for item in on_server:
+            item.add_marker(pytest.mark.skip(reason=postgresql_problem()))
+
+
+def _engine_of_item(item: pytest.Item) -> str:
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    backend = params.get("backend")
+    return params.get("engine") or (backend[1] if isinstance(backend, tuple) else None) or ""
+
+
 @pytest.fixture
-def db_path(tmp_path: Path) -> str:
-    return str(tmp_path / "mq.db")
+def engine(request: pytest.FixtureRequest) -> str:
+    """The engine this variant of the test runs on: ``sqlite`` or ``postgresql``."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture
+def db_path(engine: str, tmp_path: Path) -> Iterator[str]:
+    """The test's own broker, what ``litemq.connect`` and the worker processes take: a temp file on sqlite (a path,
+    which sqlite_only tests use as one), ``postgresql://...?schema=t_<hex>`` on postgresql, dropped afterwards."""
+    with new_broker(engine, tmp_path) as url:
+        opened_before = set(map(id, _open_connections()))
+        yield url
+        if engine == "postgresql":
+            # A connection the test left open would go on working (renewing, sweeping) in a schema about to be
+            # dropped, and log its failures into later tests (a left-open file connection finds its file still there).
+            for connection in _open_connections():
+                if id(connection) not in opened_before:
+                    connection.close()
+
+
+def _open_connections() -> list[litemq.Connection]:
+    """This process's open litemq connections (litemq closes them at exit)."""
+    return list(getattr(litemq.connection, "_open_connections", ()))
+
+
+@pytest.fixture
+def another_broker(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[], str]]:
+    """``another_broker()`` gives the address of one more empty broker on the test's engine (dropped afterwards)."""
+    with ExitStack() as stack:
+        yield lambda: stack.enter_context(new_broker(engine, tmp_path_factory.mktemp("another")))
+
+
+@pytest.fixture
+def sql(db_path: str) -> Iterator[BrokerSQL]:
+    """Plain SQL on the test's broker, committed at once, on a connection of its own: ``sql("SELECT ...", (p,))``
+    gives the rows, ``sql.value(...)`` the one value (see engines.BrokerSQL)."""
+    runner = BrokerSQL(db_path)
+    yield runner
+    runner.close()
 
 
 def _renews_leases(request: pytest.FixtureRequest) -> bool:
@@ -34,7 +109,8 @@ def _renews_leases(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 def conn(db_path: str, request: pytest.FixtureRequest) -> Iterator[litemq.Connection]:
-    """A connection to a temp file (``@pytest.mark.no_lease_renewal``: without background lease renewal)."""
+    """A connection to the test's broker (``@pytest.mark.no_lease_renewal``: without background lease renewal)."""
+    make_broker(db_path)
     connection = litemq.connect(db_path, renew_leases=_renews_leases(request))
     yield connection
     connection.close()
@@ -107,6 +183,20 @@ def subprocess_env() -> dict[str, str]:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("LITEMQ_URL", None)
     return env
+
+
+@pytest.fixture
+def program_broker(engine: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """The broker a program run in tmp_path with ``program_env`` opens by default: ./litemq.db there on sqlite, the
+    test's own schema on postgresql."""
+    return str(tmp_path / "litemq.db") if engine == "sqlite" else request.getfixturevalue("db_path")
+
+
+@pytest.fixture
+def program_env(engine: str, program_broker: str, subprocess_env: dict[str, str]) -> dict[str, str]:
+    """``subprocess_env`` for programs that open their default broker (no URL given): on postgresql, $LITEMQ_URL
+    names the test's schema, as a user moving to a server sets it."""
+    return subprocess_env if engine == "sqlite" else dict(subprocess_env, LITEMQ_URL=program_broker)
 
 
 PYTHON = sys.executable

@@ -11,18 +11,19 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import litemq
 import functools
 
+from engines import as_url
 from process_workers import reporting_errors as _reporting_errors
 from process_workers import write_atomically
-from litemq.store.sqlite import SQLiteStore
 from litemq import pika
 
 WAIT_SECONDS = 60.0
@@ -44,7 +45,7 @@ def pika_consume(db: str, queue: str, out_dir: str, catch: bool) -> None:
     does, write ``interrupted``, close the connection and return (exit 0); without, let it end the program."""
     out = Path(out_dir)
     with reporting_errors(out_dir, "pika-consumer"):
-        connection = pika.BlockingConnection(pika.URLParameters("sqlite:///" + db))
+        connection = pika.BlockingConnection(pika.URLParameters(as_url(db)))
         channel = connection.channel()
 
         def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
@@ -78,6 +79,9 @@ def serve_until_killed(db: str, queue: str, out_dir: str) -> None:
         litemq.RpcServer(conn, queue, handler, declare=False).serve(inactivity_timeout=WAIT_SECONDS)
 
 
+VERBS = {"ack": ["ack"], "insert_message": ["insert_message", "insert_copies", "insert_messages"]}
+
+
 def die_inside_the_reply_transaction(db: str, queue: str, out_dir: str, verb: str, when: str) -> None:
     """An RpcServer that SIGKILLs its own process while answering its first request: ``before`` or ``after`` the
     store runs ``verb``, the request's ack (``ack``) or the reply's insert (``insert_message``). Whatever order and
@@ -86,23 +90,39 @@ def die_inside_the_reply_transaction(db: str, queue: str, out_dir: str, verb: st
     out = Path(out_dir)
     with reporting_errors(out_dir, "server-dying-in-transaction"):
         conn = litemq.connect(db, lease_seconds=LONG_LEASE)
-        original = getattr(SQLiteStore, verb)
+        engine = type(conn._store)
 
         def die() -> None:
-            write_atomically(out / "dying", f"{when} {verb} in_transaction={conn._store._db.in_transaction}")
+            write_atomically(out / "dying", f"{when} {verb} in_transaction={in_transaction(conn._store)}")
             os.kill(os.getpid(), signal.SIGKILL)
 
-        def dying_verb(store: SQLiteStore, *args: Any, **kwargs: Any) -> Any:
-            if when == "before":
+        def dying(original: Any) -> Any:
+            def dying_verb(store: Any, *args: Any, **kwargs: Any) -> Any:
+                if when == "before":
+                    die()
+                result = original(store, *args, **kwargs)
                 die()
-            result = original(store, *args, **kwargs)
-            die()
-            return result
+                return result
+            return dying_verb
 
-        setattr(SQLiteStore, verb, dying_verb)
+        # The reply's insert is whichever insert verb the engine is asked for (one queue's message, or copies).
+        for name in VERBS[verb]:
+            setattr(engine, name, dying(getattr(engine, name)))
         server = litemq.RpcServer(conn, queue, lambda request: b"reply never committed", declare=False)
         server.serve(inactivity_timeout=WAIT_SECONDS, limit=1)
         raise AssertionError("the server answered without dying")
+
+
+def in_transaction(store: Any) -> Optional[bool]:
+    """Whether the store's database connection is inside a transaction: sqlite3's, or a psycopg one's (None when
+    the store holds neither where this looks)."""
+    if isinstance(getattr(store, "_db", None), sqlite3.Connection):
+        return bool(store._db.in_transaction)
+    for value in vars(store).values():
+        status = getattr(getattr(value, "info", None), "transaction_status", None)
+        if status is not None:  # psycopg's TransactionStatus: IDLE (0) outside a transaction
+            return int(status) != 0
+    return None
 
 
 # --- for the tests

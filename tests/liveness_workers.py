@@ -11,7 +11,6 @@ The last section holds the few helpers the test modules share (waiting for files
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import sqlite3
@@ -21,6 +20,7 @@ import time
 from pathlib import Path
 
 import litemq
+from engines import sql_rows
 from process_workers import reporting_errors, wait_for_file, write_atomically
 import litemq.store.doorbells
 import litemq.store.hangup
@@ -453,9 +453,8 @@ def wait_for_files(paths: list[Path], timeout: float = 30.0) -> None:
 
 
 def sql(db_path: str, statement: str, *params: object) -> list[tuple]:
-    """Look at (or change) the file with plain sqlite3, as a person would."""
-    with contextlib.closing(sqlite3.connect(db_path, timeout=30, isolation_level=None)) as db:
-        return db.execute(statement, params).fetchall()
+    """Look at (or change) the broker with plain SQL, as a person would (sqlite3 on a file, psycopg on a server)."""
+    return sql_rows(db_path, statement, params)
 
 
 def python_command(call: str) -> list[str]:

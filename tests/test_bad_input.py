@@ -1,8 +1,9 @@
 """Bad input is refused with a clear exception, and nothing is written to the file.
 
 Wrong types and values are refused at the API edge, before any SQL runs (checked by counting SQLite VM steps:
-zero). Missing objects and AMQP refusals are found inside a transaction, which writes nothing (checked by
-comparing every litemq table, and SQLite's count of changed rows, before and after).
+zero; on PostgreSQL, transactions begun: zero). Missing objects and AMQP refusals are found inside a transaction,
+which writes nothing (checked by comparing every litemq table before and after, and on SQLite its count of changed
+rows).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import litemq
 import litemq.store
 from litemq import Properties
 from conftest import counting_vm_steps
+from engines import BrokerSQL, broker_exists
 
 pytestmark = pytest.mark.no_lease_renewal
 
@@ -31,30 +33,58 @@ assert len(LONG) == 100 and len(LONG.encode("utf-8")) == 300
 assert len(LONGEST.encode("utf-8")) == 255
 
 
-def snapshot(conn: litemq.Connection) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(sql: BrokerSQL) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every litemq table that holds broker state."""
-    return {table: sorted((tuple(row) for row in conn._store.execute(f"SELECT * FROM {table}")), key=repr)
-            for table in TABLES}
+    return {table: sorted(sql(f"SELECT * FROM {table}"), key=repr) for table in TABLES}
 
 
 @contextmanager
-def nothing_written(conn: litemq.Connection) -> Iterator[None]:
+def nothing_written(conn: litemq.Connection, sql: BrokerSQL) -> Iterator[None]:
     """The block changes no row: the tables are equal before and after, and SQLite counted no change."""
-    before = snapshot(conn)
-    changes = conn._store._db.total_changes
+    before = snapshot(sql)
+    changes = conn._store._db.total_changes if sql.engine == "sqlite" else None
     yield
-    assert conn._store._db.total_changes == changes, "a statement changed rows (even if rolled back)"
-    assert snapshot(conn) == before
+    if sql.engine == "sqlite":
+        assert conn._store._db.total_changes == changes, "a statement changed rows (even if rolled back)"
+    assert snapshot(sql) == before
 
 
 @contextmanager
-def refused_before_any_sql(conn: litemq.Connection) -> Iterator[None]:
-    """The block runs not one SQLite VM instruction on the connection: refused at the API edge."""
-    before = snapshot(conn)
-    with counting_vm_steps(conn) as steps:
+def counting_transactions(conn: litemq.Connection) -> Iterator[list[int]]:
+    """Counts the transactions the connection begins inside the block (what any SQL on PostgreSQL runs in)."""
+    store, begun = conn._store, [0]
+    originals = {name: getattr(store, name) for name in ("read", "write", "write_exclusive") if hasattr(store, name)}
+    own = {name: vars(store)[name] for name in originals if name in vars(store)}
+
+    def counted(begin: Callable[..., Any]) -> Callable[..., Any]:
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            begun[0] += 1
+            return begin(*args, **kwargs)
+        return counting
+
+    for name, begin in originals.items():
+        setattr(store, name, counted(begin))
+    try:
+        yield begun
+    finally:
+        for name in originals:
+            if name in own:
+                setattr(store, name, own[name])
+            else:
+                delattr(store, name)
+
+
+@contextmanager
+def refused_before_any_sql(conn: litemq.Connection, sql: BrokerSQL) -> Iterator[None]:
+    """The block runs not one SQLite VM instruction on the connection (on PostgreSQL: begins no transaction):
+    refused at the API edge."""
+    before = snapshot(sql)
+    counted, what = (counting_vm_steps, "SQLite VM steps") if sql.engine == "sqlite" else \
+        (counting_transactions, "transactions")
+    with counted(conn) as steps:
         yield
-    assert steps[0] == 0, f"{steps[0]} SQLite VM steps ran before the input was refused"
-    assert snapshot(conn) == before
+    assert steps[0] == 0, f"{steps[0]} {what} ran before the input was refused"
+    assert snapshot(sql) == before
 
 
 @pytest.fixture
@@ -137,55 +167,56 @@ BAD_SECONDS = [
 
 @pytest.mark.parametrize("call, error, match", BAD_SECONDS)
 def test_durations_that_are_nan_negative_or_never_ending_are_refused_before_any_sql(
-        world: litemq.Connection, call: Call, error: Any, match: str) -> None:
-    with refused_before_any_sql(world), pytest.raises(error, match=match):
+        world: litemq.Connection, call: Call, error: Any, match: str, sql: BrokerSQL) -> None:
+    with refused_before_any_sql(world, sql), pytest.raises(error, match=match):
         call(world)
 
 
 @pytest.mark.parametrize("timeout", [NAN, -1, "1"])
 def test_a_consumer_refuses_a_bad_timeout_and_takes_none_as_forever(world: litemq.Connection,
-                                                                     timeout: Any) -> None:
+                                                                     timeout: Any, sql: BrokerSQL) -> None:
     consumer = world.consume("jobs", inactivity_timeout=INF)  # infinite: wait as long as it takes
-    with refused_before_any_sql(world), pytest.raises(ValueError, match="timeout must be a number of seconds"):
+    with refused_before_any_sql(world, sql), pytest.raises(ValueError, match="timeout must be a number of seconds"):
         consumer.get(timeout)
     assert consumer.get(INF) is not None  # the message 'jobs' holds
 
 
 @pytest.mark.parametrize("call, error, match", WRONG_TYPES)
 def test_wrong_types_are_refused_before_any_sql(world: litemq.Connection, call: Call, error: Any,
-                                                match: str) -> None:
-    with refused_before_any_sql(world), pytest.raises(error, match=match):
+                                                match: str, sql: BrokerSQL) -> None:
+    with refused_before_any_sql(world, sql), pytest.raises(error, match=match):
         call(world)
 
 
-def test_a_delivery_tag_that_is_not_an_int_is_refused_and_the_delivery_stays_unacked(conn: litemq.Connection) -> None:
+def test_a_delivery_tag_that_is_not_an_int_is_refused_and_the_delivery_stays_unacked(
+        conn: litemq.Connection, sql: BrokerSQL) -> None:
     conn.declare_queue("jobs")
     conn.publish("", "jobs", b"work")
     delivery = conn.get("jobs")
     assert delivery is not None
     for tag in (str(delivery.delivery_tag), float(delivery.delivery_tag), True):
-        with refused_before_any_sql(conn), pytest.raises(TypeError, match="delivery_tag must be an int"):
+        with refused_before_any_sql(conn, sql), pytest.raises(TypeError, match="delivery_tag must be an int"):
             conn.ack(tag)
-        with refused_before_any_sql(conn), pytest.raises(TypeError, match="delivery_tag must be an int"):
+        with refused_before_any_sql(conn, sql), pytest.raises(TypeError, match="delivery_tag must be an int"):
             conn.nack(tag)
-    leased = conn._store.execute("SELECT count(*) FROM litemq_messages WHERE lease_token IS NOT NULL").fetchone()[0]
+    leased = sql.value("SELECT count(*) FROM litemq_messages WHERE lease_token IS NOT NULL")
     assert leased == 1
     conn.ack(delivery.delivery_tag)  # the right tag still settles it
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages") == 0
 
 
-def test_a_bad_lease_is_refused_before_the_queue_is_looked_up(world: litemq.Connection) -> None:
+def test_a_bad_lease_is_refused_before_the_queue_is_looked_up(world: litemq.Connection, sql: BrokerSQL) -> None:
     # DESIGN section 5: wrong types and values raise at the API edge, before any SQL.
-    with refused_before_any_sql(world), pytest.raises(ValueError, match="lease_seconds"):
+    with refused_before_any_sql(world, sql), pytest.raises(ValueError, match="lease_seconds"):
         world.get("jobs", lease_seconds=-1)
-    with refused_before_any_sql(world), pytest.raises(ValueError, match="lease_seconds"):
+    with refused_before_any_sql(world, sql), pytest.raises(ValueError, match="lease_seconds"):
         world.consume("jobs", lease_seconds=0)
 
 
-def test_a_bad_lease_is_refused_and_nothing_is_written(world: litemq.Connection) -> None:
-    with nothing_written(world), pytest.raises(ValueError, match="lease_seconds must be a positive number"):
+def test_a_bad_lease_is_refused_and_nothing_is_written(world: litemq.Connection, sql: BrokerSQL) -> None:
+    with nothing_written(world, sql), pytest.raises(ValueError, match="lease_seconds must be a positive number"):
         world.get("jobs", lease_seconds=-1)
-    with nothing_written(world), pytest.raises(ValueError, match="lease_seconds must be a positive number"):
+    with nothing_written(world, sql), pytest.raises(ValueError, match="lease_seconds must be a positive number"):
         world.consume("jobs", lease_seconds=True)
     assert world.declare_queue("jobs", passive=True).consumer_count == 0
 
@@ -211,8 +242,8 @@ TOO_LONG = [
 
 @pytest.mark.parametrize("call, error, match", TOO_LONG)
 def test_names_and_keys_over_255_bytes_are_refused_naming_the_limit(world: litemq.Connection, call: Call,
-                                                                    error: Any, match: str) -> None:
-    with refused_before_any_sql(world), pytest.raises(error, match=match) as raised:
+                                                                    error: Any, match: str, sql: BrokerSQL) -> None:
+    with refused_before_any_sql(world, sql), pytest.raises(error, match=match) as raised:
         call(world)
     assert "300 bytes" in str(raised.value) and "the limit is 255" in str(raised.value)
 
@@ -245,8 +276,9 @@ WITH_NUL = [
 
 
 @pytest.mark.parametrize("call, error, match", WITH_NUL)
-def test_names_and_keys_with_nul_are_refused(world: litemq.Connection, call: Call, error: Any, match: str) -> None:
-    with refused_before_any_sql(world), pytest.raises(error, match=match):
+def test_names_and_keys_with_nul_are_refused(
+        world: litemq.Connection, call: Call, error: Any, match: str, sql: BrokerSQL) -> None:
+    with refused_before_any_sql(world, sql), pytest.raises(error, match=match):
         call(world)
 
 
@@ -254,22 +286,23 @@ def test_names_and_keys_with_nul_are_refused(world: litemq.Connection, call: Cal
 # The empty name: the default exchange is the broker's; '' is a valid key; a queue named '' gets a server name
 # ---------------------------------------------------------------------------------------------------------------
 
-def test_declaring_the_default_exchange_is_access_refused(world: litemq.Connection) -> None:
+def test_declaring_the_default_exchange_is_access_refused(world: litemq.Connection, sql: BrokerSQL) -> None:
     for exchange_type in ("direct", "fanout"):
-        with nothing_written(world), pytest.raises(litemq.AccessRefused, match="default exchange") as raised:
+        with nothing_written(world, sql), pytest.raises(litemq.AccessRefused, match="default exchange") as raised:
             world.declare_exchange("", exchange_type)
         assert raised.value.reply_code == 403
 
 
-def test_passively_declaring_the_default_exchange_is_access_refused_as_in_rabbitmq(world: litemq.Connection) -> None:
+def test_passively_declaring_the_default_exchange_is_access_refused_as_in_rabbitmq(
+        world: litemq.Connection, sql: BrokerSQL) -> None:
     for exchange_type in ("direct", "topic"):
-        with nothing_written(world), pytest.raises(litemq.AccessRefused, match="default exchange") as raised:
+        with nothing_written(world, sql), pytest.raises(litemq.AccessRefused, match="default exchange") as raised:
             world.declare_exchange("", exchange_type, passive=True)
         assert raised.value.reply_code == 403 and world.path in str(raised.value)
 
 
-def test_deleting_the_default_exchange_is_access_refused(world: litemq.Connection) -> None:
-    with nothing_written(world), pytest.raises(litemq.AccessRefused):
+def test_deleting_the_default_exchange_is_access_refused(world: litemq.Connection, sql: BrokerSQL) -> None:
+    with nothing_written(world, sql), pytest.raises(litemq.AccessRefused):
         world.delete_exchange("")
 
 
@@ -285,8 +318,8 @@ BIND_DEFAULT = [
 
 @pytest.mark.parametrize("call, error, match", BIND_DEFAULT)
 def test_binding_to_the_default_exchange_is_access_refused(world: litemq.Connection, call: Call, error: Any,
-                                                           match: str) -> None:
-    with nothing_written(world), pytest.raises(error, match=match):
+                                                           match: str, sql: BrokerSQL) -> None:
+    with nothing_written(world, sql), pytest.raises(error, match=match):
         call(world)
 
 
@@ -315,18 +348,19 @@ def test_declaring_queue_empty_name_creates_a_server_named_queue(conn: litemq.Co
 # ---------------------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("exchange_type", ["fan-out", "Direct", "x-consistent-hash", ""])
-def test_an_unknown_exchange_type_is_a_value_error(world: litemq.Connection, exchange_type: str) -> None:
-    with refused_before_any_sql(world), pytest.raises(ValueError, match="unknown exchange type") as raised:
+def test_an_unknown_exchange_type_is_a_value_error(
+        world: litemq.Connection, exchange_type: str, sql: BrokerSQL) -> None:
+    with refused_before_any_sql(world, sql), pytest.raises(ValueError, match="unknown exchange type") as raised:
         world.declare_exchange("events", exchange_type)
     assert repr(exchange_type) in str(raised.value)
 
 
 @pytest.mark.parametrize("x_match", ["some", "ALL", "", 1, None])
 def test_an_invalid_x_match_on_a_headers_binding_is_precondition_failed(world: litemq.Connection,
-                                                                        x_match: Any) -> None:
+                                                                        x_match: Any, sql: BrokerSQL) -> None:
     world.declare_exchange("by-header", "headers")
     for exchange in ("by-header", "amq.headers"):
-        with nothing_written(world), pytest.raises(litemq.PreconditionFailed, match="x-match") as raised:
+        with nothing_written(world, sql), pytest.raises(litemq.PreconditionFailed, match="x-match") as raised:
             world.bind_queue("jobs", exchange, "", arguments={"x-match": x_match, "format": "pdf"})
         assert raised.value.reply_code == 406
         assert exchange in str(raised.value)
@@ -354,8 +388,8 @@ MISSING_EXCHANGE = [
 @pytest.mark.parametrize("call, error, match", MISSING_EXCHANGE)
 def test_a_missing_exchange_is_exchange_not_found_naming_it_and_the_file(world: litemq.Connection, db_path: str,
                                                                          call: Call, error: Any,
-                                                                         match: str) -> None:
-    with nothing_written(world), pytest.raises(error, match=match) as raised:
+                                                                         match: str, sql: BrokerSQL) -> None:
+    with nothing_written(world, sql), pytest.raises(error, match=match) as raised:
         call(world)
     assert isinstance(raised.value, litemq.NotFound) and raised.value.reply_code == 404
     assert "'nowhere'" in str(raised.value) and db_path in str(raised.value)
@@ -373,17 +407,18 @@ MISSING_QUEUE = [
 
 @pytest.mark.parametrize("call, error, match", MISSING_QUEUE)
 def test_a_missing_queue_is_queue_not_found_naming_it_and_the_file(world: litemq.Connection, db_path: str,
-                                                                   call: Call, error: Any, match: str) -> None:
-    with nothing_written(world), pytest.raises(error, match=match) as raised:
+                                                                   call: Call, error: Any, match: str,
+                                                                   sql: BrokerSQL) -> None:
+    with nothing_written(world, sql), pytest.raises(error, match=match) as raised:
         call(world)
     assert isinstance(raised.value, litemq.NotFound) and raised.value.reply_code == 404
     assert "'nowhere'" in str(raised.value) and db_path in str(raised.value)
 
 
 def test_publishing_to_a_missing_queue_through_the_default_exchange_drops_the_message(
-        world: litemq.Connection) -> None:
+        world: litemq.Connection, sql: BrokerSQL) -> None:
     # RabbitMQ drops an unroutable message (without mandatory); it is not an error.
-    with nothing_written(world):
+    with nothing_written(world, sql):
         assert world.publish("", "nowhere", b"lost") == 0
 
 
@@ -476,11 +511,11 @@ def test_a_cyclic_header_table_is_refused_not_a_recursion_error() -> None:
 
 @pytest.mark.parametrize("x_delay", [INF, NAN, 10 ** 400], ids=["inf", "nan", "10**400"])
 def test_an_x_delay_that_never_falls_due_is_refused_and_nothing_is_stored(conn: litemq.Connection,
-                                                                       x_delay: Any) -> None:
+                                                                       x_delay: Any, sql: BrokerSQL) -> None:
     conn.declare_exchange("later", "x-delayed-message", arguments={"x-delayed-type": "direct"})
     conn.declare_queue("jobs")
     conn.bind_queue("jobs", "later", "k")
-    with nothing_written(conn), pytest.raises(ValueError, match="header x-delay must be a finite number"):
+    with nothing_written(conn, sql), pytest.raises(ValueError, match="header x-delay must be a finite number"):
         conn.publish("later", "k", b"never", Properties(headers={"x-delay": x_delay}))
 
 
@@ -505,24 +540,26 @@ def small(db_path: str) -> Iterator[litemq.Connection]:
     connection.close()
 
 
-def test_a_body_over_the_maximum_is_message_too_large_and_nothing_is_stored(small: litemq.Connection) -> None:
+def test_a_body_over_the_maximum_is_message_too_large_and_nothing_is_stored(
+        small: litemq.Connection, sql: BrokerSQL) -> None:
     for exchange, key in (("", "a"), ("all", "")):
-        with refused_before_any_sql(small), pytest.raises(litemq.MessageTooLarge) as raised:
+        with refused_before_any_sql(small, sql), pytest.raises(litemq.MessageTooLarge) as raised:
             small.publish(exchange, key, b"x" * 1001)
         assert "1001 bytes" in str(raised.value) and "maximum of 1000 bytes" in str(raised.value)
-    assert small._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages") == 0
     assert small.declare_queue("a", passive=True).message_count == 0
 
 
-def test_the_maximum_applies_to_the_encoded_size_of_a_str_body(small: litemq.Connection) -> None:
+def test_the_maximum_applies_to_the_encoded_size_of_a_str_body(small: litemq.Connection, sql: BrokerSQL) -> None:
     body = "€" * 334  # 334 characters, 1002 bytes
-    with refused_before_any_sql(small), pytest.raises(litemq.MessageTooLarge, match="1002 bytes"):
+    with refused_before_any_sql(small, sql), pytest.raises(litemq.MessageTooLarge, match="1002 bytes"):
         small.publish("", "a", body)
 
 
-def test_headers_over_the_maximum_are_message_too_large_and_nothing_is_stored(small: litemq.Connection) -> None:
+def test_headers_over_the_maximum_are_message_too_large_and_nothing_is_stored(
+        small: litemq.Connection, sql: BrokerSQL) -> None:
     properties = Properties(headers={"big": "h" * 1000})
-    with nothing_written(small), pytest.raises(litemq.MessageTooLarge, match=r"properties of 10\d\d bytes"):
+    with nothing_written(small, sql), pytest.raises(litemq.MessageTooLarge, match=r"properties of 10\d\d bytes"):
         small.publish("all", "", b"x", properties)
     small.publish("all", "", b"x", Properties(headers={"small": "h" * 900}))
 
@@ -582,7 +619,7 @@ def test_connect_refuses_bad_settings_without_creating_the_file(db_path: str, op
                                                                 error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match):
         litemq.connect(db_path, **options)
-    assert not os.path.exists(db_path)
+    assert not broker_exists(db_path)
 
 
 def test_an_infinite_consumer_timeout_leaves_lease_renewal_uncapped(db_path: str) -> None:

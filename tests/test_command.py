@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,6 +15,7 @@ import pytest
 
 import litemq
 from conftest import PYTHON, REPO
+from engines import BrokerSQL, make_broker
 from liveness_workers import default_signals
 from litemq import cli
 
@@ -34,6 +34,7 @@ def run(capsys: pytest.CaptureFixture[str], db: str, *args: str, stdin: bytes | 
 
 @pytest.fixture
 def world(db_path: str) -> str:
+    make_broker(db_path)
     with litemq.connect(db_path) as conn:
         conn.declare_queue("jobs", durable=True, arguments={"x-lease-ms": 60000})
         conn.declare_exchange("logs", "topic")
@@ -242,6 +243,7 @@ def test_move_redrives_messages_in_order_to_the_end_of_another_queue(world: str,
             b"already there", b"first", b"\xff\x00binary"]
 
 
+@pytest.mark.sqlite_only
 def test_stats_gives_totals_and_file_sizes(world: str, capsys: pytest.CaptureFixture[str]) -> None:
     stats = json.loads(run(capsys, world, "stats", "--json")[1])
     assert stats["queues"][0]["queue"] == "jobs" and stats["queues"][0]["messages"] == 2
@@ -250,6 +252,7 @@ def test_stats_gives_totals_and_file_sizes(world: str, capsys: pytest.CaptureFix
     assert "total: 2 messages" in run(capsys, world, "stats")[1]
 
 
+@pytest.mark.sqlite_only
 def test_db_maintenance(world: str, capsys: pytest.CaptureFixture[str]) -> None:
     from litemq.store import SCHEMA_REVISION
 
@@ -314,18 +317,15 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert done.value.code == 2
 
 
-# --- the inspection views, as a person at sqlite3 sees them
+# --- the inspection views, as a person at sqlite3 (or psql) sees them
 
-def test_views_answer_the_common_questions(world: str) -> None:
+def test_views_answer_the_common_questions(world: str, sql: BrokerSQL) -> None:
     with litemq.connect(world) as conn:
         conn.consume("jobs", prefetch=1).get(0)
-        with sqlite3.connect(world) as plain:
-            stats = plain.execute("SELECT queue, ready, unacked, total, consumers, bytes, oldest_ready_seconds "
-                                  "FROM litemq_queue_stats").fetchall()
-            messages = plain.execute("SELECT queue, state, body_text, body_bytes, published_at "
-                                     "FROM litemq_message_view ORDER BY id").fetchall()
-            connections = plain.execute("SELECT pid, unacked, queue FROM litemq_connection_view "
-                                        "WHERE queue IS NOT NULL").fetchall()
+        stats = sql("SELECT queue, ready, unacked, total, consumers, bytes, oldest_ready_seconds "
+                    "FROM litemq_queue_stats")
+        messages = sql("SELECT queue, state, body_text, body_bytes, published_at FROM litemq_message_view ORDER BY id")
+        connections = sql("SELECT pid, unacked, queue FROM litemq_connection_view WHERE queue IS NOT NULL")
     assert stats[0][:6] == ("jobs", 1, 1, 2, 1, 13)
     assert 0 <= stats[0][6] < 60
     assert [m[:4] for m in messages] == [("jobs", "unacked", "first", 5), ("jobs", "ready", None, 8)]
@@ -333,10 +333,10 @@ def test_views_answer_the_common_questions(world: str) -> None:
     assert connections == [(os.getpid(), 1, "jobs")]
 
 
-def test_reading_a_view_blocks_no_publisher_or_consumer(world: str) -> None:
-    with sqlite3.connect(world, isolation_level=None) as plain, litemq.connect(world) as conn:
-        plain.execute("BEGIN")
-        plain.execute("SELECT * FROM litemq_queue_stats").fetchall()
+def test_reading_a_view_blocks_no_publisher_or_consumer(world: str, sql: BrokerSQL) -> None:
+    with litemq.connect(world) as conn:
+        sql("BEGIN")
+        sql("SELECT * FROM litemq_queue_stats")
         started = time.monotonic()
         for i in range(100):
             conn.publish("", "jobs", str(i))
@@ -344,4 +344,4 @@ def test_reading_a_view_blocks_no_publisher_or_consumer(world: str) -> None:
         for _ in range(102):
             consumer.get(5).ack()
         assert time.monotonic() - started < 30  # a blocked writer would wait out the 60 s busy timeout
-        plain.execute("COMMIT")
+        sql("COMMIT")

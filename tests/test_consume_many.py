@@ -68,6 +68,7 @@ def test_each_queue_keeps_its_prefetch(conn: litemq.Connection, queues: list[str
     assert consumers.get(0.05) is None
 
 
+@pytest.mark.sqlite_only
 def test_waiting_wakes_on_a_publish_to_any_queue_without_polling_the_file(
         conn: litemq.Connection, other: litemq.Connection, queues: list[str]) -> None:
     consumers = conn.consume_many(queues)

@@ -12,6 +12,7 @@ import pytest
 
 import consumer_priority_workers
 import litemq
+from engines import as_url
 from litemq import pika
 
 WAIT = 20.0
@@ -133,9 +134,9 @@ def test_a_priority_must_be_a_64_bit_int(conn, jobs, priority, error):
     assert conn.declare_queue(jobs).consumer_count == 0
 
 
-def test_a_consumer_row_records_its_priority(conn, jobs):
+def test_a_consumer_row_records_its_priority(conn, jobs, sql):
     conn.consume(jobs, priority=-7)
-    assert conn._store.execute("SELECT priority, has_room FROM litemq_consumers").fetchall() == [(-7, 1)]
+    assert sql("SELECT priority, has_room FROM litemq_consumers") == [(-7, 1)]
 
 
 # --- across processes sharing the file
@@ -203,7 +204,7 @@ def test_a_lower_priority_process_claims_nothing_while_a_higher_one_here_has_roo
 
 
 def test_pika_x_priority_orders_consumers_of_one_channel(db_path):
-    with pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path)) as connection:
+    with pika.BlockingConnection(pika.URLParameters(as_url(db_path))) as connection:
         channel = connection.channel()
         channel.queue_declare("jobs")
         channel.basic_qos(prefetch_count=1)
@@ -218,7 +219,7 @@ def test_pika_x_priority_orders_consumers_of_one_channel(db_path):
 
 
 def test_pika_refuses_a_non_integer_x_priority_with_406(db_path):
-    with pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path)) as connection:
+    with pika.BlockingConnection(pika.URLParameters(as_url(db_path))) as connection:
         channel = connection.channel()
         channel.queue_declare("jobs")
         with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="x-priority") as closed:

@@ -12,6 +12,7 @@ import datetime as dt
 import pytest
 from freezegun import freeze_time
 
+from engines import as_url
 from litemq import Properties, PublishRejected
 
 pytestmark = pytest.mark.no_lease_renewal
@@ -25,12 +26,12 @@ def frozen():
         yield clock
 
 
-def rows(conn, queue: str) -> int:
-    return conn._store.execute("SELECT count(*) FROM litemq_messages WHERE queue = ?", (queue,)).fetchone()[0]
+def rows(sql, queue: str) -> int:
+    return sql.value("SELECT count(*) FROM litemq_messages WHERE queue = ?", (queue,))
 
 
-def all_rows(conn) -> int:
-    return conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0]
+def all_rows(sql) -> int:
+    return sql.value("SELECT count(*) FROM litemq_messages")
 
 
 def deaths(delivery) -> list[tuple[str, str, int]]:
@@ -88,7 +89,7 @@ TRIGGERS = {
 
 
 @pytest.mark.parametrize("trigger", list(TRIGGERS))
-def test_each_trigger_dead_letters_the_message_with_its_reason(conn, dlx, frozen, trigger):
+def test_each_trigger_dead_letters_the_message_with_its_reason(conn, dlx, frozen, trigger, sql):
     arguments, act, reason = TRIGGERS[trigger]
     conn.declare_queue("src", arguments={"x-dead-letter-exchange": dlx, **arguments})
     conn.publish("", "src", b"m")
@@ -97,12 +98,11 @@ def test_each_trigger_dead_letters_the_message_with_its_reason(conn, dlx, frozen
     assert dead is not None and dead.body == b"m"
     assert deaths(dead) == [("src", reason, 1)]
     assert conn.get("dead") is None
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages WHERE queue = 'src' AND body = ?",
-                               (b"m",)).fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages WHERE queue = 'src' AND body = ?", (b"m",)) == 0
 
 
 @pytest.mark.parametrize("trigger", [t for t in TRIGGERS if t != "reject-publish-dlx"])  # that one refuses "m"
-def test_each_trigger_dead_letters_a_large_body_whole_and_leaves_no_copy_of_it(conn, dlx, frozen, trigger):
+def test_each_trigger_dead_letters_a_large_body_whole_and_leaves_no_copy_of_it(conn, dlx, frozen, trigger, sql):
     arguments, act, reason = TRIGGERS[trigger]
     large = bytes(range(256)) * 40  # over 3 KB: kept in litemq_bodies
     conn.declare_queue("src", arguments={"x-dead-letter-exchange": dlx, **arguments})
@@ -110,19 +110,19 @@ def test_each_trigger_dead_letters_a_large_body_whole_and_leaves_no_copy_of_it(c
     act(conn, frozen)
     dead = conn.get("dead", auto_ack=True)
     assert dead is not None and dead.body == large and deaths(dead) == [("src", reason, 1)]
-    assert conn._store.execute("SELECT count(*) FROM litemq_bodies").fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_bodies") == 0
 
 
 @pytest.mark.parametrize("trigger", list(TRIGGERS))
-def test_without_a_dead_letter_exchange_each_trigger_drops_the_message(conn, frozen, trigger):
+def test_without_a_dead_letter_exchange_each_trigger_drops_the_message(conn, frozen, trigger, sql):
     arguments, act, reason = TRIGGERS[trigger]
     conn.declare_queue("src", arguments=arguments)
     conn.publish("", "src", b"m")
     act(conn, frozen)
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages WHERE body = ?", (b"m",)).fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages WHERE body = ?", (b"m",)) == 0
 
 
-def test_nack_without_requeue_dead_letters_every_message_it_settles(conn, dlx):
+def test_nack_without_requeue_dead_letters_every_message_it_settles(conn, dlx, sql):
     conn.declare_queue("src", arguments={"x-dead-letter-exchange": dlx})
     for body in (b"1", b"2", b"3"):
         conn.publish("", "src", body)
@@ -131,7 +131,7 @@ def test_nack_without_requeue_dead_letters_every_message_it_settles(conn, dlx):
     assert [conn.get("dead", auto_ack=True).body for _ in range(2)] == [b"1", b"2"]
     assert conn.get("dead") is None
     conn.ack(tags[2])
-    assert all_rows(conn) == 0
+    assert all_rows(sql) == 0
 
 
 def test_an_ack_or_a_requeue_dead_letters_nothing(conn, dlx):
@@ -179,11 +179,11 @@ def test_a_message_without_an_expiration_has_no_original_expiration_in_its_entry
     assert sorted(entry) == ["count", "exchange", "queue", "reason", "routing-keys", "time"]
 
 
-def test_the_expiration_property_is_removed_so_the_message_never_expires_where_it_lands(conn, dlx, frozen):
+def test_the_expiration_property_is_removed_so_the_message_never_expires_where_it_lands(conn, dlx, frozen, sql):
     conn.declare_queue("src", arguments={"x-dead-letter-exchange": dlx})
     conn.publish("", "src", b"m", Properties(expiration="1000"))
     conn.get("src").reject(requeue=False)
-    assert conn._store.execute("SELECT expires_at FROM litemq_messages WHERE queue = 'dead'").fetchall() == [(None,)]
+    assert sql("SELECT expires_at FROM litemq_messages WHERE queue = 'dead'") == [(None,)]
     frozen.tick(3600)
     dead = conn.get("dead", auto_ack=True)
     assert dead is not None and dead.properties.expiration is None
@@ -296,7 +296,7 @@ def test_a_dead_letter_exchange_routes_by_headers_it_finds_on_the_message(conn):
 
 
 @pytest.mark.parametrize("trigger", ["reject", "expiry"])
-def test_a_missing_dead_letter_exchange_drops_the_message_quietly(conn, frozen, trigger):
+def test_a_missing_dead_letter_exchange_drops_the_message_quietly(conn, frozen, trigger, sql):
     conn.declare_queue("src", arguments={"x-dead-letter-exchange": "nowhere", "x-message-ttl": 1000})
     conn.publish("", "src", b"m")
     if trigger == "reject":
@@ -304,43 +304,43 @@ def test_a_missing_dead_letter_exchange_drops_the_message_quietly(conn, frozen, 
     else:
         frozen.tick(1.1)
         assert conn.get("src") is None
-    assert all_rows(conn) == 0
+    assert all_rows(sql) == 0
 
 
-def test_a_dead_letter_exchange_with_nothing_bound_drops_the_message(conn):
+def test_a_dead_letter_exchange_with_nothing_bound_drops_the_message(conn, sql):
     conn.declare_exchange("empty", "fanout")
     conn.declare_queue("src", arguments={"x-dead-letter-exchange": "empty"})
     conn.publish("", "src", b"m")
     conn.get("src").nack(requeue=False)
-    assert all_rows(conn) == 0
+    assert all_rows(sql) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Cycles
 # ---------------------------------------------------------------------------------------------------------------
 
-def test_a_message_expiring_back_into_its_own_queue_is_dropped_there_but_reaches_the_others(conn, dlx, frozen):
+def test_a_message_expiring_back_into_its_own_queue_is_dropped_there_but_reaches_the_others(conn, dlx, frozen, sql):
     conn.declare_queue("loop", arguments={"x-message-ttl": 1000, "x-dead-letter-exchange": dlx})
     conn.bind_queue("loop", dlx)
     conn.publish("", "loop", b"m")
     frozen.tick(1.1)
     touch(conn)
-    assert (rows(conn, "loop"), rows(conn, "dead")) == (0, 1)
+    assert (rows(sql, "loop"), rows(sql, "dead")) == (0, 1)
     frozen.tick(1.1)
     touch(conn)
     assert deaths(conn.get("dead", auto_ack=True)) == [("loop", "expired", 1)]
-    assert conn.get("dead") is None and all_rows(conn) == 0
+    assert conn.get("dead") is None and all_rows(sql) == 0
 
 
-def test_a_self_loop_through_the_default_exchange_by_expiry_is_dropped(conn, frozen):
+def test_a_self_loop_through_the_default_exchange_by_expiry_is_dropped(conn, frozen, sql):
     conn.declare_queue("loop", arguments={"x-message-ttl": 1000, "x-dead-letter-exchange": ""})
     conn.publish("", "loop", b"m")  # its routing key names the queue itself
     frozen.tick(1.1)
     touch(conn)
-    assert all_rows(conn) == 0
+    assert all_rows(sql) == 0
 
 
-def test_an_expiry_cycle_through_two_queues_is_dropped_on_its_way_back(conn, frozen):
+def test_an_expiry_cycle_through_two_queues_is_dropped_on_its_way_back(conn, frozen, sql):
     conn.declare_queue("first", arguments={"x-message-ttl": 1000, "x-dead-letter-exchange": "",
                                            "x-dead-letter-routing-key": "second"})
     conn.declare_queue("second", arguments={"x-message-ttl": 1000, "x-dead-letter-exchange": "",
@@ -348,10 +348,10 @@ def test_an_expiry_cycle_through_two_queues_is_dropped_on_its_way_back(conn, fro
     conn.publish("", "first", b"m")
     frozen.tick(1.1)
     touch(conn)
-    assert (rows(conn, "first"), rows(conn, "second")) == (0, 1)
+    assert (rows(sql, "first"), rows(sql, "second")) == (0, 1)
     frozen.tick(1.1)
     touch(conn)
-    assert all_rows(conn) == 0
+    assert all_rows(sql) == 0
 
 
 def test_a_rejection_back_into_the_same_queue_is_allowed_and_counted(conn):
@@ -379,15 +379,15 @@ def test_the_retry_loop_of_a_rejection_and_an_expiry_goes_round_without_being_ta
     assert deaths(delivery) == [("wait", "expired", 2), ("work", "rejected", 2)]
 
 
-def test_an_expiry_back_into_the_same_queue_is_a_cycle_even_after_a_rejection_there(conn, dlx, frozen):
+def test_an_expiry_back_into_the_same_queue_is_a_cycle_even_after_a_rejection_there(conn, dlx, frozen, sql):
     conn.declare_queue("loop", arguments={"x-message-ttl": 1000, "x-dead-letter-exchange": dlx})
     conn.bind_queue("loop", dlx)
     conn.publish("", "loop", b"m")
     conn.get("loop").reject(requeue=False)  # back into loop (and into dead): a rejection may loop
-    assert (rows(conn, "loop"), rows(conn, "dead")) == (1, 1)
+    assert (rows(sql, "loop"), rows(sql, "dead")) == (1, 1)
     frozen.tick(1.1)
     touch(conn)  # expired: into dead, not into loop again
-    assert (rows(conn, "loop"), rows(conn, "dead")) == (0, 2)
+    assert (rows(sql, "loop"), rows(sql, "dead")) == (0, 2)
     second = [conn.get("dead", auto_ack=True) for _ in range(2)][1]
     assert deaths(second) == [("loop", "expired", 1), ("loop", "rejected", 1)]
 
@@ -406,7 +406,7 @@ def test_a_dead_letter_queue_with_a_length_limit_drops_its_head(conn):
     assert [d.body for d in iter(lambda: conn.get("graveyard", auto_ack=True), None)] == [b"2"]
 
 
-def test_a_full_reject_publish_dead_letter_queue_refuses_quietly_without_failing_the_rejection(conn):
+def test_a_full_reject_publish_dead_letter_queue_refuses_quietly_without_failing_the_rejection(conn, sql):
     conn.declare_queue("graveyard", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
     conn.declare_queue("src", arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": "graveyard"})
     for body in (b"1", b"2"):
@@ -414,7 +414,7 @@ def test_a_full_reject_publish_dead_letter_queue_refuses_quietly_without_failing
     conn.get("src").reject(requeue=False)
     conn.get("src").reject(requeue=False)  # graveyard is full: the message is dropped, and no error is raised
     assert [d.body for d in iter(lambda: conn.get("graveyard", auto_ack=True), None)] == [b"1"]
-    assert all_rows(conn) == 0
+    assert all_rows(sql) == 0
 
 
 def test_a_dead_letter_queue_with_a_message_ttl_expires_what_lands_there(conn, frozen):
@@ -448,7 +448,7 @@ def test_a_message_dropped_from_a_full_dead_letter_queue_is_dead_lettered_on_fro
 def test_through_the_pika_facade_a_rejected_message_arrives_with_the_headers_pika_shows(db_path):
     from litemq import pika
 
-    connection = pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path))
+    connection = pika.BlockingConnection(pika.URLParameters(as_url(db_path)))
     try:
         channel = connection.channel()
         channel.exchange_declare("dlx", "fanout")

@@ -9,10 +9,8 @@ consumers that wait run in real time with short delays and bounded waits.
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,6 +20,7 @@ import extras_workers as workers
 import litemq
 import litemq.timing
 from conftest import Processes, vm_steps
+from engines import BrokerSQL, as_url, ready_counters
 from liveness_workers import wait_for_files, worker_errors
 from litemq import DELAYED_EXCHANGE, ExchangeNotFound, PreconditionFailed, Properties
 from litemq import pika
@@ -49,12 +48,6 @@ def drain(conn: litemq.Connection, queue: str) -> list[str]:
     return bodies
 
 
-def sql(db_path: str, statement: str, *params: object) -> list[tuple]:
-    """Look at the file with plain sqlite3, as a person would."""
-    with closing(sqlite3.connect(db_path, isolation_level=None)) as db:
-        return db.execute(statement, params).fetchall()
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # delay=: invisible until due, then at the tail
 # ---------------------------------------------------------------------------------------------------------------
@@ -74,25 +67,25 @@ def test_a_delayed_message_is_invisible_to_get_counts_and_consumers_until_it_fal
 
 
 def test_a_due_delayed_message_is_counted_and_got_like_any_other(conn: litemq.Connection, q: str,
-                                                                 frozen: Any) -> None:
+                                                                 frozen: Any, sql: BrokerSQL) -> None:
     conn.publish("", q, b"later", delay=5)
     frozen.tick(5)
     assert conn.declare_queue(q, passive=True).message_count == 1
     delivery = conn.get(q)
     assert (delivery.body, delivery.message_count, delivery.exchange, delivery.routing_key) == (b"later", 0, "", q)
     delivery.ack()
-    assert sql(conn.path, "SELECT count(*) FROM litemq_messages") == [(0,)]
+    assert sql("SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
 def test_a_large_delayed_message_joins_its_queue_whole_and_leaves_no_body_behind(conn: litemq.Connection, q: str,
-                                                                              frozen: Any) -> None:
+                                                                              frozen: Any, sql: BrokerSQL) -> None:
     large = bytes(range(256)) * 40  # over 3 KB: kept in litemq_bodies
     conn.publish("", q, large, delay=5)
     frozen.tick(5)
     delivery = conn.get(q)
     assert delivery is not None and delivery.body == large
     delivery.ack()
-    assert sql(conn.path, "SELECT (SELECT count(*) FROM litemq_messages), (SELECT count(*) FROM litemq_bodies)") == [
+    assert sql("SELECT (SELECT count(*) FROM litemq_messages), (SELECT count(*) FROM litemq_bodies)") == [
         (0, 0)]
 
 
@@ -136,26 +129,29 @@ def test_a_delay_of_zero_is_immediate(conn: litemq.Connection, q: str, frozen: A
 
 
 @pytest.mark.parametrize("delay", [-1, float("nan"), "5", True])
-def test_a_delay_must_be_a_number_of_seconds_of_0_or_more(conn: litemq.Connection, q: str, delay: Any) -> None:
+def test_a_delay_must_be_a_number_of_seconds_of_0_or_more(
+        conn: litemq.Connection, q: str, delay: Any, sql: BrokerSQL) -> None:
     with pytest.raises(ValueError, match="delay"):
         conn.publish("", q, b"m", delay=delay)
-    assert sql(conn.path, "SELECT count(*) FROM litemq_messages") == [(0,)]
+    assert sql("SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
-def test_a_delayed_message_for_a_missing_queue_reaches_nothing(conn: litemq.Connection, frozen: Any) -> None:
+def test_a_delayed_message_for_a_missing_queue_reaches_nothing(
+        conn: litemq.Connection, frozen: Any, sql: BrokerSQL) -> None:
     assert conn.publish("", "nowhere", b"m", delay=5) == 0
     with pytest.raises(litemq.Unroutable):
         conn.publish("", "nowhere", b"m", delay=5, mandatory=True)
-    assert sql(conn.path, "SELECT count(*) FROM litemq_messages") == [(0,)]
+    assert sql("SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
-def test_a_delayed_message_goes_with_its_deleted_queue(conn: litemq.Connection, q: str, frozen: Any) -> None:
+def test_a_delayed_message_goes_with_its_deleted_queue(
+        conn: litemq.Connection, q: str, frozen: Any, sql: BrokerSQL) -> None:
     conn.publish("", q, b"later", delay=5)
     conn.delete_queue(q)
     conn.declare_queue(q)
     frozen.tick(6)
     assert conn.get(q) is None
-    assert sql(conn.path, "SELECT count(*) FROM litemq_messages") == [(0,)]
+    assert sql("SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -188,13 +184,13 @@ def test_a_delayed_exchange_routes_as_its_type_and_holds_the_message_for_x_delay
 
 
 def test_a_delayed_exchange_drops_a_message_its_type_does_not_route(conn: litemq.Connection, q: str,
-                                                                    frozen: Any) -> None:
+                                                                    frozen: Any, sql: BrokerSQL) -> None:
     conn.declare_exchange("later", DELAYED_EXCHANGE, arguments={"x-delayed-type": "direct"})
     conn.bind_queue(q, "later", "job")
     assert conn.publish("later", "other-key", b"m", Properties(headers={"x-delay": 1000})) == 0
     frozen.tick(2)
     assert conn.get(q) is None
-    assert sql(conn.path, "SELECT count(*) FROM litemq_messages") == [(0,)]
+    assert sql("SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
 @pytest.mark.parametrize("headers", [None, {"other": 1}, {"x-delay": 0}, {"x-delay": -500}],
@@ -237,28 +233,29 @@ def test_a_delayed_exchange_redeclared_with_another_x_delayed_type_is_refused(co
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_a_delayed_message_shows_as_delayed_until_its_due_time_in_the_views(conn: litemq.Connection, q: str,
-                                                                            frozen: Any) -> None:
+                                                                            frozen: Any, sql: BrokerSQL) -> None:
     conn.publish("", q, b"later", delay=10)
     conn.publish("", q, b"now")
-    assert sql(conn.path, "SELECT body_text, state, delayed_until FROM litemq_message_view ORDER BY id") == [
+    assert sql("SELECT body_text, state, delayed_until FROM litemq_message_view ORDER BY id") == [
         ("later", "delayed", "2026-01-01T00:00:10.000Z"), ("now", "ready", None)]
-    assert sql(conn.path, "SELECT ready, delayed, unacked, total FROM litemq_queue_stats WHERE queue = 'q'") == [
+    assert sql("SELECT ready, delayed, unacked, total FROM litemq_queue_stats WHERE queue = 'q'") == [
         (1, 1, 0, 1)]
-    assert sql(conn.path, "SELECT count(*) FROM litemq_messages WHERE visible_at IS NOT NULL") == [(1,)]
+    assert sql("SELECT count(*) FROM litemq_messages WHERE visible_at IS NOT NULL") == [(1,)]
     frozen.tick(10)
     assert conn.get(q, auto_ack=True).body == b"now"
-    assert sql(conn.path, "SELECT body_text, state, delayed_until FROM litemq_message_view") == [
+    assert sql("SELECT body_text, state, delayed_until FROM litemq_message_view") == [
         ("later", "ready", None)]
-    assert sql(conn.path, "SELECT ready, delayed FROM litemq_queue_stats WHERE queue = 'q'") == [(1, 0)]
+    assert sql("SELECT ready, delayed FROM litemq_queue_stats WHERE queue = 'q'") == [(1, 0)]
 
 
 def test_a_delayed_message_is_left_out_of_ready_bytes_until_it_joins(conn: litemq.Connection, q: str,
-                                                                     frozen: Any) -> None:
+                                                                     frozen: Any, sql: BrokerSQL) -> None:
     conn.publish("", q, b"12345", delay=10)
-    assert sql(conn.path, "SELECT ready_count, ready_bytes FROM litemq_queues WHERE name = 'q'") == [(0, 0)]
+    counters = f"SELECT ready_count, ready_bytes FROM {ready_counters(sql.url)} AS c WHERE name = 'q'"
+    assert sql(counters) == [(0, 0)]
     frozen.tick(10)
     conn.declare_queue(q, passive=True)
-    assert sql(conn.path, "SELECT ready_count, ready_bytes FROM litemq_queues WHERE name = 'q'") == [(1, 5)]
+    assert sql(counters) == [(1, 5)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -298,13 +295,13 @@ def test_a_length_limit_drops_the_head_when_a_delayed_message_joins(conn: litemq
 
 
 def test_a_reject_publish_limit_refuses_a_delayed_message_when_it_joins_not_when_published(
-        conn: litemq.Connection, frozen: Any) -> None:
+        conn: litemq.Connection, frozen: Any, sql: BrokerSQL) -> None:
     conn.declare_queue("q", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
     assert conn.publish("", "q", b"later", delay=5) == 1
     assert conn.publish("", "q", b"now") == 1  # not refused: the delayed one is not in the queue yet
     frozen.tick(5)
     assert drain(conn, "q") == ["now"]
-    assert sql(conn.path, "SELECT count(*) FROM litemq_messages") == [(0,)]
+    assert sql("SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
 def test_a_delayed_message_refused_by_reject_publish_dlx_when_it_joins_is_dead_lettered_as_maxlen(
@@ -405,7 +402,7 @@ def test_a_consumer_waiting_in_another_process_gets_a_message_delayed_here_once_
 
 def test_a_pika_program_declares_a_delayed_exchange_and_its_consumer_gets_the_message_after_x_delay(
         db_path: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path))
+    connection = pika.BlockingConnection(pika.URLParameters(as_url(db_path)))
     try:
         channel = connection.channel()
         channel.exchange_declare("later", exchange_type="x-delayed-message", arguments={"x-delayed-type": "direct"})
@@ -425,7 +422,7 @@ def test_a_pika_program_declares_a_delayed_exchange_and_its_consumer_gets_the_me
 
 
 def test_a_pika_program_declaring_a_delayed_exchange_without_its_type_gets_406(db_path: str) -> None:
-    connection = pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path))
+    connection = pika.BlockingConnection(pika.URLParameters(as_url(db_path)))
     try:
         channel = connection.channel()
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
@@ -437,7 +434,7 @@ def test_a_pika_program_declaring_a_delayed_exchange_without_its_type_gets_406(d
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Cost: a claim never walks delayed messages
+# Cost: a claim never walks delayed messages (counted in SQLite VM steps: sqlite only)
 # ---------------------------------------------------------------------------------------------------------------
 
 FAR_FUTURE = 4_000_000_000.0  # year 2096
@@ -452,6 +449,7 @@ def add_delayed(conn: litemq.Connection, queue: str, count: int) -> None:
             "VALUES (?, '', ?, ?, 0.0, ?)", ((queue, queue, b"m", FAR_FUTURE + i) for i in range(count)))
 
 
+@pytest.mark.sqlite_only
 def test_a_claim_costs_the_same_with_10000_delayed_messages_in_the_queue_as_with_none(
         conn: litemq.Connection, q: str) -> None:
     for n in range(7):

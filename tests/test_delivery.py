@@ -33,11 +33,11 @@ def test_first_delivery_is_not_redelivered(conn, jobs):
     assert (delivery.redelivered, delivery.delivery_count) == (False, 1)
 
 
-def test_ack_deletes_the_message(conn, jobs):
+def test_ack_deletes_the_message(conn, jobs, sql):
     publish(conn, jobs, b"1")
     conn.get(jobs).ack()
     assert conn.declare_queue(jobs).message_count == 0
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages") == 0
 
 
 def test_second_ack_of_the_same_delivery_raises(conn, jobs):
@@ -86,22 +86,22 @@ def test_nack_multiple_settles_every_earlier_delivery(conn, jobs):
     assert [conn.get(jobs, auto_ack=True).body for _ in range(2)] == [b"1", b"2"]
 
 
-def test_ack_multiple_acks_every_earlier_delivery(conn, jobs):
+def test_ack_multiple_acks_every_earlier_delivery(conn, jobs, sql):
     publish(conn, jobs, b"1", b"2", b"3")
     tags = [conn.get(jobs).delivery_tag for _ in range(3)]
     conn.ack(tags[1], multiple=True)
     with pytest.raises(DeliveryError):
         conn.ack(tags[0])
     conn.ack(tags[2])
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages") == 0
 
 
-def test_ack_multiple_with_tag_zero_acks_everything_outstanding(conn, jobs):
+def test_ack_multiple_with_tag_zero_acks_everything_outstanding(conn, jobs, sql):
     publish(conn, jobs, b"1", b"2")
     conn.get(jobs)
     conn.get(jobs)
     conn.ack(0, multiple=True)
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages") == 0
 
 
 def test_multiple_up_to_a_tag_not_outstanding_settles_nothing(conn, jobs):
@@ -137,13 +137,13 @@ def test_a_delivery_cannot_be_acked_on_another_channel(conn, jobs):
         conn.channel().ack(delivery.delivery_tag)
 
 
-def test_auto_ack_get_removes_the_message_at_once(conn, jobs):
+def test_auto_ack_get_removes_the_message_at_once(conn, jobs, sql):
     publish(conn, jobs, b"1")
     delivery = conn.get(jobs, auto_ack=True)
     assert delivery.body == b"1"
     with pytest.raises(ValueError, match="auto-acked"):
         delivery.ack()
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages") == 0
 
 
 def test_consume_iterates_in_order_and_stops_after_inactivity(conn, jobs):
@@ -259,12 +259,12 @@ def test_ack_and_publish_is_one_transaction(conn, jobs):
     assert conn.get("replies", auto_ack=True).body == b"answer"
 
 
-def test_ack_and_publish_whose_publish_fails_leaves_the_delivery_held_and_settleable(conn, jobs):
+def test_ack_and_publish_whose_publish_fails_leaves_the_delivery_held_and_settleable(conn, jobs, sql):
     publish(conn, jobs, b"request")
     request = conn.get(jobs)
     with pytest.raises(ExchangeNotFound):
         conn.ack_and_publish(request.delivery_tag, "no-such-exchange", "replies", b"answer")
-    assert conn._store.execute("SELECT lease_token IS NOT NULL FROM litemq_messages").fetchall() == [(1,)]
+    assert sql("SELECT lease_token IS NOT NULL FROM litemq_messages") == [(1,)]
     assert len(conn._session.held()) == 1  # still held: renewed in the background, settled by the ack below
     request.ack()
     assert conn.declare_queue(jobs).message_count == 0 and conn.get(jobs) is None

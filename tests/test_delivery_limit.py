@@ -17,6 +17,7 @@ import pytest
 
 import litemq
 import liveness_workers as workers
+from engines import as_url
 from liveness_workers import wait_for_files, worker_errors
 from litemq import PreconditionFailed
 
@@ -39,8 +40,8 @@ def limited(conn, limit, **arguments):
     conn.publish("", "jobs", b"job")
 
 
-def sql_delivery_count(conn) -> list[int]:
-    return [r[0] for r in conn._store.execute("SELECT delivery_count FROM litemq_messages WHERE queue = 'jobs'")]
+def sql_delivery_count(sql) -> list[int]:
+    return [r[0] for r in sql("SELECT delivery_count FROM litemq_messages WHERE queue = 'jobs'")]
 
 
 def delivery_count_header(delivery):
@@ -68,13 +69,13 @@ def test_a_limit_of_2_allows_three_deliveries_then_dead_letters_as_delivery_limi
     assert dead_lettered.delivery_count == 1  # a new message where it lands
 
 
-def test_over_the_limit_without_a_dead_letter_exchange_the_message_is_dropped(conn):
+def test_over_the_limit_without_a_dead_letter_exchange_the_message_is_dropped(conn, sql):
     conn.declare_queue("jobs", arguments={"x-delivery-limit": 1})
     conn.publish("", "jobs", b"job")
     conn.get("jobs").nack(requeue=True)
     conn.get("jobs").reject(requeue=True)
     assert conn.get("jobs") is None
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone() == (0,)
+    assert sql("SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
 def test_a_limit_of_0_allows_one_delivery(conn, dead):
@@ -94,12 +95,12 @@ def test_only_the_message_over_the_limit_goes_the_others_stay_in_order(conn, dea
     assert conn.get("dead", auto_ack=True).body == b"job"
 
 
-def test_an_ack_after_any_number_of_deliveries_within_the_limit_settles_normally(conn, dead):
+def test_an_ack_after_any_number_of_deliveries_within_the_limit_settles_normally(conn, dead, sql):
     limited(conn, 3)
     for _ in range(3):
         conn.get("jobs").nack(requeue=True)
     conn.get("jobs").ack()
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone() == (0,)
+    assert sql("SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
 def test_a_rejection_without_requeue_is_dead_lettered_as_rejected_not_delivery_limit(conn, dead):
@@ -229,14 +230,14 @@ def test_a_delivery_held_by_a_killed_process_counts_as_a_return(conn, dead, db_p
 
 @pytest.mark.parametrize("arguments", [{"x-queue-type": "quorum"}, {"x-delivery-limit": 10}],
                          ids=["quorum queue", "classic queue with a limit"])
-def test_x_delivery_count_is_absent_on_the_first_delivery_then_counts_the_returns(conn, arguments):
+def test_x_delivery_count_is_absent_on_the_first_delivery_then_counts_the_returns(conn, arguments, sql):
     conn.declare_queue("jobs", durable=True, arguments=arguments)
     conn.publish("", "jobs", b"job", litemq.Properties(headers={"app": 1}))
     seen = []
     for _ in range(3):
         delivery = conn.get("jobs")
         seen.append((delivery.delivery_count, delivery_count_header(delivery), delivery.properties.headers["app"]))
-        assert sql_delivery_count(conn) == [delivery.delivery_count]
+        assert sql_delivery_count(sql) == [delivery.delivery_count]
         delivery.nack(requeue=True)
     assert seen == [(1, None, 1), (2, 1, 1), (3, 2, 1)]
 
@@ -258,22 +259,22 @@ def test_x_delivery_count_is_never_added_on_a_plain_classic_queue(conn):
     assert seen == [(1, False, None), (2, True, None), (3, True, None)]
 
 
-def test_the_count_is_visible_in_sql_for_messages_ready_and_unacked(conn):
+def test_the_count_is_visible_in_sql_for_messages_ready_and_unacked(conn, sql):
     conn.declare_queue("jobs", arguments={"x-delivery-limit": 5})
     conn.publish("", "jobs", b"job")
-    assert sql_delivery_count(conn) == [0]  # never delivered
+    assert sql_delivery_count(sql) == [0]  # never delivered
     conn.get("jobs").nack(requeue=True)
-    assert sql_delivery_count(conn) == [1]  # ready, delivered once
+    assert sql_delivery_count(sql) == [1]  # ready, delivered once
     held = conn.get("jobs")
-    assert sql_delivery_count(conn) == [2]  # unacked, second delivery
+    assert sql_delivery_count(sql) == [2]  # unacked, second delivery
     held.ack()
-    assert sql_delivery_count(conn) == []
+    assert sql_delivery_count(sql) == []
 
 
 def test_through_pika_a_redelivery_from_a_quorum_queue_shows_x_delivery_count(db_path):
     from litemq import pika
 
-    connection = pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path))
+    connection = pika.BlockingConnection(pika.URLParameters(as_url(db_path)))
     try:
         channel = connection.channel()
         channel.queue_declare("jobs", durable=True, arguments={"x-queue-type": "quorum"})
@@ -300,30 +301,30 @@ def test_through_pika_a_redelivery_from_a_quorum_queue_shows_x_delivery_count(db
     ("qq", {"durable": True}, {"x-max-priority": 5}, "x-max-priority"),
 ], ids=["non-durable", "exclusive", "auto-delete", "server-named", "x-max-priority"])
 def test_a_quorum_queue_that_rabbitmq_would_refuse_is_precondition_failed_and_not_created(
-        conn, name, options, arguments, problem):
+        conn, name, options, arguments, problem, sql):
     with pytest.raises(PreconditionFailed, match=problem) as refused:
         conn.declare_queue(name, **options, arguments={"x-queue-type": "quorum", **arguments})
     assert refused.value.reply_code == 406
-    assert conn._store.execute("SELECT count(*) FROM litemq_queues").fetchone() == (0,)
+    assert sql("SELECT count(*) FROM litemq_queues") == [(0,)]
 
 
 @pytest.mark.parametrize("arguments", [
     {"x-queue-type": "stream"}, {"x-queue-type": 1},
     {"x-delivery-limit": -2}, {"x-delivery-limit": "3"}, {"x-delivery-limit": True},
 ], ids=["stream", "type not a string", "limit -2", "limit a string", "limit a bool"])
-def test_invalid_queue_type_and_delivery_limit_arguments_are_refused(conn, arguments):
+def test_invalid_queue_type_and_delivery_limit_arguments_are_refused(conn, arguments, sql):
     argument = next(iter(arguments))
     with pytest.raises(PreconditionFailed, match=f"'{argument}'.*'jobs'") as refused:
         conn.declare_queue("jobs", durable=True, arguments=arguments)
     assert refused.value.reply_code == 406
-    assert conn._store.execute("SELECT count(*) FROM litemq_queues").fetchone() == (0,)
+    assert sql("SELECT count(*) FROM litemq_queues") == [(0,)]
 
 
-def test_the_queue_type_is_stored_with_the_arguments_and_reported(conn):
+def test_the_queue_type_is_stored_with_the_arguments_and_reported(conn, sql):
     conn.declare_queue("jobs", durable=True, arguments={"x-queue-type": "quorum", "x-delivery-limit": 3})
-    stored, = conn._store.execute("SELECT arguments FROM litemq_queues WHERE name = 'jobs'").fetchone()
+    stored = sql.value("SELECT arguments FROM litemq_queues WHERE name = 'jobs'")
     assert json.loads(stored) == {"x-queue-type": "quorum", "x-delivery-limit": 3}
-    reported, = conn._store.execute("SELECT arguments FROM litemq_queue_stats WHERE queue = 'jobs'").fetchone()
+    reported = sql.value("SELECT arguments FROM litemq_queue_stats WHERE queue = 'jobs'")
     assert json.loads(reported)["x-queue-type"] == "quorum"
 
 

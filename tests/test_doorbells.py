@@ -21,6 +21,8 @@ from conftest import Processes
 from litemq.store.doorbells import doorbell_address
 from liveness_workers import wait_for_files, worker_errors
 
+pytestmark = pytest.mark.sqlite_only  # the doorbells of a file (abstract Unix sockets); PostgreSQL wakes by NOTIFY
+
 BOUND = 5.0
 FLOOD_SECONDS = 2.0
 

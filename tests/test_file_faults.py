@@ -19,6 +19,8 @@ import litemq
 from litemq.store import inspect
 from litemq.store.sqlite_file import IDENTITY_CHECK_SECONDS
 
+pytestmark = pytest.mark.sqlite_only  # a file deleted, replaced or given another WAL
+
 
 def remove_database(path: str) -> None:
     for suffix in ("", "-wal", "-shm"):

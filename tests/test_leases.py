@@ -31,7 +31,7 @@ def test_message_returns_with_redelivered_when_its_lease_expires(conn, other, jo
     assert (again.body, again.redelivered, again.delivery_count) == (b"job", True, 2)
 
 
-def test_stale_ack_raises_and_never_touches_the_new_holders_message(conn, other, jobs, frozen):
+def test_stale_ack_raises_and_never_touches_the_new_holders_message(conn, other, jobs, frozen, sql):
     stale = conn.get(jobs, lease_seconds=10)
     frozen.tick(11)
     current = other.get(jobs)
@@ -39,7 +39,7 @@ def test_stale_ack_raises_and_never_touches_the_new_holders_message(conn, other,
         stale.ack()
     current.ack()  # the new holder still owns it
     assert other.declare_queue(jobs).message_count == 0
-    assert other._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages") == 0
 
 
 def test_stale_nack_does_not_requeue_a_message_held_by_another(conn, other, jobs, frozen):
@@ -107,9 +107,8 @@ def test_lease_seconds_must_be_positive(conn, jobs):
         litemq.connect(conn.path, lease_seconds=-1)
 
 
-def test_lease_is_stored_with_owner_token_and_expiry(conn, jobs, frozen):
+def test_lease_is_stored_with_owner_token_and_expiry(conn, jobs, frozen, sql):
     conn.get(jobs, lease_seconds=30)
-    owner, token, expires = conn._store.execute(
-        "SELECT lease_owner, lease_token, lease_expires_at FROM litemq_messages").fetchone()
+    ((owner, token, expires),) = sql("SELECT lease_owner, lease_token, lease_expires_at FROM litemq_messages")
     assert owner and token is not None
     assert expires == pytest.approx(frozen().timestamp() + 30)

@@ -105,14 +105,14 @@ def test_exclusive_queue_is_shared_by_the_channels_of_its_connection(conn):
     assert channel.get(name, auto_ack=True).body == b"m"
 
 
-def test_exclusive_queue_is_deleted_when_its_connection_closes(db_path, other):
+def test_exclusive_queue_is_deleted_when_its_connection_closes(db_path, other, sql):
     owner = litemq.connect(db_path)
     name = owner.declare_queue("", exclusive=True).queue
     owner.publish("", name, b"m")
     owner.close()
     with pytest.raises(QueueNotFound):
         other.declare_queue(name, passive=True)
-    assert other._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages") == 0
 
 
 def test_auto_delete_queue_goes_when_its_last_consumer_is_cancelled(conn):
@@ -151,15 +151,15 @@ def test_cancelling_a_consumer_does_not_requeue_what_it_received(conn, other):
     delivery.ack()
 
 
-def test_connection_registers_itself_while_open(db_path):
+def test_connection_registers_itself_while_open(db_path, sql):
     import os
 
     conn = litemq.connect(db_path)
-    rows = conn._store.execute("SELECT pid FROM litemq_connections").fetchall()
+    rows = sql("SELECT pid FROM litemq_connections")
     assert rows == [(os.getpid(),)]
     conn.close()
     with litemq.connect(db_path) as again:
-        assert again._store.execute("SELECT count(*) FROM litemq_connections").fetchone()[0] == 1
+        assert sql.value("SELECT count(*) FROM litemq_connections") == 1
 
 
 def test_connection_opens_litemq_url_by_default(tmp_path, monkeypatch):

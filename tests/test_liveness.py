@@ -237,6 +237,7 @@ def held_by_other(conn: litemq.Connection, other: litemq.Connection) -> litemq.D
     return delivery
 
 
+@pytest.mark.sqlite_only
 def test_a_registered_connection_whose_lock_file_is_missing_keeps_its_leases_while_its_process_runs(
         db_path: str, conn: litemq.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     # A missing lock file proves nothing (a cleanup may have removed it): only a lock that can be taken does.
@@ -253,6 +254,7 @@ def test_a_registered_connection_whose_lock_file_is_missing_keeps_its_leases_whi
     assert sql(db_path, "SELECT lease_owner FROM litemq_messages WHERE queue = 'jobs'") == [(FAKE_ID + "/1",)]
 
 
+@pytest.mark.sqlite_only
 def test_a_registered_connection_with_neither_lock_file_nor_process_is_reaped_once_the_grace_has_passed(
         db_path: str, conn: litemq.Connection, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(liveness, "MISSING_GRACE_SECONDS", 0.5)
@@ -323,6 +325,7 @@ def test_a_live_connection_is_never_reaped_even_when_its_pid_column_names_a_dead
 # Lock files
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only
 def test_a_stray_lock_file_with_no_connection_and_no_holder_is_removed_when_a_connection_opens(
         db_path: str, conn: litemq.Connection) -> None:
     mine = lock_files(db_path)
@@ -338,6 +341,7 @@ def test_a_stray_lock_file_with_no_connection_and_no_holder_is_removed_when_a_co
     assert lock_files(db_path) == mine
 
 
+@pytest.mark.sqlite_only
 def test_an_unregistered_lock_file_that_is_held_is_left_alone(db_path: str, conn: litemq.Connection) -> None:
     # A process between taking its lock and registering its connection: alive, so not a stray.
     registering = Path(sidecar_directory(db_path)) / ("1" * 32 + ".lock")
@@ -350,6 +354,7 @@ def test_an_unregistered_lock_file_that_is_held_is_left_alone(db_path: str, conn
         os.close(fd)
 
 
+@pytest.mark.sqlite_only
 def test_a_connection_removes_its_lock_file_when_it_closes(db_path: str, conn: litemq.Connection) -> None:
     before = lock_files(db_path)
     second = litemq.connect(db_path)
@@ -363,6 +368,7 @@ def test_a_connection_removes_its_lock_file_when_it_closes(db_path: str, conn: l
 # Without abstract sockets: polling the file and checking locks on a timer still work
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only
 def test_a_consumer_without_abstract_sockets_receives_a_message_published_later_by_another_process(
         db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
     conn.declare_queue("jobs")
@@ -374,6 +380,7 @@ def test_a_consumer_without_abstract_sockets_receives_a_message_published_later_
     assert (tmp_path / "collected-fallback").read_text() == "later 0\n"
 
 
+@pytest.mark.sqlite_only
 def test_a_consumer_without_abstract_sockets_gets_back_the_deliveries_of_a_killed_holder(
         db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
     conn.declare_queue("jobs")
@@ -395,7 +402,9 @@ IDLE_SECONDS = 2.0
 MAX_IDLE_CPU = 0.20  # only busy polling comes near this; bench/ reports the real figure
 
 
-@pytest.mark.parametrize("fallback", [False, True], ids=["doorbell", "without-abstract-sockets"])
+@pytest.mark.slow
+@pytest.mark.parametrize("fallback", [False, pytest.param(True, marks=pytest.mark.sqlite_only)],
+                         ids=["doorbell", "without-abstract-sockets"])
 def test_a_consumer_waiting_on_an_empty_queue_uses_little_cpu(
         fallback: bool, db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
     conn.declare_queue("idle")
@@ -409,13 +418,10 @@ def test_a_consumer_waiting_on_an_empty_queue_uses_little_cpu(
 
 def test_an_exclusive_queue_left_by_a_dead_connection_without_its_row_is_still_cleaned_up(db_path: str) -> None:
     """Reaping is idempotent: a dead owner's queue goes even when its connection row is already gone."""
-    import sqlite3
-
     with litemq.connect(db_path) as conn:
-        with sqlite3.connect(db_path) as plain:
-            plain.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, arguments, "
-                          "owner_connection, ready_count, created_at) VALUES ('orphan', 0, 1, 0, NULL, "
-                          "'0123456789abcdef0123456789abcdef', 0, 0.0)")
+        sql(db_path, "INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, arguments, owner_connection, "
+                     "ready_count, created_at) VALUES ('orphan', FALSE, TRUE, FALSE, NULL, "
+                     "'0123456789abcdef0123456789abcdef', 0, 0.0)")
         with pytest.raises(litemq.QueueNotFound):
             conn.declare_queue("orphan", passive=True)
         conn.declare_queue("orphan", exclusive=True)  # the name is free again, and now this connection's
@@ -442,6 +448,7 @@ def exclusive_queue_gone(conn: litemq.Connection, queue: str) -> bool:
     raise AssertionError(f"{queue} is exclusive to another connection, yet this one may declare it")
 
 
+@pytest.mark.sqlite_only
 def test_removing_the_lock_directory_makes_no_live_connection_look_dead(
         db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
     publish_jobs(conn, 5)
@@ -476,6 +483,7 @@ def test_removing_the_lock_directory_makes_no_live_connection_look_dead(
         conn.declare_queue(auto_delete, passive=True)
 
 
+@pytest.mark.sqlite_only
 def test_a_connection_whose_lock_file_was_removed_makes_a_new_one_and_keeps_its_lease(
         db_path: str, conn: litemq.Connection, other: litemq.Connection) -> None:
     delivery = held_by_other(conn, other)
@@ -487,6 +495,7 @@ def test_a_connection_whose_lock_file_was_removed_makes_a_new_one_and_keeps_its_
     delivery.ack()
 
 
+@pytest.mark.sqlite_only
 def test_a_connection_killed_after_its_lock_directory_was_removed_is_reaped_once_the_grace_has_passed(
         db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
@@ -508,6 +517,7 @@ def test_a_connection_killed_after_its_lock_directory_was_removed_is_reaped_once
 # What another user's locks and files can and cannot fake
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only
 def test_a_shared_lock_held_by_a_reader_cannot_keep_a_killed_connection_alive(
         db_path: str, conn: litemq.Connection, processes: Processes, tmp_path: Path) -> None:
     publish_jobs(conn, 3)
@@ -527,6 +537,7 @@ def test_a_shared_lock_held_by_a_reader_cannot_keep_a_killed_connection_alive(
         os.close(reader)
 
 
+@pytest.mark.sqlite_only
 def test_lock_directory_and_files_are_private_to_the_owner_of_a_private_database(
         db_path: str, conn: litemq.Connection) -> None:
     directory = Path(sidecar_directory(db_path))
@@ -535,6 +546,7 @@ def test_lock_directory_and_files_are_private_to_the_owner_of_a_private_database
     assert stat.S_IMODE(lock.stat().st_mode) == 0o600
 
 
+@pytest.mark.sqlite_only
 def test_an_older_world_readable_lock_directory_is_made_private_when_its_owner_connects(
         db_path: str, conn: litemq.Connection) -> None:
     directory = Path(sidecar_directory(db_path))
@@ -543,6 +555,7 @@ def test_an_older_world_readable_lock_directory_is_made_private_when_its_owner_c
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
 
 
+@pytest.mark.sqlite_only
 def test_a_lock_directory_that_is_a_symlink_is_refused(db_path: str, tmp_path: Path) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir(mode=0o700)
@@ -557,6 +570,7 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="giving a file to anot
 NOBODY = 65534
 
 
+@pytest.mark.sqlite_only
 @needs_root
 def test_a_lock_file_owned_by_an_unexpected_user_is_refused(db_path: str, conn: litemq.Connection) -> None:
     planted = Path(sidecar_directory(db_path)) / ("2" * 32 + ".lock")
@@ -567,6 +581,7 @@ def test_a_lock_file_owned_by_an_unexpected_user_is_refused(db_path: str, conn: 
     assert str(planted) in str(raised.value)
 
 
+@pytest.mark.sqlite_only
 @needs_root
 def test_a_lock_directory_owned_by_an_unexpected_user_is_refused(db_path: str) -> None:
     litemq.connect(db_path).close()
@@ -582,6 +597,7 @@ def test_a_lock_directory_owned_by_an_unexpected_user_is_refused(db_path: str) -
 # Closing
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only
 def test_close_never_raises_once_the_connection_is_released(
         db_path: str, conn: litemq.Connection, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:

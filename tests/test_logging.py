@@ -12,7 +12,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -60,14 +60,15 @@ def test_a_user_who_configured_the_alembic_logger_still_gets_its_lines(tmp_path:
     assert "INFO:alembic.runtime.migration:Running upgrade  -> 0001" in result.stderr
 
 
-def test_after_migrating_the_alembic_logger_is_as_the_user_left_it(db_path: str) -> None:
+def test_after_migrating_the_alembic_logger_is_as_the_user_left_it(db_path: str,
+                                                                   another_broker: Callable[[], str]) -> None:
     alembic = logging.getLogger("alembic")
     assert alembic.level == logging.NOTSET
     litemq.connect(db_path).close()
     assert alembic.level == logging.NOTSET  # quieted only while litemq migrated
     alembic.setLevel(logging.DEBUG)
     try:
-        litemq.connect(db_path + "2").close()
+        litemq.connect(another_broker()).close()
         assert alembic.level == logging.DEBUG
     finally:
         alembic.setLevel(logging.NOTSET)

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import litemq
+from engines import BrokerSQL
 from litemq import Properties
 
 
@@ -44,8 +45,23 @@ def round_trip(conn: litemq.Connection, body: Any = b"body", properties: Propert
     return delivery
 
 
-def stored_properties(conn: litemq.Connection) -> list[Any]:
-    return [row[0] for row in conn._store.execute("SELECT properties FROM litemq_messages ORDER BY id")]
+def stored_properties(sql: BrokerSQL) -> list[Any]:
+    return [row[0] for row in sql("SELECT properties FROM litemq_messages ORDER BY id")]
+
+
+def json_field(sql: BrokerSQL, path: str) -> str:
+    """SQL that reads a field of the stored properties (``headers.city``) as a person would: SQLite's json_extract,
+    PostgreSQL's jsonb path (a number comes back a number on both)."""
+    if sql.engine == "sqlite":
+        return f"json_extract(properties, '$.{path}')"
+    return f"(properties::jsonb #> '{{{','.join(path.split('.'))}}}')"
+
+
+def json_valid(sql: BrokerSQL, text: str) -> bool:
+    """Whether the database takes the text as JSON (PostgreSQL's json type checks the syntax, and refuses with an
+    error)."""
+    statement = "SELECT json_valid(?)" if sql.engine == "sqlite" else "SELECT ?::json IS NOT NULL"
+    return bool(sql.value(statement, (text,)))
 
 
 HEADERS = {
@@ -137,52 +153,50 @@ def test_delivery_mode_1_and_priority_0_are_kept_not_taken_for_unset(conn: litem
     assert (got.delivery_mode, got.priority, got.timestamp) == (1, 0, 0)
 
 
-def test_no_properties_are_stored_as_null(conn: litemq.Connection) -> None:
+def test_no_properties_are_stored_as_null(conn: litemq.Connection, sql: BrokerSQL) -> None:
     conn.declare_queue("jobs")
     conn.publish("", "jobs", b"a")
     conn.publish("", "jobs", b"b", Properties())
     conn.publish("", "jobs", b"c", None)
-    assert stored_properties(conn) == [None, None, None]
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages WHERE properties IS NULL").fetchone()[0] == 3
+    assert stored_properties(sql) == [None, None, None]
+    assert sql.value("SELECT count(*) FROM litemq_messages WHERE properties IS NULL") == 3
     for _ in range(3):
         delivery = conn.get("jobs", auto_ack=True)
         assert delivery.properties == Properties()
         assert delivery.properties.headers is None
 
 
-def test_set_properties_are_stored_as_readable_json(conn: litemq.Connection) -> None:
+def test_set_properties_are_stored_as_readable_json(conn: litemq.Connection, sql: BrokerSQL) -> None:
     conn.declare_queue("jobs")
     conn.publish("", "jobs", b"x", Properties(content_type="text/plain", correlation_id="abc-1", priority=3,
                                               headers={"city": "Zürich", "tries": 2, "ok": True}))
-    (text,) = stored_properties(conn)
+    (text,) = stored_properties(sql)
     assert "Zürich" in text  # not \u-escaped
     assert json.loads(text) == {"content_type": "text/plain", "correlation_id": "abc-1", "priority": 3,
                                 "headers": {"city": "Zürich", "tries": 2, "ok": True}}
-    query = ("SELECT json_extract(properties, '$.correlation_id'), json_extract(properties, '$.headers.city'), "
-             "json_extract(properties, '$.priority') FROM litemq_messages WHERE queue = 'jobs'")
-    assert conn._store.execute(query).fetchone() == ("abc-1", "Zürich", 3)
+    fields = ", ".join(json_field(sql, path) for path in ("correlation_id", "headers.city", "priority"))
+    assert sql(f"SELECT {fields} FROM litemq_messages WHERE queue = 'jobs'") == [("abc-1", "Zürich", 3)]
 
 
-def test_every_property_is_stored_as_valid_json(conn: litemq.Connection) -> None:
+def test_every_property_is_stored_as_valid_json(conn: litemq.Connection, sql: BrokerSQL) -> None:
     round_trip(conn, properties=ALL_PROPERTIES)
     conn.publish("", "jobs", b"kept", ALL_PROPERTIES)
-    (text,) = stored_properties(conn)
-    assert conn._store.execute("SELECT json_valid(?)", (text,)).fetchone()[0] == 1
+    (text,) = stored_properties(sql)
+    assert json_valid(sql, text)
     assert json.loads(text)["headers"]["text"] == "héllo wörld €"
 
 
 @pytest.mark.parametrize("value", [math.inf, -math.inf])
 def test_non_finite_float_headers_round_trip_and_keep_the_column_valid_json(conn: litemq.Connection,
-                                                                           value: float) -> None:
+                                                                           value: float, sql: BrokerSQL) -> None:
     # JSON has no Infinity; Python writes it anyway, and then SQLite's json functions fail on the whole column
-    # ("malformed JSON"), which breaks any inspection query over litemq_messages.
+    # ("malformed JSON"), which breaks any inspection query over litemq_messages (PostgreSQL's ::json refuses it).
     got = round_trip(conn, properties=Properties(headers={"limit": value}, correlation_id="a")).properties
     assert exact(got.headers) == exact({"limit": value})
     conn.publish("", "jobs", b"kept", Properties(headers={"limit": value}, correlation_id="a"))
-    (text,) = stored_properties(conn)
-    assert conn._store.execute("SELECT json_valid(?)", (text,)).fetchone()[0] == 1
-    assert conn._store.execute("SELECT json_extract(properties, '$.correlation_id') FROM litemq_messages"
-                               ).fetchall() == [("a",)]
+    (text,) = stored_properties(sql)
+    assert json_valid(sql, text)
+    assert sql(f"SELECT {json_field(sql, 'correlation_id')} FROM litemq_messages") == [("a",)]
 
 
 def test_tuples_in_headers_come_back_as_lists(conn: litemq.Connection) -> None:
@@ -194,14 +208,14 @@ def test_tuples_in_headers_come_back_as_lists(conn: litemq.Connection) -> None:
 # Bodies
 # ---------------------------------------------------------------------------------------------------------------
 
-def test_a_str_body_is_stored_as_its_utf8_bytes(conn: litemq.Connection) -> None:
+@pytest.mark.sqlite_only  # SQLite would keep a str as TEXT in the BLOB column; PostgreSQL's bytea takes only bytes
+def test_a_str_body_is_stored_as_its_utf8_bytes(conn: litemq.Connection, sql: BrokerSQL) -> None:
     text = "héllo €uro 🐇 — 中文"
     delivery = round_trip(conn, body=text)
     assert delivery.body == text.encode("utf-8")
     assert type(delivery.body) is bytes
     conn.publish("", "jobs", text)
-    row = conn._store.execute("SELECT typeof(body), body FROM litemq_messages").fetchone()
-    assert row == ("blob", text.encode("utf-8"))
+    assert sql("SELECT typeof(body), body FROM litemq_messages") == [("blob", text.encode("utf-8"))]
 
 
 @pytest.mark.parametrize("body", [
@@ -264,6 +278,7 @@ values = st.recursive(
 headers_tables = st.dictionaries(keys, values, max_size=6)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(headers=headers_tables)
 def test_any_header_table_round_trips_exactly(conn: litemq.Connection, headers: dict[str, Any]) -> None:
@@ -291,14 +306,15 @@ def test_properties_compare_hash_and_pickle_by_their_fields() -> None:
     assert "app_id='a'" in repr(first)
 
 
-def test_properties_published_again_are_stored_the_same_and_pickle_after_it(conn: litemq.Connection) -> None:
+def test_properties_published_again_are_stored_the_same_and_pickle_after_it(conn: litemq.Connection,
+                                                                            sql: BrokerSQL) -> None:
     import pickle
 
     persistent = Properties(delivery_mode=2, content_type="text/plain")
     conn.declare_queue("again")
     for _ in range(2):
         conn.publish("", "again", b"x", persistent)
-    stored = conn._store.execute("SELECT DISTINCT properties FROM litemq_messages").fetchall()
+    stored = sql("SELECT DISTINCT properties FROM litemq_messages")
     assert [json.loads(text) for (text,) in stored] == [{"content_type": "text/plain", "delivery_mode": 2}]
     assert pickle.loads(pickle.dumps(persistent)) == persistent
     assert conn.get("again", auto_ack=True).properties == persistent

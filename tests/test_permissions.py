@@ -31,6 +31,8 @@ from conftest import REPO
 from litemq.store.lockfiles import sidecar_directory
 from liveness_workers import python_command, wait_for_files, worker_errors
 
+pytestmark = pytest.mark.sqlite_only  # file modes, the lock directory and local users: the file's own
+
 BOUND = 5.0
 
 

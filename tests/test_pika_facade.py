@@ -1,10 +1,11 @@
 """litemq.pika: pika's blocking API over a litemq file. A pika program changes its import and runs unchanged.
 
-Every test opens a temp file through ``URLParameters('sqlite:///' + path)`` unless it tests how the file is chosen.
-Names, signatures and positional order are checked against the real pika installed beside litemq; behaviour is
-what pika over RabbitMQ does. Deliveries are driven by the facade's own event loop (process_data_events,
-start_consuming, consume()), on one thread unless a test is about threads. Processes that receive Ctrl-C run as
-``python -c`` subprocesses (tests/facade_workers.py), so the test sees their exit code and stderr.
+Every test opens its broker through ``URLParameters('sqlite:///' + path)`` (a PostgreSQL URL as it is) unless it
+tests how the file is chosen. Names, signatures and positional order are checked against the real pika installed
+beside litemq; behaviour is what pika over RabbitMQ does. Deliveries are driven by the facade's own event loop
+(process_data_events, start_consuming, consume()), on one thread unless a test is about threads. Processes that
+receive Ctrl-C run as ``python -c`` subprocesses (tests/facade_workers.py), so the test sees their exit code and
+stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import inspect
 import itertools
 import os
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -27,6 +27,7 @@ import pika.adapters.blocking_connection as real_blocking
 import pytest
 
 import facade_workers as workers
+from engines import as_url, sql_rows
 from facade_workers import start_python, wait_for_file_from
 import litemq
 from litemq import pika
@@ -39,7 +40,7 @@ START_SECONDS = 30.0
 
 @pytest.fixture
 def params(db_path: str) -> pika.URLParameters:
-    return pika.URLParameters("sqlite:///" + db_path)
+    return pika.URLParameters(as_url(db_path))
 
 
 @pytest.fixture
@@ -72,8 +73,8 @@ def ready(db_path: str, queue: str) -> int:
 
 def stored(db_path: str, queue: str) -> int:
     """Every message row of ``queue``, ready or leased."""
-    with sqlite3.connect(db_path) as db:
-        return db.execute("SELECT count(*) FROM litemq_messages WHERE queue = ?", (queue,)).fetchone()[0]
+    ((count,),) = sql_rows(db_path, "SELECT count(*) FROM litemq_messages WHERE queue = ?", (queue,))
+    return count
 
 
 class Recorder:
@@ -141,8 +142,9 @@ def test_connection_parameters_take_pikas_arguments_in_pikas_positional_order() 
     assert (parameters.channel_max, parameters.frame_max, parameters.heartbeat) == (2047, 131072, 60)
 
 
+@pytest.mark.sqlite_only
 def test_litemq_url_may_be_an_sqlite_url(db_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LITEMQ_URL", "sqlite:///" + db_path)
+    monkeypatch.setenv("LITEMQ_URL", as_url(db_path))
     with pika.BlockingConnection(pika.ConnectionParameters("localhost")) as connection:
         connection.channel().queue_declare("hello")
     assert ready(db_path, "hello") == 0
@@ -169,12 +171,13 @@ def test_a_blocking_connection_with_no_parameters_opens_the_default_file(
 def test_url_parameters_open_the_file_of_an_sqlite_url_whatever_litemq_url_says(
         db_path: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LITEMQ_URL", str(tmp_path / "elsewhere.db"))
-    with pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path)) as connection:
+    with pika.BlockingConnection(pika.URLParameters(as_url(db_path))) as connection:
         connection.channel().queue_declare("hello")
     assert ready(db_path, "hello") == 0
     assert not (tmp_path / "elsewhere.db").exists()
 
 
+@pytest.mark.sqlite_only
 def test_url_parameters_accept_a_plain_path(db_path: str) -> None:
     with pika.BlockingConnection(pika.URLParameters(db_path)) as connection:
         connection.channel().queue_declare("hello")

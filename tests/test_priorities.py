@@ -17,6 +17,7 @@ import pytest
 
 import litemq
 from conftest import vm_steps
+from engines import BrokerSQL
 from litemq import PreconditionFailed, Properties, QueueNotFound
 from litemq.store import sqlite_sql
 
@@ -60,18 +61,19 @@ def test_a_priority_above_the_maximum_counts_as_the_maximum(conn: litemq.Connect
 
 
 def test_a_priority_above_the_maximum_is_stored_as_the_maximum_and_delivered_with_its_own(
-        conn: litemq.Connection, pq: str) -> None:
+        conn: litemq.Connection, pq: str, sql: BrokerSQL) -> None:
     publish(conn, pq, ("nine", 9))
-    assert conn._store.execute("SELECT priority FROM litemq_messages").fetchall() == [(5,)]
+    assert sql("SELECT priority FROM litemq_messages") == [(5,)]
     assert conn.get(pq, auto_ack=True).properties.priority == 9  # the property itself is the publisher's
 
 
 @pytest.mark.parametrize("arguments", [{"x-max-priority": 0}, {}], ids=["x-max-priority 0", "no x-max-priority"])
-def test_a_queue_without_a_maximum_priority_is_plain_fifo(conn: litemq.Connection, arguments: dict) -> None:
+def test_a_queue_without_a_maximum_priority_is_plain_fifo(conn: litemq.Connection, arguments: dict,
+                                                         sql: BrokerSQL) -> None:
     conn.declare_queue("plain", arguments=arguments)
     publish(conn, "plain", ("a", 1), ("b", 9), ("c", None), ("d", 255))
     assert drain(conn, "plain") == ["a", "b", "c", "d"]
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone() == (0,)
+    assert sql("SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
 def test_a_consumer_with_a_prefetch_gets_its_batch_in_priority_order(conn: litemq.Connection, pq: str) -> None:
@@ -142,7 +144,7 @@ def test_a_priority_queue_redeclared_with_another_maximum_is_refused(conn: litem
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The claim: one indexed statement, whatever waits behind
+# The claim: one indexed statement, whatever waits behind (SQLite's plan and VM steps: sqlite only)
 # ---------------------------------------------------------------------------------------------------------------
 
 def plan(db_path: str, statement: str) -> list[str]:
@@ -150,6 +152,7 @@ def plan(db_path: str, statement: str) -> list[str]:
         return [row[3] for row in db.execute("EXPLAIN QUERY PLAN " + statement, [None] * statement.count("?"))]
 
 
+@pytest.mark.sqlite_only
 def test_the_claim_searches_the_ready_index_in_priority_order_without_sorting(
         conn: litemq.Connection, db_path: str) -> None:
     steps = plan(db_path, sqlite_sql.CLAIM)
@@ -159,6 +162,7 @@ def test_the_claim_searches_the_ready_index_in_priority_order_without_sorting(
     assert not any(step.startswith("SCAN litemq_messages") for step in steps), steps
 
 
+@pytest.mark.sqlite_only
 def test_the_claim_orders_by_priority_then_id_as_the_ready_index_does(conn: litemq.Connection) -> None:
     assert re.search(r"ORDER BY priority DESC, id\b", sqlite_sql.CLAIM)
     (index,) = conn._store.execute(
@@ -185,6 +189,7 @@ def claim_costs(conn: litemq.Connection, queue: str) -> tuple[int, int]:
     return high, low
 
 
+@pytest.mark.sqlite_only
 def test_a_claim_costs_the_same_with_20000_low_priority_messages_behind_as_with_200(conn: litemq.Connection) -> None:
     conn.declare_queue("few", arguments={"x-max-priority": 5})
     conn.declare_queue("many", arguments={"x-max-priority": 5})

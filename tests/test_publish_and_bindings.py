@@ -3,6 +3,7 @@
 import pytest
 
 import litemq
+from engines import ready_counters
 from litemq import AccessRefused, ExchangeNotFound, PreconditionFailed, Properties, QueueNotFound
 
 
@@ -143,11 +144,11 @@ def test_publish_to_a_missing_exchange_is_not_found(conn, db_path):
     assert info.value.reply_code == 404 and db_path in str(info.value)
 
 
-def test_unroutable_message_is_dropped(conn):
+def test_unroutable_message_is_dropped(conn, sql):
     assert conn.publish("", "no-such-queue", b"x") == 0
     conn.declare_exchange("d", "direct")
     assert conn.publish("d", "unbound", b"x") == 0
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+    assert sql.value("SELECT count(*) FROM litemq_messages") == 0
 
 
 def test_each_queue_gets_an_independent_copy(conn):
@@ -188,17 +189,13 @@ def test_anyone_may_publish_to_an_exclusive_queue(conn, other):
     assert conn.get(reply_queue, auto_ack=True).body == b"reply"
 
 
-def test_bodies_are_readable_with_plain_sql(conn, db_path):
-    import sqlite3
-
+def test_bodies_are_readable_with_plain_sql(conn, sql):
     conn.declare_queue("hello")
     conn.publish("", "hello", b"Hello World!")
-    with sqlite3.connect(db_path) as plain:
-        rows = plain.execute("SELECT body FROM litemq_messages WHERE queue = 'hello'").fetchall()
-    assert rows == [(b"Hello World!",)]
+    assert sql("SELECT body FROM litemq_messages WHERE queue = 'hello'") == [(b"Hello World!",)]
 
 
-def test_a_fanout_through_plain_and_limited_queues_keeps_each_queues_rules_and_counts(conn):
+def test_a_fanout_through_plain_and_limited_queues_keeps_each_queues_rules_and_counts(conn, sql):
     conn.declare_exchange("mixed", "fanout")
     conn.declare_queue("plain")
     conn.declare_queue("one-only", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
@@ -212,19 +209,19 @@ def test_a_fanout_through_plain_and_limited_queues_keeps_each_queues_rules_and_c
     assert bodies(conn, "plain") == [b"1", b"2"]
     assert bodies(conn, "one-only") == [b"1"]
     assert bodies(conn, "newest") == [b"2"]
-    kept = conn._store.execute("SELECT count(*) FROM litemq_queues WHERE ready_count != 0 OR ready_bytes != 0")
-    assert kept.fetchone()[0] == 0  # every counter came back to zero with the queues emptied
+    kept = sql.value(f"SELECT count(*) FROM {ready_counters(sql.url)} AS c WHERE ready_count != 0 OR ready_bytes != 0")
+    assert kept == 0  # every counter came back to zero with the queues emptied
 
 
-def ready_counts(conn):
+def ready_counts(sql):
     """Each queue's ready counter beside its ready rows, to compare."""
-    counters = dict(conn._store.execute("SELECT name, ready_count FROM litemq_queues").fetchall())
-    rows = dict(conn._store.execute("SELECT queue, count(*) FROM litemq_messages WHERE lease_token IS NULL "
-                                    "AND visible_at IS NULL GROUP BY queue").fetchall())
+    counters = dict(sql(f"SELECT name, ready_count FROM {ready_counters(sql.url)} AS c"))
+    rows = dict(sql("SELECT queue, count(*) FROM litemq_messages WHERE lease_token IS NULL AND visible_at IS NULL "
+                    "GROUP BY queue"))
     return counters, {queue: rows.get(queue, 0) for queue in counters}
 
 
-def test_a_fanout_to_more_queues_than_one_statement_takes_gives_each_queue_one_copy_and_count(conn):
+def test_a_fanout_to_more_queues_than_one_statement_takes_gives_each_queue_one_copy_and_count(conn, sql):
     conn.declare_exchange("wide", "fanout")
     queues = [f"q{i:02}" for i in range(37)]  # copies are stored 16 queues at a time
     for queue in queues:
@@ -235,10 +232,10 @@ def test_a_fanout_to_more_queues_than_one_statement_takes_gives_each_queue_one_c
     for queue in queues:
         assert conn.declare_queue(queue, passive=True).message_count == 3
         assert bodies(conn, queue) == [b"1", large, b"3"]
-    assert conn._store.execute("SELECT count(*) FROM litemq_bodies").fetchone()[0] == 0  # all acked
+    assert sql.value("SELECT count(*) FROM litemq_bodies") == 0  # all acked
 
 
-def test_a_message_dead_lettered_into_a_queue_of_the_same_fanout_meets_that_queues_limit(conn):
+def test_a_message_dead_lettered_into_a_queue_of_the_same_fanout_meets_that_queues_limit(conn, sql):
     # "head" drops its oldest message to "dlx", which routes it to "capped": a queue the fanout reaches too.
     conn.declare_exchange("dlx", "fanout")
     conn.declare_exchange("fan", "fanout")
@@ -254,5 +251,5 @@ def test_a_message_dead_lettered_into_a_queue_of_the_same_fanout_meets_that_queu
     assert refused.value.rejected == ["capped"]
     assert bodies(conn, "capped") == [b"1", b"1"]
     assert bodies(conn, "head") == [b"2"] and bodies(conn, "plain") == [b"1", b"2"]
-    counters, rows = ready_counts(conn)
+    counters, rows = ready_counts(sql)
     assert counters == rows

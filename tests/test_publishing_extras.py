@@ -13,12 +13,13 @@ from typing import Any, Iterator
 import pytest
 
 import litemq
+from engines import BrokerSQL, as_url
 from litemq import AccessRefused, ExchangeNotFound, PreconditionFailed, PublishRejected, Unroutable
 from litemq import pika
 
 
-def stored(conn: litemq.Connection) -> int:
-    return conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0]
+def stored(sql: BrokerSQL) -> int:
+    return sql.value("SELECT count(*) FROM litemq_messages")
 
 
 def drain(conn: litemq.Connection, queue: str) -> list[tuple[str, str, str]]:
@@ -74,7 +75,8 @@ def test_alternate_exchanges_chain_until_one_routes_the_message(conn: litemq.Con
     assert drain(conn, "at-last") == [("last catches", "main", "zz")]
 
 
-def test_an_alternate_exchange_cycle_ends_and_the_message_is_unroutable(conn: litemq.Connection) -> None:
+def test_an_alternate_exchange_cycle_ends_and_the_message_is_unroutable(
+        conn: litemq.Connection, sql: BrokerSQL) -> None:
     conn.declare_exchange("one", "direct", arguments={"alternate-exchange": "two"})
     conn.declare_exchange("two", "direct", arguments={"alternate-exchange": "one"})
     conn.declare_queue("on-two")
@@ -84,7 +86,7 @@ def test_an_alternate_exchange_cycle_ends_and_the_message_is_unroutable(conn: li
         conn.publish("one", "nowhere", b"cycled", mandatory=True)
     assert conn.publish("one", "for-two", b"found on the way") == 1
     assert drain(conn, "on-two") == [("found on the way", "one", "for-two")]
-    assert stored(conn) == 0
+    assert stored(sql) == 0
 
 
 def test_an_exchange_that_is_its_own_alternate_does_not_loop(conn: litemq.Connection) -> None:
@@ -92,10 +94,11 @@ def test_an_exchange_that_is_its_own_alternate_does_not_loop(conn: litemq.Connec
     assert conn.publish("selfish", "nowhere", b"m") == 0
 
 
-def test_a_missing_alternate_exchange_drops_the_message_without_an_error(conn: litemq.Connection) -> None:
+def test_a_missing_alternate_exchange_drops_the_message_without_an_error(
+        conn: litemq.Connection, sql: BrokerSQL) -> None:
     conn.declare_exchange("main", "direct", arguments={"alternate-exchange": "not-declared"})
     assert conn.publish("main", "nowhere", b"dropped") == 0
-    assert stored(conn) == 0
+    assert stored(sql) == 0
     conn.declare_exchange("not-declared", "fanout")  # declared later: from then on it catches
     conn.declare_queue("caught")
     conn.bind_queue("caught", "not-declared")
@@ -109,13 +112,14 @@ def test_a_message_the_alternate_exchange_takes_counts_as_routed_for_mandatory(w
     assert drain(conn, "caught") == [("stray", "main", "unknown")]
 
 
-def test_a_mandatory_message_the_alternate_exchange_cannot_route_either_is_unroutable(conn: litemq.Connection) -> None:
+def test_a_mandatory_message_the_alternate_exchange_cannot_route_either_is_unroutable(
+        conn: litemq.Connection, sql: BrokerSQL) -> None:
     conn.declare_exchange("ae", "direct")
     conn.declare_exchange("main", "direct", arguments={"alternate-exchange": "ae"})
     with pytest.raises(Unroutable) as info:
         conn.publish("main", "nowhere", b"m", mandatory=True)
     assert (info.value.exchange, info.value.routing_key) == ("main", "nowhere")
-    assert stored(conn) == 0
+    assert stored(sql) == 0
 
 
 @pytest.mark.parametrize("value", [5, True, ["ae"], {"name": "ae"}])
@@ -140,14 +144,14 @@ def test_an_exchange_redeclared_with_another_alternate_exchange_is_refused(with_
 
 
 def test_the_default_exchange_has_no_alternate_and_a_missing_queue_through_it_is_unroutable(
-        conn: litemq.Connection) -> None:
+        conn: litemq.Connection, sql: BrokerSQL) -> None:
     with pytest.raises(AccessRefused):
         conn.declare_exchange("", "direct", arguments={"alternate-exchange": "ae"})
     assert conn.publish("", "no-such-queue", b"m") == 0
     with pytest.raises(Unroutable) as info:
         conn.publish("", "no-such-queue", b"m", mandatory=True)
     assert (info.value.exchange, info.value.routing_key) == ("", "no-such-queue")
-    assert stored(conn) == 0
+    assert stored(sql) == 0
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -155,22 +159,22 @@ def test_the_default_exchange_has_no_alternate_and_a_missing_queue_through_it_is
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_a_mandatory_message_that_reaches_no_queue_raises_unroutable_and_stores_nothing(
-        conn: litemq.Connection) -> None:
+        conn: litemq.Connection, sql: BrokerSQL) -> None:
     conn.declare_exchange("logs", "direct")
     conn.declare_queue("errors")
     conn.bind_queue("errors", "logs", "error")
     with pytest.raises(Unroutable, match="'logs'.*'info'") as info:
         conn.publish("logs", "info", b"lost", mandatory=True)
     assert (info.value.reply_code, info.value.exchange, info.value.routing_key) == (312, "logs", "info")
-    assert stored(conn) == 0
+    assert stored(sql) == 0
     assert conn.publish("logs", "error", b"kept", mandatory=True) == 1
-    assert stored(conn) == 1
+    assert stored(sql) == 1
 
 
-def test_without_mandatory_an_unroutable_message_is_dropped_quietly(conn: litemq.Connection) -> None:
+def test_without_mandatory_an_unroutable_message_is_dropped_quietly(conn: litemq.Connection, sql: BrokerSQL) -> None:
     conn.declare_exchange("logs", "direct")
     assert conn.publish("logs", "info", b"lost") == 0
-    assert stored(conn) == 0
+    assert stored(sql) == 0
 
 
 def test_a_mandatory_publish_counts_every_queue_it_reaches(conn: litemq.Connection) -> None:
@@ -211,7 +215,7 @@ def test_a_queue_refusing_a_message_raises_publish_rejected_after_the_other_queu
 
 @pytest.fixture
 def connection(db_path: str) -> Iterator[pika.BlockingConnection]:
-    opened = pika.BlockingConnection(pika.URLParameters("sqlite:///" + db_path))
+    opened = pika.BlockingConnection(pika.URLParameters(as_url(db_path)))
     yield opened
     if opened.is_open:
         opened.close()

@@ -68,10 +68,10 @@ def test_a_redeclaration_names_the_argument_it_changes_as_rabbitmq_does(conn, fi
     ({"x-queue-type": "classic"}, {}),
     ({"x-message-ttl": 1000}, {"x-message-ttl": 1000, "x-custom": "added"}),
 ])
-def test_a_redeclaration_may_differ_in_arguments_the_broker_does_not_use(conn, first, again):
+def test_a_redeclaration_may_differ_in_arguments_the_broker_does_not_use(conn, first, again, sql):
     conn.declare_queue("q", arguments=first)
     conn.declare_queue("q", arguments=again)  # as RabbitMQ: only the arguments it acts on must match
-    assert conn._store.execute("SELECT arguments FROM litemq_queues").fetchone()[0] == encode_table(first)
+    assert sql.value("SELECT arguments FROM litemq_queues") == encode_table(first)
 
 
 def test_redeclare_with_other_exclusivity_is_resource_locked(conn):
@@ -112,7 +112,7 @@ def test_purge_of_a_missing_queue_is_not_found(conn):
         conn.purge_queue("missing")
 
 
-def test_delete_returns_the_ready_message_count_and_removes_everything(conn, db_path):
+def test_delete_returns_the_ready_message_count_and_removes_everything(conn, db_path, sql):
     conn.declare_queue("q")
     conn.declare_exchange("x", "fanout")
     conn.bind_queue("q", "x")
@@ -123,7 +123,7 @@ def test_delete_returns_the_ready_message_count_and_removes_everything(conn, db_
     with pytest.raises(QueueNotFound):
         conn.declare_queue("q", passive=True)
     assert conn.publish("x", "", b"4") == 0
-    rows = conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone()[0]
+    rows = sql.value("SELECT count(*) FROM litemq_messages")
     assert rows == 0
 
 
@@ -177,9 +177,9 @@ def test_queue_arguments_rabbitmq_refuses_are_refused(conn, arguments, problem):
         conn.declare_queue("q", arguments=arguments)
 
 
-def test_a_null_argument_stored_by_an_older_litemq_still_reads_as_absent(conn):
+def test_a_null_argument_stored_by_an_older_litemq_still_reads_as_absent(conn, sql):
     conn.declare_queue("q")
-    conn._store.execute("UPDATE litemq_queues SET arguments = '{\"x-max-length\": null}' WHERE name = 'q'")
+    sql("UPDATE litemq_queues SET arguments = '{\"x-max-length\": null}' WHERE name = 'q'")
     conn.publish("", "q", b"still accepted")
     assert conn.get("q", auto_ack=True).body == b"still accepted"
 

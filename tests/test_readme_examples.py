@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import litemq
+from engines import BrokerSQL
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -17,7 +18,7 @@ def _section(title: str) -> str:
     return text[start:end]
 
 
-def test_the_amqp_extras_examples_run_and_do_what_they_say(db_path: str) -> None:
+def test_the_amqp_extras_examples_run_and_do_what_they_say(db_path: str, sql: BrokerSQL) -> None:
     blocks = re.findall(r"```python\n(.*?)```", _section("AMQP extras"), re.S)
     assert len(blocks) >= 6
     with litemq.connect(db_path) as conn:
@@ -28,7 +29,5 @@ def test_the_amqp_extras_examples_run_and_do_what_they_say(db_path: str) -> None
         job = conn.get("jobs")
         job.nack(requeue=False)
         assert conn.declare_queue("jobs.wait", passive=True).message_count == 1
-        with conn._store.read() as store:
-            assert [row[0] for row in store.execute("SELECT priority FROM litemq_messages WHERE queue = 'mail'")] \
-                == [9]
+        assert sql("SELECT priority FROM litemq_messages WHERE queue = 'mail'") == [(9,)]
         assert conn.declare_queue("latest", passive=True).message_count == 0

@@ -59,13 +59,10 @@ def test_an_exchange_made_internal_elsewhere_refuses_publishes(topic, other):
         topic.publish("stocks", "stock.acme.nyse", b"m")
 
 
-def test_a_binding_added_with_plain_sql_routes_the_next_publish(topic, db_path):
-    import sqlite3
-
+def test_a_binding_added_with_plain_sql_routes_the_next_publish(topic, sql):
     topic.declare_queue("by-hand")
-    with sqlite3.connect(db_path) as db:
-        db.execute("INSERT INTO litemq_bindings (exchange, destination, destination_kind, routing_key, arguments) "
-                   "VALUES ('stocks', 'by-hand', 'queue', '#', '{}')")
+    sql("INSERT INTO litemq_bindings (exchange, destination, destination_kind, routing_key, arguments) "
+        "VALUES ('stocks', 'by-hand', 'queue', '#', '{}')")
     assert topic.publish("stocks", "stock.acme.nyse", b"m") == 2
 
 
@@ -105,6 +102,7 @@ def test_headers_routes_depend_on_each_messages_headers_not_its_routing_key(conn
     assert conn.publish("h", "same-key", b"3", Properties(headers={"colour": "red"})) == 1
 
 
+@pytest.mark.sqlite_only
 def test_a_publish_by_a_cached_route_through_1000_topic_bindings_costs_no_more_than_a_direct_one(conn):
     conn.declare_exchange("many", "topic")
     conn.declare_exchange("one", "direct")
@@ -122,9 +120,9 @@ def test_a_publish_by_a_cached_route_through_1000_topic_bindings_costs_no_more_t
     assert topic <= direct * 1.1, f"a cached topic route took {topic} VM steps, a direct one {direct}"
 
 
-def test_the_routing_version_rises_with_every_change_to_exchanges_and_bindings(conn):
+def test_the_routing_version_rises_with_every_change_to_exchanges_and_bindings(conn, sql):
     def version() -> int:
-        return conn._store.execute("SELECT version FROM litemq_routing").fetchone()[0]
+        return sql.value("SELECT version FROM litemq_routing")
 
     seen = [version()]
     conn.declare_exchange("x", "fanout")

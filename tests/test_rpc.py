@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -23,6 +22,7 @@ from typing import Any, Callable, Iterator, Optional
 import pytest
 
 import facade_workers as workers
+from engines import sql_rows
 from facade_workers import start_python, wait_for_file_from
 import litemq
 
@@ -34,14 +34,13 @@ START_SECONDS = 30.0
 
 def stored(db_path: str, queue: str) -> int:
     """Every message row of ``queue``, ready or leased."""
-    with sqlite3.connect(db_path) as db:
-        return db.execute("SELECT count(*) FROM litemq_messages WHERE queue = ?", (queue,)).fetchone()[0]
+    ((count,),) = sql_rows(db_path, "SELECT count(*) FROM litemq_messages WHERE queue = ?", (queue,))
+    return count
 
 
 def queue_rows(db_path: str, pattern: str) -> list[tuple[str, int, Optional[str]]]:
-    with sqlite3.connect(db_path) as db:
-        return db.execute("SELECT name, exclusive, owner_connection FROM litemq_queues WHERE name LIKE ? "
-                          "ORDER BY name", (pattern,)).fetchall()
+    return sql_rows(db_path, "SELECT name, exclusive, owner_connection FROM litemq_queues WHERE name LIKE ? "
+                             "ORDER BY name", (pattern,))
 
 
 def take_all(db_path: str, queue: str) -> list[litemq.Delivery]:

@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import pytest
 
 import litemq
+from engines import sql_rows
 from litemq.errors import SchemaError, SchemaTooNew, StorageError
 from litemq.store import SCHEMA_REVISION, VERSION_TABLE, migrate
 from litemq.store import sqlite_sql
@@ -177,8 +178,7 @@ def test_messages_table_answers_a_plain_sql_question_about_a_queue(conn: litemq.
     conn.publish("", "hello", b"Hello World!")
     conn.publish("", "hello", b"second")
     conn.publish("", "other", b"not hello")
-    with _db(db_path) as db:
-        bodies = [body for (body,) in db.execute("SELECT body FROM litemq_messages WHERE queue = 'hello'")]
+    bodies = [body for (body,) in sql_rows(db_path, "SELECT body FROM litemq_messages WHERE queue = 'hello'")]
     assert sorted(bodies) == [b"Hello World!", b"second"]
 
 
@@ -263,6 +263,7 @@ def test_concurrent_connects_to_a_fresh_file_all_succeed(tmp_path: Path, process
 # Files litemq must not use as they are: too new, a failing revision, too old an SQLite
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only
 def test_file_from_a_newer_litemq_is_refused_and_left_unchanged(db_path: str) -> None:
     litemq.connect(db_path).close()
     with _db(db_path) as db:
@@ -321,6 +322,7 @@ def test_dead_connections_left_in_a_file_do_not_hold_its_migration_back(tmp_path
     assert _version_rows(path) == [SCHEMA_REVISION]
 
 
+@pytest.mark.sqlite_only
 def test_file_is_not_downgraded_under_an_open_connection(db_path: str) -> None:
     with litemq.connect(db_path) as conn:
         conn.declare_queue("kept")

@@ -23,6 +23,7 @@ import litemq
 import litemq.timing
 import liveness_workers
 from conftest import Processes
+from engines import BrokerSQL
 from liveness_workers import wait_for_files, worker_errors
 from litemq import PreconditionFailed, QueueNotFound
 
@@ -94,11 +95,11 @@ def test_an_inactive_consumer_gets_nothing_even_on_the_same_connection(conn: lit
 
 
 def test_both_active_and_waiting_consumers_count_as_consumers(conn: litemq.Connection, other: litemq.Connection,
-                                                              sac: str) -> None:
+                                                              sac: str, sql: BrokerSQL) -> None:
     first = conn.consume(sac)
     other.consume(sac)
     assert conn.declare_queue(sac, passive=True).consumer_count == 2
-    assert conn._store.execute("SELECT consumers FROM litemq_queue_stats WHERE queue = 'sac'").fetchone() == (2,)
+    assert sql("SELECT consumers FROM litemq_queue_stats WHERE queue = 'sac'") == [(2,)]
     first.cancel()
     assert other.declare_queue(sac, passive=True).consumer_count == 1
 
@@ -138,7 +139,7 @@ def test_messages_the_cancelled_consumer_had_claimed_but_not_handed_out_go_to_th
 
 def test_deliveries_the_cancelled_consumer_still_holds_stay_its_own_to_ack(conn: litemq.Connection,
                                                                           other: litemq.Connection,
-                                                                          sac: str) -> None:
+                                                                          sac: str, sql: BrokerSQL) -> None:
     first = conn.consume(sac, prefetch=1)
     second = other.consume(sac, prefetch=1)
     publish(conn, sac, "m0", "m1")
@@ -147,7 +148,7 @@ def test_deliveries_the_cancelled_consumer_still_holds_stay_its_own_to_ack(conn:
     assert take(second, 1) == [("m1", False)]
     assert nothing_for(second, 0)
     held.ack()
-    assert conn._store.execute("SELECT count(*) FROM litemq_messages").fetchone() == (0,)
+    assert sql("SELECT count(*) FROM litemq_messages") == [(0,)]
 
 
 def test_the_longest_standing_of_the_remaining_consumers_takes_over(conn: litemq.Connection,

@@ -19,6 +19,7 @@ import pytest
 
 import litemq
 from conftest import vm_steps
+from engines import broker_exists, sql_rows
 
 # ---------------------------------------------------------------------------------------------------------------
 # Helpers
@@ -208,6 +209,7 @@ def test_a_directory_in_place_of_the_file_is_a_storage_error(tmp_path: Path) -> 
 # A full disk (SQLITE_FULL, through SQLite's page limit): a publish is whole or absent
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize("repeats", [12, 40], ids=["3KB-in-row", "10KB-in-litemq_bodies"])
 def test_a_full_database_is_storage_full_and_a_failed_publish_leaves_nothing_half_written(
         conn: litemq.Connection, repeats: int) -> None:
@@ -246,24 +248,27 @@ def test_a_full_database_is_storage_full_and_a_failed_publish_leaves_nothing_hal
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Durability settings
+# Durability settings (SQLite's pragmas: on PostgreSQL durability is the server's synchronous_commit)
 # ---------------------------------------------------------------------------------------------------------------
 
 def pragma(conn: litemq.Connection, name: str) -> Any:
     return conn._store.execute(f"PRAGMA {name}").fetchone()[0]
 
 
+@pytest.mark.sqlite_only
 def test_the_default_commit_is_synchronous_normal_in_wal_mode(conn: litemq.Connection) -> None:
     assert pragma(conn, "synchronous") == 1  # NORMAL
     assert pragma(conn, "journal_mode") == "wal"
 
 
+@pytest.mark.sqlite_only
 def test_synchronous_full_fsyncs_every_commit(db_path: str) -> None:
     with litemq.connect(db_path, synchronous="FULL") as conn:
         assert pragma(conn, "synchronous") == 2  # FULL
         assert pragma(conn, "journal_mode") == "wal"
 
 
+@pytest.mark.sqlite_only
 def test_the_setting_belongs_to_the_connection_not_the_file(db_path: str) -> None:
     with litemq.connect(db_path, synchronous="FULL") as full, litemq.connect(db_path) as normal:
         assert (pragma(full, "synchronous"), pragma(normal, "synchronous")) == (2, 1)
@@ -274,7 +279,7 @@ def test_an_unknown_synchronous_setting_is_a_value_error_and_creates_no_file(db_
                                                                              synchronous: Any) -> None:
     with pytest.raises(ValueError, match="synchronous must be one of"):
         litemq.connect(db_path, synchronous=synchronous)
-    assert not os.path.exists(db_path)
+    assert not broker_exists(db_path)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -287,6 +292,7 @@ def claim_cost(conn: litemq.Connection, queue: str) -> tuple[int, Any]:
     return vm_steps(conn, lambda: conn.get(queue))
 
 
+@pytest.mark.sqlite_only
 def test_a_claim_costs_the_same_with_100000_leased_messages_ahead_of_the_next_ready_one(
         conn: litemq.Connection) -> None:
     conn.declare_queue("jobs")
@@ -302,6 +308,7 @@ def test_a_claim_costs_the_same_with_100000_leased_messages_ahead_of_the_next_re
     assert_same_cost(crowded, baseline, "get (claim)")
 
 
+@pytest.mark.sqlite_only
 def test_an_auto_ack_claim_costs_the_same_with_100000_leased_messages_ahead(conn: litemq.Connection) -> None:
     conn.declare_queue("jobs")
     for _ in range(2):
@@ -318,6 +325,7 @@ def test_an_auto_ack_claim_costs_the_same_with_100000_leased_messages_ahead(conn
     assert_same_cost(crowded, baseline, "get (auto-ack claim)")
 
 
+@pytest.mark.sqlite_only
 def test_message_counts_cost_the_same_at_100000_queued_as_at_10(conn: litemq.Connection) -> None:
     conn.declare_queue("jobs")
     for i in range(12):
@@ -340,6 +348,7 @@ def test_message_counts_cost_the_same_at_100000_queued_as_at_10(conn: litemq.Con
         assert_same_cost(crowded, baseline, f"{what} message_count")
 
 
+@pytest.mark.sqlite_only
 def test_returning_expired_leases_in_a_claim_costs_the_same_with_100000_unexpired_leases(
         conn: litemq.Connection) -> None:
     conn.declare_queue("jobs")
@@ -365,6 +374,7 @@ def test_returning_expired_leases_in_a_claim_costs_the_same_with_100000_unexpire
     assert_same_cost(expired_crowded, expired_baseline, "get returning one expired lease")
 
 
+@pytest.mark.sqlite_only
 def test_a_connection_writing_without_pause_keeps_the_wal_small(db_path: str) -> None:
     # Three WAL pages a publish: without a checkpoint that keeps up, 6,000 publishes leave a WAL of some 75 MB.
     from litemq.store.sqlite_file import WAL_CHECKPOINT_PAGES
@@ -393,11 +403,11 @@ LARGE = bytes(range(256)) * 4096  # 1 MiB, every byte value
 
 def stored_bodies(db_path: str) -> list[tuple[Any, ...]]:
     """(message id, body in the row, body in litemq_bodies) of every message, read with plain SQL."""
-    with sqlite3.connect(db_path) as db:
-        return db.execute("SELECT m.id, m.body, b.body FROM litemq_messages m "
-                          "LEFT JOIN litemq_bodies b ON b.id = m.id ORDER BY m.id").fetchall()
+    return sql_rows(db_path, "SELECT m.id, m.body, b.body FROM litemq_messages m "
+                             "LEFT JOIN litemq_bodies b ON b.id = m.id ORDER BY m.id")
 
 
+@pytest.mark.sqlite_only
 def test_a_body_over_the_row_limit_is_kept_in_litemq_bodies_and_a_small_one_in_its_row(
         conn: litemq.Connection, db_path: str) -> None:
     from litemq.store.sqlite_sql import OUT_OF_ROW_BYTES
@@ -436,10 +446,10 @@ def test_a_large_body_comes_back_whole_through_claim_requeue_redelivery_and_auto
     taken = conn.get("files", auto_ack=True)
     assert taken is not None and taken.body == LARGE[::-1]
     assert stored_bodies(db_path) == []
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (0,)
+    assert sql_rows(db_path, "SELECT count(*) FROM litemq_bodies") == [(0,)]
 
 
+@pytest.mark.sqlite_only
 def test_deleting_messages_any_way_deletes_their_large_bodies(conn: litemq.Connection, db_path: str) -> None:
     for queue in ("purged", "deleted", "by-hand"):
         conn.declare_queue(queue)
@@ -453,6 +463,7 @@ def test_deleting_messages_any_way_deletes_their_large_bodies(conn: litemq.Conne
         assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone() == (0,)
 
 
+@pytest.mark.sqlite_only
 def test_claiming_a_large_message_does_not_write_its_body_again(db_path: str) -> None:
     # Measured as WAL growth: SQLite rewrites a row whole when its size changes, as a claim's lease does.
     with litemq.connect(db_path, renew_leases=False) as conn:

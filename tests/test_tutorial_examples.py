@@ -1,5 +1,6 @@
 """The RabbitMQ tutorial's programs (examples/pika: pika's own code with `from litemq import pika`; examples/native:
-the same programs in litemq's API) run as real processes on one ./litemq.db and print what the tutorial says.
+the same programs in litemq's API) run as real processes on one ./litemq.db and print what the tutorial says; on
+PostgreSQL they run unchanged, $LITEMQ_URL naming the server.
 
 Consumers loop forever, as the tutorial's do: each test reads their output until the lines it expects, then kills
 them by pid. Where a consumer must get *only* some messages, the last message published goes to every consumer,
@@ -18,6 +19,7 @@ import time
 import pytest
 
 from conftest import PYTHON, REPO
+from engines import sql_rows
 from services import rabbitmq_channel, unique_name  # noqa: F401 (rabbitmq_channel is a fixture)
 
 EXAMPLES = REPO / "examples"
@@ -71,12 +73,12 @@ class Running:
 
 
 @pytest.fixture
-def start(tmp_path, subprocess_env):
+def start(tmp_path, program_env):
     """start(flavour, program, *args): a long-running example program in tmp_path, killed at the end."""
     started = []
 
     def start(flavour, program, *args):
-        running = Running([EXAMPLES / flavour / f"{program}.py", *args], tmp_path, subprocess_env)
+        running = Running([EXAMPLES / flavour / f"{program}.py", *args], tmp_path, program_env)
         started.append(running)
         return running
 
@@ -86,12 +88,12 @@ def start(tmp_path, subprocess_env):
 
 
 @pytest.fixture
-def run(tmp_path, subprocess_env):
+def run(tmp_path, program_env):
     """run(flavour, program, *args): run an example program in tmp_path to its end; returns its stdout lines."""
 
     def run(flavour, program, *args):
         result = subprocess.run([PYTHON, "-u", str(EXAMPLES / flavour / f"{program}.py"), *args], cwd=tmp_path,
-                                env=subprocess_env, capture_output=True, text=True, timeout=60)
+                                env=program_env, capture_output=True, text=True, timeout=60)
         assert (result.returncode, result.stderr) == (0, ""), (program, args)
         return result.stdout.splitlines()
 
@@ -104,7 +106,7 @@ flavours = pytest.mark.parametrize("flavour", ["pika", "native"])
 # --- 3.2.1 the simple queue
 
 @flavours
-def test_receive_prints_each_hello_world_sent_before_or_after_it_started(flavour, start, run, tmp_path):
+def test_receive_prints_each_hello_world_sent_before_or_after_it_started(flavour, start, run, tmp_path, engine):
     assert run(flavour, "send") == [" [x] Sent 'Hello World!'"]
     receiver = start(flavour, "receive")
     assert receiver.read_until(" [x] Received b'Hello World!'") == [
@@ -112,7 +114,7 @@ def test_receive_prints_each_hello_world_sent_before_or_after_it_started(flavour
     assert run(flavour, "send") == [" [x] Sent 'Hello World!'"]
     assert receiver.read_until(" [x] Received b'Hello World!'") == [" [x] Received b'Hello World!'"]
     assert receiver.stop() == ""
-    assert (tmp_path / "litemq.db").exists()
+    assert (tmp_path / "litemq.db").exists() == (engine == "sqlite")  # on a server: no file made
 
 
 def test_pika_and_native_programs_talk_through_the_same_file(start, run):
@@ -128,17 +130,11 @@ def test_pika_and_native_programs_talk_through_the_same_file(start, run):
 # --- 3.2.2 acks, durability, fair dispatch
 
 @flavours
-def test_new_task_stores_persistent_messages_in_a_durable_queue(flavour, run, tmp_path):
-    import sqlite3
-
+def test_new_task_stores_persistent_messages_in_a_durable_queue(flavour, run, program_broker):
     assert run(flavour, "new_task", "task", "1") == [" [x] Sent 'task 1'"]
     assert run(flavour, "new_task") == [" [x] Sent 'Hello World!'"]
-    db = sqlite3.connect(tmp_path / "litemq.db")
-    try:
-        assert db.execute("SELECT durable FROM litemq_queues WHERE name = 'hello2'").fetchall() == [(1,)]
-        rows = db.execute("SELECT body, properties FROM litemq_messages WHERE queue = 'hello2' ORDER BY id").fetchall()
-    finally:
-        db.close()
+    assert sql_rows(program_broker, "SELECT durable FROM litemq_queues WHERE name = 'hello2'") == [(1,)]
+    rows = sql_rows(program_broker, "SELECT body, properties FROM litemq_messages WHERE queue = 'hello2' ORDER BY id")
     assert [body for body, _ in rows] == [b"task 1", b"Hello World!"]
     assert all('"delivery_mode":2' in properties for _, properties in rows)
 
@@ -196,6 +192,7 @@ def test_receive_logs_direct_without_severities_prints_its_usage(flavour, tmp_pa
         1, "", f"Usage: {program} [info] [warning] [error]\n")
 
 
+@pytest.mark.slow
 @flavours
 def test_topic_consumers_get_only_the_keys_their_patterns_match(flavour, start, run):
     news = start(flavour, "receive_logs_topic")  # the tutorial's "#.news"
@@ -214,6 +211,7 @@ def test_topic_consumers_get_only_the_keys_their_patterns_match(flavour, start, 
 
 # --- 4 RPC
 
+@pytest.mark.slow
 @flavours
 def test_rpc_client_prints_the_fibonacci_number_the_server_computed(flavour, start, run):
     server = start(flavour, "rpc_server")

@@ -1,14 +1,13 @@
-"""The inspection views, read the way a person at a terminal reads them: plain sqlite3 on the file, while litemq
-works on it. ``litemq_queue_stats`` (counts, age of the oldest ready message, bytes), ``litemq_message_view``
-(messages with readable times, states and bodies), ``litemq_connection_view`` (connections with their consumers).
-Reading them blocks no publisher and no consumer."""
+"""The inspection views, read the way a person at a terminal reads them: plain sqlite3 on the file (psql on a server),
+while litemq works on it. ``litemq_queue_stats`` (counts, age of the oldest ready message, bytes),
+``litemq_message_view`` (messages with readable times, states and bodies), ``litemq_connection_view`` (connections
+with their consumers). Reading them blocks no publisher and no consumer."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import socket
-import sqlite3
 import subprocess
 import time
 from contextlib import closing
@@ -18,24 +17,25 @@ from typing import Any, Iterator
 import pytest
 
 import litemq
+from engines import BrokerSQL
 from litemq import Properties
 
 ISO = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 @pytest.fixture
-def sql(db_path: str, conn: litemq.Connection) -> Iterator[sqlite3.Connection]:
-    """A plain sqlite3 session on the file (opened after litemq created it), as `sqlite3 mq.db` would be."""
-    with closing(sqlite3.connect(db_path)) as session:
+def sql(db_path: str, conn: litemq.Connection) -> Iterator[BrokerSQL]:
+    """A plain session on the broker (opened after litemq created it), as `sqlite3 mq.db` or `psql` would be."""
+    with closing(BrokerSQL(db_path)) as session:
         yield session
 
 
-def query(session: sqlite3.Connection, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    return session.execute(text, params).fetchall()
+def query(session: BrokerSQL, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    return session(text, params)
 
 
-def columns(session: sqlite3.Connection, view: str) -> list[str]:
-    return [column[0] for column in session.execute(f"SELECT * FROM {view}").description]
+def columns(session: BrokerSQL, view: str) -> list[str]:
+    return session.column_names(f"SELECT * FROM {view}")
 
 
 def seconds(iso: str) -> float:
@@ -43,17 +43,16 @@ def seconds(iso: str) -> float:
     return datetime.strptime(iso.replace("Z", "+0000"), ISO.replace("Z", "%z")).timestamp()
 
 
-def age(session: sqlite3.Connection, message_id: int, by: float) -> None:
+def age(session: BrokerSQL, message_id: int, by: float) -> None:
     """Make a message look ``by`` seconds older, as if published then."""
-    session.execute("UPDATE litemq_messages SET published_at = published_at - ? WHERE id = ?", (by, message_id))
-    session.commit()
+    session("UPDATE litemq_messages SET published_at = published_at - ? WHERE id = ?", (by, message_id))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # What the views offer
 # ---------------------------------------------------------------------------------------------------------------
 
-def test_the_views_have_the_columns_a_person_asks_about(sql: sqlite3.Connection) -> None:
+def test_the_views_have_the_columns_a_person_asks_about(sql: BrokerSQL) -> None:
     assert columns(sql, "litemq_queue_stats") == [
         "queue", "ready", "unacked", "total", "consumers", "oldest_ready_seconds", "bytes", "durable", "exclusive",
         "auto_delete", "arguments", "delayed", "ready_bytes"]
@@ -70,7 +69,7 @@ def test_the_views_have_the_columns_a_person_asks_about(sql: sqlite3.Connection)
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_queue_stats_counts_ready_unacked_consumers_and_bytes(conn: litemq.Connection,
-                                                              sql: sqlite3.Connection) -> None:
+                                                              sql: BrokerSQL) -> None:
     conn.declare_queue("jobs", durable=True, arguments={"x-lease-ms": 30000})
     conn.declare_queue("idle", auto_delete=True)
     for body in (b"a" * 10, b"b" * 20, b"c" * 30):
@@ -89,7 +88,7 @@ def test_queue_stats_counts_ready_unacked_consumers_and_bytes(conn: litemq.Conne
 
 
 def test_queue_stats_gives_the_age_of_the_oldest_ready_message(conn: litemq.Connection,
-                                                               sql: sqlite3.Connection) -> None:
+                                                               sql: BrokerSQL) -> None:
     conn.declare_queue("jobs")
     conn.declare_queue("empty")
     for body in ("taken", "waiting an hour", "new"):
@@ -112,7 +111,7 @@ def test_queue_stats_gives_the_age_of_the_oldest_ready_message(conn: litemq.Conn
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_message_view_shows_states_readable_bodies_and_times(conn: litemq.Connection,
-                                                             sql: sqlite3.Connection) -> None:
+                                                             sql: BrokerSQL) -> None:
     conn.declare_exchange("logs", "topic")
     conn.declare_queue("jobs", arguments={"x-lease-ms": 30000})
     conn.bind_queue("jobs", "logs", "#")
@@ -145,7 +144,7 @@ def test_message_view_shows_states_readable_bodies_and_times(conn: litemq.Connec
 
 
 def test_message_view_shows_no_text_for_a_body_that_is_not_utf8(conn: litemq.Connection,
-                                                                sql: sqlite3.Connection) -> None:
+                                                                sql: BrokerSQL) -> None:
     # Python's sqlite3 (and any UTF-8 client) cannot read invalid UTF-8 text: such a body must be NULL here,
     # like a body with a NUL, and a query over the view must keep working.
     conn.declare_queue("jobs")
@@ -155,7 +154,7 @@ def test_message_view_shows_no_text_for_a_body_that_is_not_utf8(conn: litemq.Con
         (None, 3), ("ok", 2), (None, 4), (None, 1)]
 
 
-def test_message_view_answers_what_is_waiting_in_a_queue(conn: litemq.Connection, sql: sqlite3.Connection) -> None:
+def test_message_view_answers_what_is_waiting_in_a_queue(conn: litemq.Connection, sql: BrokerSQL) -> None:
     conn.declare_queue("jobs")
     conn.declare_queue("other")
     for body in ("one", "two", "three"):
@@ -173,7 +172,7 @@ def test_message_view_answers_what_is_waiting_in_a_queue(conn: litemq.Connection
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_connection_view_lists_each_connection_with_its_consumers_and_unacked(
-        db_path: str, conn: litemq.Connection, other: litemq.Connection, sql: sqlite3.Connection) -> None:
+        db_path: str, conn: litemq.Connection, other: litemq.Connection, sql: BrokerSQL) -> None:
     conn.declare_queue("jobs")
     conn.declare_queue("audit")
     for i in range(5):
@@ -196,10 +195,11 @@ def test_connection_view_lists_each_connection_with_its_consumers_and_unacked(
         (mine, *me, 4, channel.number, "auditor", "audit", 2, 0, 1),
         (theirs, *me, 0, None, None, None, None, None, None),  # no consumers: one row, consumer columns NULL
     ]
+    same = "IS" if sql.engine == "sqlite" else "IS NOT DISTINCT FROM"
     times = query(sql, "SELECT v.started_at, n.started_at, v.consumer_started_at, c.started_at "
                        "FROM litemq_connection_view v JOIN litemq_connections n ON n.id = v.connection_id "
-                       "LEFT JOIN litemq_consumers c ON c.connection_id = v.connection_id "
-                       "AND c.consumer_tag IS v.consumer_tag")
+                       f"LEFT JOIN litemq_consumers c ON c.connection_id = v.connection_id "
+                       f"AND c.consumer_tag {same} v.consumer_tag")
     for started_text, started, consumer_text, consumer_started in times:
         assert abs(seconds(started_text) - started) < 0.001
         assert (consumer_text is None) == (consumer_started is None)
@@ -217,6 +217,7 @@ def test_connection_view_lists_each_connection_with_its_consumers_and_unacked(
 # A session in the sqlite3 shell, as README shows it
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.sqlite_only
 @pytest.mark.skipif(shutil.which("sqlite3") is None, reason="the sqlite3 shell is not installed")
 def test_a_sqlite3_shell_session_reads_the_views(db_path: str, conn: litemq.Connection) -> None:
     conn.declare_queue("jobs")
@@ -247,10 +248,9 @@ def test_a_sqlite3_shell_session_reads_the_views(db_path: str, conn: litemq.Conn
 # ---------------------------------------------------------------------------------------------------------------
 
 def test_an_open_read_of_the_views_blocks_no_publisher_or_consumer(db_path: str, conn: litemq.Connection,
-                                                                   sql: sqlite3.Connection) -> None:
+                                                                   sql: BrokerSQL) -> None:
     conn.declare_queue("jobs")
-    sql.isolation_level = None
-    sql.execute("BEGIN")
+    sql("BEGIN" if sql.engine == "sqlite" else "BEGIN ISOLATION LEVEL REPEATABLE READ")  # one snapshot, as SQLite's
     snapshot = [query(sql, f"SELECT * FROM {view}")
                 for view in ("litemq_queue_stats", "litemq_message_view", "litemq_connection_view")]
     assert sql.in_transaction and snapshot[0] == [("jobs", 0, 0, 0, 0, None, 0, 0, 0, 0, None, 0, 0)]
@@ -274,14 +274,14 @@ def test_an_open_read_of_the_views_blocks_no_publisher_or_consumer(db_path: str,
 
     # The reader still sees the moment it began; once it ends, it sees the present.
     assert query(sql, "SELECT ready, total FROM litemq_queue_stats WHERE queue = 'jobs'") == [(0, 0)]
-    sql.execute("COMMIT")
+    sql("COMMIT")
     assert query(sql, "SELECT ready, total FROM litemq_queue_stats WHERE queue = 'jobs'") == [(1, 1)]
 
 
 def test_reading_the_views_never_waits_for_a_litemq_write(db_path: str, conn: litemq.Connection) -> None:
     conn.declare_queue("jobs")
     conn.publish("", "jobs", "committed")
-    with closing(sqlite3.connect(db_path, timeout=1)) as reader:  # a wait would end in "database is locked"
+    with closing(BrokerSQL(db_path, busy_timeout=1)) as reader:  # a wait would end in "database is locked"
         with conn._store.write() as store:  # litemq holds the write lock, mid-transaction
             store.insert_message("jobs", "", "jobs", b"not yet committed", None, time.time())
             assert query(reader, "SELECT ready FROM litemq_queue_stats") == [(1,)]
@@ -290,7 +290,7 @@ def test_reading_the_views_never_waits_for_a_litemq_write(db_path: str, conn: li
         assert query(reader, "SELECT ready FROM litemq_queue_stats") == [(2,)]
 
 
-def test_message_view_text_matches_pythons_utf8_check(conn: litemq.Connection, sql: sqlite3.Connection) -> None:
+def test_message_view_text_matches_pythons_utf8_check(conn: litemq.Connection, sql: BrokerSQL) -> None:
     import random
 
     rng = random.Random(7)
@@ -300,8 +300,9 @@ def test_message_view_text_matches_pythons_utf8_check(conn: litemq.Connection, s
     conn.declare_queue("q")
     for body in bodies:
         conn.publish("", "q", body)
-    sql.text_factory = bytes  # so that a wrong answer shows up as a mismatch, not a decoding error
-    shown = [row[0] for row in sql.execute("SELECT body_text FROM litemq_message_view ORDER BY id")]
+    # As bytes, so that a wrong answer shows up as a mismatch, not a decoding error.
+    as_bytes = "CAST(body_text AS BLOB)" if sql.engine == "sqlite" else "convert_to(body_text, 'UTF8')"
+    shown = [row[0] for row in query(sql, f"SELECT {as_bytes} FROM litemq_message_view ORDER BY id")]
     for body, text in zip(bodies, shown):
         try:
             expected = body.decode("utf-8").encode("utf-8")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from engines import sql_rows
 from facade_workers import default_signals
 import litemq
 
@@ -93,10 +93,9 @@ def wait_for(process: subprocess.Popen[str], path: Path) -> str:
 
 def messages(db_path: str) -> list[tuple[bytes, int, bool]]:
     """Every message of 'jobs': (body, delivery_count, leased)."""
-    with sqlite3.connect(db_path) as db:
-        return db.execute("SELECT coalesce(m.body, b.body), delivery_count, lease_token IS NOT NULL "
-                          "FROM litemq_messages m LEFT JOIN litemq_bodies b ON b.id = m.id "
-                          "WHERE queue = 'jobs' ORDER BY m.id").fetchall()
+    return sql_rows(db_path, "SELECT coalesce(m.body, b.body), delivery_count, lease_token IS NOT NULL "
+                             "FROM litemq_messages m LEFT JOIN litemq_bodies b ON b.id = m.id "
+                             "WHERE queue = 'jobs' ORDER BY m.id")
 
 
 @pytest.fixture

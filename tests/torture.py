@@ -1,17 +1,22 @@
-"""Torture: producers and consumers on one litemq file, SIGKILLed at random throughout, and nothing lost.
+"""Torture: producers and consumers on one litemq broker, SIGKILLed at random throughout, and nothing lost.
 
     python tests/torture.py --minutes 10            # the soak: PASS/FAIL summary, exit status 0/1
     python tests/torture.py --seconds 60 --producers 2 --consumers 4 --kill-every 0.2:0.8
     python tests/torture.py --minutes 10 --cleanup-every 5:20   # and a cleanup script removing the lock directory
+    python tests/torture.py --minutes 10 --url 'postgresql://postgres@127.0.0.1/test?schema=torture'
 
-N producer and M consumer processes (fresh Python processes, nothing inherited) share one file: one durable
+The broker is a file in the run's directory, or the PostgreSQL schema ``--url`` names (empty or new; the harness
+leaves it as the run ends, empty when it passed). What is the file's alone (its lock directory and the cleanup
+script, the WAL's size, PRAGMA integrity_check) is left out on PostgreSQL.
+
+N producer and M consumer processes (fresh Python processes, nothing inherited) share one broker: one durable
 queue, manual acks, each consumer with a prefetch drawn from 1..20 and a short lease (5 s) that the background
 renewal keeps alive, so a lease that is unexpectedly stuck shows as a multi-second stall or as an error. The
 harness SIGKILLs a random worker every --kill-every seconds (half the time a consumer that holds leases right
 then) and starts a replacement of the same kind; with --cleanup-every it also removes the file's lock directory now
 and then, as a careless cleanup script would. At the end it stops killing, stops the producers, lets the
 consumers drain the queue, stops them (a stop file), drains whatever is left itself with a fresh connection
-(there should be nothing) and checks, from the workers' logs and the file:
+(there should be nothing) and checks, from the workers' logs and the broker:
 
 - every message whose publish() returned (it is in its producer's log) was delivered and is gone: acked (an
   ``acked`` line), or delivered by a consumer killed between its ack's commit and the log line; none left over;
@@ -56,6 +61,8 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))  # run from a checkout: torture this checkout's litemq
 
+from engines import engine_of, ready_counters, split_postgresql_url  # noqa: E402 (tests/, beside this file)
+
 QUEUE = "torture"
 STUCK_GRACE_SECONDS = 10.0
 """How long after lease expiry a killed consumer's leases may still be held before that counts as stuck."""
@@ -95,6 +102,8 @@ class Config:
     seed: Optional[int] = None
     workdir: Optional[str] = None
     progress: bool = False
+    url: Optional[str] = None
+    """The broker: a path or a postgresql:// URL (None: torture.db in the run's directory)."""
 
 
 @dataclass
@@ -316,14 +325,29 @@ class _Death:
     reaped_at: Optional[float] = None
 
 
-class _Reader:
-    """Plain read-only sqlite3 on the file, one autocommit statement at a time (never holds a snapshot)."""
+def on_postgresql(url: str) -> bool:
+    return engine_of(url) == "postgresql"
 
-    def __init__(self, path: str) -> None:
-        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None, timeout=30,
-                                  check_same_thread=False)
+
+class _Reader:
+    """Plain read-only SQL on the broker, one autocommit statement at a time (never holds a snapshot): sqlite3 on
+    the file, or psycopg in the URL's schema. ``?`` marks a parameter on both."""
+
+    def __init__(self, url: str) -> None:
+        self.postgresql = on_postgresql(url)
+        if self.postgresql:
+            import psycopg
+
+            server, schema = split_postgresql_url(url)
+            self.db: Any = psycopg.connect(server, autocommit=True,
+                                           options=f"-c search_path={schema} -c default_transaction_read_only=on")
+        else:
+            self.db = sqlite3.connect(f"file:{url}?mode=ro", uri=True, isolation_level=None, timeout=30,
+                                      check_same_thread=False)
 
     def rows(self, sql: str, *params: Any) -> list[tuple]:
+        if self.postgresql:
+            return list(self.db.execute(sql.replace("?", "%s"), params).fetchall())
         for attempt in range(50):
             try:
                 return self.db.execute(sql, params).fetchall()
@@ -347,7 +371,10 @@ class Harness:
     def __init__(self, config: Config, workdir: Path) -> None:
         self.config = config
         self.dir = workdir
-        self.db = str(workdir / "torture.db")
+        self.db = config.url or str(workdir / "torture.db")
+        self.postgresql = on_postgresql(self.db)
+        if self.postgresql and config.cleanup_every:
+            raise ValueError("--cleanup-every removes a file's lock directory: there is none on PostgreSQL")
         self.seed = config.seed if config.seed is not None else random.randrange(1 << 32)
         self.rng = random.Random(self.seed)
         self.result = Result(workdir=str(workdir), seed=self.seed)
@@ -469,13 +496,14 @@ class Harness:
         for name, counter, actual, total in self.reader.rows(
                 "SELECT q.name, q.ready_count, "
                 "(SELECT count(*) FROM litemq_messages m WHERE m.queue = q.name AND m.lease_token IS NULL), "
-                "(SELECT count(*) FROM litemq_messages m WHERE m.queue = q.name) FROM litemq_queues q"):
+                f"(SELECT count(*) FROM litemq_messages m WHERE m.queue = q.name) FROM {ready_counters(self.db)} q"):
             self.result.invariant_checks += 1
             self.result.max_backlog = max(self.result.max_backlog, total)
             if counter != actual:
                 self.fail(f"queue {name!r}: ready_count is {counter} but {actual} messages are ready")
-        with contextlib.suppress(OSError):  # a stat, never an open: litemq's files are SQLite's alone
-            self.result.max_wal_bytes = max(self.result.max_wal_bytes, os.stat(self.db + "-wal").st_size)
+        if not self.postgresql:
+            with contextlib.suppress(OSError):  # a stat, never an open: litemq's files are SQLite's alone
+                self.result.max_wal_bytes = max(self.result.max_wal_bytes, os.stat(self.db + "-wal").st_size)
         self.check_live_connections()
 
     def check_live_connections(self) -> None:
@@ -573,7 +601,7 @@ class Harness:
             if cfg.progress and now >= next_progress:
                 next_progress = now + 10
                 with contextlib.suppress(OSError):
-                    wal = os.stat(self.db + "-wal").st_size
+                    wal = 0 if self.postgresql else os.stat(self.db + "-wal").st_size
                 print(f"  {now - start:5.0f} s: {sum(self.result.kills.values())} kills, "
                       f"{self.result.workers_started} workers started, backlog "
                       f"{self.reader.one('SELECT count(*) FROM litemq_messages')}, WAL {wal / 1e6:.1f} MB, "
@@ -742,15 +770,18 @@ class Harness:
                     self.fail(f"{count} {what} remain at the end: {reader.rows(sql.replace('count(*)', '*'))[:5]}")
             for name, counter, actual in reader.rows(
                     "SELECT q.name, q.ready_count, (SELECT count(*) FROM litemq_messages m "
-                    "WHERE m.queue = q.name AND m.lease_token IS NULL) FROM litemq_queues q"):
+                    f"WHERE m.queue = q.name AND m.lease_token IS NULL) FROM {ready_counters(self.db)} q"):
                 if counter != actual:
                     self.fail(f"queue {name!r}: ready_count is {counter} at the end but {actual} messages are ready")
             queues = [name for (name,) in reader.rows("SELECT name FROM litemq_queues")]
             if queues != [QUEUE]:
                 self.fail(f"queues at the end: {queues}, expected [{QUEUE!r}]")
-            integrity = reader.rows("PRAGMA integrity_check")
-            if integrity != [("ok",)]:
-                self.fail(f"PRAGMA integrity_check: {integrity[:10]}")
+            if not self.postgresql:
+                integrity = reader.rows("PRAGMA integrity_check")
+                if integrity != [("ok",)]:
+                    self.fail(f"PRAGMA integrity_check: {integrity[:10]}")
+        if self.postgresql:
+            return
         locks = self.db + "-litemq"
         leftover = sorted(os.listdir(locks)) if os.path.isdir(locks) else []
         if leftover:
@@ -818,15 +849,20 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="also remove the lock directory (as a careless cleanup script would) every MIN-MAX s")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--dir", help="keep the run's files here (default: a temporary directory, removed on PASS)")
+    parser.add_argument("--url", help="the broker: a postgresql:// URL naming an empty schema, or a path (default: "
+                                      "torture.db in the run's directory)")
     args = parser.parse_args(argv)
+    if args.url and on_postgresql(args.url) and args.cleanup_every:
+        parser.error("--cleanup-every removes a file's lock directory: there is none on PostgreSQL")
     seconds = args.seconds if args.seconds is not None else 60 * (args.minutes if args.minutes is not None else 1)
     config = Config(producers=args.producers, consumers=args.consumers, seconds=seconds,
                     kill_every=args.kill_every, rate=args.rate, lease_seconds=args.lease_seconds,
                     drain_seconds=args.drain_seconds, cleanup_every=args.cleanup_every, seed=args.seed,
-                    workdir=args.dir, progress=True)
+                    workdir=args.dir, progress=True, url=args.url)
     cleanup = (f", the lock directory removed every {config.cleanup_every[0]:g}-{config.cleanup_every[1]:g} s"
                if config.cleanup_every else "")
-    print(f"litemq torture: {config.producers} producers, {config.consumers} consumers, a SIGKILL every "
+    where = f" on {config.url}" if config.url else ""
+    print(f"litemq torture{where}: {config.producers} producers, {config.consumers} consumers, a SIGKILL every "
           f"{config.kill_every[0]:g}-{config.kill_every[1]:g} s{cleanup} for {seconds:g} s", flush=True)
     result = run(config)
     print(result.summary())

@@ -1,8 +1,10 @@
 """Fixtures of the differential conformance suite: each scenario runs against RabbitMQ (real pika) and against
-litemq (litemq.pika on a temp file). See scenario_tools.py for how observations are compared."""
+litemq (litemq.pika on a temp file, and in a PostgreSQL schema). See scenario_tools.py for how observations are
+compared."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Iterator
@@ -10,6 +12,8 @@ from typing import Iterator
 import pytest
 
 pytest.register_assert_rewrite("conformance.scenario_tools")
+
+from engines import new_broker  # noqa: E402
 
 from . import scenario_tools  # noqa: E402
 from .scenario_tools import Backend  # noqa: E402
@@ -19,7 +23,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    name = request.param
+    """RabbitMQ, or litemq on one engine (a broker of the test's own: see tests/engines.py)."""
+    name, engine = request.param
     if name == "rabbitmq":
         from services import require_rabbitmq
 
@@ -30,11 +35,13 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("LITEMQ_URL", None)
     key = f"{Path(request.node.path).stem}::{request.node.originalname}"
-    run = Backend(name, key, str(tmp_path / "mq.db"), env)
-    try:
-        yield run
-    finally:
-        run.clean_up()
+    with contextlib.ExitStack() as broker:
+        url = broker.enter_context(new_broker(engine, tmp_path)) if engine else None
+        run = Backend(name, key, url, env)
+        try:
+            yield run
+        finally:
+            run.clean_up()
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

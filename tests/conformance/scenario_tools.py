@@ -1,7 +1,8 @@
 """The machinery of the differential conformance suite, and the small helpers its scenarios share.
 
 A scenario is written once, as ``def test_...(pika, connect, names) -> observations`` decorated with
-``@conformance``, and runs twice: with the real pika against RabbitMQ and with ``litemq.pika`` on a temp file.
+``@conformance``, and runs with the real pika against RabbitMQ and with ``litemq.pika`` on each engine the suite
+runs (``[litemq-sqlite]`` on a temp file, ``[litemq-postgresql]`` in a schema of its own; see tests/engines.py).
 
 - ``pika`` is the module (``pika`` or ``litemq.pika``); a scenario uses only what both offer.
 - ``connect()`` opens a ``BlockingConnection`` (closed at the end of the test); ``connect.spawn(worker, ...)`` runs
@@ -37,6 +38,8 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
+
+from engines import as_url, selected_engines
 
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "rabbitmq_observations.json"
@@ -103,7 +106,8 @@ def conformance(fn: Optional[Callable[..., Any]] = None, *, litemq_differs: Opti
         test.__doc__ = scenario.__doc__
         test.__module__ = scenario.__module__
         test.scenario = scenario  # type: ignore[attr-defined]
-        params = [pytest.param("rabbitmq", id="rabbitmq"), pytest.param("litemq", id="litemq")]
+        params = [pytest.param(("rabbitmq", None), id="rabbitmq")] + [
+            pytest.param(("litemq", engine), id=f"litemq-{engine}") for engine in selected_engines()]
         return pytest.mark.parametrize("backend", params, indirect=True)(test)
 
     return wrap(fn) if fn is not None else wrap
@@ -194,7 +198,7 @@ class Child:
 class Backend:
     """One backend for one test: the pika module, how to connect, names, and clean-up."""
 
-    def __init__(self, name: str, test_key: str, db_path: str, env: dict[str, str]) -> None:
+    def __init__(self, name: str, test_key: str, db_path: Optional[str], env: dict[str, str]) -> None:
         self.name = name
         self.test_key = test_key
         self.env = env
@@ -205,8 +209,9 @@ class Backend:
             self.target = "amqp"
         else:
             from litemq import pika as lite
+            assert db_path is not None
             self.pika = lite
-            self.target = "sqlite:///" + db_path
+            self.target = as_url(db_path)
         self.connect = Connector(self)
 
     def parameters(self) -> Any:

@@ -11,6 +11,7 @@ import socket
 import pytest
 
 from bench import differential
+from engines import as_url
 
 from . import scenario_tools
 
@@ -27,7 +28,7 @@ def _rabbitmq_reachable() -> bool:
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_a_random_sequence_of_operations_gets_rabbitmqs_replies_from_litemq(seed, tmp_path):
+def test_a_random_sequence_of_operations_gets_rabbitmqs_replies_from_litemq(seed, tmp_path, db_path):
     script = differential.Script(seed, STEPS)
     key = f"test_differential::seed {seed} of {STEPS} operations"
     if _rabbitmq_reachable():
@@ -39,6 +40,6 @@ def test_a_random_sequence_of_operations_gets_rabbitmqs_replies_from_litemq(seed
     else:
         assert key in scenario_tools.golden(), f"no recorded RabbitMQ replies for {key}"
         rabbit = scenario_tools.golden()[key]
-    lite = json.loads(json.dumps(differential.litemq_trace(script, str(tmp_path))))
+    lite = json.loads(json.dumps(differential.litemq_trace(script, str(tmp_path), url=as_url(db_path))))
     assert differential.first_difference(script, rabbit, lite) is None, differential.first_difference(
         script, rabbit, lite)
