@@ -163,8 +163,8 @@ class Store(Protocol):
     def write(self) -> Transaction:
         """A write transaction that may run beside other ``write()`` transactions of other connections (on SQLite,
         nothing runs beside a writer anyway): for the verbs that are safe so (publishing, claiming, settling
-        with a token, renewing, returning expired leases, taking due and expired messages). It waits for any
-        ``write_exclusive()`` to end."""
+        with a token, renewing, returning expired leases, taking due and expired messages). Its statements wait for
+        any ``write_exclusive()`` to end (entering the block may not: PostgreSQL begins with the first statement)."""
 
     def write_exclusive(self) -> Transaction:
         """A write transaction that no other write transaction runs beside: for declaring, deleting, binding,

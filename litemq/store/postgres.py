@@ -7,7 +7,9 @@ PgBouncer in transaction mode); both are removed before the URL goes to libpq, w
 Transactions. PostgreSQL runs writers side by side (READ COMMITTED). ``write()`` holds a shared transaction-level
 advisory lock on the schema and ``write_exclusive()`` the same lock exclusively: declaring, deleting, binding,
 consumers coming and going and reaping run alone, as on SQLite, while publishes, claims and acks run together.
-BEGIN and the lock go in one round trip. ``lock_queue`` takes a transaction-level lock keyed by the queue (a length
+A write's BEGIN and lock go with its first statement
+(one round trip; the server runs them in order, so that statement's snapshot comes after the lock), an exclusive
+one's before anything else. ``lock_queue`` takes a transaction-level lock keyed by the queue (a length
 limit counts before it stores). ``read()`` is REPEATABLE READ: one snapshot for several reads.
 
 Claims are one statement: a materialised CTE picks the queue's next ready rows from the ready index in delivery
@@ -115,7 +117,9 @@ class PostgresStore:
         self._write_key = lock_key(self.schema, "write")
         self._fold_key = lock_key(self.schema, "fold")
         self._channel = channel(self.schema)
-        self._begin_write = "BEGIN; " + sql.LOCK_SHARED.format(key=self._write_key)
+        # write() sends its BEGIN and lock with its first statement (a pipeline): the server runs them in order, so
+        # the lock is granted before that statement takes its snapshot (READ COMMITTED: one per statement).
+        self._begin_write = [("BEGIN", (), False), (sql.LOCK_SHARED.format(key=self._write_key), (), False)]
         self._begin_exclusive = "BEGIN; " + sql.LOCK_EXCLUSIVE.format(key=self._write_key)
         self._in_transaction = False
         self._pending: list[tuple[str, Sequence[Any], Optional[bool]]] = []  # sent with the next statement or the COMMIT
@@ -227,7 +231,7 @@ class PostgresStore:
 
     # --- transactions
     def write(self) -> "_Transaction":
-        return _Transaction(self, self._begin_write, True)
+        return _Transaction(self, None, True)
 
     def write_exclusive(self) -> "_Transaction":
         return _Transaction(self, self._begin_exclusive, True)
@@ -330,7 +334,7 @@ class PostgresStore:
         self._fold_wanted = False
         if self.run(sql.ANY_DELTAS).fetchone() is None:
             return
-        begin = f"BEGIN; SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'; " + self._begin_write[len("BEGIN; "):]
+        begin = f"BEGIN; SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'; " + sql.LOCK_SHARED.format(key=self._write_key)
         try:
             with _Transaction(self, begin, False):
                 if self.one(sql.TRY_LOCK, (self._fold_key,))[0]:
@@ -627,7 +631,7 @@ class _Transaction:
 
     __slots__ = ("store", "begin", "writes")
 
-    def __init__(self, store: PostgresStore, begin: str, writes: bool) -> None:
+    def __init__(self, store: PostgresStore, begin: Optional[str], writes: bool) -> None:
         self.store = store
         self.begin = begin
         self.writes = writes
@@ -639,8 +643,11 @@ class _Transaction:
         try:
             store._after_commit = []
             store._wakes = {}
-            store._pending = []
-            store._control(self.begin)  # BEGIN and the lock in one round trip, before anything is read
+            if self.begin is None:  # write(): BEGIN and the shared lock go with the first statement
+                store._pending = list(store._begin_write)
+            else:
+                store._pending = []
+                store._control(self.begin)  # BEGIN and the lock in one round trip, before anything is read
             store._in_transaction = True
         except BaseException:
             try:
@@ -659,7 +666,10 @@ class _Transaction:
                     raise store.failed(exc) from exc
                 return
             try:
-                store.run("COMMIT", prepare=False)  # with the statements run later, in one round trip
+                if store._pending == store._begin_write:  # nothing ran: nothing to begin or commit
+                    store._pending = []
+                else:
+                    store.run("COMMIT", prepare=False)  # with the statements run later, in one round trip
                 store._in_transaction = False
             except BaseException:
                 store._rollback()
