@@ -313,6 +313,13 @@ class Store(Protocol):
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (as ``claim``)."""
 
+    def claim_with_queue(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float,
+                         now: float, *, auto_ack: bool = False
+                         ) -> tuple[Optional[QueueRow], Optional[float], Optional[list[MessageRow]]]:
+        """``queue(queue)``, ``next_due(queue)`` and, when the queue exists, has no arguments and nothing is due by
+        ``now``, ``claim`` (``claim_and_delete`` with ``auto_ack``) as one step (basic.get's common case: one
+        statement on PostgreSQL). The claimed rows are None when it did not claim."""
+
     def ack(self, leases: Sequence[Lease]) -> int:
         """Delete messages by (id, token); one whose token changed is left alone. Returns how many."""
 

@@ -496,6 +496,21 @@ class PostgresStore:
         statement = sql.CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else sql.CLAIM_AND_DELETE
         return _in_order(self.run(statement, (queue, limit)).fetchall())
 
+    def claim_with_queue(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float,
+                         now: float, *, auto_ack: bool = False
+                         ) -> tuple[Optional[QueueRow], Optional[float], Optional[list[MessageRow]]]:
+        if auto_ack:
+            rows = self.run(sql.CLAIM_AND_DELETE_WITH_QUEUE, (queue, limit, now)).fetchall()
+        else:
+            rows = self.run(sql.CLAIM_WITH_QUEUE, (owner, token, lease_expires_at, queue, limit, now)).fetchall()
+        first = rows[0]
+        row = None
+        if first[1] is not None:
+            self._counted(first[9])
+            row = QueueRow(*first[1:9])
+        claimed = _in_order([r[11:] for r in rows if r[11] is not None]) if first[0] else None
+        return row, first[10], claimed
+
     def ack(self, leases: Sequence[Lease]) -> int:
         return self.run(sql.ACK, _lease_arrays(leases)).rowcount
 
