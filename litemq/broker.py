@@ -389,12 +389,13 @@ class Channel(Topology):
         self._check_open()
         _check_tag(delivery_tag)
         with self._store.write() as store:
-            leases = self._settle_in(store, delivery_tag, multiple, how)
+            leases = self._settle_in(store, delivery_tag, multiple, how, last=True)
             self._refill(store, leases, claim=how == "ack")
 
     def _settle_in(self, store: Store, delivery_tag: int, multiple: bool, how: str, *,
-                   all_or_nothing: bool = False) -> list[Held]:
-        """Settle deliveries as ``how`` says; the leases settled."""
+                   all_or_nothing: bool = False, last: bool = False) -> list[Held]:
+        """Settle deliveries as ``how`` says; the leases settled. ``last``: nothing else writes in the transaction
+        but refills of consumers' room."""
         if multiple and delivery_tag == 0:  # everything outstanding, if anything is (RabbitMQ's rule)
             tags = list(self._unacked)
             if not tags:
@@ -419,6 +420,8 @@ class Channel(Topology):
             dropped = store.drop(pairs)
             queue_rules.dead_letter_taken(self._session, store, dropped, "rejected", clock())
             done = len(dropped)
+        elif last and all(lease.consumer is None for lease in leases):  # nothing to refill: the last write
+            done = store.ack_last(pairs)
         else:
             done = store.ack(pairs)
         if done < len(pairs):

@@ -323,6 +323,10 @@ class Store(Protocol):
     def ack(self, leases: Sequence[Lease]) -> int:
         """Delete messages by (id, token); one whose token changed is left alone. Returns how many."""
 
+    def ack_last(self, leases: Sequence[Lease]) -> int:
+        """``ack`` as the transaction's last write: the engine may commit with it (PostgreSQL: BEGIN, lock, DELETE
+        and COMMIT in one round trip). Reads may follow it (then outside the transaction), writes may not."""
+
     def drop(self, leases: Sequence[Lease]) -> list[StoredMessage]:
         """Delete leased messages by (id, token), returning them (for dead-lettering)."""
 

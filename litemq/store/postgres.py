@@ -514,6 +514,22 @@ class PostgresStore:
     def ack(self, leases: Sequence[Lease]) -> int:
         return self.run(sql.ACK, _lease_arrays(leases)).rowcount
 
+    def ack_last(self, leases: Sequence[Lease]) -> int:
+        if not self._in_transaction:
+            return self.ack(leases)
+        # The DELETE is token-fenced and runs after the lock in the server's order: nothing is read to decide.
+        pending, self._pending = self._pending, []
+        try:
+            with self._conn.pipeline():
+                for text, args, prepared in pending:
+                    self._cur.execute(text, args, binary=True, prepare=prepared)
+                self._cur.execute(sql.ACK, _lease_arrays(leases), binary=True)
+                self._controls.execute("COMMIT", prepare=False)
+        except psycopg.Error as exc:
+            raise self.failed(exc) from exc
+        self._in_transaction = False  # committed: what the block reads next runs on its own
+        return self._cur.rowcount
+
     def drop(self, leases: Sequence[Lease]) -> list[StoredMessage]:
         return _taken_out(self.run(sql.DROP, _lease_arrays(leases)).fetchall())
 
@@ -683,7 +699,7 @@ class _Transaction:
             try:
                 if store._pending == store._begin_write:  # nothing ran: nothing to begin or commit
                     store._pending = []
-                else:
+                elif store._in_transaction:  # (ack_last may have committed it)
                     store.run("COMMIT", prepare=False)  # with the statements run later, in one round trip
                 store._in_transaction = False
             except BaseException:

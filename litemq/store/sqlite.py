@@ -252,6 +252,10 @@ class SQLiteStore(SQLiteConnection):
             return None, self.arrival_due()
         return (row[0], row[1], row[2], row[3]), _earliest(row[4:])
 
+    def ack_last(self, leases: Sequence[Lease]) -> int:
+        """``ack``: the transaction commits when its block ends."""
+        return self.ack(leases)
+
     def drop(self, leases: Sequence[Lease]) -> list[StoredMessage]:
         """Delete leased messages by (id, token), returning them (for dead-lettering)."""
         taken = []
