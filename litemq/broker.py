@@ -157,33 +157,38 @@ class Channel(Topology):
         check_seconds("lease_seconds", lease_seconds, positive=True)
         for attempt in range(2):
             with self._store.write() as store:
-                row = self._queue(store, queue)
                 now = clock()
-                due = store.next_due(queue)
-                if due is not None and due <= now:
-                    # Expired leases first: a message whose TTL ran out meanwhile then expires with the rest.
-                    returned = store.return_expired(queue, now)
-                    queue_rules.returned(self._session, store, returned, now)
-                    if queue_rules.settle_due(self._session, store, now) or returned:
-                        again = self._session.live_queue(store, queue)  # what fell due may have changed or gone
-                        if again is None:
-                            gone = QueueNotFound(f"queue {queue!r} not found in {self.path}")
-                            store.after_commit(lambda: _raise(gone))  # after the commit that deleted it
-                            return None
-                        row = again
-                policy = queue_policy(row.arguments)
-                queue_rules.queue_used(store, queue, policy, now)
-                ready = row.ready_count
-                if auto_ack:
-                    rows = store.claim_and_delete(queue, 1)
-                    token = 0
-                else:
-                    token = next(self._session.lease_tokens)
-                    rows = store.claim(queue, 1, self._owner, token, now + self._lease_seconds(row, queue, lease_seconds))
+                token = 0 if auto_ack else next(self._session.lease_tokens)
+                # Read and claimed in one step where the queue has no arguments (which may set the lease) and
+                # nothing is due (which settles first): then the claim's lease is the channel's.
+                default_lease = self._session.lease_seconds if lease_seconds is None else float(lease_seconds)
+                found, due, rows = store.claim_with_queue(queue, 1, self._owner, token, now + default_lease, now,
+                                                          auto_ack=auto_ack)
+                row = self._usable(found, queue)
+                policy = queue_policy(None)
+                if rows is None:
+                    if due is not None and due <= now:
+                        # Expired leases first: a message whose TTL ran out meanwhile then expires with the rest.
+                        returned = store.return_expired(queue, now)
+                        queue_rules.returned(self._session, store, returned, now)
+                        if queue_rules.settle_due(self._session, store, now) or returned:
+                            again = self._session.live_queue(store, queue)  # what fell due may have changed or gone
+                            if again is None:
+                                gone = QueueNotFound(f"queue {queue!r} not found in {self.path}")
+                                store.after_commit(lambda: _raise(gone))  # after the commit that deleted it
+                                return None
+                            row = again
+                    policy = queue_policy(row.arguments)
+                    queue_rules.queue_used(store, queue, policy, now)
+                    if auto_ack:
+                        rows = store.claim_and_delete(queue, 1)
+                    else:
+                        rows = store.claim(queue, 1, self._owner, token,
+                                           now + self._lease_seconds(row, queue, lease_seconds))
                 if rows:
                     held = None if auto_ack else self._hold(rows[0], queue, token, None, lease_seconds or 0, now,
                                                             row)
-                    return self._deliver(rows[0], queue, held, None, policy, message_count=ready - 1)
+                    return self._deliver(rows[0], queue, held, None, policy, message_count=row.ready_count - 1)
             # Empty: a dead connection may be holding messages; look (at most every SWEEP_SECONDS) and retry once.
             if attempt or not self._session.sweep():
                 return None
@@ -384,12 +389,13 @@ class Channel(Topology):
         self._check_open()
         _check_tag(delivery_tag)
         with self._store.write() as store:
-            leases = self._settle_in(store, delivery_tag, multiple, how)
+            leases = self._settle_in(store, delivery_tag, multiple, how, last=True)
             self._refill(store, leases, claim=how == "ack")
 
     def _settle_in(self, store: Store, delivery_tag: int, multiple: bool, how: str, *,
-                   all_or_nothing: bool = False) -> list[Held]:
-        """Settle deliveries as ``how`` says; the leases settled."""
+                   all_or_nothing: bool = False, last: bool = False) -> list[Held]:
+        """Settle deliveries as ``how`` says; the leases settled. ``last``: nothing else writes in the transaction
+        but refills of consumers' room."""
         if multiple and delivery_tag == 0:  # everything outstanding, if anything is (RabbitMQ's rule)
             tags = list(self._unacked)
             if not tags:
@@ -414,6 +420,8 @@ class Channel(Topology):
             dropped = store.drop(pairs)
             queue_rules.dead_letter_taken(self._session, store, dropped, "rejected", clock())
             done = len(dropped)
+        elif last and all(lease.consumer is None for lease in leases):  # nothing to refill: the last write
+            done = store.ack_last(pairs)
         else:
             done = store.ack(pairs)
         if done < len(pairs):

@@ -200,7 +200,10 @@ class Session:
 
     def live_queue(self, store: Store, queue: str) -> Optional[QueueRow]:
         """The queue, or None when it is gone. Raises OwnerDied when it is exclusive to a dead connection."""
-        row = store.queue(queue)
+        return self.owner_alive(store.queue(queue))
+
+    def owner_alive(self, row: Optional[QueueRow]) -> Optional[QueueRow]:
+        """The queue's row as read. Raises OwnerDied when it is exclusive to a dead connection."""
         if (row is not None and row.exclusive and row.owner_connection != self.connection_id
                 and row.owner_connection is not None and self.liveness.is_dead(row.owner_connection)):
             raise OwnerDied(row.owner_connection)

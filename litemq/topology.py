@@ -281,7 +281,11 @@ class Topology:
         return found.type, queues
 
     def _queue(self, store: Store, queue: str, check_exclusive: bool = True) -> QueueRow:
-        row = self._session.live_queue(store, queue)
+        return self._usable(store.queue(queue), queue, check_exclusive)
+
+    def _usable(self, row: Optional[QueueRow], queue: str, check_exclusive: bool = True) -> QueueRow:
+        """The queue's row as read, unless it is missing, exclusive to a dead connection or to another one."""
+        row = self._session.owner_alive(row)
         if row is None:
             raise QueueNotFound(f"queue {queue!r} not found in {self.path}")
         if check_exclusive:

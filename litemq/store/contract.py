@@ -163,8 +163,8 @@ class Store(Protocol):
     def write(self) -> Transaction:
         """A write transaction that may run beside other ``write()`` transactions of other connections (on SQLite,
         nothing runs beside a writer anyway): for the verbs that are safe so (publishing, claiming, settling
-        with a token, renewing, returning expired leases, taking due and expired messages). It waits for any
-        ``write_exclusive()`` to end."""
+        with a token, renewing, returning expired leases, taking due and expired messages). Its statements wait for
+        any ``write_exclusive()`` to end (entering the block may not: PostgreSQL begins with the first statement)."""
 
     def write_exclusive(self) -> Transaction:
         """A write transaction that no other write transaction runs beside: for declaring, deleting, binding,
@@ -313,8 +313,19 @@ class Store(Protocol):
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (as ``claim``)."""
 
+    def claim_with_queue(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float,
+                         now: float, *, auto_ack: bool = False
+                         ) -> tuple[Optional[QueueRow], Optional[float], Optional[list[MessageRow]]]:
+        """``queue(queue)``, ``next_due(queue)`` and, when the queue exists, has no arguments and nothing is due by
+        ``now``, ``claim`` (``claim_and_delete`` with ``auto_ack``) as one step (basic.get's common case: one
+        statement on PostgreSQL). The claimed rows are None when it did not claim."""
+
     def ack(self, leases: Sequence[Lease]) -> int:
         """Delete messages by (id, token); one whose token changed is left alone. Returns how many."""
+
+    def ack_last(self, leases: Sequence[Lease]) -> int:
+        """``ack`` as the transaction's last write: the engine may commit with it (PostgreSQL: BEGIN, lock, DELETE
+        and COMMIT in one round trip). Reads may follow it (then outside the transaction), writes may not."""
 
     def drop(self, leases: Sequence[Lease]) -> list[StoredMessage]:
         """Delete leased messages by (id, token), returning them (for dead-lettering)."""

@@ -7,7 +7,9 @@ PgBouncer in transaction mode); both are removed before the URL goes to libpq, w
 Transactions. PostgreSQL runs writers side by side (READ COMMITTED). ``write()`` holds a shared transaction-level
 advisory lock on the schema and ``write_exclusive()`` the same lock exclusively: declaring, deleting, binding,
 consumers coming and going and reaping run alone, as on SQLite, while publishes, claims and acks run together.
-BEGIN and the lock go in one round trip. ``lock_queue`` takes a transaction-level lock keyed by the queue (a length
+A write's BEGIN and lock go with its first statement
+(one round trip; the server runs them in order, so that statement's snapshot comes after the lock), an exclusive
+one's before anything else. ``lock_queue`` takes a transaction-level lock keyed by the queue (a length
 limit counts before it stores). ``read()`` is REPEATABLE READ: one snapshot for several reads.
 
 Claims are one statement: a materialised CTE picks the queue's next ready rows from the ready index in delivery
@@ -115,7 +117,9 @@ class PostgresStore:
         self._write_key = lock_key(self.schema, "write")
         self._fold_key = lock_key(self.schema, "fold")
         self._channel = channel(self.schema)
-        self._begin_write = "BEGIN; " + sql.LOCK_SHARED.format(key=self._write_key)
+        # write() sends its BEGIN and lock with its first statement (a pipeline): the server runs them in order, so
+        # the lock is granted before that statement takes its snapshot (READ COMMITTED: one per statement).
+        self._begin_write = [("BEGIN", (), False), (sql.LOCK_SHARED.format(key=self._write_key), (), False)]
         self._begin_exclusive = "BEGIN; " + sql.LOCK_EXCLUSIVE.format(key=self._write_key)
         self._in_transaction = False
         self._pending: list[tuple[str, Sequence[Any], Optional[bool]]] = []  # sent with the next statement or the COMMIT
@@ -227,7 +231,7 @@ class PostgresStore:
 
     # --- transactions
     def write(self) -> "_Transaction":
-        return _Transaction(self, self._begin_write, True)
+        return _Transaction(self, None, True)
 
     def write_exclusive(self) -> "_Transaction":
         return _Transaction(self, self._begin_exclusive, True)
@@ -330,7 +334,7 @@ class PostgresStore:
         self._fold_wanted = False
         if self.run(sql.ANY_DELTAS).fetchone() is None:
             return
-        begin = f"BEGIN; SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'; " + self._begin_write[len("BEGIN; "):]
+        begin = f"BEGIN; SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'; " + sql.LOCK_SHARED.format(key=self._write_key)
         try:
             with _Transaction(self, begin, False):
                 if self.one(sql.TRY_LOCK, (self._fold_key,))[0]:
@@ -492,8 +496,39 @@ class PostgresStore:
         statement = sql.CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else sql.CLAIM_AND_DELETE
         return _in_order(self.run(statement, (queue, limit)).fetchall())
 
+    def claim_with_queue(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float,
+                         now: float, *, auto_ack: bool = False
+                         ) -> tuple[Optional[QueueRow], Optional[float], Optional[list[MessageRow]]]:
+        if auto_ack:
+            rows = self.run(sql.CLAIM_AND_DELETE_WITH_QUEUE, (queue, limit, now)).fetchall()
+        else:
+            rows = self.run(sql.CLAIM_WITH_QUEUE, (owner, token, lease_expires_at, queue, limit, now)).fetchall()
+        first = rows[0]
+        row = None
+        if first[1] is not None:
+            self._counted(first[9])
+            row = QueueRow(*first[1:9])
+        claimed = _in_order([r[11:] for r in rows if r[11] is not None]) if first[0] else None
+        return row, first[10], claimed
+
     def ack(self, leases: Sequence[Lease]) -> int:
         return self.run(sql.ACK, _lease_arrays(leases)).rowcount
+
+    def ack_last(self, leases: Sequence[Lease]) -> int:
+        if not self._in_transaction:
+            return self.ack(leases)
+        # The DELETE is token-fenced and runs after the lock in the server's order: nothing is read to decide.
+        pending, self._pending = self._pending, []
+        try:
+            with self._conn.pipeline():
+                for text, args, prepared in pending:
+                    self._cur.execute(text, args, binary=True, prepare=prepared)
+                self._cur.execute(sql.ACK, _lease_arrays(leases), binary=True)
+                self._controls.execute("COMMIT", prepare=False)
+        except psycopg.Error as exc:
+            raise self.failed(exc) from exc
+        self._in_transaction = False  # committed: what the block reads next runs on its own
+        return self._cur.rowcount
 
     def drop(self, leases: Sequence[Lease]) -> list[StoredMessage]:
         return _taken_out(self.run(sql.DROP, _lease_arrays(leases)).fetchall())
@@ -627,7 +662,7 @@ class _Transaction:
 
     __slots__ = ("store", "begin", "writes")
 
-    def __init__(self, store: PostgresStore, begin: str, writes: bool) -> None:
+    def __init__(self, store: PostgresStore, begin: Optional[str], writes: bool) -> None:
         self.store = store
         self.begin = begin
         self.writes = writes
@@ -639,8 +674,11 @@ class _Transaction:
         try:
             store._after_commit = []
             store._wakes = {}
-            store._pending = []
-            store._control(self.begin)  # BEGIN and the lock in one round trip, before anything is read
+            if self.begin is None:  # write(): BEGIN and the shared lock go with the first statement
+                store._pending = list(store._begin_write)
+            else:
+                store._pending = []
+                store._control(self.begin)  # BEGIN and the lock in one round trip, before anything is read
             store._in_transaction = True
         except BaseException:
             try:
@@ -659,7 +697,10 @@ class _Transaction:
                     raise store.failed(exc) from exc
                 return
             try:
-                store.run("COMMIT", prepare=False)  # with the statements run later, in one round trip
+                if store._pending == store._begin_write:  # nothing ran: nothing to begin or commit
+                    store._pending = []
+                elif store._in_transaction:  # (ack_last may have committed it)
+                    store.run("COMMIT", prepare=False)  # with the statements run later, in one round trip
                 store._in_transaction = False
             except BaseException:
                 store._rollback()

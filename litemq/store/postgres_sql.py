@@ -120,6 +120,25 @@ CLAIM = _claim("$4", "$5", _LEASE, "delivery_count", False)
 CLAIM_AS_DEFAULT_CONSUMER = _claim("$4", "$5", _LEASE, "delivery_count", True)
 CLAIM_AND_DELETE = _claim("$1", "$2", _TAKE, "delivery_count + 1", False)
 CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER = _claim("$1", "$2", _TAKE, "delivery_count + 1", True)
+# basic.get's common case: the queue, when it is due, and a claim unless it has arguments or something is due.
+_CLAIMABLE = ("EXISTS (SELECT 1 FROM queue_row WHERE arguments IS NULL) "
+              "AND NOT EXISTS (SELECT 1 FROM due WHERE at <= {now})")
+
+
+def _claim_with_queue(queue: str, limit: str, now: str, action: str, count: str) -> str:
+    claimable = _CLAIMABLE.format(now=now)
+    return ("WITH queue_row(durable, exclusive, auto_delete, arguments, owner_connection, ready_count, ready_bytes, "
+            f"created_at, deltas) AS ({SELECT_QUEUE.replace('$1', queue)}), "
+            f"due(at) AS (SELECT least(a, b, c, d) FROM ({SELECT_DUE.replace('$1', queue)}) AS t(a, b, c, d)), "
+            + _CHOSEN.format(where=f"{_READY.format(queue=queue)} AND {claimable}", order=_IN_ORDER,
+                             limit=limit)[len("WITH "):]
+            + f", taken AS ({action}{_DELIVERED.format(count=count)}) "
+            f"SELECT {claimable}, queue_row.*, due.at, taken.* FROM due LEFT JOIN queue_row ON true "
+            "LEFT JOIN taken ON true")
+
+
+CLAIM_WITH_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count")
+CLAIM_AND_DELETE_WITH_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, "delivery_count + 1")
 TAKE_HEAD = _CHOSEN.format(where=_READY.format(queue="$1"), order=_IN_ORDER, limit="$2") + _TAKE + lite._TAKEN
 TAKE_EXPIRED = (_CHOSEN.format(where="expires_at <= $1 AND lease_token IS NULL", order="expires_at", limit="$2")
                 + _TAKE + lite._TAKEN)

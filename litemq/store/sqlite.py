@@ -252,6 +252,10 @@ class SQLiteStore(SQLiteConnection):
             return None, self.arrival_due()
         return (row[0], row[1], row[2], row[3]), _earliest(row[4:])
 
+    def ack_last(self, leases: Sequence[Lease]) -> int:
+        """``ack``: the transaction commits when its block ends."""
+        return self.ack(leases)
+
     def drop(self, leases: Sequence[Lease]) -> list[StoredMessage]:
         """Delete leased messages by (id, token), returning them (for dead-lettering)."""
         taken = []
@@ -285,6 +289,17 @@ class SQLiteStore(SQLiteConnection):
         statement = CLAIM_AS_DEFAULT_CONSUMER if default_consumer else CLAIM
         rows = self._db.execute(statement, (owner, token, lease_expires_at, queue, limit)).fetchall()
         return self._taken(rows)
+
+    def claim_with_queue(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float,
+                         now: float, *, auto_ack: bool = False
+                         ) -> tuple[Optional[QueueRow], Optional[float], Optional[list[MessageRow]]]:
+        """The queue, when it is due, and a claim when it exists, has no arguments and nothing is due."""
+        row, due = self.queue(queue), self.next_due(queue)
+        if row is None or row.arguments is not None or (due is not None and due <= now):
+            return row, due, None
+        if auto_ack:
+            return row, due, self.claim_and_delete(queue, limit)
+        return row, due, self.claim(queue, limit, owner, token, lease_expires_at)
 
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (``default_consumer``: as
