@@ -336,7 +336,9 @@ HAND = {
                    "WHERE lease_token IS NOT NULL",
     "move to other": "UPDATE litemq_messages SET queue = :other WHERE id = (SELECT max(id) FROM litemq_messages "
                      "WHERE queue = :q)",
+    # A body put back in its row takes its out-of-row copy with it, as a careful hand edit does.
     "resize": "UPDATE litemq_messages SET body = zeroblob(7) WHERE id = (SELECT min(id) FROM litemq_messages "
+              "WHERE queue = :q); DELETE FROM litemq_bodies WHERE id = (SELECT min(id) FROM litemq_messages "
               "WHERE queue = :q)",
     "resize large": "UPDATE litemq_bodies SET body = zeroblob(3500) WHERE id = (SELECT min(id) FROM litemq_bodies)",
     "delay one": "UPDATE litemq_messages SET visible_at = 1767225601.0 WHERE id = (SELECT max(id) "
@@ -473,3 +475,21 @@ def test_db_check_json_names_the_queues_whose_counters_are_off(conn, db_path, ca
     assert code == 1
     assert json.loads(out) == {"integrity": ["ok"], "counters": [
         {"queue": "jobs", "ready_count": 3, "ready_bytes": 6, "rows_count": 2, "rows_bytes": 6}]}
+
+
+def test_a_body_row_left_behind_by_a_hand_edit_never_makes_a_publish_fail(conn, db_path):
+    conn.declare_queue("q")
+    conn.publish("", "q", LARGE)
+    db = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        # The body put back in its row by hand, its out-of-row copy forgotten; then the message deleted, so SQLite
+        # gives its id to the next message.
+        db.execute("UPDATE litemq_messages SET body = X'6869' WHERE queue = 'q'")
+        db.execute("DELETE FROM litemq_messages WHERE queue = 'q'")
+        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone()[0] == 1
+    finally:
+        db.close()
+    conn.publish("", "q", LARGE[::-1])
+    delivery = conn.get("q", auto_ack=True)
+    assert delivery is not None and delivery.body == LARGE[::-1]
+    assert conn.declare_queue("q", passive=True).message_count == 0

@@ -70,7 +70,9 @@ SELECT_ARRIVAL_DEADLINES = f"SELECT {_DELAYED_DUE}, {_QUEUE_EXPIRY}"
 _OUT_OF_ROW = "(SELECT {} FROM litemq_bodies b WHERE b.id = litemq_messages.id)"
 BODY = f"coalesce(body, {_OUT_OF_ROW.format('b.body')})"
 BODY_BYTES = f"coalesce(length(body), {_OUT_OF_ROW.format('length(b.body)')})"
-INSERT_BODY = "INSERT INTO litemq_bodies (id, body) VALUES (?, ?)"
+# OR REPLACE: a body row that a hand edit left behind (its message's body then set in the row, the message since
+# deleted) must not make a publish fail when SQLite gives its id to a new message.
+INSERT_BODY = "INSERT OR REPLACE INTO litemq_bodies (id, body) VALUES (?, ?)"
 INSERT_MESSAGE = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at, "
                   "priority, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
 # A batch goes in as a few multi-row INSERTs of 256, 128, ... 1 rows (binding row by row costs twice as much),
