@@ -25,10 +25,10 @@ BATCH = 100
 TOPIC_BINDINGS = 1000
 FILL_CHUNK = 10000
 IDLE_SECONDS = 0.1
+"""A consumer of i stops when nothing came for this long (not counted: its clock stops at its last message)."""
 DRAIN_FLOOR = 20
 """i drains its whole queue, with no time budget: its processes get n / this many seconds more to do it (the
 slowest PostgreSQL peer drains at tens of messages a second)."""
-"""A consumer of i stops when nothing came for this long (not counted: its clock stops at its last message)."""
 
 Result = dict[str, Any]
 
