@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Callable, Coroutine, Optional
 
 from .systems import QUEUE, Client, Message, Receiver, _module_present, _version
 from .systems_postgres import PostgresSystem, drop_schemas, new_schema_name
@@ -31,8 +31,9 @@ Deliver = Callable[[Any], None]
 FILL_BATCH = 10000
 PATIENCE_SECONDS = 60.0
 WARM_SECONDS = 1.0
-POOL = {"min_size": 1, "max_size": 4}
-"""procrastinate's connection pool (psycopg_pool's default opens 4 connections at once; the server is shared)."""
+POOL_MAX = 4
+"""procrastinate's connection pool: from 1 connection up to this (psycopg_pool's default opens 4 at once, and the
+server is shared)."""
 
 
 def search_path(cfg: dict[str, Any]) -> str:
@@ -43,8 +44,8 @@ class WorkerReceiver(Receiver):
     """A job queue's worker seen as a consumer (see the module's docstring). ``run(deliver)`` is the worker's
     coroutine, ``stop(task)`` asks it to stop."""
 
-    def __init__(self, run: Callable[[Deliver], Awaitable[None]], stop: Callable[["asyncio.Task[None]"], None],
-                 queued: Callable[[], int]) -> None:
+    def __init__(self, run: Callable[[Deliver], Coroutine[Any, Any, None]],
+                 stop: Callable[["asyncio.Task[None]"], None], queued: Callable[[], int]) -> None:
         self.loop = asyncio.new_event_loop()
         self.run, self.stop_worker, self.queued = run, stop, queued
         self.inbox: collections.deque[Any] = collections.deque()
@@ -186,11 +187,12 @@ class PgQueuerClient(JobQueueClient):
 
     def publish_batch(self, bodies: list[bytes], exchange: str = "", keys: Optional[list[str]] = None) -> None:
         n = len(bodies)
-        self.queries.enqueue([QUEUE] * n, list(bodies), [0] * n)
+        payloads: list[Optional[bytes]] = list(bodies)
+        self.queries.enqueue([QUEUE] * n, payloads, [0] * n)
 
     def fill(self, bodies: list[bytes], queue: str = QUEUE) -> None:
         for start in range(0, len(bodies), FILL_BATCH):
-            chunk = bodies[start:start + FILL_BATCH]
+            chunk: list[Optional[bytes]] = list(bodies[start:start + FILL_BATCH])
             self.queries.enqueue([queue] * len(chunk), chunk, [0] * len(chunk))
 
     def receiver(self, prefetch: int, queue: str = QUEUE) -> Receiver:
@@ -279,7 +281,7 @@ def procrastinate_app(cfg: dict[str, Any], function: Callable[..., Any]) -> Any:
     import procrastinate
 
     app = procrastinate.App(connector=procrastinate.PsycopgConnector(
-        conninfo=cfg["pg_url"], kwargs={"options": search_path(cfg)}, **POOL))
+        conninfo=cfg["pg_url"], kwargs={"options": search_path(cfg)}, min_size=1, max_size=POOL_MAX))
     app.task(name=QUEUE, queue=QUEUE)(function)
     return app
 
@@ -317,8 +319,10 @@ class ProcrastinateClient(JobQueueClient):
             async with app.open_async():
                 await app.run_worker_async(queues=[queue], concurrency=1, install_signal_handlers=False)
 
-        # cancelling is how its worker is stopped
-        return WorkerReceiver(run, lambda task: task.cancel(), lambda: self.depth(queue))
+        def stop(task: "asyncio.Task[None]") -> None:
+            task.cancel()  # how its worker is stopped: it finishes the jobs it holds
+
+        return WorkerReceiver(run, stop, lambda: self.depth(queue))
 
     def depth(self, queue: str = QUEUE) -> int:
         return self.count("SELECT count(*) FROM procrastinate_jobs WHERE queue_name = %s AND status = 'todo'", queue)

@@ -129,6 +129,9 @@ class System:
         """A fresh, empty store, with the bench queue declared; returns the config clients open."""
         raise NotImplementedError
 
+    def filled(self, cfg: dict[str, Any]) -> None:
+        """After a store was filled for a row, before the row's timed part."""
+
     def drop_store(self, cfg: dict[str, Any]) -> None:
         pass
 

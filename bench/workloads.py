@@ -26,6 +26,9 @@ TOPIC_BINDINGS = 1000
 FILL_CHUNK = 10000
 IDLE_SECONDS = 0.1
 """A consumer of i stops when nothing came for this long (not counted: its clock stops at its last message)."""
+DRAIN_FLOOR = 20
+"""i drains its whole queue, with no time budget: its processes get n / this many seconds more to do it (the
+slowest PostgreSQL peer drains at tens of messages a second)."""
 
 Result = dict[str, Any]
 
@@ -49,6 +52,7 @@ def fresh_store(system: System, spec: dict[str, Any], depth: int = 0) -> Iterato
                 client = system.client(cfg)
                 fill(client, depth, spec["size"])
                 client.close()
+                system.filled(cfg)
         yield cfg
     finally:
         try:
@@ -307,6 +311,9 @@ def spawn(jobs: list[tuple[Callable[..., Result], tuple[Any, ...]]], timeout: fl
     for process, _, receive in started:
         results.append(receive.recv() if receive.poll(timeout) else {"error": "no result in time"})
         process.join(30)
+        if process.is_alive():
+            process.kill()  # it would hold its store open (a PostgreSQL schema could not be dropped)
+            process.join(5)
     failed = [r["error"] for r in results if "error" in r]
     if failed:
         raise RuntimeError("\n".join(failed))
@@ -356,7 +363,7 @@ def consumers(system: System, spec: dict[str, Any], count: int) -> Result:
             timeout = spec["budget"] * 4 + 60
             t_go, results = spawn([(consumer, (system.key, spec["engine"], cfg, None, 1, IDLE_SECONDS, timeout))]
                                   * count,
-                                  timeout + 60)
+                                  timeout + 60 + n / DRAIN_FLOOR)
         seqs = [seq for r in results for seq in r["seqs"]]
         distinct = len(set(seqs))
         if distinct != n:
