@@ -5,7 +5,7 @@ Imported only by migrations, tools and tests: the hot path runs on the stdlib dr
 
 from __future__ import annotations
 
-from sqlalchemy import (Boolean, CheckConstraint, Column, Float, Index, Integer, LargeBinary, MetaData,
+from sqlalchemy import (BigInteger, Boolean, CheckConstraint, Column, Float, Index, Integer, LargeBinary, MetaData,
                         PrimaryKeyConstraint, Table, Text, UniqueConstraint, text)
 
 from . import VERSION_TABLE as VERSION_TABLE
@@ -119,7 +119,8 @@ consumers = Table(
     Column("exclusive", Boolean, nullable=False),
     Column("started_at", Float, nullable=False),
     # A queue delivers to its highest-priority consumers that have room (migration 0008).
-    Column("priority", Integer, nullable=False, server_default=text("0")),
+    # 64-bit, as x-priority is (PostgreSQL's INTEGER is 32).
+    Column("priority", Integer().with_variant(BigInteger(), "postgresql"), nullable=False, server_default=text("0")),
     Column("has_room", Boolean, nullable=False, server_default=text("1")),
     PrimaryKeyConstraint("connection_id", "channel", "consumer_tag"),
     Index(None, "queue"),

@@ -25,7 +25,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("litemq_consumers", sa.Column("priority", sa.Integer(), nullable=False, server_default=sa.text("0")))
+    priority = sa.Integer().with_variant(sa.BigInteger(), "postgresql")  # 64-bit, as x-priority is
+    op.add_column("litemq_consumers", sa.Column("priority", priority, nullable=False, server_default=sa.text("0")))
     room = sa.text("true") if postgresql.on_postgresql() else sa.text("1")
     op.add_column("litemq_consumers", sa.Column("has_room", sa.Boolean(), nullable=False, server_default=room))
     op.create_index("ix_litemq_consumers_ranked", "litemq_consumers", ["queue", "priority", "has_room"],
