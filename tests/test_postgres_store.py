@@ -405,3 +405,30 @@ def test_the_store_its_liveness_and_its_doorbells_are_what_the_contract_says(tmp
     out = subprocess.run([sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(program)],
                          capture_output=True, text=True, cwd=REPO, timeout=300)
     assert [line for line in out.stdout.splitlines() if "conforms.py" in line] == [], out.stdout
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_a_statement_a_signal_handler_interrupted_leaves_the_session_usable(stores: list[Any],
+                                                                            postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+
+    def on_alarm(signum: int, frame: object) -> None:
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        started = time.monotonic()
+        with pytest.raises(Interrupted):
+            with store.write_exclusive():
+                store.run("SELECT pg_sleep(5)")
+        assert time.monotonic() - started < 4  # the sleep was cancelled, not waited out
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    assert store.ready_count("q") == 0

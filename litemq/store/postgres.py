@@ -242,9 +242,21 @@ class PostgresStore:
     def after_commit(self, action: Callable[[], None]) -> None:
         self._after_commit.append(action)
 
+    def _settle_interrupted(self) -> None:
+        """A statement that an exception interrupted on its way (a signal handler that raised in this thread) leaves
+        the session busy, and every later statement would fail: cancel it and read what the server still sends."""
+        if self._conn.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE and not self._conn.broken:
+            try:
+                self._conn.cancel_safe()
+                while self._conn.pgconn.get_result() is not None:
+                    pass
+            except psycopg.Error as exc:
+                raise self.failed(exc) from exc
+
     def _rollback(self) -> None:
         self._in_transaction = False
         self._pending = []
+        self._settle_interrupted()
         if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not self._conn.broken:
             self.rollbacks += 1
             try:
@@ -674,6 +686,7 @@ class _Transaction:
         try:
             store._after_commit = []
             store._wakes = {}
+            store._settle_interrupted()
             if self.begin is None:  # write(): BEGIN and the shared lock go with the first statement
                 store._pending = list(store._begin_write)
             else:
