@@ -84,8 +84,8 @@ def test_bench_on_postgresql_measures_the_psycopg_floor_and_drops_its_schemas(tm
         assert row["ratio"] == 1.0 or (workload, system) == ("e", "floor-100")  # the 1/txn floor is e's base
     assert rows["a", "floor-100"]["status"] == "n/a"
     litemq_rows = [row for (_, system), row in rows.items() if system == "litemq-native"]
-    assert litemq_rows and all(row["status"] in ("ok", "error") and row["note"] for row in litemq_rows)
-    assert done.returncode == (1 if any(row["status"] == "error" for row in report["rows"]) else 0), done.stderr
+    assert litemq_rows and all(row["status"] == "ok" and (row["msgs_per_s"] or row["p50_ms"]) for row in litemq_rows)
+    assert done.returncode == 0, done.stderr
     assert "psycopg" in report["versions"]
     prefix = report["settings"]["pg_schemas"].rstrip("*")
     with psycopg.connect(POSTGRESQL_URL, autocommit=True) as conn:
