@@ -61,6 +61,7 @@ from .contract import (Binding, Consumer, Counts, ExchangeRow, Lease, MessageRow
 from .postgres_keys import channel, lock_key, quoted
 from .postgres_listen import TICK_SECONDS, Doorbell, Poller, Relay, _disown, relay_for, release
 from .postgres_liveness import PostgresLiveness
+from .transaction import Transaction
 
 DEFAULT_SCHEMA = "litemq"
 SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
@@ -656,11 +657,13 @@ def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[int]]:
     return [lease[0] for lease in leases], [lease[1] for lease in leases]
 
 
-class _Transaction:
+class _Transaction(Transaction):
     """``with store.write() as store:``: the store's lock and one transaction, committed when the block ends and
     rolled back when it raises. A class, not a generator: it runs on every operation."""
 
-    __slots__ = ("store", "begin", "writes")
+    __slots__ = ()
+    driver_error = psycopg.Error
+    store: PostgresStore
 
     def __init__(self, store: PostgresStore, begin: Optional[str], writes: bool) -> None:
         self.store = store
@@ -681,10 +684,7 @@ class _Transaction:
                 store._control(self.begin)  # BEGIN and the lock in one round trip, before anything is read
             store._in_transaction = True
         except BaseException:
-            try:
-                store._rollback()
-            finally:
-                store.lock.release()
+            self._abandon()
             raise
         return store
 
@@ -692,9 +692,7 @@ class _Transaction:
         store = self.store
         try:
             if exc is not None:
-                store._rollback()
-                if isinstance(exc, psycopg.Error):
-                    raise store.failed(exc) from exc
+                self._roll_back(exc)
                 return
             try:
                 if store._pending == store._begin_write:  # nothing ran: nothing to begin or commit
@@ -709,13 +707,7 @@ class _Transaction:
                 store.commits += 1
             if store._wakes:
                 store._notify()
-            actions, store._after_commit = store._after_commit, []
-            failure: Optional[BaseException] = None
-            for action in actions:
-                try:
-                    action()
-                except BaseException as error:  # run every action; report the first failure
-                    failure = failure or error
+            failure = self._run_after_commit() if store._after_commit else None
             if store._fold_wanted and self.writes:
                 try:
                     store._fold()
