@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Optional
+from typing import Any, Optional
 
 LEASE_SECONDS = 30.0
 POLL_SECONDS = 0.00025
@@ -104,19 +104,55 @@ class TopicTrie:
                 self._walk(child, key, i + 1, found)
 
 
-class Floor:
-    """One connection to a floor file. ``batch`` = 1 (one message per transaction) or 100."""
+class Routes:
+    """What both floors (this one and bench/floor_postgres.py) keep of their bindings: each exchange's kind, and
+    the queues each topic key routes to, read again whenever ``topic_version`` is set back to -1."""
 
-    def __init__(self, path: str, batch: int = 1, split: bool = False) -> None:
-        self.db = connect(path)
-        self.batch = batch
-        self.split = split
-        self.many: dict[int, str] = {}
-        self.deletes: dict[int, str] = {}
+    KIND = "SELECT kind FROM bindings WHERE exchange = ? LIMIT 1"
+    db: Any
+
+    def __init__(self) -> None:
         self.exchange_kinds: dict[str, str] = {}
         self.tries: dict[str, TopicTrie] = {}
         self.topic_routes: dict[str, dict[str, list[str]]] = {}
         self.topic_version = -1
+
+    def kind(self, exchange: str) -> str:
+        kind = self.exchange_kinds.get(exchange)
+        if kind is None:
+            row = self.db.execute(self.KIND, (exchange,)).fetchone()
+            kind = self.exchange_kinds[exchange] = row[0] if row else "topic"
+        return kind
+
+    def _read_bindings(self) -> tuple[int, list[tuple[str, str, str]]]:
+        """(the routes' version, every (exchange, queue, pattern)), read in one transaction."""
+        raise NotImplementedError
+
+    def _topic_queues(self, exchange: str, key: str) -> list[str]:
+        if self.topic_version < 0:
+            self.topic_routes.clear()
+            self.tries.clear()
+            self.topic_version, bindings = self._read_bindings()
+            for name in {row[0] for row in bindings}:
+                self.tries[name] = TopicTrie([(queue, pattern) for ex, queue, pattern in bindings if ex == name])
+        routes = self.topic_routes.setdefault(exchange, {})
+        queues = routes.get(key)
+        if queues is None:
+            trie = self.tries.get(exchange)
+            queues = routes[key] = trie.match(key) if trie else []
+        return queues
+
+
+class Floor(Routes):
+    """One connection to a floor file. ``batch`` = 1 (one message per transaction) or 100."""
+
+    def __init__(self, path: str, batch: int = 1, split: bool = False) -> None:
+        super().__init__()
+        self.db: sqlite3.Connection = connect(path)
+        self.batch = batch
+        self.split = split
+        self.many: dict[int, str] = {}
+        self.deletes: dict[int, str] = {}
 
     def close(self) -> None:
         self.db.close()
@@ -130,13 +166,6 @@ class Floor:
                        [(exchange, kind, queue, pattern) for queue, pattern in rows])
         db.execute("UPDATE routes SET version = version + 1")
         db.execute("COMMIT")
-
-    def kind(self, exchange: str) -> str:
-        kind = self.exchange_kinds.get(exchange)
-        if kind is None:
-            row = self.db.execute("SELECT kind FROM bindings WHERE exchange = ? LIMIT 1", (exchange,)).fetchone()
-            kind = self.exchange_kinds[exchange] = row[0] if row else "topic"
-        return kind
 
     # --- publishing
     def publish(self, queue: str, body: bytes) -> None:
@@ -200,23 +229,13 @@ class Floor:
             db.execute("COMMIT")
             return
 
-    def _topic_queues(self, exchange: str, key: str) -> list[str]:
-        if self.topic_version < 0:
-            self.topic_routes.clear()
-            self.tries.clear()
-            db = self.db
-            db.execute("BEGIN")
-            self.topic_version = db.execute("SELECT version FROM routes").fetchone()[0]
-            bindings = db.execute("SELECT exchange, queue, pattern FROM bindings").fetchall()
-            db.execute("COMMIT")
-            for name in {row[0] for row in bindings}:
-                self.tries[name] = TopicTrie([(queue, pattern) for ex, queue, pattern in bindings if ex == name])
-        routes = self.topic_routes.setdefault(exchange, {})
-        queues = routes.get(key)
-        if queues is None:
-            trie = self.tries.get(exchange)
-            queues = routes[key] = trie.match(key) if trie else []
-        return queues
+    def _read_bindings(self) -> tuple[int, list[tuple[str, str, str]]]:
+        db = self.db
+        db.execute("BEGIN")
+        version = db.execute("SELECT version FROM routes").fetchone()[0]
+        bindings = db.execute("SELECT exchange, queue, pattern FROM bindings").fetchall()
+        db.execute("COMMIT")
+        return version, bindings
 
     def fill(self, queue: str, bodies: list[bytes]) -> None:
         db = self.db

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from typing import Any, Optional
 
-from .floor import LEASE_SECONDS, TopicTrie
+from .floor import LEASE_SECONDS, FloorReceiver, Routes
 
 SCHEMA = (
     "CREATE TABLE messages (id bigserial PRIMARY KEY, queue text NOT NULL, body bytea NOT NULL, "
@@ -69,19 +69,18 @@ def create(url: str, schema: str) -> None:
                 conn.execute(statement)
 
 
-class PgFloor:
+class PgFloor(Routes):
     """One connection to a floor schema. ``batch`` = 1 (one message per transaction) or 100; ``notify``: wake
     consumers in other processes on each publish."""
 
+    KIND = "SELECT kind FROM bindings WHERE exchange = %s LIMIT 1"
+
     def __init__(self, url: str, schema: str, batch: int = 1, notify: bool = False) -> None:
+        super().__init__()
         self.db = connect(url, schema)
         self.channel = schema  # channels are per database: the schema's name keeps runs apart
         self.batch = batch
         self.notify = notify
-        self.exchange_kinds: dict[str, str] = {}
-        self.tries: dict[str, TopicTrie] = {}
-        self.topic_routes: dict[str, dict[str, list[str]]] = {}
-        self.topic_version = -1
 
     def close(self) -> None:
         self.db.close()
@@ -93,13 +92,6 @@ class PgFloor:
                 cursor.executemany("INSERT INTO bindings (exchange, kind, queue, pattern) VALUES (%s, %s, %s, %s)",
                                    [(exchange, kind, queue, pattern) for queue, pattern in rows])
             self.db.execute("UPDATE routes SET version = version + 1")
-
-    def kind(self, exchange: str) -> str:
-        kind = self.exchange_kinds.get(exchange)
-        if kind is None:
-            row = self.db.execute("SELECT kind FROM bindings WHERE exchange = %s LIMIT 1", (exchange,)).fetchone()
-            kind = self.exchange_kinds[exchange] = row[0] if row else "topic"
-        return kind
 
     # --- publishing
     def publish(self, queue: str, body: bytes) -> None:
@@ -154,21 +146,11 @@ class PgFloor:
             self.topic_version = -1
             self._topic_queues(exchange, keys[0])
 
-    def _topic_queues(self, exchange: str, key: str) -> list[str]:
-        if self.topic_version < 0:
-            self.topic_routes.clear()
-            self.tries.clear()
-            with self.db.transaction():
-                self.topic_version = self.db.execute("SELECT version FROM routes").fetchone()[0]
-                bindings = self.db.execute("SELECT exchange, queue, pattern FROM bindings").fetchall()
-            for name in {row[0] for row in bindings}:
-                self.tries[name] = TopicTrie([(queue, pattern) for ex, queue, pattern in bindings if ex == name])
-        routes = self.topic_routes.setdefault(exchange, {})
-        queues = routes.get(key)
-        if queues is None:
-            trie = self.tries.get(exchange)
-            queues = routes[key] = trie.match(key) if trie else []
-        return queues
+    def _read_bindings(self) -> tuple[int, list[tuple[str, str, str]]]:
+        with self.db.transaction():
+            version = self.db.execute("SELECT version FROM routes").fetchone()[0]
+            bindings = self.db.execute("SELECT exchange, queue, pattern FROM bindings").fetchall()
+        return version, bindings
 
     def fill(self, queue: str, bodies: list[bytes]) -> None:
         with self.db.cursor() as cursor, cursor.copy("COPY messages (queue, body) FROM STDIN") as copy:
@@ -202,17 +184,15 @@ class PgFloor:
             pass
 
 
-class PgFloorReceiver:
-    """A consumer on the floor: claims ``prefetch`` at a time; acks one per transaction, or 100 per transaction
-    (``batch`` 100: flushed when 100 are pending and before the next claim). LISTENs from the start, so a
-    notification sent between an empty claim and the wait is not missed (psycopg keeps it for the next wait)."""
+class PgFloorReceiver(FloorReceiver):
+    """The SQLite floor's consumer (its acks and batches) on the psycopg floor; it waits for a notification, not
+    a data_version change. LISTENs from the start, so a notification sent between an empty claim and the wait is
+    not missed (psycopg keeps it for the next wait)."""
+
+    floor: PgFloor  # type: ignore[assignment]
 
     def __init__(self, floor: PgFloor, queue: str, prefetch: int) -> None:
-        self.floor = floor
-        self.queue = queue
-        self.prefetch = max(1, prefetch)
-        self.buffer: list[tuple[int, bytes]] = []
-        self.pending: list[int] = []
+        super().__init__(floor, queue, prefetch)  # type: ignore[arg-type]
         floor.listen()
 
     def next(self, timeout: float) -> Optional[tuple[bytes, int]]:
@@ -233,22 +213,3 @@ class PgFloorReceiver:
                 self.floor.wait(deadline - now)
         message_id, data = self.buffer.pop()
         return data, message_id
-
-    def ack(self, message_id: int) -> None:
-        if self.floor.batch == 1:
-            self.floor.ack(message_id)
-            return
-        self.pending.append(message_id)
-        if len(self.pending) >= self.floor.batch:
-            self.flush()
-
-    def stop(self) -> list[tuple[bytes, int]]:
-        return []  # nothing arrives once next() has returned None
-
-    def flush(self) -> None:
-        if self.pending:
-            self.floor.ack_many(self.pending)
-            self.pending = []
-
-    def close(self) -> None:
-        self.flush()

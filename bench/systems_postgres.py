@@ -13,7 +13,7 @@ import uuid
 from typing import Any, Optional
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .systems import QUEUE, Client, LitemqClient, Message, PikaClient, Receiver, System, _version
+from .systems import QUEUE, Client, FloorClient, LitemqClient, PikaClient, System, _version
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 CROSS_PROCESS = ("e", "e-lat", "i-1", "i-4")
@@ -108,46 +108,15 @@ class PostgresSystem(System):
 # The floor: raw psycopg
 # =============================================================================================================
 
-class PgFloorClient(Client):
+class PgFloorClient(FloorClient):
+    """The SQLite floor's client on the psycopg floor, whose verbs are the same."""
+
     def __init__(self, cfg: dict[str, Any], batch: int) -> None:
         from . import floor_postgres
 
-        self.floor = floor_postgres.PgFloor(cfg["pg_url"], cfg["schema"], batch, notify=cfg.get("notify", False))
-        self.receiver_class: Any = floor_postgres.PgFloorReceiver  # duck-typed, as bench/floor.py's
-
-    def declare_exchange(self, exchange: str, kind: str, bindings: list[tuple[str, str]]) -> None:
-        self.floor.bind_many(exchange, kind, bindings)
-
-    def publish(self, body: bytes, exchange: str = "", key: str = QUEUE) -> None:
-        if exchange:
-            self.floor.publish_to(exchange, key, body)
-        else:
-            self.floor.publish(key, body)
-
-    def publish_batch(self, bodies: list[bytes], exchange: str = "", keys: Optional[list[str]] = None) -> None:
-        if exchange:
-            self.floor.publish_to_many(exchange, keys or [""] * len(bodies), bodies)
-        else:
-            self.floor.publish_many(QUEUE, bodies)
-
-    def fill(self, bodies: list[bytes], queue: str = QUEUE) -> None:
-        self.floor.fill(queue, bodies)
-
-    def get(self, queue: str = QUEUE) -> Optional[Message]:
-        rows = self.floor.claim(queue)
-        return (rows[0][1], rows[0][0]) if rows else None
-
-    def ack(self, handle: Any) -> None:
-        self.floor.ack(handle)
-
-    def receiver(self, prefetch: int, queue: str = QUEUE) -> Receiver:
-        return self.receiver_class(self.floor, queue, prefetch)
-
-    def depth(self, queue: str = QUEUE) -> int:
-        return self.floor.depth(queue)
-
-    def close(self) -> None:
-        self.floor.close()
+        self.floor = floor_postgres.PgFloor(cfg["pg_url"], cfg["schema"], batch,  # type: ignore[assignment]
+                                            notify=cfg.get("notify", False))
+        self.receiver_class = floor_postgres.PgFloorReceiver  # type: ignore[assignment]
 
 
 class PgFloor(PostgresSystem):

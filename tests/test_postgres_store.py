@@ -54,20 +54,6 @@ def first_line(process: subprocess.Popen[str], timeout: float = 30.0) -> dict[st
 
 
 # --- URL and opening
-def test_the_url_loses_schema_and_listen_before_libpq_and_its_password_in_messages() -> None:
-    require_postgresql()
-    from litemq.store.postgres import parse_url
-
-    conninfo, schema, listen, shown = parse_url("postgresql+psycopg://app:secret@db:6432/app?schema=jobs&listen=0"
-                                                "&sslmode=require")
-    assert conninfo == "postgresql://app:secret@db:6432/app?sslmode=require"
-    assert (schema, listen) == ("jobs", False)
-    assert shown == "postgresql://app@db:6432/app?sslmode=require&schema=jobs"
-    assert parse_url("postgresql://db/app")[1:3] == ("litemq", True)
-    with pytest.raises(ValueError, match="schema"):
-        parse_url("postgresql://db/app?schema=" + "x" * 64)
-
-
 def test_an_unreachable_server_is_named() -> None:
     require_postgresql()
     from litemq.store.postgres import PostgresStore

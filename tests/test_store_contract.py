@@ -100,6 +100,20 @@ def test_a_read_sees_one_snapshot_while_another_connection_commits(open_store: C
         assert s.ready_count("q") == first == 1
 
 
+def order_of(held: Any, inside: Callable[[Any], None], meanwhile: Callable[[list[str]], None]) -> list[str]:
+    """What came first: the commit of the transaction ``held`` once ``inside`` ran in it, or what ``meanwhile``
+    (started then in another thread) writes down in the list it is given."""
+    order: list[str] = []
+    thread = threading.Thread(target=meanwhile, args=(order,))
+    with held as s:
+        inside(s)
+        thread.start()
+        time.sleep(0.2)  # long enough for the other thread to reach its wait
+        order.append("committing")
+    thread.join(5)
+    return order
+
+
 def test_exclusive_writes_wait_for_writes_and_the_statements_of_writes_for_them(
         open_store: Callable[[], Any]) -> None:
     # The promise is about statements: none of a write() runs beside a write_exclusive(). Entering the block may
@@ -107,57 +121,37 @@ def test_exclusive_writes_wait_for_writes_and_the_statements_of_writes_for_them(
     store, other = open_store(), open_store()
     needs(store, "write_exclusive")
     declare(store)
-    order: list[str] = []
-    with store.write() as s:
+
+    def publish(s: Any) -> None:
         s.insert_message("q", "", "q", b"m", None, 2.0)
         assert s.ready_count("q") == 1
 
-        def declare_other() -> None:
-            with exclusive(other) as o:
-                order.append("exclusive began")
-                o.insert_queue("r", True, False, False, None, None, 3.0)
+    def declare_other(order: list[str]) -> None:
+        with exclusive(other) as o:
+            order.append("exclusive began")
+            o.insert_queue("r", True, False, False, None, None, 3.0)
 
-        waiter = threading.Thread(target=declare_other)
-        waiter.start()
-        time.sleep(0.2)
-        order.append("write committing")
-    waiter.join(5)
-    assert order == ["write committing", "exclusive began"]
-    order.clear()
-    with exclusive(store) as s:
-        s.insert_queue("s", True, False, False, None, None, 4.0)
+    assert order_of(store.write(), publish, declare_other) == ["committing", "exclusive began"]
 
-        def publish_other() -> None:
-            with other.write() as o:
-                order.append(f"write saw queue s: {o.queue('s') is not None}")
+    def publish_other(order: list[str]) -> None:
+        with other.write() as o:
+            order.append(f"write saw queue s: {o.queue('s') is not None}")
 
-        waiter = threading.Thread(target=publish_other)
-        waiter.start()
-        time.sleep(0.2)
-        order.append("exclusive committing")
-    waiter.join(5)
-    assert order == ["exclusive committing", "write saw queue s: True"]
+    assert order_of(exclusive(store), lambda s: s.insert_queue("s", True, False, False, None, None, 4.0),
+                    publish_other) == ["committing", "write saw queue s: True"]
 
 
 def test_lock_queue_serialises_two_publishers_of_one_queue(open_store: Callable[[], Any]) -> None:
     store, other = open_store(), open_store()
     needs(store, "lock_queue")
     declare(store)
-    order: list[str] = []
-    with store.write() as s:
-        s.lock_queue("q")
 
-        def second() -> None:
-            with other.write() as o:
-                o.lock_queue("q")
-                order.append("second locked")
+    def second(order: list[str]) -> None:
+        with other.write() as o:
+            o.lock_queue("q")
+            order.append("second locked")
 
-        thread = threading.Thread(target=second)
-        thread.start()
-        time.sleep(0.2)
-        order.append("first committing")
-    thread.join(5)
-    assert order == ["first committing", "second locked"]
+    assert order_of(store.write(), lambda s: s.lock_queue("q"), second) == ["committing", "second locked"]
 
 
 # --- exchanges and bindings

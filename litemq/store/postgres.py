@@ -46,7 +46,6 @@ import threading
 import time
 import weakref
 from typing import Any, Callable, Iterable, Optional, Sequence
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import psycopg.sql
@@ -56,40 +55,19 @@ from ..errors import DatabaseNotFound, ReadOnlyDatabase, SchemaError, ServerUnre
 from ..log import debug
 from . import SCHEMA_REVISION
 from . import postgres_sql as sql
+from . import postgres_url
 from .contract import (Binding, Consumer, Counts, ExchangeRow, Lease, MessageRow, QueueRow, Registration,
                        ReturnedMessage, StoredMessage)
 from .postgres_keys import channel, lock_key, quoted
 from .postgres_listen import TICK_SECONDS, Doorbell, Poller, Relay, _disown, relay_for, release
 from .postgres_liveness import PostgresLiveness
+from .transaction import Transaction
 
-DEFAULT_SCHEMA = "litemq"
-SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 FOLD_AT = 256
 """A reader that sees more deltas than this for a queue folds them once its transaction commits."""
 FOLD_LOCK_TIMEOUT = "100ms"
 """A fold waits no longer than this for a queue row another transaction holds: it gives up, to fold later."""
 SYNCHRONOUS = ("NORMAL", "FULL")
-
-
-def parse_url(url: str) -> tuple[str, str, bool, str]:
-    """(the URL for libpq, the schema, whether to LISTEN, the URL to show: without password, with the schema)."""
-    if not url.startswith(SCHEMES):
-        raise ValueError(f"not a PostgreSQL URL: {url!r}")
-    parts = urlsplit("postgresql://" + url.split("://", 1)[1])
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    options = dict(query)
-    schema = options.get("schema", DEFAULT_SCHEMA)
-    if not schema or "\0" in schema or len(schema.encode("utf-8")) > 63:
-        raise ValueError(f"schema must be 1 to 63 bytes without NUL, got {schema!r} in {url!r}")
-    listen = options.get("listen", "1").lower() not in ("0", "false", "no", "off")
-    rest = [(key, value) for key, value in query if key not in ("schema", "listen")]
-    conninfo = urlunsplit(parts._replace(query=urlencode(rest, quote_via=quote)))  # libpq reads no "+" as space
-    netloc = parts.netloc.rsplit("@", 1)
-    if len(netloc) == 2:
-        netloc[0] = netloc[0].split(":", 1)[0]  # no password
-    shown = urlunsplit(parts._replace(netloc="@".join(netloc),
-                                      query=urlencode(rest + [("schema", schema)], quote_via=quote)))
-    return conninfo, schema, listen, shown
 
 
 _pid = os.getpid()
@@ -105,7 +83,7 @@ class PostgresStore:
                  share_with_group: bool = False, connect_timeout: float = 10.0) -> None:
         if synchronous not in SYNCHRONOUS:
             raise ValueError(f"synchronous must be one of {SYNCHRONOUS}, got {synchronous!r}")
-        self.conninfo, self.schema, listen, self.path = parse_url(url)
+        self.conninfo, self.schema, self.path, listen = postgres_url.parse(url)
         self.lock = threading.RLock()
         self.commits = 0
         self.rollbacks = 0
@@ -668,11 +646,13 @@ def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[int]]:
     return [lease[0] for lease in leases], [lease[1] for lease in leases]
 
 
-class _Transaction:
+class _Transaction(Transaction):
     """``with store.write() as store:``: the store's lock and one transaction, committed when the block ends and
     rolled back when it raises. A class, not a generator: it runs on every operation."""
 
-    __slots__ = ("store", "begin", "writes")
+    __slots__ = ()
+    driver_error = psycopg.Error
+    store: PostgresStore
 
     def __init__(self, store: PostgresStore, begin: Optional[str], writes: bool) -> None:
         self.store = store
@@ -694,10 +674,7 @@ class _Transaction:
                 store._control(self.begin)  # BEGIN and the lock in one round trip, before anything is read
             store._in_transaction = True
         except BaseException:
-            try:
-                store._rollback()
-            finally:
-                store.lock.release()
+            self._abandon()
             raise
         return store
 
@@ -705,9 +682,7 @@ class _Transaction:
         store = self.store
         try:
             if exc is not None:
-                store._rollback()
-                if isinstance(exc, psycopg.Error):
-                    raise store.failed(exc) from exc
+                self._roll_back(exc)
                 return
             try:
                 if store._pending == store._begin_write:  # nothing ran: nothing to begin or commit
@@ -722,13 +697,7 @@ class _Transaction:
                 store.commits += 1
             if store._wakes:
                 store._notify()
-            actions, store._after_commit = store._after_commit, []
-            failure: Optional[BaseException] = None
-            for action in actions:
-                try:
-                    action()
-                except BaseException as error:  # run every action; report the first failure
-                    failure = failure or error
+            failure = self._run_after_commit() if store._after_commit else None
             if store._fold_wanted and self.writes:
                 try:
                     store._fold()

@@ -18,6 +18,7 @@ from .sqlite_file import (IDENTITY_CHECK_SECONDS, JOURNAL_SIZE_LIMIT, MIN_SQLITE
                           check_not_mixed, close_unchanged, configure, create_file, free_space, lost, not_litemq,
                           revision, translate_error)
 from .sqlite_sql import STATEMENTS
+from .transaction import Transaction
 
 S = TypeVar("S", bound="SQLiteConnection")
 
@@ -212,11 +213,13 @@ class SQLiteConnection:
         return self._db.execute(sql, params)
 
 
-class _Transaction(Generic[S]):
+class _Transaction(Transaction, Generic[S]):
     """``with store.write() as store:`` (or ``read()``): the store's lock and one SQLite transaction, committed
     when the block ends and rolled back when it raises. A class, not a generator: it runs on every operation."""
 
-    __slots__ = ("store", "begin", "writes")
+    __slots__ = ()
+    driver_error = sqlite3.Error
+    store: S
 
     def __init__(self, store: S, begin: str) -> None:
         self.store = store
@@ -233,10 +236,7 @@ class _Transaction(Generic[S]):
             store._after_commit = []
             store._db.execute(self.begin)
         except BaseException as exc:
-            try:
-                store._rollback()
-            finally:
-                store.lock.release()
+            self._abandon()
             if isinstance(exc, sqlite3.Error):
                 raise store.failed(exc) from exc
             raise
@@ -246,27 +246,18 @@ class _Transaction(Generic[S]):
         store = self.store
         try:
             if exc is not None:
-                store._rollback()
-                if isinstance(exc, sqlite3.Error):
-                    raise store.failed(exc) from exc
+                self._roll_back(exc)
                 return
             try:
                 store._db.execute("COMMIT")
             except BaseException as error:
-                store._rollback()
-                if isinstance(error, sqlite3.Error):
-                    raise store.failed(error) from error
+                self._roll_back(error)
                 raise
             if self.writes:
                 store.commits += 1
-            actions, store._after_commit = store._after_commit, []
-            failure: Optional[BaseException] = None
-            for action in actions:
-                try:
-                    action()
-                except BaseException as error:  # run every action; report the first failure
-                    failure = failure or error
-            if failure is not None:
-                raise failure
+            if store._after_commit:
+                failure = self._run_after_commit()
+                if failure is not None:
+                    raise failure
         finally:
             store.lock.release()
