@@ -13,8 +13,8 @@ import os
 from typing import Any, Union
 
 from .contract import Store
+from .postgres_url import SCHEMES as POSTGRESQL_SCHEMES  # one list: the store, the command and this choice
 
-POSTGRESQL_SCHEMES = ("postgresql://", "postgresql+psycopg://")
 Url = Union[str, "os.PathLike[str]", None]
 
 
