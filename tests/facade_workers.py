@@ -118,6 +118,9 @@ def in_transaction(store: Any) -> Optional[bool]:
     the store holds neither where this looks)."""
     if isinstance(getattr(store, "_db", None), sqlite3.Connection):
         return bool(store._db.in_transaction)
+    if isinstance(getattr(store, "_in_transaction", None), bool):
+        # PostgreSQL: a write() block's BEGIN goes to the server with its first statement
+        return bool(store._in_transaction)
     for value in vars(store).values():
         status = getattr(getattr(value, "info", None), "transaction_status", None)
         if status is not None:  # psycopg's TransactionStatus: IDLE (0) outside a transaction

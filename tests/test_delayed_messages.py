@@ -345,8 +345,8 @@ def test_a_consumer_already_waiting_is_woken_for_a_message_delayed_while_it_wait
     published: list[float] = []
 
     def publish() -> None:
+        published.append(time.monotonic())  # before: the delay runs from the publish's own clock reading
         other.publish("", q, b"later", delay=DELAY)
-        published.append(time.monotonic())
 
     timer = threading.Timer(0.2, publish)  # while the consumer below is waiting, with nothing else going on
     timer.start()
@@ -370,8 +370,8 @@ def test_a_consumer_already_waiting_learns_of_a_new_delayed_message_without_its_
     published: list[float] = []
 
     def publish() -> None:
+        published.append(time.monotonic())  # before: the delay runs from the publish's own clock reading
         other.publish("", q, b"later", delay=DELAY)
-        published.append(time.monotonic())
 
     timer = threading.Timer(0.2, publish)
     timer.start()

@@ -31,11 +31,14 @@ from typing import Any, Callable, Iterable, Optional, Protocol, Sequence
 from ..log import logger
 from .contract import Registration
 from .hangup import HangupWatch
+from .lockfiles import process_may_live
 from .postgres_keys import connection_key
 
 HANGUP_GRACE_SECONDS = 0.1
 """How long a hang-up that finds the dead connection's lock still held keeps testing it (its backend has not yet
 seen the socket close)."""
+GONE_GRACE_SECONDS = 1.0
+"""How long a lock may outlive its process of this machine before that process is taken for alive after all."""
 UNWATCHED_SECONDS = 0.025
 """How long a waiter may sleep before testing by hand while a same-host connection cannot be watched."""
 REMOTE_SECONDS = 0.5
@@ -99,7 +102,22 @@ class PostgresLiveness:
         return found
 
     def is_dead(self, connection_id: str) -> bool:
-        return connection_id != self.connection_id and self.dead([connection_id]) == [connection_id]
+        if connection_id == self.connection_id:
+            return False
+        if self.dead([connection_id]) == [connection_id]:
+            return True
+        # A process of this machine that is gone, whose lock is still held: its server session has yet to notice
+        # the closed socket (a few milliseconds). Asked about one connection (an exclusive queue's owner), wait
+        # that out rather than answer "alive" for a dead owner.
+        registration = self._registration(connection_id)
+        if registration is None or registration.host != HOST or process_may_live(registration):
+            return False
+        deadline = time.monotonic() + GONE_GRACE_SECONDS
+        while time.monotonic() < deadline:
+            time.sleep(0.005)
+            if self._try([connection_id]):
+                return True
+        return False
 
     def _try(self, connection_ids: list[str]) -> list[str]:
         keys = {connection_key(self._schema, connection_id): connection_id for connection_id in connection_ids}
