@@ -1,8 +1,10 @@
-"""Access to the external services some tests compare litemq against (for now: a real RabbitMQ).
+"""Access to the external services some tests need: a real RabbitMQ to compare litemq against, and the local
+PostgreSQL server.
 
 A test that needs RabbitMQ calls ``require_rabbitmq()`` or asks for the ``rabbitmq_channel`` fixture
-(``from services import rabbitmq_channel`` in the test module). When the broker cannot be reached the test is
-skipped, unless ``LITEMQ_REQUIRE_SERVICES=1`` is set (as in CI), in which case it fails instead.
+(``from services import rabbitmq_channel`` in the test module); one that needs PostgreSQL calls
+``require_postgresql()``. When the service cannot be reached the test is skipped, unless
+``LITEMQ_REQUIRE_SERVICES=1`` is set (as in CI), in which case it fails instead.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ RABBITMQ_HOST = "127.0.0.1"
 RABBITMQ_PORT = 5672
 RABBITMQ_USER = "guest"
 RABBITMQ_PASSWORD = "guest"
+POSTGRESQL_HOST = "127.0.0.1"
+POSTGRESQL_PORT = 5432
 CONNECT_TIMEOUT = 1.0
 
 
@@ -27,14 +31,24 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def require_rabbitmq() -> None:
-    """Return when RabbitMQ accepts a TCP connection within 1 s; otherwise skip (or fail, when required)."""
+def _require_tcp(service: str, host: str, port: int) -> None:
     try:
-        with socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT), timeout=CONNECT_TIMEOUT):
+        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
             return
     except OSError as exc:
-        reason = f"RabbitMQ not reachable at {RABBITMQ_HOST}:{RABBITMQ_PORT}: {exc or type(exc).__name__}"
+        reason = f"{service} not reachable at {host}:{port}: {exc or type(exc).__name__}"
     _unavailable(reason)  # outside the except block, so the report shows no chained traceback
+
+
+def require_rabbitmq() -> None:
+    """Return when RabbitMQ accepts a TCP connection within 1 s; otherwise skip (or fail, when required)."""
+    _require_tcp("RabbitMQ", RABBITMQ_HOST, RABBITMQ_PORT)
+
+
+def require_postgresql() -> None:
+    """Return when the local PostgreSQL server accepts a TCP connection within 1 s; otherwise skip (or fail, when
+    required)."""
+    _require_tcp("PostgreSQL", POSTGRESQL_HOST, POSTGRESQL_PORT)
 
 
 def unique_name(prefix: str) -> str:
