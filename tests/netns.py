@@ -3,7 +3,7 @@ veth pair, programs run inside them, and links that can be cut.
 
     with machines(tmp_path) as network:           # machines "a" and "b"
         a = network["a"]
-        program = a.python("-m", "two_machines_workers", "session", a.server_url("test"))
+        program = a.python("-m", "two_machines_workers", "probe", a.server_address, "5432")
         a.cut()                                    # a partition: nothing more crosses, nothing is closed
 
 Each machine is a namespace of its own (loopback up) joined to the root namespace by its own veth pair, with a /30
@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import random
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -34,139 +32,15 @@ from typing import Iterator, Optional, Sequence
 
 import pytest
 
-from services import POSTGRESQL_HOST, POSTGRESQL_PORT, _unavailable, require_postgresql
+from relay import RELAY_PORT, Relay
+from services import _unavailable, require_postgresql
 
-ADDRESS_RANGE = ipaddress.ip_network("198.18.0.0/15")
-RELAY_PORT = 5432
+ADDRESS_RANGE = ipaddress.IPv4Network("198.18.0.0/15")
 PROGRAM_LIFETIME = 30.0
 """Longest a program started in a machine may run: it is killed then, whatever the test is doing."""
 
 DROP_EVERYTHING = "1,6 0 0 2"
 """Classic BPF for tc's ``bpf da``: one instruction returning TC_ACT_SHOT, so every packet is dropped."""
-
-
-class Relay:
-    """Carries every TCP connection made to one of its addresses to ``upstream``, both ways, one thread per
-    direction. A close or reset on one side is passed on to the other; a cut link leaves both sockets open, as a
-    partition leaves a server's socket.
-
-    ``keepalive=(idle, interval, count)`` gives the machine-side sockets the TCP keepalive the server would give
-    its own (PostgreSQL's ``tcp_keepalives_idle/interval/count``): once it finds the machine gone, the relay
-    closes the upstream socket, and the server ends that session as it would have on its own socket."""
-
-    def __init__(self, upstream: tuple[str, int] = (POSTGRESQL_HOST, POSTGRESQL_PORT),
-                 keepalive: Optional[tuple[int, int, int]] = None) -> None:
-        self.upstream = upstream
-        self.keepalive = keepalive
-        self.relayed: list[Relayed] = []
-        self._listeners: list[socket.socket] = []
-        self._threads: list[threading.Thread] = []
-        self._stopped = threading.Event()
-        self._lock = threading.Lock()
-
-    def listen(self, address: str, port: int = RELAY_PORT) -> None:
-        listener = socket.create_server((address, port))
-        listener.settimeout(0.1)  # the accept loop looks at _stopped this often
-        self._listeners.append(listener)
-        self._start(self._accept, listener, address)
-
-    def connections(self, address: Optional[str] = None) -> list["Relayed"]:
-        """The connections still relayed (from machines listening at ``address``, or all)."""
-        with self._lock:
-            return [r for r in self.relayed if not r.closed.is_set() and address in (None, r.address)]
-
-    def close(self) -> None:
-        self._stopped.set()
-        for listener in self._listeners:
-            listener.close()
-        with self._lock:
-            relayed = list(self.relayed)
-        for connection in relayed:
-            connection.close()
-        for thread in self._threads:
-            thread.join(timeout=5)
-
-    def _start(self, target, *args) -> None:  # type: ignore[no-untyped-def]
-        thread = threading.Thread(target=target, args=args, daemon=True, name=f"relay-{target.__name__}")
-        self._threads.append(thread)
-        thread.start()
-
-    def _accept(self, listener: socket.socket, address: str) -> None:
-        while not self._stopped.is_set():
-            try:
-                downstream, _ = listener.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return  # closed by close()
-            downstream.settimeout(None)
-            if self.keepalive is not None:
-                idle, interval, count = self.keepalive
-                downstream.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-                downstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
-                downstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
-                downstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
-            try:
-                upstream = socket.create_connection(self.upstream, timeout=5)
-            except OSError:
-                downstream.close()
-                continue
-            upstream.settimeout(None)
-            connection = Relayed(address, downstream, upstream)
-            with self._lock:
-                self.relayed.append(connection)
-            if self._stopped.is_set():  # close() took its list of connections before this one was added
-                connection.close()
-                return
-            self._start(connection.pump, downstream, upstream)
-            self._start(connection.pump, upstream, downstream)
-
-
-class Relayed:
-    """One relayed connection: the machine's side (``downstream``) and the server's (``upstream``)."""
-
-    def __init__(self, address: str, downstream: socket.socket, upstream: socket.socket) -> None:
-        self.address = address
-        self.downstream = downstream
-        self.upstream = upstream
-        self.upstream_port: int = upstream.getsockname()[1]
-        """The port the server sees as this session's ``client_port`` in pg_stat_activity."""
-        self.closed = threading.Event()
-        self.closed_at: Optional[float] = None
-        """``time.time()`` when the relay closed both sockets."""
-        self.error: Optional[OSError] = None
-        """What ended it, if not a close: a reset, or the keepalive's ETIMEDOUT."""
-        self._ended = 0
-        self._lock = threading.Lock()
-
-    def pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-            sink.shutdown(socket.SHUT_WR)  # a half-close is passed on as one
-        except OSError as exc:
-            if not self.closed.is_set():
-                self.error = exc
-            self.close()
-            return
-        with self._lock:
-            self._ended += 1
-            both = self._ended == 2
-        if both:
-            self.close()
-
-    def close(self) -> None:
-        with self._lock:
-            if self.closed.is_set():
-                return
-            self.closed_at = time.time()
-            self.closed.set()
-        for sock in (self.downstream, self.upstream):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)  # wakes the other pump, blocked in recv
-            except OSError:
-                pass
-            sock.close()
 
 
 class Program:
@@ -400,8 +274,8 @@ def _free_subnets(count: int) -> list[ipaddress.IPv4Network]:
     used = {ipaddress.ip_interface(word).network for word in shown.split() if "/" in word and word[0].isdigit()}
     chosen: list[ipaddress.IPv4Network] = []
     while len(chosen) < count:
-        index = random.randrange(ADDRESS_RANGE.num_addresses // 4)
-        subnet = ipaddress.ip_network(f"{ADDRESS_RANGE.network_address + 4 * index}/30")
+        index = secrets.randbelow(ADDRESS_RANGE.num_addresses // 4)  # unseeded: pytest-randomly seeds random
+        subnet = ipaddress.IPv4Network(f"{ADDRESS_RANGE.network_address + 4 * index}/30")
         if subnet not in chosen and not any(subnet.overlaps(other) for other in used):
             chosen.append(subnet)
     return chosen

@@ -24,12 +24,12 @@ PARTITION_SECONDS = 2.0
 
 def backend_alive(pid: int) -> bool:
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0] == 1
+        return bool(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchall()[0][0])
 
 
 def client_port(pid: int) -> int:
     with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        return conn.execute("SELECT client_port FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0]
+        return int(conn.execute("SELECT client_port FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchall()[0][0])
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:

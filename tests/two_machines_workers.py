@@ -37,9 +37,9 @@ def session(url: str, again: str) -> None:
     import psycopg
     with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
         say("backend", conn.info.backend_pid)
-        say("selected", conn.execute("SELECT 1").fetchone()[0])
+        say("selected", conn.execute("SELECT 1").fetchall()[0][0])
         _wait_for_file(Path(again))
-        say("selected again", conn.execute("SELECT 1").fetchone()[0], time.time())
+        say("selected again", conn.execute("SELECT 1").fetchall()[0][0], time.time())
         time.sleep(WAIT_SECONDS)
 
 
