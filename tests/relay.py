@@ -8,9 +8,12 @@ import socket
 import threading
 import time
 from typing import Callable, Optional
+from urllib.parse import urlsplit
 
-from services import POSTGRESQL_HOST, POSTGRESQL_PORT
+from services import POSTGRESQL_URL
 
+SERVER = (urlsplit(POSTGRESQL_URL).hostname or "127.0.0.1", urlsplit(POSTGRESQL_URL).port or 5432)
+"""Where the relay carries connections: the local PostgreSQL server."""
 RELAY_PORT = 5432
 
 
@@ -23,7 +26,7 @@ class Relay:
     its own (PostgreSQL's ``tcp_keepalives_idle/interval/count``): once it finds the machine gone, the relay
     closes the upstream socket, and the server ends that session as it would have on its own socket."""
 
-    def __init__(self, upstream: tuple[str, int] = (POSTGRESQL_HOST, POSTGRESQL_PORT),
+    def __init__(self, upstream: tuple[str, int] = SERVER,
                  keepalive: Optional[tuple[int, int, int]] = None) -> None:
         self.upstream = upstream
         self.keepalive = keepalive

@@ -1,10 +1,10 @@
 """Access to the external services some tests need: a real RabbitMQ to compare litemq against, and the local
-PostgreSQL server.
+PostgreSQL server that litemq's PostgreSQL store runs on.
 
 A test that needs RabbitMQ calls ``require_rabbitmq()`` or asks for the ``rabbitmq_channel`` fixture
 (``from services import rabbitmq_channel`` in the test module); one that needs PostgreSQL calls
-``require_postgresql()``. When the service cannot be reached the test is skipped, unless
-``LITEMQ_REQUIRE_SERVICES=1`` is set (as in CI), in which case it fails instead.
+``require_postgresql()`` (the ``postgresql`` variant of the engine fixture does). When the service cannot be
+reached the test is skipped, unless ``LITEMQ_REQUIRE_SERVICES=1`` is set (as in CI), in which case it fails instead.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ RABBITMQ_HOST = "127.0.0.1"
 RABBITMQ_PORT = 5672
 RABBITMQ_USER = "guest"
 RABBITMQ_PASSWORD = "guest"
-POSTGRESQL_HOST = "127.0.0.1"
-POSTGRESQL_PORT = 5432
 CONNECT_TIMEOUT = 1.0
+
+POSTGRESQL_URL = "postgresql://postgres@127.0.0.1:5432/test"
+"""The local server (trust auth, database ``test``); each test gets a schema of its own in it."""
 
 
 def _unavailable(reason: str) -> None:
@@ -31,24 +32,39 @@ def _unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _require_tcp(service: str, host: str, port: int) -> None:
+def require_rabbitmq() -> None:
+    """Return when RabbitMQ accepts a TCP connection within 1 s; otherwise skip (or fail, when required)."""
     try:
-        with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT):
+        with socket.create_connection((RABBITMQ_HOST, RABBITMQ_PORT), timeout=CONNECT_TIMEOUT):
             return
     except OSError as exc:
-        reason = f"{service} not reachable at {host}:{port}: {exc or type(exc).__name__}"
+        reason = f"RabbitMQ not reachable at {RABBITMQ_HOST}:{RABBITMQ_PORT}: {exc or type(exc).__name__}"
     _unavailable(reason)  # outside the except block, so the report shows no chained traceback
 
 
-def require_rabbitmq() -> None:
-    """Return when RabbitMQ accepts a TCP connection within 1 s; otherwise skip (or fail, when required)."""
-    _require_tcp("RabbitMQ", RABBITMQ_HOST, RABBITMQ_PORT)
+_postgresql_unavailable: list[str] = []  # the reason, found once per session
 
 
 def require_postgresql() -> None:
-    """Return when the local PostgreSQL server accepts a TCP connection within 1 s; otherwise skip (or fail, when
-    required)."""
-    _require_tcp("PostgreSQL", POSTGRESQL_HOST, POSTGRESQL_PORT)
+    """Return when psycopg is installed and the local PostgreSQL answers within 1 s; otherwise skip (or fail, when
+    required). Looked at once per session: a server that is down stays down for the run."""
+    if not _postgresql_unavailable:
+        _postgresql_unavailable.append(_postgresql_problem())
+    if _postgresql_unavailable[0]:
+        _unavailable(_postgresql_unavailable[0])
+
+
+def _postgresql_problem() -> str:
+    try:
+        import psycopg
+    except ImportError:
+        return "psycopg is not installed (pip install 'litemq[postgresql]')"
+    try:
+        psycopg.connect(POSTGRESQL_URL, connect_timeout=int(CONNECT_TIMEOUT) or 1).close()
+    except psycopg.Error as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"PostgreSQL not reachable at {POSTGRESQL_URL}: {first_line}"
+    return ""
 
 
 def unique_name(prefix: str) -> str:

@@ -13,23 +13,26 @@ from typing import Callable
 import pytest
 
 from netns import Machine, Network, Program, machines, two_machines  # noqa: F401 (a fixture)
-from services import POSTGRESQL_HOST, POSTGRESQL_PORT
+from relay import SERVER
+from services import POSTGRESQL_URL
 
-psycopg = pytest.importorskip("psycopg")
-
-SERVER_URL = f"postgresql://postgres@{POSTGRESQL_HOST}:{POSTGRESQL_PORT}/test"
 PARTITION_SECONDS = 2.0
 """How long a test watches a cut link for anything crossing it."""
 
 
+def server_query(sql: str, *params: object) -> object:
+    """The first value of the first row, from a session of the test's own (machines() made sure of psycopg)."""
+    import psycopg
+    with psycopg.connect(POSTGRESQL_URL, autocommit=True) as conn:
+        return conn.execute(sql, params).fetchall()[0][0]
+
+
 def backend_alive(pid: int) -> bool:
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        return bool(conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchall()[0][0])
+    return server_query("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", pid) == 1
 
 
-def client_port(pid: int) -> int:
-    with psycopg.connect(SERVER_URL, autocommit=True) as conn:
-        return int(conn.execute("SELECT client_port FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchall()[0][0])
+def client_port(pid: int) -> object:
+    return server_query("SELECT client_port FROM pg_stat_activity WHERE pid = %s", pid)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -64,7 +67,7 @@ def cut_session(machine: Machine, tmp_path: Path, how: str) -> tuple[Program, in
 def test_each_machine_reaches_the_server_only_through_the_relay(two_machines: Network, tmp_path: Path) -> None:
     for name in ("a", "b"):
         machine = two_machines[name]
-        direct = machine.python("-m", "two_machines_workers", "probe", POSTGRESQL_HOST, str(POSTGRESQL_PORT))
+        direct = machine.python("-m", "two_machines_workers", "probe", SERVER[0], str(SERVER[1]))
         assert direct.wait(10) == 0
         assert direct.lines()[0].startswith("unreachable"), "the namespace shares the host's loopback"
 

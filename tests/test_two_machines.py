@@ -16,9 +16,7 @@ from typing import Iterator, NamedTuple
 import pytest
 
 from netns import Machine, Network, Program, machines, two_machines  # noqa: F401 (a fixture)
-from services import POSTGRESQL_HOST, POSTGRESQL_PORT
-
-psycopg = pytest.importorskip("psycopg")
+from services import POSTGRESQL_URL, require_postgresql
 
 QUEUE = "jobs"
 
@@ -37,9 +35,11 @@ def deliveries(program: Program) -> list[Got]:
 @pytest.fixture
 def schema() -> Iterator[str]:
     """A fresh schema name; the schema is dropped after the test (the test's machines are gone by then)."""
+    require_postgresql()
+    import psycopg  # here, not at the top: require_postgresql() skips the test (or fails it) without psycopg
     name = f"t_{secrets.token_hex(6)}"
     yield name
-    with psycopg.connect(f"postgresql://postgres@{POSTGRESQL_HOST}:{POSTGRESQL_PORT}/test", autocommit=True) as conn:
+    with psycopg.connect(POSTGRESQL_URL, autocommit=True) as conn:
         conn.execute("SET lock_timeout = '10s'")
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
