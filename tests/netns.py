@@ -264,7 +264,12 @@ def _ip(netns: Optional[str], *command: str, check: bool = True) -> None:
         argv[1:1] = ["-n", netns]  # ip -n NS ..., tc -n NS ...
     done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
     if check and done.returncode != 0:
-        raise subprocess.CalledProcessError(done.returncode, argv, done.stdout, done.stderr)
+        raise CommandFailed(done.returncode, argv, done.stdout, done.stderr)
+
+
+class CommandFailed(subprocess.CalledProcessError):
+    def __str__(self) -> str:
+        return f"{' '.join(self.cmd)} failed ({self.returncode}): {self.stderr.strip()}"
 
 
 def _free_subnets(count: int) -> list[ipaddress.IPv4Network]:
