@@ -16,6 +16,8 @@ from netns import Machine, Network, Program, machines, two_machines  # noqa: F40
 from relay import SERVER
 from services import POSTGRESQL_URL
 
+pytestmark = pytest.mark.slow  # real processes in namespaces, real-time waits: seconds a test
+
 PARTITION_SECONDS = 2.0
 """How long a test watches a cut link for anything crossing it."""
 

@@ -18,6 +18,8 @@ import pytest
 from netns import Machine, Network, Program, machines, two_machines  # noqa: F401 (a fixture)
 from services import POSTGRESQL_URL, require_postgresql
 
+pytestmark = pytest.mark.slow  # real processes in namespaces, real-time waits: seconds a test
+
 QUEUE = "jobs"
 
 
