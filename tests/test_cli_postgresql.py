@@ -3,8 +3,7 @@
 server's URL (never its password) and the schema.
 
 Each test has a schema of its own on the local server (``t_<hex>``, dropped afterwards), built by litemq's
-migrations and filled by plain SQL. The write commands run through ``litemq.connect``, which opens PostgreSQL once
-the PostgreSQL store is in: until then their tests skip.
+migrations and filled by plain SQL. The write commands run through ``litemq.connect``.
 """
 
 from __future__ import annotations
@@ -497,15 +496,11 @@ def test_recount_sets_the_row_and_drops_the_deltas_of_each_queue_that_is_off(wor
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# The write commands, through litemq.connect (PostgreSQL once its store is in)
+# The write commands, through litemq.connect
 # ---------------------------------------------------------------------------------------------------------------
 
 @pytest.fixture
 def writable(world: Server) -> Server:
-    try:
-        litemq.connect(world.url).close()
-    except (ValueError, ImportError) as exc:
-        pytest.skip(f"litemq.connect does not open PostgreSQL in this checkout yet: {exc}")
     return world
 
 
