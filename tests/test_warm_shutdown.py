@@ -33,8 +33,12 @@ db_path, out, mode = sys.argv[1:4]
 
 
 def note(name, text=""):
-    with open(os.path.join(out, name), "a") as f:
-        f.write(text)
+    # Appended, and atomically: the test reads a note as soon as it exists.
+    path = os.path.join(out, name)
+    kept = open(path).read() if os.path.exists(path) else ""
+    with open(path + ".partial", "w") as f:
+        f.write(kept + text)
+    os.replace(path + ".partial", path)
 
 
 def handle(delivery, consumer):
