@@ -47,18 +47,8 @@ def store(open_store: Callable[[], Any]) -> Any:
     return open_store()
 
 
-def exclusive(store: Any) -> Any:
-    """``write_exclusive()`` (SQLiteStore gains it with the contract's rewiring; its ``write()`` is exclusive)."""
-    return store.write_exclusive() if hasattr(store, "write_exclusive") else store.write()
-
-
-def needs(store: Any, member: str) -> None:
-    if not hasattr(store, member):
-        pytest.skip(f"{type(store).__name__} has no {member} yet (the contract's rewiring adds it)")
-
-
 def declare(store: Any, queue: str = "q", arguments: Any = None, now: float = 1.0) -> None:
-    with exclusive(store) as s:
+    with store.write_exclusive() as s:
         s.insert_queue(queue, True, False, False, arguments, None, now)
 
 
@@ -119,7 +109,6 @@ def test_exclusive_writes_wait_for_writes_and_the_statements_of_writes_for_them(
     # The promise is about statements: none of a write() runs beside a write_exclusive(). Entering the block may
     # not wait (PostgreSQL sends a write's BEGIN and lock with its first statement).
     store, other = open_store(), open_store()
-    needs(store, "write_exclusive")
     declare(store)
 
     def publish(s: Any) -> None:
@@ -127,7 +116,7 @@ def test_exclusive_writes_wait_for_writes_and_the_statements_of_writes_for_them(
         assert s.ready_count("q") == 1
 
     def declare_other(order: list[str]) -> None:
-        with exclusive(other) as o:
+        with other.write_exclusive() as o:
             order.append("exclusive began")
             o.insert_queue("r", True, False, False, None, None, 3.0)
 
@@ -137,13 +126,12 @@ def test_exclusive_writes_wait_for_writes_and_the_statements_of_writes_for_them(
         with other.write() as o:
             order.append(f"write saw queue s: {o.queue('s') is not None}")
 
-    assert order_of(exclusive(store), lambda s: s.insert_queue("s", True, False, False, None, None, 4.0),
+    assert order_of(store.write_exclusive(), lambda s: s.insert_queue("s", True, False, False, None, None, 4.0),
                     publish_other) == ["committing", "write saw queue s: True"]
 
 
 def test_lock_queue_serialises_two_publishers_of_one_queue(open_store: Callable[[], Any]) -> None:
     store, other = open_store(), open_store()
-    needs(store, "lock_queue")
     declare(store)
 
     def second(order: list[str]) -> None:
@@ -157,7 +145,7 @@ def test_lock_queue_serialises_two_publishers_of_one_queue(open_store: Callable[
 # --- exchanges and bindings
 def test_exchanges_and_bindings_round_trip_and_raise_the_routing_version(store: Any) -> None:
     version = store.routing_version()
-    with exclusive(store) as s:
+    with store.write_exclusive() as s:
         s.insert_exchange("logs", "fanout", True, False, False, '{"a": 1}', 1.0)
         s.insert_exchange("inner", "topic", False, True, True, None, 1.0)
         s.add_binding("logs", "q1", "queue", "k", "{}")
@@ -170,7 +158,7 @@ def test_exchanges_and_bindings_round_trip_and_raise_the_routing_version(store: 
     assert store.exchange_and_bindings("logs") == ("fanout", False, '{"a": 1}',
                                                    [("q1", "queue", "k", "{}"), ("inner", "exchange", "#", "{}")])
     assert store.exchange_in_use("inner") and store.has_bindings("logs") and not store.has_bindings("inner")
-    with exclusive(store) as s:
+    with store.write_exclusive() as s:
         assert s.remove_binding("logs", "q1", "queue", "k", "{}") is True
         assert s.remove_binding("logs", "q1", "queue", "k", "{}") is False
         assert s.delete_exchange("inner") == ["logs"]
@@ -207,7 +195,6 @@ def test_messages_changed_by_hand_with_plain_sql_are_counted(store: Any) -> None
 
 
 def test_maintain_folds_the_counters_without_changing_them(store: Any) -> None:
-    needs(store, "maintain")
     declare(store)
     for _ in range(20):
         publish(store, "q", b"xy")
@@ -221,7 +208,7 @@ def test_maintain_folds_the_counters_without_changing_them(store: Any) -> None:
 def test_deleting_a_queue_takes_its_messages_bindings_consumers_and_counts(store: Any) -> None:
     declare(store)
     publish(store, "q", b"a", b"b")
-    with exclusive(store) as s:
+    with store.write_exclusive() as s:
         s.add_binding("amq.direct", "q", "queue", "k", "{}")
         s.add_consumer("c", 1, "tag", "q", 0, False, False, 1.0)
         assert s.delete_queue("q") == ["amq.direct"]
@@ -292,7 +279,7 @@ def test_two_connections_claiming_at_once_never_take_the_same_message(open_store
 def test_a_default_consumer_claims_nothing_while_a_higher_priority_consumer_has_room(store: Any) -> None:
     declare(store)
     publish(store, "q", b"a", b"b")
-    with exclusive(store) as s:
+    with store.write_exclusive() as s:
         s.add_consumer("hi", 1, "t", "q", 1, False, False, 1.0, priority=5)
         s.add_consumer("lo", 1, "t", "q", 1, False, False, 1.0, priority=-1)
     assert store.consumer_ranking("q", 0) == (True, True)
@@ -389,26 +376,26 @@ def test_next_due_is_the_earliest_lease_or_deadline(store: Any) -> None:
 # --- consumers and connections
 def test_consumers_are_kept_in_the_order_they_came(store: Any) -> None:
     declare(store)
-    with exclusive(store) as s:
+    with store.write_exclusive() as s:
         s.add_consumer("b", 1, "t1", "q", 0, False, True, 1.0)
         s.add_consumer("a", 2, "t2", "q", 0, True, False, 1.0)
     assert store.first_consumer("q") == ("b", 1, "t1")
     assert store.has_exclusive_consumer("q") and store.consumer_count("q") == 2
     assert sorted(store.consumers_of("q")) == [("a", 2, "t2"), ("b", 1, "t1")] == sorted(store.all_consumers())
-    with exclusive(store) as s:
+    with store.write_exclusive() as s:
         assert s.remove_consumer("b", 1, "t1") and not s.remove_consumer("b", 1, "t1")
         assert s.remove_connection_consumers("a") == ["q"]
     assert store.first_consumer("q") is None
 
 
 def test_connections_register_and_unregister(store: Any) -> None:
-    with exclusive(store) as s:
+    with store.write_exclusive() as s:
         s.register_connection("abc", 42, "host", 5.0)
         s.insert_queue("mine", False, True, False, None, "abc", 5.0)
     assert tuple(store.registration("abc")) == (42, "host", 5.0)
     assert store.has_connection("abc") and "abc" in store.connection_ids()
     assert store.owned_queues("abc") == ["mine"]
-    with exclusive(store) as s:
+    with store.write_exclusive() as s:
         s.unregister_connection("abc")
     assert store.registration("abc") is None and not store.has_connection("abc")
 
@@ -416,7 +403,6 @@ def test_connections_register_and_unregister(store: Any) -> None:
 # --- liveness
 def test_a_connection_is_dead_once_its_store_closes_and_alive_before(open_store: Callable[[], Any]) -> None:
     store, other = open_store(), open_store()
-    needs(store, "liveness")
     mine = store.liveness("a" * 32, lambda connection_id: None)
     theirs = other.liveness("b" * 32, lambda connection_id: None)
     assert mine.dead(["b" * 32, "a" * 32]) == [] and not mine.is_dead("b" * 32)
