@@ -23,6 +23,7 @@ import pytest
 
 import litemq
 import liveness_workers as workers
+from litemq.store.postgres_keys import lock_key
 from conftest import REPO, Processes
 from engines import engine_of, split_postgresql_url, sql_rows
 from liveness_workers import sql, wait_for_files, worker_errors
@@ -102,9 +103,17 @@ def nobody_writes(db_path: str) -> bool:
     lock on a table of the broker's schema."""
     if engine_of(db_path) == "postgresql":
         _, schema = split_postgresql_url(db_path)
-        return sql_rows(db_path, "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
-                                 "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                                 "WHERE n.nspname = ? AND l.pid <> pg_backend_pid()", (schema,)) == [(0,)]
+        # The store's write lock is an advisory lock (no relation); a stopped client may also have sent statements
+        # the server runs after it stopped, so the locks are looked at twice, apart.
+        write_key = lock_key(schema, "write") & 0xFFFFFFFFFFFFFFFF
+        held = ("SELECT count(*) FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation "
+                "LEFT JOIN pg_namespace n ON n.oid = c.relnamespace WHERE l.pid <> pg_backend_pid() "
+                "AND (n.nspname = ? OR (l.locktype = 'advisory' AND l.classid::bigint = ? AND l.objid::bigint = ?))")
+        parameters = (schema, write_key >> 32, write_key & 0xFFFFFFFF)
+        if sql_rows(db_path, held, parameters) != [(0,)]:
+            return False
+        time.sleep(0.05)
+        return sql_rows(db_path, held, parameters) == [(0,)]
     db = sqlite3.connect(db_path, timeout=0.1, isolation_level=None)
     try:
         db.execute("BEGIN IMMEDIATE")
