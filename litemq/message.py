@@ -243,8 +243,11 @@ def _check_value(value: Any, where: str, depth: int) -> None:
 
 
 # Stored form: compact JSON of the set fields only; NULL when none is set. JSON has no bytes, datetime or
-# Decimal (nor NaN and infinities), so those become objects tagged by a key that starts with NUL, which header keys may not contain.
-_TAG = "\u0000litemq"
+# Decimal (nor NaN and infinities), so those become objects tagged by the key "$litemq"; a header table of the
+# user's that has that key itself is tagged too ("table", its items as pairs), so no table is ever mistaken for a
+# tag. The tag of litemq 0.x files, a key starting with NUL, is still read: PostgreSQL's JSON refuses "\u0000".
+_TAG = "$litemq"
+_OLD_TAG = "\u0000litemq"
 
 
 def _encode_value(value: Any) -> Any:
@@ -257,15 +260,20 @@ def _encode_value(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return {_TAG: "decimal", "v": str(value)}
     if isinstance(value, Mapping):
+        if _TAG in value:
+            return {_TAG: "table", "v": [[k, _encode_value(v)] for k, v in value.items()]}
         return {k: _encode_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_encode_value(v) for v in value]
     return value
 
 
+_KINDS = frozenset({"bytes", "datetime", "float", "decimal", "table"})
+
+
 def _decode_object(obj: dict[str, Any]) -> Any:
-    kind = obj.get(_TAG)
-    if kind is None:
+    kind = obj.get(_TAG) or obj.get(_OLD_TAG)
+    if kind not in _KINDS or len(obj) != 2:
         return obj
     if kind == "bytes":
         return base64.b64decode(obj["v"])
@@ -273,6 +281,8 @@ def _decode_object(obj: dict[str, Any]) -> Any:
         return _dt.datetime.fromisoformat(obj["v"])
     if kind == "float":
         return float(obj["v"])
+    if kind == "table":
+        return dict(obj["v"])
     return decimal.Decimal(obj["v"])
 
 
