@@ -3,6 +3,7 @@ and on a fresh schema of the local PostgreSQL server. What a verb promises in it
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
+from litemq.errors import StorageError
 from litemq.store.sqlite import SQLiteStore
 from services import postgresql_url  # noqa: F401  (a fixture)
 
@@ -398,6 +400,25 @@ def test_connections_register_and_unregister(store: Any) -> None:
     with store.write_exclusive() as s:
         s.unregister_connection("abc")
     assert store.registration("abc") is None and not store.has_connection("abc")
+
+
+def test_a_forked_childs_copy_refuses_every_operation_in_a_transaction_or_not(store: Any) -> None:
+    with store.write_exclusive() as s:
+        s.register_connection("abc", 42, "host", 5.0)
+    pid = os.fork()
+    if pid == 0:
+        refused = 0
+        for operation in (store.connection_ids, lambda: store.registration("abc"), store.write().__enter__):
+            try:
+                operation()
+            except StorageError as exc:
+                refused += "fork" in str(exc)
+            except BaseException:
+                pass
+        os._exit(refused)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 3
+    assert store.connection_ids() == ["abc"]  # the parent's copy goes on
 
 
 # --- liveness

@@ -166,6 +166,8 @@ class PostgresStore:
     def run(self, statement: str, params: Sequence[Any] = (), *,
             prepare: Optional[bool] = None) -> psycopg.RawCursor[Any]:
         """Run one statement (``$N`` parameters) in the current transaction, or on its own outside one."""
+        if _pid != self.pid:  # a forked child's copy: its session is the parent's (a transaction checked at BEGIN)
+            self.check_process()
         try:
             if self._pending:
                 return self._send_pending(statement, params, prepare)

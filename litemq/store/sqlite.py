@@ -413,6 +413,7 @@ class SQLiteStore(SQLiteConnection):
         return [r[0] for r in self._db.execute(DELETE_CONNECTION_CONSUMERS, (connection_id,)).fetchall()]
 
     def connection_ids(self) -> list[str]:
+        self.check_process()  # read outside a transaction (a sweep), which checks at BEGIN
         return [r[0] for r in self._db.execute(SELECT_CONNECTION_IDS)]
 
     def has_connection(self, connection_id: str) -> bool:
@@ -420,6 +421,7 @@ class SQLiteStore(SQLiteConnection):
 
     def registration(self, connection_id: str) -> Optional[Registration]:
         """The pid, host and start time a connection registered, or None when it is not registered."""
+        self.check_process()
         row = self._db.execute(SELECT_REGISTRATION, (connection_id,)).fetchone()
         return Registration(row[0], row[1], row[2]) if row else None
 
