@@ -142,6 +142,10 @@ class Channel(Topology):
         if encoded is not None and len(encoded) > self._session.max_message_bytes // 4:
             self._check_size("properties", len(encoded.encode("utf-8")), exchange)
         store.reserve(len(queues) * sum(map(len, bodies)))  # refused while the disk is under the floor
+        if exchange == "" and len(bodies) == 1 and not delay and properties.expiration is None:
+            consumed = store.publish_plain(routing_key, exchange, routing_key, bodies[0], encoded, clock())
+            if consumed is not None:
+                return queue_rules.arrived(store, routing_key, consumed)
         return queue_rules.enqueue(self._session, store, queues, exchange, routing_key, bodies, properties,
                                    encoded, clock(), delay or 0.0, published=True)
 

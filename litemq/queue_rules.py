@@ -38,6 +38,15 @@ class Arrival:
         self.rejected: list[str] = []
 
 
+def arrived(store: Store, queue: str, consumed: bool) -> Arrival:
+    """A message stored in a plain queue in a single step (``publish_plain``): wake its consumers."""
+    arrival = Arrival()
+    arrival.stored.append(queue)
+    if consumed:
+        store.wake([queue])
+    return arrival
+
+
 def enqueue(session: Session, store: Store, queues: Iterable[str], exchange: str, routing_key: str,
             bodies: Sequence[bytes], properties: Properties, encoded: Optional[str], now: float, delay: float = 0.0,
             published: bool = False) -> Arrival:

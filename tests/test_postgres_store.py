@@ -328,6 +328,71 @@ def test_a_reader_that_sees_many_deltas_folds_them_after_its_commit(stores: list
     assert store.ready_count("q") == FOLD_AT + 1
 
 
+def test_a_publish_to_a_plain_queue_is_committed_with_its_statement(stores: list[Any], postgresql_url: str) -> None:
+    store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    with store.write() as s:
+        assert s.publish_plain("q", "", "q", b"m", None, 2.0) is False  # no consumers to wake
+        assert other.ready_count("q") == 1  # committed before the block ends
+    with store.write_exclusive() as s:
+        s.add_consumer("c/1", 1, "tag", "q", 0, False, False, 3.0, 0)
+    with store.write() as s:
+        assert s.publish_plain("q", "", "q", b"m", None, 4.0) is True
+
+
+def test_a_publish_that_a_single_step_cannot_store_goes_on_in_one_transaction(stores: list[Any],
+                                                                             postgresql_url: str) -> None:
+    store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("limited", True, False, False, '{"x-max-length":1}', None, 1.0)
+        s.insert_queue("mine", False, True, False, None, "c", 1.0)
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+        s.insert_delayed("q", "", "q", [b"due"], None, 1.0, 1.5)
+    for queue, now in (("limited", 2.0), ("mine", 2.0), ("missing", 2.0), ("q", 2.0)):  # q: a message fell due
+        with pytest.raises(RuntimeError):
+            with store.write() as s:
+                assert s.publish_plain(queue, "", queue, b"m", None, now) is None
+                s.insert_message("q", "", "q", b"general path", None, now)
+                raise RuntimeError("rolled back")
+        assert other.ready_count("q") == 0
+    with store.write() as s:
+        assert s.publish_plain("q", "", "q", b"m", None, 1.2) is False  # nothing due yet
+
+
+def test_a_claim_from_a_plain_queue_is_committed_with_its_statement_and_from_others_is_not(
+        stores: list[Any], postgresql_url: str) -> None:
+    store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+        s.insert_queue("mine", False, True, False, None, "c", 1.0)
+        s.insert_messages("q", "", "q", [b"1", b"2"], None, 1.0)
+        s.insert_messages("mine", "", "mine", [b"1"], None, 1.0)
+    with store.write() as s:
+        row, _, claimed = s.claim_with_queue("q", 1, "c/1", 7, 60.0, 2.0)
+        assert row is not None and [m.body for m in claimed or []] == [b"1"]
+        assert other.ready_count("q") == 1  # committed before the block ends
+    with pytest.raises(RuntimeError):
+        with store.write() as s:
+            row, _, claimed = s.claim_with_queue("mine", 1, "c/1", 8, 60.0, 2.0)
+            assert row is not None and row.owner_connection == "c" and claimed and claimed[0].body == b"1"
+            raise RuntimeError("the caller refuses the queue: the claim is undone")
+    assert other.ready_count("mine") == 1
+
+
+def test_single_step_publishes_fold_their_deltas_now_and_then(stores: list[Any], postgresql_url: str) -> None:
+    from litemq.store.postgres import FOLD_AT
+
+    store = open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    for _ in range(FOLD_AT + 2):
+        with store.write() as s:
+            assert s.publish_plain("q", "", "q", b"m", None, 2.0) is False
+    assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] < FOLD_AT
+    assert store.ready_count("q") == FOLD_AT + 2
+
+
 def test_claims_walk_the_ready_index_and_expired_leases_the_lease_index(stores: list[Any],
                                                                       postgresql_url: str) -> None:
     from litemq.store import postgres_sql as sql

@@ -2,7 +2,7 @@
 
 import pytest
 
-from litemq import AccessRefused, PreconditionFailed, QueueNotFound, ResourceLocked
+from litemq import AccessRefused, PreconditionFailed, PublishRejected, QueueNotFound, ResourceLocked, Unroutable
 from litemq.message import encode_table
 
 
@@ -201,3 +201,38 @@ def test_an_exclusive_queue_is_listed_as_not_durable(conn):
     with conn._store.read() as store:
         listed = {row["queue"]: row for row in queues(store)}
     assert listed["mine"]["durable"] in (False, 0) and listed["mine"]["exclusive"] in (True, 1)
+
+
+# A connection that used a queue without arguments may store into it and take from it in one step; what another
+# connection changes in between still rules the next publish and get.
+def test_a_queue_redeclared_elsewhere_with_a_limit_rules_the_next_publish(conn, other):
+    conn.declare_queue("q")
+    conn.publish("", "q", b"plain")
+    conn.get("q", auto_ack=True)
+    other.delete_queue("q")
+    other.declare_queue("q", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    conn.publish("", "q", b"1")
+    with pytest.raises(PublishRejected):
+        conn.publish("", "q", b"2")
+    assert other.declare_queue("q", passive=True).message_count == 1
+
+
+def test_a_queue_redeclared_elsewhere_as_exclusive_is_locked_to_the_next_get(conn, other):
+    conn.declare_queue("q")
+    conn.publish("", "q", b"plain")
+    assert conn.get("q", auto_ack=True).body == b"plain"
+    other.delete_queue("q")
+    other.declare_queue("q", exclusive=True)
+    other.publish("", "q", b"private")
+    with pytest.raises(ResourceLocked):
+        conn.get("q")
+    assert other.get("q", auto_ack=True).body == b"private"  # the refused get took nothing
+
+
+def test_a_publish_to_a_queue_deleted_elsewhere_is_unroutable(conn, other):
+    conn.declare_queue("q")
+    conn.publish("", "q", b"plain")
+    other.delete_queue("q")
+    assert conn.publish("", "q", b"lost") == 0
+    with pytest.raises(Unroutable):
+        conn.publish("", "q", b"lost", mandatory=True)

@@ -318,10 +318,19 @@ class Store(Protocol):
                          ) -> tuple[Optional[QueueRow], Optional[float], Optional[list[MessageRow]]]:
         """``queue(queue)``, ``next_due(queue)`` and, when the queue exists, has no arguments and nothing is due by
         ``now``, ``claim`` (``claim_and_delete`` with ``auto_ack``) as one step (basic.get's common case: one
-        statement on PostgreSQL). The claimed rows are None when it did not claim."""
+        statement on PostgreSQL). The claimed rows are None when it did not claim. As the transaction's first
+        statement, on a queue no connection owns, the engine may commit with it (PostgreSQL: one round trip) when it
+        claimed: the block then writes nothing more."""
 
     def ack(self, leases: Sequence[Lease]) -> int:
         """Delete messages by (id, token); one whose token changed is left alone. Returns how many."""
+
+    def publish_plain(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
+                      now: float) -> Optional[bool]:
+        """As the transaction's first and only write, store one message in ``queue`` when it exists without
+        arguments or an owner and nothing is due (delayed messages, queue expiry), and commit (one round trip on
+        PostgreSQL): whether the queue has consumers to wake. None when it stored nothing (or the engine has no
+        use for it: SQLite): the block goes on, in a transaction as before, by the general path."""
 
     def ack_last(self, leases: Sequence[Lease]) -> int:
         """``ack`` as the transaction's last write: the engine may commit with it (PostgreSQL: BEGIN, lock, DELETE

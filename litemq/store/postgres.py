@@ -68,6 +68,8 @@ FOLD_AT = 256
 FOLD_LOCK_TIMEOUT = "100ms"
 """A fold waits no longer than this for a queue row another transaction holds: it gives up, to fold later."""
 SYNCHRONOUS = ("NORMAL", "FULL")
+NOT_PLAIN_KEPT = 1024
+"""How many queues with arguments or an owner a connection remembers (to skip trying them in a single step)."""
 
 
 _pid = os.getpid()
@@ -92,6 +94,8 @@ class PostgresStore:
         self._after_commit: list[Callable[[], None]] = []
         self._wakes: dict[str, None] = {}  # queues to notify once the transaction commits
         self._fold_wanted = False
+        self._deltas_added = 0  # delta rows this connection added without reading how many there are
+        self._not_plain: dict[str, None] = {}  # queues seen with arguments or an owner: no single-step publish or get
         self._write_key = lock_key(self.schema, "write")
         self._fold_key = lock_key(self.schema, "fold")
         self._channel = channel(self.schema)
@@ -324,6 +328,7 @@ class PostgresStore:
 
     def _fold(self) -> None:
         self._fold_wanted = False
+        self._deltas_added = 0
         if self.run(sql.ANY_DELTAS).fetchone() is None:
             return
         begin = f"BEGIN; SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'; " + sql.LOCK_SHARED.format(key=self._write_key)
@@ -491,10 +496,18 @@ class PostgresStore:
     def claim_with_queue(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float,
                          now: float, *, auto_ack: bool = False
                          ) -> tuple[Optional[QueueRow], Optional[float], Optional[list[MessageRow]]]:
-        if auto_ack:
-            rows = self.run(sql.CLAIM_AND_DELETE_WITH_QUEUE, (queue, limit, now)).fetchall()
-        else:
-            rows = self.run(sql.CLAIM_WITH_QUEUE, (owner, token, lease_expires_at, queue, limit, now)).fetchall()
+        params: tuple[Any, ...] = (queue, limit, now) if auto_ack else (owner, token, lease_expires_at, queue, limit, now)
+        if self._may_commit_with(queue):
+            # A plain queue's claim is the transaction's only write and nothing undoes it: COMMIT goes with it.
+            plain = sql.CLAIM_AND_DELETE_WITH_PLAIN_QUEUE if auto_ack else sql.CLAIM_WITH_PLAIN_QUEUE
+            row, due, claimed = self._with_queue(self._first_and_commit(plain, params).fetchall())
+            if claimed is not None:
+                return row, due, claimed
+            self._begin_again(queue, row is not None and (row.arguments is not None or row.owner_connection is not None))
+        statement = sql.CLAIM_AND_DELETE_WITH_QUEUE if auto_ack else sql.CLAIM_WITH_QUEUE
+        return self._with_queue(self.run(statement, params).fetchall())
+
+    def _with_queue(self, rows: list[Any]) -> tuple[Optional[QueueRow], Optional[float], Optional[list[MessageRow]]]:
         first = rows[0]
         row = None
         if first[1] is not None:
@@ -510,17 +523,51 @@ class PostgresStore:
         if not self._in_transaction:
             return self.ack(leases)
         # The DELETE is token-fenced and runs after the lock in the server's order: nothing is read to decide.
+        return self._first_and_commit(sql.ACK, _lease_arrays(leases)).rowcount
+
+    def publish_plain(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
+                      now: float) -> Optional[bool]:
+        if not self._may_commit_with(queue):
+            return None
+        plain, stored, consumed = self._first_and_commit(
+            sql.PUBLISH_PLAIN, (queue, exchange, routing_key, body, properties, now)).fetchone()
+        if not stored:
+            self._begin_again(queue, plain is False)
+            return None
+        self._deltas_added += 1  # the insert's trigger added one; fold now and then, as a read of the counts would
+        if self._deltas_added > FOLD_AT:
+            self._fold_wanted = True
+        return bool(consumed)
+
+    def _may_commit_with(self, queue: str) -> bool:
+        """Whether a write to the queue may go with BEGIN and COMMIT: it is the transaction's first statement, and the
+        queue was not seen with arguments or an owner (which a single step leaves to the general path)."""
+        return self._pending == self._begin_write and queue not in self._not_plain
+
+    def _first_and_commit(self, statement: str, params: Sequence[Any]) -> psycopg.RawCursor[Any]:
+        """What waits (BEGIN, its lock, statements run ``later``), ``statement`` and COMMIT, in one round trip; the
+        cursor holds the statement's result. What the block runs next runs on its own (``_begin_again`` undoes
+        that)."""
         pending, self._pending = self._pending, []
         try:
             with self._conn.pipeline():
                 for text, args, prepared in pending:
                     self._cur.execute(text, args, binary=True, prepare=prepared)
-                self._cur.execute(sql.ACK, _lease_arrays(leases), binary=True)
+                self._cur.execute(statement, params, binary=True)
                 self._controls.execute("COMMIT", prepare=False)
         except psycopg.Error as exc:
             raise self.failed(exc) from exc
-        self._in_transaction = False  # committed: what the block reads next runs on its own
-        return self._cur.rowcount
+        self._in_transaction = False
+        return self._cur
+
+    def _begin_again(self, queue: str, not_plain: bool) -> None:
+        """After a single step that wrote nothing: the block goes on in a new transaction, as if it began now."""
+        if not_plain:
+            if len(self._not_plain) >= NOT_PLAIN_KEPT:
+                self._not_plain.clear()
+            self._not_plain[queue] = None
+        self._pending = list(self._begin_write)
+        self._in_transaction = True
 
     def drop(self, leases: Sequence[Lease]) -> list[StoredMessage]:
         return _taken_out(self.run(sql.DROP, _lease_arrays(leases)).fetchall())

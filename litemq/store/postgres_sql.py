@@ -121,12 +121,13 @@ CLAIM_AS_DEFAULT_CONSUMER = _claim("$4", "$5", _LEASE, "delivery_count", True)
 CLAIM_AND_DELETE = _claim("$1", "$2", _TAKE, "delivery_count + 1", False)
 CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER = _claim("$1", "$2", _TAKE, "delivery_count + 1", True)
 # basic.get's common case: the queue, when it is due, and a claim unless it has arguments or something is due.
-_CLAIMABLE = ("EXISTS (SELECT 1 FROM queue_row WHERE arguments IS NULL) "
+_CLAIMABLE = ("EXISTS (SELECT 1 FROM queue_row WHERE arguments IS NULL{owner}) "
               "AND NOT EXISTS (SELECT 1 FROM due WHERE at <= {now})")
 
 
-def _claim_with_queue(queue: str, limit: str, now: str, action: str, count: str) -> str:
-    claimable = _CLAIMABLE.format(now=now)
+def _claim_with_queue(queue: str, limit: str, now: str, action: str, count: str, plain: bool = False) -> str:
+    """``plain``: claims only from a queue that no connection owns either, whose claim nothing can undo after."""
+    claimable = _CLAIMABLE.format(now=now, owner=" AND owner_connection IS NULL" if plain else "")
     return ("WITH queue_row(durable, exclusive, auto_delete, arguments, owner_connection, ready_count, ready_bytes, "
             f"created_at, deltas) AS ({SELECT_QUEUE.replace('$1', queue)}), "
             f"due(at) AS (SELECT least(a, b, c, d) FROM ({SELECT_DUE.replace('$1', queue)}) AS t(a, b, c, d)), "
@@ -139,6 +140,18 @@ def _claim_with_queue(queue: str, limit: str, now: str, action: str, count: str)
 
 CLAIM_WITH_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count")
 CLAIM_AND_DELETE_WITH_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, "delivery_count + 1")
+CLAIM_WITH_PLAIN_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count", plain=True)
+CLAIM_AND_DELETE_WITH_PLAIN_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, "delivery_count + 1", plain=True)
+# A publish to a queue without arguments or an owner when nothing is due (delayed messages, queue expiry): nothing
+# to decide, so stored at once; whether it was, and why not (the queue is missing, not plain, or something is due).
+PUBLISH_PLAIN = ("WITH q(plain) AS (SELECT arguments IS NULL AND owner_connection IS NULL FROM litemq_queues "
+                 "WHERE name = $1), "
+                 "due(due) AS (SELECT EXISTS (SELECT 1 FROM litemq_messages WHERE visible_at <= $6) "
+                 "OR EXISTS (SELECT 1 FROM litemq_queues WHERE expires_at <= $6)), "
+                 "stored AS (INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) "
+                 "SELECT $1, $2, $3, $4, $5, $6 FROM q, due WHERE q.plain AND NOT due.due RETURNING 1) "
+                 "SELECT (SELECT plain FROM q), EXISTS (SELECT 1 FROM stored), "
+                 "EXISTS (SELECT 1 FROM litemq_consumers WHERE queue = $1)")
 TAKE_HEAD = _CHOSEN.format(where=_READY.format(queue="$1"), order=_IN_ORDER, limit="$2") + _TAKE + lite._TAKEN
 TAKE_EXPIRED = (_CHOSEN.format(where="expires_at <= $1 AND lease_token IS NULL", order="expires_at", limit="$2")
                 + _TAKE + lite._TAKEN)
