@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -312,15 +312,22 @@ def test_a_forked_child_refuses_the_store_and_leaves_the_parents_session_alone(s
     assert store.ready_count("q") == 0
 
 
+def store_with_messages(stores: list[Any], url: str, count: int, publish: Callable[[Any], object]) -> Any:
+    """A store on a schema with queue "q", after ``count`` transactions of ``publish``."""
+    store = open_store(stores, url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    for _ in range(count):
+        with store.write() as s:
+            publish(s)
+    return store
+
+
 def test_a_reader_that_sees_many_deltas_folds_them_after_its_commit(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store.postgres import FOLD_AT
 
-    store = open_store(stores, postgresql_url)
-    with store.write_exclusive() as s:
-        s.insert_queue("q", True, False, False, None, None, 1.0)
-    for _ in range(FOLD_AT + 1):
-        with store.write() as s:
-            s.insert_message("q", "", "q", b"m", None, 2.0)
+    store = store_with_messages(stores, postgresql_url, FOLD_AT + 1,
+                                lambda s: s.insert_message("q", "", "q", b"m", None, 2.0))
     assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] == FOLD_AT + 1
     with store.write() as s:
         assert s.counts_with("q", 0, 0)[0] == FOLD_AT + 1
@@ -383,12 +390,8 @@ def test_a_claim_from_a_plain_queue_is_committed_with_its_statement_and_from_oth
 def test_single_step_publishes_fold_their_deltas_now_and_then(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store.postgres import FOLD_AT
 
-    store = open_store(stores, postgresql_url)
-    with store.write_exclusive() as s:
-        s.insert_queue("q", True, False, False, None, None, 1.0)
-    for _ in range(FOLD_AT + 2):
-        with store.write() as s:
-            assert s.publish_plain("q", "", "q", b"m", None, 2.0) is False
+    store = store_with_messages(stores, postgresql_url, FOLD_AT + 2,
+                                lambda s: s.publish_plain("q", "", "q", b"m", None, 2.0))
     assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] < FOLD_AT
     assert store.ready_count("q") == FOLD_AT + 2
 
