@@ -465,8 +465,9 @@ class Interrupted(Exception):
     pass
 
 
-def test_a_statement_a_signal_handler_interrupted_leaves_the_session_usable(stores: list[Any],
-                                                                            postgresql_url: str) -> None:
+@pytest.mark.parametrize("kind", ["write_exclusive", "write"])  # write(): BEGIN and the lock go with the statement
+def test_a_statement_a_signal_handler_interrupted_leaves_the_session_usable(stores: list[Any], postgresql_url: str,
+                                                                            kind: str) -> None:
     store = open_store(stores, postgresql_url)
 
     def on_alarm(signum: int, frame: object) -> None:
@@ -477,7 +478,7 @@ def test_a_statement_a_signal_handler_interrupted_leaves_the_session_usable(stor
         signal.setitimer(signal.ITIMER_REAL, 0.2)
         started = time.monotonic()
         with pytest.raises(Interrupted):
-            with store.write_exclusive():
+            with getattr(store, kind)():
                 store.run("SELECT pg_sleep(5)")
         assert time.monotonic() - started < 4  # the sleep was cancelled, not waited out
     finally:
@@ -486,3 +487,33 @@ def test_a_statement_a_signal_handler_interrupted_leaves_the_session_usable(stor
     with store.write_exclusive() as s:
         s.insert_queue("q", True, False, False, None, None, 1.0)
     assert store.ready_count("q") == 0
+
+
+def test_a_failing_statement_sent_with_its_begin_fails_alone_and_the_session_goes_on(stores: list[Any],
+                                                                                    postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    with pytest.raises(StorageError, match="division by zero"):
+        with store.write() as s:
+            s.run("SELECT 1 / $1::int", (0,))
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    with store.write() as s:
+        assert s.run("SELECT 1 / $1::int", (1,)).fetchone() == (1,)
+        assert s.publish_plain("q", "", "q", b"m", None, 2.0) is None  # not the first statement: left alone
+        s.insert_message("q", "", "q", b"m", None, 2.0)
+    assert store.ready_count("q") == 1
+
+
+def test_a_single_step_write_that_waits_too_long_for_the_lock_fails_and_the_session_goes_on(
+        stores: list[Any], postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url, busy_timeout=0.2)
+    holder = open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    with holder.write_exclusive():
+        with pytest.raises(StorageError, match="lock timeout"):
+            with store.write() as s:
+                s.publish_plain("q", "", "q", b"m", None, 2.0)
+    with store.write() as s:
+        assert s.publish_plain("q", "", "q", b"m", None, 2.0) is False
+    assert store.ready_count("q") == 1

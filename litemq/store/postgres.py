@@ -45,7 +45,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import psycopg
 import psycopg.sql
@@ -61,6 +61,7 @@ from .contract import (Binding, Consumer, Counts, ExchangeRow, Lease, MessageRow
 from .postgres_keys import channel, lock_key, quoted
 from .postgres_listen import TICK_SECONDS, Doorbell, Poller, Relay, _disown, relay_for, release
 from .postgres_liveness import PostgresLiveness
+from .postgres_wire import Rows, Wire
 from .transaction import Transaction
 
 FOLD_AT = 256
@@ -68,6 +69,7 @@ FOLD_AT = 256
 FOLD_LOCK_TIMEOUT = "100ms"
 """A fold waits no longer than this for a queue row another transaction holds: it gives up, to fold later."""
 SYNCHRONOUS = ("NORMAL", "FULL")
+_COMMIT: tuple[str, Sequence[Any], Optional[bool]] = ("COMMIT", (), False)
 NOT_PLAIN_KEPT = 1024
 """How many queues with arguments or an owner a connection remembers (to skip trying them in a single step)."""
 
@@ -117,6 +119,7 @@ class PostgresStore:
             self._controls = self._conn.cursor()
             self._control("; ".join(settings))
             self._cur = psycopg.RawCursor(self._conn)
+            self._wire = Wire(self._conn)
             current = self._revision()
             if current != SCHEMA_REVISION:
                 from . import migrate  # the slow path: SQLAlchemy and Alembic are imported only here
@@ -168,7 +171,7 @@ class PostgresStore:
         return StorageError(f"{self.path}: {str(exc).strip()}")
 
     def run(self, statement: str, params: Sequence[Any] = (), *,
-            prepare: Optional[bool] = None) -> psycopg.RawCursor[Any]:
+            prepare: Optional[bool] = None) -> Union[psycopg.RawCursor[Any], Rows]:
         """Run one statement (``$N`` parameters) in the current transaction, or on its own outside one."""
         if _pid != self.pid:  # a forked child's copy: its session is the parent's (a transaction checked at BEGIN)
             self.check_process()
@@ -188,21 +191,16 @@ class PostgresStore:
         else:
             self.run(statement, params)
 
-    def _send_pending(self, statement: str, params: Sequence[Any], prepare: Optional[bool]) -> psycopg.RawCursor[Any]:
-        """What waits (the BEGIN and its lock, statements run ``later``), then ``statement``: one round trip
-        (psycopg's pipeline mode); the cursor holds the last statement's result."""
+    def _send_pending(self, statement: str, params: Sequence[Any], prepare: Optional[bool]) -> Rows:
+        """What waits (the BEGIN and its lock, statements run ``later``), then ``statement``: one round trip."""
         pending, self._pending = self._pending, []
-        with self._conn.pipeline():
-            for text, args, prepared in pending:
-                self._cur.execute(text, args, binary=True, prepare=prepared)
-            self._cur.execute(statement, params, binary=True, prepare=prepare)
-        return self._cur
+        return self._wire.send([*pending, (statement, params, prepare)])
 
     def one(self, statement: str, params: Sequence[Any] = ()) -> Any:
         """The one row of a statement that always returns one (an aggregate)."""
         return self.run(statement, params).fetchone()
 
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> psycopg.RawCursor[Any]:
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Union[psycopg.RawCursor[Any], Rows]:
         """Run one statement with SQLite's ``?`` placeholders; for tools and tests."""
         return self.run(sql.from_sqlite(statement), params)
 
@@ -530,7 +528,7 @@ class PostgresStore:
         if not self._may_commit_with(queue):
             return None
         plain, stored, consumed = self._first_and_commit(
-            sql.PUBLISH_PLAIN, (queue, exchange, routing_key, body, properties, now)).fetchone()
+            sql.PUBLISH_PLAIN, (queue, exchange, routing_key, body, properties, now)).fetchall()[0]
         if not stored:
             self._begin_again(queue, plain is False)
             return None
@@ -544,21 +542,16 @@ class PostgresStore:
         queue was not seen with arguments or an owner (which a single step leaves to the general path)."""
         return self._pending == self._begin_write and queue not in self._not_plain
 
-    def _first_and_commit(self, statement: str, params: Sequence[Any]) -> psycopg.RawCursor[Any]:
-        """What waits (BEGIN, its lock, statements run ``later``), ``statement`` and COMMIT, in one round trip; the
-        cursor holds the statement's result. What the block runs next runs on its own (``_begin_again`` undoes
-        that)."""
+    def _first_and_commit(self, statement: str, params: Sequence[Any]) -> Rows:
+        """What waits (BEGIN, its lock, statements run ``later``), ``statement`` and COMMIT, in one round trip:
+        the statement's rows. What the block runs next runs on its own (``_begin_again`` undoes that)."""
         pending, self._pending = self._pending, []
         try:
-            with self._conn.pipeline():
-                for text, args, prepared in pending:
-                    self._cur.execute(text, args, binary=True, prepare=prepared)
-                self._cur.execute(statement, params, binary=True)
-                self._controls.execute("COMMIT", prepare=False)
+            rows = self._wire.send([*pending, (statement, params, None), _COMMIT], wanted=-2)
         except psycopg.Error as exc:
             raise self.failed(exc) from exc
         self._in_transaction = False
-        return self._cur
+        return rows
 
     def _begin_again(self, queue: str, not_plain: bool) -> None:
         """After a single step that wrote nothing: the block goes on in a new transaction, as if it began now."""
