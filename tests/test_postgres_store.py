@@ -105,6 +105,62 @@ def test_the_revisions_go_down_to_nothing_and_up_again(stores: list[Any], postgr
                         (store.schema,)).fetchone()[0] == 1  # the version table alone
 
 
+def test_revision_0009s_row_triggers_count_what_0008s_counted_and_skip_what_changes_no_count(
+        stores: list[Any], postgresql_url: str) -> None:
+    from litemq.store import migrate
+
+    store = open_store(stores, postgresql_url)
+    store.close()
+    assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path, "0008") is True
+    import psycopg
+
+    with psycopg.connect(store.conninfo, autocommit=True) as conn:
+        conn.execute(f'SET search_path TO "{store.schema}"')
+
+        def counts() -> tuple[int, int, int]:
+            """The queue's counts as the store reads them, and its ready messages counted from the rows."""
+            counted = conn.execute("SELECT q.ready_count + coalesce((SELECT sum(ready_count) FROM litemq_queue_deltas "
+                                   "WHERE queue = 'q'), 0), q.ready_bytes + coalesce((SELECT sum(ready_bytes) "
+                                   "FROM litemq_queue_deltas WHERE queue = 'q'), 0) FROM litemq_queues q "
+                                   "WHERE name = 'q'").fetchone()
+            rows = conn.execute("SELECT count(*) FROM litemq_messages WHERE queue = 'q' AND lease_token IS NULL "
+                                "AND visible_at IS NULL").fetchone()
+            return int(counted[0]), int(counted[1]), rows[0]
+
+        def hand_writes(tag: bytes) -> None:
+            conn.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                         "SELECT 'q', '', 'q', %s, 1.0 FROM generate_series(1, 3)", (tag,))
+            conn.execute("UPDATE litemq_messages SET lease_token = 1, lease_owner = 'x/1', lease_expires_at = 9.0 "
+                         "WHERE id = (SELECT min(id) FROM litemq_messages WHERE lease_token IS NULL "
+                         "AND visible_at IS NULL)")  # a claim
+            conn.execute("UPDATE litemq_messages SET lease_expires_at = 10.0 WHERE lease_token IS NOT NULL")
+            conn.execute("DELETE FROM litemq_messages WHERE lease_token IS NOT NULL")  # an ack
+            conn.execute("UPDATE litemq_messages SET body = body || body WHERE id = (SELECT max(id) FROM "
+                         "litemq_messages)")  # a hand edit of a ready message's body
+            conn.execute("UPDATE litemq_messages SET visible_at = 99.0 WHERE id = (SELECT max(id) FROM "
+                         "litemq_messages)")  # delayed by hand
+
+        conn.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, created_at) "
+                     "VALUES ('q', true, false, false, 1.0)")
+        hand_writes(b"at 0008")
+        before = counts()
+        assert before[0] == before[2] == 1 and before[1] == len(b"at 0008")
+        assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path) is True
+        assert counts() == before
+        deltas = conn.execute("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0]
+        conn.execute("UPDATE litemq_messages SET lease_expires_at = 11.0")  # changes no count: no delta
+        assert conn.execute("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] == deltas
+        hand_writes(b"at 0009")
+        after = counts()
+        assert after[0] == after[2] == 2 and after[1] == len(b"at 0008") + len(b"at 0009")
+        assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path, "0008") is True
+        hand_writes(b"0008 again")
+        again = counts()
+        assert again[0] == again[2] == 3
+    assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path) is True
+    assert open_store(stores, postgresql_url).ready_count("q") == 3
+
+
 def test_concurrent_first_openers_migrate_once_and_all_open(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store import migrate
 

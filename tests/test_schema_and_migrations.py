@@ -418,6 +418,7 @@ SEED_SQL["0006"] = SEED_SQL["0003"]  # 0006 let a body be NULL (kept in litemq_b
 # 0007's triggers count each ready message stored: the queue starts at 0 and its messages count themselves in.
 SEED_SQL["0007"] = [SEED_SQL["0003"][0].replace("2, 1000.0, 6)", "0, 1000.0, 0)"), *SEED_SQL["0003"][1:]]
 SEED_SQL["0008"] = SEED_SQL["0007"]  # 0008 gave consumer rows a priority and has_room (the seed has no consumers)
+SEED_SQL["0009"] = SEED_SQL["0008"]  # 0009 changed PostgreSQL's counter triggers only
 
 
 def _seed(path: str, revision: str) -> None:
