@@ -573,3 +573,18 @@ def test_a_single_step_write_that_waits_too_long_for_the_lock_fails_and_the_sess
     with store.write() as s:
         assert s.publish_plain("q", "", "q", b"m", None, 2.0) is False
     assert store.ready_count("q") == 1
+
+
+def test_statements_prepared_before_a_rollback_still_run_after_it(stores: list[Any], postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    with store.write() as s:
+        assert s.publish_plain("q", "", "q", b"1", None, 2.0) is False
+    with pytest.raises(RuntimeError):
+        with store.write_exclusive() as s:  # its ROLLBACK once made psycopg deallocate every prepared statement
+            s.insert_message("q", "", "q", b"rolled back", None, 2.0)
+            raise RuntimeError("rolled back")
+    with store.write() as s:
+        assert s.publish_plain("q", "", "q", b"2", None, 3.0) is False
+    assert store.ready_count("q") == 2

@@ -45,7 +45,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 import psycopg
 import psycopg.sql
@@ -118,7 +118,6 @@ class PostgresStore:
                 settings.append("SET synchronous_commit = on")
             self._controls = self._conn.cursor()
             self._control("; ".join(settings))
-            self._cur = psycopg.RawCursor(self._conn)
             self._wire = Wire(self._conn)
             current = self._revision()
             if current != SCHEMA_REVISION:
@@ -140,8 +139,10 @@ class PostgresStore:
     def _connect(self, connect_timeout: float) -> psycopg.Connection:
         where = self.path
         try:
+            # psycopg prepares nothing itself (prepare_threshold=None): its cache would answer a ROLLBACK with
+            # DEALLOCATE ALL, taking the statements the wire prepared with it.
             return psycopg.connect(self.conninfo, autocommit=True, connect_timeout=max(1, round(connect_timeout)),
-                                   application_name=f"litemq {os.getpid()}")
+                                   application_name=f"litemq {os.getpid()}", prepare_threshold=None)
         except psycopg.OperationalError as exc:
             text = str(exc)
             if "does not exist" in text and "database" in text:
@@ -170,15 +171,14 @@ class PostgresStore:
             return ServerUnreachable(f"lost the connection to {self.path}: {str(exc).strip()}")
         return StorageError(f"{self.path}: {str(exc).strip()}")
 
-    def run(self, statement: str, params: Sequence[Any] = (), *,
-            prepare: Optional[bool] = None) -> Union[psycopg.RawCursor[Any], Rows]:
-        """Run one statement (``$N`` parameters) in the current transaction, or on its own outside one."""
+    def run(self, statement: str, params: Sequence[Any] = (), *, prepare: Optional[bool] = None) -> Rows:
+        """Run one statement (``$N`` parameters) in the current transaction, or on its own outside one; what waits
+        to be sent (the BEGIN and its lock, statements run ``later``) goes with it, in one round trip."""
         if _pid != self.pid:  # a forked child's copy: its session is the parent's (a transaction checked at BEGIN)
             self.check_process()
+        pending, self._pending = self._pending, []
         try:
-            if self._pending:
-                return self._send_pending(statement, params, prepare)
-            return self._cur.execute(statement, params, binary=True, prepare=prepare)
+            return self._wire.send([*pending, (statement, params, prepare)])
         except psycopg.Error as exc:
             raise self.failed(exc) from exc
 
@@ -191,18 +191,13 @@ class PostgresStore:
         else:
             self.run(statement, params)
 
-    def _send_pending(self, statement: str, params: Sequence[Any], prepare: Optional[bool]) -> Rows:
-        """What waits (the BEGIN and its lock, statements run ``later``), then ``statement``: one round trip."""
-        pending, self._pending = self._pending, []
-        return self._wire.send([*pending, (statement, params, prepare)])
-
     def one(self, statement: str, params: Sequence[Any] = ()) -> Any:
         """The one row of a statement that always returns one (an aggregate)."""
         return self.run(statement, params).fetchone()
 
-    def execute(self, statement: str, params: Sequence[Any] = ()) -> Union[psycopg.RawCursor[Any], Rows]:
-        """Run one statement with SQLite's ``?`` placeholders; for tools and tests."""
-        return self.run(sql.from_sqlite(statement), params)
+    def execute(self, statement: str, params: Sequence[Any] = ()) -> Rows:
+        """Run one statement with SQLite's ``?`` placeholders; for tools and tests (never prepared)."""
+        return self.run(sql.from_sqlite(statement), params, prepare=False)
 
     def _control(self, statements: str) -> None:
         """BEGIN, COMMIT and the like: several statements without parameters, in one round trip."""

@@ -22,12 +22,21 @@ _OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
 class Rows:
     """The result of the last statement sent: what the store reads of a cursor."""
 
-    __slots__ = ("_rows", "rowcount", "_next")
+    __slots__ = ("_rows", "rowcount", "_next", "_result")
 
-    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int) -> None:
+    def __init__(self, rows: list[tuple[Any, ...]], rowcount: int, result: Optional[pq.abc.PGresult] = None) -> None:
         self._rows = rows
         self.rowcount = rowcount
         self._next = 0
+        self._result = result
+
+    @property
+    def description(self) -> list[tuple[str]]:
+        """The columns' names, as a cursor's description begins."""
+        result = self._result
+        if result is None:
+            return []
+        return [((result.fname(i) or b"").decode(),) for i in range(result.nfields)]
 
     def fetchone(self) -> Optional[tuple[Any, ...]]:
         if self._next >= len(self._rows):
@@ -80,7 +89,7 @@ class Wire:
         if last.status != pq.ExecStatus.TUPLES_OK:
             return Rows([], last.command_tuples or 0)
         tx.set_pgresult(last)
-        return Rows(tx.load_rows(0, last.ntuples, tuple), last.ntuples)
+        return Rows(tx.load_rows(0, last.ntuples, tuple), last.ntuples, last)
 
     def _send_one(self, text: str, params: Sequence[Any],
                   prepare: Optional[bool]) -> Optional[tuple[str, tuple[int, ...]]]:
