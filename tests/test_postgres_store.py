@@ -588,3 +588,25 @@ def test_statements_prepared_before_a_rollback_still_run_after_it(stores: list[A
     with store.write() as s:
         assert s.publish_plain("q", "", "q", b"2", None, 3.0) is False
     assert store.ready_count("q") == 2
+
+
+def test_stopping_the_listening_session_while_notifications_arrive_raises_nothing(stores: list[Any],
+                                                                                 postgresql_url: str) -> None:
+    notifier = open_store(stores, postgresql_url + "&listen=0")  # not a user of the relay the others start
+    stop = threading.Event()
+
+    def notify() -> None:
+        while not stop.is_set():
+            with notifier.lock:
+                notifier.wake(None)
+
+    thread = threading.Thread(target=notify)
+    thread.start()
+    try:
+        for _ in range(30):  # each its own relay: the process's last user of a relay stops it
+            from litemq.store.postgres import PostgresStore
+
+            PostgresStore(postgresql_url).close()
+    finally:
+        stop.set()
+        thread.join(10)

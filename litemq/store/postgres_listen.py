@@ -94,6 +94,8 @@ class Relay:
         self._by_queue: dict[str, set[Doorbell]] = {}
         self._stop = False
         self._wake_r, self._wake_w = os.pipe()
+        self._pipe_lock = threading.Lock()  # stop() writes to the pipe while the thread may be closing it
+        self._pipe_open = True
         self._conn: Optional[psycopg.Connection] = None
         try:
             self._conn = self._listen()
@@ -185,8 +187,14 @@ class Relay:
                 time.sleep(pause)
                 pause = min(2 * pause, RECONNECT_SECONDS[1])
         self._close_connection()
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        with self._pipe_lock:
+            if self._pipe_open:
+                self._pipe_open = False
+                for fd in (self._wake_r, self._wake_w):
+                    os.close(fd)
 
     def _close_connection(self) -> None:
         conn, self._conn = self._conn, None
@@ -197,12 +205,12 @@ class Relay:
                 pass
 
     def stop(self) -> None:
-        self._stop = True
-        if self.listening:
-            os.write(self._wake_w, b"!")  # the thread closes the session and the pipe
-        else:
-            for fd in (self._wake_r, self._wake_w):
-                os.close(fd)
+        with self._pipe_lock:
+            self._stop = True
+            if self.listening and self._pipe_open:
+                os.write(self._wake_w, b"!")  # the thread closes the session and the pipe
+                return
+        self._close_pipe()
 
     def drop_in_child(self) -> None:
         """In a forked child: the parent's session is the parent's; let go of this copy's descriptor without a
@@ -210,8 +218,8 @@ class Relay:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.closed:
             _disown(conn)
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
+        self._pipe_lock = threading.Lock()  # another thread of the parent may have held it at fork()
+        self._close_pipe()
 
 
 def _disown(conn: psycopg.Connection) -> None:
