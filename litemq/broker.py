@@ -367,6 +367,18 @@ class Channel(Topology):
         if self._forget_consumer(consumer):
             self._session.consumer_removed(store, consumer.queue)
 
+    def _take_back(self, delivery_tag: int) -> None:
+        """A delivery made for a consumer but never handed to the application (an asyncio consumer cancelled
+        while its next delivery was on the way) goes back to its place unmarked, as claimed messages do."""
+        held = self._unacked.pop(delivery_tag, None)
+        if held is None:
+            return
+        if held.consumer is not None:
+            held.consumer.unacked -= 1  # type: ignore[attr-defined]
+        with self._store.write() as store:
+            returned = store.requeue([(held.message_id, held.token)], undo_delivery=True)
+            queue_rules.returned(self._session, store, returned, clock())
+
     def _forget_consumer(self, consumer: "Consumer") -> bool:
         self._consumers.pop(consumer.consumer_tag, None)
         consumer.stop()

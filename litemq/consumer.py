@@ -10,7 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence, TypeVar, Union
+from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Optional, Protocol, Sequence, TypeVar, Union
 
 from .errors import QueueNotFound
 from .log import logger
@@ -389,6 +389,15 @@ class ConsumerSet(Consuming):
             consumer.__exit__()
 
 
+class Nap(NamedTuple):
+    """What a waiter sleeps on until one is readable: its consumers' doorbells (none while hushed) and other sockets,
+    for at most ``timeout`` seconds."""
+
+    doorbells: list[Doorbell]
+    sockets: list[socket.socket]
+    timeout: float
+
+
 class Waiter:
     """Sleeps for one or more consumers of a connection: until a doorbell rings, a lease in their queues expires,
     another connection dies, or the file shows ready messages that no doorbell announced.
@@ -404,6 +413,20 @@ class Waiter:
     def wait(self, consumers: Sequence["Consumer"], deadline: Optional[float],
              others: Sequence[socket.socket] = ()) -> Optional[socket.socket]:
         """Returns the socket among ``others`` that became readable, if that is what ended the wait."""
+        steps = self.waiting(consumers, deadline, others)
+        try:
+            nap = next(steps)
+            while True:
+                nap = steps.send(sleep(nap.doorbells, nap.sockets, nap.timeout, self._file_unseen))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def waiting(self, consumers: Sequence["Consumer"], deadline: Optional[float],
+                others: Sequence[socket.socket] = ()) -> Generator[Nap, Optional[socket.socket],
+                                                                   Optional[socket.socket]]:
+        """``wait`` as steps: each step does the waiter's reads and writes, then yields the ``Nap`` to take and is
+        sent what woke it (what ``store.waiting.sleep`` returns). The asyncio consumer takes the naps on its event
+        loop and the steps on its connection's worker thread; the blocking one does both in its own thread."""
         next_expiry: Optional[float] = None
         rung = False
         hushed_until = 0.0
@@ -458,7 +481,7 @@ class Waiter:
                 bells, delay = [], min(delay, hushed)
             else:
                 bells = [c.doorbell for c in active]
-            woke = sleep(bells, [*others, *watch], delay, self._file_unseen)
+            woke = yield Nap(bells, [*others, *watch], delay)
             if woke is None:
                 if self._session.sweep():
                     return None

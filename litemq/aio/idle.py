@@ -1,0 +1,209 @@
+"""Idle asyncio consumers: waiting on the event loop, with no thread and no polling.
+
+The idle consumers of one connection wait together, as a ``ConsumerSet`` does in a thread: one ``Waiter`` for all
+of them, its steps (the reads, and the writes of what falls due) on the connection's worker thread, its naps on
+the loop (``loop.add_reader`` on the doorbells and hang-up watches, ``call_later`` for the timer). So a thousand
+idle consumers cost one timer a second between them, not a thousand. When the waiter finds work, only the
+consumers that have some are woken. Where doorbells have no socket, the nap polls the store's change counter
+with backoff, as the blocking waiter does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import TYPE_CHECKING, Any, Generator, Optional, Union
+
+from ..consumer import Consumer, Nap, Waiter, _has_work
+from ..log import logger
+from ..store.waiting import POLL_MAX_SECONDS, POLL_MIN_SECONDS, POLLED, drain
+from .worker import Worker
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+Steps = Generator[Nap, Optional[socket.socket], Optional[socket.socket]]
+
+
+class _Done:
+    """A step's answer when the waiter's wait ended: these consumers may have work."""
+
+    def __init__(self, ready: list[Consumer]) -> None:
+        self.ready = ready
+
+
+_RESTART = object()
+"""What a nap returns when the set of idle consumers changed: the waiter starts over with the new set."""
+
+
+class Idle:
+    """Where the idle consumers of one connection wait (see the module's docstring)."""
+
+    def __init__(self, session: "Session", worker: Worker) -> None:
+        self._session = session
+        self._worker = worker
+        self._waiter = Waiter(session)
+        self._waiting: dict[Consumer, "asyncio.Future[None]"] = {}
+        self._restart: Optional["asyncio.Future[None]"] = None
+        self._task: Optional["asyncio.Task[None]"] = None
+        self._napping: set[Consumer] = set()
+        self._nap_over: Optional["asyncio.Future[None]"] = None
+
+    async def wait(self, consumer: Consumer, timeout: Optional[float]) -> None:
+        """Until the consumer may have work (a claim will tell), ``timeout`` seconds pass, or ``wake`` is called."""
+        loop = asyncio.get_running_loop()
+        future: "asyncio.Future[None]" = loop.create_future()
+        self._waiting[consumer] = future
+        consumer.waiting = True  # an ack on the worker that claims for it rings its doorbell
+        timer = None if timeout is None else loop.call_later(max(0.0, timeout), _settle, future)
+        self._changed()
+        try:
+            await future
+        finally:
+            consumer.waiting = False
+            if timer is not None:
+                timer.cancel()
+            if self._waiting.get(consumer) is future:
+                del self._waiting[consumer]
+
+    def wake(self, consumer: Consumer) -> None:
+        """End the consumer's wait now (it is finishing)."""
+        future = self._waiting.pop(consumer, None)
+        if future is not None:
+            _settle(future)
+            self._changed()
+
+    async def leave(self, consumer: Consumer) -> None:
+        """End the consumer's wait, and return once the loop no longer watches its doorbell (which may then
+        close: a descriptor closed while the loop watches it could be reused and mistaken)."""
+        self.wake(consumer)
+        while consumer in self._napping and self._nap_over is not None:
+            await asyncio.shield(self._nap_over)
+
+    async def close(self) -> None:
+        """End every wait and the waiting itself (the connection closes)."""
+        for consumer in list(self._waiting):
+            await self.leave(consumer)
+        task = self._task
+        if task is not None and not task.done():
+            task.cancel()
+            await asyncio.wait([task])
+
+    def _changed(self) -> None:
+        if self._restart is not None:
+            _settle(self._restart)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            await self._serve()
+        except Exception:
+            # The store failed under the waiter (a server gone, a full disk): every waiting consumer claims, and
+            # meets the error itself.
+            logger().exception("litemq: waiting for messages in %s failed", self._session.path)
+            for future in self._waiting.values():
+                _settle(future)
+            self._waiting.clear()
+
+    async def _serve(self) -> None:
+        while self._waiting:
+            self._restart = asyncio.get_running_loop().create_future()
+            restart = self._restart
+            # Consumers that are finishing or cancelled end their wait at once; a waiter given them would too.
+            for consumer in [c for c in self._waiting if c.finishing or not c.active]:
+                _settle(self._waiting.pop(consumer))
+            consumers = list(self._waiting)
+            if not consumers:
+                return
+            steps = self._waiter.waiting(consumers, None)
+            self._napping, self._nap_over = set(consumers), asyncio.get_running_loop().create_future()
+            try:
+                answer: Union[Nap, _Done] = await self._worker.run(_step, steps, None, consumers)
+                while isinstance(answer, Nap):
+                    woke = await self._nap(answer, restart)
+                    if woke is _RESTART:
+                        break
+                    answer = await self._worker.run(_step, steps, woke, consumers)
+            finally:
+                self._napping = set()
+                _settle(self._nap_over)
+            if isinstance(answer, _Done):
+                for consumer in answer.ready:
+                    future = self._waiting.pop(consumer, None)
+                    if future is not None:
+                        _settle(future)
+
+    async def _nap(self, nap: Nap, restart: "asyncio.Future[None]") -> Any:
+        """Until a socket of the nap is readable (it, drained if a doorbell), its timeout, or ``restart``."""
+        loop = asyncio.get_running_loop()
+        woke: "asyncio.Future[Any]" = loop.create_future()
+        bells = [bell.socket for bell in nap.doorbells if bell.socket is not None]
+        if len(bells) < len(nap.doorbells):
+            return await self._poll(nap, restart)
+        watched: list[int] = []
+        for sock in [*bells, *nap.sockets]:
+            try:
+                loop.add_reader(sock.fileno(), _settle, woke, sock)
+                watched.append(sock.fileno())
+            except (OSError, ValueError):  # a hang-up watch closed meanwhile: look now
+                _settle(woke, sock)
+        timer = loop.call_later(max(0.0, nap.timeout), _settle, woke, None)
+        def restarted(_: object) -> None:
+            _settle(woke, _RESTART)
+
+        restart.add_done_callback(restarted)
+        try:
+            result = await woke
+        finally:
+            timer.cancel()
+            restart.remove_done_callback(restarted)
+            for fd in watched:
+                loop.remove_reader(fd)
+        if result in bells:
+            drain(result)
+        return result
+
+    async def _poll(self, nap: Nap, restart: "asyncio.Future[None]") -> Any:
+        # No doorbell sockets here: look at the store's change counter (on the worker) with backoff.
+        deadline = time.monotonic() + nap.timeout
+        pause = POLL_MIN_SECONDS
+        while not restart.done():
+            readable = [sock for sock in nap.sockets if _readable(sock)]
+            if readable:
+                return readable[0]
+            if await self._worker.run(self._waiter._file_unseen):
+                return POLLED
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            await asyncio.wait([restart], timeout=min(pause, left))
+            pause = min(pause * 2, POLL_MAX_SECONDS)
+        return _RESTART
+
+
+def _step(steps: Steps, woke: Optional[socket.socket], consumers: list[Consumer]) -> Union[Nap, _Done]:
+    """One step of the waiter, on the worker thread; when its wait ends, which consumers may have work."""
+    try:
+        return steps.send(woke)
+    except StopIteration:
+        pass
+    store = consumers[0]._store
+    with store.lock:
+        ready = [c for c in consumers if c.finishing or not c.active or _has_work(store.ready_count(c.queue), c)]
+    return _Done(ready)
+
+
+def _settle(future: "asyncio.Future[Any]", result: Any = None) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+def _readable(sock: socket.socket) -> bool:
+    import select
+
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed meanwhile: its connection's death is looked for anyway
+        return True

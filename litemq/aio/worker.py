@@ -1,0 +1,75 @@
+"""The thread an asyncio connection runs its statements on, so that no commit, lock wait or fsync blocks the loop.
+
+One daemon thread per connection takes calls in order from a queue and resolves each caller's future on the
+caller's loop. Daemon, and stopped when its connection closes, so a program that forgets to close never hangs at
+exit (aiosqlite's non-daemon thread did). A call whose awaiting task was cancelled before the thread reached it is
+skipped: it never started, as if it had not been made."""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from typing import Any, Callable, Optional, TypeVar
+
+T = TypeVar("T")
+_Job = Optional[tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]]
+
+
+class Worker:
+    def __init__(self, name: str) -> None:
+        self._jobs: "queue.SimpleQueue[_Job]" = queue.SimpleQueue()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` on the worker thread; its result or its exception here."""
+        if self._stopped:
+            raise RuntimeError("the connection's worker thread has stopped (the connection is closed)")
+        loop = asyncio.get_running_loop()
+        future: "asyncio.Future[T]" = loop.create_future()
+        self._jobs.put((loop, future, call, args))
+        return await future
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def stop(self) -> None:
+        """No more calls; the thread ends once those already queued are done."""
+        if not self._stopped:
+            self._stopped = True
+            self._jobs.put(None)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            loop, future, call, args = job
+            if future.cancelled():
+                continue
+            try:
+                result = call(*args)
+            except BaseException as exc:  # handed to the caller, whatever it is
+                _resolve(loop, future, None, exc)
+            else:
+                _resolve(loop, future, result, None)
+            del job, future, call, args
+
+
+def _resolve(loop: asyncio.AbstractEventLoop, future: "asyncio.Future[Any]", result: Any,
+             error: Optional[BaseException]) -> None:
+    def settle() -> None:
+        if future.cancelled():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop closed meanwhile: no one is waiting any more
+        pass
