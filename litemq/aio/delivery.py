@@ -4,7 +4,7 @@ when its block succeeds and rejects when it raises (aio-pika's ``message.process
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Optional, Protocol
+from typing import Generic, Optional, Protocol, TypeVar
 
 from ..log import logger
 from ..message import Delivery, Properties
@@ -71,7 +71,7 @@ class AsyncDelivery:
         self.processed = True
 
     def process(self, requeue: bool = False, reject_on_redelivered: bool = False,
-                ignore_processed: bool = False) -> "Processing":
+                ignore_processed: bool = False) -> "Processing[AsyncDelivery]":
         """``async with delivery.process():`` acks when the block ends normally and rejects when it raises: with
         ``requeue`` back to the queue, else dropped or dead-lettered (the default, as in aio-pika); with
         ``reject_on_redelivered`` a redelivered message is dropped rather than requeued. With
@@ -83,17 +83,35 @@ class AsyncDelivery:
         return f"AsyncDelivery({self.delivery!r})"
 
 
-class Processing:
+class Processable(Protocol):
+    """What ``Processing`` settles: an ``AsyncDelivery``, or the aio-pika facade's ``IncomingMessage``."""
+
+    processed: bool
+    redelivered: bool
+    delivery_tag: int
+    routing_key: str
+
+    async def ack(self) -> None:
+        ...
+
+    async def reject(self, requeue: bool = ...) -> None:
+        ...
+
+
+P = TypeVar("P", bound=Processable)
+
+
+class Processing(Generic[P]):
     """What ``AsyncDelivery.process()`` returns."""
 
-    def __init__(self, delivery: AsyncDelivery, *, requeue: bool, reject_on_redelivered: bool,
+    def __init__(self, delivery: P, *, requeue: bool, reject_on_redelivered: bool,
                  ignore_processed: bool) -> None:
         self.delivery = delivery
         self.requeue = requeue
         self.reject_on_redelivered = reject_on_redelivered
         self.ignore_processed = ignore_processed
 
-    async def __aenter__(self) -> AsyncDelivery:
+    async def __aenter__(self) -> P:
         return self.delivery
 
     async def __aexit__(self, exc_type: Optional[type[BaseException]], exc: Optional[BaseException],
@@ -108,6 +126,6 @@ class Processing:
         try:
             await delivery.reject(requeue=requeue)
         except Exception:  # the block's own exception is the one to see; this one is logged
-            logger().exception("litemq: rejecting delivery %d of queue %r after a failed block failed too",
-                               delivery.delivery_tag, delivery.queue)
+            logger().exception("litemq: rejecting delivery %d (routing key %r) after a failed block failed too",
+                               delivery.delivery_tag, delivery.routing_key)
 
