@@ -100,7 +100,7 @@ class AsyncConsumer:
         consumer = self._consumer
         assert consumer is not None
         worker, idle = self.channel._worker, self.channel._idle
-        while consumer.active and not self._closing:
+        while consumer.active and not self._closing and not idle.closed:
             delivery = _hand_out(consumer)
             if delivery is None:
                 delivery = await worker.run(_poll, consumer)

@@ -48,10 +48,13 @@ class Idle:
         self._restart: Optional["asyncio.Future[None]"] = None
         self._task: Optional["asyncio.Task[None]"] = None
         self._napping: set[Consumer] = set()
+        self.closed = False
         self._nap_over: Optional["asyncio.Future[None]"] = None
 
     async def wait(self, consumer: Consumer, timeout: Optional[float]) -> None:
         """Until the consumer may have work (a claim will tell), ``timeout`` seconds pass, or ``wake`` is called."""
+        if self.closed:
+            return
         loop = asyncio.get_running_loop()
         future: "asyncio.Future[None]" = loop.create_future()
         self._waiting[consumer] = future
@@ -83,6 +86,7 @@ class Idle:
 
     async def close(self) -> None:
         """End every wait and the waiting itself (the connection closes)."""
+        self.closed = True
         for consumer in list(self._waiting):
             await self.leave(consumer)
         task = self._task
