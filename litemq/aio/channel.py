@@ -141,7 +141,12 @@ class AsyncChannel:
     # --- closing
     async def close(self) -> None:
         """Cancel this channel's consumers and return its unacked deliveries to their queues."""
-        await self._run(self._channel.close)
+        waiting = self._idle.unwatch(self._channel)  # off their doorbells before they close
+        try:
+            await self._run(self._channel.close)
+        finally:
+            for consumer in waiting:
+                self._idle.wake(consumer)
 
     async def __aenter__(self) -> "AsyncChannel":
         return self

@@ -38,18 +38,26 @@ _RESTART = object()
 
 
 class Idle:
-    """Where the idle consumers of one connection wait (see the module's docstring)."""
+    """Where the idle consumers of one connection wait (see the module's docstring).
+
+    A waiting consumer's doorbell is watched by the loop from when it starts waiting until it stops, not nap by
+    nap: a nap that ends every second (the waiter's timer) then costs no ``add_reader``/``remove_reader`` per idle
+    consumer. A ring is drained when it comes; one that comes between naps ends the next nap at once."""
 
     def __init__(self, session: "Session", worker: Worker) -> None:
         self._session = session
         self._worker = worker
         self._waiter = Waiter(session)
         self._waiting: dict[Consumer, "asyncio.Future[None]"] = {}
+        self._watched: dict[Consumer, int] = {}
+        """The waiting consumers whose doorbell the loop watches: its descriptor."""
         self._restart: Optional["asyncio.Future[None]"] = None
         self._task: Optional["asyncio.Task[None]"] = None
-        self._napping: set[Consumer] = set()
+        self._woke: Optional["asyncio.Future[Any]"] = None
+        """The nap under way that hears doorbells (none while the waiter hushes them)."""
+        self._rang: Optional[socket.socket] = None
+        """A doorbell that rang when no nap heard it."""
         self.closed = False
-        self._nap_over: Optional["asyncio.Future[None]"] = None
 
     async def wait(self, consumer: Consumer, timeout: Optional[float]) -> None:
         """Until the consumer may have work (a claim will tell), ``timeout`` seconds pass, or ``wake`` is called."""
@@ -59,6 +67,7 @@ class Idle:
         future: "asyncio.Future[None]" = loop.create_future()
         self._waiting[consumer] = future
         consumer.waiting = True  # an ack on the worker that claims for it rings its doorbell
+        self._watch(consumer, future)
         timer = None if timeout is None else loop.call_later(max(0.0, timeout), _settle, future)
         self._changed()
         try:
@@ -68,21 +77,26 @@ class Idle:
             if timer is not None:
                 timer.cancel()
             if self._waiting.get(consumer) is future:
-                del self._waiting[consumer]
+                self._release(consumer)
 
     def wake(self, consumer: Consumer) -> None:
         """End the consumer's wait now (it is finishing)."""
-        future = self._waiting.pop(consumer, None)
-        if future is not None:
-            _settle(future)
+        if consumer in self._waiting:
+            self._release(consumer)
             self._changed()
 
     async def leave(self, consumer: Consumer) -> None:
-        """End the consumer's wait, and return once the loop no longer watches its doorbell (which may then
-        close: a descriptor closed while the loop watches it could be reused and mistaken)."""
+        """End the consumer's wait; the loop no longer watches its doorbell, which may then close (a descriptor
+        closed while the loop watches it could be reused and mistaken)."""
         self.wake(consumer)
-        while consumer in self._napping and self._nap_over is not None:
-            await asyncio.shield(self._nap_over)
+
+    def unwatch(self, channel: object) -> list[Consumer]:
+        """Stop watching the doorbells of the channel's waiting consumers (it is about to close them); which they
+        are, for ``wake`` once it has."""
+        consumers = [consumer for consumer in self._waiting if consumer.channel is channel]
+        for consumer in consumers:
+            self._unwatch(consumer)
+        return consumers
 
     async def close(self) -> None:
         """End every wait and the waiting itself (the connection closes)."""
@@ -93,6 +107,35 @@ class Idle:
         if task is not None and not task.done():
             task.cancel()
             await asyncio.wait([task])
+
+    def _watch(self, consumer: Consumer, future: "asyncio.Future[None]") -> None:
+        sock = consumer.doorbell.socket
+        if sock is None or consumer in self._watched:
+            return  # no socket here: the naps poll
+        try:
+            asyncio.get_running_loop().add_reader(sock.fileno(), self._ring, sock)
+        except (OSError, ValueError):  # closed meanwhile (the consumer stopped): let it look
+            _settle(future)
+            return
+        self._watched[consumer] = sock.fileno()
+
+    def _unwatch(self, consumer: Consumer) -> None:
+        fd = self._watched.pop(consumer, None)
+        if fd is not None:
+            asyncio.get_running_loop().remove_reader(fd)
+
+    def _release(self, consumer: Consumer) -> None:
+        self._unwatch(consumer)
+        future = self._waiting.pop(consumer, None)
+        if future is not None:
+            _settle(future)
+
+    def _ring(self, sock: socket.socket) -> None:
+        drain(sock)
+        if self._woke is not None and not self._woke.done():
+            self._woke.set_result(sock)
+        else:
+            self._rang = sock
 
     def _changed(self) -> None:
         if self._restart is not None:
@@ -107,9 +150,8 @@ class Idle:
             # The store failed under the waiter (a server gone, a full disk): every waiting consumer claims, and
             # meets the error itself.
             logger().exception("litemq: waiting for messages in %s failed", self._session.path)
-            for future in self._waiting.values():
-                _settle(future)
-            self._waiting.clear()
+            for consumer in list(self._waiting):
+                self._release(consumer)
 
     async def _serve(self) -> None:
         while self._waiting:
@@ -117,58 +159,53 @@ class Idle:
             restart = self._restart
             # Consumers that are finishing or cancelled end their wait at once; a waiter given them would too.
             for consumer in [c for c in self._waiting if c.finishing or not c.active]:
-                _settle(self._waiting.pop(consumer))
+                self._release(consumer)
             consumers = list(self._waiting)
             if not consumers:
                 return
             steps = self._waiter.waiting(consumers, None)
-            self._napping, self._nap_over = set(consumers), asyncio.get_running_loop().create_future()
-            try:
-                answer: Union[Nap, _Done] = await self._worker.run(_step, steps, None, consumers)
-                while isinstance(answer, Nap):
-                    woke = await self._nap(answer, restart)
-                    if woke is _RESTART:
-                        break
-                    answer = await self._worker.run(_step, steps, woke, consumers)
-            finally:
-                self._napping = set()
-                _settle(self._nap_over)
+            answer: Union[Nap, _Done] = await self._worker.run(_step, steps, None, consumers)
+            while isinstance(answer, Nap):
+                woke = await self._nap(answer, restart)
+                if woke is _RESTART:
+                    break
+                answer = await self._worker.run(_step, steps, woke, consumers)
             if isinstance(answer, _Done):
                 for consumer in answer.ready:
-                    future = self._waiting.pop(consumer, None)
-                    if future is not None:
-                        _settle(future)
+                    self._release(consumer)
 
     async def _nap(self, nap: Nap, restart: "asyncio.Future[None]") -> Any:
-        """Until a socket of the nap is readable (it, drained if a doorbell), its timeout, or ``restart``."""
+        """Until a doorbell of the nap rings, a socket of the nap is readable (it), its timeout, or ``restart``."""
+        if any(bell.socket is None for bell in nap.doorbells):
+            return await self._poll(nap, restart)
+        if nap.doorbells and self._rang is not None:
+            rang, self._rang = self._rang, None
+            return rang
         loop = asyncio.get_running_loop()
         woke: "asyncio.Future[Any]" = loop.create_future()
-        bells = [bell.socket for bell in nap.doorbells if bell.socket is not None]
-        if len(bells) < len(nap.doorbells):
-            return await self._poll(nap, restart)
+        if nap.doorbells:
+            self._woke = woke
         watched: list[int] = []
-        for sock in [*bells, *nap.sockets]:
+        for sock in nap.sockets:  # hang-up watches: few, and they come and go with other connections
             try:
                 loop.add_reader(sock.fileno(), _settle, woke, sock)
                 watched.append(sock.fileno())
             except (OSError, ValueError):  # a hang-up watch closed meanwhile: look now
                 _settle(woke, sock)
         timer = loop.call_later(max(0.0, nap.timeout), _settle, woke, None)
+
         def restarted(_: object) -> None:
             _settle(woke, _RESTART)
 
         restart.add_done_callback(restarted)
         try:
-            result = await woke
+            return await woke
         finally:
+            self._woke = None
             timer.cancel()
             restart.remove_done_callback(restarted)
             for fd in watched:
                 loop.remove_reader(fd)
-        if result in bells:
-            drain(result)
-        return result
-
     async def _poll(self, nap: Nap, restart: "asyncio.Future[None]") -> Any:
         # No doorbell sockets here: look at the store's change counter (on the worker) with backoff.
         deadline = time.monotonic() + nap.timeout
