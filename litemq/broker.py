@@ -404,6 +404,24 @@ class Channel(Topology):
             leases = self._settle_in(store, delivery_tag, multiple, how, last=True)
             self._refill(store, leases, claim=how == "ack")
 
+    def _ack_each(self, delivery_tags: list[int]) -> None:
+        """Ack each delivery as ``ack`` would, in one transaction (the asyncio channel's acks, pipelined): those
+        whose lease expired raise LeaseExpired after the commit, and a tag no longer known raises DeliveryError
+        after the others are acked."""
+        self._check_open()
+        with self._store.write() as store:
+            known = [tag for tag in delivery_tags if tag in self._unacked]
+            leases: list[Held] = []
+            for tag in known:
+                leases.extend(self._settle_in(store, tag, False, "ack"))
+            self._refill(store, leases)
+        if len(known) < len(delivery_tags):
+            raise self._unknown_tag(next(tag for tag in delivery_tags if tag not in known))
+
+    def _unknown_tag(self, delivery_tag: int) -> DeliveryError:
+        return DeliveryError(f"unknown delivery tag {delivery_tag} on channel {self.number} of {self.path}: "
+                             f"already settled, or not delivered on this channel")
+
     def _settle_in(self, store: Store, delivery_tag: int, multiple: bool, how: str, *,
                    all_or_nothing: bool = False, last: bool = False) -> list[Held]:
         """Settle deliveries as ``how`` says; the leases settled. ``last``: nothing else writes in the transaction
@@ -417,8 +435,7 @@ class Channel(Topology):
         else:
             tags = [t for t in self._unacked if t <= delivery_tag] if multiple else [delivery_tag]
         if not tags:
-            raise DeliveryError(f"unknown delivery tag {delivery_tag} on channel {self.number} of {self.path}: "
-                                f"already settled, or not delivered on this channel")
+            raise self._unknown_tag(delivery_tag)
         leases = [self._unacked[t] for t in tags]
         # Forgotten once settled for good: a transaction that rolls back (ack_and_publish whose publish fails)
         # leaves them held, still to be acked and renewed.

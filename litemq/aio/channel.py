@@ -17,6 +17,7 @@ from ..connection import (DEFAULT_CONSUMER_TIMEOUT, DEFAULT_LEASE_SECONDS, DEFAU
                           Synchronous)
 from ..message import Body, Delivery, Properties
 from ..topology import QueueInfo
+from .acks import Acks
 from .consumer import AsyncConsumer
 from .delivery import AsyncDelivery
 from .idle import Idle
@@ -32,6 +33,7 @@ class AsyncChannel:
         self._channel = channel
         self._worker = worker
         self._idle = idle
+        self._acks = Acks(channel, worker)
 
     @property
     def number(self) -> int:
@@ -123,7 +125,12 @@ class AsyncChannel:
 
     # --- settling
     async def ack(self, delivery_tag: int, multiple: bool = False) -> None:
-        await self._run(self._channel.ack, delivery_tag, multiple)
+        """Acknowledge: pipelined (``acks``), returning once the ack is queued, unless ``multiple``. What only its
+        commit can tell (LeaseExpired, StorageError) is raised by the channel's next call."""
+        if multiple:
+            await self._run(self._channel.ack, delivery_tag, multiple)
+        else:
+            self._acks.ack(delivery_tag)
 
     async def nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
         await self._run(self._channel.nack, delivery_tag, multiple, requeue)
@@ -143,10 +150,11 @@ class AsyncChannel:
         """Cancel this channel's consumers and return its unacked deliveries to their queues."""
         waiting = self._idle.unwatch(self._channel)  # off their doorbells before they close
         try:
-            await self._run(self._channel.close)
+            await self._worker.run(self._channel.close)
         finally:
             for consumer in waiting:
                 self._idle.wake(consumer)
+        self._acks.raise_failure()  # an ack queued before, failed at its commit
 
     async def __aenter__(self) -> "AsyncChannel":
         return self
@@ -156,6 +164,7 @@ class AsyncChannel:
         await self.close()
 
     async def _run(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        self._acks.raise_failure()
         return await self._worker.run(partial(method, *args, **kwargs))
 
     def __repr__(self) -> str:
@@ -184,6 +193,7 @@ class AsyncConnection(AsyncChannel):
             await self._worker.run(self.connection.close)
         finally:
             self._worker.stop()
+        self._acks.raise_failure()
 
     async def __aenter__(self) -> "AsyncConnection":
         return self

@@ -19,6 +19,7 @@ from ..broker import Channel
 from ..consumer import Consumer
 from ..message import Delivery
 from ..timing import check_seconds
+from .acks import Acks
 from .delivery import AsyncDelivery, Settles
 from .idle import Idle
 from .worker import Worker
@@ -30,6 +31,7 @@ class Scope(Settles, Protocol):
     _channel: Channel
     _worker: Worker
     _idle: Idle
+    _acks: Acks
 
     @property
     def is_open(self) -> bool:
@@ -81,6 +83,7 @@ class AsyncConsumer:
         """The next delivery, waiting up to ``timeout`` seconds (forever when None); None if none came, when the
         consumer is cancelled, or at once when it is finishing."""
         check_seconds("timeout", timeout, forever=True)
+        self.channel._acks.raise_failure()  # an ack queued before, failed at its commit
         await self.start()
         if self._next is None:
             if not self.active:

@@ -20,17 +20,25 @@ class Worker:
     def __init__(self, name: str) -> None:
         self._jobs: "queue.SimpleQueue[_Job]" = queue.SimpleQueue()
         self._stopped = False
+        self.submitted = 0
+        """How many calls were queued so far: a call may join one queued before only if nothing came between."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` on the worker thread; its result or its exception here."""
+        return await self.submit(call, *args)
+
+    def submit(self, call: Callable[..., T], *args: Any) -> "asyncio.Future[T]":
+        """``call(*args)`` queued for the worker thread now (after every call queued before it); the future of its
+        result."""
         if self._stopped:
             raise RuntimeError("the connection's worker thread has stopped (the connection is closed)")
         loop = asyncio.get_running_loop()
         future: "asyncio.Future[T]" = loop.create_future()
         self._jobs.put((loop, future, call, args))
-        return await future
+        self.submitted += 1
+        return future
 
     @property
     def stopped(self) -> bool:
