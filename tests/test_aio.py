@@ -211,6 +211,32 @@ def test_an_expired_lease_and_a_delayed_message_wake_an_idle_consumer(db_path):
     assert took >= 0.3
 
 
+def test_acks_are_pipelined_in_order_and_what_their_commit_meets_is_raised_by_the_next_call(db_path):
+    async def body(conn):
+        await conn.declare_queue("jobs")
+        await conn.publish_many("", "jobs", [b"1", b"2", b"3", b"stale"])
+        channel = await conn.channel()
+        taken = [await channel.get("jobs") for _ in range(3)]
+        for delivery in taken:
+            await delivery.ack()  # queued, one transaction for the three
+        with pytest.raises(litemq.DeliveryError):
+            await taken[0].ack()  # acked already: at once, as the blocking ack raises it
+        await channel.close()  # after the acks: nothing of theirs goes back
+        stale = await conn.get("jobs", lease_seconds=0.2)
+        await asyncio.sleep(0.4)
+        again = await conn.get("jobs")  # its lease ran out: the message went back, and here it is again
+        await stale.ack()  # queued; only its commit finds the lease gone
+        with pytest.raises(litemq.LeaseExpired):
+            await conn.declare_queue("jobs", passive=True)
+        info = await conn.declare_queue("jobs", passive=True)  # raised once
+        await again.ack()
+        return again.body, again.redelivered, info.message_count
+
+    assert run(db_path, body, renew_leases=False) == (b"stale", True, 0)
+    with litemq.connect(db_path) as conn:
+        assert conn.get("jobs") is None
+
+
 @pytest.mark.sqlite_only
 def test_without_doorbell_sockets_an_idle_consumer_polls(db_path, monkeypatch):
     monkeypatch.setattr(litemq.store.doorbells, "ABSTRACT_SOCKETS", False)

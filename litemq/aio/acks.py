@@ -6,7 +6,9 @@ Order is kept: the worker runs calls in the order they were made, and an ack joi
 other call was queued after it (an ack made after a publish never commits before that publish). What the blocking
 ``ack`` raises at once, this raises at once too: TypeError for a tag that is not an int, ChannelClosed, and
 DeliveryError for a tag unknown on the channel or acked already. What only the commit can tell (LeaseExpired: the
-lease ran out and the message went back; StorageError) is raised by the channel's next call, ``close()`` included.
+lease ran out and the message went back; StorageError) is raised by the channel's next call: any call but an ack
+or a consumer's next delivery first waits for the acks queued before it, so it raises what they met rather than
+run; a consumer's next delivery raises it once it is known; ``close()`` closes, then raises it.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Acks:
         self._open_job = 0
         """``worker.submitted`` once that batch was queued: joining is allowed while it is still the last call."""
         self._settling: set[int] = set()
+        self._committing: set["asyncio.Future[None]"] = set()
         self._failure: Optional[BaseException] = None
 
     def ack(self, delivery_tag: int) -> None:
@@ -49,7 +52,14 @@ class Acks:
             batch = self._open = [delivery_tag]
             future = self._worker.submit(self._commit, batch)
             self._open_job = self._worker.submitted
+        self._committing.add(future)
         future.add_done_callback(partial(self._committed, batch))
+
+    async def settled(self) -> None:
+        """Once the acks queued so far are committed: raise what one of them met."""
+        while self._committing:
+            await asyncio.wait(list(self._committing))
+        self.raise_failure()
 
     def raise_failure(self) -> None:
         """Raise what a queued ack met at its commit, once."""
@@ -67,5 +77,6 @@ class Acks:
 
     def _committed(self, batch: list[int], future: "asyncio.Future[None]") -> None:
         self._settling.difference_update(batch)
+        self._committing.discard(future)
         if not future.cancelled() and future.exception() is not None and self._failure is None:
             self._failure = future.exception()

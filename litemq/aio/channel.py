@@ -164,7 +164,7 @@ class AsyncChannel:
         await self.close()
 
     async def _run(self, method: Any, *args: Any, **kwargs: Any) -> Any:
-        self._acks.raise_failure()
+        await self._acks.settled()  # what an ack queued before met is raised here, before this call runs
         return await self._worker.run(partial(method, *args, **kwargs))
 
     def __repr__(self) -> str:
