@@ -27,10 +27,12 @@ Steps = Generator[Nap, Optional[socket.socket], Optional[socket.socket]]
 
 
 class _Done:
-    """A step's answer when the waiter's wait ended: these consumers may have work."""
+    """A step's answer when the waiter's wait ended: these consumers may have work (claimed for them already, or
+    the error their claim met)."""
 
-    def __init__(self, ready: list[Consumer]) -> None:
+    def __init__(self, ready: list[Consumer], failed: dict[Consumer, BaseException]) -> None:
         self.ready = ready
+        self.failed = failed
 
 
 _RESTART = object()
@@ -124,11 +126,14 @@ class Idle:
         if fd is not None:
             asyncio.get_running_loop().remove_reader(fd)
 
-    def _release(self, consumer: Consumer) -> None:
+    def _release(self, consumer: Consumer, error: Optional[BaseException] = None) -> None:
         self._unwatch(consumer)
         future = self._waiting.pop(consumer, None)
-        if future is not None:
-            _settle(future)
+        if future is not None and not future.done():
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
 
     def _ring(self, sock: socket.socket) -> None:
         drain(sock)
@@ -172,7 +177,7 @@ class Idle:
                 answer = await self._worker.run(_step, steps, woke, consumers)
             if isinstance(answer, _Done):
                 for consumer in answer.ready:
-                    self._release(consumer)
+                    self._release(consumer, answer.failed.get(consumer))
 
     async def _nap(self, nap: Nap, restart: "asyncio.Future[None]") -> Any:
         """Until a doorbell of the nap rings, a socket of the nap is readable (it), its timeout, or ``restart``."""
@@ -231,9 +236,17 @@ def _step(steps: Steps, woke: Optional[socket.socket], consumers: list[Consumer]
     except StopIteration:
         pass
     store = consumers[0]._store
+    failed: dict[Consumer, BaseException] = {}
     with store.lock:
         ready = [c for c in consumers if c.finishing or not c.active or _has_work(store.ready_count(c.queue), c)]
-    return _Done(ready)
+        for consumer in ready:
+            # Claimed here, in the step that found the work, rather than in a call of its own after the wake.
+            if consumer.active and not consumer.finishing and not consumer._buffer and consumer._room() > 0:
+                try:
+                    consumer._fill()
+                except Exception as exc:  # the queue deleted, ...: its consumer meets it, as its own claim would
+                    failed[consumer] = exc
+    return _Done(ready, failed)
 
 
 def _settle(future: "asyncio.Future[Any]", result: Any = None) -> None:
