@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Awaitable, Optional, Protocol, TypeVar, Union
 
 from ..aio import AsyncChannel
@@ -49,9 +50,12 @@ class Exchange:
                       immediate: bool = False, timeout: Optional[float] = None) -> None:
         """Store the message in every queue it reaches. Unroutable with ``mandatory``: returned, which raises
         ``PublishError`` on a channel opened with ``on_return_raises=True`` and is dropped otherwise."""
+        properties = message.properties
+        if not properties.message_id:  # aio-pika (aiormq) gives every message an id, a random UUID's hex
+            properties = properties.replace(message_id=uuid.uuid4().hex)
         try:
             await self.channel._call(self.channel._channel.publish(
-                self.name, routing_key, message.body, message.properties,
+                self.name, routing_key, message.body, properties,
                 mandatory=mandatory and self.channel.on_return_raises))
         except Unroutable as exc:
             raise exceptions.PublishError(f"message returned: {exc}") from exc
