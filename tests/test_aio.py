@@ -237,6 +237,38 @@ def test_acks_are_pipelined_in_order_and_what_their_commit_meets_is_raised_by_th
         assert conn.get("jobs") is None
 
 
+def test_consume_many_takes_turns_waits_on_every_queue_and_outlives_a_deleted_one(db_path, caplog):
+    async def body(conn):
+        for name in ("a", "b", "c"):
+            await conn.declare_queue(name)
+        await conn.publish_many("", "a", [b"a1", b"a2", b"a3", b"a4"])
+        await conn.publish_many("", "b", [b"b1", b"b2"])
+        await conn.publish("", "c", b"c1")
+        got = []
+        async with conn.consume_many(["a", "b", "c"], prefetch=10, inactivity_timeout=0.2) as first:
+            async for delivery in first:
+                got.append(delivery.body)
+                await delivery.ack()
+        consumers = conn.consume_many(["a", "b", "c"])
+        assert await consumers.get(0.05) is None
+        waiting = asyncio.ensure_future(consumers.get(BOUND))
+        await asyncio.sleep(0.05)
+        with litemq.connect(db_path) as other:
+            other.publish("", "c", b"late")  # wakes the one wait of all three
+            woken = await waiting
+            await woken.ack()
+            other.delete_queue("b")
+            other.publish("", "a", b"after")
+        after = await consumers.get(BOUND)  # b's consumer is cancelled when its claim finds the queue gone
+        await after.ack()
+        await consumers.cancel()
+        return got, woken.body, after.body
+
+    got, woken, after = run(db_path, body)
+    assert got == [b"a1", b"b1", b"c1", b"a2", b"b2", b"a3", b"a4"]
+    assert (woken, after) == (b"late", b"after")
+
+
 @pytest.mark.sqlite_only
 def test_without_doorbell_sockets_an_idle_consumer_polls(db_path, monkeypatch):
     monkeypatch.setattr(litemq.store.doorbells, "ABSTRACT_SOCKETS", False)

@@ -16,8 +16,9 @@ import asyncio.
 
 from .channel import AsyncChannel, AsyncConnection, connect
 from .consumer import AsyncConsumer
+from .consumer_set import AsyncConsumerSet
 from .delivery import AsyncDelivery, Processing
 from .rpc import AsyncRpcClient, AsyncRpcServer
 
-__all__ = ["connect", "AsyncConnection", "AsyncChannel", "AsyncConsumer", "AsyncDelivery", "Processing",
+__all__ = ["connect", "AsyncConnection", "AsyncChannel", "AsyncConsumer", "AsyncConsumerSet", "AsyncDelivery", "Processing",
            "AsyncRpcClient", "AsyncRpcServer"]

@@ -19,6 +19,7 @@ from ..message import Body, Delivery, Properties
 from ..topology import QueueInfo
 from .acks import Acks
 from .consumer import AsyncConsumer
+from .consumer_set import AsyncConsumerSet
 from .delivery import AsyncDelivery
 from .idle import Idle
 from .worker import Worker
@@ -119,6 +120,16 @@ class AsyncChannel:
         return AsyncConsumer(self, queue, dict(prefetch=prefetch, auto_ack=auto_ack, exclusive=exclusive,
                                                consumer_tag=consumer_tag, lease_seconds=lease_seconds,
                                                inactivity_timeout=inactivity_timeout, priority=priority))
+
+    def consume_many(self, queues: Iterable[str], *, prefetch: Optional[int] = None, auto_ack: bool = False,
+                     exclusive: bool = False, lease_seconds: Optional[float] = None,
+                     inactivity_timeout: Optional[float] = None) -> AsyncConsumerSet:
+        """Consumers of several queues iterated together, taking turns so no queue starves another:
+        ``async for delivery in channel.consume_many(["a", "b"], prefetch=10):`` (see ``litemq.Channel``'s). They
+        register when first iterated (or on ``await consumers.start()``, or ``async with``)."""
+        return AsyncConsumerSet(self, queues, dict(prefetch=prefetch, auto_ack=auto_ack, exclusive=exclusive,
+                                                   lease_seconds=lease_seconds,
+                                                   inactivity_timeout=inactivity_timeout))
 
     async def qos(self, prefetch_count: int = 0, global_qos: bool = False) -> None:
         await self._run(self._channel.qos, prefetch_count, global_qos)

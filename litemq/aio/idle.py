@@ -61,25 +61,28 @@ class Idle:
         """A doorbell that rang when no nap heard it."""
         self.closed = False
 
-    async def wait(self, consumer: Consumer, timeout: Optional[float]) -> None:
-        """Until the consumer may have work (a claim will tell), ``timeout`` seconds pass, or ``wake`` is called."""
-        if self.closed:
+    async def wait(self, consumers: list[Consumer], timeout: Optional[float]) -> None:
+        """Until one of the consumers may have work (a claim will tell), ``timeout`` seconds pass, or ``wake`` is
+        called for one of them."""
+        if self.closed or not consumers:
             return
         loop = asyncio.get_running_loop()
         future: "asyncio.Future[None]" = loop.create_future()
-        self._waiting[consumer] = future
-        consumer.waiting = True  # an ack on the worker that claims for it rings its doorbell
-        self._watch(consumer, future)
+        for consumer in consumers:
+            self._waiting[consumer] = future
+            consumer.waiting = True  # an ack on the worker that claims for it rings its doorbell
+            self._watch(consumer, future)
         timer = None if timeout is None else loop.call_later(max(0.0, timeout), _settle, future)
         self._changed()
         try:
             await future
         finally:
-            consumer.waiting = False
             if timer is not None:
                 timer.cancel()
-            if self._waiting.get(consumer) is future:
-                self._release(consumer)
+            for consumer in consumers:
+                consumer.waiting = False
+                if self._waiting.get(consumer) is future:
+                    self._release(consumer)
 
     def wake(self, consumer: Consumer) -> None:
         """End the consumer's wait now (it is finishing)."""
