@@ -241,10 +241,12 @@ def _step(steps: Steps, woke: Optional[socket.socket], consumers: list[Consumer]
     store = consumers[0]._store
     failed: dict[Consumer, BaseException] = {}
     with store.lock:
-        ready = [c for c in consumers if c.finishing or not c.active or _has_work(store.ready_count(c.queue), c)]
+        counts = {c: None if c.finishing or not c.active else store.ready_count(c.queue) for c in consumers}
+        ready = [c for c in consumers if c.finishing or not c.active or _has_work(counts[c], c)]
         for consumer in ready:
-            # Claimed here, in the step that found the work, rather than in a call of its own after the wake.
-            if consumer.active and not consumer.finishing and not consumer._buffer and consumer._room() > 0:
+            # Claimed here, in the step that found the work, rather than in a call of its own after the wake; not
+            # where the queue is gone: that claim cancels the consumer, closing the doorbell the loop still watches.
+            if counts[consumer] and not consumer._buffer and consumer._room() > 0:
                 try:
                     consumer._fill()
                 except Exception as exc:  # the queue deleted, ...: its consumer meets it, as its own claim would
