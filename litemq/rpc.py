@@ -12,7 +12,7 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Iterable, Optional, Union
+from typing import Any, Callable, Iterable, Optional, Union
 
 from .connection import Connection
 from .consumer import Signal
@@ -181,8 +181,8 @@ class RpcServer:
 def request_properties(properties: Optional[Properties], reply_queue: str) -> tuple[str, Properties]:
     """A new request's correlation id, and its properties: the caller's, with ``reply_to`` and that id."""
     correlation_id = os.urandom(16).hex()
-    return correlation_id, Properties(**{**_fields(properties), "reply_to": reply_queue,
-                                         "correlation_id": correlation_id})
+    fields: dict[str, Any] = {**_fields(properties), "reply_to": reply_queue, "correlation_id": correlation_id}
+    return correlation_id, Properties(**fields)
 
 
 def no_server(exchange: str, routing_key: str, path: str) -> Unroutable:
