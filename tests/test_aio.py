@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from typing import Any, Awaitable, Callable, TypeVar
@@ -235,6 +237,31 @@ def test_acks_are_pipelined_in_order_and_what_their_commit_meets_is_raised_by_th
     assert run(db_path, body, renew_leases=False) == (b"stale", True, 0)
     with litemq.connect(db_path) as conn:
         assert conn.get("jobs") is None
+
+
+def test_acks_queued_when_a_program_ends_without_closing_still_commit(db_path, subprocess_env):
+    program = """
+import asyncio, sys
+import litemq.aio
+
+async def main():
+    conn = await litemq.aio.connect(sys.argv[1])  # never closed
+    await conn.declare_queue("jobs")
+    await conn.publish_many("", "jobs", [b"job"] * 20)
+    acked = 0
+    async for delivery in conn.consume("jobs", prefetch=20):
+        await delivery.ack()
+        acked += 1
+        if acked == 20:
+            break
+
+asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", program, db_path], env=subprocess_env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with litemq.connect(db_path) as conn:
+        assert conn.declare_queue("jobs", passive=True).message_count == 0 and conn.get("jobs") is None
 
 
 def test_consume_many_takes_turns_waits_on_every_queue_and_outlives_a_deleted_one(db_path, caplog):

@@ -8,7 +8,8 @@ other call was queued after it (an ack made after a publish never commits before
 DeliveryError for a tag unknown on the channel or acked already. What only the commit can tell (LeaseExpired: the
 lease ran out and the message went back; StorageError) is raised by the channel's next call: any call but an ack
 or a consumer's next delivery first waits for the acks queued before it, so it raises what they met rather than
-run; a consumer's next delivery raises it once it is known; ``close()`` closes, then raises it.
+run; a consumer's next delivery raises it once it is known; ``close()`` closes, then raises it. Acks still queued
+when the program exits are committed first (``worker``).
 """
 
 from __future__ import annotations

@@ -2,17 +2,23 @@
 
 One daemon thread per connection takes calls in order from a queue and resolves each caller's future on the
 caller's loop. Daemon, and stopped when its connection closes, so a program that forgets to close never hangs at
-exit (aiosqlite's non-daemon thread did). A call whose awaiting task was cancelled before the thread reached it is
-skipped: it never started, as if it had not been made."""
+exit (aiosqlite's non-daemon thread did); at exit, what was queued and not yet run (a pipelined ack) still runs,
+for up to EXIT_SECONDS. A call whose awaiting task was cancelled before the thread reached it is skipped: it never
+started, as if it had not been made."""
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import queue
 import threading
+import weakref
 from typing import Any, Callable, Optional, TypeVar
 
 T = TypeVar("T")
+EXIT_SECONDS = 10.0
+"""How long a program's exit waits for the calls its workers still have queued."""
+
 _Job = Optional[tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]]
 
 
@@ -24,6 +30,7 @@ class Worker:
         """How many calls were queued so far: a call may join one queued before only if nothing came between."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
+        _running.add(self)
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
         """``call(*args)`` on the worker thread; its result or its exception here."""
@@ -81,3 +88,14 @@ def _resolve(loop: asyncio.AbstractEventLoop, future: "asyncio.Future[Any]", res
         loop.call_soon_threadsafe(settle)
     except RuntimeError:  # the loop closed meanwhile: no one is waiting any more
         pass
+
+
+_running: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_queued() -> None:
+    # Daemon threads are stopped where they stand once the interpreter finalizes: let the queued calls run first.
+    for worker in list(_running):
+        worker.stop()
+        worker._thread.join(EXIT_SECONDS)
