@@ -371,6 +371,18 @@ class Channel(Topology):
         if self._forget_consumer(consumer):
             self._session.consumer_removed(store, consumer.queue)
 
+    def _take_back(self, delivery_tag: int) -> None:
+        """A delivery made for a consumer but never handed to the application (an asyncio consumer cancelled
+        while its next delivery was on the way) goes back to its place unmarked, as claimed messages do."""
+        held = self._unacked.pop(delivery_tag, None)
+        if held is None:
+            return
+        if held.consumer is not None:
+            held.consumer.unacked -= 1  # type: ignore[attr-defined]
+        with self._store.write() as store:
+            returned = store.requeue([(held.message_id, held.token)], undo_delivery=True)
+            queue_rules.returned(self._session, store, returned, clock())
+
     def _forget_consumer(self, consumer: "Consumer") -> bool:
         self._consumers.pop(consumer.consumer_tag, None)
         consumer.stop()
@@ -396,6 +408,24 @@ class Channel(Topology):
             leases = self._settle_in(store, delivery_tag, multiple, how, last=True)
             self._refill(store, leases, claim=how == "ack")
 
+    def _ack_each(self, delivery_tags: list[int]) -> None:
+        """Ack each delivery as ``ack`` would, in one transaction (the asyncio channel's acks, pipelined): those
+        whose lease expired raise LeaseExpired after the commit, and a tag no longer known raises DeliveryError
+        after the others are acked."""
+        self._check_open()
+        with self._store.write() as store:
+            known = [tag for tag in delivery_tags if tag in self._unacked]
+            leases: list[Held] = []
+            for tag in known:
+                leases.extend(self._settle_in(store, tag, False, "ack"))
+            self._refill(store, leases)
+        if len(known) < len(delivery_tags):
+            raise self._unknown_tag(next(tag for tag in delivery_tags if tag not in known))
+
+    def _unknown_tag(self, delivery_tag: int) -> DeliveryError:
+        return DeliveryError(f"unknown delivery tag {delivery_tag} on channel {self.number} of {self.path}: "
+                             f"already settled, or not delivered on this channel")
+
     def _settle_in(self, store: Store, delivery_tag: int, multiple: bool, how: str, *,
                    all_or_nothing: bool = False, last: bool = False) -> list[Held]:
         """Settle deliveries as ``how`` says; the leases settled. ``last``: nothing else writes in the transaction
@@ -409,8 +439,7 @@ class Channel(Topology):
         else:
             tags = [t for t in self._unacked if t <= delivery_tag] if multiple else [delivery_tag]
         if not tags:
-            raise DeliveryError(f"unknown delivery tag {delivery_tag} on channel {self.number} of {self.path}: "
-                                f"already settled, or not delivered on this channel")
+            raise self._unknown_tag(delivery_tag)
         leases = [self._unacked[t] for t in tags]
         # Forgotten once settled for good: a transaction that rolls back (ack_and_publish whose publish fails)
         # leaves them held, still to be acked and renewed.

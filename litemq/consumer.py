@@ -10,7 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence, TypeVar, Union
+from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Optional, Protocol, Sequence, TypeVar, Union
 
 from .errors import QueueNotFound
 from .log import logger
@@ -389,6 +389,15 @@ class ConsumerSet(Consuming):
             consumer.__exit__()
 
 
+class Nap(NamedTuple):
+    """What a waiter sleeps on until one is readable: its consumers' doorbells (none while hushed) and other sockets,
+    for at most ``timeout`` seconds."""
+
+    doorbells: list[Doorbell]
+    sockets: list[socket.socket]
+    timeout: float
+
+
 class Waiter:
     """Sleeps for one or more consumers of a connection: until a doorbell rings, a lease in their queues expires,
     another connection dies, or the file shows ready messages that no doorbell announced.
@@ -404,6 +413,20 @@ class Waiter:
     def wait(self, consumers: Sequence["Consumer"], deadline: Optional[float],
              others: Sequence[socket.socket] = ()) -> Optional[socket.socket]:
         """Returns the socket among ``others`` that became readable, if that is what ended the wait."""
+        steps = self.waiting(consumers, deadline, others)
+        try:
+            nap = next(steps)
+            while True:
+                nap = steps.send(sleep(nap.doorbells, nap.sockets, nap.timeout, self._file_unseen))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def waiting(self, consumers: Sequence["Consumer"], deadline: Optional[float],
+                others: Sequence[socket.socket] = ()) -> Generator[Nap, Optional[socket.socket],
+                                                                   Optional[socket.socket]]:
+        """``wait`` as steps: each step does the waiter's reads and writes, then yields the ``Nap`` to take and is
+        sent what woke it (what ``store.waiting.sleep`` returns). The asyncio consumer takes the naps on its event
+        loop and the steps on its connection's worker thread; the blocking one does both in its own thread."""
         next_expiry: Optional[float] = None
         rung = False
         hushed_until = 0.0
@@ -426,9 +449,9 @@ class Waiter:
             rung = False
             if changed:
                 with self._store.lock:
-                    if any(_has_work(self._store.ready_count(c.queue), c) for c in active):
+                    if any(_has_work(ready, c) for c, ready in zip(active, ready_counts(self._store, active))):
                         return None  # ready messages, or a queue is gone: claim to find out
-                    expiries = [self._store.next_lease_expiry(c.queue) for c in active]
+                    expiries = _lease_expiries(self._store, active)
                     # Delayed messages falling due, TTLs and unused queues expiring: whoever wakes first does it.
                     deadlines = [d for d in self._store.deadlines() if d is not None]
                 next_expiry = min((e for e in [*expiries, *deadlines] if e is not None), default=None)
@@ -458,7 +481,7 @@ class Waiter:
                 bells, delay = [], min(delay, hushed)
             else:
                 bells = [c.doorbell for c in active]
-            woke = sleep(bells, [*others, *watch], delay, self._file_unseen)
+            woke = yield Nap(bells, [*others, *watch], delay)
             if woke is None:
                 if self._session.sweep():
                     return None
@@ -482,6 +505,21 @@ class Waiter:
     def _file_unseen(self) -> bool:
         """Whether the file changed since the waiter last looked (without counting this as a look)."""
         return self._version() != self._seen_version
+
+
+def ready_counts(store: Store, consumers: Sequence[Consumer]) -> list[Optional[int]]:
+    """Each consumer's queue's ready count (None: the queue is gone); for many, in one statement, not one each."""
+    if len(consumers) == 1:
+        return [store.ready_count(consumers[0].queue)]
+    counts = store.counts_with_queues([c.queue for c in consumers], 0, 0)
+    return [counts[c.queue][0] if c.queue in counts else None for c in consumers]
+
+
+def _lease_expiries(store: Store, consumers: Sequence[Consumer]) -> list[Optional[float]]:
+    if len(consumers) == 1:
+        return [store.next_lease_expiry(consumers[0].queue)]
+    expiries = store.next_lease_expiries([c.queue for c in consumers])
+    return [expiries.get(c.queue) for c in consumers]
 
 
 def _has_work(ready: Optional[int], consumer: Consumer) -> bool:

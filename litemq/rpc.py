@@ -12,7 +12,7 @@ import math
 import os
 import threading
 import time
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional, Union
 
 from .connection import Connection
 from .consumer import Signal
@@ -59,9 +59,7 @@ class RpcClient:
         seconds (None: wait as long as it takes), RpcError when the server's handler raised, Unroutable at once
         when the request reaches no queue."""
         check_seconds("timeout", timeout, forever=True)  # before the request is out, to be run by a server
-        correlation_id = os.urandom(16).hex()
-        request = Properties(**{**_fields(properties), "reply_to": self.reply_queue,
-                                "correlation_id": correlation_id})
+        correlation_id, request = request_properties(properties, self.reply_queue)
         pending = _Pending()
         with self._condition:
             self._pending[correlation_id] = pending
@@ -71,21 +69,12 @@ class RpcClient:
                 # queue without a server waits there, as with RabbitMQ: a server may start within the timeout.
                 self._channel.publish(self.exchange, routing_key, body, request, mandatory=True)
             except Unroutable:
-                where = f"exchange {self.exchange!r} with routing key" if self.exchange else "queue"
-                raise Unroutable(f"the request to {where} {routing_key!r} reached no queue in {self._channel.path}: "
-                                 f"no server has declared it", exchange=self.exchange,
-                                 routing_key=routing_key) from None
+                raise no_server(self.exchange, routing_key, self._channel.path) from None
             reply = self._wait(pending, math.inf if timeout is None else time.monotonic() + timeout)
         finally:
             with self._condition:
                 self._pending.pop(correlation_id, None)
-        if reply is None:
-            raise RpcTimeout(f"no reply to the request to {routing_key!r} within {timeout} s "
-                             f"(in {self._channel.path})")
-        error = (reply.properties.headers or {}).get(ERROR_HEADER)
-        if error is not None:
-            raise RpcError(f"the server of {routing_key!r} failed: {error}")
-        return reply.body
+        return reply_body(reply, routing_key, timeout, self._channel.path)
 
     def _wait(self, pending: _Pending, deadline: float) -> Optional[Delivery]:
         # One waiting thread at a time reads the reply queue and hands each reply to its caller; the others sleep
@@ -160,21 +149,14 @@ class RpcServer:
 
     def answer(self, request: Delivery) -> None:
         """Run the handler on one request and reply, atomically with the request's ack."""
-        request_properties = request.properties
         try:
-            body: Body = self._handler(request)
-            if not isinstance(body, (bytes, bytearray, memoryview, str)):
-                raise TypeError(f"the handler returned {type(body).__name__}, not a reply body (bytes or str)")
-            reply = Properties(correlation_id=request_properties.correlation_id)
+            outcome: Union[Body, Exception] = self._handler(request)
         except Exception as exc:
-            logger().exception("litemq: the RPC handler for queue %r failed", self.queue)
-            body = b""
-            reply = Properties(correlation_id=request_properties.correlation_id,
-                               headers={ERROR_HEADER: f"{type(exc).__name__}: {exc}"})
-        if request_properties.reply_to:
-            self._channel.ack_and_publish(request.delivery_tag, "", request_properties.reply_to, body, reply)
+            outcome = exc
+        body, reply = reply_to(request, outcome, self.queue)
+        if request.properties.reply_to:
+            self._channel.ack_and_publish(request.delivery_tag, "", request.properties.reply_to, body, reply)
         else:
-            logger().warning("litemq: request on queue %r has no reply_to; acked without a reply", self.queue)
             request.ack()
 
     def stop(self) -> None:
@@ -194,6 +176,47 @@ class RpcServer:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def request_properties(properties: Optional[Properties], reply_queue: str) -> tuple[str, Properties]:
+    """A new request's correlation id, and its properties: the caller's, with ``reply_to`` and that id."""
+    correlation_id = os.urandom(16).hex()
+    fields: dict[str, Any] = {**_fields(properties), "reply_to": reply_queue, "correlation_id": correlation_id}
+    return correlation_id, Properties(**fields)
+
+
+def no_server(exchange: str, routing_key: str, path: str) -> Unroutable:
+    """The error of a request that reached no queue."""
+    where = f"exchange {exchange!r} with routing key" if exchange else "queue"
+    return Unroutable(f"the request to {where} {routing_key!r} reached no queue in {path}: no server has declared it",
+                      exchange=exchange, routing_key=routing_key)
+
+
+def reply_body(reply: Optional[Delivery], routing_key: str, timeout: Optional[float], path: str) -> bytes:
+    """What a call returns: the reply's body; RpcTimeout when none came, RpcError when the handler failed."""
+    if reply is None:
+        raise RpcTimeout(f"no reply to the request to {routing_key!r} within {timeout} s (in {path})")
+    error = (reply.properties.headers or {}).get(ERROR_HEADER)
+    if error is not None:
+        raise RpcError(f"the server of {routing_key!r} failed: {error}")
+    return reply.body
+
+
+def reply_to(request: Delivery, outcome: "Union[Body, Exception]", queue: str) -> tuple[Body, Properties]:
+    """The reply to a request, from what its handler returned (a body) or raised: its body and properties."""
+    correlation_id = request.properties.correlation_id
+    if not isinstance(outcome, Exception) and not isinstance(outcome, (bytes, bytearray, memoryview, str)):
+        outcome = TypeError(f"the handler returned {type(outcome).__name__}, not a reply body (bytes or str)")
+    if isinstance(outcome, Exception):
+        # Logged with the handler's traceback where there is one (it raised), as the caller's except block would.
+        logger().error("litemq: the RPC handler for queue %r failed", queue, exc_info=outcome)
+        body: Body = b""
+        reply = Properties(correlation_id=correlation_id, headers={ERROR_HEADER: f"{type(outcome).__name__}: {outcome}"})
+    else:
+        body, reply = outcome, Properties(correlation_id=correlation_id)
+    if not request.properties.reply_to:
+        logger().warning("litemq: request on queue %r has no reply_to; acked without a reply", queue)
+    return body, reply
 
 
 def _fields(properties: Optional[Properties]) -> dict[str, object]:

@@ -306,10 +306,12 @@ def test_settling_needs_the_lease_token(store: Any) -> None:
         assert [m.body for m in s.drop([(c.id, TOKEN), (c.id, 7)])] == [b"c"]
         assert s.renew([(500.0, d.id, TOKEN), (500.0, d.id, 7)]) == 1
     assert store.next_lease_expiry("q") == 500.0
+    assert store.next_lease_expiries(["q", "missing"]) == {"q": 500.0}
     with store.write() as s:
         assert s.requeue([(d.id, TOKEN)], undo_delivery=True) == [(d.id, "q", 0)]
         assert s.requeue([(d.id, TOKEN)]) == []
     assert store.ready_count("q") == 1 and store.next_lease_expiry("q") is None
+    assert store.next_lease_expiries(["q"]) == {}
 
 
 def test_leases_return_by_owner_by_connection_and_on_expiry(store: Any) -> None:

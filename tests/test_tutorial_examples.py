@@ -100,7 +100,7 @@ def run(tmp_path, program_env):
     return run
 
 
-flavours = pytest.mark.parametrize("flavour", ["pika", "native"])
+flavours = pytest.mark.parametrize("flavour", ["pika", "native", "aio_pika"])
 
 
 # --- 3.2.1 the simple queue
@@ -226,24 +226,56 @@ def test_rpc_client_prints_the_fibonacci_number_the_server_computed(flavour, sta
 # --- the pika examples are the tutorial's programs
 
 def test_every_tutorial_program_is_there_in_both_flavours():
-    for flavour in ("pika", "native"):
+    for flavour in ("pika", "native", "aio_pika"):
         assert sorted(path.stem for path in (EXAMPLES / flavour).glob("*.py")) == sorted(PROGRAMS)
 
 
+@pytest.mark.parametrize("facade, others", [("pika", {"sys", "time", "uuid"}), ("aio_pika", {"asyncio", "sys", "uuid"})])
 @pytest.mark.parametrize("program", PROGRAMS)
-def test_pika_example_imports_litemq_pika_in_place_of_pika_and_nothing_else_of_litemq(program):
-    text = (EXAMPLES / "pika" / f"{program}.py").read_text(encoding="utf-8")
+def test_facade_example_imports_litemq_facade_in_place_of_the_library_and_nothing_else_of_litemq(program, facade,
+                                                                                               others):
+    text = (EXAMPLES / facade / f"{program}.py").read_text(encoding="utf-8")
     lines = text.splitlines()
-    assert lines.count("from litemq import pika") == 1
-    assert [line for line in lines if re.match(r"\s*(import|from)\s+pika\b", line)] == []
+    assert lines.count(f"from litemq import {facade}") == 1
+    assert [line for line in lines if re.match(rf"\s*(import|from)\s+{facade}\b", line)] == []
     tree = ast.parse(text)
     docstring = ast.get_docstring(tree, clean=False)
-    assert docstring and "from litemq import pika" in docstring  # it says what was changed
+    assert docstring and f"from litemq import {facade}" in docstring  # it says what was changed
     imported = {alias.name if isinstance(node, ast.Import) else f"{node.module}.{alias.name}"
                 for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
-    assert imported <= {"litemq.pika", "sys", "time", "uuid"}
+    assert imported <= {f"litemq.{facade}", *others}
     code = text.replace(docstring, "")
-    assert code.count("litemq") == 1  # the import line: everything else is pika's API
+    assert code.count("litemq") == 1  # the import line: everything else is the library's API
+
+
+def test_aio_pika_programs_run_unchanged_on_rabbitmq_with_the_real_aio_pika(rabbitmq_channel, tmp_path,
+                                                                            subprocess_env):
+    pytest.importorskip("aio_pika")
+    hello, rpc = unique_name("tutorial-hello"), unique_name("tutorial-rpc")
+    for program in ("send", "receive", "rpc_server", "rpc_client"):
+        text = (EXAMPLES / "aio_pika" / f"{program}.py").read_text(encoding="utf-8")
+        text = text.replace("from litemq import aio_pika", "import aio_pika").replace('"hello"', repr(hello))
+        (tmp_path / f"{program}.py").write_text(text.replace('"rpc_queue"', repr(rpc)), encoding="utf-8")
+    started = []
+    try:
+        sent = subprocess.run([PYTHON, "send.py"], cwd=tmp_path, env=subprocess_env, capture_output=True,
+                              text=True, timeout=30)
+        assert sent.stdout == " [x] Sent 'Hello World!'\n", sent.stderr
+        started.append(Running(["receive.py"], tmp_path, subprocess_env))
+        assert started[-1].read_until(" [x] Received b'Hello World!'") == [
+            WAITING_FOR_MESSAGES, " [x] Received b'Hello World!'"]
+        started.append(Running(["rpc_server.py"], tmp_path, subprocess_env))
+        started[-1].read_until(" [x] Awaiting RPC requests")
+        called = subprocess.run([PYTHON, "rpc_client.py", "10"], cwd=tmp_path, env=subprocess_env,
+                                capture_output=True, text=True, timeout=30)
+        assert called.stdout == " [.] Got 55\n", called.stderr
+        assert started[-1].read_until(" [.] fib(10)") == [" [.] fib(10)"]
+        assert not (tmp_path / "litemq.db").exists()  # the real aio-pika, not litemq's
+    finally:
+        for running in started:
+            running.stop()
+        rabbitmq_channel.queue_delete(hello)
+        rabbitmq_channel.queue_delete(rpc)
 
 
 def test_pika_send_and_receive_run_unchanged_on_rabbitmq(rabbitmq_channel, tmp_path, subprocess_env):

@@ -54,6 +54,37 @@ def handle(delivery, consumer):
     note("acked", delivery.body.decode() + "\\n")
 
 
+async def handle_async(delivery, consumer):
+    import asyncio
+
+    note("in-handler", delivery.body.decode())
+    deadline = time.monotonic() + {bound}
+    while not consumer.finishing and time.monotonic() < deadline:  # until the signal has come, mid-handler
+        await asyncio.sleep(0.005)
+    await delivery.ack()
+    note("acked", delivery.body.decode() + "\\n")
+
+
+async def consume_async():
+    import litemq.aio
+
+    async with litemq.aio.connect(db_path) as conn:
+        if mode == "aio-iterate":
+            consumer = conn.consume("jobs", prefetch=5)
+        else:
+            consumer = conn.consume_many(["other", "jobs"], prefetch=5)
+        note("ready")
+        async for delivery in consumer.stop_on(signal.SIGTERM):
+            await handle_async(delivery, consumer)
+
+
+if mode.startswith("aio"):
+    import asyncio
+
+    asyncio.run(consume_async())
+    note("returned", str(signal.getsignal(signal.SIGTERM) is signal.SIG_DFL))
+    sys.exit(0)
+
 with litemq.connect(db_path) as conn:
     if mode.startswith("run"):
         consumer = conn.consume("jobs", prefetch=5)
@@ -111,7 +142,7 @@ def jobs(conn: litemq.Connection) -> list[bytes]:
     return bodies
 
 
-@pytest.mark.parametrize("mode", ["run", "iterate", "consume-many"])
+@pytest.mark.parametrize("mode", ["run", "iterate", "consume-many", "aio-iterate", "aio-consume-many"])
 def test_sigterm_mid_handler_finishes_and_acks_that_message_once_and_takes_no_other(
         db_path: str, tmp_path: Path, jobs: list[bytes], subprocess_env: dict[str, str],
         popen: list[subprocess.Popen[str]], mode: str) -> None:

@@ -369,6 +369,10 @@ class Store(Protocol):
     def next_lease_expiry(self, queue: str) -> Optional[float]:
         """When the first lease in the queue expires, or None when none is held."""
 
+    def next_lease_expiries(self, queues: Sequence[str]) -> dict[str, float]:
+        """``next_lease_expiry`` for several queues, by name, for those where a lease is held: what a waiter for
+        many consumers reads in one statement, not one per queue."""
+
     def next_due(self, queue: str) -> Optional[float]:
         """The earliest of: the first lease in the queue expiring, and ``deadlines()``."""
 

@@ -601,6 +601,9 @@ class PostgresStore:
         row = self.run(sql.SELECT_NEXT_EXPIRY, (queue,)).fetchone()
         return row[0] if row else None
 
+    def next_lease_expiries(self, queues: Sequence[str]) -> dict[str, float]:
+        return dict(self.run(sql.SELECT_NEXT_EXPIRIES, (list(queues),)).fetchall())
+
     def next_due(self, queue: str) -> Optional[float]:
         return _earliest(self.one(sql.SELECT_DUE, (queue,)))
 

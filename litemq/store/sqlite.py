@@ -31,10 +31,10 @@ from .sqlite_sql import (ACK, BATCH_ROWS, CLAIM, CLAIM_AND_DELETE, CLAIM_AND_DEL
                          SELECT_CONSUMERS_OF, SELECT_CONSUMER_COUNT, SELECT_CONSUMER_RANKING, SELECT_DEADLINES,
                          SELECT_DEFAULT_CONSUMER_RANKING, SELECT_DUE, SELECT_EXCHANGE, SELECT_EXCLUSIVE_CONSUMER,
                          SELECT_EXPIRED_QUEUES, SELECT_FIRST_CONSUMER, SELECT_HAS_BINDINGS, SELECT_IS_DESTINATION,
-                         SELECT_NEXT_EXPIRY, SELECT_OWNED_QUEUES, SELECT_QUEUE, SELECT_QUEUE_CREATED_AT,
-                         SELECT_READY_COUNT, SELECT_REGISTRATION, SELECT_ROUTE, SELECT_ROUTING_VERSION,
-                         SELECT_UNACKED_COUNT, SET_CONSUMER_ROOM, SET_QUEUE_EXPIRY, TAKE_DUE, TAKE_EXPIRED, TAKE_HEAD,
-                         TAKE_READY, padded)
+                         SELECT_NEXT_EXPIRIES, SELECT_NEXT_EXPIRY, SELECT_OWNED_QUEUES, SELECT_QUEUE,
+                         SELECT_QUEUE_CREATED_AT, SELECT_READY_COUNT, SELECT_REGISTRATION, SELECT_ROUTE,
+                         SELECT_ROUTING_VERSION, SELECT_UNACKED_COUNT, SET_CONSUMER_ROOM, SET_QUEUE_EXPIRY, TAKE_DUE,
+                         TAKE_EXPIRED, TAKE_HEAD, TAKE_READY, padded)
 
 if TYPE_CHECKING:
     from .contract import Store
@@ -355,6 +355,12 @@ class SQLiteStore(SQLiteConnection):
         """When the first lease in the queue expires, or None when none is held."""
         row = self._db.execute(SELECT_NEXT_EXPIRY, (queue,)).fetchone()
         return row[0] if row else None
+
+    def next_lease_expiries(self, queues: Sequence[str]) -> dict[str, float]:
+        expiries: dict[str, float] = {}
+        for names in padded(queues):
+            expiries.update(self._db.execute(SELECT_NEXT_EXPIRIES, names).fetchall())
+        return expiries
 
     def next_due(self, queue: str) -> Optional[float]:
         """The earliest of: the first lease in the queue expiring, and ``deadlines()`` (None when nothing waits)."""

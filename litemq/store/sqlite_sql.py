@@ -134,6 +134,8 @@ RELEASE_CONNECTION = ("UPDATE litemq_messages SET lease_owner = NULL, lease_toke
 RENEW_LEASE = "UPDATE litemq_messages SET lease_expires_at = ? WHERE id = ? AND lease_token = ?"
 SELECT_NEXT_EXPIRY = ("SELECT min(lease_expires_at) FROM litemq_messages "
                       "WHERE queue = ? AND lease_token IS NOT NULL")
+SELECT_NEXT_EXPIRIES = ("SELECT queue, min(lease_expires_at) FROM litemq_messages WHERE lease_token IS NOT NULL "
+                        f"AND queue IN ({', '.join(f'?{1 + i}' for i in range(COPIES))}) GROUP BY queue")
 # The same with the deadlines: what a get must settle first, if it is due.
 SELECT_DUE = f"SELECT ({SELECT_NEXT_EXPIRY}), {_DELAYED_DUE}, {_MESSAGE_EXPIRY}, {_QUEUE_EXPIRY}"
 SELECT_READY_COUNT = "SELECT ready_count FROM litemq_queues WHERE name = ?"

@@ -27,7 +27,7 @@ def sleep(doorbells: Sequence[Doorbell], others: Sequence[socket.socket], timeou
     ready, _, _ = select.select([*bells, *others], [], [], max(0.0, timeout))
     for sock in ready:
         if sock in bells:
-            _drain(sock)
+            drain(sock)
             return sock
     return ready[0] if ready else None
 
@@ -60,7 +60,8 @@ DRAIN_AT_MOST = 16
 """Rings read at once: a flood from another core must not keep a waiter reading its doorbell for ever."""
 
 
-def _drain(sock: socket.socket) -> None:
+def drain(sock: socket.socket) -> None:
+    """Read the rings a doorbell holds (at most DRAIN_AT_MOST)."""
     try:
         for _ in range(DRAIN_AT_MOST):
             sock.recv(64)

@@ -3,6 +3,9 @@
 A scenario is written once, as ``def test_...(pika, connect, names) -> observations`` decorated with
 ``@conformance``, and runs with the real pika against RabbitMQ and with ``litemq.pika`` on each engine the suite
 runs (``[litemq-sqlite]`` on a temp file, ``[litemq-postgresql]`` in a schema of its own; see tests/engines.py).
+An ``async def`` scenario is written against aio-pika's API instead: ``aio_pika`` is the real aio-pika or
+``litemq.aio_pika``, ``await connect()`` opens an aio-pika connection (closed at the end), on an event loop of its
+own.
 
 - ``pika`` is the module (``pika`` or ``litemq.pika``); a scenario uses only what both offer.
 - ``connect()`` opens a ``BlockingConnection`` (closed at the end of the test); ``connect.spawn(worker, ...)`` runs
@@ -27,6 +30,8 @@ that differ and litemq's documented values; everything else must still be identi
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import os
 import select
@@ -171,6 +176,28 @@ class Connector:
                 pass
 
 
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+class AsyncConnector:
+    """``await connect()`` opens an aio-pika connection to this backend; all are closed at the end."""
+
+    def __init__(self, aio_pika: Any, url: str) -> None:
+        self._aio_pika = aio_pika
+        self._url = url
+        self.connections: list[Any] = []
+
+    async def __call__(self) -> Any:
+        connection = await self._aio_pika.connect(self._url)
+        self.connections.append(connection)
+        return connection
+
+    async def close_all(self) -> None:
+        for connection in self.connections:
+            if not connection.is_closed:
+                await connection.close()
+
+
 class Child:
     """A worker process, bounded in time: waited for with a deadline, killed by pid."""
 
@@ -218,7 +245,11 @@ class Backend:
         return parameters(self.pika, self.target)
 
     def check(self, scenario: Callable[..., Any], litemq_differs: dict[str, Any]) -> None:
-        observed = normalize(scenario(self.pika, self.connect, self.names), self.names.prefix)
+        if inspect.iscoroutinefunction(scenario):
+            observations = asyncio.run(self._run_async(scenario))
+        else:
+            observations = scenario(self.pika, self.connect, self.names)
+        observed = normalize(observations, self.names.prefix)
         if self.name == "rabbitmq":
             session_observations[self.test_key] = observed
             if RECORDING:
@@ -243,6 +274,17 @@ class Backend:
             for key, value in litemq_differs.items():
                 assert rabbit[key] != normalize(value, ""), f"{key!r} is documented to differ but does not"
         assert observed == expected
+
+    async def _run_async(self, scenario: Callable[..., Any]) -> Any:
+        if self.name == "rabbitmq":
+            aio_pika = pytest.importorskip("aio_pika")
+        else:
+            from litemq import aio_pika
+        connect = AsyncConnector(aio_pika, AMQP_URL if self.target == "amqp" else self.target)
+        try:
+            return await asyncio.wait_for(scenario(aio_pika, connect, self.names), 60)
+        finally:
+            await connect.close_all()
 
     def clean_up(self) -> None:
         self.connect.close_all()
@@ -391,3 +433,22 @@ def queue_state(connection: Any, queue: str) -> Any:
     if channel.is_open:
         channel.close()
     return result if error == "ok" else error
+
+
+async def outcome_async(call: Callable[[], Any]) -> str:
+    """``"ok"``, or the class name of the error an awaited call raised (aio-pika's classes, by name)."""
+    try:
+        await call()
+    except Exception as exc:  # noqa: BLE001 - the observation is which error it was
+        return type(exc).__name__
+    return "ok"
+
+
+async def eventually_async(check: Callable[[], Any], expected: Any, timeout: float = WAIT) -> Any:
+    """``eventually`` for a coroutine function."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await check()
+        if result == expected or time.monotonic() > deadline:
+            return result
+        await asyncio.sleep(0.01)

@@ -1,0 +1,101 @@
+"""The thread an asyncio connection runs its statements on, so that no commit, lock wait or fsync blocks the loop.
+
+One daemon thread per connection takes calls in order from a queue and resolves each caller's future on the
+caller's loop. Daemon, and stopped when its connection closes, so a program that forgets to close never hangs at
+exit (aiosqlite's non-daemon thread did); at exit, what was queued and not yet run (a pipelined ack) still runs,
+for up to EXIT_SECONDS. A call whose awaiting task was cancelled before the thread reached it is skipped: it never
+started, as if it had not been made."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import queue
+import threading
+import weakref
+from typing import Any, Callable, Optional, TypeVar
+
+T = TypeVar("T")
+EXIT_SECONDS = 10.0
+"""How long a program's exit waits for the calls its workers still have queued."""
+
+_Job = Optional[tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]]
+
+
+class Worker:
+    def __init__(self, name: str) -> None:
+        self._jobs: "queue.SimpleQueue[_Job]" = queue.SimpleQueue()
+        self._stopped = False
+        self.submitted = 0
+        """How many calls were queued so far: a call may join one queued before only if nothing came between."""
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+        _running.add(self)
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        """``call(*args)`` on the worker thread; its result or its exception here."""
+        return await self.submit(call, *args)
+
+    def submit(self, call: Callable[..., T], *args: Any) -> "asyncio.Future[T]":
+        """``call(*args)`` queued for the worker thread now (after every call queued before it); the future of its
+        result."""
+        if self._stopped:
+            raise RuntimeError("the connection's worker thread has stopped (the connection is closed)")
+        loop = asyncio.get_running_loop()
+        future: "asyncio.Future[T]" = loop.create_future()
+        self._jobs.put((loop, future, call, args))
+        self.submitted += 1
+        return future
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def stop(self) -> None:
+        """No more calls; the thread ends once those already queued are done."""
+        if not self._stopped:
+            self._stopped = True
+            self._jobs.put(None)
+
+    def _run(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            loop, future, call, args = job
+            if future.cancelled():
+                continue
+            try:
+                result = call(*args)
+            except BaseException as exc:  # handed to the caller, whatever it is
+                _resolve(loop, future, None, exc)
+            else:
+                _resolve(loop, future, result, None)
+            del job, future, call, args
+
+
+def _resolve(loop: asyncio.AbstractEventLoop, future: "asyncio.Future[Any]", result: Any,
+             error: Optional[BaseException]) -> None:
+    def settle() -> None:
+        if future.cancelled():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    try:
+        loop.call_soon_threadsafe(settle)
+    except RuntimeError:  # the loop closed meanwhile: no one is waiting any more
+        pass
+
+
+_running: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+
+
+@atexit.register
+def _finish_queued() -> None:
+    # Daemon threads are stopped where they stand once the interpreter finalizes: let the queued calls run first.
+    for worker in list(_running):
+        worker.stop()
+        worker._thread.join(EXIT_SECONDS)

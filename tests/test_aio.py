@@ -1,0 +1,390 @@
+"""litemq.aio: the native API as coroutines, on every engine. Statements leave the loop; an idle consumer holds no
+thread and is woken by a publish, a lease that expires or a delayed message falling due; cancelling an await
+loses nothing; process() settles as aio-pika's does."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Awaitable, Callable, TypeVar
+
+import pytest
+
+import litemq
+import litemq.aio
+from litemq.aio import AsyncConnection, AsyncRpcClient, AsyncRpcServer
+
+T = TypeVar("T")
+BOUND = 10.0  # the longest any awaited thing may take here; a bound, never a speed assertion
+
+
+def run(db_path: str, body: Callable[[AsyncConnection], Awaitable[T]], **options: Any) -> T:
+    """``body(conn)`` on a new event loop with a connection of its own, closed at the end."""
+    async def main() -> T:
+        async with litemq.aio.connect(db_path, **options) as conn:
+            return await asyncio.wait_for(body(conn), BOUND)
+
+    return asyncio.run(main())
+
+
+def test_publish_get_and_settle_as_the_blocking_api_does(db_path):
+    async def body(conn):
+        await conn.declare_queue("jobs")
+        assert await conn.publish("", "jobs", b"one") == 1
+        assert await conn.publish_many("", "jobs", [b"two", "three"]) == 1
+        first = await conn.get("jobs")
+        assert (first.body, first.message_count, first.redelivered) == (b"one", 2, False)
+        await first.nack(requeue=True)
+        again = await conn.get("jobs")
+        assert (again.body, again.redelivered) == (b"one", True)
+        await again.ack()
+        second = await conn.get("jobs", auto_ack=True)
+        with pytest.raises(ValueError):
+            await second.ack()
+        third = await conn.get("jobs")
+        await third.reject(requeue=False)
+        return await conn.get("jobs"), await conn.declare_queue("jobs", passive=True)
+
+    left, info = run(db_path, body)
+    assert left is None and info.message_count == 0
+
+
+def test_errors_are_the_blocking_apis(db_path):
+    async def body(conn):
+        await conn.declare_queue("jobs", durable=True)
+        errors = []
+        for call in (lambda: conn.declare_queue("jobs"), lambda: conn.get("missing"),
+                     lambda: conn.declare_queue("amq.mine"), lambda: conn.publish("nowhere", "k", b"x"),
+                     lambda: conn.publish("", "missing", b"x", mandatory=True), lambda: conn.ack(99)):
+            with pytest.raises(litemq.LiteMQError) as raised:
+                await call()
+            errors.append(type(raised.value))
+        with pytest.raises(litemq.QueueNotFound):
+            await conn.consume("missing").get(timeout=1)
+        return errors
+
+    assert run(db_path, body) == [litemq.PreconditionFailed, litemq.QueueNotFound, litemq.AccessRefused,
+                                  litemq.ExchangeNotFound, litemq.Unroutable, litemq.DeliveryError]
+
+
+def test_async_for_consumes_with_a_prefetch_and_topology_calls_route(db_path):
+    async def body(conn):
+        channel = await conn.channel()
+        await channel.declare_exchange("logs", "topic")
+        await channel.declare_queue("errors")
+        await channel.bind_queue("errors", "logs", "*.error")
+        for key in ("app.error", "app.info", "db.error"):
+            await channel.publish("logs", key, key)
+        received = []
+        async with channel.consume("errors", prefetch=10, inactivity_timeout=0.2) as consumer:
+            async for delivery in consumer:
+                async with delivery.process():
+                    received.append(delivery.routing_key)
+        await channel.unbind_queue("errors", "logs", "*.error")
+        assert await channel.publish("logs", "x.error", b"lost") == 0
+        assert await channel.purge_queue("errors") == 0
+        assert await channel.delete_queue("errors") == 0
+        await channel.delete_exchange("logs")
+        await channel.close()
+        return received
+
+    assert run(db_path, body) == ["app.error", "db.error"]
+
+
+def test_process_acks_on_success_and_rejects_on_an_exception_as_aio_pika_does(db_path):
+    async def failing(delivery, **options):
+        try:
+            async with delivery.process(**options):
+                raise RuntimeError("failed")
+        except RuntimeError:
+            pass
+
+    async def body(conn):
+        await conn.declare_queue("q")
+        await conn.publish_many("", "q", [b"ok", b"drop", b"requeue", b"by hand"])
+        consumer = conn.consume("q", prefetch=1)
+        ok = await consumer.get(timeout=5)
+        async with ok.process():
+            pass
+        await failing(await consumer.get(timeout=5))  # requeue=False by default: dropped
+        first = await consumer.get(timeout=5)
+        await failing(first, requeue=True, reject_on_redelivered=True)  # back to its place
+        second = await consumer.get(timeout=5)
+        await failing(second, requeue=True, reject_on_redelivered=True)  # redelivered now: dropped
+        by_hand = await consumer.get(timeout=5)
+        async with by_hand.process(ignore_processed=True):
+            await by_hand.reject(requeue=True)  # settled in the block: process() leaves it alone
+        back = await consumer.get(timeout=5)
+        await back.ack()
+        await consumer.cancel()
+        return ([(d.body, d.redelivered, d.processed) for d in (ok, first, second, by_hand, back)],
+                (await conn.declare_queue("q", passive=True)).message_count)
+
+    settled, left = run(db_path, body)
+    assert settled == [(b"ok", False, True), (b"requeue", False, True), (b"requeue", True, True),
+                       (b"by hand", False, True), (b"by hand", True, True)]
+    assert left == 0
+
+
+def test_cancelling_an_await_keeps_the_iterator_and_loses_no_message(db_path):
+    async def body(conn):
+        await conn.declare_queue("q")
+        consumer = conn.consume("q", prefetch=5)
+        iterator = consumer.__aiter__()
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(iterator.__anext__(), 0.1)
+        await conn.publish("", "q", b"after the timeout")
+        delivery = await asyncio.wait_for(iterator.__anext__(), 5)
+        await delivery.ack()
+        # Claimed (prefetch 5) and fetched for an await that was cancelled: all go back unmarked on cancel.
+        await conn.publish_many("", "q", [b"a", b"b", b"c"])
+        handed = await iterator.__anext__()
+        waiting = asyncio.ensure_future(iterator.__anext__())
+        await asyncio.sleep(0)  # it started the fetch of b, and waits for it
+        waiting.cancel()
+        await asyncio.sleep(0.05)  # b fetched meanwhile, for no one
+        assert waiting.cancelled()
+        assert await consumer.cancel() == []
+        await handed.ack()
+        left = []
+        while (message := await conn.get("q")) is not None:
+            left.append((message.body, message.redelivered))
+            await message.ack()
+        return delivery.body, handed.body, left
+
+    assert run(db_path, body) == (b"after the timeout", b"a", [(b"b", False), (b"c", False)])
+
+
+def test_idle_consumers_hold_no_thread_and_wake_on_a_publish_from_another_connection(db_path):
+    publisher = litemq.connect(db_path)
+
+    async def body(conn):
+        names = [f"q{n}" for n in range(20)]
+        for name in names:
+            await conn.declare_queue(name)
+        consumers = [await conn.consume(name).start() for name in names]
+        fetches = [asyncio.ensure_future(consumer.get()) for consumer in consumers]
+        await asyncio.sleep(0.2)
+        threads = threading.active_count()
+        assert not any(fetch.done() for fetch in fetches)
+        await asyncio.to_thread(publisher.publish, "", "q7", b"wake")
+        done, _ = await asyncio.wait(fetches, return_when=asyncio.FIRST_COMPLETED, timeout=5)
+        woken = [fetch.result().queue for fetch in done]
+        for consumer in consumers:
+            await consumer.cancel()
+        return threads, woken
+
+    before = threading.active_count()
+    try:
+        threads, woken = run(db_path, body)
+    finally:
+        publisher.close()
+    # The async connection adds its worker and the blocking connection's own background thread; no thread per
+    # consumer.
+    assert threads <= before + 3
+    assert woken == ["q7"]
+
+
+def test_an_expired_lease_and_a_delayed_message_wake_an_idle_consumer(db_path):
+    holder = litemq.connect(db_path, renew_leases=False)
+    holder.declare_queue("q")
+    holder.publish("", "q", b"leased")
+    assert holder.get("q", lease_seconds=0.3) is not None  # held, never acked, not renewed
+
+    async def body(conn):
+        consumer = conn.consume("q")
+        started = time.monotonic()
+        returned = await consumer.get(timeout=5)
+        await returned.ack()
+        await conn.publish("", "q", b"later", delay=0.3)
+        due = await consumer.get(timeout=5)
+        await due.ack()
+        return returned.body, returned.redelivered, due.body, time.monotonic() - started
+
+    try:
+        leased, redelivered, later, took = run(db_path, body)
+    finally:
+        holder.close()
+    assert (leased, redelivered, later) == (b"leased", True, b"later")
+    assert took >= 0.3
+
+
+def test_acks_are_pipelined_in_order_and_what_their_commit_meets_is_raised_by_the_next_call(db_path):
+    async def body(conn):
+        await conn.declare_queue("jobs")
+        await conn.publish_many("", "jobs", [b"1", b"2", b"3", b"stale"])
+        channel = await conn.channel()
+        taken = [await channel.get("jobs") for _ in range(3)]
+        for delivery in taken:
+            await delivery.ack()  # queued, one transaction for the three
+        with pytest.raises(litemq.DeliveryError):
+            await taken[0].ack()  # acked already: at once, as the blocking ack raises it
+        await channel.close()  # after the acks: nothing of theirs goes back
+        stale = await conn.get("jobs", lease_seconds=0.2)
+        await asyncio.sleep(0.4)
+        again = await conn.get("jobs")  # its lease ran out: the message went back, and here it is again
+        await stale.ack()  # queued; only its commit finds the lease gone
+        with pytest.raises(litemq.LeaseExpired):
+            await conn.declare_queue("jobs", passive=True)
+        info = await conn.declare_queue("jobs", passive=True)  # raised once
+        await again.ack()
+        return again.body, again.redelivered, info.message_count
+
+    assert run(db_path, body, renew_leases=False) == (b"stale", True, 0)
+    with litemq.connect(db_path) as conn:
+        assert conn.get("jobs") is None
+
+
+def test_acks_queued_when_a_program_ends_without_closing_still_commit(db_path, subprocess_env):
+    program = """
+import asyncio, sys
+import litemq.aio
+
+async def main():
+    conn = await litemq.aio.connect(sys.argv[1])  # never closed
+    await conn.declare_queue("jobs")
+    await conn.publish_many("", "jobs", [b"job"] * 20)
+    acked = 0
+    async for delivery in conn.consume("jobs", prefetch=20):
+        await delivery.ack()
+        acked += 1
+        if acked == 20:
+            break
+
+asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", program, db_path], env=subprocess_env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with litemq.connect(db_path) as conn:
+        assert conn.declare_queue("jobs", passive=True).message_count == 0 and conn.get("jobs") is None
+
+
+def test_consume_many_takes_turns_waits_on_every_queue_and_outlives_a_deleted_one(db_path, caplog):
+    async def body(conn):
+        for name in ("a", "b", "c"):
+            await conn.declare_queue(name)
+        await conn.publish_many("", "a", [b"a1", b"a2", b"a3", b"a4"])
+        await conn.publish_many("", "b", [b"b1", b"b2"])
+        await conn.publish("", "c", b"c1")
+        got = []
+        async with conn.consume_many(["a", "b", "c"], prefetch=10, inactivity_timeout=0.2) as first:
+            async for delivery in first:
+                got.append(delivery.body)
+                await delivery.ack()
+        consumers = conn.consume_many(["a", "b", "c"])
+        assert await consumers.get(0.05) is None
+        waiting = asyncio.ensure_future(consumers.get(BOUND))
+        await asyncio.sleep(0.05)
+        with litemq.connect(db_path) as other:
+            other.publish("", "c", b"late")  # wakes the one wait of all three
+            woken = await waiting
+            await woken.ack()
+            other.delete_queue("b")
+            other.publish("", "a", b"after")
+        after = await consumers.get(BOUND)  # b's consumer is cancelled when its claim finds the queue gone
+        await after.ack()
+        await consumers.cancel()
+        return got, woken.body, after.body
+
+    got, woken, after = run(db_path, body)
+    assert got == [b"a1", b"b1", b"c1", b"a2", b"b2", b"a3", b"a4"]
+    assert (woken, after) == (b"late", b"after")
+
+
+@pytest.mark.sqlite_only
+def test_without_doorbell_sockets_an_idle_consumer_polls(db_path, monkeypatch):
+    monkeypatch.setattr(litemq.store.doorbells, "ABSTRACT_SOCKETS", False)
+    publisher = litemq.connect(db_path)
+
+    async def body(conn):
+        await conn.declare_queue("q")
+        fetch = asyncio.ensure_future(conn.consume("q").get(timeout=5))
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(publisher.publish, "", "q", b"polled")
+        return (await fetch).body
+
+    try:
+        assert run(db_path, body) == b"polled"
+    finally:
+        publisher.close()
+
+
+@pytest.mark.sqlite_only
+def test_a_publish_waiting_for_the_files_lock_does_not_block_the_loop(db_path):
+    locker = sqlite3.connect(db_path, isolation_level=None)
+
+    async def body(conn):
+        await conn.declare_queue("q")
+        locker.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+        ticks = 0
+
+        async def tick():
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        ticker = asyncio.ensure_future(tick())
+        publish = asyncio.ensure_future(conn.publish("", "q", b"x"))
+        await asyncio.sleep(0.3)
+        waited = not publish.done()
+        locker.execute("COMMIT")
+        await publish
+        ticker.cancel()
+        return waited, ticks
+
+    try:
+        waited, ticks = run(db_path, body)
+    finally:
+        locker.close()
+    assert waited and ticks >= 10
+
+
+def test_ack_and_publish_and_rpc(db_path):
+    async def body(conn):
+        await conn.declare_queue("in")
+        await conn.declare_queue("out")
+        await conn.publish("", "in", b"job")
+        job = await conn.get("in")
+        await conn.ack_and_publish(job.delivery_tag, "", "out", b"result")
+
+        async def double(request):
+            if request.body == b"boom":
+                raise ValueError("no")
+            return str(2 * int(request.body))
+
+        server = AsyncRpcServer(conn, "rpc", double)
+        serving = asyncio.ensure_future(server.serve(limit=2))
+        async with AsyncRpcClient(conn) as client:
+            answer = await client.call("rpc", b"21", timeout=5)
+            with pytest.raises(litemq.RpcError, match="ValueError: no"):
+                await client.call("rpc", b"boom", timeout=5)
+            with pytest.raises(litemq.Unroutable):
+                await client.call("nobody", b"x", timeout=5)
+        assert await serving == 2
+        await server.close()
+        return (await conn.get("in")), (await conn.get("out", auto_ack=True)).body, answer
+
+    assert run(db_path, body) == (None, b"result", b"42")
+
+
+def test_a_finished_consumer_ends_its_iteration_and_returns_what_it_claimed(db_path):
+    async def body(conn):
+        await conn.declare_queue("q")
+        await conn.publish_many("", "q", [b"1", b"2", b"3"])
+        consumer = conn.consume("q", prefetch=3)
+        seen = []
+        async for delivery in consumer:
+            seen.append(delivery.body)
+            await delivery.ack()
+            consumer.finish()
+        info = await conn.declare_queue("q", passive=True)
+        first_left = await conn.get("q")
+        return seen, info.message_count, first_left.redelivered
+
+    assert run(db_path, body) == ([b"1"], 2, False)
