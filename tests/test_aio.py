@@ -388,3 +388,27 @@ def test_a_finished_consumer_ends_its_iteration_and_returns_what_it_claimed(db_p
         return seen, info.message_count, first_left.redelivered
 
     assert run(db_path, body) == ([b"1"], 2, False)
+
+
+@pytest.mark.parametrize("pamqp", [True, False])
+def test_aio_pikas_publish_returns_a_publisher_confirm_with_the_channels_next_tag(db_path, monkeypatch, pamqp):
+    from litemq import aio_pika
+    from litemq.aio_pika import exchange
+
+    if not pamqp:
+        monkeypatch.setitem(sys.modules, "pamqp.commands", None)  # an import of it raises ImportError
+    exchange._ack_class.cache_clear()  # (and again at the end, below: pamqp's class for the tests after)
+
+    async def main() -> list[Any]:
+        async with await aio_pika.connect(db_path) as connection:
+            channel = await connection.channel()
+            queue = await channel.declare_queue("q")
+            return [await channel.default_exchange.publish(aio_pika.Message(b"m"), routing_key=queue.name)
+                    for _ in range(2)]
+
+    try:
+        confirms = asyncio.run(main())
+    finally:
+        exchange._ack_class.cache_clear()
+    assert [(c.name, c.delivery_tag) for c in confirms] == [("Basic.Ack", 1), ("Basic.Ack", 2)]
+    assert (type(confirms[0]).__module__ == exchange.__name__) is not pamqp

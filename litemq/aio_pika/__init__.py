@@ -3,7 +3,7 @@ against a file (or a PostgreSQL schema), with no server. ``connect("amqp://...")
 ``litemq.db``; ``connect("sqlite:///path")`` names a file. See README, "Coming from aio-pika", for what is
 supported and how it differs."""
 
-from . import exceptions
+from . import abc, exceptions
 from .channel import Channel, Connection, RobustChannel, RobustConnection
 from .exchange import Exchange
 from .connection import connect, connect_robust
@@ -15,4 +15,4 @@ RobustExchange = Exchange
 
 __all__ = ["connect", "connect_robust", "Connection", "RobustConnection", "Channel", "RobustChannel", "Exchange",
            "RobustExchange", "Queue", "RobustQueue", "QueueIterator", "Message", "IncomingMessage",
-           "DeliveryMode", "ExchangeType", "AMQPException", "MessageProcessError", "exceptions"]
+           "DeliveryMode", "ExchangeType", "AMQPException", "MessageProcessError", "abc", "exceptions"]

@@ -59,6 +59,7 @@ class Channel:
         self.connection = connection
         self._channel = channel
         self.on_return_raises = on_return_raises
+        self.confirmed = 0
         self._closed = False
         self.default_exchange = Exchange(self, "", ExchangeType.DIRECT)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any, Awaitable, Optional, Protocol, TypeVar, Union
 
@@ -19,6 +20,8 @@ class Scope(Protocol):
 
     _channel: AsyncChannel
     on_return_raises: bool
+    confirmed: int
+    """Publishes this channel has had confirmed: the delivery tag of the next confirmation."""
 
     @property
     def is_closed(self) -> bool:
@@ -47,9 +50,10 @@ class Exchange:
         self.arguments = arguments
 
     async def publish(self, message: Message, routing_key: str, *, mandatory: bool = True,
-                      immediate: bool = False, timeout: Optional[float] = None) -> None:
-        """Store the message in every queue it reaches. Unroutable with ``mandatory``: returned, which raises
-        ``PublishError`` on a channel opened with ``on_return_raises=True`` and is dropped otherwise."""
+                      immediate: bool = False, timeout: Optional[float] = None) -> Any:
+        """Store the message in every queue it reaches; once stored, the publisher confirm aio-pika returns
+        (``Basic.Ack``). Unroutable with ``mandatory``: returned, which raises ``PublishError`` on a channel opened
+        with ``on_return_raises=True`` and is dropped otherwise (and confirmed, as RabbitMQ confirms it)."""
         properties = message.properties
         if not properties.message_id:  # aio-pika (aiormq) gives every message an id, a random UUID's hex
             properties = properties.replace(message_id=uuid.uuid4().hex)
@@ -59,6 +63,8 @@ class Exchange:
                 mandatory=mandatory and self.channel.on_return_raises))
         except Unroutable as exc:
             raise exceptions.PublishError(f"message returned: {exc}") from exc
+        self.channel.confirmed += 1
+        return confirmation(self.channel.confirmed)
 
     async def bind(self, exchange: Union["Exchange", str], routing_key: str = "", *, arguments: Arguments = None,
                    timeout: Optional[float] = None) -> None:
@@ -81,3 +87,30 @@ class Exchange:
 def _name(exchange: Union[Exchange, str]) -> str:
     return exchange if isinstance(exchange, str) else exchange.name
 
+
+
+class Ack:
+    """pamqp's ``Basic.Ack`` where pamqp is not installed: the same fields."""
+
+    name = "Basic.Ack"
+
+    def __init__(self, delivery_tag: int, multiple: bool = False) -> None:
+        self.delivery_tag = delivery_tag
+        self.multiple = multiple
+
+    def __repr__(self) -> str:
+        return f"<Basic.Ack delivery_tag={self.delivery_tag}>"
+
+
+@functools.lru_cache(maxsize=None)
+def _ack_class() -> Any:
+    try:  # aio-pika's programs check the confirm against pamqp's class, which they import when they do
+        from pamqp.commands import Basic
+    except ImportError:
+        return Ack
+    return Basic.Ack
+
+
+def confirmation(delivery_tag: int) -> Any:
+    """What aio-pika's publish returns once RabbitMQ confirms a message: ``Basic.Ack`` with its delivery tag."""
+    return _ack_class()(delivery_tag=delivery_tag)

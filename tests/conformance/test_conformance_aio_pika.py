@@ -159,8 +159,7 @@ async def test_topic_and_fanout_routing(aio_pika: Any, connect: Any, names: Any)
             "fanout right": await _take(right)}
 
 
-@conformance(litemq_differs={"published": False},
-             because="litemq's publish returns None (README, Coming from aio-pika): nothing to confirm over a wire")
+@conformance
 async def test_message_properties_round_trip(aio_pika: Any, connect: Any, names: Any) -> Any:
     connection = await connect()
     channel = await connection.channel()
@@ -181,7 +180,7 @@ async def test_message_properties_round_trip(aio_pika: Any, connect: Any, names:
             "delivery_mode": int(got.delivery_mode), "priority": got.priority, "correlation_id": got.correlation_id,
             "reply_to": got.reply_to, "expiration": got.expiration, "message_id": got.message_id,
             "timestamp": got.timestamp.replace(tzinfo=None).isoformat() if got.timestamp else None,
-            "type": got.type, "app_id": got.app_id, "published": plain is not None,
+            "type": got.type, "app_id": got.app_id, "published": getattr(plain, "name", None) == "Basic.Ack",
             "plain": [bare.headers, bare.content_type, int(bare.delivery_mode), bare.priority, bare.expiration,
                       bare.timestamp],
             "plain message_id": [type(bare.message_id).__name__, len(bare.message_id or "")]}
