@@ -24,6 +24,7 @@ import time
 from typing import Any, Callable, NamedTuple, Optional
 
 from kombu.transport import TRANSPORT_ALIASES, virtual
+from kombu.transport.base import to_rabbitmq_queue_arguments
 from kombu.transport.virtual.base import queue_declare_ok_t
 
 import litemq
@@ -90,6 +91,11 @@ class Channel(virtual.Channel):
 
     def exchange_delete(self, exchange: str, if_unused: bool = False, nowait: bool = False) -> None:
         self.broker.delete_exchange(exchange, if_unused=if_unused)
+
+    def prepare_queue_arguments(self, arguments: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        # kombu's Queue(max_priority=..., message_ttl=..., expires=..., max_length=...) become RabbitMQ's
+        # x-arguments, as on RabbitMQ (kombu's virtual transports drop them), and litemq keeps them.
+        return to_rabbitmq_queue_arguments(arguments, **kwargs)
 
     def queue_declare(self, queue: Optional[str] = None, passive: bool = False, durable: bool = False,
                       exclusive: bool = False, auto_delete: bool = False,
