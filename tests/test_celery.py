@@ -22,6 +22,7 @@ pytest.importorskip("celery")
 
 from celery import Celery, chord, group  # noqa: E402
 
+from kombu import pools  # noqa: E402
 from kombu.common import Broadcast  # noqa: E402
 
 import litemq.kombu  # noqa: E402,F401
@@ -98,6 +99,9 @@ class Workers:
     def close(self) -> None:
         for name in self.processes:
             self.kill(name)
+        # The client's connections are in kombu's pools, which Celery's close() leaves open (litemq's, each with
+        # its thread, on a file about to be removed).
+        pools.reset()
         self.client.close()
 
 
