@@ -72,7 +72,9 @@ class Broker:
             log = open(os.path.join(self.out, f"worker-{i}.log"), "wb")
             self.workers.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "bench.celery_tasks", "worker", "-P", "solo", "-c", "1",
-                 "-n", f"bench{i}-{self.queue}@%h", "-Q", self.queue, "-l", "WARNING", "--without-gossip",
+                 # A node name of its own per run: a worker that reuses a stopped one's name waits on RabbitMQ
+                 # (10 s, its control queue's expiry) before it consumes.
+                 "-n", f"w{i}-{os.path.basename(self.out)}@%h", "-Q", self.queue, "-l", "WARNING", "--without-gossip",
                  "--without-mingle", "--without-heartbeat"],
                 cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
             log.close()
