@@ -7,9 +7,11 @@ SQLite only: a worker takes about a second to start, and these tests are about C
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,7 +24,7 @@ pytest.importorskip("celery")
 
 from celery import Celery, chord, group  # noqa: E402
 
-from kombu import pools  # noqa: E402
+from kombu import Consumer, pools  # noqa: E402
 from kombu.common import Broadcast  # noqa: E402
 
 import litemq.kombu  # noqa: E402,F401
@@ -48,11 +50,12 @@ class Workers:
         self.client.conf.broker_transport_options = {"lease_seconds": lease_seconds}
         self.client.conf.task_queues = [Broadcast("broadcast")]  # so a task sent there goes to its fanout exchange
 
-    def start(self, name: str, pool: str = "solo", concurrency: int = 1, queues: str = "celery") -> None:
+    def start(self, name: str, pool: str = "solo", concurrency: int = 1, queues: str = "celery",
+              *options: str) -> None:
         log = open(self.directory / f"{name}.log", "wb")
         self.processes[name] = subprocess.Popen(
             [CELERY, "-A", "celery_app", "worker", "-P", pool, "-c", str(concurrency), "-n", f"{name}@%h",
-             "-Q", queues, "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat"],
+             "-Q", queues, "-l", "INFO", "--without-gossip", "--without-mingle", "--without-heartbeat", *options],
             cwd=self.directory, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
 
@@ -111,8 +114,8 @@ def workers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workers]:
     longer than that is one whose lease the worker renewed."""
     directory = tmp_path_factory.mktemp("celery")
     crew = Workers(directory, f"litemq:///{directory}/celery.db", lease_seconds=1.0)
-    crew.start("solo", "solo", queues="celery,solo,broadcast")
-    crew.start("prefork", "prefork", concurrency=2, queues="celery,prefork,broadcast")
+    crew.start("solo", "solo", 1, "celery,solo,broadcast", "--task-events")
+    crew.start("prefork", "prefork", 2, "celery,prefork,broadcast", "--task-events")
     try:
         crew.wait_ready("solo", "prefork")
         yield crew
@@ -143,6 +146,24 @@ def test_a_broadcast_queue_gives_every_worker_the_task(workers: Workers) -> None
     workers.client.send_task("celery_app.run_once", ("broadcast",), queue="broadcast")
     runs = workers.wait_for(lambda: len(workers.records(mark="broadcast")) >= 2 and workers.records(mark="broadcast"))
     assert sorted(run["node"] for run in runs) == sorted([workers.node("prefork"), workers.node("solo")])
+
+
+def test_task_events_reach_a_monitor_from_both_workers(workers: Workers) -> None:
+    seen: dict[str, str] = {}
+    with workers.client.connection_for_read() as connection:
+        receiver = workers.client.events.Receiver(connection, handlers={
+            "task-succeeded": lambda event: seen.update({event["uuid"]: event["hostname"]})})
+        [consumer] = receiver.get_consumers(functools.partial(Consumer, connection.default_channel), None)
+        with consumer:  # its queue is bound before the tasks are sent
+            sent = {workers.client.send_task("celery_app.add", (1, 1), queue=queue).id: queue
+                    for queue in ("solo", "prefork")}
+            deadline = time.monotonic() + 15
+            while not set(sent) <= set(seen) and time.monotonic() < deadline:
+                try:
+                    connection.drain_events(timeout=0.5)
+                except socket.timeout:
+                    pass
+    assert {seen.get(task_id) for task_id in sent} == {workers.node("solo"), workers.node("prefork")}
 
 
 def test_a_countdown_longer_than_the_lease_runs_the_task_exactly_once(workers: Workers) -> None:
