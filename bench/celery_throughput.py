@@ -6,7 +6,7 @@ row), then one ``celery worker -P solo`` starts, says it is ready and waits for 
 time from go to the last task's end. The same worker, now idle, gets --paced tasks one at
 a time, 20 a second, each carrying its send time: the latency row is from ``send_task`` (``apply_async`` by name) to the task starting.
 Then the idle worker's CPU over 5 s. Then N more tasks and 4 solo workers, started together once all four are
-ready. Celery's defaults otherwise (prefetch multiplier 4, early acks), no result backend; mingle, gossip
+ready; then N more and one prefork worker with four children (``-c 4``), Celery's usual deployment. Celery's defaults otherwise (prefetch multiplier 4, early acks), no result backend; mingle, gossip
 and heartbeats off for all (they are RabbitMQ and Redis only).
 """
 
@@ -67,11 +67,11 @@ class Broker:
             app.send_task(TICK, (time.time(),))
         return n / (time.perf_counter() - started)
 
-    def start(self, count: int) -> None:
+    def start(self, count: int, pool: str = "solo", concurrency: int = 1) -> None:
         for i in range(count):
             log = open(os.path.join(self.out, f"worker-{i}.log"), "wb")
             self.workers.append(subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "bench.celery_tasks", "worker", "-P", "solo", "-c", "1",
+                [sys.executable, "-m", "celery", "-A", "bench.celery_tasks", "worker", "-P", pool, "-c", str(concurrency),
                  # A node name of its own per run: a worker that reuses a stopped one's name waits on RabbitMQ
                  # (10 s, its control queue's expiry) before it consumes.
                  "-n", f"w{i}-{os.path.basename(self.out)}@%h", "-Q", self.queue, "-l", "WARNING", "--without-gossip",
@@ -114,12 +114,12 @@ class Broker:
                 worker.wait()
         self.workers = []
 
-    def throughput(self, n: int, workers: int) -> dict[str, float]:
+    def throughput(self, n: int, workers: int, pool: str = "solo", concurrency: int = 1) -> dict[str, float]:
         """Send n tasks, then start ``workers`` workers: tasks/s once all of them are ready."""
         app = self.app()
         sent = self.send(app, n)
         close(app)
-        self.start(workers)
+        self.start(workers, pool, concurrency)
         self.wait(f"{workers} ready workers", lambda: self.ready() == workers)
         go = time.time()
         open(os.path.join(self.out, "go"), "w").close()
@@ -190,6 +190,7 @@ def measure(broker: Broker, n: int, paced: int, runs: int) -> dict[str, Any]:
     sent: list[float] = []
     one: list[float] = []
     four: list[float] = []
+    prefork: list[float] = []
     try:
         for run in range(runs):
             broker.fresh_output(f"one-{run}")
@@ -203,8 +204,12 @@ def measure(broker: Broker, n: int, paced: int, runs: int) -> dict[str, Any]:
             broker.fresh_output(f"four-{run}")
             four.append(broker.throughput(n, 4)["tasks_per_s"])
             broker.stop()
+            broker.fresh_output(f"prefork-{run}")
+            prefork.append(broker.throughput(n, 1, "prefork", 4)["tasks_per_s"])
+            broker.stop()
         result.update(sent=statistics.median(sent), one=statistics.median(one), four=statistics.median(four),
-                      runs={"sent": sent, "one": one, "four": four})
+                      prefork=statistics.median(prefork),
+                      runs={"sent": sent, "one": one, "four": four, "prefork": prefork})
     except Exception as exc:  # a broker that fails is a row that says so, not a lost run
         result["error"] = f"{type(exc).__name__}: {exc}"
     finally:
@@ -221,6 +226,7 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     rows = [("apply_async, tasks/s sent", "sent", "{:,.0f}"),
             ("tasks/s, 1 worker", "one", "{:,.0f}"),
             ("tasks/s, 4 workers", "four", "{:,.0f}"),
+            ("tasks/s, 1 prefork worker -c 4", "prefork", "{:,.0f}"),
             ("apply_async -> start, p50 ms", ("latency", "p50"), "{:.1f}"),
             ("apply_async -> start, p99 ms", ("latency", "p99"), "{:.1f}"),
             ("idle worker, % of a core", "idle_cpu", "{:.2f}")]
