@@ -319,7 +319,8 @@ class Transport(virtual.Transport):
                 delivery = self._waiting.get(left)
             except QueueNotFound:
                 delivery = None  # the last consumed queue was deleted: its consumers are cancelled
-            if self._drop_cancelled() or delivery is None:
+            self._drop_cancelled()
+            if delivery is None:
                 if deadline is not None and time.monotonic() >= deadline:
                     raise socket.timeout()
                 continue
@@ -330,14 +331,11 @@ class Transport(virtual.Transport):
             subscription.callback(subscription.channel.message(delivery, subscription.consumer_tag))
             return
 
-
-    def _drop_cancelled(self) -> bool:
+    def _drop_cancelled(self) -> None:
         """Forget consumers that litemq cancelled (their queue was deleted), as RabbitMQ's basic.cancel tells a
-        client; True when there were any."""
-        gone = [s for s in self._subscriptions.values() if not s.consumer.active]
-        for subscription in gone:
+        client."""
+        for subscription in [s for s in self._subscriptions.values() if not s.consumer.active]:
             subscription.channel.basic_cancel(subscription.consumer_tag)
-        return bool(gone)
 
 
 def _return(delivery: litemq.Delivery) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -230,3 +231,24 @@ def test_a_chord_runs_its_callback_with_the_database_result_backend_in_the_same_
     add, total = pair.client.signature("celery_app.add"), pair.client.signature("celery_app.total")
     result = chord(add.clone((i, i)) for i in range(4))(total)
     assert result.get(timeout=20) == 12
+
+
+def test_the_example_tasks_module_runs_on_a_worker_as_its_readme_says(tmp_path: Path) -> None:
+    shutil.copy(REPO / "examples" / "celery" / "tasks.py", tmp_path)  # run where it is, writing nothing there
+    env = dict(os.environ, PYTHONPATH=str(REPO), CELERY_BROKER_URL=f"litemq:///{tmp_path}/celery.db")
+    worker = subprocess.Popen([CELERY, "-A", "tasks", "worker", "-P", "solo", "-n", "example@%h"], cwd=tmp_path,
+                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        sent = subprocess.run([sys.executable, "-c", "import tasks; print(tasks.add.delay(2, 3).get(timeout=20))"],
+                              cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+        assert sent.stdout == "5\n", sent.stderr
+        pinged = subprocess.run([CELERY, "-A", "tasks", "inspect", "ping"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True, timeout=60)
+        assert "example@" in pinged.stdout and "pong" in pinged.stdout, pinged.stderr
+        subprocess.run([CELERY, "-A", "tasks", "control", "shutdown"], cwd=tmp_path, env=env, capture_output=True,
+                       timeout=60)  # shutdown sends no reply: the worker's exit is the answer
+        assert worker.wait(20) == 0
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+            worker.wait()

@@ -203,6 +203,20 @@ def test_drain_events_times_out_as_kombu_expects(connection: Connection) -> None
         assert 0.2 <= time.monotonic() - started < 1.0
 
 
+def test_deleting_a_consumed_queue_cancels_its_consumer_and_the_others_go_on(url: str,
+                                                                           connection: Connection) -> None:
+    got: list[Any] = []
+    with Consumer(connection, [Queue("doomed"), Queue("lasting")],
+                  callbacks=[lambda body, message: (got.append(body), message.ack())]):
+        with Connection(url) as other:
+            other.default_channel.queue_delete("doomed")  # RabbitMQ tells the consumer with basic.cancel
+            with pytest.raises(socket.timeout):
+                connection.drain_events(timeout=0.2)
+            Producer(other.default_channel).publish("still here", routing_key="lasting")
+            connection.drain_events(timeout=WAIT)
+    assert got == ["still here"]
+
+
 # --- URLs and the import
 @pytest.mark.sqlite_only
 def test_litemq_urls_name_files_as_sqlalchemy_does(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
