@@ -28,6 +28,7 @@ from celery import Celery, chord, group  # noqa: E402
 from kombu import Consumer, pools  # noqa: E402
 from kombu.common import Broadcast  # noqa: E402
 
+import litemq  # noqa: E402
 import litemq.kombu  # noqa: E402,F401
 from conftest import REPO  # noqa: E402
 
@@ -193,6 +194,23 @@ def test_a_task_retries_after_its_countdown_until_it_succeeds(workers: Workers) 
     runs = workers.records(mark="retry")
     assert [run["retries"] for run in runs] == [0, 1, 2]
     assert all(later["at"] - earlier["at"] >= 0.45 for earlier, later in zip(runs, runs[1:]))
+
+
+def test_a_prefork_worker_holds_its_prefetch_of_late_acked_tasks_and_no_more(workers: Workers) -> None:
+    # Prefetch multiplier 4 times concurrency 2: the prefork worker holds 8 unacked tasks (2 running, 6 waiting
+    # in the worker), and the queue keeps the rest for other workers, as on RabbitMQ (with worker_pool_putlocks
+    # off: see celery_app.py).
+    sent = [workers.client.send_task("celery_app.slow", (f"prefetch-{i}", 2.0), queue="prefork") for i in range(12)]
+    with litemq.connect(workers.directory / "celery.db") as conn:
+        def ready() -> int:
+            return conn.declare_queue("prefork", passive=True).message_count
+
+        workers.wait_for(lambda: ready() == 4, timeout=5)
+        pinged = workers.client.control.inspect(timeout=1.0).ping()  # answered while both children are busy
+        assert (ready(), len(workers.records(event="end"))) == (4, 0)
+        assert workers.node("prefork") in pinged
+        assert conn.purge_queue("prefork") == 4
+    workers.client.control.revoke([result.id for result in sent])  # the held ones are skipped, not run
 
 
 def test_control_shutdown_stops_every_worker(workers: Workers) -> None:
