@@ -38,7 +38,8 @@ CONNECT_OPTIONS = ("lease_seconds", "consumer_timeout", "synchronous", "busy_tim
 """The transport options that are ``litemq.connect``'s; kombu's own (``polling_interval`` ...) are not."""
 CONSUMER_TIMEOUT = math.inf
 """A worker holds an ETA or countdown task unacked until it is due, hours if need be: its lease is renewed for as
-long as the worker lives (RabbitMQ's 30-minute consumer timeout is what makes such tasks run twice there)."""
+long as the worker lives. (RabbitMQ closes a channel that holds a delivery past its consumer timeout, 30 minutes by
+default; Redis and SQS give it to another worker after their visibility timeout: then it runs twice.)"""
 STRING_PROPERTIES = ("correlation_id", "reply_to", "expiration", "message_id", "type", "user_id", "app_id",
                      "cluster_id")
 
@@ -170,11 +171,11 @@ class Channel(virtual.Channel):
         if self.broker.is_open:
             subscription.consumer.cancel()
 
-    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Optional[Message]:
+    def basic_get(self, queue: str, no_ack: bool = False, **kwargs: Any) -> Optional[virtual.Message]:
         delivery = self.broker.get(queue, auto_ack=no_ack)
         return None if delivery is None else self.message(delivery)
 
-    def message(self, delivery: litemq.Delivery, consumer_tag: Optional[str] = None) -> Message:
+    def message(self, delivery: litemq.Delivery, consumer_tag: Optional[str] = None) -> virtual.Message:
         """A delivery as a kombu message of this channel."""
         properties = delivery.properties
         fields = {name: value for name, value in properties.set_fields().items()

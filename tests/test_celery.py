@@ -251,6 +251,17 @@ def test_a_chord_runs_its_callback_with_the_database_result_backend_in_the_same_
     assert result.get(timeout=20) == 12
 
 
+def test_broker_transport_names_the_transport_for_a_url_litemq_opens(tmp_path: Path) -> None:
+    app = Celery("plain", broker=f"sqlite:///{tmp_path}/app.db", broker_transport="litemq.kombu:Transport")
+    try:
+        app.send_task("celery_app.add", (1, 2))
+    finally:
+        pools.reset()
+        app.close()
+    with litemq.connect(tmp_path / "app.db") as conn:
+        assert conn.declare_queue("celery", passive=True).message_count == 1
+
+
 def test_the_example_tasks_module_runs_on_a_worker_as_its_readme_says(tmp_path: Path) -> None:
     shutil.copy(REPO / "examples" / "celery" / "tasks.py", tmp_path)  # run where it is, writing nothing there
     env = dict(os.environ, PYTHONPATH=str(REPO), CELERY_BROKER_URL=f"litemq:///{tmp_path}/celery.db")
