@@ -41,9 +41,10 @@ def hold_unacked(url: str, queue: str) -> None:
             time.sleep(WAIT_SECONDS)
 
 
-def publish_later(url: str, queue: str, delay: float) -> None:
-    """After ``delay`` seconds, publish to ``queue`` the time it was published."""
+def publish_later(url: str, queue: str, delay: float, count: int) -> None:
+    """``count`` times, after ``delay`` seconds, publish to ``queue`` the time it was published."""
     with Connection(url) as connection:
         producer = Producer(connection.default_channel)
-        time.sleep(delay)
-        producer.publish({"sent": time.time()}, routing_key=queue)
+        for _ in range(count):
+            time.sleep(delay)
+            producer.publish({"sent": time.time()}, routing_key=queue)

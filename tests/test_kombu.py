@@ -186,12 +186,14 @@ def test_message_ttl_expires_waiting_messages(connection: Connection) -> None:
 def test_a_waiting_consumer_wakes_on_a_publish_from_another_process(url: str, processes: Processes,
                                                                     connection: Connection) -> None:
     simple = connection.SimpleQueue("wake")
-    processes.start(kombu_workers.publish_later, url, "wake", 1.0)
-    message = simple.get(timeout=WAIT)
-    latency = time.time() - message.payload["sent"]
-    message.ack()
+    processes.start(kombu_workers.publish_later, url, "wake", 0.3, 3)
+    latencies = []
+    for _ in range(3):
+        message = simple.get(timeout=WAIT)
+        latencies.append(time.time() - message.payload["sent"])
+        message.ack()
     simple.close()
-    assert latency < 0.25, latency  # kombu's SQLAlchemy transport polls once a second
+    assert sorted(latencies)[1] < 0.2, latencies  # the median; kombu's SQLAlchemy transport polls once a second
     processes.join_all(WAIT)
 
 
