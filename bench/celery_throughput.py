@@ -72,8 +72,7 @@ class Broker:
             log = open(os.path.join(self.out, f"worker-{i}.log"), "wb")
             self.workers.append(subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "bench.celery_tasks", "worker", "-P", pool, "-c", str(concurrency),
-                 # A node name of its own per run: a worker that reuses a stopped one's name waits on RabbitMQ
-                 # (10 s, its control queue's expiry) before it consumes.
+                 # A node name of its own per run, so that no worker meets the control queue of a stopped one.
                  "-n", f"w{i}-{os.path.basename(self.out)}@%h", "-Q", self.queue, "-l", "WARNING", "--without-gossip",
                  "--without-mingle", "--without-heartbeat"],
                 cwd=REPO, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
