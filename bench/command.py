@@ -60,6 +60,9 @@ QUICK = {"n": 1000, "runs": 1, "deep": 10_000, "paced_n": 30, "budget": 0.5, "on
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
+CELERY_N = {"full": 2000, "quick": 300}
+"""Tasks per throughput run of --celery."""
+
 QUICK_LEAVES_OUT = ("litemq-full", "persist-queue-default", "rabbitmq-confirms")
 """--quick runs one variant of each system (litemq and persist-queue with NORMAL; RabbitMQ without confirms), unless
 --systems names them."""
@@ -124,7 +127,13 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "postgresql://postgres@127.0.0.1:5432/test); each run gets a fresh schema on it")
     parser.add_argument("--rabbitmq", default="127.0.0.1:5672", help="RabbitMQ host:port (guest/guest)")
     parser.add_argument("--json", metavar="PATH", help="also write every row, with each run's figures, as JSON")
+    parser.add_argument("--celery", action="store_true",
+                        help="instead: Celery tasks/s through 1 and 4 workers and apply_async-to-start latency, on "
+                             "litemq, RabbitMQ and kombu's SQLAlchemy transport (bench/celery_throughput.py); --n "
+                             f"tasks per throughput run (default {CELERY_N['full']:,}; --quick {CELERY_N['quick']})")
     args = parser.parse_args(argv)
+    if args.celery:
+        args.celery_n = args.n or CELERY_N["quick" if args.quick else "full"]
     preset = QUICK if args.quick else FULL
     for name in ("n", "runs", "deep", "paced_n", "budget"):
         if getattr(args, name) is None:
@@ -434,6 +443,10 @@ PG_LEGEND = ("On PostgreSQL the server's own processes are not counted in peak R
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    if args.celery:
+        from .celery_throughput import main as celery_main
+
+        return celery_main(args.celery_n, paced=10 if args.quick else 40, runs=args.runs)
     started = time.monotonic()
     machine = measure.machine()
     if args.engine == "postgresql":
