@@ -469,6 +469,23 @@ def test_claims_walk_the_ready_index_and_expired_leases_the_lease_index(stores: 
     assert "ix_litemq_messages_lease_expiry" in plan(sql.RETURN_EXPIRED, "'q'", "1.0")
 
 
+def test_a_publish_looks_for_delayed_messages_by_their_index_however_many_messages_are_held(
+        stores: list[Any], postgresql_url: str) -> None:
+    from litemq.store import postgres_sql as sql
+
+    store = open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    store.run("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+              "SELECT 'q', '', 'q', '\\x00'::bytea, 1.0 FROM generate_series(1, 20000)")
+    store.run("ANALYZE litemq_messages")
+    store.run("SET plan_cache_mode = force_generic_plan")  # what a statement prepared once runs after its fifth use
+    store.run(f"PREPARE publish(text, text, text, bytea, text, float8) AS {sql.PUBLISH_PLAIN}")
+    plan = "\n".join(row[0] for row in store.run(
+        "EXPLAIN EXECUTE publish('q', '', 'q', '\\x00'::bytea, NULL, 2.0)").fetchall())
+    assert "Seq Scan on litemq_messages" not in plan, plan  # (a scan of every message held, at every publish)
+
+
 def test_the_report_names_dead_rows_sizes_and_the_oldest_snapshot(stores: list[Any], postgresql_url: str) -> None:
     store, other = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
     with other.read() as o:
