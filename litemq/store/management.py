@@ -1,0 +1,90 @@
+"""What the management page (``litemq web``) reads, on either engine's read-only store: per-queue counts that stay
+cheap at any depth, a queue's bindings and consumers with what each holds, and messages browsed without a lease.
+
+Every count here comes from the ready counters (``litemq_queues``, with PostgreSQL's deltas, as the
+``litemq_queue_stats`` view counts them) or from an index of the rows it counts: unacked messages from the lease
+index, delayed ones from the delay index. The view's ``bytes`` and ``oldest_ready_seconds`` read every message of
+a queue, so the page asks for neither: with a million messages its refresh would take seconds.
+
+The statements are SQLite's text, which the PostgreSQL read-only store takes too (translating the placeholders).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from .sqlite_sql import BODY
+
+SELECT_QUEUES = ("SELECT queue, ready, unacked, consumers, ready_bytes, durable, exclusive, auto_delete, arguments "
+                 "FROM litemq_queue_stats ORDER BY queue")
+SELECT_QUEUE = ("SELECT queue, ready, unacked, consumers, ready_bytes, durable, exclusive, auto_delete, arguments "
+                "FROM litemq_queue_stats WHERE queue = ?")
+# One walk of the delay index for every queue (the view's per-queue count walks it once per queue).
+SELECT_DELAYED = ("SELECT queue, count(*) FROM litemq_messages WHERE visible_at IS NOT NULL GROUP BY queue")
+SELECT_DELAYED_OF = "SELECT count(*) FROM litemq_messages WHERE visible_at IS NOT NULL AND queue = ?"
+SELECT_CONNECTION_COUNT = "SELECT count(*) FROM litemq_connections"
+SELECT_BINDINGS_TO = ("SELECT exchange, routing_key, arguments FROM litemq_bindings "
+                      "WHERE destination_kind = 'queue' AND destination = ? ORDER BY exchange, routing_key, id")
+SELECT_CONSUMERS_OF = ("SELECT c.connection_id, c.channel, c.consumer_tag, c.prefetch_count, c.auto_ack, c.exclusive, "
+                       "c.started_at, c.priority, n.pid, n.host FROM litemq_consumers c "
+                       "LEFT JOIN litemq_connections n ON n.id = c.connection_id "
+                       "WHERE c.queue = ? ORDER BY c.started_at, c.consumer_tag")
+# Leases name their holder as connection/channel: what each channel holds of the queue, from the lease index.
+SELECT_HELD_IN = ("SELECT lease_owner, count(*) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL "
+                  "GROUP BY lease_owner")
+SELECT_ALL_CONSUMERS = ("SELECT connection_id, channel, consumer_tag, queue, prefetch_count FROM litemq_consumers "
+                        "ORDER BY connection_id, channel, consumer_tag")
+BROWSE = (f"SELECT id, exchange, routing_key, {BODY} AS body, properties, delivery_count, published_at, priority "
+          "FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL "
+          "ORDER BY priority DESC, id LIMIT ? OFFSET ?")
+
+
+def _rows(store: Any, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    cursor = store.execute(sql, params)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def queues(store: Any) -> list[dict[str, Any]]:
+    """Every queue with ready, unacked, delayed, consumers, ready_bytes, its flags and arguments (as stored)."""
+    rows = _rows(store, SELECT_QUEUES)
+    delayed = dict(store.execute(SELECT_DELAYED).fetchall())
+    for row in rows:
+        row["delayed"] = int(delayed.get(row["queue"], 0))
+    return rows
+
+
+def queue(store: Any, name: str) -> Optional[dict[str, Any]]:
+    found = _rows(store, SELECT_QUEUE, (name,))
+    if not found:
+        return None
+    row = found[0]
+    row["delayed"] = int(store.execute(SELECT_DELAYED_OF, (name,)).fetchone()[0])
+    return row
+
+
+def connection_count(store: Any) -> int:
+    return int(store.execute(SELECT_CONNECTION_COUNT).fetchone()[0])
+
+
+def bindings_to(store: Any, queue: str) -> list[dict[str, Any]]:
+    return _rows(store, SELECT_BINDINGS_TO, (queue,))
+
+
+def consumers_of(store: Any, queue: str) -> list[dict[str, Any]]:
+    """The queue's consumers with their connection's pid and host and how many of its messages their channel
+    holds."""
+    rows = _rows(store, SELECT_CONSUMERS_OF, (queue,))
+    held = dict(store.execute(SELECT_HELD_IN, (queue,)).fetchall())
+    for row in rows:
+        row["unacked"] = int(held.get(f"{row['connection_id']}/{row['channel']}", 0))
+    return rows
+
+
+def all_consumers(store: Any) -> list[dict[str, Any]]:
+    return _rows(store, SELECT_ALL_CONSUMERS)
+
+
+def browse(store: Any, queue: str, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """Ready messages of the queue in delivery order, from ``offset``, without leasing them."""
+    return _rows(store, BROWSE, (queue, limit, offset))

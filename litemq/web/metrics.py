@@ -1,0 +1,47 @@
+"""``/metrics`` in Prometheus's text format (version 0.0.4), named as RabbitMQ's Prometheus plugin names its
+per-queue metrics (``rabbitmq_queue_messages_ready`` becomes ``litemq_queue_messages_ready``), so a Grafana
+dashboard for RabbitMQ needs its prefix changed and little else. Every value is read from the store at the
+scrape: gauges only (litemq keeps no cumulative counters; ``rate()`` of a depth is its net rate)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+PER_QUEUE = (
+    ("litemq_queue_messages_ready", "ready", "Messages ready to be delivered."),
+    ("litemq_queue_messages_unacked", "unacked", "Messages delivered and not yet acknowledged."),
+    ("litemq_queue_messages_delayed", "delayed", "Messages waiting for their delay to pass."),
+    ("litemq_queue_messages", "messages", "Messages in the queue: ready, unacked and delayed."),
+    ("litemq_queue_messages_ready_bytes", "ready_bytes", "Body bytes of the ready messages."),
+    ("litemq_queue_consumers", "consumers", "Consumers of the queue."),
+)
+
+
+def label(value: str) -> str:
+    """A label value as the text format writes it: backslash, double quote and newline escaped."""
+    return value.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+
+
+def render(queues: list[dict[str, Any]], connections: int, consumers: int, sizes: dict[str, int]) -> str:
+    lines: list[str] = []
+
+    def gauge(name: str, text: str, samples: Iterable[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {text}")
+        lines.append(f"# TYPE {name} gauge")
+        lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+
+    for name, key, text in PER_QUEUE:
+        gauge(name, text, ((f'{{queue="{label(q["name"])}"}}',
+                            q["ready"] + q["unacked"] + q["delayed"] if key == "messages" else q[key])
+                           for q in queues))
+    gauge("litemq_queues", "Queues.", [("", len(queues))])
+    gauge("litemq_connections", "Open connections (registered; dead ones until they are reaped).",
+          [("", connections)])
+    gauge("litemq_consumers", "Consumers of all queues.", [("", consumers)])
+    for key, value in sorted(sizes.items()):
+        gauge(f"litemq_{key}", {"file_bytes": "Bytes of the database file.", "wal_bytes": "Bytes of its WAL.",
+                                "schema_bytes": "Bytes of the schema's tables and indexes."}.get(key, key),
+              [("", value)])
+    return "\n".join(lines) + "\n"
