@@ -48,7 +48,7 @@ class HTTPError(Exception):
         self.status = status
 
 
-REASONS = {200: "OK", 303: "See Other", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+REASONS = {200: "OK", 204: "No Content", 303: "See Other", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
            404: "Not Found", 405: "Method Not Allowed", 409: "Conflict", 413: "Payload Too Large",
            421: "Misdirected Request", 503: "Service Unavailable"}
 
@@ -132,6 +132,8 @@ class ManagementApp:
                 raise HTTPError(404, "no such file")
             data = resources.files(__package__).joinpath("static", name).read_bytes()
             return self._respond(start_response, 200, STATIC[name], data)
+        if path == "/favicon.ico":
+            return self._respond(start_response, 204, "image/x-icon", b"")
         if path == "/metrics":
             return self._respond(start_response, 200, metrics.CONTENT_TYPE, self.metrics().encode("utf-8"))
         api = API_READS.get(path)

@@ -93,8 +93,11 @@ def layout(frame: Frame, title: str, active: str, body: str, page: str, data: Op
 
 
 def table(headers: Iterable[str], rows: Iterable[Iterable[str]], attrs: str = "") -> str:
-    head = "".join(f"<th>{h(name)}</th>" for name in headers)
+    names = list(headers)
+    head = "".join(f"<th>{h(name)}</th>" for name in names)
     body = "".join("<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows)
+    if not body and "sortable" not in attrs:  # (the queues table's script fills it in)
+        body = f'<tr class="none"><td colspan="{len(names)}">none</td></tr>'
     return f"<table{attrs}><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

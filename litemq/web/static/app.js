@@ -37,7 +37,8 @@
   function drawChart(svg, series) {
     const NS = "http://www.w3.org/2000/svg";
     while (svg.firstChild) svg.removeChild(svg.firstChild);
-    const W = 600, H = 160, L = 44, B = 18;
+    const W = Math.max(300, Math.round(svg.getBoundingClientRect().width)) || 600, H = 160, L = 44, B = 18;
+    svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     const times = series.times;
     const names = ["ready", "unacked", "delayed"];
     const top = Math.max(1, ...names.flatMap((n) => series[n]));
