@@ -30,7 +30,7 @@ def hold_deliveries(db: str, queue: str, prefetch: int, out_dir: str) -> None:
     killed; ``ready-consumer`` once it holds them all."""
     with reporting_errors(out_dir, "consumer", expect_interrupt=True):
         conn = litemq.connect(db)
-        conn.declare_queue(queue, durable=True)
+        conn.declare_queue(queue, passive=True)  # the test declared it, with its arguments
         held = []
         with conn.consume(queue, prefetch=prefetch, consumer_tag="holder") as deliveries:
             for delivery in deliveries:

@@ -142,9 +142,13 @@ class ManagementApp:
         page = pages.PAGES.get(path)
         if page is None:
             raise HTTPError(404, f"no page {path!r}")
-        html = page(self, query, pages.Frame(base=base, csrf=self.csrf, read_only=self.read_only,
-                                             where=self.source.where))
+        html = page(self, query, self._frame(base))
         return self._respond(start_response, 200, "text/html; charset=utf-8", html.encode("utf-8"))
+
+    def _frame(self, base: str) -> pages.Frame:
+        poll_ms = int(min(5.0, max(0.25, self.rates.interval)) * 1000)
+        return pages.Frame(base=base, csrf=self.csrf, read_only=self.read_only, where=self.source.where,
+                           poll_ms=poll_ms)
 
     def overview(self, query: dict[str, str]) -> dict[str, Any]:
         queues, connections, consumers = self.source.snapshot()
@@ -201,9 +205,7 @@ class ManagementApp:
         result = action(self, query, form)
         if is_form and "application/json" not in environ.get("HTTP_ACCEPT", ""):
             # a form posted without JavaScript: the outcome as a page
-            html = pages.outcome(path, query, result, pages.Frame(base=base, csrf=self.csrf,
-                                                                  read_only=self.read_only,
-                                                                  where=self.source.where))
+            html = pages.outcome(path, query, result, self._frame(base))
             return self._respond(start_response, 200, "text/html; charset=utf-8", html.encode("utf-8"))
         return self._json(start_response, 200, result)
 

@@ -22,6 +22,7 @@ class Frame(NamedTuple):
     csrf: str
     read_only: bool
     where: str
+    poll_ms: int = 5000  # how often the script asks again: no more often than the samples change
 
 
 def h(value: Any) -> str:
@@ -67,7 +68,7 @@ def badges(queue: dict[str, Any]) -> list[str]:
 
 
 def _badges(queue: dict[str, Any]) -> str:
-    return "".join(f'<span class="badge">{h(b)}</span>' for b in badges(queue))
+    return " ".join(f'<span class="badge">{h(b)}</span>' for b in badges(queue))
 
 
 def rate(value: Optional[float]) -> str:
@@ -84,6 +85,7 @@ def layout(frame: Frame, title: str, active: str, body: str, page: str, data: Op
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{h(title)} · litemq</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta name="litemq-base" content="{h(frame.base)}"><meta name="litemq-csrf" content="{h(frame.csrf)}">'
+            f'<meta name="litemq-poll" content="{frame.poll_ms}">'
             f'<link rel="stylesheet" href="{link(frame, "/static/style.css")}">'
             f'<script src="{link(frame, "/static/app.js")}" defer></script></head>'
             f'<body data-page="{h(page)}"{attributes}><header><strong>litemq</strong><nav>{nav}</nav>'

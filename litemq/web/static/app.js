@@ -7,7 +7,7 @@
   const csrf = meta("litemq-csrf");
   const body = document.body;
   const page = body.dataset.page;
-  const POLL_MS = 5000;
+  const POLL_MS = Math.max(250, parseInt(meta("litemq-poll"), 10) || 5000);
   const COLORS = { ready: "#2f6fb3", unacked: "#d9822b", delayed: "#8a63b8" };
 
   function api(path, params) {
@@ -94,7 +94,10 @@
         const tr = el("tr");
         const name = el("td"); name.appendChild(queueLink(q.name)); tr.appendChild(name);
         const features = el("td");
-        q.badges.forEach((b) => features.appendChild(el("span", b, "badge")));
+        q.badges.forEach((b, i) => {
+          if (i) features.appendChild(document.createTextNode(" "));
+          features.appendChild(el("span", b, "badge"));
+        });
         tr.appendChild(features);
         for (const v of [q.ready, q.unacked, q.delayed, q.consumers, rate(q.net_rate)]) tr.appendChild(el("td", v));
         return tr;
