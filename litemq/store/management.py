@@ -32,6 +32,10 @@ SELECT_CONSUMERS_OF = ("SELECT c.connection_id, c.channel, c.consumer_tag, c.pre
 # Leases name their holder as connection/channel: what each channel holds of the queue, from the lease index.
 SELECT_HELD_IN = ("SELECT lease_owner, count(*) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL "
                   "GROUP BY lease_owner")
+SELECT_CONNECTIONS = "SELECT id AS connection_id, pid, host, started_at FROM litemq_connections ORDER BY started_at, id"
+# Every lease's holder once, from the lease index (litemq_connection_view counts a connection's leases once per
+# consumer row, a walk of the table each: 100 consumers on one connection took 28 ms with a million messages).
+SELECT_HOLDERS = "SELECT lease_owner, count(*) FROM litemq_messages WHERE lease_token IS NOT NULL GROUP BY lease_owner"
 SELECT_ALL_CONSUMERS = ("SELECT connection_id, channel, consumer_tag, queue, prefetch_count FROM litemq_consumers "
                         "ORDER BY connection_id, channel, consumer_tag")
 BROWSE = (f"SELECT id, exchange, routing_key, {BODY} AS body, properties, delivery_count, published_at, priority "
@@ -78,6 +82,18 @@ def consumers_of(store: Any, queue: str) -> list[dict[str, Any]]:
     held = dict(store.execute(SELECT_HELD_IN, (queue,)).fetchall())
     for row in rows:
         row["unacked"] = int(held.get(f"{row['connection_id']}/{row['channel']}", 0))
+    return rows
+
+
+def connections(store: Any) -> list[dict[str, Any]]:
+    """Registered connections with pid, host, started_at (epoch seconds) and how many messages they hold."""
+    rows = _rows(store, SELECT_CONNECTIONS)
+    held: dict[str, int] = {}
+    for owner, count in store.execute(SELECT_HOLDERS).fetchall():
+        connection = (owner or "").partition("/")[0]
+        held[connection] = held.get(connection, 0) + int(count)
+    for row in rows:
+        row["unacked"] = held.get(row["connection_id"], 0)
     return rows
 
 

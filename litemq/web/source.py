@@ -121,16 +121,18 @@ class Source:
 
     def connections(self) -> list[dict[str, Any]]:
         """Open connections with pid, host, start, unacked, whether alive, and their consumers."""
-        from ..store import inspect, management
+        from ..store import management
 
         def look(store: Any) -> list[dict[str, Any]]:
-            rows = inspect.connections(store)
-            consumers = management.all_consumers(store)
+            rows = management.connections(store)
+            by_connection: dict[str, list[dict[str, Any]]] = {}
+            for c in management.all_consumers(store):
+                by_connection.setdefault(c["connection_id"], []).append(
+                    {"channel": c["channel"], "consumer_tag": c["consumer_tag"], "queue": c["queue"],
+                     "prefetch_count": c["prefetch_count"]})
             for row in rows:
                 row["alive"] = self.alive(store, row["connection_id"])
-                row["consumers"] = [{"channel": c["channel"], "consumer_tag": c["consumer_tag"], "queue": c["queue"],
-                                     "prefetch_count": c["prefetch_count"]}
-                                    for c in consumers if c["connection_id"] == row["connection_id"]]
+                row["consumers"] = by_connection.get(row["connection_id"], [])
             return rows
 
         return self.read(look)
