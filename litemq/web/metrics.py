@@ -27,15 +27,16 @@ def label(value: str) -> str:
 def render(queues: list[dict[str, Any]], connections: int, consumers: int, sizes: dict[str, int]) -> str:
     lines: list[str] = []
 
-    def gauge(name: str, text: str, samples: Iterable[tuple[str, float]]) -> None:
+    def gauge(name: str, text: str, samples: Iterable[tuple[str, int]]) -> None:
         lines.append(f"# HELP {name} {text}")
         lines.append(f"# TYPE {name} gauge")
-        lines.extend(f"{name}{labels} {value:g}" for labels, value in samples)
+        lines.extend(f"{name}{labels} {value}" for labels, value in samples)
 
+    labels = [f'{{queue="{label(q["name"])}"}}' for q in queues]  # once per queue, for every metric
     for name, key, text in PER_QUEUE:
-        gauge(name, text, ((f'{{queue="{label(q["name"])}"}}',
-                            q["ready"] + q["unacked"] + q["delayed"] if key == "messages" else q[key])
-                           for q in queues))
+        values = ([q["ready"] + q["unacked"] + q["delayed"] for q in queues] if key == "messages"
+                  else [q[key] for q in queues])
+        gauge(name, text, zip(labels, values))
     gauge("litemq_queues", "Queues.", [("", len(queues))])
     gauge("litemq_connections", "Open connections (registered; dead ones until they are reaped).",
           [("", connections)])
