@@ -34,7 +34,7 @@ def _count(form: Mapping[str, Any], key: str, default: Optional[int], least: int
     if value in (None, ""):
         return default
     try:
-        number = int(value)  # type: ignore[arg-type]
+        number = int(value)
     except (TypeError, ValueError):
         raise ValueError(f"{key} must be a whole number, got {value!r}") from None
     if number < least or (most is not None and number > most):

@@ -22,7 +22,7 @@ class Source:
         self.url = given
         self.server = postgres_url.parse(given) if postgres_url.is_postgresql(given) else None
         self.path = None if self.server is not None else resolve_path(given)
-        self.where = self.server.where if self.server is not None else self.path
+        self.where: str = self.server.where if self.server is not None else resolve_path(given)
 
     @property
     def engine(self) -> str:
