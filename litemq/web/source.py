@@ -31,9 +31,13 @@ class Source:
     def read(self, action: Callable[[Any], T]) -> T:
         """``action(store)`` in one read-only transaction (one snapshot)."""
         if self.server is not None:
-            from ..store import postgres_readonly
+            from ..store import management, postgres_readonly
 
-            return postgres_readonly.read(self.server, action)
+            def planned(store: Any) -> T:
+                management.for_page(store)
+                return action(store)
+
+            return postgres_readonly.read(self.server, planned)
         from ..store import readonly
 
         return readonly.read(self.path, action)  # type: ignore[arg-type]
