@@ -18,6 +18,7 @@ import pytest
 
 import litemq
 from litemq.web import management_app, mount
+from services import POSTGRESQL_SERVER, postgresql_url  # noqa: F401  (a fixture)
 from web_helpers import call, csrf_of, start_web, wait_until
 from web_workers import hold_deliveries, publish_steadily
 
@@ -30,6 +31,7 @@ def app(db_path: str) -> Iterator[Any]:
     served = management_app(db_path, sample_seconds=0.1)
     yield served
     served.rates.stop()
+    served.source.close()
 
 
 def _ready_file(tmp_path: Path, name: str) -> None:
@@ -131,6 +133,26 @@ def test_route_is_a_dry_run(conn: litemq.Connection, app: Any) -> None:
         ["all"]
     assert call(app, "GET", "/api/route", {"exchange": "nope", "routing_key": "x"}).status == 404
     assert conn.declare_queue("orders", passive=True).message_count == 0
+
+
+def test_on_postgresql_the_page_keeps_one_session_and_opens_another_when_it_is_ended(postgresql_url: str) -> None:
+    import psycopg
+
+    conn = litemq.connect(postgresql_url)
+    conn.declare_queue("work")
+    app = management_app(postgresql_url)
+    try:
+        assert call(app, "GET", "/api/queues").status == 200
+        session = app.source._session
+        assert call(app, "GET", "/api/overview").status == 200 and app.source._session is session  # kept
+        with psycopg.connect(POSTGRESQL_SERVER, autocommit=True) as db:
+            db.execute("SELECT pg_terminate_backend(%s)", (session._db.info.backend_pid,))
+        reply = call(app, "GET", "/api/queues")
+        assert reply.status == 200 and [q["name"] for q in reply.json()] == ["work"]
+        assert app.source._session is not session
+    finally:
+        app.source.close()
+        conn.close()
 
 
 def test_a_missing_queue_is_404(app: Any, conn: litemq.Connection) -> None:

@@ -46,4 +46,5 @@ def cmd_web(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}") from None
     finally:
         app.rates.stop()
+        app.source.close()
     return 0

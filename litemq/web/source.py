@@ -5,6 +5,7 @@ after it, so the page itself never shows up as a connection holding messages."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any, Callable, Optional, TypeVar
 
@@ -23,6 +24,8 @@ class Source:
         self.server = postgres_url.parse(given) if postgres_url.is_postgresql(given) else None
         self.path = None if self.server is not None else resolve_path(given)
         self.where: str = self.server.where if self.server is not None else resolve_path(given)
+        self._session: Optional[Any] = None
+        self._session_lock = threading.Lock()
 
     @property
     def engine(self) -> str:
@@ -31,16 +34,46 @@ class Source:
     def read(self, action: Callable[[Any], T]) -> T:
         """``action(store)`` in one read-only transaction (one snapshot)."""
         if self.server is not None:
-            from ..store import management, postgres_readonly
-
-            def planned(store: Any) -> T:
-                management.for_page(store)
-                return action(store)
-
-            return postgres_readonly.read(self.server, planned)
+            return self._read_on_server(action)
         from ..store import readonly
 
         return readonly.read(self.path, action)  # type: ignore[arg-type]
+
+    def _read_on_server(self, action: Callable[[Any], T]) -> T:
+        """On one read-only session, kept between looks (a new one costs a connection's set-up each time). When
+        the kept one fails (the server restarted, or ended it), the look is made again once on a new session."""
+        from ..errors import StorageError
+        from ..store import management, postgres_readonly
+
+        def planned(store: Any) -> T:
+            management.for_page(store)
+            return action(store)
+
+        with self._session_lock:
+            kept = self._session is not None
+            if self._session is None:
+                self._session = postgres_readonly.ReadOnlyPostgres(self.server)  # type: ignore[arg-type]
+            try:
+                return postgres_readonly.read_on(self._session, planned)
+            except StorageError:
+                self.close()
+                if not kept:
+                    raise
+            self._session = postgres_readonly.ReadOnlyPostgres(self.server)  # type: ignore[arg-type]
+            try:
+                return postgres_readonly.read_on(self._session, planned)
+            except StorageError:
+                self.close()
+                raise
+
+    def close(self) -> None:
+        """Close the kept session, if any."""
+        if self._session is not None:
+            session, self._session = self._session, None
+            try:
+                session.close()
+            except Exception:  # a session already broken: nothing left to close
+                pass
 
     def connect(self) -> Connection:
         """A connection for one action; a file or schema without litemq's tables is refused, not built."""
