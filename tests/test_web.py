@@ -225,6 +225,7 @@ def test_a_form_posted_without_javascript_gets_a_page_and_needs_its_confirmation
     conn.publish("", "work", "x")
     unconfirmed = call(app, "POST", "/api/queue/purge", {"name": "work"}, form={"csrf": app.csrf})
     assert unconfirmed.status == 400 and conn.declare_queue("work", passive=True).message_count == 1
+    assert unconfirmed.headers["Content-Type"].startswith("text/html") and "tick the box" in unconfirmed.text
     done = call(app, "POST", "/api/queue/purge", {"name": "work"}, form={"csrf": app.csrf, "confirm": "yes"})
     assert done.status == 200 and "Purged 1 message(s)." in done.text
     assert conn.declare_queue("work", passive=True).message_count == 0

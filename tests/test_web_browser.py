@@ -245,3 +245,29 @@ def test_a_queue_named_like_a_script_is_shown_as_text(db_path: str, conn: litemq
     assert page.locator("form[method=post]").count() == 0  # read-only
     page.wait_for_timeout(300)  # a poll's worth: anything that would run has run
     assert page.dialogs == []  # no alert ran
+
+
+def test_with_javascript_off_the_pages_read_and_the_forms_work(db_path: str, conn: litemq.Connection,
+                                                               browser: Any, popen: list[subprocess.Popen],
+                                                               subprocess_env: dict[str, str]) -> None:
+    conn.declare_queue("work", arguments={"x-max-length": 10})
+    for n in range(3):
+        conn.publish("", "work", f"w{n}")
+    base = start_web(popen, subprocess_env, db_path)
+    context = browser.new_context(java_script_enabled=False)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(WAIT_MS)
+        page.goto(base + "/")
+        assert _number(page, '[data-total="ready"]') == 3
+        page.goto(base + "/queues")
+        assert page.locator("#queues tbody tr td").all_inner_texts()[:3] == ["work", "max 10", "3"]
+        page.click("text=work")
+        assert page.locator("table.messages pre.body").all_inner_texts() == ["w0", "w1", "w2"]
+        purge = page.locator("form.action:has(button:text('Purge'))")
+        purge.locator("input[name=confirm]").check()
+        purge.locator("button").click()
+        assert page.locator("#outcome").inner_text() == "Purged 3 message(s)."
+        assert conn.declare_queue("work", passive=True).message_count == 0
+    finally:
+        context.close()

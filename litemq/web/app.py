@@ -33,7 +33,9 @@ SECURITY_HEADERS = [
     ("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                                 "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"),
     ("X-Content-Type-Options", "nosniff"),
-    ("Referrer-Policy", "no-referrer"),
+    # same-origin, not no-referrer: under no-referrer a browser's form post says "Origin: null", which the check of
+    # an action's origin must refuse.
+    ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
 ]
 STATIC = {"app.js": "text/javascript; charset=utf-8", "style.css": "text/css; charset=utf-8"}
@@ -82,7 +84,9 @@ class ManagementApp:
         base = environ.get("SCRIPT_NAME", "").rstrip("/")
         path = environ.get("PATH_INFO", "") or "/"
         query = dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
-        wants_json = path.startswith("/api/") or "application/json" in environ.get("HTTP_ACCEPT", "")
+        accepts_json = "application/json" in environ.get("HTTP_ACCEPT", "")
+        form_post = environ.get("CONTENT_TYPE", "").startswith("application/x-www-form-urlencoded")
+        wants_json = accepts_json or (path.startswith("/api/") and not form_post)  # a form posted by hand: a page
         try:
             self._check_host(environ)
             self._check_token(environ)
