@@ -122,6 +122,35 @@ def test_connections_say_who_is_alive_and_what_they_hold(db_path: str, conn: lit
                .get(process.pid) is False, WAIT, "the killed consumer to show as dead")
 
 
+def test_the_queues_totals_count_publishes_deliveries_redeliveries_and_acks(conn: litemq.Connection,
+                                                                           app: Any) -> None:
+    conn.declare_exchange("dlx", "fanout")
+    conn.declare_queue("dead")
+    conn.bind_queue("dead", "dlx")
+    conn.declare_queue("work", arguments={"x-dead-letter-exchange": "dlx"})
+    for n in range(5):
+        conn.publish("", "work", f"{n}")
+    first = conn.get("work")
+    assert first is not None
+    first.nack(requeue=True)  # back: delivered again below, as a redelivery
+    for _ in range(3):
+        delivery = conn.get("work")
+        assert delivery is not None
+        delivery.ack()
+    rejected = conn.get("work")
+    assert rejected is not None
+    rejected.reject(requeue=False)  # settled here, published into dead
+    assert conn.get("work", auto_ack=True) is not None  # taken without a lease: counted in no total
+    queues = {q["name"]: q for q in call(app, "GET", "/api/queues").json()}
+    assert queues["work"]["totals"] == {"published": 5, "delivered": 5, "redelivered": 1, "acked": 4}
+    assert queues["work"]["ready"] == 0
+    assert queues["dead"]["totals"] == {"published": 1, "delivered": 0, "redelivered": 0, "acked": 0}
+    lines = call(app, "GET", "/metrics").text.splitlines()
+    assert 'litemq_queue_messages_published_total{queue="work"} 5' in lines
+    assert 'litemq_queue_messages_redelivered_total{queue="work"} 1' in lines
+    assert "# TYPE litemq_queue_messages_acked_total counter" in lines
+
+
 def test_route_is_a_dry_run(conn: litemq.Connection, app: Any) -> None:
     conn.declare_exchange("events", "topic")
     for queue, key in (("orders", "order.*"), ("all", "#")):
@@ -184,7 +213,7 @@ def test_metrics_are_prometheus_text_with_names_escaped(conn: litemq.Connection,
     sample = re.compile(r'^[a-z_]+(\{queue="([^"\\\n]|\\.)*"\})? -?[0-9.e+]+$')
     assert all(line.startswith("# ") or sample.match(line) for line in lines), lines
     names = {line.split("{")[0].split(" ")[0] for line in lines if not line.startswith("#")}
-    assert all(f"# TYPE {name} gauge" in lines for name in names)
+    assert all(f"# TYPE {name} {'counter' if name.endswith('_total') else 'gauge'}" in lines for name in names)
 
 
 # --- actions
@@ -307,7 +336,7 @@ def test_mounted_under_a_prefix_it_links_under_it(db_path: str, conn: litemq.Con
 
 # --- rates, and the command as a process
 
-def test_depths_and_net_rate_move_while_a_producer_runs(db_path: str, conn: litemq.Connection, app: Any,
+def test_depths_and_rates_move_while_a_producer_runs(db_path: str, conn: litemq.Connection, app: Any,
                                                         processes: Any, tmp_path: Path) -> None:
     conn.declare_queue("stream", durable=True)
     processes.start(publish_steadily, db_path, "stream", 200, str(tmp_path))
@@ -317,10 +346,14 @@ def test_depths_and_net_rate_move_while_a_producer_runs(db_path: str, conn: lite
     def grown() -> Any:
         found = call(app, "GET", "/api/queue", {"name": "stream"}).json()
         series = found["series"]["ready"]
-        return found if len(series) >= 3 and series[-1] > series[0] and (found["net_rate"] or 0) > 0 else None
+        rates = found["rates"] or {}
+        return found if len(series) >= 3 and series[-1] > series[0] and (rates.get("net") or 0) > 0 \
+            and (rates.get("published") or 0) > 0 else None
 
-    found = wait_until(grown, WAIT, "the sampled depth to grow with a positive net rate")
+    found = wait_until(grown, WAIT, "the sampled depth to grow with positive net and publish rates")
     assert found["series"]["times"] == sorted(found["series"]["times"])
+    assert found["series"]["published"][0] is None and found["series"]["published"][-1] > 0
+    assert found["rates"]["delivered"] == 0 and found["totals"]["delivered"] == 0
     assert call(app, "GET", "/api/overview").json()["series"]["ready"][-1] > 0
 
 

@@ -124,12 +124,12 @@ def test_every_page_shows_the_broker_and_follows_a_producer(
     page.goto(base + "/")
     assert _number(page, '[data-total="queues"]') == 3
     assert _number(page, '[data-total="unacked"]') == 2
-    page.wait_for_function("document.querySelectorAll('[data-chart=totals] polyline').length === 3")
+    page.wait_for_function("document.querySelectorAll('[data-chart=depths] polyline').length === 3")
     assert _number(page, '[data-total="connections"]') == 3  # this test's, the consumer's, the producer's
     page.wait_for_function("document.querySelector('[data-field=net_rate]').textContent.startsWith('+')"
                            " && document.querySelector('[data-field=net_rate]').textContent !== '+0.0/s'")
     if os.environ.get("LITEMQ_WEB_SCREENSHOTS"):  # a chart with some history for the README
-        page.wait_for_function("document.querySelector('[data-chart=totals] polyline')"
+        page.wait_for_function("document.querySelector('[data-chart=depths] polyline')"
                                ".getAttribute('points').split(' ').length >= 12")
     _screenshot(page, tmp_path, "web-overview.png")
 
@@ -151,7 +151,7 @@ def test_every_page_shows_the_broker_and_follows_a_producer(
     page.goto(base + "/queue?name=stream")
     first = _number(page, '[data-count="ready"]')
     page.wait_for_function(f"+document.querySelector('[data-count=ready]').textContent > {first}")
-    page.wait_for_function("document.querySelectorAll('[data-chart=queue] polyline').length === 3")
+    page.wait_for_function("document.querySelectorAll('[data-chart=depths] polyline').length === 3")
 
     # The consumer's queue: bindings, the consumer with its pid and what it holds, messages browsed in order.
     page.goto(base + "/queue?name=jobs")
@@ -160,7 +160,7 @@ def test_every_page_shows_the_broker_and_follows_a_producer(
     assert consumers[0] == "holder" and consumers[2] == str(consumer.pid) and consumers[-2:] == ["2", "yes"]
     bodies = page.locator("table.messages pre.body").all_inner_texts()
     assert bodies == ["job 2", "job 3", "job 4"]
-    page.wait_for_function("document.querySelectorAll('[data-chart=queue] polyline').length === 3")
+    page.wait_for_function("document.querySelectorAll('[data-chart=depths] polyline').length === 3")
     _screenshot(page, tmp_path, "web-queue.png")
 
     # Connections and exchanges.

@@ -85,3 +85,15 @@ def wait_until(condition: Any, timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout} s: {what} (last: {value!r})")
         time.sleep(0.05)
+
+
+def publish_redeliver_and_ack(conn: Any, queue: str) -> None:
+    """One publish, then the queue's head delivered, nacked back, delivered again (a redelivery) and acked: what
+    the migration tests of the queues' totals count (published 1, delivered 2, redelivered 1, acked 1)."""
+    conn.publish("", queue, b"three")
+    first = conn.get(queue)
+    assert first is not None
+    first.nack(requeue=True)
+    again = conn.get(queue)
+    assert again is not None and again.redelivered
+    again.ack()

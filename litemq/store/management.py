@@ -18,17 +18,23 @@ from .sqlite_sql import BODY
 
 # Not the litemq_queue_stats view: on PostgreSQL its unused columns (bytes, the oldest message's age: a walk of every
 # message of each queue) are computed too, 1 s with a million messages.
+TOTALS = postgres_sql.TOTALS
 _QUEUES = ("SELECT q.name AS queue, {ready} AS ready, (SELECT count(*) FROM litemq_messages m WHERE m.queue = q.name "
            "AND m.lease_token IS NOT NULL) AS unacked, (SELECT count(*) FROM litemq_consumers c "
            "WHERE c.queue = q.name) AS consumers, {ready_bytes} AS ready_bytes, q.durable, q.exclusive, "
-           "q.auto_delete, q.arguments FROM {queues}")
-SELECT_QUEUES = _QUEUES.format(ready="q.ready_count", ready_bytes="q.ready_bytes", queues="litemq_queues q") + \
-    " ORDER BY q.name"
-SELECT_QUEUE = _QUEUES.format(ready="q.ready_count", ready_bytes="q.ready_bytes", queues="litemq_queues q") + \
-    " WHERE q.name = ?"
-# On PostgreSQL a queue's counts are its row's plus its deltas' (migration 0007), as the store counts them.
+           "q.auto_delete, q.arguments, {totals} FROM {queues}")
+_ROW = {"ready": "q.ready_count", "ready_bytes": "q.ready_bytes", "queues": "litemq_queues q",
+        "totals": ", ".join(f"q.{c} AS {c}" for c in TOTALS)}
+SELECT_QUEUES = _QUEUES.format(**_ROW) + " ORDER BY q.name"
+SELECT_QUEUE = _QUEUES.format(**_ROW) + " WHERE q.name = ?"
+# On PostgreSQL a queue's counts and totals are its row's plus its deltas' (migrations 0007 and 0009), as the store
+# counts them.
+_SUMMED = ("ready_count", "ready_bytes", *TOTALS)
 _COUNTED = {"ready": "q.ready_count + d.ready_count", "ready_bytes": "q.ready_bytes + d.ready_bytes",
-            "queues": postgres_sql._COUNTED}
+            "totals": ", ".join(f"q.{c} + d.{c} AS {c}" for c in TOTALS),
+            "queues": "litemq_queues q CROSS JOIN LATERAL (SELECT "
+                      + ", ".join(f"coalesce(sum({c}), 0)::bigint AS {c}" for c in _SUMMED)
+                      + f" FROM {postgres_sql.DELTAS} WHERE queue = q.name) d"}
 SELECT_QUEUES_POSTGRESQL = _QUEUES.format(**_COUNTED) + " ORDER BY q.name"
 SELECT_QUEUE_POSTGRESQL = _QUEUES.format(**_COUNTED) + " WHERE q.name = ?"
 # One walk of the delay index for every queue (the view's per-queue count walks it once per queue).

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Optional
 
 from ..errors import AccessRefused, LiteMQError, NotFound, PreconditionFailed, ResourceLocked, StorageError
 from . import actions, metrics, pages
-from .rates import Rates, Sample
+from .rates import Rates, Sample, counts_of
 from .source import Source
 
 StartResponse = Callable[..., Any]
@@ -76,8 +76,7 @@ class ManagementApp:
 
     def _sample(self) -> Sample:
         queues, connections, consumers = self.source.snapshot()
-        return Sample(time.time(), {q["name"]: (q["ready"], q["unacked"], q["delayed"]) for q in queues},
-                      connections, len(consumers))
+        return Sample(time.time(), {q["name"]: counts_of(q) for q in queues}, connections, len(consumers))
 
     # --- WSGI
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -161,18 +160,18 @@ class ManagementApp:
                   "connections": connections, "consumers": len(consumers)}
         return {"where": self.source.where, "engine": self.source.engine, "read_only": self.read_only,
                 "totals": totals, "sizes": self.source.sizes(), "series": self.rates.series(),
-                "net_rate": sum(self.rates.net_rates().values())}
+                "rates": self.rates.total_rates()}
 
     def queues(self, query: dict[str, str]) -> list[dict[str, Any]]:
-        rates = self.rates.net_rates()
-        return [{**q, "badges": pages.badges(q), "net_rate": rates.get(q["name"])} for q in self.source.queues()]
+        rates = self.rates.latest()
+        return [{**q, "badges": pages.badges(q), "rates": rates.get(q["name"])} for q in self.source.queues()]
 
     def queue(self, query: dict[str, str]) -> dict[str, Any]:
         name = _required(query, "name")
         browse = _number(query, "browse", 0, MAX_BROWSE)
         found = self.source.queue(name, browse)
         found["badges"] = pages.badges(found)
-        found["net_rate"] = self.rates.net_rates().get(name)
+        found["rates"] = self.rates.latest().get(name)
         found["series"] = self.rates.series(name)
         return found
 

@@ -1,7 +1,9 @@
 """``/metrics`` in Prometheus's text format (version 0.0.4), named as RabbitMQ's Prometheus plugin names its
 per-queue metrics (``rabbitmq_queue_messages_ready`` becomes ``litemq_queue_messages_ready``), so a Grafana
 dashboard for RabbitMQ needs its prefix changed and little else. Every value is read from the store at the
-scrape: gauges only (litemq keeps no cumulative counters; ``rate()`` of a depth is its net rate)."""
+scrape: the depths as gauges, the store's cumulative totals (migration 0009) as counters, which ``rate()`` turns
+into messages per second (a queue deleted and declared again starts its counters at 0, as a restarted RabbitMQ
+does)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,13 @@ PER_QUEUE = (
     ("litemq_queue_messages_ready_bytes", "ready_bytes", "Body bytes of the ready messages."),
     ("litemq_queue_consumers", "consumers", "Consumers of the queue."),
 )
+COUNTERS = (
+    ("litemq_queue_messages_published_total", "published", "Messages stored into the queue (moved in included)."),
+    ("litemq_queue_messages_delivered_total", "delivered",
+     "Messages delivered awaiting an ack (deliveries with auto-ack are not counted)."),
+    ("litemq_queue_messages_redelivered_total", "redelivered", "Deliveries of messages delivered before."),
+    ("litemq_queue_messages_acked_total", "acked", "Delivered messages acked, or rejected without requeue."),
+)
 
 
 def label(value: str) -> str:
@@ -27,9 +36,9 @@ def label(value: str) -> str:
 def render(queues: list[dict[str, Any]], connections: int, consumers: int, sizes: dict[str, int]) -> str:
     lines: list[str] = []
 
-    def gauge(name: str, text: str, samples: Iterable[tuple[str, int]]) -> None:
+    def gauge(name: str, text: str, samples: Iterable[tuple[str, int]], kind: str = "gauge") -> None:
         lines.append(f"# HELP {name} {text}")
-        lines.append(f"# TYPE {name} gauge")
+        lines.append(f"# TYPE {name} {kind}")
         lines.extend(f"{name}{labels} {value}" for labels, value in samples)
 
     labels = [f'{{queue="{label(q["name"])}"}}' for q in queues]  # once per queue, for every metric
@@ -37,6 +46,8 @@ def render(queues: list[dict[str, Any]], connections: int, consumers: int, sizes
         values = ([q["ready"] + q["unacked"] + q["delayed"] for q in queues] if key == "messages"
                   else [q[key] for q in queues])
         gauge(name, text, zip(labels, values))
+    for name, key, text in COUNTERS:
+        gauge(name, text, zip(labels, [q["totals"][key] for q in queues]), "counter")
     gauge("litemq_queues", "Queues.", [("", len(queues))])
     gauge("litemq_connections", "Open connections (registered; dead ones until they are reaped).",
           [("", connections)])

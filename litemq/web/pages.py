@@ -71,8 +71,21 @@ def _badges(queue: dict[str, Any]) -> str:
     return " ".join(f'<span class="badge">{h(b)}</span>' for b in badges(queue))
 
 
-def rate(value: Optional[float]) -> str:
-    return "" if value is None else f"{value:+.1f}/s"
+RATES = ("published", "delivered", "redelivered", "acked")
+
+
+def rate(value: Optional[float], signed: bool = False) -> str:
+    return "" if value is None else (f"{value:+.1f}/s" if signed else f"{value:.1f}/s")
+
+
+def rate_cells(rates: Optional[dict[str, Optional[float]]]) -> list[str]:
+    """A queue's published, delivered and acked per second, and how fast its depth grows (net)."""
+    rates = rates or {}
+    return [h(rate(rates.get(name))) for name in ("published", "delivered", "acked")] + \
+        [h(rate(rates.get("net"), signed=True))]
+
+
+RATE_COLUMNS = ("published/s", "delivered/s", "acked/s", "net/s")
 
 
 def layout(frame: Frame, title: str, active: str, body: str, page: str, data: Optional[dict[str, str]] = None
@@ -109,12 +122,19 @@ def cards(values: dict[str, Any], group: str) -> str:
         f'</span></div>' for k, v in values.items()) + "</div>"
 
 
-def chart(name: str) -> str:
-    return (f'<figure class="chart"><svg data-chart="{h(name)}" viewBox="0 0 600 160" role="img" '
-            f'aria-label="ready, unacked and delayed over the last minutes"></svg><figcaption>'
-            '<span class="key ready">ready</span><span class="key unacked">unacked</span>'
-            '<span class="key delayed">delayed</span> <span class="note">sampled by this page every few seconds'
-            '</span></figcaption></figure>')
+def chart(kind: str) -> str:
+    """An empty chart the script draws: the depths (``depths``) or the rates (``rates``) over the samples."""
+    names = ("ready", "unacked", "delayed") if kind == "depths" else RATES
+    what = "messages" if kind == "depths" else "messages per second"
+    keys = "".join(f'<span class="key {name}">{name}</span>' for name in names)
+    return (f'<figure class="chart"><svg data-chart="{h(kind)}" viewBox="0 0 600 160" role="img" '
+            f'aria-label="{h(", ".join(names))} over the last minutes"></svg><figcaption>{keys}'
+            f'<span class="note">{what}, sampled by this page every few seconds</span></figcaption></figure>')
+
+
+def rate_cards(rates: Optional[dict[str, Optional[float]]]) -> str:
+    rates = rates or {}
+    return cards({f"{name}/s": rate(rates.get(name)) for name in RATES}, "rate")
 
 
 def sizes_text(sizes: dict[str, int]) -> str:
@@ -125,20 +145,21 @@ def sizes_text(sizes: dict[str, int]) -> str:
 
 def overview(app: Any, query: dict[str, str], frame: Frame) -> str:
     data = app.overview(query)
-    body = (cards(data["totals"], "total") + chart("totals")
-            + f'<p>Net rate: <span data-field="net_rate">{h(rate(data["net_rate"]))}</span> '
-            f'(messages in minus messages out, per second, over the last sample). Storage: '
+    body = (cards(data["totals"], "total") + rate_cards(data["rates"])
+            + '<div class="charts">' + chart("depths") + chart("rates") + "</div>"
+            + f'<p>Net rate: <span data-field="net_rate">{h(rate(data["rates"]["net"], signed=True))}</span> '
+            f'(how fast the queues grow, per second, over the last sample). Storage: '
             f'<span data-field="sizes">{h(sizes_text(data["sizes"]))}</span>.</p>')
     return layout(frame, "Overview", "/", body, "overview")
 
 
 def queues(app: Any, query: dict[str, str], frame: Frame) -> str:
     rows = [[f'<a href="{link(frame, "/queue", name=q["name"])}">{h(q["name"])}</a>', _badges(q), h(q["ready"]),
-             h(q["unacked"]), h(q["delayed"]), h(q["consumers"]), h(rate(q["net_rate"]))]
+             h(q["unacked"]), h(q["delayed"]), h(q["consumers"]), *rate_cells(q["rates"])]
             for q in app.queues(query)]
     body = ('<p><input type="search" id="filter" placeholder="filter by name" aria-label="filter queues"> '
             '<span class="note">click a column to sort</span></p>'
-            + table(("name", "features", "ready", "unacked", "delayed", "consumers", "net rate"), rows,
+            + table(("name", "features", "ready", "unacked", "delayed", "consumers", *RATE_COLUMNS), rows,
                     ' id="queues" class="sortable"'))
     return layout(frame, "Queues", "/queues", body, "queues")
 
@@ -148,7 +169,8 @@ def queue(app: Any, query: dict[str, str], frame: Frame) -> str:
     browse = min(int(query["browse"]) if query.get("browse", "").isdigit() else BROWSE, 200)
     found = app.queue({"name": name, "browse": str(browse)})
     counts = {key: found[key] for key in ("ready", "unacked", "delayed", "consumers")}
-    parts = [f'<p class="badges">{_badges(found)}</p>', cards(counts, "count"), chart("queue")]
+    parts = [f'<p class="badges">{_badges(found)}</p>', cards(counts, "count"), rate_cards(found["rates"]),
+             '<div class="charts">' + chart("depths") + chart("rates") + "</div>"]
     parts.append("<h2>Bindings</h2>" + table(
         ("exchange", "routing key", "arguments"),
         [[h(b["exchange"] or "(default)"), h(b["routing_key"]), h(shown_json(b["arguments"]))]

@@ -1,10 +1,8 @@
-"""Rates without an event log: the page samples what the store counts (per queue: ready, unacked, delayed,
-consumers) every few seconds, in a background thread of its own, and keeps the last minutes of samples.
-
-litemq keeps no cumulative published, delivered or acked counters, so what a sample can tell is how the depths
-move: a queue's **net rate** (messages per second its ready + unacked + delayed changed by) and its depth over
-time, which is what a stuck or draining queue shows. Memory is bounded (``KEEP`` samples, each of the queues there
-were), and a restart of the page starts its charts afresh; the depths themselves are always the store's.
+"""Rates without an event log: the page samples what the store counts every few seconds, in a background thread of
+its own, and keeps the last minutes of samples. Per queue a sample holds the depths (ready, unacked, delayed) and
+the store's cumulative totals (published, delivered, redelivered, acked: migration 0009), so a rate is the change
+of a total between two samples over the time between them, and a restart of the page loses nothing but the charts'
+history. Memory is bounded (``KEEP`` samples, each of the queues there were).
 """
 
 from __future__ import annotations
@@ -21,16 +19,39 @@ INTERVAL = 5.0
 """Seconds between samples."""
 KEEP = 120
 """Samples kept: ten minutes at the default interval."""
+DEPTHS = ("ready", "unacked", "delayed")
+TOTALS = ("published", "delivered", "redelivered", "acked")
+Counts = tuple[int, ...]  # DEPTHS then TOTALS
 
 
 class Sample:
     __slots__ = ("at", "queues", "connections", "consumers")
 
-    def __init__(self, at: float, queues: dict[str, tuple[int, int, int]], connections: int, consumers: int) -> None:
+    def __init__(self, at: float, queues: dict[str, Counts], connections: int, consumers: int) -> None:
         self.at = at
-        self.queues = queues  # name: (ready, unacked, delayed)
+        self.queues = queues
         self.connections = connections
         self.consumers = consumers
+
+    def counts(self, queue: Optional[str]) -> Optional[Counts]:
+        """One queue's counts, or every queue's added up (None: no such queue in this sample)."""
+        if queue is not None:
+            return self.queues.get(queue)
+        return tuple(sum(column) for column in zip(*self.queues.values())) or (0,) * (len(DEPTHS) + len(TOTALS))
+
+
+def counts_of(queue: dict[str, Any]) -> Counts:
+    """A queue as the source reads it, as a sample keeps it."""
+    return (*(queue[name] for name in DEPTHS), *(queue["totals"][name] for name in TOTALS))
+
+
+def _rates(before: Counts, after: Counts, seconds: float) -> dict[str, Optional[float]]:
+    rates: dict[str, Optional[float]] = {}
+    for i, name in enumerate(TOTALS, start=len(DEPTHS)):
+        change = after[i] - before[i]
+        rates[name] = change / seconds if change >= 0 else None  # the queue was deleted and declared again
+    rates["net"] = (sum(after[:len(DEPTHS)]) - sum(before[:len(DEPTHS)])) / seconds
+    return rates
 
 
 class Rates:
@@ -77,28 +98,41 @@ class Rates:
             return list(self._samples)
 
     # --- what the pages show
-    def net_rates(self) -> dict[str, float]:
-        """Per queue, messages per second its depth changed by between the last two samples."""
+    def latest(self) -> dict[str, dict[str, Optional[float]]]:
+        """Per queue, its rates between the last two samples: published, delivered, redelivered, acked and net
+        (how fast its depth grows), per second."""
         last = self.samples()[-2:]
         if len(last) < 2 or last[1].at <= last[0].at:
             return {}
-        (before, after), elapsed = last, last[1].at - last[0].at
-        return {name: (sum(now) - sum(before.queues.get(name, (0, 0, 0)))) / elapsed
-                for name, now in after.queues.items()}
+        (before, after), seconds = last, last[1].at - last[0].at
+        return {name: _rates(before.queues[name], now, seconds)
+                for name, now in after.queues.items() if name in before.queues}
+
+    def total_rates(self) -> dict[str, Optional[float]]:
+        """The rates of all queues together (None when there are fewer than two samples)."""
+        last = self.samples()[-2:]
+        if len(last) < 2 or last[1].at <= last[0].at:
+            return {name: None for name in (*TOTALS, "net")}
+        before, after = (sample.counts(None) for sample in last)
+        return _rates(before, after, last[1].at - last[0].at)  # type: ignore[arg-type]
 
     def series(self, queue: Optional[str] = None) -> dict[str, Any]:
-        """Times and ready, unacked, delayed over the kept samples: of one queue, or the totals."""
-        samples = self.samples()
-        times, ready, unacked, delayed = [], [], [], []
-        for sample in samples:
-            if queue is None:
-                counts = [sum(column) for column in zip(*sample.queues.values())] or [0, 0, 0]
-            elif queue in sample.queues:
-                counts = list(sample.queues[queue])
-            else:
+        """Over the kept samples, of one queue or of all together: times, the depths at each, and each total's
+        rate since the sample before (None for the first, or across a queue declared again)."""
+        found: dict[str, list[Any]] = {name: [] for name in ("times", *DEPTHS, *TOTALS)}
+        previous: Optional[tuple[float, Counts]] = None
+        for sample in self.samples():
+            counts = sample.counts(queue)
+            if counts is None:
+                previous = None
                 continue
-            times.append(round(sample.at, 3))
-            ready.append(counts[0])
-            unacked.append(counts[1])
-            delayed.append(counts[2])
-        return {"interval": self.interval, "times": times, "ready": ready, "unacked": unacked, "delayed": delayed}
+            found["times"].append(round(sample.at, 3))
+            for i, name in enumerate(DEPTHS):
+                found[name].append(counts[i])
+            rates = _rates(previous[1], counts, sample.at - previous[0]) if previous and sample.at > previous[0] \
+                else {}
+            for name in TOTALS:
+                value = rates.get(name)
+                found[name].append(None if value is None else round(value, 2))
+            previous = (sample.at, counts)
+        return {"interval": self.interval, **found}

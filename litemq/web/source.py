@@ -198,11 +198,14 @@ class Source:
 
 
 def _queue_row(row: dict[str, Any]) -> dict[str, Any]:
+    from ..store.management import TOTALS
+
     return {"name": row["queue"], "ready": int(row["ready"]), "unacked": int(row["unacked"]),
             "delayed": int(row["delayed"]), "consumers": int(row["consumers"]),
             "ready_bytes": int(row["ready_bytes"]), "durable": bool(row["durable"]),
             "exclusive": bool(row["exclusive"]), "auto_delete": bool(row["auto_delete"]),
-            "arguments": decode_table(row["arguments"])}
+            "arguments": decode_table(row["arguments"]),
+            "totals": {name[:-len("_total")]: int(row[name]) for name in TOTALS}}
 
 
 def body_fields(body: bytes) -> dict[str, Any]:

@@ -8,7 +8,10 @@
   const body = document.body;
   const page = body.dataset.page;
   const POLL_MS = Math.max(250, parseInt(meta("litemq-poll"), 10) || 5000);
-  const COLORS = { ready: "#2f6fb3", unacked: "#d9822b", delayed: "#8a63b8" };
+  const COLORS = { ready: "#2f6fb3", unacked: "#d9822b", delayed: "#8a63b8",
+    published: "#2f6fb3", delivered: "#22863a", redelivered: "#c0392b", acked: "#d9822b" };
+  const KINDS = { depths: ["ready", "unacked", "delayed"], rates: ["published", "delivered", "redelivered", "acked"] };
+  const RATE_NAMES = KINDS.rates;
 
   function api(path, params) {
     const query = params ? "?" + new URLSearchParams(params).toString() : "";
@@ -23,8 +26,25 @@
     return e;
   }
 
-  function rate(v) {
-    return v === null || v === undefined ? "" : (v >= 0 ? "+" : "") + v.toFixed(1) + "/s";
+  function rate(v, signed) {
+    return v === null || v === undefined ? "" : (signed && v >= 0 ? "+" : "") + v.toFixed(1) + "/s";
+  }
+
+  function rateCells(rates) {
+    const r = rates || {};
+    return [rate(r.published), rate(r.delivered), rate(r.acked), rate(r.net, true)];
+  }
+
+  function setRates(rates) {
+    const r = rates || {};
+    setAll("rate", Object.fromEntries(RATE_NAMES.map((n) => [n + "/s", rate(r[n])])));
+  }
+
+  function drawCharts(series) {
+    for (const kind of Object.keys(KINDS)) {
+      const svg = document.querySelector(`[data-chart="${kind}"]`);
+      if (svg) drawChart(svg, series, KINDS[kind]);
+    }
   }
 
   function setAll(attr, values) {
@@ -33,15 +53,14 @@
     }
   }
 
-  // --- charts: ready, unacked and delayed against time, one polyline each
-  function drawChart(svg, series) {
+  // --- charts: depths or rates against time, one polyline each (a gap where a rate is unknown)
+  function drawChart(svg, series, names) {
     const NS = "http://www.w3.org/2000/svg";
     while (svg.firstChild) svg.removeChild(svg.firstChild);
     const W = Math.max(300, Math.round(svg.getBoundingClientRect().width)) || 600, H = 160, L = 44, B = 18;
     svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
     const times = series.times;
-    const names = ["ready", "unacked", "delayed"];
-    const top = Math.max(1, ...names.flatMap((n) => series[n]));
+    const top = Math.max(1, ...names.flatMap((n) => series[n].filter((v) => v !== null)).map(Math.ceil));
     const t0 = times.length ? times[0] : 0, t1 = times.length ? times[times.length - 1] : 1;
     const x = (t) => L + ((t - t0) / Math.max(1e-9, t1 - t0)) * (W - L - 4);
     const y = (v) => 4 + (1 - v / top) * (H - B - 8);
@@ -64,7 +83,8 @@
     add("text", { x: L, y: H - 2 }, `${Math.round(t1 - t0)} s ago`);
     add("text", { x: W - 4, y: H - 2, "text-anchor": "end" }, "now");
     for (const n of names) {
-      const points = times.map((t, i) => `${x(t).toFixed(1)},${y(series[n][i]).toFixed(1)}`).join(" ");
+      const points = times.map((t, i) => series[n][i] === null ? null : `${x(t).toFixed(1)},${y(series[n][i]).toFixed(1)}`)
+        .filter((p) => p !== null).join(" ");
       add("polyline", { points, fill: "none", stroke: COLORS[n], "stroke-width": 2, "data-series": n });
     }
   }
@@ -73,10 +93,11 @@
   function refreshOverview() {
     return api("/api/overview").then((data) => {
       setAll("total", data.totals);
-      document.querySelector('[data-field="net_rate"]').textContent = rate(data.net_rate);
+      setRates(data.rates);
+      document.querySelector('[data-field="net_rate"]').textContent = rate(data.rates.net, true);
       document.querySelector('[data-field="sizes"]').textContent = Object.entries(data.sizes)
         .map(([k, v]) => `${k.replace("_", " ")} ${v.toLocaleString("en")}`).join(", ");
-      drawChart(document.querySelector('[data-chart="totals"]'), data.series);
+      drawCharts(data.series);
     });
   }
 
@@ -99,7 +120,7 @@
           features.appendChild(el("span", b, "badge"));
         });
         tr.appendChild(features);
-        for (const v of [q.ready, q.unacked, q.delayed, q.consumers, rate(q.net_rate)]) tr.appendChild(el("td", v));
+        for (const v of [q.ready, q.unacked, q.delayed, q.consumers, ...rateCells(q.rates)]) tr.appendChild(el("td", v));
         return tr;
       });
       tbody.replaceChildren(...rows);
@@ -147,7 +168,8 @@
   function refreshQueue() {
     return api("/api/queue", { name: body.dataset.queue }).then((q) => {
       setAll("count", { ready: q.ready, unacked: q.unacked, delayed: q.delayed, consumers: q.consumers });
-      drawChart(document.querySelector('[data-chart="queue"]'), q.series);
+      setRates(q.rates);
+      drawCharts(q.series);
     });
   }
 
