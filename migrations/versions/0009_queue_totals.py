@@ -6,8 +6,7 @@ auto-ack deletes its message as a purge does, and counts in none of them.
 
 They are kept by the triggers of 0007, which already count every write to the messages: on SQLite the insert
 trigger counts every message (not only ready ones), a claim counts in the update trigger that takes it out of
-ready, and the delete trigger also counts the leased messages it sees go (one more UPDATE of the queue's row per
-ack). On PostgreSQL the statement triggers add the counts to the delta rows they write, which the store folds into
+ready, and a trigger of its own counts the leased messages deleted (one more UPDATE of the queue's row per ack). On PostgreSQL the statement triggers add the counts to the delta rows they write, which the store folds into
 the queue's row (an ack statement now writes one delta row).
 
 Revision ID: 0009
@@ -50,7 +49,8 @@ def _size(row: str) -> str:
 
 
 COUNTED = "queue, body, id, lease_token, visible_at"  # 0007's
-CHANGED = ("litemq_messages_insert_count", "litemq_messages_update_count_out", "litemq_messages_delete_count")
+CHANGED = ("litemq_messages_insert_count", "litemq_messages_update_count_out")  # 0007's, made again
+ADDED = ("litemq_messages_delete_acked",)
 TRIGGERS = {
     # Every message stored counts as published; a ready one is counted in as well.
     "litemq_messages_insert_count": "AFTER INSERT ON litemq_messages BEGIN UPDATE litemq_queues SET "
@@ -65,14 +65,10 @@ TRIGGERS = {
                                         "redelivered_total = redelivered_total + "
                                         "(new.lease_token IS NOT NULL AND new.delivery_count > 1) "
                                         "WHERE name = old.queue; END",
-    # One trigger, so the body's size is read before the body is deleted; a leased message deleted is settled.
-    "litemq_messages_delete_count": f"AFTER DELETE ON litemq_messages WHEN ({_ready('old')}) OR old.body IS NULL "
-                                    "OR old.lease_token IS NOT NULL BEGIN "
-                                    "UPDATE litemq_queues SET ready_count = ready_count - 1, ready_bytes = "
-                                    f"ready_bytes - {_size('old')} WHERE name = old.queue AND {_ready('old')}; "
-                                    "UPDATE litemq_queues SET acked_total = acked_total + 1 "
-                                    "WHERE name = old.queue AND old.lease_token IS NOT NULL; "
-                                    "DELETE FROM litemq_bodies WHERE id = old.id AND old.body IS NULL; END",
+    # A leased message deleted is settled (0007's delete trigger, unchanged, counts ready ones out).
+    "litemq_messages_delete_acked": "AFTER DELETE ON litemq_messages WHEN old.lease_token IS NOT NULL "
+                                    "BEGIN UPDATE litemq_queues SET acked_total = acked_total + 1 "
+                                    "WHERE name = old.queue; END",
 }
 
 
@@ -96,6 +92,7 @@ def upgrade() -> None:
         return
     for name in CHANGED:
         op.execute(f"DROP TRIGGER IF EXISTS {name}")
+    for name in (*CHANGED, *ADDED):
         op.execute(f"CREATE TRIGGER {name} {TRIGGERS[name]}")
 
 
@@ -107,8 +104,9 @@ def downgrade() -> None:
             postgresql.create_function(name, f"BEGIN\n    {action};\n    RETURN NULL;\nEND;", replace=True)
         _drop_columns(DELTAS)
     else:
-        for name in CHANGED:
+        for name in (*CHANGED, *ADDED):
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
+        for name in CHANGED:
             op.execute(f"CREATE TRIGGER {name} {earlier.TRIGGERS[name]}")
     _drop_columns("litemq_queues")
 
