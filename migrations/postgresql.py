@@ -24,9 +24,10 @@ def big_integer() -> sa.types.TypeEngine:
     return sa.Integer().with_variant(sa.BigInteger(), "postgresql")
 
 
-def create_function(name: str, body: str, returns: str = "trigger", arguments: str = "") -> None:
-    """A PL/pgSQL function; ``{schema}`` in ``body`` becomes the schema's quoted name."""
-    op.execute(f"CREATE FUNCTION {name}({arguments}) RETURNS {returns} LANGUAGE plpgsql AS $litemq$\n"
+def create_function(name: str, body: str, returns: str = "trigger", arguments: str = "", replace: bool = False) -> None:
+    """A PL/pgSQL function; ``{schema}`` in ``body`` becomes the schema's quoted name. ``replace``: a new body for
+    one that exists (its triggers keep calling it)."""
+    op.execute(f"CREATE {'OR REPLACE ' if replace else ''}FUNCTION {name}({arguments}) RETURNS {returns} LANGUAGE plpgsql AS $litemq$\n"
                f"{body.format(schema=schema())}\n$litemq$")
 
 

@@ -207,7 +207,7 @@ def test_the_subcommands_are_the_ones_the_issue_lists() -> None:
     assert sorted(subparsers()) == sorted([
         "queues", "exchanges", "bindings", "connections", "declare-queue", "declare-exchange", "bind", "unbind",
         "delete-queue", "delete-exchange", "purge", "publish", "get", "peek", "tail", "route", "move", "stats",
-        "db", "demo"])
+        "db", "demo", "web"])  # web: issue 21's management page (test_web.py)
 
 
 def test_every_subcommand_has_help(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ import pytest
 
 from litemq.errors import DatabaseNotFound, SchemaTooNew, ServerUnreachable, StorageError
 from services import POSTGRESQL_SERVER, postgresql_url, require_postgresql  # noqa: F401  (a fixture)
+from web_helpers import publish_redeliver_and_ack
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -145,7 +146,7 @@ def test_revision_0009s_row_triggers_count_what_0008s_counted_and_skip_what_chan
         hand_writes(b"at 0008")
         before = counts()
         assert before[0] == before[2] == 1 and before[1] == len(b"at 0008")
-        assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path) is True
+        assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path, "0009") is True
         assert counts() == before
         deltas = conn.execute("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0]
         conn.execute("UPDATE litemq_messages SET lease_expires_at = 11.0")  # changes no count: no delta
@@ -159,6 +160,45 @@ def test_revision_0009s_row_triggers_count_what_0008s_counted_and_skip_what_chan
         assert again[0] == again[2] == 3
     assert migrate.upgrade_postgresql(store.conninfo, store.schema, store.path) is True
     assert open_store(stores, postgresql_url).ready_count("q") == 3
+
+
+def test_migration_0010_counts_totals_from_0_with_the_data_of_0009_and_goes_back(stores: list[Any],
+                                                                                 postgresql_url: str) -> None:
+    import litemq
+    from litemq.store import migrate, postgres_url
+
+    server = postgres_url.parse(postgresql_url)
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0009") is True
+    import psycopg
+
+    with psycopg.connect(server.conninfo, autocommit=True) as db:  # a queue and two messages as 0009 stored them
+        db.execute(f'SET search_path TO "{server.schema}"')
+        db.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, created_at) "
+                   "VALUES ('q', true, false, false, 1.0)")
+        db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                   "VALUES ('q', '', 'q', 'one', 2.0), ('q', '', 'q', 'two', 2.0)")
+    totals = ("SELECT q.ready_count + coalesce(sum(d.ready_count), 0), q.published_total + coalesce(sum("
+              "d.published_total), 0), q.delivered_total + coalesce(sum(d.delivered_total), 0), q.redelivered_total "
+              "+ coalesce(sum(d.redelivered_total), 0), q.acked_total + coalesce(sum(d.acked_total), 0) FROM "
+              "litemq_queues q LEFT JOIN litemq_queue_deltas d ON d.queue = q.name GROUP BY q.name")
+    with litemq.connect(postgresql_url) as conn:  # upgraded on open
+        store = open_store(stores, postgresql_url)
+        assert store.run(totals).fetchall() == [(2, 0, 0, 0, 0)]  # what was there before is not counted
+        publish_redeliver_and_ack(conn, "q")
+        assert store.run(totals).fetchall() == [(2, 1, 2, 1, 1)]
+        store.maintain()  # folds the deltas into the row: the same totals
+        assert store.run(totals).fetchall() == [(2, 1, 2, 1, 1)]
+    store.close()
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0009") is True
+    with psycopg.connect(server.conninfo, autocommit=True) as db:
+        columns = db.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s AND "
+                             "column_name LIKE '%%_total'", (server.schema,)).fetchall()
+        assert columns == []
+        db.execute(f'SET search_path TO "{server.schema}"')
+        db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                   "VALUES ('q', '', 'q', 'four', 3.0)")  # 0009's triggers count it
+    reopened = open_store(stores, postgresql_url)  # (upgraded again, on open)
+    assert reopened.ready_count("q") == 3
 
 
 def test_concurrent_first_openers_migrate_once_and_all_open(stores: list[Any], postgresql_url: str) -> None:

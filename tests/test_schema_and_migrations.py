@@ -23,6 +23,7 @@ from engines import sql_rows
 from litemq.errors import SchemaError, SchemaTooNew, StorageError
 from litemq.store import SCHEMA_REVISION, VERSION_TABLE, migrate
 from litemq.store import sqlite_sql
+from web_helpers import publish_redeliver_and_ack
 
 REPO = Path(__file__).resolve().parent.parent
 SUBPROCESS_TIMEOUT = 60
@@ -419,6 +420,7 @@ SEED_SQL["0006"] = SEED_SQL["0003"]  # 0006 let a body be NULL (kept in litemq_b
 SEED_SQL["0007"] = [SEED_SQL["0003"][0].replace("2, 1000.0, 6)", "0, 1000.0, 0)"), *SEED_SQL["0003"][1:]]
 SEED_SQL["0008"] = SEED_SQL["0007"]  # 0008 gave consumer rows a priority and has_room (the seed has no consumers)
 SEED_SQL["0009"] = SEED_SQL["0008"]  # 0009 changed PostgreSQL's counter triggers only
+SEED_SQL["0010"] = SEED_SQL["0009"]  # 0010 added the queues' totals, which the seeded messages count up from 0
 
 
 def _seed(path: str, revision: str) -> None:
@@ -792,6 +794,28 @@ def test_migration_0008_gives_existing_consumers_priority_0_and_room_and_its_dow
         assert "priority" not in columns and "has_room" not in columns
         assert db.execute("SELECT * FROM litemq_consumers").fetchall() == [consumer]
     _assert_seeded_data_reads_through_litemq(path)  # upgraded again on open
+
+
+def test_migration_0010_counts_totals_from_0_and_its_downgrade_keeps_the_counts_right(tmp_path: Path) -> None:
+    path = str(tmp_path / "totals.db")
+    migrate.upgrade(path, "0009")
+    _seed(path, "0009")
+    assert migrate.upgrade(path, "0010") is True
+    totals = "SELECT ready_count, published_total, delivered_total, redelivered_total, acked_total FROM litemq_queues"
+    with _db(path) as db:
+        assert db.execute(totals).fetchall() == [(2, 0, 0, 0, 0)]  # the seeded two, from before: not counted
+    with litemq.connect(path) as connection:
+        publish_redeliver_and_ack(connection, "seeded")
+    with _db(path) as db:
+        assert db.execute(totals).fetchall() == [(2, 1, 2, 1, 1)]
+    assert migrate.upgrade(path, "0009") is True
+    with _db(path) as db:
+        columns = [row[1] for row in db.execute("PRAGMA table_info(litemq_queues)")]
+        assert not [c for c in columns if c.endswith("_total")]
+        assert db.execute("SELECT ready_count FROM litemq_queues").fetchall() == [(2,)]
+    with litemq.connect(path) as connection:  # 0007's triggers count again, and the file goes back up on open
+        connection.publish("", "seeded", b"four")
+        assert connection.declare_queue("seeded", passive=True).message_count == 3
 
 
 @pytest.mark.parametrize("name", ["CLAIM_AS_DEFAULT_CONSUMER", "CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER"])

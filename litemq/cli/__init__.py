@@ -20,6 +20,7 @@ from .db import cmd_db
 from .demo import cmd_demo, demo_consumer, demo_producer
 from .listing import cmd_bindings, cmd_connections, cmd_exchanges, cmd_queues, cmd_route, cmd_stats
 from .messages import cmd_get, cmd_move, cmd_peek, cmd_publish, cmd_tail
+from .web import cmd_web
 
 __all__ = ["main", "build_parser"]
 
@@ -153,6 +154,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("stats", cmd_stats, "messages and bytes per queue, totals, file and WAL size (a PostgreSQL schema's size)",
             listing=True)
+
+    sub = command("web", cmd_web, "serve the management page, its JSON API and /metrics (Prometheus)")
+    sub.add_argument("--host", default="127.0.0.1",
+                     help="the address to listen on (default 127.0.0.1; any other needs --token)")
+    sub.add_argument("--port", type=int, default=15672, help="the port (default 15672, as RabbitMQ's management)")
+    sub.add_argument("--read-only", action="store_true", help="show only: serve no action (publish, get, move, "
+                                                              "purge, delete)")
+    sub.add_argument("--token", default=None, help="a secret every request must present (basic auth password or "
+                                                   "bearer token); default $LITEMQ_WEB_TOKEN")
+    sub.add_argument("--sample-seconds", type=float, default=5.0, help="seconds between samples of the depths "
+                                                                       "for the charts and rates (default 5)")
 
     sub = command("db", cmd_db, "the database itself (the file, or the PostgreSQL schema): upgrade, downgrade REV, "
                                 "current, check, recount, vacuum, checkpoint (a file's)")

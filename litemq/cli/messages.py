@@ -10,6 +10,7 @@ from typing import Any, Sequence
 from .. import routing
 from ..errors import QueueNotFound
 from ..message import decode_properties
+from ..shovel import move_ready
 from .common import UsageError, exchange_name, open_connection, pairs, properties_from, read_only
 from .output import json_body, message_row, print_messages, shown, shown_body, write_raw
 
@@ -147,20 +148,12 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_move(args: argparse.Namespace) -> int:
-    from ..policy import queue_policy
-    from ..store import inspect
-
     if args.source == args.destination:
         raise UsageError("source and destination are the same queue")
     if args.limit is not None and args.limit < 1:
         raise UsageError("--limit must be at least 1")
     with open_connection(args) as conn:
-        for queue in (args.source, args.destination):
-            conn.declare_queue(queue, passive=True)
-        with conn._store.write_exclusive() as store:
-            target = store.queue(args.destination)
-            max_priority = (queue_policy(target.arguments).max_priority or 0) if target is not None else 0
-            moved = inspect.move(store, args.source, args.destination, args.limit, max_priority)
-            store.wake([args.destination])
+        moved = move_ready(conn, args.source, args.destination, args.limit)
     print(moved)
     return 0
+

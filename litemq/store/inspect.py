@@ -76,9 +76,13 @@ RECOUNT = ("UPDATE litemq_queues SET (ready_count, ready_bytes) = (SELECT count(
            f"coalesce(sum({BODY_BYTES}), 0) FROM litemq_messages WHERE queue = litemq_queues.name "
            "AND lease_token IS NULL AND visible_at IS NULL) WHERE name = ?")
 # ... and its delta rows go in the same statement, so it counts the rows and drops the deltas of one snapshot: a
-# publish committed meanwhile keeps its delta, and its rows were not counted.
-RECOUNT_POSTGRESQL = (f"WITH dropped AS (DELETE FROM {postgres_sql.DELTAS} WHERE queue = $1) "
-                      + postgres_sql.from_sqlite(RECOUNT))
+# publish committed meanwhile keeps its delta, and its rows were not counted. The totals the dropped deltas carried
+# (migration 0010) are added to the row.
+_CARRIED = ", ".join(f"{c} = {c} + (SELECT coalesce(sum(d.{c}), 0) FROM dropped d)" for c in postgres_sql.TOTALS)
+RECOUNT_POSTGRESQL = (f"WITH dropped AS (DELETE FROM {postgres_sql.DELTAS} WHERE queue = $1 "
+                      f"RETURNING {', '.join(postgres_sql.TOTALS)}) "
+                      + postgres_sql.from_sqlite(RECOUNT).replace(
+                          "UPDATE litemq_queues SET ", f"UPDATE litemq_queues SET {_CARRIED}, ", 1))
 
 
 def _on_postgresql(store: Any) -> bool:

@@ -111,16 +111,23 @@ def read(server: ServerURL, action: Callable[[ReadOnlyPostgres], T], *, litemq_o
          any_revision: bool = False) -> T:
     """``action(store)`` inside one read-only transaction on the schema: ``readonly.read`` for a server, with the
     same refusals (NoLitemqData for a missing schema or one without litemq's tables, SchemaTooNew, FileBehind)."""
+    store = ReadOnlyPostgres(server)
+    try:
+        return read_on(store, action, litemq_only=litemq_only, any_revision=any_revision)
+    finally:
+        store.close()
+
+
+def read_on(store: ReadOnlyPostgres, action: Callable[[ReadOnlyPostgres], T], *, litemq_only: bool = True,
+            any_revision: bool = False) -> T:
+    """``read`` on a session already open, for a reader that looks often (the management page keeps one)."""
     driver = _psycopg()
     missing = (driver.errors.UndefinedTable, driver.errors.UndefinedColumn, driver.errors.UndefinedFunction)
-    store = ReadOnlyPostgres(server)
     try:
         with store.read():
             return readonly.checked(store, action, litemq_only, any_revision, missing)
     except driver.Error as exc:
-        raise failed(server.where, exc) from exc
-    finally:
-        store.close()
+        raise failed(store.path, exc) from exc
 
 
 def _psycopg() -> Any:

@@ -81,10 +81,13 @@ COUNTS_WITH = f"SELECT {_COUNTS_WITH} FROM {_COUNTED} WHERE q.name = $3"
 COUNTS_WITH_QUEUES = f"SELECT q.name, {_COUNTS_WITH} FROM {_COUNTED} WHERE q.name = ANY($3::text[])"
 COUNTS_WITH_FIRST = (f"SELECT {_COUNTS_WITH}, {lite._DELAYED_DUE}, {lite._QUEUE_EXPIRY} FROM {_COUNTED} "
                      "WHERE q.name = $3")
-FOLD = (f"WITH folded AS (DELETE FROM {DELTAS} RETURNING queue, ready_count, ready_bytes) "
-        "UPDATE litemq_queues q SET ready_count = q.ready_count + f.ready_count, "
-        "ready_bytes = q.ready_bytes + f.ready_bytes FROM (SELECT queue, sum(ready_count) AS ready_count, "
-        "sum(ready_bytes) AS ready_bytes FROM folded GROUP BY queue) f WHERE q.name = f.queue")
+# The queue's counts and its totals (migration 0010) are its row's plus its deltas'.
+TOTALS = ("published_total", "delivered_total", "redelivered_total", "acked_total")
+_FOLDED = ("ready_count", "ready_bytes", *TOTALS)
+FOLD = (f"WITH folded AS (DELETE FROM {DELTAS} RETURNING queue, {', '.join(_FOLDED)}) "
+        "UPDATE litemq_queues q SET " + ", ".join(f"{c} = q.{c} + f.{c}" for c in _FOLDED)
+        + " FROM (SELECT queue, " + ", ".join(f"sum({c}) AS {c}" for c in _FOLDED)
+        + " FROM folded GROUP BY queue) f WHERE q.name = f.queue")
 DELETE_QUEUE_DELTAS = f"DELETE FROM {DELTAS} WHERE queue = $1"
 ANY_DELTAS = f"SELECT 1 FROM {DELTAS} LIMIT 1"
 

@@ -45,6 +45,9 @@ queues = Table(
     Column("created_at", Float, nullable=False),
     Column("ready_bytes", Integer, nullable=False, server_default=text("0")),  # body bytes of ready messages
     Column("expires_at", Float, nullable=True),  # x-expires: when the unused queue is deleted
+    # Cumulative counts for rates (migration 0010), kept by the same triggers as ready_count.
+    *[Column(name, Integer().with_variant(BigInteger(), "postgresql"), nullable=False, server_default=text("0"))
+      for name in ("published_total", "delivered_total", "redelivered_total", "acked_total")],
     Index("ix_litemq_queues_expires_at", "expires_at", sqlite_where=text("expires_at IS NOT NULL"),
           postgresql_where=text("expires_at IS NOT NULL")),
 )

@@ -70,15 +70,20 @@ def _0007():
     return _load("litemq_migration_0007", _here / "0007_counter_triggers.py")
 
 
-def upgrade() -> None:
-    if not postgresql.on_postgresql():
-        return
-    for name, (event, when, action) in ROW_TRIGGERS.items():
+def create_row_triggers(triggers: dict) -> None:
+    """Each trigger of litemq_messages named in ``triggers`` (name: event, WHEN, function body) made again as a
+    row trigger (0010 makes them again with its totals)."""
+    for name, (event, when, action) in triggers.items():
         op.execute(f"DROP TRIGGER {name} ON litemq_messages")
         postgresql.drop_function(name)
         postgresql.create_function(name, f"BEGIN\n    {action}\n    RETURN NULL;\nEND;")
         op.execute(f"CREATE TRIGGER {name} AFTER {event} ON litemq_messages FOR EACH ROW WHEN ({when}) "
                    f"EXECUTE FUNCTION {name}()")
+
+
+def upgrade() -> None:
+    if postgresql.on_postgresql():
+        create_row_triggers(ROW_TRIGGERS)
 
 
 def downgrade() -> None:

@@ -1,0 +1,141 @@
+"""What the management page (``litemq web``) reads, on either engine's read-only store: per-queue counts that stay
+cheap at any depth, a queue's bindings and consumers with what each holds, and messages browsed without a lease.
+
+Every count here comes from the ready counters (``litemq_queues``, with PostgreSQL's deltas, as the store counts
+them) or from an index of the rows it counts: unacked messages from the lease index, delayed ones from the delay
+index. The ``litemq_queue_stats`` view's ``bytes`` and ``oldest_ready_seconds`` read every message of a queue, so
+the page asks for neither: with a million messages its refresh would take seconds.
+
+The statements are SQLite's text, which the PostgreSQL read-only store takes too (translating the placeholders).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from . import postgres_sql
+from .sqlite_sql import BODY
+
+# Not the litemq_queue_stats view: on PostgreSQL its unused columns (bytes, the oldest message's age: a walk of every
+# message of each queue) are computed too, 1 s with a million messages.
+TOTALS = postgres_sql.TOTALS
+_QUEUES = ("SELECT q.name AS queue, {ready} AS ready, (SELECT count(*) FROM litemq_messages m WHERE m.queue = q.name "
+           "AND m.lease_token IS NOT NULL) AS unacked, (SELECT count(*) FROM litemq_consumers c "
+           "WHERE c.queue = q.name) AS consumers, {ready_bytes} AS ready_bytes, q.durable, q.exclusive, "
+           "q.auto_delete, q.arguments, {totals} FROM {queues}")
+_ROW = {"ready": "q.ready_count", "ready_bytes": "q.ready_bytes", "queues": "litemq_queues q",
+        "totals": ", ".join(f"q.{c} AS {c}" for c in TOTALS)}
+SELECT_QUEUES = _QUEUES.format(**_ROW) + " ORDER BY q.name"
+SELECT_QUEUE = _QUEUES.format(**_ROW) + " WHERE q.name = ?"
+# On PostgreSQL a queue's counts and totals are its row's plus its deltas' (migrations 0007 and 0010), as the store
+# counts them.
+_SUMMED = ("ready_count", "ready_bytes", *TOTALS)
+_COUNTED = {"ready": "q.ready_count + d.ready_count", "ready_bytes": "q.ready_bytes + d.ready_bytes",
+            "totals": ", ".join(f"q.{c} + d.{c} AS {c}" for c in TOTALS),
+            "queues": "litemq_queues q CROSS JOIN LATERAL (SELECT "
+                      + ", ".join(f"coalesce(sum({c}), 0)::bigint AS {c}" for c in _SUMMED)
+                      + f" FROM {postgres_sql.DELTAS} WHERE queue = q.name) d"}
+SELECT_QUEUES_POSTGRESQL = _QUEUES.format(**_COUNTED) + " ORDER BY q.name"
+SELECT_QUEUE_POSTGRESQL = _QUEUES.format(**_COUNTED) + " WHERE q.name = ?"
+# One walk of the delay index for every queue (the view's per-queue count walks it once per queue).
+SELECT_DELAYED = ("SELECT queue, count(*) FROM litemq_messages WHERE visible_at IS NOT NULL GROUP BY queue")
+SELECT_DELAYED_OF = "SELECT count(*) FROM litemq_messages WHERE visible_at IS NOT NULL AND queue = ?"
+SELECT_CONNECTION_COUNT = "SELECT count(*) FROM litemq_connections"
+SELECT_BINDINGS_TO = ("SELECT exchange, routing_key, arguments FROM litemq_bindings "
+                      "WHERE destination_kind = 'queue' AND destination = ? ORDER BY exchange, routing_key, id")
+SELECT_CONSUMERS_OF = ("SELECT c.connection_id, c.channel, c.consumer_tag, c.prefetch_count, c.auto_ack, c.exclusive, "
+                       "c.started_at, c.priority, n.pid, n.host FROM litemq_consumers c "
+                       "LEFT JOIN litemq_connections n ON n.id = c.connection_id "
+                       "WHERE c.queue = ? ORDER BY c.started_at, c.consumer_tag")
+# Leases name their holder as connection/channel: what each channel holds of the queue, from the lease index.
+SELECT_HELD_IN = ("SELECT lease_owner, count(*) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL "
+                  "GROUP BY lease_owner")
+SELECT_CONNECTIONS = "SELECT id AS connection_id, pid, host, started_at FROM litemq_connections ORDER BY started_at, id"
+# Every lease's holder once, from the lease index (litemq_connection_view counts a connection's leases once per
+# consumer row, a walk of the table each: 100 consumers on one connection took 28 ms with a million messages).
+SELECT_HOLDERS = "SELECT lease_owner, count(*) FROM litemq_messages WHERE lease_token IS NOT NULL GROUP BY lease_owner"
+SELECT_ALL_CONSUMERS = ("SELECT connection_id, channel, consumer_tag, queue, prefetch_count FROM litemq_consumers "
+                        "ORDER BY connection_id, channel, consumer_tag")
+BROWSE = (f"SELECT id, exchange, routing_key, {BODY} AS body, properties, delivery_count, published_at, priority "
+          "FROM litemq_messages WHERE queue = ? AND lease_token IS NULL AND visible_at IS NULL "
+          "ORDER BY priority DESC, id LIMIT ? OFFSET ?")
+
+
+# Every statement here is served by an index; PostgreSQL, before it has analyzed a table just filled (or on estimates
+# that a million rows skew), plans scans of the whole messages table instead, and JIT-compiles them (200 ms a look).
+# For the page's transaction only: what these statements cost does not depend on statistics.
+FOR_PAGE_POSTGRESQL = ("SET LOCAL jit = off", "SET LOCAL enable_seqscan = off")
+
+
+def for_page(store: Any) -> None:
+    """Set up the read transaction for the page's statements (on PostgreSQL: plans by the indexes)."""
+    if _on_postgresql(store):
+        for statement in FOR_PAGE_POSTGRESQL:
+            store.execute(statement)
+
+
+def _on_postgresql(store: Any) -> bool:
+    return bool(store.engine == "postgresql")
+
+
+def _rows(store: Any, sql: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    cursor = store.execute(sql, params)
+    names = [column[0] for column in cursor.description]
+    return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+
+def queues(store: Any) -> list[dict[str, Any]]:
+    """Every queue with ready, unacked, delayed, consumers, ready_bytes, its flags and arguments (as stored)."""
+    rows = _rows(store, SELECT_QUEUES_POSTGRESQL if _on_postgresql(store) else SELECT_QUEUES)
+    delayed = dict(store.execute(SELECT_DELAYED).fetchall())
+    for row in rows:
+        row["delayed"] = int(delayed.get(row["queue"], 0))
+    return rows
+
+
+def queue(store: Any, name: str) -> Optional[dict[str, Any]]:
+    found = _rows(store, SELECT_QUEUE_POSTGRESQL if _on_postgresql(store) else SELECT_QUEUE, (name,))
+    if not found:
+        return None
+    row = found[0]
+    row["delayed"] = int(store.execute(SELECT_DELAYED_OF, (name,)).fetchone()[0])
+    return row
+
+
+def connection_count(store: Any) -> int:
+    return int(store.execute(SELECT_CONNECTION_COUNT).fetchone()[0])
+
+
+def bindings_to(store: Any, queue: str) -> list[dict[str, Any]]:
+    return _rows(store, SELECT_BINDINGS_TO, (queue,))
+
+
+def consumers_of(store: Any, queue: str) -> list[dict[str, Any]]:
+    """The queue's consumers with their connection's pid and host and how many of its messages their channel
+    holds."""
+    rows = _rows(store, SELECT_CONSUMERS_OF, (queue,))
+    held = dict(store.execute(SELECT_HELD_IN, (queue,)).fetchall())
+    for row in rows:
+        row["unacked"] = int(held.get(f"{row['connection_id']}/{row['channel']}", 0))
+    return rows
+
+
+def connections(store: Any) -> list[dict[str, Any]]:
+    """Registered connections with pid, host, started_at (epoch seconds) and how many messages they hold."""
+    rows = _rows(store, SELECT_CONNECTIONS)
+    held: dict[str, int] = {}
+    for owner, count in store.execute(SELECT_HOLDERS).fetchall():
+        connection = (owner or "").partition("/")[0]
+        held[connection] = held.get(connection, 0) + int(count)
+    for row in rows:
+        row["unacked"] = held.get(row["connection_id"], 0)
+    return rows
+
+
+def all_consumers(store: Any) -> list[dict[str, Any]]:
+    return _rows(store, SELECT_ALL_CONSUMERS)
+
+
+def browse(store: Any, queue: str, limit: int, offset: int = 0) -> list[dict[str, Any]]:
+    """Ready messages of the queue in delivery order, from ``offset``, without leasing them."""
+    return _rows(store, BROWSE, (queue, limit, offset))
