@@ -201,6 +201,8 @@ class Channel(virtual.Channel):
 
     def basic_recover(self, requeue: bool = False) -> None:
         if not requeue:
+            # As kombu's own virtual channel answers, and as RabbitMQ answers basic.recover with requeue=false
+            # (540 NOT_IMPLEMENTED): redelivering to the same consumer is not a thing a shared queue can promise.
             raise NotImplementedError("litemq returns unacked deliveries to their queues: recover(requeue=True)")
         self.broker.nack(0, multiple=True, requeue=True)
 
