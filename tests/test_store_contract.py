@@ -81,6 +81,27 @@ def test_a_write_that_raises_is_rolled_back_and_its_after_commit_actions_never_r
     assert ran == ["committed"]
 
 
+def test_a_transaction_a_ctrl_c_abandoned_is_rolled_back_when_the_next_begins(
+        store: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A KeyboardInterrupt raised as the rollback of a failed block begins (a signal lands between two bytecodes)
+    # leaves the transaction open after the lock is given back: the next transaction must not fail on it.
+    declare(store)
+    transaction = type(store.write())
+
+    def interrupted(self: Any, exc: BaseException) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(transaction, "_roll_back", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with store.write() as s:
+            s.insert_message("q", "", "q", b"abandoned", None, 2.0)
+            raise RuntimeError("the block failed")
+    monkeypatch.undo()
+    publish(store, "q", b"next")
+    with store.write() as s:
+        assert [m.body for m in s.claim("q", 10, "c/1", TOKEN, 100.0)] == [b"next"]
+
+
 def test_a_read_sees_one_snapshot_while_another_connection_commits(open_store: Callable[[], Any]) -> None:
     store, other = open_store(), open_store()
     declare(store)

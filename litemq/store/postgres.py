@@ -706,7 +706,9 @@ class _Transaction(Transaction):
         try:
             store._after_commit = []
             store._wakes = {}
-            store._settle_interrupted()
+            # A statement or a whole transaction an interrupt abandoned (see sqlite_connection's begin): settled
+            # and rolled back, so this one begins afresh.
+            store._rollback()
             if self.begin is None:  # write(): BEGIN and the shared lock go with the first statement
                 store._pending = list(store._begin_write)
             else:

@@ -233,6 +233,10 @@ class _Transaction(Transaction, Generic[S]):
             store.check_files()
         store.lock.acquire()
         try:
+            if store._db.in_transaction:
+                # One a Ctrl-C abandoned: a KeyboardInterrupt raised as __exit__ began (before its try) or in
+                # _roll_back left it open, holding the write lock, and BEGIN would fail on it from now on.
+                store._rollback()
             store._after_commit = []
             store._db.execute(self.begin)
         except BaseException as exc:
