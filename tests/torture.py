@@ -325,6 +325,16 @@ class _Death:
     reaped_at: Optional[float] = None
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def on_postgresql(url: str) -> bool:
     return engine_of(url) == "postgresql"
 
@@ -626,12 +636,29 @@ class Harness:
         if left:
             leased = self.reader.one("SELECT count(*) FROM litemq_messages WHERE lease_token IS NOT NULL")
             self.fail(f"consumers did not drain the queue within {cfg.drain_seconds:.0f} s: {left} messages left "
-                      f"({leased} of them leased)")
+                      f"({leased} of them leased){self._lease_holders()}")
         self.watch_deaths()
         (self.dir / "stop-consumers").write_text("")
         self.wait_exit("consumer", cfg.stop_seconds)
         self.check_exits()
         self.result.drain_seconds = time.monotonic() - stop_began
+
+    def _lease_holders(self) -> str:
+        """Who holds the leases left (for a failure's message): each owner's worker, whether it lives, and when its
+        leases expire."""
+        lines = []
+        now = time.time()
+        for owner, held, expires in self.reader.rows(
+                "SELECT lease_owner, count(*), max(lease_expires_at) FROM litemq_messages "
+                "WHERE lease_token IS NOT NULL GROUP BY lease_owner"):
+            connection_id = str(owner).rsplit("/", 1)[0]
+            worker = next((p for p in self.procs if p.connection_id == connection_id), None)
+            registered = self.reader.rows("SELECT pid FROM litemq_connections WHERE id = ?", connection_id)
+            state = ("no longer registered" if not registered else
+                     f"pid {registered[0][0]}, " + ("alive" if _pid_alive(registered[0][0]) else "gone"))
+            who = f"{worker.name}{' (killed)' if worker.killed else ''}" if worker else "not a worker of this run"
+            lines.append(f"\n  {held} held by {owner} ({who}; {state}), leases expire in {expires - now:+.1f} s")
+        return "".join(lines)
 
     def _final_drain(self) -> list[str]:
         """With a fresh connection (which also cleans up after any dead connection), take what is left."""
