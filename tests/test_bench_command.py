@@ -110,10 +110,11 @@ def test_profile_prints_the_time_split_statements_and_wal_pages_of_one_workload(
     assert re.search(r"perf, CPU samples by library: SQLite [\d.]+ %|perf: not measured: \S", out), out
     counts = re.search(r"statements ([\d.]+), trigger programs ([\d.]+), commits ([\d.]+)", out)
     assert counts, out
-    # A get and an ack: at least a claim and a delete, each in its transaction of its own.
-    assert float(counts.group(1)) >= 4 and float(counts.group(3)) == 2.0, out
+    # A get and an ack: at least a claim and a delete, in one or two transactions (an ack may be settled with the
+    # next claim).
+    assert float(counts.group(1)) >= 2 and 1.0 <= float(counts.group(3)) <= 2.0, out
     pages = re.search(r"WAL pages written ([\d.]+), per commit ([\d.]+)", out)
-    assert pages and float(pages.group(1)) >= 2 and float(pages.group(2)) >= 1, out
+    assert pages and float(pages.group(1)) >= 1 and float(pages.group(2)) >= 1, out
     assert "  BEGIN IMMEDIATE" in out and "COMMIT" in out
     assert re.search(r"top \d+ functions by own time", out)
 
