@@ -60,6 +60,11 @@ QUICK = {"n": 1000, "runs": 1, "deep": 10_000, "paced_n": 30, "budget": 0.5, "on
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
+PROFILE_N = 5000
+"""Operations per pass of --profile."""
+BRK_N = 5000
+"""Messages per run of --brk (a process's own ~90 brk calls are then under 0.02 per message)."""
+
 CELERY_N = {"full": 2000, "quick": 300}
 """Tasks per throughput run of --celery."""
 
@@ -127,11 +132,33 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "postgresql://postgres@127.0.0.1:5432/test); each run gets a fresh schema on it")
     parser.add_argument("--rabbitmq", default="127.0.0.1:5672", help="RabbitMQ host:port (guest/guest)")
     parser.add_argument("--json", metavar="PATH", help="also write every row, with each run's figures, as JSON")
+    parser.add_argument("--profile", metavar="WORKLOAD",
+                        help="instead: where one workload's time goes (a, b or c; bench/profile.py): CPU split "
+                             "between SQLite, the interpreter and the kernel, statements and WAL pages per "
+                             f"operation, the costliest functions; on litemq unless --systems names one system; "
+                             f"--n operations (default {PROFILE_N:,})")
+    parser.add_argument("--brk", action="store_true",
+                        help="allocator churn, counted (bench/allocator.py): every row's processes run under strace, "
+                             "which counts their brk calls per message; exits 1 when a row of a, b, c or d makes "
+                             "more than the threshold it prints. Without --only and --systems: rows a and c of "
+                             f"litemq; --n defaults to {BRK_N:,}")
     parser.add_argument("--celery", action="store_true",
                         help="instead: Celery tasks/s through 1 and 4 workers and apply_async-to-start latency, on "
                              "litemq, RabbitMQ and kombu's SQLAlchemy transport (bench/celery_throughput.py); --n "
                              f"tasks per throughput run (default {CELERY_N['full']:,}; --quick {CELERY_N['quick']})")
     args = parser.parse_args(argv)
+    if args.profile and args.n is None:
+        args.n = PROFILE_N
+    if args.brk:
+        from .allocator import DEFAULT_SYSTEMS, DEFAULT_WORKLOADS, strace_missing
+
+        missing = strace_missing()
+        if missing:
+            parser.error(f"--brk counts brk calls under strace: {missing}")
+        args.n = BRK_N if args.n is None else args.n
+        args.runs = 1 if args.runs is None else args.runs
+        args.only = args.only or DEFAULT_WORKLOADS
+        args.systems = args.systems or DEFAULT_SYSTEMS
     if args.celery:
         args.celery_n = args.n or CELERY_N["quick" if args.quick else "full"]
     preset = QUICK if args.quick else FULL
@@ -187,20 +214,41 @@ def child_environment() -> dict[str, str]:
     return env
 
 
-def run_row(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
-    """Run one row in a fresh process; its result, or {"error": ...}."""
+def run_row(spec: dict[str, Any], timeout: float, strace: bool = False) -> dict[str, Any]:
+    """Run one row in a fresh process; its result, or {"error": ...}. ``strace``: count the brk calls of the row's
+    processes (``brk_calls`` in the result)."""
     env = child_environment()
-    process = subprocess.Popen([sys.executable, "-m", "bench.row", json.dumps(spec)], cwd=REPO, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    command = [sys.executable, "-m", "bench.row", json.dumps(spec)]
+    summary = None
+    if strace:
+        from .allocator import traced
+
+        fd, summary = tempfile.mkstemp(prefix="litemq-bench-strace-", suffix=".txt")
+        os.close(fd)
+        command = traced(command, summary)
     try:
-        out, err = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # the row and the processes it started
-        process.communicate()
-        return {"error": f"timed out after {timeout:g} s"}
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
+        try:
+            out, err = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # the row and the processes it started
+            process.communicate()
+            return {"error": f"timed out after {timeout:g} s"}
+        if summary is not None:
+            from .allocator import brk_calls
+
+            with open(summary, encoding="utf-8") as counted:
+                calls = brk_calls(counted.read())
+    finally:
+        if summary is not None:
+            os.unlink(summary)
     for line in out.splitlines():
         if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
+            result: dict[str, Any] = json.loads(line[len(MARK):])
+            if summary is not None:
+                result["brk_calls"] = calls
+            return result
     lines = [line for line in err.strip().splitlines() if line.strip()]
     return {"error": (lines[-1] if lines else f"exit status {process.returncode}"), "stderr": err[-4000:]}
 
@@ -264,12 +312,18 @@ class Bench:
                             self.progress(f"[{number:3}/{len(todo)}] {workload:9} {system.key:22} {describe(row)}")
                             continue
                     started = time.monotonic()
-                    result = run_row(self.spec(system, workload, **extra), self.timeout)
+                    result = run_row(self.spec(system, workload, **extra), self.timeout, strace=self.args.brk)
                     row["secs"] = round(time.monotonic() - started, 2)
                     if "error" in result:
                         row.update(status="error", note=short(result["error"]), error=result)
                     else:
                         self.versions.update(result.pop("versions", {}))
+                        if "brk_calls" in result:
+                            from .allocator import messages
+
+                            result["brk_messages"] = messages(result)
+                            result["brk_per_message"] = (result["brk_calls"] / result["brk_messages"]
+                                                         if result["brk_messages"] else None)
                         note = result.pop("note", "") or row["note"]
                         row.update(status="ok", **result)
                         row["note"] = note
@@ -443,6 +497,10 @@ PG_LEGEND = ("On PostgreSQL the server's own processes are not counted in peak R
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    if args.profile:
+        from .profile import main as profile_main
+
+        return profile_main(args.profile, args.systems, args.n, args.size)
     if args.celery:
         from .celery_throughput import main as celery_main
 
@@ -470,6 +528,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.engine == "postgresql":
         print(PG_LEGEND)
     print(f"runtime: {runtime:.0f} s")
+    churned = False
+    if args.brk:
+        from .allocator import verdict
+
+        lines, churned = verdict(bench.rows)
+        print("\n".join(lines))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as out:
             settings = dict(bench.settings)
@@ -481,4 +545,4 @@ def main(argv: Optional[list[str]] = None) -> int:
             json.dump({"command": command.strip(), "machine": machine, "settings": settings,
                        "versions": bench.versions, "runtime_s": round(runtime, 1), "rows": bench.rows}, out,
                       indent=1)
-    return 1 if any(row["status"] == "error" for row in bench.rows) else 0
+    return 1 if churned or any(row["status"] == "error" for row in bench.rows) else 0

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import TYPE_CHECKING, Iterable, Optional
 
 from . import queue_rules, routing
 from .errors import (AccessRefused, DeliveryError, LeaseExpired, MessageTooLarge, PreconditionFailed,
@@ -22,7 +21,10 @@ from .store.contract import MessageRow, QueueRow, Store
 from .timing import check_seconds, clock
 from .topology import Topology, _reaping
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Iterable, Optional
+
     from .consumer import Consumer, ConsumerSet
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import atexit
 import os
 import weakref
-from typing import Literal, Union
 
 from .broker import Channel
 from .errors import StorageError
@@ -15,12 +14,18 @@ from .session import Session
 from .store import open_store
 from .timing import check_seconds
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal, Union
+
 
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_CONSUMER_TIMEOUT = 1800.0  # RabbitMQ's delivery acknowledgement timeout
 DEFAULT_MAX_MESSAGE_BYTES = 128 * 1024 * 1024  # RabbitMQ's default max_message_size
-Synchronous = Literal["NORMAL", "FULL"]
-"""How hard a commit is: ``"NORMAL"`` survives a process crash, ``"FULL"`` (an fsync per commit) a power loss."""
+if TYPE_CHECKING:
+    Synchronous = Literal["NORMAL", "FULL"]
+    """How hard a commit is: ``"NORMAL"`` survives a process crash, ``"FULL"`` (an fsync per commit) a power
+    loss."""
 MAX_BUSY_TIMEOUT = (2 ** 31 - 1) // 1000  # SQLite's busy timeout is an int of milliseconds
 SQLITE_MAX_VALUE_BYTES = 1_000_000_000  # SQLite's default SQLITE_MAX_LENGTH: no body can be stored past it
 

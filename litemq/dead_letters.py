@@ -4,9 +4,13 @@
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
 
 from .message import Properties
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 REASONS = ("rejected", "expired", "maxlen", "delivery_limit")
 

@@ -12,7 +12,8 @@ background work and handlers. Nothing on the hot path (publish, claim, ack) logs
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False
 
 if TYPE_CHECKING:
     import logging

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
-import decimal
-import json
 import math
-from typing import Any, Mapping, Optional, Protocol, Union
+import sys
+from collections.abc import Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import decimal
+    import json
+    from typing import Any, Optional, Protocol
+else:
+    from .runtime_types import Protocol
 
 _SHORT_STR_FIELDS = (
     "content_type", "content_encoding", "correlation_id", "reply_to", "expiration",
@@ -229,7 +235,7 @@ def _check_table(table: Mapping[str, Any], where: str, depth: int = 1) -> None:
 def _check_value(value: Any, where: str, depth: int) -> None:
     if isinstance(value, str):
         _utf8(value, where)
-    elif value is None or isinstance(value, (bytes, bool, int, float, decimal.Decimal, _dt.datetime)):
+    elif value is None or isinstance(value, (bytes, bool, int, float, _dt.datetime)) or _is_decimal(value):
         return
     elif isinstance(value, Mapping):
         _check_table(value, where, depth + 1)
@@ -250,14 +256,24 @@ _TAG = "$litemq"
 _OLD_TAG = "\u0000litemq"
 
 
+# json, base64 and decimal are imported where a table or properties are first encoded or decoded, never at
+# import: with the re module json brings, they were a sixth of a one-shot publisher's start, which has neither.
+def _is_decimal(value: object) -> bool:
+    # A Decimal exists only once its module was imported: no need to import it to ask.
+    decimal = sys.modules.get("decimal")
+    return decimal is not None and isinstance(value, decimal.Decimal)
+
+
 def _encode_value(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return {_TAG: "float", "v": repr(value)}  # JSON has no NaN or Infinity
     if isinstance(value, bytes):
+        import base64
+
         return {_TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
     if isinstance(value, _dt.datetime):
         return {_TAG: "datetime", "v": value.isoformat()}
-    if isinstance(value, decimal.Decimal):
+    if _is_decimal(value):
         return {_TAG: "decimal", "v": str(value)}
     if isinstance(value, Mapping):
         if _TAG in value:
@@ -276,6 +292,8 @@ def _decode_object(obj: dict[str, Any]) -> Any:
     if kind not in _KINDS or len(obj) != 2:
         return obj
     if kind == "bytes":
+        import base64
+
         return base64.b64decode(obj["v"])
     if kind == "datetime":
         return _dt.datetime.fromisoformat(obj["v"])
@@ -283,22 +301,28 @@ def _decode_object(obj: dict[str, Any]) -> Any:
         return float(obj["v"])
     if kind == "table":
         return dict(obj["v"])
+    import decimal
+
     return decimal.Decimal(obj["v"])
 
 
-_properties_decoder = json.JSONDecoder(object_hook=_decode_object)
+_properties_decoder: Optional[json.JSONDecoder] = None
 
 
 def encode_table(table: Optional[Mapping[str, Any]]) -> Optional[str]:
     """An AMQP field table (headers, arguments) as canonical JSON, or None when empty."""
     if not table:
         return None
+    import json
+
     return json.dumps(_encode_value(table), separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 
 
 def decode_table(text: Optional[str]) -> dict[str, Any]:
     if not text:
         return {}
+    import json
+
     value: dict[str, Any] = json.loads(text, object_hook=_decode_object)
     return value
 
@@ -316,6 +340,8 @@ def encode_properties(properties: Properties) -> Optional[str]:
     else:
         if "headers" in data:
             data["headers"] = _encode_value(data["headers"])
+        import json
+
         encoded = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     if properties.headers is None:  # headers can be a dict its owner changes later: never kept
         object.__setattr__(properties, "_encoded", encoded)
@@ -327,10 +353,15 @@ _decoded: dict[str, Properties] = {}
 
 
 def decode_properties(text: Optional[str]) -> Properties:
+    global _properties_decoder
     if text is None:
         return EMPTY_PROPERTIES
     properties = _decoded.get(text)
     if properties is None:
+        if _properties_decoder is None:
+            import json
+
+            _properties_decoder = json.JSONDecoder(object_hook=_decode_object)
         properties = Properties(**_properties_decoder.decode(text))
         if properties.headers is None:  # then it holds nothing mutable, and one serves every message stored so
             if len(_decoded) >= _DECODED_MAX:
@@ -339,7 +370,7 @@ def decode_properties(text: Optional[str]) -> Properties:
     return properties
 
 
-Body = Union[bytes, bytearray, memoryview, str]
+Body = bytes | bytearray | memoryview | str
 """What a message body may be given as: bytes (bytearray and memoryview are copied), or str (encoded as UTF-8)."""
 
 

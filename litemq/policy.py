@@ -8,11 +8,16 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import Any, Mapping, NamedTuple, Optional
 
 from .errors import PreconditionFailed
 from .message import decode_table
 from .routing import DELAYED_EXCHANGE, EXCHANGE_TYPES
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping, NamedTuple, Optional
+else:
+    from .runtime_types import NamedTuple
 
 LEASE_ARGUMENT = "x-lease-ms"
 """Queue argument: how long, in milliseconds, a delivery from this queue stays leased to its consumer."""

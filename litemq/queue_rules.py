@@ -4,13 +4,18 @@ messages joining their queue when due; unused queues expiring. No SQL here: ever
 
 from __future__ import annotations
 
-from typing import Iterable, Optional, Protocol, Sequence
 
 from .dead_letters import dead_lettered, is_cycle
 from .message import Properties, decode_properties, encode_properties
 from .policy import QueuePolicy, expiration_seconds, queue_policy
 from .routes import Routes
 from .store.contract import Counts, ReturnedMessage, Store, StoredMessage
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable, Optional, Protocol, Sequence
+else:
+    from .runtime_types import Protocol
 
 IMMEDIATE_HANDOFF = 1.0
 """How long a message with TTL 0 waits for a consumer of its queue to claim it (RabbitMQ delivers such a message

@@ -5,12 +5,17 @@ transaction, so it never routes by bindings older than the ones it commits again
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple, Optional
 
 from . import routing
 from .message import decode_table
 from .policy import exchange_policy
 from .store.contract import Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Mapping, NamedTuple, Optional
+else:
+    from .runtime_types import NamedTuple
 
 MAX_ROUTES = 10_000
 """Routing keys remembered per connection; past that the memory starts again (keys can be unbounded, e.g. ids)."""

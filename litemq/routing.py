@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional
+from collections.abc import Mapping
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, NamedTuple, Optional
+else:
+    from .runtime_types import NamedTuple
 
 EXCHANGE_TYPES = ("direct", "fanout", "topic", "headers")
 DELAYED_EXCHANGE = "x-delayed-message"
@@ -206,7 +212,8 @@ class _TopicNode:
         return found
 
 
-ExchangeLookup = Callable[[str], Optional[tuple[str, "Iterable[Binding] | BindingIndex", Optional[str]]]]
+if TYPE_CHECKING:
+    ExchangeLookup = Callable[[str], Optional[tuple[str, "Iterable[Binding] | BindingIndex", Optional[str]]]]
 
 
 def route(exchange: str, routing_key: str, headers: Optional[Mapping[str, Any]],

@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import threading
 import time
 import weakref
-from typing import Iterable, Optional, Protocol
 
 from . import queue_rules
 from .log import debug, logger
 from .policy import queue_policy
 from .routes import Routes
-from .store.contract import QueueRow, Registration, Store
+from .store.contract import QueueRow, Registration, Store, this_host
 from .timing import SWEEP_SECONDS, clock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import Iterable, Optional, Protocol
+else:
+    from .runtime_types import Protocol
 
 MIN_RENEW_SECONDS = 0.05
 UPKEEP_SECONDS = 0.5
@@ -97,7 +102,7 @@ class Session:
         self.liveness = store.liveness(self.connection_id, self._registration)
         try:
             with store.write_exclusive():
-                store.register_connection(self.connection_id, os.getpid(), socket.gethostname(), clock())
+                store.register_connection(self.connection_id, os.getpid(), this_host(), clock())
                 store.wake(None)  # waiting consumers elsewhere should start watching this connection: to look
             self.liveness.remove_strays(store.connection_ids())
             self.sweep(force=True)

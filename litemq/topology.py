@@ -3,10 +3,9 @@ redeclares, exclusive and auto-delete queues, and the routing of a message to qu
 
 from __future__ import annotations
 
-import base64
 import functools
 import os
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Optional, TypeVar
+from collections.abc import Mapping
 
 from . import queue_rules, routing
 from .errors import (AccessRefused, ChannelClosed, ExchangeNotFound, PreconditionFailed, QueueNotFound,
@@ -17,6 +16,12 @@ from .policy import (EXCHANGE_EQUIVALENCE, QUEUE_EQUIVALENCE, inequivalent_argum
 from .session import OwnerDied, Session
 from .store.contract import QueueRow, Store
 from .timing import clock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, NamedTuple, Optional, TypeVar
+else:
+    from .runtime_types import NamedTuple
 
 DIRECT_REPLY_TO = "amq.rabbitmq.reply-to"
 
@@ -29,7 +34,8 @@ class QueueInfo(NamedTuple):
     consumer_count: int
 
 
-Method = TypeVar("Method", bound=Callable[..., Any])
+if TYPE_CHECKING:
+    Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 def _reaping(method: Method) -> Method:
@@ -134,6 +140,8 @@ class Topology:
                 return QueueInfo(queue, row.ready_count, store.consumer_count(queue))
         server_named = queue == ""
         if server_named:
+            import base64  # here: base64 imports re, which a process that names its queues never needs
+
             queue = "amq.gen-" + base64.urlsafe_b64encode(os.urandom(16)).decode("ascii").rstrip("=")
         elif queue.startswith("amq."):
             # RabbitMQ refuses this even for an existing queue, a server-named one included: only passive declares

@@ -5,9 +5,12 @@ rows measured something and found no problem. Only litemq and the floor run: the
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from bench.floor import TopicTrie
 from services import POSTGRESQL_URL, require_postgresql
@@ -91,3 +94,60 @@ def test_bench_on_postgresql_measures_the_psycopg_floor_and_drops_its_schemas(tm
     with psycopg.connect(POSTGRESQL_URL, autocommit=True) as conn:
         assert conn.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, %s)",
                             (prefix,)).fetchall() == []
+
+
+def test_profile_prints_the_time_split_statements_and_wal_pages_of_one_workload() -> None:
+    """``--profile c``: per get+ack, the CPU split (user and kernel, cProfile's SQLite share, perf's libraries where
+    perf runs), the statements and commits run and the WAL pages written. The figures are counted, never timed."""
+    done = subprocess.run([sys.executable, "-m", "bench", "--profile", "c", "--n", "300"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert out.startswith("profile: c (get + ack, 1 at a time) on litemq: 300 operations"), out
+    assert re.search(r"CPU +[\d.]+ us = user [\d.]+ us \(interpreter and SQLite\) \+ system [\d.]+ us \(kernel\)", out)
+    share = re.search(r"SQLite's C calls (\d+) %, Python (\d+) %", out)
+    assert share and int(share.group(1)) + int(share.group(2)) in (99, 100, 101), out
+    assert re.search(r"perf, CPU samples by library: SQLite [\d.]+ %|perf: not measured: \S", out), out
+    counts = re.search(r"statements ([\d.]+), trigger programs ([\d.]+), commits ([\d.]+)", out)
+    assert counts, out
+    # A get and an ack: at least a claim and a delete, in one or two transactions (an ack may be settled with the
+    # next claim).
+    assert float(counts.group(1)) >= 2 and 1.0 <= float(counts.group(3)) <= 2.0, out
+    pages = re.search(r"WAL pages written ([\d.]+), per commit ([\d.]+)", out)
+    assert pages and float(pages.group(1)) >= 1 and float(pages.group(2)) >= 1, out
+    assert "  BEGIN IMMEDIATE" in out and "COMMIT" in out
+    assert re.search(r"top \d+ functions by own time", out)
+
+
+def test_profile_measures_the_floor_too() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench", "--profile", "a", "--systems", "floor-1", "--n", "200"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "on sqlite3 floor, 1/txn: 200 operations" in done.stdout
+    assert re.search(r"statements 1\.00, trigger programs 0\.00", done.stdout), done.stdout  # one INSERT
+    assert re.search(r"WAL pages written [1-9]", done.stdout), done.stdout
+
+
+def test_profile_refuses_a_workload_it_cannot_profile() -> None:
+    done = subprocess.run([sys.executable, "-m", "bench", "--profile", "e"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "--profile takes one of a, b, c, not 'e'" in done.stderr
+
+
+def test_no_row_of_the_bench_churns_the_allocator() -> None:
+    """``--brk`` runs the table's get+ack and publish rows under strace: a row making more than a tenth of a brk
+    call per message churns (about 0.3-0.7 when SQLite's temp store made glibc give memory back and take it again
+    at every claim; 0.01 otherwise). The rows' own processes are measured, since churn depends on a process's
+    heap."""
+    from bench.allocator import MAX_BRK_PER_MESSAGE, strace_missing
+
+    missing = strace_missing()
+    if missing:
+        pytest.skip(f"counting brk calls needs strace: {missing}")
+    done = subprocess.run([sys.executable, "-m", "bench", "--brk", "--only", "a,c", "--systems", "litemq-native",
+                           "--n", "2000"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    figures = {workload: float(per_message) for workload, per_message in
+               re.findall(r"^  ([ac]) +litemq-native +([\d.]+) ", done.stdout, re.MULTILINE)}
+    assert set(figures) == {"a", "c"}, done.stdout + done.stderr
+    assert all(per_message <= MAX_BRK_PER_MESSAGE for per_message in figures.values()), done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr

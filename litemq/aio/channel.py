@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 from functools import partial
 from types import TracebackType
-from typing import Any, Generator, Iterable, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Generator, Iterable, Mapping, Optional, Union
 
 from ..broker import Channel
-from ..connection import (DEFAULT_CONSUMER_TIMEOUT, DEFAULT_LEASE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES, Connection,
-                          Synchronous)
+from ..connection import DEFAULT_CONSUMER_TIMEOUT, DEFAULT_LEASE_SECONDS, DEFAULT_MAX_MESSAGE_BYTES, Connection
 from ..message import Body, Delivery, Properties
 from ..topology import QueueInfo
 from .acks import Acks
@@ -23,6 +22,9 @@ from .consumer_set import AsyncConsumerSet
 from .delivery import AsyncDelivery
 from .idle import Idle
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from ..connection import Synchronous
 
 Arguments = Optional[Mapping[str, Any]]
 

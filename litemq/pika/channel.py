@@ -17,9 +17,7 @@ Deliberate differences from pika with RabbitMQ (tests/conformance asserts each):
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
-from decimal import Decimal
 from collections import deque
 from typing import Any, Callable, Iterator, NoReturn, Optional, Protocol, Union, overload
 
@@ -361,6 +359,8 @@ class BlockingChannel:
             raise TypeError("queue must be a str")
         if consumer_tag is not None and consumer_tag in self._consumers:
             raise exceptions.DuplicateConsumerTag(consumer_tag)
+        import uuid  # here: uuid imports platform, which a publisher never needs
+
         tag = consumer_tag or f"ctag{self.channel_number}.{uuid.uuid4().hex}"
         name = self._queue_name(queue)
         priority = self._consumer_priority(name, arguments)
@@ -384,6 +384,8 @@ class BlockingChannel:
         if isinstance(priority, int) and not isinstance(priority, bool):
             return priority
         self._call(lambda: None)
+        from decimal import Decimal
+
         kind = {type(None): "void", str: "longstr", bool: "bool", bytes: "bytes", dict: "table", list: "array",
                 Decimal: "decimal", datetime: "timestamp"}.get(type(priority), type(priority).__name__)
         raise self._closed_by_broker(406, f"invalid arg 'x-priority' for queue {queue!r} in {self._native.path}: "

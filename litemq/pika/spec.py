@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import calendar
 from datetime import datetime, timezone
-from decimal import Decimal
 from enum import Enum
 from typing import Any, Optional
 
@@ -234,16 +232,23 @@ def _as_sent(value: Any) -> Any:
     """A header value as pika puts it on the wire and RabbitMQ gives it back: refused where pika cannot encode it
     (a float, a tuple, an int past 64 bits), so code tried here fails here as it would there; a datetime as whole
     seconds in UTC. Tables and lists are copied on the way."""
-    if value is None or isinstance(value, (str, bytes, bool, Decimal)):
+    # calendar and decimal are imported here, not by every process that imports litemq.pika.
+    if value is None or isinstance(value, (str, bytes, bool)):
         return value
     if isinstance(value, int):
         if not -2 ** 63 <= value < 2 ** 63:
             raise exceptions.UnsupportedAMQPFieldException([], value)  # pika: a struct.error as it packs it
         return value
     if isinstance(value, datetime):
+        import calendar
+
         return datetime.fromtimestamp(calendar.timegm(value.utctimetuple()), timezone.utc)
     if isinstance(value, dict):
         return {key: _as_sent(item) for key, item in value.items()}
     if isinstance(value, list):
         return [_as_sent(item) for item in value]
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return value
     raise exceptions.UnsupportedAMQPFieldException([], value)

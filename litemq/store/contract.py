@@ -13,9 +13,15 @@ The semantic modules import this module, never an engine's.
 
 from __future__ import annotations
 
-import socket
-import threading
-from typing import Callable, ContextManager, Iterable, NamedTuple, Optional, Protocol, Sequence
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    import threading
+    from typing import Callable, ContextManager, Iterable, NamedTuple, Optional, Protocol, Sequence
+else:
+    from ..runtime_types import NamedTuple, Protocol
 
 
 class ExchangeRow(NamedTuple):
@@ -79,7 +85,17 @@ class Registration(NamedTuple):
     started_at: float
 
 
-Counts = tuple[int, int, Optional[str], int]
+def this_host() -> str:
+    """The ``host`` of this process's registrations: what gethostname() says (the node name of uname(), read
+    without importing socket where the OS has it)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
+Counts = tuple[int, int, str | None, int]
 """(ready count, ready bytes, arguments JSON, number of consumers) of a queue."""
 Binding = tuple[str, str, str, str]
 """(destination, destination kind 'queue' or 'exchange', routing key, arguments JSON)."""
@@ -138,9 +154,10 @@ class Doorbell(Protocol):
         ...
 
 
-class Transaction(ContextManager["Store"], Protocol):
-    """``with store.write() as store:``: the store's lock and one transaction, committed when the block ends and
-    rolled back when it raises."""
+if TYPE_CHECKING:
+    class Transaction(ContextManager["Store"], Protocol):
+        """``with store.write() as store:``: the store's lock and one transaction, committed when the block ends
+        and rolled back when it raises."""
 
 
 class Store(Protocol):

@@ -13,15 +13,21 @@ that read and nothing more.
 
 from __future__ import annotations
 
+import _socket
 import errno
-import socket
 import sys
 from contextlib import suppress
-from typing import Iterable, Optional
 
 from ..log import logger
 
-ABSTRACT_SOCKETS = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import Iterable, Optional
+
+# socket itself (its enums and selectors) is imported only where a doorbell or a bell is made: a process that
+# publishes to queues nobody consumes from never needs it.
+ABSTRACT_SOCKETS = sys.platform.startswith("linux") and hasattr(_socket, "AF_UNIX")
 
 
 def doorbell_address(connection_id: str, channel: int, consumer_tag: str) -> bytes:
@@ -38,6 +44,8 @@ class Doorbell:
         self.address = address
         self.socket: Optional[socket.socket] = None
         if ABSTRACT_SOCKETS:
+            import socket
+
             try:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             except OSError:  # e.g. a sandbox without unix sockets: poll instead
@@ -73,6 +81,8 @@ class Bell:
     def __init__(self) -> None:
         self._socket: Optional[socket.socket] = None
         if ABSTRACT_SOCKETS:
+            import socket
+
             try:
                 self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
                 self._socket.setblocking(False)

@@ -12,16 +12,20 @@ names derive (the SQLite store's doorbells), stays in the database.
 
 from __future__ import annotations
 
+import _socket
 import os
-import socket
 import sys
 import threading
 import weakref
-from typing import Iterable, Optional
 
 from ..log import logger
 
-WATCHABLE = sys.platform.startswith("linux") and hasattr(socket, "AF_UNIX")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import Iterable, Optional
+
+WATCHABLE = sys.platform.startswith("linux") and hasattr(_socket, "AF_UNIX")
 
 
 def _listen_address(connection_id: str) -> bytes:
@@ -37,11 +41,14 @@ class HangupWatch:
         self._lock = threading.Lock()
         self._sockets: dict[str, socket.socket] = {}
         self._unwatchable: set[str] = set()
-        self._listener: Optional[socket.socket] = None
+        # The listener, which every connection opens, is the C module's socket: it only binds, listens and closes,
+        # and importing socket.py (its enums and selectors) was an eighth of a one-shot publisher's instructions.
+        # Watching others' listeners (``watch``) imports it.
+        self._listener: Optional[_socket.socket] = None
         if WATCHABLE:
             listener = None
             try:
-                listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                listener = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
                 listener.bind(_listen_address(connection_id))
                 listener.listen(4096)
                 self._listener = listener
@@ -98,6 +105,8 @@ class HangupWatch:
         if not WATCHABLE:
             self._unwatchable.add(connection_id)
             return
+        import socket
+
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:

@@ -25,18 +25,23 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import stat
 import threading
 import time
 import weakref
-from typing import Callable, Iterable, NamedTuple, Optional
 
 from .. import timing
 from ..errors import StorageError
 from ..log import logger
-from .contract import Registration
+from .contract import Registration, this_host
 from .hangup import HangupWatch
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+    from typing import Callable, Iterable, NamedTuple, Optional
+else:
+    from ..runtime_types import NamedTuple
 
 try:
     import fcntl
@@ -176,7 +181,7 @@ def _is_current(fd: int, path: str) -> bool:
 def process_may_live(registration: Registration) -> bool:
     """Whether the process a connection registered may still be running: False only when this machine's kernel
     says that pid is free, a zombie, or a process started after the connection was opened."""
-    if registration.host != socket.gethostname():
+    if registration.host != this_host():
         return True  # another machine's: only its lease can tell
     try:
         os.kill(registration.pid, 0)
@@ -208,7 +213,7 @@ def is_alive(db_path: str, connection_id: str, registration: Optional[Registrati
         return False
     fd = _open_to_test(_lock_file(sidecar_directory(db_path), connection_id), Access.of(db_path))
     if fd is None:
-        return (registration is not None and registration.host == socket.gethostname()
+        return (registration is not None and registration.host == this_host()
                 and process_may_live(registration))
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

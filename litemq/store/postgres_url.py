@@ -6,8 +6,11 @@ with the schema: never the password, wherever the URL carried it."""
 
 from __future__ import annotations
 
-import urllib.parse
-from typing import NamedTuple
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NamedTuple
+else:
+    from ..runtime_types import NamedTuple
 
 SCHEMES = ("postgresql://", "postgresql+psycopg://", "postgres://")
 LITEMQ_OPTIONS = ("schema", "listen")
@@ -33,6 +36,8 @@ def parse(url: str) -> ServerURL:
     """The server and schema a ``postgresql://`` URL names; ValueError for a schema that cannot be one."""
     if not is_postgresql(url):
         raise ValueError(f"not a PostgreSQL URL: {url!r}")
+    import urllib.parse  # here: every connection imports this module for SCHEMES, few parse a server's URL
+
     rest = url.split("://", 1)[1]
     parts = urllib.parse.urlsplit("postgresql://" + rest)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
@@ -54,5 +59,7 @@ def parse(url: str) -> ServerURL:
 
 def _url(netloc: str, path: str, query: list[tuple[str, str]]) -> str:
     # Built by hand: urlunsplit drops the ``//`` of an empty host (``postgresql:///db``), which libpq needs.
+    import urllib.parse
+
     encoded = urllib.parse.urlencode(query, quote_via=urllib.parse.quote, safe="/")
     return f"postgresql://{netloc}{path}" + (f"?{encoded}" if encoded else "")

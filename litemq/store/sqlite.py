@@ -11,7 +11,6 @@ IMMEDIATE; ``lock_queue`` has nothing to do).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Optional, Sequence
 
 from ..log import debug
 from .contract import (Binding, Consumer, Counts, ExchangeRow, Lease, MessageRow, QueueRow, Registration,
@@ -35,6 +34,10 @@ from .sqlite_sql import (ACK, BATCH_ROWS, CLAIM, CLAIM_AND_DELETE, CLAIM_AND_DEL
                          SELECT_QUEUE_CREATED_AT, SELECT_READY_COUNT, SELECT_REGISTRATION, SELECT_ROUTE,
                          SELECT_ROUTING_VERSION, SELECT_UNACKED_COUNT, SET_CONSUMER_ROOM, SET_QUEUE_EXPIRY, TAKE_DUE,
                          TAKE_EXPIRED, TAKE_HEAD, TAKE_READY, padded)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Optional, Sequence
 
 if TYPE_CHECKING:
     from .contract import Store

@@ -10,7 +10,6 @@ import threading
 import time
 import weakref
 from contextlib import suppress
-from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
 
 from ..errors import SchemaError, StorageError, StorageFull
 from . import SCHEMA_REVISION
@@ -19,6 +18,12 @@ from .sqlite_file import (IDENTITY_CHECK_SECONDS, JOURNAL_SIZE_LIMIT, MIN_SQLITE
                           revision, translate_error)
 from .sqlite_sql import STATEMENTS
 from .transaction import Transaction
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
+else:
+    from ..runtime_types import Generic, TypeVar
 
 S = TypeVar("S", bound="SQLiteConnection")
 

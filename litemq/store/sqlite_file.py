@@ -9,11 +9,13 @@ import os
 import sqlite3
 import time
 from contextlib import suppress
-from typing import Optional
-from urllib.parse import quote
 
 from ..errors import NotADatabase, ReadOnlyDatabase, StorageError, StorageFull
 from .sqlite_sql import SELECT_REVISION
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
 
 MIN_SQLITE = (3, 35, 0)  # RETURNING
 SYNCHRONOUS = ("NORMAL", "FULL")
@@ -153,6 +155,8 @@ def close_unchanged(db: sqlite3.Connection, path: str) -> None:
     a file closes: it would copy a WAL that may belong to another database into this file for good."""
     # A read-only connection that has read the file keeps this one from being the last (so it does not
     # checkpoint), and never checkpoints itself.
+    from urllib.parse import quote  # a failed open is rare: not imported by every connection
+
     reader: Optional[sqlite3.Connection] = None
     with suppress(sqlite3.Error):
         reader = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, isolation_level=None)

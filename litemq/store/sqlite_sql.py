@@ -4,9 +4,12 @@ connection (a test prepares each against the migrated schema). The inspection to
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence
 
 from . import VERSION_TABLE
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterator, Optional, Sequence
 
 OUT_OF_ROW_BYTES = 3072
 """A larger body is stored in litemq_bodies under its message's id, and the message row holds NULL: a claim or a

@@ -5,7 +5,10 @@ only on failure or when an action is queued."""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 
 class Transaction:

@@ -10,12 +10,15 @@ how long a writer waits for the file's lock, the mode of a new file); the Postgr
 from __future__ import annotations
 
 import os
-from typing import Any, Union
 
 from .contract import Store
 from .postgres_url import SCHEMES as POSTGRESQL_SCHEMES  # one list: the store, the command and this choice
 
-Url = Union[str, "os.PathLike[str]", None]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+Url = str | os.PathLike[str] | None
 
 
 def locate(url: Url) -> str:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import select
 import socket
 import time
-from typing import Callable, Optional, Sequence
 
 from .contract import Doorbell
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Optional, Sequence
 
 POLL_MIN_SECONDS = 0.0005
 POLL_MAX_SECONDS = 0.01
