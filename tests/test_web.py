@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -140,15 +141,53 @@ def test_the_queues_totals_count_publishes_deliveries_redeliveries_and_acks(conn
     rejected = conn.get("work")
     assert rejected is not None
     rejected.reject(requeue=False)  # settled here, published into dead
-    assert conn.get("work", auto_ack=True) is not None  # taken without a lease: counted in no total
+    assert conn.get("work", auto_ack=True) is not None  # delivered, and never acked: no ack happens
     queues = {q["name"]: q for q in call(app, "GET", "/api/queues").json()}
-    assert queues["work"]["totals"] == {"published": 5, "delivered": 5, "redelivered": 1, "acked": 4}
+    assert queues["work"]["totals"] == {"published": 5, "delivered": 6, "redelivered": 1, "acked": 4}
     assert queues["work"]["ready"] == 0
     assert queues["dead"]["totals"] == {"published": 1, "delivered": 0, "redelivered": 0, "acked": 0}
     lines = call(app, "GET", "/metrics").text.splitlines()
     assert 'litemq_queue_messages_published_total{queue="work"} 5' in lines
     assert 'litemq_queue_messages_redelivered_total{queue="work"} 1' in lines
     assert "# TYPE litemq_queue_messages_acked_total counter" in lines
+
+
+def test_messages_taken_with_auto_ack_count_as_delivered_as_rabbitmq_counts_them(conn: litemq.Connection,
+                                                                                  app: Any) -> None:
+    # RabbitMQ's deliver_no_ack and get_no_ack: in the delivery rates, never in the ack rate.
+    conn.declare_queue("work")
+    conn.declare_queue("empty")
+    for n in range(6):
+        conn.publish("", "work", f"{n}")
+    held = conn.get("work")
+    assert held is not None
+    held.nack(requeue=True)  # delivered once: the next take is a redelivery
+    assert conn.get("work", auto_ack=True) is not None
+    assert conn.get("empty", auto_ack=True) is None  # nothing taken, nothing counted
+    channel = conn.channel()
+    consumer = channel.consume("work", auto_ack=True)
+    taken = [consumer.get(timeout=WAIT) for _ in range(5)]
+    assert [delivery.body for delivery in taken if delivery is not None] == [b"1", b"2", b"3", b"4", b"5"]
+    queues = {q["name"]: q for q in call(app, "GET", "/api/queues").json()}
+    assert queues["work"]["totals"] == {"published": 6, "delivered": 7, "redelivered": 1, "acked": 0}
+    assert queues["empty"]["totals"] == {"published": 0, "delivered": 0, "redelivered": 0, "acked": 0}
+    lines = call(app, "GET", "/metrics").text.splitlines()
+    assert 'litemq_queue_messages_delivered_total{queue="work"} 7' in lines
+    assert 'litemq_queue_messages_acked_total{queue="work"} 0' in lines
+
+
+def test_a_purge_and_expiry_count_as_no_delivery(conn: litemq.Connection, app: Any) -> None:
+    conn.declare_queue("purged")
+    conn.declare_queue("short", arguments={"x-message-ttl": 50})
+    for n in range(3):
+        conn.publish("", "purged", f"{n}")
+        conn.publish("", "short", f"{n}")
+    assert conn.purge_queue("purged") == 3
+    time.sleep(0.2)  # past their TTL: the get finds them expired and drops them
+    assert conn.get("short") is None
+    queues = {q["name"]: q for q in call(app, "GET", "/api/queues").json()}
+    assert queues["purged"]["totals"] == {"published": 3, "delivered": 0, "redelivered": 0, "acked": 0}
+    assert queues["short"]["totals"] == {"published": 3, "delivered": 0, "redelivered": 0, "acked": 0}
 
 
 def test_route_is_a_dry_run(conn: litemq.Connection, app: Any) -> None:
