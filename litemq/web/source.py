@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, NamedTuple, Optional, TypeVar
 
 from ..connection import Connection, connect
 from ..errors import QueueNotFound
@@ -15,6 +15,13 @@ from ..message import decode_properties, decode_table
 from ..store import postgres_url, resolve_path
 
 T = TypeVar("T")
+
+
+class Snapshot(NamedTuple):
+    queues: list[dict[str, Any]]
+    connections: int
+    consumers: list[dict[str, Any]]
+    sizes: dict[str, int]
 
 
 class Source:
@@ -43,28 +50,36 @@ class Source:
         """On one read-only session, kept between looks (a new one costs a connection's set-up each time). When
         the kept one fails (the server restarted, or ended it), the look is made again once on a new session."""
         from ..errors import StorageError
-        from ..store import management, postgres_readonly
-
-        def planned(store: Any) -> T:
-            management.for_page(store)
-            return action(store)
+        from ..store import postgres_readonly
 
         with self._session_lock:
             kept = self._session is not None
             if self._session is None:
-                self._session = postgres_readonly.ReadOnlyPostgres(self.server)  # type: ignore[arg-type]
+                self._session = self._new_session()
             try:
-                return postgres_readonly.read_on(self._session, planned)
+                return postgres_readonly.read_on(self._session, action)
             except StorageError:
                 self.close()
                 if not kept:
                     raise
-            self._session = postgres_readonly.ReadOnlyPostgres(self.server)  # type: ignore[arg-type]
+            self._session = self._new_session()
             try:
-                return postgres_readonly.read_on(self._session, planned)
+                return postgres_readonly.read_on(self._session, action)
             except StorageError:
                 self.close()
                 raise
+
+    def _new_session(self) -> Any:
+        """A read-only session planned for the page's statements (management.for_page), for all its reads."""
+        from ..store import management, postgres_readonly
+
+        session = postgres_readonly.ReadOnlyPostgres(self.server)  # type: ignore[arg-type]
+        try:
+            management.for_page(session, session=True)
+        except Exception as exc:  # the driver's error (psycopg is the store's to import)
+            session.close()
+            raise postgres_readonly.failed(self.where, exc) from exc
+        return session
 
     def close(self) -> None:
         """Close the kept session, if any."""
@@ -81,10 +96,13 @@ class Source:
         return connect(self.url)
 
     # --- what the pages show
-    def sizes(self) -> dict[str, int]:
+    def sizes(self, store: Optional[Any] = None) -> dict[str, int]:
+        """The file's and its WAL's bytes, or the schema's (read in ``store``'s transaction when given)."""
         if self.server is not None:
             from ..store import postgres_inspect
 
+            if store is not None:
+                return {"schema_bytes": postgres_inspect.schema_bytes(store)}
             return {"schema_bytes": self.read(postgres_inspect.schema_bytes)}
         from ..store import inspect
 
@@ -105,15 +123,17 @@ class Source:
 
         return [_queue_row(row) for row in self.read(management.queues)]
 
-    def snapshot(self) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
-        """Queues, the number of connections, and every consumer, from one snapshot (what a sample takes)."""
+    def snapshot(self, sizes: bool = False) -> Snapshot:
+        """Queues, the number of connections and every consumer from one snapshot (what a sample takes), with the
+        sizes when asked."""
         from ..store import management
 
-        def look(store: Any) -> tuple[list[dict[str, Any]], int, list[dict[str, Any]]]:
-            return (management.queues(store), management.connection_count(store), management.all_consumers(store))
+        def look(store: Any) -> Snapshot:
+            return Snapshot(management.queues(store), management.connection_count(store),
+                            management.all_consumers(store), self.sizes(store) if sizes else {})
 
-        queues, connections, consumers = self.read(look)
-        return [_queue_row(row) for row in queues], connections, consumers
+        seen = self.read(look)
+        return seen._replace(queues=[_queue_row(row) for row in seen.queues])
 
     def queue(self, name: str, browse: int = 0) -> dict[str, Any]:
         """One queue with its bindings, its consumers (each with its connection's liveness) and its first
