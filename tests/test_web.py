@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import sys
@@ -121,6 +122,25 @@ def test_connections_say_who_is_alive_and_what_they_hold(db_path: str, conn: lit
     # Killed: its row stays (nobody has written since) and says it is dead.
     wait_until(lambda: {c["pid"]: c["alive"] for c in call(app, "GET", "/api/connections").json()}
                .get(process.pid) is False, WAIT, "the killed consumer to show as dead")
+
+
+def test_connections_say_how_many_messages_each_consumer_holds(conn: litemq.Connection, app: Any) -> None:
+    conn.declare_queue("work")
+    conn.declare_queue("other")
+    for n in range(3):
+        conn.publish("", "work", f"{n}")
+        conn.publish("", "other", f"{n}")
+    first, second = conn.channel(), conn.channel()
+    working = first.consume("work", prefetch=2, consumer_tag="worker")
+    assert [working.get(timeout=WAIT) is not None for _ in range(2)] == [True, True]
+    assert first.get("other") is not None  # held by the channel, by no consumer of it
+    other = second.consume("other", prefetch=1, consumer_tag="another")
+    assert other.get(timeout=WAIT) is not None
+    mine = {c["pid"]: c for c in call(app, "GET", "/api/connections").json()}[os.getpid()]
+    assert mine["unacked"] == 4
+    assert sorted((c["consumer_tag"], c["queue"], c["unacked"]) for c in mine["consumers"]) == [
+        ("another", "other", 1), ("worker", "work", 2)]
+    assert "prefetch 2, holds 2" in call(app, "GET", "/connections").text
 
 
 def test_the_queues_totals_count_publishes_deliveries_redeliveries_and_acks(conn: litemq.Connection,

@@ -63,9 +63,10 @@ SELECT_CONSUMERS_OF = ("SELECT c.connection_id, c.channel, c.consumer_tag, c.pre
 SELECT_HELD_IN = ("SELECT lease_owner, count(*) FROM litemq_messages WHERE queue = ? AND lease_token IS NOT NULL "
                   "GROUP BY lease_owner")
 SELECT_CONNECTIONS = "SELECT id AS connection_id, pid, host, started_at FROM litemq_connections ORDER BY started_at, id"
-# Every lease's holder once, from the lease index (litemq_connection_view counts a connection's leases once per
-# consumer row, a walk of the table each: 100 consumers on one connection took 28 ms with a million messages).
-SELECT_HOLDERS = "SELECT lease_owner, count(*) FROM litemq_messages WHERE lease_token IS NOT NULL GROUP BY lease_owner"
+# Every lease's holder and queue once, from the lease index (litemq_connection_view counts a connection's leases once
+# per consumer row, a walk of the table each: 100 consumers on one connection took 28 ms with a million messages).
+SELECT_HOLDINGS = ("SELECT lease_owner, queue, count(*) FROM litemq_messages WHERE lease_token IS NOT NULL "
+                   "GROUP BY lease_owner, queue")
 SELECT_ALL_CONSUMERS = ("SELECT connection_id, channel, consumer_tag, queue, prefetch_count FROM litemq_consumers "
                         "ORDER BY connection_id, channel, consumer_tag")
 # What ``litemq stats`` adds: the bytes of the messages that are not ready (ready ones are counted in ready_bytes),
@@ -172,15 +173,21 @@ def consumers_of(store: Any, queue: str) -> list[dict[str, Any]]:
     return rows
 
 
-def connections(store: Any) -> list[dict[str, Any]]:
-    """Registered connections with pid, host, started_at (epoch seconds) and how many messages they hold."""
+def holdings(store: Any) -> dict[tuple[str, str], int]:
+    """How many messages each lease holder (``connection/channel``) holds, by holder and queue."""
+    return {(owner or "", queue): int(count) for owner, queue, count in store.execute(SELECT_HOLDINGS).fetchall()}
+
+
+def connections(store: Any, held: dict[tuple[str, str], int]) -> list[dict[str, Any]]:
+    """Registered connections with pid, host, started_at (epoch seconds) and how many messages they hold (of
+    ``held``, the holdings)."""
     rows = _rows(store, SELECT_CONNECTIONS)
-    held: dict[str, int] = {}
-    for owner, count in store.execute(SELECT_HOLDERS).fetchall():
-        connection = (owner or "").partition("/")[0]
-        held[connection] = held.get(connection, 0) + int(count)
+    by_connection: dict[str, int] = {}
+    for (owner, _), count in held.items():
+        connection = owner.partition("/")[0]
+        by_connection[connection] = by_connection.get(connection, 0) + count
     for row in rows:
-        row["unacked"] = held.get(row["connection_id"], 0)
+        row["unacked"] = by_connection.get(row["connection_id"], 0)
     return rows
 
 

@@ -177,16 +177,19 @@ class Source:
                 for e in exchanges]
 
     def connections(self) -> list[dict[str, Any]]:
-        """Open connections with pid, host, start, unacked, whether alive, and their consumers."""
+        """Open connections with pid, host, start, unacked, whether alive, and their consumers with how many
+        messages of its queue each one's channel holds."""
         from ..store import management
 
         def look(store: Any) -> list[dict[str, Any]]:
-            rows = management.connections(store)
+            held = management.holdings(store)
+            rows = management.connections(store, held)
             by_connection: dict[str, list[dict[str, Any]]] = {}
             for c in management.all_consumers(store):
                 by_connection.setdefault(c["connection_id"], []).append(
                     {"channel": c["channel"], "consumer_tag": c["consumer_tag"], "queue": c["queue"],
-                     "prefetch_count": c["prefetch_count"]})
+                     "prefetch_count": c["prefetch_count"],
+                     "unacked": held.get((f"{c['connection_id']}/{c['channel']}", c["queue"]), 0)})
             for row in rows:
                 row["alive"] = self.alive(store, row["connection_id"])
                 row["consumers"] = by_connection.get(row["connection_id"], [])
