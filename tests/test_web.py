@@ -395,6 +395,38 @@ def test_mounted_under_a_prefix_it_links_under_it(db_path: str, conn: litemq.Con
 
 # --- rates, and the command as a process
 
+def test_the_totals_live_in_the_broker_so_a_restarted_page_loses_none(db_path: str, conn: litemq.Connection) -> None:
+    conn.declare_queue("work")
+    for n in range(3):
+        conn.publish("", "work", f"{n}")
+    delivery = conn.get("work")
+    assert delivery is not None
+    delivery.ack()
+    first = management_app(db_path)
+    try:
+        before = {q["name"]: q for q in call(first, "GET", "/api/queues").json()}["work"]["totals"]
+    finally:
+        first.rates.stop()
+        first.source.close()
+    assert before == {"published": 3, "delivered": 1, "redelivered": 0, "acked": 1}
+    for n in range(2):  # while no page runs
+        conn.publish("", "work", f"later {n}")
+    second = management_app(db_path)
+    try:
+        second.rates.sample()
+        for n in range(4):
+            conn.publish("", "work", f"watched {n}")
+        second.rates.sample()  # (by hand: no request has started its sampler)
+        rates = second.rates.latest()["work"]
+        older, newer = second.rates.samples()
+        totals = {q["name"]: q for q in second.source.queues()}["work"]["totals"]
+    finally:
+        second.rates.stop()
+        second.source.close()
+    assert totals["published"] == 9
+    assert rates["published"] == pytest.approx(4 / (newer.at - older.at))
+
+
 def test_depths_and_rates_move_while_a_producer_runs(db_path: str, conn: litemq.Connection, app: Any,
                                                         processes: Any, tmp_path: Path) -> None:
     conn.declare_queue("stream", durable=True)
