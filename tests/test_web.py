@@ -243,6 +243,22 @@ def test_on_postgresql_the_page_keeps_one_session_and_opens_another_when_it_is_e
         conn.close()
 
 
+def test_on_postgresql_the_pages_session_plans_by_the_indexes_without_parallel_workers(postgresql_url: str) -> None:
+    # On a table not yet analyzed, PostgreSQL estimated 800,000 leased or delayed rows where there were 1,000 or
+    # none, and started parallel workers to walk their indexes: 15 to 45 ms a statement, against 0.3 ms.
+    conn = litemq.connect(postgresql_url)
+    conn.declare_queue("work")
+    app = management_app(postgresql_url)
+    try:
+        assert call(app, "GET", "/api/queues").status == 200
+        settings = app.source.read(lambda store: [store.value(f"SHOW {name}") for name in
+                                                  ("max_parallel_workers_per_gather", "enable_seqscan", "jit")])
+        assert settings == ["0", "off", "off"]
+    finally:
+        app.source.close()
+        conn.close()
+
+
 def test_a_missing_queue_is_404(app: Any, conn: litemq.Connection) -> None:
     reply = call(app, "GET", "/api/queue", {"name": "nope"})
     assert reply.status == 404 and "nope" in reply.json()["error"]
