@@ -1162,6 +1162,28 @@ def test_stats_gives_messages_and_bytes_per_queue_totals_and_file_sizes(world: s
     assert sizes["wal_bytes"] == 0 or (sizes["wal_bytes"] - 32) % (24 + page_size) == 0  # header + whole frames
 
 
+def test_stats_counts_the_bytes_of_every_message_and_ages_the_oldest_ready_one_by_arrival(
+        db_path: str, conn: litemq.Connection, run: Callable[..., Result]) -> None:
+    conn.declare_queue("ranked", arguments={"x-max-priority": 5})
+    conn.declare_queue("plain")
+    conn.publish("", "ranked", b"low, first", Properties(priority=0))
+    conn.publish("", "plain", b"first")
+    time.sleep(0.5)  # the later ones are younger by this much at least
+    conn.publish("", "ranked", b"high, later", Properties(priority=5))  # the head: delivered first, not the oldest
+    conn.publish("", "plain", b"later")
+    conn.publish("", "plain", b"delayed", delay=3600)  # not ready, and its bytes count
+    held = conn.get("plain")  # unacked: its bytes count too
+    assert held is not None and held.body == b"first"
+    stats = json.loads(run("stats", "--json").out)
+    by_queue = {q["queue"]: q for q in stats["queues"]}
+    assert by_queue["ranked"]["bytes"] == len(b"low, first") + len(b"high, later")
+    assert by_queue["plain"]["bytes"] == len(b"first") + len(b"later") + len(b"delayed")
+    assert (by_queue["plain"]["messages"], by_queue["plain"]["ready"], by_queue["plain"]["unacked"]) == (2, 1, 1)
+    assert by_queue["ranked"]["oldest_ready_seconds"] >= 0.5  # "low, first", though "high, later" is the head
+    assert by_queue["plain"]["oldest_ready_seconds"] < 0.5  # "first" is held: "later" is the oldest ready
+    held.ack()
+
+
 @pytest.mark.sqlite_only
 def test_stats_prints_a_table_and_a_total_line(world: str, run: Callable[..., Result]) -> None:
     lines = run("stats").out.splitlines()

@@ -22,7 +22,7 @@ import pytest
 
 import litemq
 from web_helpers import start_web, wait_until
-from web_workers import hold_deliveries, publish_steadily
+from web_workers import ack_steadily, hold_deliveries, publish_steadily
 
 pytestmark = pytest.mark.sqlite_only
 
@@ -118,6 +118,8 @@ def test_every_page_shows_the_broker_and_follows_a_producer(
     conn.declare_queue("stream", durable=True)
     processes.start(publish_steadily, db_path, "stream", 50, str(tmp_path))
     _ready(tmp_path, "producer")
+    processes.start(ack_steadily, db_path, "stream", 20, str(tmp_path))  # slower: the queue still grows
+    _ready(tmp_path, "acker")
     base = start_web(popen, subprocess_env, db_path, "--sample-seconds", "0.3")
 
     # Overview: the totals are the file's, and the chart draws once samples come in.
@@ -125,12 +127,12 @@ def test_every_page_shows_the_broker_and_follows_a_producer(
     assert _number(page, '[data-total="queues"]') == 3
     assert _number(page, '[data-total="unacked"]') == 2
     page.wait_for_function("document.querySelectorAll('[data-chart=depths] polyline').length === 3")
-    assert _number(page, '[data-total="connections"]') == 3  # this test's, the consumer's, the producer's
+    assert _number(page, '[data-total="connections"]') == 4  # this test's, the two consumers', the producer's
     page.wait_for_function("document.querySelector('[data-field=net_rate]').textContent.startsWith('+')"
                            " && document.querySelector('[data-field=net_rate]').textContent !== '+0.0/s'")
     if os.environ.get("LITEMQ_WEB_SCREENSHOTS"):  # a chart with some history for the README
         page.wait_for_function("document.querySelector('[data-chart=depths] polyline')"
-                               ".getAttribute('points').split(' ').length >= 12")
+                               ".getAttribute('points').split(' ').length >= 40")
     _screenshot(page, tmp_path, "web-overview.png")
 
     # Queues: a row per queue with the file's counts and its arguments as badges; filter and sort.
@@ -147,10 +149,13 @@ def test_every_page_shows_the_broker_and_follows_a_producer(
     page.click("#queues th:has-text('ready')")  # the deepest first
     page.wait_for_function("document.querySelector('#queues tbody tr td').textContent === 'stream'")
 
-    # A queue: its depth grows while the producer runs, and the chart follows.
+    # A queue: its depth grows while the producer runs, its rates follow the producer and the acker, and so does
+    # the chart.
     page.goto(base + "/queue?name=stream")
     first = _number(page, '[data-count="ready"]')
     page.wait_for_function(f"+document.querySelector('[data-count=ready]').textContent > {first}")
+    for name in ("published", "delivered", "acked"):
+        page.wait_for_function(f"parseFloat(document.querySelector('[data-rate=\"{name}/s\"]').textContent) > 0")
     page.wait_for_function("document.querySelectorAll('[data-chart=depths] polyline').length === 3")
 
     # The consumer's queue: bindings, the consumer with its pid and what it holds, messages browsed in order.

@@ -39,3 +39,20 @@ def hold_deliveries(db: str, queue: str, prefetch: int, out_dir: str) -> None:
                     write_atomically(Path(out_dir) / "ready-consumer", "")
                     while True:
                         time.sleep(1)
+
+
+def ack_steadily(db: str, queue: str, per_second: float, out_dir: str) -> None:
+    """Get a message of the queue and ack it at once, about ``per_second`` times a second, until killed (holding one
+    only for that moment); ``ready-acker`` once it has acked one."""
+    with reporting_errors(out_dir, "acker", expect_interrupt=True):
+        conn = litemq.connect(db)
+        conn.declare_queue(queue, passive=True)
+        acked = 0
+        while True:
+            delivery = conn.get(queue)
+            if delivery is not None:
+                delivery.ack()
+                acked += 1
+                if acked == 1:
+                    write_atomically(Path(out_dir) / "ready-acker", "")
+            time.sleep(1 / per_second)

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Optional
+import time
+from typing import Any, Callable, Optional, TypeVar
 
 from .. import routing
 from ..errors import AccessRefused, ExchangeNotFound
@@ -13,20 +14,30 @@ from ..message import Properties, decode_table
 from .common import exchange_name, file_path, pairs, read_only, server
 from .output import emit, shown
 
+T = TypeVar("T")
+
 
 def cmd_queues(args: argparse.Namespace) -> int:
-    from ..store import inspect
+    from ..store import management
 
-    rows = read_only(args, inspect.queues)
-    for row in rows:
-        for flag in ("durable", "exclusive", "auto_delete"):
-            row[flag] = bool(row[flag])
-        row["arguments"] = decode_table(row["arguments"])
-        row.pop("oldest_ready_seconds", None)
-        row.pop("bytes", None)
+    rows = [{"queue": q["queue"], "ready": int(q["ready"]), "unacked": int(q["unacked"]),
+             "total": int(q["ready"]) + int(q["unacked"]), "consumers": int(q["consumers"]),
+             "durable": bool(q["durable"]), "exclusive": bool(q["exclusive"]), "auto_delete": bool(q["auto_delete"]),
+             "arguments": decode_table(q["arguments"])} for q in read_only(args, _counted(management.queue_counts))]
     emit(args, rows, ("queue", "ready", "unacked", "consumers", "durable", "exclusive", "auto_delete",
                       "arguments"))
     return 0
+
+
+def _counted(action: Callable[[Any], T]) -> Callable[[Any], T]:
+    """A read of the page's counts (litemq web's, store.management), set up as the page sets up its reads."""
+    from ..store import management
+
+    def read(store: Any) -> T:
+        management.for_page(store)
+        return action(store)
+
+    return read
 
 
 def cmd_exchanges(args: argparse.Namespace) -> int:
@@ -110,22 +121,25 @@ def cmd_route(args: argparse.Namespace) -> int:
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
-    from ..store import inspect
+    from ..store import inspect, management
 
     found = server(args)
     if found is not None:
         from ..store import postgres_inspect
 
-        queues, schema_bytes = read_only(args, lambda store: (inspect.queues(store),
-                                                              postgres_inspect.schema_bytes(store)))
+        queues, schema_bytes = read_only(args, _counted(lambda store: (management.stats(store),
+                                                                       postgres_inspect.schema_bytes(store))))
         sizes = {"schema_bytes": schema_bytes}
         where = f"schema {found.schema} {schema_bytes} bytes (tables and indexes)"
     else:
-        queues = read_only(args, inspect.queues)
+        queues = read_only(args, _counted(management.stats))
         sizes = inspect.file_sizes(file_path(args))
         where = f"file {sizes['file_bytes']} bytes, WAL {sizes['wal_bytes']} bytes"
-    rows = [{"queue": q["queue"], "messages": q["total"], "ready": q["ready"], "unacked": q["unacked"],
-             "bytes": q["bytes"], "oldest_ready_seconds": q["oldest_ready_seconds"]} for q in queues]
+    now = time.time()
+    rows = [{"queue": q["queue"], "messages": int(q["ready"]) + int(q["unacked"]), "ready": int(q["ready"]),
+             "unacked": int(q["unacked"]), "bytes": q["bytes"],
+             "oldest_ready_seconds": None if q["oldest_ready_at"] is None else now - q["oldest_ready_at"]}
+            for q in queues]
     totals = {"messages": sum(r["messages"] for r in rows), "bytes": sum(r["bytes"] for r in rows), **sizes}
     if args.json:
         print(json.dumps({"queues": rows, "totals": totals}, indent=2))

@@ -1,6 +1,7 @@
-"""Reading and tending a broker for people and tools (the ``litemq`` command): listings over the inspection views,
-peeking without leases, moving messages, and file maintenance. Each function runs inside the caller's transaction,
-except the maintenance ones, which must run outside any.
+"""Reading and tending a broker for people and tools (the ``litemq`` command): listings of exchanges, bindings and
+connections (the queues' counts are the management page's: management.py), peeking without leases, moving messages,
+and file maintenance. Each function runs inside the caller's transaction, except the maintenance ones, which must
+run outside any.
 
 The statements are SQLite's text, which the PostgreSQL store's ``execute`` takes too (translating the placeholders),
 except where the SQL differs; the file's maintenance (sizes, VACUUM, checkpoint) is SQLite's only
@@ -21,8 +22,6 @@ from .sqlite import SQLiteStore
 from .sqlite_file import translate_error
 from .sqlite_sql import BODY, BODY_BYTES
 
-SELECT_QUEUES = ("SELECT queue, ready, unacked, total, consumers, durable, exclusive, auto_delete, arguments, "
-                 "oldest_ready_seconds, bytes FROM litemq_queue_stats ORDER BY queue")
 SELECT_EXCHANGES = ("SELECT name, type, durable, auto_delete, internal, arguments FROM litemq_exchanges "
                     "ORDER BY name")
 SELECT_BINDINGS = ("SELECT exchange, destination, destination_kind, routing_key, arguments FROM litemq_bindings "
@@ -108,10 +107,6 @@ def _rows(store: SQLiteStore, sql: str, params: tuple[Any, ...] = ()) -> list[di
     cursor = store.execute(sql, params)
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-def queues(store: SQLiteStore) -> list[dict[str, Any]]:
-    return _rows(store, SELECT_QUEUES)
 
 
 def exchanges(store: SQLiteStore) -> list[dict[str, Any]]:

@@ -121,10 +121,24 @@ def _claim(queue: str, limit: str, action: str, count: str, default_consumer: bo
     return claim + f", EXISTS ({others} < 0)::int" if default_consumer else claim
 
 
+# Messages taken with auto-ack count as delivered (redelivered when delivered before) in a delta row of the same
+# statement, as lite.COUNT_TAKEN counts them on SQLite (the delete's trigger cannot tell a take from a purge).
+_TAKEN_COUNT = "delivery_count + 1 AS delivery_count"
+_COUNT_TAKEN = (f"counted AS (INSERT INTO {DELTAS} (queue, ready_count, ready_bytes, delivered_total, "
+                "redelivered_total) SELECT {queue}, 0, 0, count(*), count(*) FILTER (WHERE delivery_count > 1) "
+                "FROM taken HAVING count(*) > 0)")
+
+
+def _counted(claim: str, queue: str) -> str:
+    """An auto-ack claim (``WITH chosen ... DELETE ... RETURNING ...``) that counts what it takes."""
+    chosen, _, take = claim.partition(_TAKE)
+    return f"{chosen}, taken AS ({_TAKE}{take}), {_COUNT_TAKEN.format(queue=queue)} SELECT * FROM taken"
+
+
 CLAIM = _claim("$4", "$5", _LEASE, "delivery_count", False)
 CLAIM_AS_DEFAULT_CONSUMER = _claim("$4", "$5", _LEASE, "delivery_count", True)
-CLAIM_AND_DELETE = _claim("$1", "$2", _TAKE, "delivery_count + 1", False)
-CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER = _claim("$1", "$2", _TAKE, "delivery_count + 1", True)
+CLAIM_AND_DELETE = _counted(_claim("$1", "$2", _TAKE, _TAKEN_COUNT, False), "$1")
+CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER = _counted(_claim("$1", "$2", _TAKE, _TAKEN_COUNT, True), "$1")
 # basic.get's common case: the queue, when it is due, and a claim unless it has arguments or something is due.
 _CLAIMABLE = ("EXISTS (SELECT 1 FROM queue_row WHERE arguments IS NULL{owner}) "
               "AND NOT EXISTS (SELECT 1 FROM due WHERE at <= {now})")
@@ -139,14 +153,15 @@ def _claim_with_queue(queue: str, limit: str, now: str, action: str, count: str,
             + _CHOSEN.format(where=f"{_READY.format(queue=queue)} AND {claimable}", order=_IN_ORDER,
                              limit=limit)[len("WITH "):]
             + f", taken AS ({action}{_DELIVERED.format(count=count)}) "
-            f"SELECT {claimable}, queue_row.*, due.at, taken.* FROM due LEFT JOIN queue_row ON true "
+            + (f", {_COUNT_TAKEN.format(queue=queue)} " if action == _TAKE else "")
+            + f"SELECT {claimable}, queue_row.*, due.at, taken.* FROM due LEFT JOIN queue_row ON true "
             "LEFT JOIN taken ON true")
 
 
 CLAIM_WITH_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count")
-CLAIM_AND_DELETE_WITH_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, "delivery_count + 1")
+CLAIM_AND_DELETE_WITH_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, _TAKEN_COUNT)
 CLAIM_WITH_PLAIN_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count", plain=True)
-CLAIM_AND_DELETE_WITH_PLAIN_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, "delivery_count + 1", plain=True)
+CLAIM_AND_DELETE_WITH_PLAIN_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, _TAKEN_COUNT, plain=True)
 # A publish to a queue without arguments or an owner when nothing is due (delayed messages, queue expiry): nothing
 # to decide, so stored at once; whether it was, and why not (the queue is missing, not plain, or something is due).
 PUBLISH_PLAIN = ("WITH q(plain) AS (SELECT arguments IS NULL AND owner_connection IS NULL FROM litemq_queues "

@@ -19,7 +19,7 @@ from .doorbells import Bell, Doorbell, doorbell_address
 from .lockfiles import FlockLiveness
 from .sqlite_connection import SQLiteConnection
 from .sqlite_sql import (ACK, BATCH_ROWS, CLAIM, CLAIM_AND_DELETE, CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER,
-                         CLAIM_AS_DEFAULT_CONSUMER, COUNTS_WITH, COUNTS_WITH_FIRST, COUNTS_WITH_QUEUES,
+                         CLAIM_AS_DEFAULT_CONSUMER, COUNT_TAKEN, COUNTS_WITH, COUNTS_WITH_FIRST, COUNTS_WITH_QUEUES,
                          DELETE_BINDING, DELETE_BINDINGS_OF_EXCHANGE, DELETE_BINDINGS_TO_QUEUE, DELETE_CONNECTION,
                          DELETE_CONNECTION_CONSUMERS, DELETE_CONSUMER, DELETE_EXCHANGE, DELETE_QUEUE,
                          DELETE_QUEUE_CONSUMERS, DELETE_QUEUE_MESSAGES, DROP, INSERT_BINDING, INSERT_BODY,
@@ -308,8 +308,10 @@ class SQLiteStore(SQLiteConnection):
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (``default_consumer``: as
         ``claim``)."""
         statement = CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else CLAIM_AND_DELETE
-        rows = self._db.execute(statement, (queue, limit)).fetchall()
-        return self._taken(rows)
+        taken = self._taken(self._db.execute(statement, (queue, limit)).fetchall())
+        if taken:
+            self._db.execute(COUNT_TAKEN, (len(taken), sum(m.delivery_count > 1 for m in taken), queue))
+        return taken
 
     def _taken(self, rows: list[Any]) -> list[MessageRow]:
         messages = [MessageRow(*r) for r in rows]

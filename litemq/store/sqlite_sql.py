@@ -98,6 +98,11 @@ CLAIM = ("UPDATE litemq_messages SET lease_owner = ?, lease_token = ?, lease_exp
          f"RETURNING id, exchange, routing_key, {BODY}, properties, delivery_count, priority")
 CLAIM_AND_DELETE = (f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) "
                     f"RETURNING id, exchange, routing_key, {BODY}, properties, delivery_count + 1, priority")
+# A delete cannot tell its triggers why it deletes (a purge counts in no total): messages taken with auto-ack count
+# as delivered (and redelivered, when they were delivered before) here, as RabbitMQ counts deliver_no_ack and
+# get_no_ack in its delivery rates, and never as acked (no ack happens).
+COUNT_TAKEN = ("UPDATE litemq_queues SET delivered_total = delivered_total + ?, "
+               "redelivered_total = redelivered_total + ? WHERE name = ?")
 
 
 def _as_default_consumer(claim: str, queue: int, limit: int, count: str) -> str:

@@ -75,7 +75,7 @@ class ManagementApp:
         self.rates = Rates(self._sample, interval=sample_seconds)
 
     def _sample(self) -> Sample:
-        queues, connections, consumers = self.source.snapshot()
+        queues, connections, consumers, _ = self.source.snapshot()
         return Sample(time.time(), {q["name"]: counts_of(q) for q in queues}, connections, len(consumers))
 
     # --- WSGI
@@ -154,12 +154,12 @@ class ManagementApp:
                            poll_ms=poll_ms)
 
     def overview(self, query: dict[str, str]) -> dict[str, Any]:
-        queues, connections, consumers = self.source.snapshot()
+        queues, connections, consumers, sizes = self.source.snapshot(sizes=True)
         totals = {"queues": len(queues), "ready": sum(q["ready"] for q in queues),
                   "unacked": sum(q["unacked"] for q in queues), "delayed": sum(q["delayed"] for q in queues),
                   "connections": connections, "consumers": len(consumers)}
         return {"where": self.source.where, "engine": self.source.engine, "read_only": self.read_only,
-                "totals": totals, "sizes": self.source.sizes(), "series": self.rates.series(),
+                "totals": totals, "sizes": sizes, "series": self.rates.series(),
                 "rates": self.rates.total_rates()}
 
     def queues(self, query: dict[str, str]) -> list[dict[str, Any]]:
@@ -185,8 +185,8 @@ class ManagementApp:
                 "queues": self.source.route(exchange, query.get("routing_key", ""), headers)}
 
     def metrics(self) -> str:
-        queues, connections, consumers = self.source.snapshot()
-        return metrics.render(queues, connections, len(consumers), self.source.sizes())
+        queues, connections, consumers, sizes = self.source.snapshot(sizes=True)
+        return metrics.render(queues, connections, len(consumers), sizes)
 
     # --- actions
     def _post(self, environ: Environ, start_response: StartResponse, path: str, query: dict[str, str],

@@ -22,9 +22,10 @@ PER_QUEUE = (
 COUNTERS = (
     ("litemq_queue_messages_published_total", "published", "Messages stored into the queue (moved in included)."),
     ("litemq_queue_messages_delivered_total", "delivered",
-     "Messages delivered awaiting an ack (deliveries with auto-ack are not counted)."),
+     "Messages delivered, by gets and to consumers, with or without an ack to come."),
     ("litemq_queue_messages_redelivered_total", "redelivered", "Deliveries of messages delivered before."),
-    ("litemq_queue_messages_acked_total", "acked", "Delivered messages acked, or rejected without requeue."),
+    ("litemq_queue_messages_acked_total", "acked",
+     "Delivered messages acked, or rejected without requeue (deliveries with auto-ack are never acked)."),
 )
 
 

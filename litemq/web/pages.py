@@ -287,7 +287,8 @@ def connections(app: Any, query: dict[str, str], frame: Frame) -> str:
     rows = [[h(c["connection_id"]), h(c["pid"]), h(c["host"]), h(when(c["started_at"])), _alive(c["alive"]),
              h(c["unacked"]), "<br>".join(
                  f'{h(x["consumer_tag"])} on <a href="{link(frame, "/queue", name=x["queue"])}">{h(x["queue"])}</a>'
-                 f' (channel {h(x["channel"])}, prefetch {h(x["prefetch_count"])})' for x in c["consumers"])]
+                 f' (channel {h(x["channel"])}, prefetch {h(x["prefetch_count"])}, holds {h(x["unacked"])})'
+                 for x in c["consumers"])]
             for c in app.source.connections()]
     body = ('<p class="note">A connection whose process died shows alive "no" until the next program that writes '
             'opens the broker and returns what it held (reaping).</p>'
