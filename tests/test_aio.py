@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from contextlib import contextmanager
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import pytest
 
@@ -143,9 +144,12 @@ def test_cancelling_an_await_keeps_the_iterator_and_loses_no_message(db_path):
         # Claimed (prefetch 5) and fetched for an await that was cancelled: all go back unmarked on cancel.
         await conn.publish_many("", "q", [b"a", b"b", b"c"])
         handed = await iterator.__anext__()
-        waiting = asyncio.ensure_future(iterator.__anext__())
-        await asyncio.sleep(0)  # it started the fetch of b, and waits for it
-        waiting.cancel()
+        # b is in hand already and would be handed out at once, with no await to cancel: another thread holding
+        # the connection makes the next await fetch it on the worker, in a task of its own, and wait for it.
+        with held_elsewhere(conn.connection._store.lock):
+            waiting = asyncio.ensure_future(iterator.__anext__())
+            await asyncio.sleep(0)  # it started the fetch of b, and waits for it
+            waiting.cancel()
         await asyncio.sleep(0.05)  # b fetched meanwhile, for no one
         assert waiting.cancelled()
         assert await consumer.cancel() == []
@@ -157,6 +161,26 @@ def test_cancelling_an_await_keeps_the_iterator_and_loses_no_message(db_path):
         return delivery.body, handed.body, left
 
     assert run(db_path, body) == (b"after the timeout", b"a", [(b"b", False), (b"c", False)])
+
+
+@contextmanager
+def held_elsewhere(lock: Any) -> Iterator[None]:
+    """``lock`` held by another thread for the block."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            done.wait(BOUND)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert taken.wait(BOUND)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(BOUND)
 
 
 def test_idle_consumers_hold_no_thread_and_wake_on_a_publish_from_another_connection(db_path):

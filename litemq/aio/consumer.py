@@ -79,6 +79,10 @@ class AsyncConsumer(AsyncConsuming):
         check_seconds("timeout", timeout, forever=True)
         self.channel._acks.raise_failure()  # an ack queued before, failed at its commit
         await self.start()
+        if self._next is None and self.active:
+            delivery = self._hand_out()  # one claimed already: no task, no turn of the loop
+            if delivery is not None:
+                return AsyncDelivery(delivery, self.channel)
         task = self._fetching()
         if task is None:
             return None
@@ -116,7 +120,9 @@ class AsyncConsumer(AsyncConsuming):
         while consuming._consuming() and not self._closing and not idle.closed:
             delivery = self._hand_out()
             if delivery is None:
-                delivery = await worker.run(_poll, consuming)
+                # One consumer's claim is one write: on the loop's thread where that never waits (Worker.here).
+                store = consuming._store if isinstance(consuming, Consumer) else None
+                delivery = await worker.run(_poll, consuming, store=store)
             if delivery is not None or consuming.finishing:
                 return delivery
             try:
