@@ -87,6 +87,13 @@ def _realtime() -> bool:
     return True
 
 
+def _realtime_allowed() -> bool:
+    try:
+        return os.sched_get_priority_min(os.SCHED_FIFO) >= 0 and (os.geteuid() == 0)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return False
+
+
 def _idle_part(url: str, consumers: int, seconds: float, realtime: bool, out: Any) -> None:
     """In a process of its own: the ticker alone, then with the idle consumers."""
     if realtime:
@@ -232,16 +239,22 @@ def _prepare(system: str, url: str) -> None:
         conn.purge_queue(QUEUE)
 
 
+def _at_priority(realtime: bool, target: Callable[..., None], *args: Any) -> None:
+    if realtime:
+        _realtime()
+    target(*args)
+
+
 def _pair(system: str, url: str, publisher: Callable[..., None], consumer: Callable[..., None], count: int,
-          pace: float) -> tuple[float, list[float]]:
+          pace: float, realtime: bool = False) -> tuple[float, list[float]]:
     _prepare(system, url)
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    receiving = context.Process(target=consumer, args=(url, count, out))
+    receiving = context.Process(target=_at_priority, args=(realtime, consumer, url, count, out))
     receiving.start()
     assert out.get(timeout=60) == "ready"
     started = time.time()
-    sending = context.Process(target=publisher, args=(url, count, pace))
+    sending = context.Process(target=_at_priority, args=(realtime, publisher, url, count, pace))
     sending.start()
     finished, latencies = out.get(timeout=300)
     sending.join(60)
@@ -266,6 +279,8 @@ def main() -> None:
     parser.add_argument("--no-realtime", dest="realtime", action="store_false",
                         help="part 1 at normal priority only (by default it runs again at real-time priority "
                              "where allowed, so that the machine's other programs do not delay the loop)")
+    parser.add_argument("--realtime-pairs", action="store_true",
+                        help="part 2 again at real-time priority (the clients; a broker's server keeps its own)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of part 2, the systems taking turns: the median rate, latencies pooled")
     args = parser.parse_args()
@@ -277,9 +292,18 @@ def main() -> None:
         _report_idle(idle_url, args.consumers, args.idle_seconds, realtime)
     if not args.rounds:
         return
+    for realtime in ([False, True] if args.realtime and args.realtime_pairs else [False]):
+        _report_pairs(args, url, realtime)
+    sys.stdout.flush()
+
+
+def _report_pairs(args: Any, url: str, realtime: bool) -> None:
+    if realtime and not _realtime_allowed():
+        return
     print()
+    priority = "real-time priority (SCHED_FIFO; RabbitMQ's server at its own)" if realtime else "normal priority"
     print(f"2. two processes, {args.messages} messages in a burst (prefetch 100, ack each); {args.paced} paced "
-          f"one every 2 ms for latency; {args.rounds} rounds")
+          f"one every 2 ms for latency; {args.rounds} rounds; at {priority}")
     print(f"   {'system':<20} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     rates: dict[str, list[float]] = {system: [] for system in SYSTEMS}
     latencies: dict[str, list[float]] = {system: [] for system in SYSTEMS}
@@ -289,8 +313,8 @@ def main() -> None:
             if system in failed:
                 continue
             try:
-                rates[system].append(_pair(system, url, publisher, consumer, args.messages, 0.0)[0])
-                latencies[system].extend(_pair(system, url, publisher, consumer, args.paced, 0.002)[1])
+                rates[system].append(_pair(system, url, publisher, consumer, args.messages, 0.0, realtime)[0])
+                latencies[system].extend(_pair(system, url, publisher, consumer, args.paced, 0.002, realtime)[1])
             except Exception as exc:  # RabbitMQ unreachable: say so, go on
                 failed[system] = f"{type(exc).__name__}: {exc}"
     for system in SYSTEMS:
@@ -301,7 +325,6 @@ def main() -> None:
         print(f"   {system:<20} {statistics.median(rates[system]):>9,.0f} "
               f"{1000 * statistics.median(measured):>8.3f} {1000 * measured[int(len(measured) * 0.99)]:>8.3f}"
               f"   (msg/s of each round: {', '.join(f'{rate:,.0f}' for rate in rates[system])})")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
