@@ -66,7 +66,7 @@ async def _idle(url: str, consumers: int, seconds: float) -> tuple[float, float,
         for n in range(consumers):
             await conn.declare_queue(f"idle-{n}")
         fetches = [asyncio.ensure_future(conn.consume(f"idle-{n}").get()) for n in range(consumers)]
-        await asyncio.sleep(1.0)  # all of them waiting
+        await asyncio.sleep(2.0)  # all of them waiting, their first claims and steps done (on a busy machine, slowly)
         cpu = time.process_time()
         await asyncio.sleep(seconds)
         alone = (time.process_time() - cpu) / seconds
