@@ -1,7 +1,10 @@
 """The asyncio targets, side by side in one run: ``python bench/asyncio_targets.py [--messages N] [--url URL]``.
 
 1. Idle: 1,000 ``async for`` consumers on 1,000 queues in one process (one connection) for some seconds: the CPU
-   the process used, as a share of one core, and the event loop's lag (how late a 1 ms timer fires) meanwhile.
+   the process used, as a share of one core, and the event loop's lag meanwhile (a callback handed to the loop
+   from another thread every millisecond, how long until it ran: p50, p99, max), beside the same measure without
+   consumers; at normal priority,
+   then at real-time priority where allowed (root on Linux), where other programs no longer delay the loop.
 2. Two processes, a publisher and a consumer (prefetch 100, acking each message): throughput of a burst, and the
    latency of paced messages (one every 2 ms), p50 and p99, for litemq's blocking API, litemq.aio, and aio-pika on
    the RabbitMQ at 127.0.0.1:5672; in rounds where the systems take turns (the median rate, latencies pooled).
@@ -17,6 +20,7 @@ import statistics
 import struct
 import sys
 import tempfile
+import threading
 import time
 from typing import Any, Callable
 
@@ -26,53 +30,99 @@ AMQP = "amqp://guest:guest@127.0.0.1:5672/"
 
 # --- 1. idle consumers
 
-async def _ticking(seconds: float) -> tuple[float, float, float]:
-    """A 1 ms timer for some seconds: the CPU used meanwhile, the timer's lateness p50 and p99."""
-    lags = []
+TICK = 0.001
+
+
+async def _lag(seconds: float) -> tuple[float, list[float]]:
+    """The loop's lag for some seconds: every millisecond another thread hands the loop a callback
+    (``call_soon_threadsafe``, as a finished statement or a socket's data is handed to it) and records how long it
+    waited until the loop ran it. A timer would measure epoll's millisecond rounding instead. Also the CPU the
+    process used meanwhile, a share of one core."""
+    loop = asyncio.get_running_loop()
+    lateness: list[float] = []
+    stop = threading.Event()
+
+    def ran(handed: float) -> None:
+        lateness.append(time.perf_counter() - handed)
+
+    def poke() -> None:
+        while not stop.wait(TICK):
+            loop.call_soon_threadsafe(ran, time.perf_counter())
+
     cpu = time.process_time()
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        before = time.monotonic()
-        await asyncio.sleep(0.001)
-        lags.append(time.monotonic() - before - 0.001)
-    used = (time.process_time() - cpu) / seconds
-    lags.sort()
-    return used, lags[len(lags) // 2], lags[int(len(lags) * 0.99)]
+    poker = threading.Thread(target=poke, daemon=True)
+    poker.start()
+    await asyncio.sleep(seconds)
+    stop.set()
+    poker.join()
+    return (time.process_time() - cpu) / seconds, lateness
 
 
-async def _idle(url: str, consumers: int, seconds: float) -> tuple[float, float, float]:
+async def _idle(url: str, consumers: int, seconds: float) -> tuple[float, float, list[float]]:
+    """``consumers`` idle consumers on as many queues: their CPU alone, then the lag and CPU with the ticker."""
     import litemq.aio
 
     async with litemq.aio.connect(url) as conn:
         for n in range(consumers):
             await conn.declare_queue(f"idle-{n}")
         fetches = [asyncio.ensure_future(conn.consume(f"idle-{n}").get()) for n in range(consumers)]
-        await asyncio.sleep(1.0)  # all of them waiting
-        measured = await _ticking(seconds)
+        await asyncio.sleep(2.0)  # all of them waiting, their first claims and steps done (on a busy machine, slowly)
+        cpu = time.process_time()
+        await asyncio.sleep(seconds)
+        alone = (time.process_time() - cpu) / seconds
+        used, lateness = await _lag(seconds)
         assert not any(fetch.done() for fetch in fetches)
         for fetch in fetches:
             fetch.cancel()
-    return measured
+    return alone, used, lateness
 
 
-def _idle_cpu_without_timer(url: str, consumers: int, seconds: float) -> float:
-    """The same consumers, no ticker: what they cost by themselves."""
-    async def run() -> float:
-        import litemq.aio
+def _realtime() -> bool:
+    """Run this process at a real-time priority where allowed (root on Linux), so that what other programs on
+    the machine run does not delay the loop: what lag remains is this process's own."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return False
+    return True
 
-        async with litemq.aio.connect(url) as conn:
-            for n in range(consumers):
-                await conn.declare_queue(f"idle-{n}")
-            fetches = [asyncio.ensure_future(conn.consume(f"idle-{n}").get()) for n in range(consumers)]
-            await asyncio.sleep(1.0)
-            cpu = time.process_time()
-            await asyncio.sleep(seconds)
-            used = (time.process_time() - cpu) / seconds
-            for fetch in fetches:
-                fetch.cancel()
-            return used
 
-    return asyncio.run(run())
+def _realtime_allowed() -> bool:
+    try:
+        return os.sched_get_priority_min(os.SCHED_FIFO) >= 0 and (os.geteuid() == 0)  # type: ignore[attr-defined]
+    except (AttributeError, OSError):
+        return False
+
+
+def _idle_part(url: str, consumers: int, seconds: float, realtime: bool, out: Any) -> None:
+    """In a process of its own: the ticker alone, then with the idle consumers."""
+    if realtime:
+        realtime = _realtime()
+    _, bare = asyncio.run(_lag(seconds))
+    alone, used, lateness = asyncio.run(_idle(url, consumers, seconds))
+    out.put((realtime, alone, used, lateness, bare))
+
+
+def _lags(lateness: list[float]) -> str:
+    ordered = sorted(lateness)
+    return (f"p50 {1000 * ordered[len(ordered) // 2]:.3f} ms, p99 {1000 * ordered[int(len(ordered) * 0.99)]:.3f} "
+            f"ms, max {1000 * ordered[-1]:.3f} ms")
+
+
+def _report_idle(url: str, consumers: int, seconds: float, realtime: bool) -> None:
+    context = multiprocessing.get_context("spawn")
+    out = context.Queue()
+    process = context.Process(target=_idle_part, args=(url, consumers, seconds, realtime, out))
+    process.start()
+    got_realtime, alone, used, lateness, bare = out.get(timeout=120 + 4 * seconds)
+    process.join(60)
+    priority = "real-time priority (SCHED_FIFO)" if got_realtime else "normal priority"
+    print(f"1. {consumers} idle async consumers on {consumers} queues, one process, {seconds:g} s at {priority}: "
+          f"{100 * alone:.2f} % of a core (target < 1 %)")
+    print(f"   event loop lag while they wait (a callback handed to the loop from another thread every "
+          f"{1000 * TICK:g} ms, how long until it ran; {len(lateness):,} of them): {_lags(lateness)} (target < 1 ms); "
+          f"{100 * used:.1f} % of a core with the measuring")
+    print(f"   the same measure in the same process before, no consumers: {_lags(bare)} (what the machine adds)")
 
 
 # --- 2. two processes
@@ -189,16 +239,22 @@ def _prepare(system: str, url: str) -> None:
         conn.purge_queue(QUEUE)
 
 
+def _at_priority(realtime: bool, target: Callable[..., None], *args: Any) -> None:
+    if realtime:
+        _realtime()
+    target(*args)
+
+
 def _pair(system: str, url: str, publisher: Callable[..., None], consumer: Callable[..., None], count: int,
-          pace: float) -> tuple[float, list[float]]:
+          pace: float, realtime: bool = False) -> tuple[float, list[float]]:
     _prepare(system, url)
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    receiving = context.Process(target=consumer, args=(url, count, out))
+    receiving = context.Process(target=_at_priority, args=(realtime, consumer, url, count, out))
     receiving.start()
     assert out.get(timeout=60) == "ready"
     started = time.time()
-    sending = context.Process(target=publisher, args=(url, count, pace))
+    sending = context.Process(target=_at_priority, args=(realtime, publisher, url, count, pace))
     sending.start()
     finished, latencies = out.get(timeout=300)
     sending.join(60)
@@ -220,6 +276,11 @@ def main() -> None:
     parser.add_argument("--consumers", type=int, default=1000)
     parser.add_argument("--idle-seconds", type=float, default=5.0)
     parser.add_argument("--url", help="a litemq store (default: a temp file)")
+    parser.add_argument("--no-realtime", dest="realtime", action="store_false",
+                        help="part 1 at normal priority only (by default it runs again at real-time priority "
+                             "where allowed, so that the machine's other programs do not delay the loop)")
+    parser.add_argument("--realtime-pairs", action="store_true",
+                        help="part 2 again at real-time priority (the clients; a broker's server keeps its own)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of part 2, the systems taking turns: the median rate, latencies pooled")
     args = parser.parse_args()
@@ -227,17 +288,22 @@ def main() -> None:
     url = args.url or os.path.join(directory, "bench.db")
     idle_url = args.url or os.path.join(directory, "idle.db")
 
-    own = _idle_cpu_without_timer(idle_url, args.consumers, args.idle_seconds)
-    used, lag50, lag99 = asyncio.run(_idle(idle_url, args.consumers, args.idle_seconds))
-    _, bare50, bare99 = asyncio.run(_ticking(args.idle_seconds))
-    print(f"1. {args.consumers} idle async consumers, {args.idle_seconds:g} s: {100 * own:.2f} % of a core "
-          f"(target < 1 %); with a 1 ms ticker measuring the loop: lag p50 {1000 * lag50:.3f} ms, "
-          f"p99 {1000 * lag99:.3f} ms (target < 1 ms), {100 * used:.1f} % of a core with the ticker; the same "
-          f"ticker on a loop of its own, no consumers: lag p50 {1000 * bare50:.3f} ms, p99 {1000 * bare99:.3f} ms "
-          f"(what the machine itself adds)")
+    for realtime in ([False, True] if args.realtime else [False]):
+        _report_idle(idle_url, args.consumers, args.idle_seconds, realtime)
+    if not args.rounds:
+        return
+    for realtime in ([False, True] if args.realtime and args.realtime_pairs else [False]):
+        _report_pairs(args, url, realtime)
+    sys.stdout.flush()
+
+
+def _report_pairs(args: Any, url: str, realtime: bool) -> None:
+    if realtime and not _realtime_allowed():
+        return
     print()
+    priority = "real-time priority (SCHED_FIFO; RabbitMQ's server at its own)" if realtime else "normal priority"
     print(f"2. two processes, {args.messages} messages in a burst (prefetch 100, ack each); {args.paced} paced "
-          f"one every 2 ms for latency; {args.rounds} rounds")
+          f"one every 2 ms for latency; {args.rounds} rounds; at {priority}")
     print(f"   {'system':<20} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
     rates: dict[str, list[float]] = {system: [] for system in SYSTEMS}
     latencies: dict[str, list[float]] = {system: [] for system in SYSTEMS}
@@ -247,8 +313,8 @@ def main() -> None:
             if system in failed:
                 continue
             try:
-                rates[system].append(_pair(system, url, publisher, consumer, args.messages, 0.0)[0])
-                latencies[system].extend(_pair(system, url, publisher, consumer, args.paced, 0.002)[1])
+                rates[system].append(_pair(system, url, publisher, consumer, args.messages, 0.0, realtime)[0])
+                latencies[system].extend(_pair(system, url, publisher, consumer, args.paced, 0.002, realtime)[1])
             except Exception as exc:  # RabbitMQ unreachable: say so, go on
                 failed[system] = f"{type(exc).__name__}: {exc}"
     for system in SYSTEMS:
@@ -259,7 +325,6 @@ def main() -> None:
         print(f"   {system:<20} {statistics.median(rates[system]):>9,.0f} "
               f"{1000 * statistics.median(measured):>8.3f} {1000 * measured[int(len(measured) * 0.99)]:>8.3f}"
               f"   (msg/s of each round: {', '.join(f'{rate:,.0f}' for rate in rates[system])})")
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":

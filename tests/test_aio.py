@@ -10,7 +10,8 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any, Awaitable, Callable, TypeVar
+from contextlib import contextmanager
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 import pytest
 
@@ -143,9 +144,12 @@ def test_cancelling_an_await_keeps_the_iterator_and_loses_no_message(db_path):
         # Claimed (prefetch 5) and fetched for an await that was cancelled: all go back unmarked on cancel.
         await conn.publish_many("", "q", [b"a", b"b", b"c"])
         handed = await iterator.__anext__()
-        waiting = asyncio.ensure_future(iterator.__anext__())
-        await asyncio.sleep(0)  # it started the fetch of b, and waits for it
-        waiting.cancel()
+        # b is in hand already and would be handed out at once, with no await to cancel: another thread holding
+        # the connection makes the next await fetch it on the worker, in a task of its own, and wait for it.
+        with held_elsewhere(conn.connection._store.lock):
+            waiting = asyncio.ensure_future(iterator.__anext__())
+            await asyncio.sleep(0)  # it started the fetch of b, and waits for it
+            waiting.cancel()
         await asyncio.sleep(0.05)  # b fetched meanwhile, for no one
         assert waiting.cancelled()
         assert await consumer.cancel() == []
@@ -157,6 +161,26 @@ def test_cancelling_an_await_keeps_the_iterator_and_loses_no_message(db_path):
         return delivery.body, handed.body, left
 
     assert run(db_path, body) == (b"after the timeout", b"a", [(b"b", False), (b"c", False)])
+
+
+@contextmanager
+def held_elsewhere(lock: Any) -> Iterator[None]:
+    """``lock`` held by another thread for the block."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            done.wait(BOUND)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    assert taken.wait(BOUND)
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(BOUND)
 
 
 def test_idle_consumers_hold_no_thread_and_wake_on_a_publish_from_another_connection(db_path):
@@ -412,3 +436,54 @@ def test_aio_pikas_publish_returns_a_publisher_confirm_with_the_channels_next_ta
         exchange._ack_class.cache_clear()
     assert [(c.name, c.delivery_tag) for c in confirms] == [("Basic.Ack", 1), ("Basic.Ack", 2)]
     assert (type(confirms[0]).__module__ == exchange.__name__) is not pamqp
+
+
+def test_publish_claim_and_ack_run_on_the_loops_thread_only_where_that_never_waits(db_path, engine):
+    # SQLite with synchronous=NORMAL commits without syncing: there a publish, the claim a ring calls for and the
+    # ack of a consumer's last delivery in hand take no hop to the worker thread. PostgreSQL's commit waits for
+    # the server, and so does SQLite's with FULL: there everything runs on the worker.
+    async def body(conn):
+        await conn.declare_queue("q")
+        consumer = conn.consume("q", prefetch=10)
+        await consumer.start()
+        fetch = asyncio.ensure_future(consumer.get(timeout=5))
+        await asyncio.sleep(0.1)  # waiting, its first claim and its waiter's first steps done
+        before = conn._worker.submitted
+        await conn.publish("", "q", b"x")
+        delivery = await fetch
+        await delivery.ack()
+        hops = conn._worker.submitted - before
+        await asyncio.sleep(0.1)
+        return delivery.body, hops, await conn.get("q")
+
+    on_loop = engine == "sqlite"
+    body_, hops, left = run(db_path, body)
+    assert (body_, left) == (b"x", None)
+    assert (hops == 0) == on_loop
+    if on_loop:
+        _, hops, _ = run(db_path, body, synchronous="FULL")
+        assert hops > 0
+
+
+@pytest.mark.sqlite_only
+def test_a_write_that_may_not_wait_finds_the_files_lock_taken_and_does_nothing(db_path):
+    from litemq.store.contract import WouldWait
+
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("q")
+        locker = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            locker.execute("BEGIN IMMEDIATE")  # another process's write transaction
+            started = time.monotonic()
+            with pytest.raises(WouldWait):
+                with conn._store.without_waiting():
+                    conn.publish("", "q", b"x")
+            assert time.monotonic() - started < BOUND / 2  # refused at once, not after the busy timeout
+            locker.execute("COMMIT")
+        finally:
+            locker.close()
+        assert conn.get("q") is None  # nothing was stored
+        with conn._store.without_waiting():  # free now: it runs, and a second write in the block may wait
+            conn.publish("", "q", b"y")
+            conn.publish("", "q", b"z")
+        assert [conn.get("q", auto_ack=True).body for _ in range(2)] == [b"y", b"z"]

@@ -1,6 +1,8 @@
 """Acks of an asyncio channel, pipelined: ``await delivery.ack()`` checks the delivery and queues the ack on the
 connection's worker thread without waiting for its commit, so a consumer hands out its next delivery meanwhile; acks
-queued one after another with nothing between them are committed in one transaction.
+queued one after another with nothing between them are committed in one transaction. When nothing is queued and the
+store can commit without waiting (``Worker.here``), and the delivery's consumer has no more claimed deliveries in
+hand (no batch to gain), the ack commits at once on the loop's thread instead: no hop.
 
 Order is kept: the worker runs calls in the order they were made, and an ack joins a queued batch only when no
 other call was queued after it (an ack made after a publish never commits before that publish). What the blocking
@@ -20,6 +22,7 @@ from functools import partial
 from typing import Optional
 
 from ..broker import Channel, _check_tag
+from ..store.contract import WouldWait
 from .worker import Worker
 
 
@@ -45,6 +48,11 @@ class Acks:
         channel._check_open()
         if delivery_tag in self._settling or delivery_tag not in channel._unacked:
             raise channel._unknown_tag(delivery_tag)
+        if self._open is None and not getattr(channel._unacked[delivery_tag].consumer, "_buffer", None):
+            # Its consumer has nothing more in hand (it claims or waits next): no batch to gain by waiting.
+            done, _ = self._worker.here(channel._store, self._commit_here, delivery_tag)
+            if done:
+                return
         self._settling.add(delivery_tag)
         with self._lock:
             if self._open is not None and self._open_job == self._worker.submitted:
@@ -67,6 +75,16 @@ class Acks:
         failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
+
+    def _commit_here(self, delivery_tag: int) -> None:
+        # Committed at once (``Worker.here``): what its commit meets is raised by the next call all the same.
+        try:
+            self._channel._ack_each([delivery_tag])
+        except WouldWait:
+            raise  # nothing done: it is queued instead
+        except Exception as exc:
+            if self._failure is None:
+                self._failure = exc
 
     def _commit(self, batch: list[int]) -> None:
         # On the worker thread: the batch closes to later acks before it is read.

@@ -95,8 +95,8 @@ class AsyncChannel:
     async def publish(self, exchange: str, routing_key: str, body: Body, properties: Optional[Properties] = None,
                       *, mandatory: bool = False, delay: Optional[float] = None) -> int:
         """Store a copy in every queue the message reaches; how many (see ``litemq.Channel.publish``)."""
-        reached: int = await self._run(self._channel.publish, exchange, routing_key, body, properties,
-                                       mandatory=mandatory, delay=delay)
+        reached: int = await self._write(self._channel.publish, exchange, routing_key, body, properties,
+                                         mandatory=mandatory, delay=delay)
         return reached
 
     async def publish_many(self, exchange: str, routing_key: str, bodies: Iterable[Body],
@@ -179,6 +179,12 @@ class AsyncChannel:
     async def _run(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         await self._acks.settled()  # what an ack queued before met is raised here, before this call runs
         return await self._worker.run(partial(method, *args, **kwargs))
+
+    async def _write(self, method: Any, *args: Any, **kwargs: Any) -> Any:
+        """``_run`` for a method of one write transaction: on the loop's thread where that never waits
+        (``Worker.here``)."""
+        await self._acks.settled()
+        return await self._worker.run(partial(method, *args, **kwargs), store=self._channel._store)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.number} on {self.path}>"

@@ -160,6 +160,11 @@ if TYPE_CHECKING:
         and rolled back when it raises."""
 
 
+class WouldWait(Exception):
+    """A write begun in ``Store.without_waiting`` would have had to wait (for another thread of this process, another
+    connection's write lock, or the disk): nothing was done; run it where waiting is allowed."""
+
+
 class Store(Protocol):
     """One connection to a broker. Thread-safe: a transaction holds ``lock`` from begin to commit."""
 
@@ -189,6 +194,14 @@ class Store(Protocol):
 
     def read(self) -> Transaction:
         """A consistent snapshot for several reads."""
+
+    writes_without_waiting: bool
+    """Whether ``without_waiting`` can ever succeed: commits here never wait for the disk."""
+
+    def without_waiting(self) -> ContextManager[None]:
+        """A block for an event loop's thread: its first write begins only if it need not wait (the lock free in
+        this process, the write lock free in every other) and commits without waiting for the disk; otherwise it
+        raises WouldWait, and nothing was done. Writes after that first one wait as usual."""
 
     def after_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the current transaction has committed (never if it rolls back)."""

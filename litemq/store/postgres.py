@@ -45,7 +45,7 @@ import os
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterable, Optional, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Optional, Sequence
 
 import psycopg
 import psycopg.sql
@@ -57,7 +57,7 @@ from . import SCHEMA_REVISION
 from . import postgres_sql as sql
 from . import postgres_url
 from .contract import (Binding, Consumer, Counts, ExchangeRow, Lease, MessageRow, QueueRow, Registration,
-                       ReturnedMessage, StoredMessage)
+                       ReturnedMessage, StoredMessage, WouldWait)
 from .postgres_keys import channel, lock_key, quoted
 from .postgres_listen import TICK_SECONDS, Doorbell, Poller, Relay, _disown, relay_for, release
 from .postgres_liveness import PostgresLiveness
@@ -215,6 +215,12 @@ class PostgresStore:
 
     def read(self) -> "_Transaction":
         return _Transaction(self, "BEGIN ISOLATION LEVEL REPEATABLE READ", False)
+
+    writes_without_waiting = False
+    """A commit is a round trip to the server, which waits for its disk."""
+
+    def without_waiting(self) -> ContextManager[None]:
+        raise WouldWait(self.path)
 
     def after_commit(self, action: Callable[[], None]) -> None:
         self._after_commit.append(action)

@@ -9,19 +9,20 @@ import sqlite3
 import threading
 import time
 import weakref
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 
 from ..errors import SchemaError, StorageError, StorageFull
 from . import SCHEMA_REVISION
-from .sqlite_file import (IDENTITY_CHECK_SECONDS, JOURNAL_SIZE_LIMIT, MIN_SQLITE, SYNCHRONOUS, check_file,
-                          check_not_mixed, close_unchanged, configure, create_file, free_space, lost, not_litemq,
-                          revision, translate_error)
+from .sqlite_file import (IDENTITY_CHECK_SECONDS, JOURNAL_SIZE_LIMIT, MIN_SQLITE, SYNCHRONOUS, WAL_CHECKPOINT_PAGES,
+                          check_file, check_not_mixed, close_unchanged, configure, create_file, free_space, lost,
+                          not_litemq, revision, translate_error)
+from .contract import WouldWait
 from .sqlite_sql import STATEMENTS
 from .transaction import Transaction
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
+    from typing import Any, Callable, Generic, Iterator, Optional, Sequence, TypeVar
 else:
     from ..runtime_types import Generic, TypeVar
 
@@ -70,6 +71,8 @@ class SQLiteConnection:
             raise StorageError(f"litemq needs SQLite 3.35 or newer (for RETURNING); this Python has "
                                f"{sqlite3.sqlite_version}")
         self._start(path)
+        self.writes_without_waiting = synchronous != "FULL"  # NORMAL in WAL mode: a commit writes, never syncs
+        self._busy_ms = int(busy_timeout * 1000)
         _stores.add(self)
         check_file(self.path)
         create_file(self.path, share_with_group)
@@ -113,6 +116,22 @@ class SQLiteConnection:
         """A consistent snapshot for several reads."""
         return _Transaction(self, "BEGIN")
 
+    @contextmanager
+    def without_waiting(self) -> Iterator[None]:
+        """``contract.Store.without_waiting``: the lock taken only if free, the first write's BEGIN IMMEDIATE with no
+        busy wait, and no automatic checkpoint at its commit (the background upkeep does it: ``maintain``). With
+        synchronous=NORMAL in WAL mode a commit writes the WAL and syncs nothing; FULL syncs: then never."""
+        if not self.writes_without_waiting or not self.lock.acquire(blocking=False):
+            raise WouldWait(self.path)
+        try:
+            self._no_wait = True
+            try:
+                yield
+            finally:
+                self._no_wait = False
+        finally:
+            self.lock.release()
+
     def after_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the current transaction has committed (never if it rolls back)."""
         self._after_commit.append(action)
@@ -123,6 +142,9 @@ class SQLiteConnection:
         self.commits = 0  # this connection's own commits, which PRAGMA data_version does not report
         self.rollbacks = 0  # what a rolled-back transaction read may be gone: caches of it check this
         self.lock = threading.RLock()
+        self.writes_without_waiting = False
+        self._no_wait = False  # in ``without_waiting``, until its first write begins
+        self._checkpoints_off = False  # wal_autocheckpoint=0 since a write that may not wait
         self._checkpoint_lock = threading.Lock()
         self._checkpointer: Optional[sqlite3.Connection] = None
         self._closed = False
@@ -243,13 +265,38 @@ class _Transaction(Transaction, Generic[S]):
                 # _roll_back left it open, holding the write lock, and BEGIN would fail on it from now on.
                 store._rollback()
             store._after_commit = []
-            store._db.execute(self.begin)
+            if store._no_wait and self.writes:
+                store._no_wait = False  # only the first write may refuse: one after it must not be done twice
+                self._begin_without_waiting()
+            else:
+                if store._checkpoints_off and self.writes:
+                    store._checkpoints_off = False
+                    store._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+                store._db.execute(self.begin)
         except BaseException as exc:
             self._abandon()
             if isinstance(exc, sqlite3.Error):
                 raise store.failed(exc) from exc
             raise
         return store
+
+    def _begin_without_waiting(self) -> None:
+        store = self.store
+        db = store._db
+        if not store._checkpoints_off:
+            # Its commit leaves the checkpoint to the background upkeep (its fsyncs would hold up the loop); off
+            # until a write that may wait comes, so that a run of them sets it once.
+            store._checkpoints_off = True
+            db.execute("PRAGMA wal_autocheckpoint=0")
+        db.execute("PRAGMA busy_timeout=0")
+        try:
+            db.execute(self.begin)
+        except sqlite3.OperationalError as exc:
+            if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY"):
+                raise WouldWait(self.store.path) from exc
+            raise
+        finally:
+            db.execute(f"PRAGMA busy_timeout={store._busy_ms}")
 
     def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], traceback: object) -> None:
         store = self.store
