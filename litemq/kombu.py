@@ -31,6 +31,7 @@ import litemq
 from litemq import (AccessRefused, ChannelClosed, DeliveryError, LeaseExpired, LiteMQError, MessageTooLarge,
                     NotFound, PreconditionFailed, PublishRejected, QueueNotFound, ResourceLocked,
                     StorageError)
+from litemq.kombu_hub import HubWaiting
 
 SCHEME = "litemq"
 CONNECT_OPTIONS = ("lease_seconds", "consumer_timeout", "synchronous", "busy_timeout", "max_message_bytes",
@@ -212,6 +213,7 @@ class Channel(virtual.Channel):
         # and means its prefetch for all of them, changed on the fly (ETA tasks raise it). That is litemq's
         # channel-wide cap, read at every claim.
         self.broker.qos(prefetch_count, global_qos=True)
+        self.connection.room_changed()
 
     # --- closing
     def close(self) -> None:
@@ -256,7 +258,7 @@ class Transport(virtual.Transport):
     default_port = None
     polling_interval = None  # never sleeps between polls: drain_events waits on litemq's doorbells
     implements = virtual.Transport.implements.extend(
-        asynchronous=False,
+        asynchronous=True,  # a Celery worker waits on its hub (register_with_event_loop), with any pool
         exchange_type=frozenset(["direct", "topic", "fanout", "headers"]),
         heartbeats=False,
     )
@@ -270,6 +272,7 @@ class Transport(virtual.Transport):
         self._broker: Optional[litemq.Connection] = None
         self._subscriptions: dict[str, Subscription] = {}
         self._waiting: Optional[litemq.ConsumerSet] = None
+        self._hub: Optional[HubWaiting] = None
 
     def broker(self) -> litemq.Connection:
         """The litemq connection, opened on first use (so a connection kombu never uses opens nothing)."""
@@ -288,6 +291,9 @@ class Transport(virtual.Transport):
         return super().establish_connection()
 
     def close_connection(self, connection: Any) -> None:
+        if self._hub is not None:
+            self._hub.close()  # before the doorbells close under the hub's poll
+            self._hub = None
         super().close_connection(connection)
         if self._broker is not None:
             self._broker.close()
@@ -296,13 +302,54 @@ class Transport(virtual.Transport):
         self._waiting = None
 
     # --- consuming: every kombu consumer of the connection, waited for together
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        """Wait on ``loop`` (kombu's hub, as a Celery worker has): deliveries reach their callbacks from the hub
+        when a doorbell rings, and ``drain_events`` is not needed."""
+        if self._hub is not None:
+            self._hub.close()
+        self._hub = HubWaiting(loop, self._consumer_set, self._deliver_ready)
+        self._hub.changed()
+
     def subscribed(self, subscription: Subscription) -> None:
         self._subscriptions[subscription.consumer.consumer_tag] = subscription
         self._waiting = None
+        self.room_changed()
 
     def unsubscribed(self, subscription: Subscription) -> None:
         self._subscriptions.pop(subscription.consumer.consumer_tag, None)
         self._waiting = None
+        self.room_changed()  # the hub stops watching its doorbell before it closes
+
+    def room_changed(self) -> None:
+        """The consumers, or the room they have to claim (a new prefetch), changed: a hub looks again."""
+        if self._hub is not None:
+            self._hub.changed()
+
+    def _consumer_set(self) -> Optional[litemq.ConsumerSet]:
+        if not self._subscriptions:
+            return None
+        if self._waiting is None:
+            self._waiting = litemq.ConsumerSet([s.consumer for s in self._subscriptions.values()], None)
+        return self._waiting
+
+    def _deliver_ready(self, consumers: litemq.ConsumerSet) -> bool:
+        """Hand one ready delivery to its consumer's callback, without waiting; whether there was one."""
+        try:
+            delivery = consumers._poll()
+        except QueueNotFound:
+            delivery = None  # the last consumed queue was deleted: its consumers are cancelled
+        self._drop_cancelled()
+        if delivery is None:
+            return False
+        self._dispatch(delivery)
+        return True
+
+    def _dispatch(self, delivery: litemq.Delivery) -> None:
+        subscription = self._subscriptions.get(delivery.consumer_tag or "")
+        if subscription is None:  # cancelled by another thread while it was claimed: back to its queue
+            _return(delivery)
+            return
+        subscription.callback(subscription.channel.message(delivery, subscription.consumer_tag))
 
     def drain_events(self, connection: Any, timeout: Optional[float] = None) -> None:
         """Deliver one message to its consumer's callback, waiting up to ``timeout`` seconds (forever when None)
@@ -316,10 +363,10 @@ class Transport(virtual.Transport):
                 if deadline is not None and time.monotonic() >= deadline:
                     raise socket.timeout()
                 continue
-            if self._waiting is None:
-                self._waiting = litemq.ConsumerSet([s.consumer for s in self._subscriptions.values()], None)
+            consumers = self._consumer_set()
+            assert consumers is not None
             try:
-                delivery = self._waiting.get(left)
+                delivery = consumers.get(left)
             except QueueNotFound:
                 delivery = None  # the last consumed queue was deleted: its consumers are cancelled
             self._drop_cancelled()
@@ -327,11 +374,7 @@ class Transport(virtual.Transport):
                 if deadline is not None and time.monotonic() >= deadline:
                     raise socket.timeout()
                 continue
-            subscription = self._subscriptions.get(delivery.consumer_tag or "")
-            if subscription is None:  # cancelled by another thread while it was claimed: back to its queue
-                _return(delivery)
-                continue
-            subscription.callback(subscription.channel.message(delivery, subscription.consumer_tag))
+            self._dispatch(delivery)
             return
 
     def _drop_cancelled(self) -> None:

@@ -26,10 +26,6 @@ app.conf.update(
     worker_hijack_root_logger=False,
     worker_prefetch_multiplier=int(os.environ.get("CELERY_TEST_PREFETCH_MULTIPLIER", "4")),
     result_expires=None,
-    # A prefork worker on a transport that is not asynchronous (this one, kombu's SQLAlchemy one) otherwise stops
-    # taking messages while all its children are busy, remote control included; it then holds its prefetch, as
-    # on RabbitMQ (see README, Celery and kombu).
-    worker_pool_putlocks=False,
     # Workers choose among these with -Q; "broadcast" is a fanout exchange with a queue of its own per worker.
     task_queues=[Queue("celery"), Queue("solo"), Queue("prefork"), Broadcast("broadcast")],
 )
