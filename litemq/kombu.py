@@ -21,6 +21,7 @@ import math
 import os
 import socket
 import time
+from collections import defaultdict, deque
 from typing import Any, Callable, NamedTuple, Optional
 
 from kombu.transport import TRANSPORT_ALIASES, virtual
@@ -30,7 +31,7 @@ from kombu.transport.virtual.base import queue_declare_ok_t
 import litemq
 from litemq import (AccessRefused, ChannelClosed, DeliveryError, LeaseExpired, LiteMQError, MessageTooLarge,
                     NotFound, PreconditionFailed, PublishRejected, QueueNotFound, ResourceLocked,
-                    StorageError)
+                    StorageError, Unroutable)
 from litemq.kombu_hub import HubWaiting
 
 SCHEME = "litemq"
@@ -69,6 +70,25 @@ class Message(virtual.Message):
     """A litemq delivery as kombu sees it."""
 
 
+class Returned(NamedTuple):
+    """An unroutable mandatory message on its way back to its channel's on_return callbacks."""
+
+    channel: "Channel"
+    error: Unroutable
+    exchange: str
+    routing_key: str
+    message: Message
+
+    def hand_back(self) -> None:
+        """Call the channel's on_return callbacks as py-amqp does, (error, exchange, routing_key, message), or raise
+        the error where it has none."""
+        callbacks = list(self.channel.events["basic_return"])
+        if not callbacks:
+            raise self.error
+        for callback in callbacks:
+            callback(self.error, self.exchange, self.routing_key, self.message)
+
+
 class Channel(virtual.Channel):
     """A kombu channel over a litemq channel of the transport's connection: declares, publishes, consumes and
     settles there, so nothing of the broker's state lives in this process."""
@@ -79,6 +99,8 @@ class Channel(virtual.Channel):
 
     def __init__(self, connection: "Transport", **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
+        self.events: defaultdict[str, set[Callable[..., Any]]] = defaultdict(set)
+        """kombu's Producer adds its ``on_return`` callback to ``events["basic_return"]``, as on py-amqp."""
         self.broker = connection.broker().channel()
         self.no_ack_consumers: set[str] = set()
         self._subscriptions: dict[str, Subscription] = {}
@@ -139,10 +161,18 @@ class Channel(virtual.Channel):
         return self.broker.declare_queue(queue, passive=True).message_count
 
     # --- publishing
-    def basic_publish(self, message: dict[str, Any], exchange: str, routing_key: str, **kwargs: Any) -> None:
-        # ``mandatory`` is not passed on: RabbitMQ returns an unroutable message to an on_return callback, which
-        # kombu's virtual transports do not have; raising instead would fail publishes that succeed there.
-        self.broker.publish(exchange or "", routing_key or "", _body(message), _properties(message))
+    def basic_publish(self, message: dict[str, Any], exchange: str, routing_key: str, mandatory: bool = False,
+                      **kwargs: Any) -> None:
+        try:
+            self.broker.publish(exchange or "", routing_key or "", _body(message), _properties(message),
+                                mandatory=mandatory)
+        except Unroutable as exc:
+            # As RabbitMQ's basic.return, after the publish: the connection's next drain_events (or its hub's next
+            # turn) hands it to the channel's on_return callbacks (kombu's Producer(on_return=...)), and raises it
+            # where there are none, as py-amqp does.
+            self.connection.returned(Returned(self, exc, exchange or "", routing_key or "",
+                                              self.Message(_returned_payload(message, exchange or "", routing_key or ""),
+                                                           channel=self)))
 
     # --- consuming
     def basic_consume(self, queue: str, no_ack: bool, callback: Callable[[Any], Any], consumer_tag: str,
@@ -237,6 +267,12 @@ def _body(message: dict[str, Any]) -> bytes:
     return bytes(body)
 
 
+def _returned_payload(message: dict[str, Any], exchange: str, routing_key: str) -> dict[str, Any]:
+    properties = {**(message.get("properties") or {}), "delivery_tag": None,
+                  "delivery_info": {"exchange": exchange, "routing_key": routing_key}}
+    return {**message, "properties": properties}
+
+
 def _properties(message: dict[str, Any]) -> litemq.Properties:
     given = message.get("properties") or {}
     fields: dict[str, Any] = {name: str(given[name]) for name in STRING_PROPERTIES
@@ -265,7 +301,7 @@ class Transport(virtual.Transport):
     connection_errors = virtual.Transport.connection_errors + (StorageError,)
     channel_errors = virtual.Transport.channel_errors + (
         NotFound, AccessRefused, PreconditionFailed, ResourceLocked, DeliveryError, LeaseExpired, PublishRejected,
-        MessageTooLarge, ChannelClosed)
+        MessageTooLarge, ChannelClosed, Unroutable)
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
@@ -273,6 +309,7 @@ class Transport(virtual.Transport):
         self._subscriptions: dict[str, Subscription] = {}
         self._waiting: Optional[litemq.ConsumerSet] = None
         self._hub: Optional[HubWaiting] = None
+        self._returned: deque[Returned] = deque()
 
     def broker(self) -> litemq.Connection:
         """The litemq connection, opened on first use (so a connection kombu never uses opens nothing)."""
@@ -320,6 +357,17 @@ class Transport(virtual.Transport):
         self._waiting = None
         self.room_changed()  # the hub stops watching its doorbell before it closes
 
+    def returned(self, returned: Returned) -> None:
+        """An unroutable mandatory message, handed back at the next drain_events or turn of the hub."""
+        self._returned.append(returned)
+        self.room_changed()
+
+    def _hand_back(self) -> bool:
+        if not self._returned:
+            return False
+        self._returned.popleft().hand_back()
+        return True
+
     def room_changed(self) -> None:
         """The consumers, or the room they have to claim (a new prefetch), changed: a hub looks again."""
         if self._hub is not None:
@@ -333,7 +381,10 @@ class Transport(virtual.Transport):
         return self._waiting
 
     def _deliver_ready(self, consumers: litemq.ConsumerSet) -> bool:
-        """Hand one ready delivery to its consumer's callback, without waiting; whether there was one."""
+        """Hand one ready delivery to its consumer's callback (or a returned message to its channel's), without
+        waiting; whether there was one."""
+        if self._hand_back():
+            return True
         try:
             delivery = consumers._poll()
         except QueueNotFound:
@@ -356,6 +407,8 @@ class Transport(virtual.Transport):
         on the doorbells of all this connection's consumers; socket.timeout when none came."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self._hand_back():
+                return
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self._subscriptions:
                 # Nothing to wait for; a consumer started meanwhile (by another thread) is seen within a second.
