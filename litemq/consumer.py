@@ -366,6 +366,21 @@ class ConsumerSet(Consuming):
                 return delivery
         return None
 
+    def next_claimed(self) -> Optional[Delivery]:
+        """The next delivery already claimed for one of the consumers, taking turns as ``get`` does, without
+        reading the store; None when none holds one."""
+        count = len(self.consumers)
+        for step in range(count):
+            index = (self._turn + step) % count
+            consumer = self.consumers[index]
+            if consumer.active and consumer._buffer:
+                with consumer._store.lock:
+                    delivery = consumer._poll()
+                if delivery is not None:
+                    self._turn = index + 1
+                    return delivery
+        return None
+
     def finish(self) -> None:
         for consumer in self.consumers:
             consumer.finishing = True  # no ack refills them meanwhile

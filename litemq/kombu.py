@@ -33,6 +33,7 @@ from litemq import (AccessRefused, ChannelClosed, DeliveryError, LeaseExpired, L
                     NotFound, PreconditionFailed, PublishRejected, QueueNotFound, ResourceLocked,
                     StorageError, Unroutable)
 from litemq.kombu_hub import HubWaiting
+from litemq.log import logger
 
 SCHEME = "litemq"
 CONNECT_OPTIONS = ("lease_seconds", "consumer_timeout", "synchronous", "busy_timeout", "max_message_bytes",
@@ -103,6 +104,8 @@ class Channel(virtual.Channel):
         """kombu's Producer adds its ``on_return`` callback to ``events["basic_return"]``, as on py-amqp."""
         self.broker = connection.broker().channel()
         self.no_ack_consumers: set[str] = set()
+        self._acks: list[int] = []
+        """Acks made on the hub, not yet committed (``settle``)."""
         self._subscriptions: dict[str, Subscription] = {}
 
     # --- the model, in the store
@@ -179,7 +182,9 @@ class Channel(virtual.Channel):
                       **kwargs: Any) -> str:
         consumer_tag = consumer_tag or f"kombu-{os.urandom(8).hex()}"
         # Deliveries name the litemq consumer; its tag is unique on the connection, a kombu tag only per channel.
-        consumer = self.broker.consume(queue, auto_ack=no_ack,
+        # Its own prefetch is the channel's too: it then claims what the channel has room for in one statement
+        # (a consumer without a prefetch claims one message at a time), and the channel's cap still bounds them all.
+        consumer = self.broker.consume(queue, auto_ack=no_ack, prefetch=self.broker.channel_prefetch_count,
                                        consumer_tag=f"{self.channel_id}/{consumer_tag}")
         if no_ack:
             self.no_ack_consumers.add(consumer_tag)
@@ -225,9 +230,32 @@ class Channel(virtual.Channel):
 
     # --- settling: litemq's acks, on the lease each delivery holds
     def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        if self.connection.evented and not multiple:
+            # On the hub, acks are pipelined as a RabbitMQ client's are (it does not wait for the broker): those of
+            # one turn commit together, with the claims their room allows. Until then the lease holds; a worker
+            # that dies before the commit has them redelivered, marked redelivered.
+            self._acks.append(delivery_tag)
+            self.connection.acked(self)
+            return
+        self.settle()
         self.broker.ack(delivery_tag, multiple=multiple)
 
+    def settle(self) -> bool:
+        """Commit the pipelined acks; whether there were any. One that fails (its lease ran out) is logged: the
+        message is back in its queue, to be delivered again, marked redelivered."""
+        if not self._acks:
+            return False
+        tags, self._acks = self._acks, []
+        if not self.broker.is_open:
+            return False  # closed: what it held went back to the queues
+        try:
+            self.broker._ack_each(tags)
+        except (LeaseExpired, DeliveryError) as exc:
+            logger().warning("litemq: %s", exc)
+        return True
+
     def basic_reject(self, delivery_tag: int, requeue: bool = False) -> None:
+        self.settle()
         self.broker.reject(delivery_tag, requeue=requeue)
 
     def basic_recover(self, requeue: bool = False) -> None:
@@ -235,6 +263,7 @@ class Channel(virtual.Channel):
             # As kombu's own virtual channel answers, and as RabbitMQ answers basic.recover with requeue=false
             # (540 NOT_IMPLEMENTED): redelivering to the same consumer is not a thing a shared queue can promise.
             raise NotImplementedError("litemq returns unacked deliveries to their queues: recover(requeue=True)")
+        self.settle()
         self.broker.nack(0, multiple=True, requeue=True)
 
     def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False) -> None:
@@ -243,6 +272,8 @@ class Channel(virtual.Channel):
         # and means its prefetch for all of them, changed on the fly (ETA tasks raise it). That is litemq's
         # channel-wide cap, read at every claim.
         self.broker.qos(prefetch_count, global_qos=True)
+        for subscription in self._subscriptions.values():
+            subscription.consumer.prefetch = prefetch_count
         self.connection.room_changed()
 
     # --- closing
@@ -250,6 +281,8 @@ class Channel(virtual.Channel):
         if self.closed:
             return
         self.closed = True
+        if self.broker.is_open:
+            self.settle()
         for consumer_tag in list(self._subscriptions):
             self.basic_cancel(consumer_tag)
         self.broker.close()  # returns what it still holds to the queues
@@ -310,6 +343,7 @@ class Transport(virtual.Transport):
         self._waiting: Optional[litemq.ConsumerSet] = None
         self._hub: Optional[HubWaiting] = None
         self._returned: deque[Returned] = deque()
+        self._acking: set[Channel] = set()
 
     def broker(self) -> litemq.Connection:
         """The litemq connection, opened on first use (so a connection kombu never uses opens nothing)."""
@@ -328,6 +362,7 @@ class Transport(virtual.Transport):
         return super().establish_connection()
 
     def close_connection(self, connection: Any) -> None:
+        self._settle()
         if self._hub is not None:
             self._hub.close()  # before the doorbells close under the hub's poll
             self._hub = None
@@ -344,8 +379,25 @@ class Transport(virtual.Transport):
         when a doorbell rings, and ``drain_events`` is not needed."""
         if self._hub is not None:
             self._hub.close()
-        self._hub = HubWaiting(loop, self._consumer_set, self._deliver_ready)
+        self._hub = HubWaiting(loop, self._consumer_set, self._deliver_ready, self._settle)
         self._hub.changed()
+
+    @property
+    def evented(self) -> bool:
+        """Whether a hub serves this connection."""
+        return self._hub is not None
+
+    def acked(self, channel: Channel) -> None:
+        """A channel pipelined an ack: the hub commits it."""
+        self._acking.add(channel)
+        if self._hub is not None:
+            self._hub.acked()
+
+    def _settle(self) -> bool:
+        settled = False
+        while self._acking:
+            settled = self._acking.pop().settle() or settled
+        return settled
 
     def subscribed(self, subscription: Subscription) -> None:
         self._subscriptions[subscription.consumer.consumer_tag] = subscription
@@ -386,7 +438,7 @@ class Transport(virtual.Transport):
         if self._hand_back():
             return True
         try:
-            delivery = consumers._poll()
+            delivery = consumers.next_claimed() or consumers._poll()
         except QueueNotFound:
             delivery = None  # the last consumed queue was deleted: its consumers are cancelled
         self._drop_cancelled()

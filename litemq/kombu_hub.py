@@ -33,13 +33,17 @@ Steps = Generator[Nap, Optional[socket.socket], Optional[socket.socket]]
 
 class HubWaiting:
     """The consumers of one kombu connection, waited for on ``hub``. ``consumers()`` is their current set (None:
-    none); ``deliver(consumers)`` hands one ready delivery to its callback and says whether there was one."""
+    none); ``deliver(consumers)`` hands one ready delivery to its callback and says whether there was one;
+    ``settle()`` commits the acks made meanwhile, after each batch (or on the hub's next turn: ``acked``)."""
 
     def __init__(self, hub: Any, consumers: Callable[[], Optional[ConsumerSet]],
-                 deliver: Callable[[ConsumerSet], bool]) -> None:
+                 deliver: Callable[[ConsumerSet], bool], settle: Callable[[], bool]) -> None:
         self.hub = hub
         self._consumers = consumers
         self._deliver = deliver
+        self._settle = settle
+        """Commits the acks the deliveries' callbacks made; whether there were any."""
+        self._settling = False
         self._doorbells: dict[int, socket.socket] = {}
         """Doorbell sockets the hub watches, by descriptor."""
         self._others: dict[int, socket.socket] = {}
@@ -70,6 +74,18 @@ class HubWaiting:
         elif active:
             self._call_back(active)
 
+    def acked(self) -> None:
+        """An ack was made outside a batch (a prefork pool's, from its result pipe): commit it on the hub's next
+        turn, with any others made in this one."""
+        if not self._serving and not self._settling:
+            self._settling = True
+            self.hub.call_soon(self._settle_now)
+
+    def _settle_now(self) -> None:
+        self._settling = False
+        if self._settle() and self._steps is not None and self._hearing:
+            self._advance(None)  # its room may have claimed: the waiter looks
+
     def close(self) -> None:
         """Stop waiting: the hub watches nothing of this connection any more (its doorbells may then close)."""
         self.closed = True
@@ -98,8 +114,11 @@ class HubWaiting:
                     if not self._deliver(consumers):
                         break
                 else:
+                    self._settle()
                     self._call_back(consumers.consumers)  # more may be ready: after the hub's other work
                     return
+                if self._settle():
+                    continue  # the acks' transaction claimed what their room allows
                 consumers = self._consumers()
                 active = [c for c in consumers.consumers if c.active] if consumers is not None else []
                 self._watch(active)

@@ -15,6 +15,7 @@ from typing import Any
 
 import litemq.kombu  # noqa: F401  (registers the litemq:// scheme with kombu)
 from celery import Celery
+from celery.worker.control import inspect_command
 from kombu import Queue
 from kombu.common import Broadcast
 
@@ -29,6 +30,12 @@ app.conf.update(
     # Workers choose among these with -Q; "broadcast" is a fanout exchange with a queue of its own per worker.
     task_queues=[Queue("celery"), Queue("solo"), Queue("prefork"), Broadcast("broadcast")],
 )
+
+
+@inspect_command()
+def event_loop(state: Any) -> str:
+    """Which of Celery's loops the worker runs: asynloop (its hub) or synloop (blocking drain_events)."""
+    return str(state.consumer.loop.__name__)
 
 
 def record(event: str, mark: str, **fields: Any) -> None:

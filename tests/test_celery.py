@@ -144,6 +144,12 @@ def test_inspect_ping_is_answered_by_both_workers(workers: Workers) -> None:
     assert replies == {workers.node("solo"): {"ok": "pong"}, workers.node("prefork"): {"ok": "pong"}}
 
 
+def test_both_pools_wait_on_celerys_event_loop(workers: Workers) -> None:
+    # The transport is asynchronous: the worker's hub watches its consumers' doorbells (no blocking drain_events).
+    replies = workers.client.control.inspect(timeout=1.0)._request("event_loop")
+    assert replies == {workers.node("solo"): "asynloop", workers.node("prefork"): "asynloop"}
+
+
 def test_a_broadcast_queue_gives_every_worker_the_task(workers: Workers) -> None:
     workers.client.send_task("celery_app.run_once", ("broadcast",), queue="broadcast")
     runs = workers.wait_for(lambda: len(workers.records(mark="broadcast")) >= 2 and workers.records(mark="broadcast"))
@@ -249,6 +255,25 @@ def test_a_chord_runs_its_callback_with_the_database_result_backend_in_the_same_
     add, total = pair.client.signature("celery_app.add"), pair.client.signature("celery_app.total")
     result = chord(add.clone((i, i)) for i in range(4))(total)
     assert result.get(timeout=20) == 12
+
+
+def test_a_worker_runs_celerys_event_loop_and_a_warm_shutdown_finishes_the_task_in_hand(tmp_path: Path) -> None:
+    crew = Workers(tmp_path, f"litemq:///{tmp_path}/app.db")
+    try:
+        crew.start("solo")
+        crew.wait_ready("solo")
+        assert crew.client.control.inspect(timeout=1.0)._request("event_loop") == {crew.node("solo"): "asynloop"}
+        result = crew.client.send_task("celery_app.slow", ("warm", 1.0))
+        crew.wait_for(lambda: crew.records(mark="warm", event="start"))
+        worker = crew.processes["solo"]
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.wait(20) == 0, crew.log("solo")
+        assert result.get(timeout=1) == "warm"  # its result was sent before the worker went
+        assert len(crew.records(mark="warm", event="end")) == 1
+        with litemq.connect(tmp_path / "app.db") as conn:
+            assert conn.declare_queue("celery", passive=True).message_count == 0  # acked, not returned
+    finally:
+        crew.close()
 
 
 def test_broker_transport_names_the_transport_for_a_url_litemq_opens(tmp_path: Path) -> None:

@@ -290,6 +290,27 @@ def test_raising_the_prefetch_on_the_hub_claims_what_waited(connection: Connecti
     hub.close()
 
 
+def test_acks_made_on_the_hub_commit_between_its_batches_and_at_close(url: str) -> None:
+    hub = Hub()
+    with Connection(url) as connection:
+        connection.transport.register_with_event_loop(connection.connection, hub)
+        producer = Producer(connection.default_channel)
+        for n in range(6):
+            producer.publish(n, routing_key="piped", declare=[Queue("piped")])
+        got: list[Any] = []
+        consumer = Consumer(connection.channel(), [Queue("piped")],
+                            callbacks=[lambda body, message: (got.append(message), body < 4 and message.ack())])
+        consumer.qos(prefetch_count=2)  # the messages after the first two come only as acks commit
+        with consumer:
+            run_hub(hub, lambda: len(got) == 6)
+            assert [message.payload for message in got] == [0, 1, 2, 3, 4, 5]
+            for message in got[4:]:
+                message.ack()  # pipelined outside a turn: committed on the hub's next turn, or (here) at close
+    with Connection(url) as other:
+        assert other.default_channel.queue_declare("piped", passive=True).message_count == 0  # none requeued
+    hub.close()
+
+
 # --- mandatory publishes: basic.return, as on RabbitMQ through py-amqp
 def test_an_unroutable_mandatory_message_comes_back_to_on_return_at_the_next_drain(
         connection: Connection) -> None:
