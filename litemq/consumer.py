@@ -530,6 +530,27 @@ def ready_counts(store: Store, consumers: Sequence[Consumer]) -> list[Optional[i
     return [counts[c.queue][0] if c.queue in counts else None for c in consumers]
 
 
+def claim_found_work(consumers: Sequence[Consumer]) -> tuple[list[Consumer], dict[Consumer, BaseException]]:
+    """When a waiter's wait ended: which consumers may have work, each claimed for already where its queue shows
+    ready messages and it has room (one read of the counts for all, rather than one per consumer after the wake),
+    and the error a claim met (the queue deleted, ...), which its consumer then meets as its own claim would."""
+    store = consumers[0]._store
+    failed: dict[Consumer, BaseException] = {}
+    with store.lock:
+        counts = dict(zip(consumers, ready_counts(store, consumers)))
+        ready = [c for c in consumers if c.finishing or not c.active or _has_work(counts[c], c)]
+        for consumer in ready:
+            # Not where the queue is gone: that claim cancels the consumer, closing a doorbell an event loop may
+            # still watch.
+            if consumer.active and not consumer.finishing and counts[consumer] and not consumer._buffer \
+                    and consumer._room() > 0:
+                try:
+                    consumer._fill()
+                except Exception as exc:
+                    failed[consumer] = exc
+    return ready, failed
+
+
 def _lease_expiries(store: Store, consumers: Sequence[Consumer]) -> list[Optional[float]]:
     if len(consumers) == 1:
         return [store.next_lease_expiry(consumers[0].queue)]

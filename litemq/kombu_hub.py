@@ -18,7 +18,7 @@ import socket
 import time
 from typing import Any, Callable, Generator, Optional
 
-from .consumer import Consumer, ConsumerSet, Nap
+from .consumer import Consumer, ConsumerSet, Nap, claim_found_work
 from .store.waiting import POLL_MAX_SECONDS, POLL_MIN_SECONDS, POLLED, drain
 
 DISPATCH_BATCH = 8
@@ -75,16 +75,25 @@ class HubWaiting:
             self._call_back(active)
 
     def acked(self) -> None:
-        """An ack was made outside a batch (a prefork pool's, from its result pipe): commit it on the hub's next
-        turn, with any others made in this one."""
-        if not self._serving and not self._settling:
-            self._settling = True
-            self.hub.call_soon(self._settle_now)
+        """An ack was made outside a batch (a prefork pool's, from its result pipe, or Celery's own callbacks):
+        commit it on the hub's next turn, with any others made meanwhile. A doorbell rung by this process wakes
+        the hub's poll for that (a call_soon made from a callback of the hub's ready list would wait out the
+        poll's timeout)."""
+        if self._serving or self._settling:
+            return
+        self._settling = True
+        consumers = self._consumers()
+        for consumer in consumers.consumers if consumers is not None else []:
+            if consumer.active and consumer.doorbell.socket is not None:
+                consumer.doorbell.ring()
+                return
+        self.hub.call_later(0.0, self._settle_now)
 
     def _settle_now(self) -> None:
-        self._settling = False
-        if self._settle() and self._steps is not None and self._hearing:
-            self._advance(None)  # its room may have claimed: the waiter looks
+        """Commit pipelined acks (the waiter then sees the file changed, and the room their refills claimed)."""
+        if self._settling:
+            self._settling = False
+            self._settle()
 
     def close(self) -> None:
         """Stop waiting: the hub watches nothing of this connection any more (its doorbells may then close)."""
@@ -133,7 +142,7 @@ class HubWaiting:
                 try:
                     nap = next(self._steps)
                 except StopIteration:
-                    self._stop_steps()
+                    self._found_work()
                     continue
                 self._take(nap)
                 return
@@ -151,10 +160,18 @@ class HubWaiting:
         try:
             nap = steps.send(woke)
         except StopIteration:
-            self._stop_steps()
+            self._found_work()
             self.serve()
             return
         self._take(nap)
+
+    def _found_work(self) -> None:
+        """The waiter's wait ended: claim where it found work, so that serving hands it out without reading each
+        queue again (a claim that failed is met again by the serving's own claim)."""
+        napping = self._napping
+        self._stop_steps()
+        if napping:
+            claim_found_work(napping)
 
     # --- naps
     def _take(self, nap: Nap) -> None:
@@ -218,6 +235,7 @@ class HubWaiting:
     # --- the hub's callbacks
     def _on_doorbell(self, sock: socket.socket) -> None:
         drain(sock)
+        self._settle_now()
         if self._steps is None:
             self.serve()
         elif self._hearing:
@@ -230,6 +248,7 @@ class HubWaiting:
 
     def _on_timer(self) -> None:
         self._timer = None
+        self._settle_now()
         self._advance(None)
 
     def _on_poll(self, nap: Nap, deadline: float, pause: float) -> None:

@@ -204,8 +204,8 @@ def test_a_task_retries_after_its_countdown_until_it_succeeds(workers: Workers) 
 
 def test_a_prefork_worker_holds_its_prefetch_of_late_acked_tasks_and_no_more(workers: Workers) -> None:
     # Prefetch multiplier 4 times concurrency 2: the prefork worker holds 8 unacked tasks (2 running, 6 waiting
-    # in the worker), and the queue keeps the rest for other workers, as on RabbitMQ (with worker_pool_putlocks
-    # off: see celery_app.py).
+    # in the worker), and the queue keeps the rest for other workers, as on RabbitMQ; its event loop answers
+    # remote control meanwhile.
     sent = [workers.client.send_task("celery_app.slow", (f"prefetch-{i}", 2.0), queue="prefork") for i in range(12)]
     with litemq.connect(workers.directory / "celery.db") as conn:
         def ready() -> int:
