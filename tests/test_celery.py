@@ -1,8 +1,8 @@
 """Celery on litemq: real ``celery worker`` processes (prefork and solo pools) on a temp file run tasks, answer
 remote control, hold countdown tasks without running them twice, and get a killed worker's task back.
 
-SQLite only: a worker takes about a second to start, and these tests are about Celery's use of the transport
-(which test_kombu.py checks on both engines), not about the engines; PostgreSQL would double their time.
+SQLite but for one test: a worker takes about a second to start, and these tests are about Celery's use of the
+transport (which test_kombu.py checks on both engines), not about the engines; PostgreSQL would double their time.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from kombu.common import Broadcast  # noqa: E402
 import litemq  # noqa: E402
 import litemq.kombu  # noqa: E402,F401
 from conftest import REPO  # noqa: E402
+from test_kombu import kombu_url  # noqa: E402
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 START_SECONDS = 30.0
@@ -272,6 +273,19 @@ def test_a_worker_runs_celerys_event_loop_and_a_warm_shutdown_finishes_the_task_
         assert len(crew.records(mark="warm", event="end")) == 1
         with litemq.connect(tmp_path / "app.db") as conn:
             assert conn.declare_queue("celery", passive=True).message_count == 0  # acked, not returned
+    finally:
+        crew.close()
+
+
+def test_a_worker_on_either_engine_runs_tasks_and_answers_remote_control(db_path: str, tmp_path: Path) -> None:
+    # The one test of this module on PostgreSQL too (litemq+postgresql://...): the transport is the same code.
+    crew = Workers(tmp_path, kombu_url(db_path))
+    try:
+        crew.start("either")
+        crew.wait_ready("either")
+        add = crew.client.signature("celery_app.add")
+        assert group(add.clone((i, 1)) for i in range(5)).apply_async().get(timeout=20) == [1, 2, 3, 4, 5]
+        assert crew.client.control.inspect(timeout=1.0)._request("event_loop") == {crew.node("either"): "asynloop"}
     finally:
         crew.close()
 

@@ -183,6 +183,15 @@ def test_message_ttl_expires_waiting_messages(connection: Connection) -> None:
     simple.close()
 
 
+def test_queue_expiry_deletes_a_queue_left_unused(url: str, connection: Connection) -> None:
+    Queue("fleeting", routing_key="fleeting", expires=0.2)(connection.default_channel).declare()  # x-expires
+    time.sleep(0.4)  # unused: no consumer, no declare, no get (each would restart its countdown)
+    with Connection(url) as other:
+        other.SimpleQueue("busy").put("x")
+        assert receive(other, "busy") == "x"  # a claim: whoever claims or waits first does what fell due
+        assert not other.default_channel._has_queue("fleeting")
+
+
 # --- waiting: litemq's doorbells, no polling interval
 def test_a_waiting_consumer_wakes_on_a_publish_from_another_process(url: str, processes: Processes,
                                                                     connection: Connection) -> None:
