@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import threading
 import time
 from collections import defaultdict, deque
 from typing import Any, Callable, NamedTuple, Optional
@@ -243,8 +244,8 @@ class Channel(virtual.Channel):
     def settle(self) -> bool:
         """Commit the pipelined acks; whether there were any. One that fails (its lease ran out) is logged: the
         message is back in its queue, to be delivered again, marked redelivered."""
-        if not self._acks:
-            return False
+        if not self._acks or not self.connection.evented:
+            return False  # only the hub's thread pipelines acks, and only it commits them
         tags, self._acks = self._acks, []
         if not self.broker.is_open:
             return False  # closed: what it held went back to the queues
@@ -344,6 +345,7 @@ class Transport(virtual.Transport):
         self._hub: Optional[HubWaiting] = None
         self._returned: deque[Returned] = deque()
         self._acking: set[Channel] = set()
+        self._hub_thread: Optional[int] = None
 
     def broker(self) -> litemq.Connection:
         """The litemq connection, opened on first use (so a connection kombu never uses opens nothing)."""
@@ -380,12 +382,13 @@ class Transport(virtual.Transport):
         if self._hub is not None:
             self._hub.close()
         self._hub = HubWaiting(loop, self._consumer_set, self._deliver_ready, self._settle)
+        self._hub_thread = threading.get_ident()
         self._hub.changed()
 
     @property
     def evented(self) -> bool:
-        """Whether a hub serves this connection."""
-        return self._hub is not None
+        """Whether a hub serves this connection and this is its thread (a threads pool acks from its own)."""
+        return self._hub is not None and threading.get_ident() == self._hub_thread
 
     def acked(self, channel: Channel) -> None:
         """A channel pipelined an ack: the hub commits it."""
