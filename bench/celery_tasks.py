@@ -22,10 +22,8 @@ OUT = os.environ.get("BENCH_CELERY_OUT", ".")
 GO_WAIT_SECONDS = 120.0
 
 app = Celery("bench", broker=os.environ.get("BENCH_CELERY_BROKER", "litemq:///bench.db"))
-# worker_pool_putlocks off, as README recommends for prefork workers on transports that are not asynchronous (on
-# RabbitMQ, Celery's event loop ignores it).
 app.conf.update(task_default_queue=QUEUE, task_ignore_result=True, worker_hijack_root_logger=False,
-                broker_connection_retry_on_startup=True, worker_pool_putlocks=False)
+                broker_connection_retry_on_startup=True)
 
 _record: Optional[Any] = None
 

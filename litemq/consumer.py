@@ -366,6 +366,21 @@ class ConsumerSet(Consuming):
                 return delivery
         return None
 
+    def next_claimed(self) -> Optional[Delivery]:
+        """The next delivery already claimed for one of the consumers, taking turns as ``get`` does, without
+        reading the store; None when none holds one."""
+        count = len(self.consumers)
+        for step in range(count):
+            index = (self._turn + step) % count
+            consumer = self.consumers[index]
+            if consumer.active and consumer._buffer:
+                with consumer._store.lock:
+                    delivery = consumer._poll()
+                if delivery is not None:
+                    self._turn = index + 1
+                    return delivery
+        return None
+
     def finish(self) -> None:
         for consumer in self.consumers:
             consumer.finishing = True  # no ack refills them meanwhile
@@ -513,6 +528,27 @@ def ready_counts(store: Store, consumers: Sequence[Consumer]) -> list[Optional[i
         return [store.ready_count(consumers[0].queue)]
     counts = store.counts_with_queues([c.queue for c in consumers], 0, 0)
     return [counts[c.queue][0] if c.queue in counts else None for c in consumers]
+
+
+def claim_found_work(consumers: Sequence[Consumer]) -> tuple[list[Consumer], dict[Consumer, BaseException]]:
+    """When a waiter's wait ended: which consumers may have work, each claimed for already where its queue shows
+    ready messages and it has room (one read of the counts for all, rather than one per consumer after the wake),
+    and the error a claim met (the queue deleted, ...), which its consumer then meets as its own claim would."""
+    store = consumers[0]._store
+    failed: dict[Consumer, BaseException] = {}
+    with store.lock:
+        counts = dict(zip(consumers, ready_counts(store, consumers)))
+        ready = [c for c in consumers if c.finishing or not c.active or _has_work(counts[c], c)]
+        for consumer in ready:
+            # Not where the queue is gone: that claim cancels the consumer, closing a doorbell an event loop may
+            # still watch.
+            if consumer.active and not consumer.finishing and counts[consumer] and not consumer._buffer \
+                    and consumer._room() > 0:
+                try:
+                    consumer._fill()
+                except Exception as exc:
+                    failed[consumer] = exc
+    return ready, failed
 
 
 def _lease_expiries(store: Store, consumers: Sequence[Consumer]) -> list[Optional[float]]:

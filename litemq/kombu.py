@@ -20,7 +20,9 @@ from __future__ import annotations
 import math
 import os
 import socket
+import threading
 import time
+from collections import defaultdict, deque
 from typing import Any, Callable, NamedTuple, Optional
 
 from kombu.transport import TRANSPORT_ALIASES, virtual
@@ -30,7 +32,9 @@ from kombu.transport.virtual.base import queue_declare_ok_t
 import litemq
 from litemq import (AccessRefused, ChannelClosed, DeliveryError, LeaseExpired, LiteMQError, MessageTooLarge,
                     NotFound, PreconditionFailed, PublishRejected, QueueNotFound, ResourceLocked,
-                    StorageError)
+                    StorageError, Unroutable)
+from litemq.kombu_hub import HubWaiting
+from litemq.log import logger
 
 SCHEME = "litemq"
 CONNECT_OPTIONS = ("lease_seconds", "consumer_timeout", "synchronous", "busy_timeout", "max_message_bytes",
@@ -68,6 +72,25 @@ class Message(virtual.Message):
     """A litemq delivery as kombu sees it."""
 
 
+class Returned(NamedTuple):
+    """An unroutable mandatory message on its way back to its channel's on_return callbacks."""
+
+    channel: "Channel"
+    error: Unroutable
+    exchange: str
+    routing_key: str
+    message: Message
+
+    def hand_back(self) -> None:
+        """Call the channel's on_return callbacks as py-amqp does, (error, exchange, routing_key, message), or raise
+        the error where it has none."""
+        callbacks = list(self.channel.events["basic_return"])
+        if not callbacks:
+            raise self.error
+        for callback in callbacks:
+            callback(self.error, self.exchange, self.routing_key, self.message)
+
+
 class Channel(virtual.Channel):
     """A kombu channel over a litemq channel of the transport's connection: declares, publishes, consumes and
     settles there, so nothing of the broker's state lives in this process."""
@@ -78,8 +101,12 @@ class Channel(virtual.Channel):
 
     def __init__(self, connection: "Transport", **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)
+        self.events: defaultdict[str, set[Callable[..., Any]]] = defaultdict(set)
+        """kombu's Producer adds its ``on_return`` callback to ``events["basic_return"]``, as on py-amqp."""
         self.broker = connection.broker().channel()
         self.no_ack_consumers: set[str] = set()
+        self._acks: list[int] = []
+        """Acks made on the hub, not yet committed (``settle``)."""
         self._subscriptions: dict[str, Subscription] = {}
 
     # --- the model, in the store
@@ -138,17 +165,27 @@ class Channel(virtual.Channel):
         return self.broker.declare_queue(queue, passive=True).message_count
 
     # --- publishing
-    def basic_publish(self, message: dict[str, Any], exchange: str, routing_key: str, **kwargs: Any) -> None:
-        # ``mandatory`` is not passed on: RabbitMQ returns an unroutable message to an on_return callback, which
-        # kombu's virtual transports do not have; raising instead would fail publishes that succeed there.
-        self.broker.publish(exchange or "", routing_key or "", _body(message), _properties(message))
+    def basic_publish(self, message: dict[str, Any], exchange: str, routing_key: str, mandatory: bool = False,
+                      **kwargs: Any) -> None:
+        try:
+            self.broker.publish(exchange or "", routing_key or "", _body(message), _properties(message),
+                                mandatory=mandatory)
+        except Unroutable as exc:
+            # As RabbitMQ's basic.return, after the publish: the connection's next drain_events (or its hub's next
+            # turn) hands it to the channel's on_return callbacks (kombu's Producer(on_return=...)), and raises it
+            # where there are none, as py-amqp does.
+            self.connection.returned(Returned(self, exc, exchange or "", routing_key or "",
+                                              self.Message(_returned_payload(message, exchange or "", routing_key or ""),
+                                                           channel=self)))
 
     # --- consuming
     def basic_consume(self, queue: str, no_ack: bool, callback: Callable[[Any], Any], consumer_tag: str,
                       **kwargs: Any) -> str:
         consumer_tag = consumer_tag or f"kombu-{os.urandom(8).hex()}"
         # Deliveries name the litemq consumer; its tag is unique on the connection, a kombu tag only per channel.
-        consumer = self.broker.consume(queue, auto_ack=no_ack,
+        # Its own prefetch is the channel's too: it then claims what the channel has room for in one statement
+        # (a consumer without a prefetch claims one message at a time), and the channel's cap still bounds them all.
+        consumer = self.broker.consume(queue, auto_ack=no_ack, prefetch=self.broker.channel_prefetch_count,
                                        consumer_tag=f"{self.channel_id}/{consumer_tag}")
         if no_ack:
             self.no_ack_consumers.add(consumer_tag)
@@ -194,9 +231,32 @@ class Channel(virtual.Channel):
 
     # --- settling: litemq's acks, on the lease each delivery holds
     def basic_ack(self, delivery_tag: int, multiple: bool = False) -> None:
+        if self.connection.evented and not multiple:
+            # On the hub, acks are pipelined as a RabbitMQ client's are (it does not wait for the broker): those of
+            # one turn commit together, with the claims their room allows. Until then the lease holds; a worker
+            # that dies before the commit has them redelivered, marked redelivered.
+            self._acks.append(delivery_tag)
+            self.connection.acked(self)
+            return
+        self.settle()
         self.broker.ack(delivery_tag, multiple=multiple)
 
+    def settle(self) -> bool:
+        """Commit the pipelined acks; whether there were any. One that fails (its lease ran out) is logged: the
+        message is back in its queue, to be delivered again, marked redelivered."""
+        if not self._acks or not self.connection.evented:
+            return False  # only the hub's thread pipelines acks, and only it commits them
+        tags, self._acks = self._acks, []
+        if not self.broker.is_open:
+            return False  # closed: what it held went back to the queues
+        try:
+            self.broker._ack_each(tags)
+        except (LeaseExpired, DeliveryError) as exc:
+            logger().warning("litemq: %s", exc)
+        return True
+
     def basic_reject(self, delivery_tag: int, requeue: bool = False) -> None:
+        self.settle()
         self.broker.reject(delivery_tag, requeue=requeue)
 
     def basic_recover(self, requeue: bool = False) -> None:
@@ -204,6 +264,7 @@ class Channel(virtual.Channel):
             # As kombu's own virtual channel answers, and as RabbitMQ answers basic.recover with requeue=false
             # (540 NOT_IMPLEMENTED): redelivering to the same consumer is not a thing a shared queue can promise.
             raise NotImplementedError("litemq returns unacked deliveries to their queues: recover(requeue=True)")
+        self.settle()
         self.broker.nack(0, multiple=True, requeue=True)
 
     def basic_qos(self, prefetch_size: int = 0, prefetch_count: int = 0, apply_global: bool = False) -> None:
@@ -212,12 +273,17 @@ class Channel(virtual.Channel):
         # and means its prefetch for all of them, changed on the fly (ETA tasks raise it). That is litemq's
         # channel-wide cap, read at every claim.
         self.broker.qos(prefetch_count, global_qos=True)
+        for subscription in self._subscriptions.values():
+            subscription.consumer.prefetch = prefetch_count
+        self.connection.room_changed()
 
     # --- closing
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        if self.broker.is_open:
+            self.settle()
         for consumer_tag in list(self._subscriptions):
             self.basic_cancel(consumer_tag)
         self.broker.close()  # returns what it still holds to the queues
@@ -233,6 +299,12 @@ def _body(message: dict[str, Any]) -> bytes:
     if isinstance(body, str):
         return body.encode(message.get("content-encoding") or "utf-8")
     return bytes(body)
+
+
+def _returned_payload(message: dict[str, Any], exchange: str, routing_key: str) -> dict[str, Any]:
+    properties = {**(message.get("properties") or {}), "delivery_tag": None,
+                  "delivery_info": {"exchange": exchange, "routing_key": routing_key}}
+    return {**message, "properties": properties}
 
 
 def _properties(message: dict[str, Any]) -> litemq.Properties:
@@ -256,20 +328,24 @@ class Transport(virtual.Transport):
     default_port = None
     polling_interval = None  # never sleeps between polls: drain_events waits on litemq's doorbells
     implements = virtual.Transport.implements.extend(
-        asynchronous=False,
+        asynchronous=True,  # a Celery worker waits on its hub (register_with_event_loop), with any pool
         exchange_type=frozenset(["direct", "topic", "fanout", "headers"]),
         heartbeats=False,
     )
     connection_errors = virtual.Transport.connection_errors + (StorageError,)
     channel_errors = virtual.Transport.channel_errors + (
         NotFound, AccessRefused, PreconditionFailed, ResourceLocked, DeliveryError, LeaseExpired, PublishRejected,
-        MessageTooLarge, ChannelClosed)
+        MessageTooLarge, ChannelClosed, Unroutable)
 
     def __init__(self, client: Any, **kwargs: Any) -> None:
         super().__init__(client, **kwargs)
         self._broker: Optional[litemq.Connection] = None
         self._subscriptions: dict[str, Subscription] = {}
         self._waiting: Optional[litemq.ConsumerSet] = None
+        self._hub: Optional[HubWaiting] = None
+        self._returned: deque[Returned] = deque()
+        self._acking: set[Channel] = set()
+        self._hub_thread: Optional[int] = None
 
     def broker(self) -> litemq.Connection:
         """The litemq connection, opened on first use (so a connection kombu never uses opens nothing)."""
@@ -288,6 +364,10 @@ class Transport(virtual.Transport):
         return super().establish_connection()
 
     def close_connection(self, connection: Any) -> None:
+        self._settle()
+        if self._hub is not None:
+            self._hub.close()  # before the doorbells close under the hub's poll
+            self._hub = None
         super().close_connection(connection)
         if self._broker is not None:
             self._broker.close()
@@ -296,19 +376,94 @@ class Transport(virtual.Transport):
         self._waiting = None
 
     # --- consuming: every kombu consumer of the connection, waited for together
+    def register_with_event_loop(self, connection: Any, loop: Any) -> None:
+        """Wait on ``loop`` (kombu's hub, as a Celery worker has): deliveries reach their callbacks from the hub
+        when a doorbell rings, and ``drain_events`` is not needed."""
+        if self._hub is not None:
+            self._hub.close()
+        self._hub = HubWaiting(loop, self._consumer_set, self._deliver_ready, self._settle)
+        self._hub_thread = threading.get_ident()
+        self._hub.changed()
+
+    @property
+    def evented(self) -> bool:
+        """Whether a hub serves this connection and this is its thread (a threads pool acks from its own)."""
+        return self._hub is not None and threading.get_ident() == self._hub_thread
+
+    def acked(self, channel: Channel) -> None:
+        """A channel pipelined an ack: the hub commits it."""
+        self._acking.add(channel)
+        if self._hub is not None:
+            self._hub.acked()
+
+    def _settle(self) -> bool:
+        settled = False
+        while self._acking:
+            settled = self._acking.pop().settle() or settled
+        return settled
+
     def subscribed(self, subscription: Subscription) -> None:
         self._subscriptions[subscription.consumer.consumer_tag] = subscription
         self._waiting = None
+        self.room_changed()
 
     def unsubscribed(self, subscription: Subscription) -> None:
         self._subscriptions.pop(subscription.consumer.consumer_tag, None)
         self._waiting = None
+        self.room_changed()  # the hub stops watching its doorbell before it closes
+
+    def returned(self, returned: Returned) -> None:
+        """An unroutable mandatory message, handed back at the next drain_events or turn of the hub."""
+        self._returned.append(returned)
+        self.room_changed()
+
+    def _hand_back(self) -> bool:
+        if not self._returned:
+            return False
+        self._returned.popleft().hand_back()
+        return True
+
+    def room_changed(self) -> None:
+        """The consumers, or the room they have to claim (a new prefetch), changed: a hub looks again."""
+        if self._hub is not None:
+            self._hub.changed()
+
+    def _consumer_set(self) -> Optional[litemq.ConsumerSet]:
+        if not self._subscriptions:
+            return None
+        if self._waiting is None:
+            self._waiting = litemq.ConsumerSet([s.consumer for s in self._subscriptions.values()], None)
+        return self._waiting
+
+    def _deliver_ready(self, consumers: litemq.ConsumerSet) -> bool:
+        """Hand one ready delivery to its consumer's callback (or a returned message to its channel's), without
+        waiting; whether there was one."""
+        if self._hand_back():
+            return True
+        try:
+            delivery = consumers.next_claimed() or consumers._poll()
+        except QueueNotFound:
+            delivery = None  # the last consumed queue was deleted: its consumers are cancelled
+        self._drop_cancelled()
+        if delivery is None:
+            return False
+        self._dispatch(delivery)
+        return True
+
+    def _dispatch(self, delivery: litemq.Delivery) -> None:
+        subscription = self._subscriptions.get(delivery.consumer_tag or "")
+        if subscription is None:  # cancelled by another thread while it was claimed: back to its queue
+            _return(delivery)
+            return
+        subscription.callback(subscription.channel.message(delivery, subscription.consumer_tag))
 
     def drain_events(self, connection: Any, timeout: Optional[float] = None) -> None:
         """Deliver one message to its consumer's callback, waiting up to ``timeout`` seconds (forever when None)
         on the doorbells of all this connection's consumers; socket.timeout when none came."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            if self._hand_back():
+                return
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
             if not self._subscriptions:
                 # Nothing to wait for; a consumer started meanwhile (by another thread) is seen within a second.
@@ -316,10 +471,10 @@ class Transport(virtual.Transport):
                 if deadline is not None and time.monotonic() >= deadline:
                     raise socket.timeout()
                 continue
-            if self._waiting is None:
-                self._waiting = litemq.ConsumerSet([s.consumer for s in self._subscriptions.values()], None)
+            consumers = self._consumer_set()
+            assert consumers is not None
             try:
-                delivery = self._waiting.get(left)
+                delivery = consumers.get(left)
             except QueueNotFound:
                 delivery = None  # the last consumed queue was deleted: its consumers are cancelled
             self._drop_cancelled()
@@ -327,11 +482,7 @@ class Transport(virtual.Transport):
                 if deadline is not None and time.monotonic() >= deadline:
                     raise socket.timeout()
                 continue
-            subscription = self._subscriptions.get(delivery.consumer_tag or "")
-            if subscription is None:  # cancelled by another thread while it was claimed: back to its queue
-                _return(delivery)
-                continue
-            subscription.callback(subscription.channel.message(delivery, subscription.consumer_tag))
+            self._dispatch(delivery)
             return
 
     def _drop_cancelled(self) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import litemq.kombu  # noqa: F401  (registers the litemq:// scheme with kombu)
 from celery import Celery
+from celery.worker.control import inspect_command
 from kombu import Queue
 from kombu.common import Broadcast
 
@@ -26,13 +27,15 @@ app.conf.update(
     worker_hijack_root_logger=False,
     worker_prefetch_multiplier=int(os.environ.get("CELERY_TEST_PREFETCH_MULTIPLIER", "4")),
     result_expires=None,
-    # A prefork worker on a transport that is not asynchronous (this one, kombu's SQLAlchemy one) otherwise stops
-    # taking messages while all its children are busy, remote control included; it then holds its prefetch, as
-    # on RabbitMQ (see README, Celery and kombu).
-    worker_pool_putlocks=False,
     # Workers choose among these with -Q; "broadcast" is a fanout exchange with a queue of its own per worker.
     task_queues=[Queue("celery"), Queue("solo"), Queue("prefork"), Broadcast("broadcast")],
 )
+
+
+@inspect_command()
+def event_loop(state: Any) -> str:
+    """Which of Celery's loops the worker runs: asynloop (its hub) or synloop (blocking drain_events)."""
+    return str(state.consumer.loop.__name__)
 
 
 def record(event: str, mark: str, **fields: Any) -> None:

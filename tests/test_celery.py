@@ -1,8 +1,8 @@
 """Celery on litemq: real ``celery worker`` processes (prefork and solo pools) on a temp file run tasks, answer
 remote control, hold countdown tasks without running them twice, and get a killed worker's task back.
 
-SQLite only: a worker takes about a second to start, and these tests are about Celery's use of the transport
-(which test_kombu.py checks on both engines), not about the engines; PostgreSQL would double their time.
+SQLite but for one test: a worker takes about a second to start, and these tests are about Celery's use of the
+transport (which test_kombu.py checks on both engines), not about the engines; PostgreSQL would double their time.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from kombu.common import Broadcast  # noqa: E402
 import litemq  # noqa: E402
 import litemq.kombu  # noqa: E402,F401
 from conftest import REPO  # noqa: E402
+from test_kombu import kombu_url  # noqa: E402
 
 CELERY = str(Path(sys.executable).with_name("celery"))
 START_SECONDS = 30.0
@@ -144,6 +145,12 @@ def test_inspect_ping_is_answered_by_both_workers(workers: Workers) -> None:
     assert replies == {workers.node("solo"): {"ok": "pong"}, workers.node("prefork"): {"ok": "pong"}}
 
 
+def test_both_pools_wait_on_celerys_event_loop(workers: Workers) -> None:
+    # The transport is asynchronous: the worker's hub watches its consumers' doorbells (no blocking drain_events).
+    replies = workers.client.control.inspect(timeout=1.0)._request("event_loop")
+    assert replies == {workers.node("solo"): "asynloop", workers.node("prefork"): "asynloop"}
+
+
 def test_a_broadcast_queue_gives_every_worker_the_task(workers: Workers) -> None:
     workers.client.send_task("celery_app.run_once", ("broadcast",), queue="broadcast")
     runs = workers.wait_for(lambda: len(workers.records(mark="broadcast")) >= 2 and workers.records(mark="broadcast"))
@@ -198,8 +205,8 @@ def test_a_task_retries_after_its_countdown_until_it_succeeds(workers: Workers) 
 
 def test_a_prefork_worker_holds_its_prefetch_of_late_acked_tasks_and_no_more(workers: Workers) -> None:
     # Prefetch multiplier 4 times concurrency 2: the prefork worker holds 8 unacked tasks (2 running, 6 waiting
-    # in the worker), and the queue keeps the rest for other workers, as on RabbitMQ (with worker_pool_putlocks
-    # off: see celery_app.py).
+    # in the worker), and the queue keeps the rest for other workers, as on RabbitMQ; its event loop answers
+    # remote control meanwhile.
     sent = [workers.client.send_task("celery_app.slow", (f"prefetch-{i}", 2.0), queue="prefork") for i in range(12)]
     with litemq.connect(workers.directory / "celery.db") as conn:
         def ready() -> int:
@@ -249,6 +256,38 @@ def test_a_chord_runs_its_callback_with_the_database_result_backend_in_the_same_
     add, total = pair.client.signature("celery_app.add"), pair.client.signature("celery_app.total")
     result = chord(add.clone((i, i)) for i in range(4))(total)
     assert result.get(timeout=20) == 12
+
+
+def test_a_worker_runs_celerys_event_loop_and_a_warm_shutdown_finishes_the_task_in_hand(tmp_path: Path) -> None:
+    crew = Workers(tmp_path, f"litemq:///{tmp_path}/app.db")
+    try:
+        crew.start("solo")
+        crew.wait_ready("solo")
+        assert crew.client.control.inspect(timeout=1.0)._request("event_loop") == {crew.node("solo"): "asynloop"}
+        result = crew.client.send_task("celery_app.slow", ("warm", 1.0))
+        crew.wait_for(lambda: crew.records(mark="warm", event="start"))
+        worker = crew.processes["solo"]
+        os.kill(worker.pid, signal.SIGTERM)
+        assert worker.wait(20) == 0, crew.log("solo")
+        assert result.get(timeout=1) == "warm"  # its result was sent before the worker went
+        assert len(crew.records(mark="warm", event="end")) == 1
+        with litemq.connect(tmp_path / "app.db") as conn:
+            assert conn.declare_queue("celery", passive=True).message_count == 0  # acked, not returned
+    finally:
+        crew.close()
+
+
+def test_a_worker_on_either_engine_runs_tasks_and_answers_remote_control(db_path: str, tmp_path: Path) -> None:
+    # The one test of this module on PostgreSQL too (litemq+postgresql://...): the transport is the same code.
+    crew = Workers(tmp_path, kombu_url(db_path))
+    try:
+        crew.start("either")
+        crew.wait_ready("either")
+        add = crew.client.signature("celery_app.add")
+        assert group(add.clone((i, 1)) for i in range(5)).apply_async().get(timeout=20) == [1, 2, 3, 4, 5]
+        assert crew.client.control.inspect(timeout=1.0)._request("event_loop") == {crew.node("either"): "asynloop"}
+    finally:
+        crew.close()
 
 
 def test_broker_transport_names_the_transport_for_a_url_litemq_opens(tmp_path: Path) -> None:

@@ -10,13 +10,14 @@ import socket
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
 pytest.importorskip("kombu")
 
 from kombu import Connection, Consumer, Exchange, Producer, Queue  # noqa: E402
+from kombu.asynchronous import Hub  # noqa: E402
 
 import kombu_workers  # noqa: E402
 import litemq  # noqa: E402
@@ -182,6 +183,15 @@ def test_message_ttl_expires_waiting_messages(connection: Connection) -> None:
     simple.close()
 
 
+def test_queue_expiry_deletes_a_queue_left_unused(url: str, connection: Connection) -> None:
+    Queue("fleeting", routing_key="fleeting", expires=0.2)(connection.default_channel).declare()  # x-expires
+    time.sleep(0.4)  # unused: no consumer, no declare, no get (each would restart its countdown)
+    with Connection(url) as other:
+        other.SimpleQueue("busy").put("x")
+        assert receive(other, "busy") == "x"  # a claim: whoever claims or waits first does what fell due
+        assert not other.default_channel._has_queue("fleeting")
+
+
 # --- waiting: litemq's doorbells, no polling interval
 def test_a_waiting_consumer_wakes_on_a_publish_from_another_process(url: str, processes: Processes,
                                                                     connection: Connection) -> None:
@@ -217,6 +227,134 @@ def test_deleting_a_consumed_queue_cancels_its_consumer_and_the_others_go_on(url
             Producer(other.default_channel).publish("still here", routing_key="lasting")
             connection.drain_events(timeout=WAIT)
     assert got == ["still here"]
+
+
+# --- waiting on kombu's event loop (a Celery worker's hub)
+def run_hub(hub: Hub, until: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Turn the hub's loop until ``until()`` or ``timeout`` seconds."""
+    loop = hub.create_loop()
+    deadline = time.monotonic() + timeout
+    while not until() and time.monotonic() < deadline:
+        next(loop)
+
+
+def test_the_transport_says_it_is_asynchronous_so_celery_runs_its_event_loop(connection: Connection) -> None:
+    assert connection.transport.implements.asynchronous is True
+    assert connection.is_evented
+
+
+def test_a_consumer_on_the_hub_gets_messages_from_another_process_without_drain_events(
+        url: str, processes: Processes, connection: Connection) -> None:
+    hub = Hub()
+    connection.transport.register_with_event_loop(connection.connection, hub)
+    got: list[Any] = []
+    consumer = Consumer(connection, [Queue("evented")], callbacks=[lambda body, message: (got.append(body),
+                                                                                         message.ack())])
+    consumer.qos(prefetch_count=4)
+    with consumer:
+        processes.start(kombu_workers.publish_later, url, "evented", 0.2, 3)
+        run_hub(hub, lambda: len(got) == 3)
+        assert [set(body) for body in got] == [{"sent"}] * 3
+        run_hub(hub, lambda: False, timeout=0.3)  # nothing more, and no error, while idle
+    assert len(got) == 3
+    processes.join_all(WAIT)
+    hub.close()
+
+
+def test_the_hub_stops_watching_a_cancelled_consumers_doorbell_and_serves_the_others(
+        connection: Connection) -> None:
+    hub = Hub()
+    connection.transport.register_with_event_loop(connection.connection, hub)
+    got: list[Any] = []
+    keep = Consumer(connection, [Queue("kept")], callbacks=[lambda body, message: (got.append(body), message.ack())])
+    gone = Consumer(connection.channel(), [Queue("cancelled")], callbacks=[lambda body, message: got.append(body)])
+    with keep:
+        gone.consume()
+        watched = set(hub.readers)
+        gone.cancel()
+        assert len(set(hub.readers)) == len(watched) - 1  # its doorbell, before it closed
+        producer = Producer(connection.default_channel)
+        producer.publish("not for me", routing_key="cancelled")
+        producer.publish("for me", routing_key="kept")
+        run_hub(hub, lambda: bool(got))
+    assert got == ["for me"]
+    hub.close()
+
+
+def test_raising_the_prefetch_on_the_hub_claims_what_waited(connection: Connection) -> None:
+    hub = Hub()
+    connection.transport.register_with_event_loop(connection.connection, hub)
+    producer = Producer(connection.default_channel)
+    for n in range(3):
+        producer.publish(n, routing_key="held", declare=[Queue("held")])
+    got: list[Any] = []
+    consumer = Consumer(connection.channel(), [Queue("held")], callbacks=[lambda body, message: got.append(message)])
+    consumer.qos(prefetch_count=1)
+    with consumer:
+        run_hub(hub, lambda: len(got) > 1, timeout=0.5)
+        assert [message.payload for message in got] == [0]
+        consumer.qos(prefetch_count=3)  # as Celery does for an ETA task it holds
+        run_hub(hub, lambda: len(got) == 3, timeout=5.0)  # the file did not change: the new room tells the hub
+    assert [message.payload for message in got] == [0, 1, 2]
+    hub.close()
+
+
+def test_acks_made_on_the_hub_commit_between_its_batches_and_at_close(url: str) -> None:
+    hub = Hub()
+    with Connection(url) as connection:
+        connection.transport.register_with_event_loop(connection.connection, hub)
+        producer = Producer(connection.default_channel)
+        for n in range(6):
+            producer.publish(n, routing_key="piped", declare=[Queue("piped")])
+        got: list[Any] = []
+        consumer = Consumer(connection.channel(), [Queue("piped")],
+                            callbacks=[lambda body, message: (got.append(message), body < 4 and message.ack())])
+        consumer.qos(prefetch_count=2)  # the messages after the first two come only as acks commit
+        with consumer:
+            run_hub(hub, lambda: len(got) == 6)
+            assert [message.payload for message in got] == [0, 1, 2, 3, 4, 5]
+            for message in got[4:]:
+                message.ack()  # pipelined outside a turn: committed on the hub's next turn, or (here) at close
+    with Connection(url) as other:
+        assert other.default_channel.queue_declare("piped", passive=True).message_count == 0  # none requeued
+    hub.close()
+
+
+# --- mandatory publishes: basic.return, as on RabbitMQ through py-amqp
+def test_an_unroutable_mandatory_message_comes_back_to_on_return_at_the_next_drain(
+        connection: Connection) -> None:
+    returned: list[tuple[Any, ...]] = []
+    exchange = Exchange("routes-nowhere", "direct")
+    producer = Producer(connection.channel(), exchange=exchange, on_return=lambda *args: returned.append(args))
+    producer.publish({"n": 1}, routing_key="nobody", mandatory=True, declare=[exchange], headers={"h": 1})
+    assert returned == []  # RabbitMQ's basic.return arrives after the publish, read by drain_events
+    with pytest.raises(socket.timeout):
+        connection.drain_events(timeout=0.1)  # the return is this drain's event: it waits no more
+        connection.drain_events(timeout=0.1)
+    [(error, exchange_name, routing_key, message)] = returned
+    assert (error.reply_code, exchange_name, routing_key) == (312, "routes-nowhere", "nobody")
+    assert isinstance(error, litemq.Unroutable)
+    assert (message.payload, message.headers) == ({"n": 1}, {"h": 1})
+    producer.publish({"n": 2}, routing_key="nobody")  # not mandatory: dropped, as RabbitMQ drops it
+    with pytest.raises(socket.timeout):
+        connection.drain_events(timeout=0.1)
+    assert len(returned) == 1
+
+
+def test_a_returned_message_without_on_return_raises_from_drain_events(connection: Connection) -> None:
+    producer = Producer(connection.channel())
+    producer.publish("lost", exchange="amq.direct", routing_key="nobody", mandatory=True)
+    with pytest.raises(litemq.Unroutable, match="nobody"):  # py-amqp raises its ChannelError 312 there
+        connection.drain_events(timeout=WAIT)
+    assert connection.default_channel.queue_declare("after", passive=False).queue == "after"  # the channel lives
+
+
+def test_a_routable_mandatory_message_is_stored_and_nothing_comes_back(connection: Connection) -> None:
+    returned: list[Any] = []
+    producer = Producer(connection.channel(), on_return=lambda *args: returned.append(args))
+    producer.publish("kept", routing_key="present", declare=[Queue("present")], mandatory=True)
+    assert receive(connection, "present") == "kept"
+    assert returned == []
 
 
 # --- URLs and the import

@@ -229,6 +229,19 @@ def test_values_tagged_the_way_older_files_tagged_them_are_still_read() -> None:
         {"b": b"\x00\xff", "d": Decimal("1.10"), "t": dt.datetime(2024, 2, 29, 12, 0), "f": math.inf})
 
 
+def test_stored_properties_are_checked_as_the_constructor_checks_them_but_for_header_values() -> None:
+    from litemq.message import decode_properties
+
+    assert decode_properties('{"type": "x", "headers": {"k": [1, null]}}') == Properties(type="x",
+                                                                                          headers={"k": [1, None]})
+    with pytest.raises(ValueError, match="priority"):
+        decode_properties('{"priority": 300}')  # a row written by hand
+    with pytest.raises(TypeError, match="bogus"):
+        decode_properties('{"bogus": 1}')
+    with pytest.raises(TypeError, match="headers"):
+        decode_properties('{"headers": [1]}')
+
+
 def test_tuples_in_headers_come_back_as_lists(conn: litemq.Connection) -> None:
     got = round_trip(conn, properties=Properties(headers={"pair": (1, "b"), "nested": [(2,)]})).properties
     assert exact(got.headers) == exact({"pair": [1, "b"], "nested": [[2]]})

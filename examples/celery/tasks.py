@@ -18,9 +18,6 @@ app = Celery("tasks",
              # outlive the client, use a database backend: "db+sqlite:///celery-results.db" (pip install sqlalchemy).
              backend="rpc://")
 app.conf.task_acks_late = True  # a task whose worker dies is run again by another worker
-# A prefork worker keeps taking tasks (up to its prefetch) and answering remote control while its children are
-# busy: without this, Celery blocks on transports that are not asynchronous, as this one is.
-app.conf.worker_pool_putlocks = False
 
 
 @app.task

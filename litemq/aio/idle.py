@@ -21,7 +21,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any, Generator, Optional, Union
 
-from ..consumer import Consumer, Nap, Waiter, _has_work, ready_counts
+from ..consumer import Consumer, Nap, Waiter, claim_found_work
 from ..log import logger
 from ..store.waiting import POLL_MAX_SECONDS, POLL_MIN_SECONDS, POLLED, drain
 from .worker import Worker
@@ -269,20 +269,7 @@ def _step(steps: Steps, woke: Optional[socket.socket], consumers: list[Consumer]
         return steps.send(woke)
     except StopIteration:
         pass
-    store = consumers[0]._store
-    failed: dict[Consumer, BaseException] = {}
-    with store.lock:
-        counts = dict(zip(consumers, ready_counts(store, consumers)))
-        ready = [c for c in consumers if c.finishing or not c.active or _has_work(counts[c], c)]
-        for consumer in ready:
-            # Claimed here, in the step that found the work, rather than in a call of its own after the wake; not
-            # where the queue is gone: that claim cancels the consumer, closing the doorbell the loop still watches.
-            if consumer.active and not consumer.finishing and counts[consumer] and not consumer._buffer \
-                    and consumer._room() > 0:
-                try:
-                    consumer._fill()
-                except Exception as exc:  # the queue deleted, ...: its consumer meets it, as its own claim would
-                    failed[consumer] = exc
+    ready, failed = claim_found_work(consumers)
     return _Done(ready, failed)
 
 

@@ -1,0 +1,296 @@
+"""Waiting on kombu's event loop (the hub of a Celery worker), so a worker's consumers sleep in the same poll as
+its pool and timers, with no thread and no blocking call.
+
+The hub watches every consumer's doorbell for as long as the consumer lives. When one rings (or the transport rings
+one itself to be called back), the waiting hands out what is ready, a few deliveries at a time, and then takes up
+the connection's ``Waiter`` again: its naps become the hub's readers (other connections' hang-up watches) and one
+timer; what woke a nap is sent back to the waiter's steps, as the asyncio consumers do (``litemq.aio.idle``). Where
+doorbells have no socket, a nap polls the store's change counter on the hub's timer, with backoff.
+
+It needs of the hub only ``add_reader``, ``remove_reader``, ``readers`` and ``call_later`` (kombu's ``Hub``), and
+imports nothing of kombu.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import time
+from typing import Any, Callable, Generator, Optional
+
+from .consumer import Consumer, ConsumerSet, Nap, claim_found_work
+from .store.waiting import POLL_MAX_SECONDS, POLL_MIN_SECONDS, POLLED, drain
+
+DISPATCH_BATCH = 8
+"""Deliveries handed out per turn of the hub before it serves its other readers (a prefork pool's pipes, remote
+control is one of the consumers): then a doorbell rung by the transport itself brings it back."""
+LOOKS_BEFORE_NAP = 3
+"""Times in a row the waiter may find work that no claim then delivers (a consumer without room, a queue deleted)
+before the hub is given a turn."""
+
+Steps = Generator[Nap, Optional[socket.socket], Optional[socket.socket]]
+
+
+class HubWaiting:
+    """The consumers of one kombu connection, waited for on ``hub``. ``consumers()`` is their current set (None:
+    none); ``deliver(consumers)`` hands one ready delivery to its callback and says whether there was one;
+    ``settle()`` commits the acks made meanwhile, after each batch (or on the hub's next turn: ``acked``)."""
+
+    def __init__(self, hub: Any, consumers: Callable[[], Optional[ConsumerSet]],
+                 deliver: Callable[[ConsumerSet], bool], settle: Callable[[], bool]) -> None:
+        self.hub = hub
+        self._consumers = consumers
+        self._deliver = deliver
+        self._settle = settle
+        """Commits the acks the deliveries' callbacks made; whether there were any."""
+        self._settling = False
+        self._doorbells: dict[int, socket.socket] = {}
+        """Doorbell sockets the hub watches, by descriptor."""
+        self._others: dict[int, socket.socket] = {}
+        """The nap's other sockets (hang-up watches) the hub watches, by descriptor."""
+        self._steps: Optional[Steps] = None
+        self._napping: list[Consumer] = []
+        self._hearing = False
+        """The nap under way hears doorbells (not while the waiter hushes them)."""
+        self._rang: Optional[socket.socket] = None
+        """A doorbell that rang while no nap heard it."""
+        self._timer: Any = None
+        self._serving = False
+        self._again = False
+        self.closed = False
+
+    # --- what the transport tells it
+    def changed(self) -> None:
+        """The consumers, or their room, changed (a consume, a cancel, a new prefetch): the nap under way ends,
+        the hub watches the doorbells of the consumers there are now, and it looks again on its next turn."""
+        if self.closed:
+            return
+        self._end_nap()
+        consumers = self._consumers()
+        active = [c for c in consumers.consumers if c.active] if consumers is not None else []
+        self._watch(active)
+        if self._serving:
+            self._again = True
+        elif active:
+            self._call_back(active)
+
+    def acked(self) -> None:
+        """An ack was made outside a batch (a prefork pool's, from its result pipe, or Celery's own callbacks):
+        commit it on the hub's next turn, with any others made meanwhile. A doorbell rung by this process wakes
+        the hub's poll for that (a call_soon made from a callback of the hub's ready list would wait out the
+        poll's timeout)."""
+        if self._serving or self._settling:
+            return
+        self._settling = True
+        consumers = self._consumers()
+        for consumer in consumers.consumers if consumers is not None else []:
+            if consumer.active and consumer.doorbell.socket is not None:
+                consumer.doorbell.ring()
+                return
+        self.hub.call_later(0.0, self._settle_now)
+
+    def _settle_now(self) -> None:
+        """Commit pipelined acks (the waiter then sees the file changed, and the room their refills claimed)."""
+        if self._settling:
+            self._settling = False
+            self._settle()
+
+    def close(self) -> None:
+        """Stop waiting: the hub watches nothing of this connection any more (its doorbells may then close)."""
+        self.closed = True
+        self._end_nap()
+        self._watch([])
+
+    # --- serving
+    def serve(self) -> None:
+        """Hand out what is ready (a batch at most), then wait on the hub."""
+        if self.closed:
+            return
+        if self._serving:
+            self._again = True
+            return
+        self._end_nap()
+        self._serving = True
+        try:
+            for _ in range(LOOKS_BEFORE_NAP):
+                self._again = False
+                consumers = self._consumers()
+                if consumers is None:
+                    self._watch([])
+                    return
+                self._watch([c for c in consumers.consumers if c.active])
+                for _ in range(DISPATCH_BATCH):
+                    if not self._deliver(consumers):
+                        break
+                else:
+                    self._settle()
+                    self._call_back(consumers.consumers)  # more may be ready: after the hub's other work
+                    return
+                if self._settle():
+                    continue  # the acks' transaction claimed what their room allows
+                consumers = self._consumers()
+                active = [c for c in consumers.consumers if c.active] if consumers is not None else []
+                self._watch(active)
+                if not active:
+                    return
+                if self._again:
+                    continue
+                self._napping = active
+                for consumer in active:
+                    consumer.waiting = True  # an ack that claims for it (in this thread) rings its doorbell
+                self._steps = consumers._waiter.waiting(active, None)
+                try:
+                    nap = next(self._steps)
+                except StopIteration:
+                    self._found_work()
+                    continue
+                self._take(nap)
+                return
+            self._call_back(self._napping or [])
+        finally:
+            self._serving = False
+
+    def _advance(self, woke: Optional[socket.socket]) -> None:
+        """Send the waiter what ended its nap: it naps again, or its wait is over and the hub serves."""
+        steps = self._steps
+        self._end_nap(keep_steps=True)
+        if steps is None:
+            self.serve()
+            return
+        try:
+            nap = steps.send(woke)
+        except StopIteration:
+            self._found_work()
+            self.serve()
+            return
+        self._take(nap)
+
+    def _found_work(self) -> None:
+        """The waiter's wait ended: claim where it found work, so that serving hands it out without reading each
+        queue again (a claim that failed is met again by the serving's own claim)."""
+        napping = self._napping
+        self._stop_steps()
+        if napping:
+            claim_found_work(napping)
+
+    # --- naps
+    def _take(self, nap: Nap) -> None:
+        if any(bell.socket is None for bell in nap.doorbells):
+            self._poll(nap, time.monotonic() + nap.timeout, POLL_MIN_SECONDS)
+            return
+        self._hearing = bool(nap.doorbells)
+        if self._hearing and self._rang is not None:
+            rang, self._rang = self._rang, None
+            self._advance(rang)
+            return
+        for sock in nap.sockets:
+            try:
+                fd = sock.fileno()
+                self.hub.add_reader(fd, self._on_other, sock)
+            except (OSError, ValueError):  # closed meanwhile: its connection is looked for at once
+                self._advance(sock)
+                return
+            self._others[fd] = sock
+        self._timer = self.hub.call_later(max(0.0, nap.timeout), self._on_timer)
+
+    def _poll(self, nap: Nap, deadline: float, pause: float) -> None:
+        # No doorbell sockets: look at the store's change counter on the hub's timer, backing off.
+        readable = [sock for sock in nap.sockets if _readable(sock)]
+        if readable:
+            self._advance(readable[0])
+            return
+        if self._steps is not None and self._napping and self._changed():
+            self._advance(POLLED)  # type: ignore[arg-type]
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            self._advance(None)
+            return
+        self._timer = self.hub.call_later(min(pause, left), self._on_poll, nap, deadline,
+                                          min(2 * pause, POLL_MAX_SECONDS))
+
+    def _changed(self) -> bool:
+        consumers = self._consumers()
+        return consumers is not None and consumers._waiter._file_unseen()
+
+    def _end_nap(self, keep_steps: bool = False) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for fd, sock in list(self._others.items()):
+            self._unwatch(fd, sock, self._on_other)
+        self._others.clear()
+        self._hearing = False
+        if not keep_steps:
+            self._stop_steps()
+
+    def _stop_steps(self) -> None:
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
+        for consumer in self._napping:
+            consumer.waiting = False
+        self._napping = []
+
+    # --- the hub's callbacks
+    def _on_doorbell(self, sock: socket.socket) -> None:
+        drain(sock)
+        self._settle_now()
+        if self._steps is None:
+            self.serve()
+        elif self._hearing:
+            self._advance(sock)
+        else:
+            self._rang = sock  # hushed: the next nap that hears doorbells hears this one
+
+    def _on_other(self, sock: socket.socket) -> None:
+        self._advance(sock)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._settle_now()
+        self._advance(None)
+
+    def _on_poll(self, nap: Nap, deadline: float, pause: float) -> None:
+        self._timer = None
+        self._poll(nap, deadline, pause)
+
+    # --- the hub's readers
+    def _watch(self, consumers: list[Consumer]) -> None:
+        """The hub watches exactly these consumers' doorbells."""
+        wanted: dict[int, socket.socket] = {}
+        for consumer in consumers:
+            sock = consumer.doorbell.socket
+            if sock is not None and sock.fileno() >= 0:
+                wanted[sock.fileno()] = sock
+        for fd, sock in list(self._doorbells.items()):
+            if wanted.get(fd) is not sock:
+                self._unwatch(fd, sock, self._on_doorbell)
+                del self._doorbells[fd]
+        for fd, sock in wanted.items():
+            if fd not in self._doorbells:
+                self.hub.add_reader(fd, self._on_doorbell, sock)
+                self._doorbells[fd] = sock
+
+    def _unwatch(self, fd: int, sock: socket.socket, callback: Callable[..., None]) -> None:
+        # Only while the hub still has this socket under this callback: a socket closed under the hub (a consumer
+        # whose queue was deleted) may have left its descriptor to another reader since.
+        if self.hub.readers.get(fd) == (callback, (sock,)):
+            self.hub.remove_reader(fd)
+
+    def _call_back(self, consumers: list[Consumer]) -> None:
+        """Be called back on the hub's next turn: a doorbell rung by this process (the hub's poll then returns at
+        once, after serving the other readers that are ready)."""
+        for consumer in consumers:
+            if consumer.active and consumer.doorbell.socket is not None:
+                self._stop_steps()
+                consumer.doorbell.ring()
+                return
+        self._timer = self.hub.call_later(0.0, self._on_timer)
+
+
+def _readable(sock: socket.socket) -> bool:
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):  # closed meanwhile: its connection's death is looked for anyway
+        return True
