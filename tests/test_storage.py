@@ -274,6 +274,12 @@ def test_the_setting_belongs_to_the_connection_not_the_file(db_path: str) -> Non
         assert (pragma(full, "synchronous"), pragma(normal, "synchronous")) == (2, 1)
 
 
+@pytest.mark.sqlite_only
+def test_temporary_structures_stay_in_memory(conn: litemq.Connection) -> None:
+    # A statement journal in a temporary file was freed and faulted in again at every claim and publish.
+    assert pragma(conn, "temp_store") == 2  # MEMORY
+
+
 @pytest.mark.parametrize("synchronous", ["bogus", "OFF", "EXTRA", 2, None])
 def test_an_unknown_synchronous_setting_is_a_value_error_and_creates_no_file(db_path: str,
                                                                              synchronous: Any) -> None:

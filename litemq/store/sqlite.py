@@ -22,16 +22,17 @@ from .sqlite_sql import (ACK, BATCH_ROWS, CLAIM, CLAIM_AND_DELETE, CLAIM_AND_DEL
                          CLAIM_AS_DEFAULT_CONSUMER, COUNT_TAKEN, COUNTS_WITH, COUNTS_WITH_FIRST, COUNTS_WITH_QUEUES,
                          DELETE_BINDING, DELETE_BINDINGS_OF_EXCHANGE, DELETE_BINDINGS_TO_QUEUE, DELETE_CONNECTION,
                          DELETE_CONNECTION_CONSUMERS, DELETE_CONSUMER, DELETE_EXCHANGE, DELETE_QUEUE,
-                         DELETE_QUEUE_CONSUMERS, DELETE_QUEUE_MESSAGES, DROP, INSERT_BINDING, INSERT_BODY,
+                         DELETE_QUEUE_CONSUMERS, DELETE_QUEUE_MESSAGES, DELETE_READY, DROP, INSERT_BINDING, INSERT_BODY,
                          INSERT_CONNECTION, INSERT_CONSUMER, INSERT_COPIES, INSERT_DELAYED, INSERT_EXCHANGE,
-                         INSERT_MESSAGE, INSERT_MESSAGES, INSERT_QUEUE, OUT_OF_ROW_BYTES, PURGE_READY,
+                         INSERT_MESSAGE, INSERT_MESSAGES, INSERT_QUEUE, LEASE_READY, NEXT_READY,
+                         NEXT_READY_AS_DEFAULT_CONSUMER, OUT_OF_ROW_BYTES, PURGE_READY,
                          RELEASE_CONNECTION, RELEASE_OWNER, RENEW_LEASE, REQUEUE, RETURN_EXPIRED,
                          SELECT_ALL_CONSUMERS, SELECT_ARRIVAL_DEADLINES, SELECT_CONNECTION, SELECT_CONNECTION_IDS,
                          SELECT_CONSUMERS_OF, SELECT_CONSUMER_COUNT, SELECT_CONSUMER_RANKING, SELECT_DEADLINES,
                          SELECT_DEFAULT_CONSUMER_RANKING, SELECT_DUE, SELECT_EXCHANGE, SELECT_EXCLUSIVE_CONSUMER,
                          SELECT_EXPIRED_QUEUES, SELECT_FIRST_CONSUMER, SELECT_HAS_BINDINGS, SELECT_IS_DESTINATION,
                          SELECT_NEXT_EXPIRIES, SELECT_NEXT_EXPIRY, SELECT_OWNED_QUEUES, SELECT_QUEUE,
-                         SELECT_QUEUE_CREATED_AT, SELECT_READY_COUNT, SELECT_REGISTRATION, SELECT_ROUTE,
+                         SELECT_QUEUE_CREATED_AT, SELECT_QUEUE_DUE, SELECT_READY_COUNT, SELECT_REGISTRATION, SELECT_ROUTE,
                          SELECT_ROUTING_VERSION, SELECT_UNACKED_COUNT, SET_CONSUMER_ROOM, SET_QUEUE_EXPIRY, TAKE_DUE,
                          TAKE_EXPIRED, TAKE_HEAD, TAKE_READY, padded)
 
@@ -289,16 +290,30 @@ class SQLiteStore(SQLiteConnection):
               default_consumer: bool = False) -> list[MessageRow]:
         """Lease up to ``limit`` ready messages, in delivery order, to ``owner`` with ``token``. For a
         ``default_consumer`` (priority 0): none while a consumer of higher priority has room."""
+        if limit == 1:
+            row = self._next_ready(queue, default_consumer)
+            if row is not None:
+                self._db.execute(LEASE_READY, (owner, token, lease_expires_at, row[0]))
+                return [MessageRow(*row)]
+            return []
         statement = CLAIM_AS_DEFAULT_CONSUMER if default_consumer else CLAIM
         rows = self._db.execute(statement, (owner, token, lease_expires_at, queue, limit)).fetchall()
         return self._taken(rows)
+
+    def _next_ready(self, queue: str, default_consumer: bool) -> Optional[tuple[Any, ...]]:
+        """The next ready message as a claim returns it, to be leased or deleted by id (``NEXT_READY``)."""
+        return self._db.execute(NEXT_READY_AS_DEFAULT_CONSUMER if default_consumer else NEXT_READY,
+                                (queue,)).fetchone()
 
     def claim_with_queue(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float,
                          now: float, *, auto_ack: bool = False
                          ) -> tuple[Optional[QueueRow], Optional[float], Optional[list[MessageRow]]]:
         """The queue, when it is due, and a claim when it exists, has no arguments and nothing is due."""
-        row, due = self.queue(queue), self.next_due(queue)
-        if row is None or row.arguments is not None or (due is not None and due <= now):
+        found = self._db.execute(SELECT_QUEUE_DUE, (queue,)).fetchone()
+        if found is None:
+            return None, None, None
+        row, due = QueueRow(bool(found[0]), bool(found[1]), bool(found[2]), *found[3:8]), _earliest(found[8:])
+        if row.arguments is not None or (due is not None and due <= now):
             return row, due, None
         if auto_ack:
             return row, due, self.claim_and_delete(queue, limit)
@@ -307,6 +322,12 @@ class SQLiteStore(SQLiteConnection):
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (``default_consumer``: as
         ``claim``)."""
+        if limit == 1:
+            row = self._next_ready(queue, default_consumer)
+            if row is not None:
+                self._db.execute(DELETE_READY, (row[0],))
+                return [MessageRow(*row)]
+            return []
         statement = CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else CLAIM_AND_DELETE
         taken = self._taken(self._db.execute(statement, (queue, limit)).fetchall())
         if taken:

@@ -122,6 +122,26 @@ CLAIM_AS_DEFAULT_CONSUMER = _as_default_consumer(
     "delivery_count = delivery_count + 1 WHERE id IN ({ready}) {ranking}", 4, 5, "delivery_count")
 CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER = _as_default_consumer(
     "DELETE FROM litemq_messages WHERE id IN ({ready}) {ranking}", 1, 2, "delivery_count + 1")
+# A claim of one message, the common case (a get, a consumer with prefetch 1): the next ready message read, then
+# leased or deleted by its id. RETURNING and ``id IN (SELECT ...)`` each build a temporary b-tree per statement
+# (one to hold the rows returned, one for the ids): callgrind counted 294,000 instructions per claim + ack with
+# CLAIM, 230,000 read then leased. Inside the write transaction nothing can claim it in between.
+_OTHER_PRIORITIES = "SELECT 1 FROM litemq_consumers WHERE queue = ?1 AND priority != 0 AND priority"
+
+
+def _next_ready(below: str = "", ranking: str = "") -> str:
+    return (f"SELECT id, exchange, routing_key, {BODY}, properties, delivery_count + 1, priority{below} "
+            f"FROM litemq_messages WHERE queue = ?1 AND lease_token IS NULL AND visible_at IS NULL {ranking}"
+            "ORDER BY priority DESC, id LIMIT 1")
+
+
+NEXT_READY = _next_ready()
+# As a priority-0 consumer's (``_as_default_consumer`` below).
+NEXT_READY_AS_DEFAULT_CONSUMER = _next_ready(f", EXISTS ({_OTHER_PRIORITIES} < 0)",
+                                             f"AND NOT EXISTS ({_OTHER_PRIORITIES} > 0 AND has_room) ")
+LEASE_READY = ("UPDATE litemq_messages SET lease_owner = ?, lease_token = ?, lease_expires_at = ?, "
+               "delivery_count = delivery_count + 1 WHERE id = ?")
+DELETE_READY = "DELETE FROM litemq_messages WHERE id = ?"
 TAKE_HEAD = f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) {_TAKEN}"
 TAKE_EXPIRED = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages "
                 f"WHERE expires_at <= ? AND lease_token IS NULL ORDER BY expires_at LIMIT ?) {_TAKEN}")
@@ -146,6 +166,10 @@ SELECT_NEXT_EXPIRIES = ("SELECT queue, min(lease_expires_at) FROM litemq_message
                         f"AND queue IN ({', '.join(f'?{1 + i}' for i in range(COPIES))}) GROUP BY queue")
 # The same with the deadlines: what a get must settle first, if it is due.
 SELECT_DUE = f"SELECT ({SELECT_NEXT_EXPIRY}), {_DELAYED_DUE}, {_MESSAGE_EXPIRY}, {_QUEUE_EXPIRY}"
+# A get's first read: the queue (SELECT_QUEUE's columns) and SELECT_DUE's deadlines, in one statement.
+SELECT_QUEUE_DUE = (SELECT_QUEUE.replace(" FROM litemq_queues", f", ({SELECT_NEXT_EXPIRY.replace('?', 'litemq_queues.name')}), "
+                                                                f"{_DELAYED_DUE}, {_MESSAGE_EXPIRY}, {_QUEUE_EXPIRY} "
+                                                                "FROM litemq_queues"))
 SELECT_READY_COUNT = "SELECT ready_count FROM litemq_queues WHERE name = ?"
 SELECT_CONSUMERS_OF = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers WHERE queue = ?"
 SELECT_ALL_CONSUMERS = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers"
