@@ -17,10 +17,18 @@ from typing import Any, Callable, Iterator
 import pytest
 from freezegun import freeze_time
 
+import alone
 import litemq
 from engines import BrokerSQL, make_broker, new_broker, postgresql_problem, selected_engines, services_required
 
 REPO = Path(__file__).resolve().parent.parent
+# The test sessions on PostgreSQL commit without waiting for the server's WAL flush: a test database needs no
+# durability against a server crash, and the flush was a wait on every commit of the suite.
+os.environ["PGOPTIONS"] = f"{os.environ.get('PGOPTIONS', '')} -c synchronous_commit=off".strip()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    alone.register(config)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -30,7 +38,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("engine", selected_engines(), indirect=True)
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the xdist_group marks given here
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # The tests run as other Unix users share one worker: the folder modes that let those users in are put back
+    # when the session of the worker that changed them ends, which must not be while another runs such a test.
+    for item in items:
+        if "checkout_searchable_by_others" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("other_unix_users"))
     # What is sqlite_only runs only when sqlite is chosen; a parameter marked sqlite_only (pytest.param(...,
     # marks=...)) gets no postgresql variant either.
     sqlite_chosen = "sqlite" in selected_engines()

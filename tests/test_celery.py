@@ -239,6 +239,7 @@ def pair(tmp_path: Path) -> Iterator[Workers]:
         crew.close()
 
 
+@pytest.mark.alone
 def test_a_killed_workers_late_acked_task_is_redelivered_once_to_the_other(pair: Workers) -> None:
     result = pair.client.send_task("celery_app.slow", ("killed", 2.0))
     first = pair.wait_for(lambda: pair.records(mark="killed", event="start"))[0]

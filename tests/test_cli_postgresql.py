@@ -394,6 +394,7 @@ def test_db_check_counts_ready_messages_as_the_store_does_and_names_queues_that_
                                    "rows_bytes": 0}]
 
 
+@pytest.mark.alone
 def test_db_vacuum_removes_the_dead_tuples_of_churn(world: Server, run: Callable[..., Result]) -> None:
     for i in range(200):
         insert_message(world, "audit", b"x" * 100)

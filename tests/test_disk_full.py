@@ -137,8 +137,13 @@ def test_close_lets_go_of_everything_when_the_disk_is_completely_full(small_disk
 def test_failing_background_work_backs_off_and_logs_once(db_path: str, monkeypatch: pytest.MonkeyPatch,
                                                           caplog: pytest.LogCaptureFixture) -> None:
     attempts = []
+    housekeep = session_module.Session.housekeep
 
     def failing_housekeep(self: session_module.Session) -> float:
+        # Only this test's connection fails: another connection this process still has open (a fixture's of an
+        # earlier test on the same pytest-xdist worker) goes on as usual and is neither counted nor logged.
+        if self.path != db_path:
+            return housekeep(self)
         attempts.append(time.monotonic())
         raise litemq.StorageFull(f"{self.path}: the disk or database is full")
 

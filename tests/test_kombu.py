@@ -193,6 +193,7 @@ def test_queue_expiry_deletes_a_queue_left_unused(url: str, connection: Connecti
 
 
 # --- waiting: litemq's doorbells, no polling interval
+@pytest.mark.alone
 def test_a_waiting_consumer_wakes_on_a_publish_from_another_process(url: str, processes: Processes,
                                                                     connection: Connection) -> None:
     simple = connection.SimpleQueue("wake")
@@ -207,6 +208,7 @@ def test_a_waiting_consumer_wakes_on_a_publish_from_another_process(url: str, pr
     processes.join_all(WAIT)
 
 
+@pytest.mark.alone
 def test_drain_events_times_out_as_kombu_expects(connection: Connection) -> None:
     with Consumer(connection, [Queue("quiet")], callbacks=[]):
         started = time.monotonic()

@@ -402,6 +402,7 @@ IDLE_SECONDS = 2.0
 MAX_IDLE_CPU = 0.20  # only busy polling comes near this; bench/ reports the real figure
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 @pytest.mark.parametrize("fallback", [False, pytest.param(True, marks=pytest.mark.sqlite_only)],
                          ids=["doorbell", "without-abstract-sockets"])

@@ -145,9 +145,11 @@ def test_a_connection_that_died_holding_deliveries_is_logged_at_info_naming_them
         assert holder.poll() is None and time.monotonic() < deadline, "the holder never got its deliveries"
         time.sleep(0.01)
     connection_id = ready.read_text()
+    # Listening before the kill: the background thread of conn may clean up after the holder (and log it) before
+    # the sweep below does.
+    caplog.set_level(logging.DEBUG, logger="litemq")
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait(BOUND)
-    caplog.set_level(logging.DEBUG, logger="litemq")
     conn._session.sweep(force=True)
     assert messages(caplog, logging.INFO) == [
         f"litemq: connection {connection_id} on {db_path} died holding 2 unacked deliveries; they were returned "

@@ -27,7 +27,7 @@ import pika.adapters.blocking_connection as real_blocking
 import pytest
 
 import facade_workers as workers
-from engines import as_url, sql_rows
+from engines import as_url, make_broker, sql_rows
 from facade_workers import start_python, wait_for_file_from
 import litemq
 from litemq import pika
@@ -40,6 +40,7 @@ START_SECONDS = 30.0
 
 @pytest.fixture
 def params(db_path: str) -> pika.URLParameters:
+    make_broker(db_path)  # the connections open it at once
     return pika.URLParameters(as_url(db_path))
 
 

@@ -255,6 +255,7 @@ def test_writes_of_two_connections_run_side_by_side(stores: list[Any], postgresq
 
 
 # --- liveness
+@pytest.mark.alone
 def test_a_killed_consumer_on_this_host_is_found_dead_within_50_ms(stores: list[Any], postgresql_url: str) -> None:
     store = open_store(stores, postgresql_url)
     liveness = store.liveness("w" * 32, store.registration)
@@ -365,6 +366,7 @@ def test_without_listen_doorbells_have_no_socket_and_the_version_follows_commits
     assert polling.data_version() != version
 
 
+@pytest.mark.alone
 def test_an_idle_waiting_consumer_uses_under_one_percent_of_a_core(stores: list[Any], postgresql_url: str) -> None:
     store = open_store(stores, postgresql_url)
     with store.write_exclusive() as s:

@@ -13,7 +13,7 @@ from typing import Any, Iterator
 import pytest
 
 import litemq
-from engines import BrokerSQL, as_url
+from engines import BrokerSQL, as_url, make_broker
 from litemq import AccessRefused, ExchangeNotFound, PreconditionFailed, PublishRejected, Unroutable
 from litemq import pika
 
@@ -215,6 +215,7 @@ def test_a_queue_refusing_a_message_raises_publish_rejected_after_the_other_queu
 
 @pytest.fixture
 def connection(db_path: str) -> Iterator[pika.BlockingConnection]:
+    make_broker(db_path)
     opened = pika.BlockingConnection(pika.URLParameters(as_url(db_path)))
     yield opened
     if opened.is_open:

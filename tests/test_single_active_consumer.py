@@ -258,6 +258,7 @@ def test_a_single_active_consumer_queue_redeclared_without_it_is_refused(conn: l
 # Waiting without polling
 # ---------------------------------------------------------------------------------------------------------------
 
+@pytest.mark.alone
 def test_an_inactive_consumer_waits_without_busy_polling_while_messages_are_ready(
         db_path: str, conn: litemq.Connection, sac: str, processes: Processes, tmp_path: Path) -> None:
     active = conn.consume(sac, prefetch=1)

@@ -6,33 +6,30 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
+from engines import make_broker
 from litemq.errors import StorageError
 from litemq.store.sqlite import SQLiteStore
-from services import postgresql_url  # noqa: F401  (a fixture)
 
 TOKEN = 1 << 60  # lease tokens reach 2**62: past any 32-bit column
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Any]]:
-    """Opens a connection to one broker (another each call), closed after the test."""
-    if request.param == "sqlite":
-        target = str(tmp_path / "mq.db")
-
+@pytest.fixture
+def open_store(engine: str, db_path: str) -> Iterator[Callable[[], Any]]:
+    """Opens a connection to one broker (another each call), closed after the test; on each engine that
+    LITEMQ_TEST_ENGINES chooses (see engines.py)."""
+    make_broker(db_path)
+    if engine == "sqlite":
         def make() -> Any:
-            return SQLiteStore(target)
+            return SQLiteStore(db_path)
     else:
-        target = request.getfixturevalue("postgresql_url")
-
         def make() -> Any:
             from litemq.store.postgres import PostgresStore
 
-            return PostgresStore(target)
+            return PostgresStore(db_path)
     opened: list[Any] = []
 
     def opener() -> Any:

@@ -179,6 +179,7 @@ def test_a_consumer_waiting_in_one_thread_receives_what_another_thread_publishes
     assert [d.body for d in received] == [b"ping"]
 
 
+@pytest.mark.alone
 def test_a_consumer_waiting_in_one_thread_gets_its_next_message_at_once_when_another_thread_acks(
         conn: litemq.Connection) -> None:
     # The ack frees the consumer's one place and claims the next message for it: the waiting thread must wake for

@@ -19,7 +19,7 @@ import time
 import pytest
 
 from conftest import PYTHON, REPO
-from engines import sql_rows
+from engines import make_broker, sql_rows
 from services import rabbitmq_channel, unique_name  # noqa: F401 (rabbitmq_channel is a fixture)
 
 EXAMPLES = REPO / "examples"
@@ -73,8 +73,9 @@ class Running:
 
 
 @pytest.fixture
-def start(tmp_path, program_env):
+def start(tmp_path, program_env, program_broker):
     """start(flavour, program, *args): a long-running example program in tmp_path, killed at the end."""
+    make_broker(program_broker)  # the programs' first connect finds it made: none of them is about creating it
     started = []
 
     def start(flavour, program, *args):
@@ -88,8 +89,9 @@ def start(tmp_path, program_env):
 
 
 @pytest.fixture
-def run(tmp_path, program_env):
+def run(tmp_path, program_env, program_broker):
     """run(flavour, program, *args): run an example program in tmp_path to its end; returns its stdout lines."""
+    make_broker(program_broker)
 
     def run(flavour, program, *args):
         result = subprocess.run([PYTHON, "-u", str(EXAMPLES / flavour / f"{program}.py"), *args], cwd=tmp_path,

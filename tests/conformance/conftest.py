@@ -13,7 +13,7 @@ import pytest
 
 pytest.register_assert_rewrite("conformance.scenario_tools")
 
-from engines import new_broker  # noqa: E402
+from engines import make_broker, new_broker  # noqa: E402
 
 from . import scenario_tools  # noqa: E402
 from .scenario_tools import Backend  # noqa: E402
@@ -37,6 +37,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     key = f"{Path(request.node.path).stem}::{request.node.originalname}"
     with contextlib.ExitStack() as broker:
         url = broker.enter_context(new_broker(engine, tmp_path)) if engine else None
+        if url:
+            make_broker(url)  # every scenario connects at once: none is about creating a broker
         run = Backend(name, key, url, env)
         try:
             yield run

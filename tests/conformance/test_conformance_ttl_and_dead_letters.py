@@ -170,16 +170,17 @@ def test_the_lower_of_queue_and_message_ttl_wins(pika, connect, names):
 def test_a_requeued_message_keeps_its_original_expiry(pika, connect, names):
     connection = connect()
     channel = _confirming(connection)
-    queue = _queue(channel, names.q("q"), {"x-message-ttl": 300})
+    # 300 ms of slack each way: a loaded machine can stall a step for a tenth of a second or more.
+    queue = _queue(channel, names.q("q"), {"x-message-ttl": 900})
     channel.basic_publish("", queue, b"m")
     published = time.monotonic()
     first = channel.basic_get(queue)
-    time.sleep(max(0.0, published + 0.2 - time.monotonic()))
+    time.sleep(max(0.0, published + 0.6 - time.monotonic()))
     channel.basic_nack(first[0].delivery_tag, requeue=True)
-    again = channel.basic_get(queue)  # 200 ms after publishing: still within its 300 ms
+    again = channel.basic_get(queue)  # 600 ms after publishing: still within its 900 ms
     channel.basic_nack(again[0].delivery_tag, requeue=True)
-    time.sleep(max(0.0, published + 0.4 - time.monotonic()))
-    # 400 ms after publishing but only 200 ms after the requeue: gone, so the clock was not restarted
+    time.sleep(max(0.0, published + 1.2 - time.monotonic()))
+    # 1200 ms after publishing but only 600 ms after the requeue: gone, so the clock was not restarted
     return {"again": [again[2], again[0].redelivered], "after_original_ttl": list(channel.basic_get(queue))}
 
 
@@ -227,12 +228,12 @@ def test_a_consumer_keeps_an_expiring_queue_alive_until_it_cancels(pika, connect
 def test_basic_get_and_passive_declare_count_as_uses_of_an_expiring_queue(pika, connect, names):
     connection = connect()
     channel = connection.channel()
-    got = _queue(channel, names.q("got"), {"x-expires": 150})
-    polled = _queue(channel, names.q("polled"), {"x-expires": 150})
-    for _ in range(8):  # 400 ms in all, never 150 ms without a use
+    got = _queue(channel, names.q("got"), {"x-expires": 600})
+    polled = _queue(channel, names.q("polled"), {"x-expires": 600})
+    for _ in range(8):  # 1.2 s in all, never 600 ms without a use (the slack is for a loaded machine)
         channel.basic_get(got)
         queue_state(connection, polled)
-        time.sleep(0.05)
+        time.sleep(0.15)
     return {"got": queue_state(connection, got), "polled": queue_state(connection, polled)}
 
 
