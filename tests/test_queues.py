@@ -195,11 +195,11 @@ def test_an_exclusive_queue_is_never_durable_whatever_its_declaration_says(conn)
 
 
 def test_an_exclusive_queue_is_listed_as_not_durable(conn):
-    from litemq.store.inspect import queues
+    from litemq.store.management import queue_counts  # what `litemq queues` lists
 
     conn.declare_queue("mine", durable=True, exclusive=True)
     with conn._store.read() as store:
-        listed = {row["queue"]: row for row in queues(store)}
+        listed = {row["queue"]: row for row in queue_counts(store)}
     assert listed["mine"]["durable"] in (False, 0) and listed["mine"]["exclusive"] in (True, 1)
 
 

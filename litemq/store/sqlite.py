@@ -324,14 +324,17 @@ class SQLiteStore(SQLiteConnection):
         ``claim``)."""
         if limit == 1:
             row = self._next_ready(queue, default_consumer)
-            if row is not None:
-                self._db.execute(DELETE_READY, (row[0],))
-                return [MessageRow(*row)]
-            return []
-        statement = CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else CLAIM_AND_DELETE
-        taken = self._taken(self._db.execute(statement, (queue, limit)).fetchall())
-        if taken:
-            self._db.execute(COUNT_TAKEN, (len(taken), sum(m.delivery_count > 1 for m in taken), queue))
+            if row is None:
+                return []
+            self._db.execute(DELETE_READY, (row[0],))
+            taken = [MessageRow(*row)]
+        else:
+            statement = CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else CLAIM_AND_DELETE
+            taken = self._taken(self._db.execute(statement, (queue, limit)).fetchall())
+            if not taken:
+                return taken
+        # A trigger cannot tell this delete from a purge's: the take counts itself as delivered.
+        self._db.execute(COUNT_TAKEN, (len(taken), sum(m.delivery_count > 1 for m in taken), queue))
         return taken
 
     def _taken(self, rows: list[Any]) -> list[MessageRow]:
