@@ -388,6 +388,26 @@ def test_process_data_events_with_nothing_to_do_waits_its_time_limit(
     assert recorder.calls == []
 
 
+@pytest.mark.parametrize("consuming", ["nothing", "with a generator"])
+def test_waiting_for_events_without_callback_consumers_sleeps_instead_of_spinning(
+        connection: pika.BlockingConnection, channel: pika.BlockingChannel, consuming: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    channel.queue_declare("idle")
+    if consuming == "with a generator":
+        assert next(channel.consume("idle", inactivity_timeout=0.01)) == (None, None, None)
+    looks = []
+    dispatch = connection._dispatch
+    monkeypatch.setattr(connection, "_dispatch", lambda: looks.append(1) or dispatch())
+    started = time.monotonic()
+    connection.sleep(0.3)
+    assert time.monotonic() - started >= 0.3
+    assert len(looks) <= 3  # it looked, slept its time out, and looked again: a spinning loop looks thousands of times
+    ran: list[str] = []
+    connection.add_callback_threadsafe(lambda: ran.append("callback"))
+    connection.process_data_events(time_limit=BOUND)
+    assert ran == ["callback"]
+
+
 def test_sleep_dispatches_deliveries_while_it_sleeps(
         connection: pika.BlockingConnection, channel: pika.BlockingChannel) -> None:
     channel.queue_declare("jobs")

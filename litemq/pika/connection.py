@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import select
 import socket
 import time
 from collections import deque
@@ -181,7 +182,11 @@ class BlockingConnection:
                 next_timer = now + max(0.0, self._timers[0][0] - time.time())
                 wait_until = next_timer if wait_until is None else min(wait_until, next_timer)
             consumers = [c for channel in self._channels.values() for c in channel._callback_consumers()]
-            self._waiter.wait(consumers, wait_until, [self._wake_read])
+            if consumers:
+                self._waiter.wait(consumers, wait_until, [self._wake_read])
+            else:  # the waiter ends at once without consumers: wait for timers and other threads only
+                select.select([self._wake_read], [], [],
+                              None if wait_until is None else max(0.0, wait_until - time.monotonic()))
 
     def sleep(self, duration: float) -> None:
         """Sleep while still dispatching events, as pika's safer sleep does."""
