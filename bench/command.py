@@ -15,6 +15,8 @@ Workloads (100-byte bodies unless stated; ``--size`` changes that):
   i  4 consumer processes against 1, prefetch 1, draining one queue of --n messages
   j  a one-shot process: start Python, import, open an existing store, publish one message, exit (wall time)
   k  10 KB and 1 MB bodies: publish then get + ack
+  l  an idle consumer waiting on an empty queue: the CPU it costs (every thread of its process and, on PostgreSQL,
+     its server sessions), in % of a core
 
 Systems: the floor (stdlib sqlite3 running the least SQL for the work: bench/floor.py), one message per
 transaction and 100 per transaction; litemq through its native API and through litemq.pika; persist-queue's
@@ -54,9 +56,9 @@ from .systems import ENGINES, System, select
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FULL = {"n": 20000, "runs": 3, "deep": 1_000_000, "paced_n": 500, "budget": 10.0, "oneshots": 10,
-        "n_10k": 2000, "n_1m": 100, "timeout": 1800.0}
+        "n_10k": 2000, "n_1m": 100, "idle": 5.0, "timeout": 1800.0}
 QUICK = {"n": 1000, "runs": 1, "deep": 10_000, "paced_n": 30, "budget": 0.5, "oneshots": 3,
-         "n_10k": 100, "n_1m": 5, "timeout": 300.0}
+         "n_10k": 100, "n_1m": 5, "idle": 1.0, "timeout": 300.0}
 
 DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -73,7 +75,7 @@ QUICK_LEAVES_OUT = ("litemq-full", "persist-queue-default", "rabbitmq-confirms")
 --systems names them."""
 
 WORKLOAD_IDS = ["a", "b", "c", "d", "e", "e-lat", "f", "g", "h-shallow", "h-deep", "i-1", "i-4", "j", "k-10KB",
-                "k-1MB"]
+                "k-1MB", "l"]
 LATENCY_ONLY = {"e-lat", "j"}
 ROW_SECONDS = 20.0
 """A row makes no further run once it has taken this long (its median is then of fewer runs; the JSON has each)."""
@@ -98,6 +100,7 @@ def workload_label(workload: str, settings: dict[str, Any]) -> str:
         "j": "j  one-shot process (ms)",
         "k-10KB": "k  10 KB bodies",
         "k-1MB": "k  1 MB bodies",
+        "l": f"l  idle consumer, {settings['idle']:g} s",
     }[workload]
 
 
@@ -121,7 +124,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--budget", type=float,
                         help=f"seconds a timed loop may run before it stops and reports what it did (default "
                              f"{FULL['budget']:g}; --quick {QUICK['budget']:g})")
-    parser.add_argument("--only", help="workloads to run, e.g. a,c or h (default all: a-k)")
+    parser.add_argument("--only", help="workloads to run, e.g. a,c or h (default all: a-l)")
     parser.add_argument("--systems", help="systems to run: floor, litemq, persist-queue, litequeue, rabbitmq, or "
                                           "one variant (floor-1, litemq-pika, rabbitmq-confirms, ...); on "
                                           "postgresql: floor, litemq, pgqueuer, procrastinate; default all")
@@ -195,7 +198,7 @@ def choose_workloads(only: Optional[str]) -> list[str]:
     chosen = [w for w in WORKLOAD_IDS if any(w == token or w.split("-")[0] == token for token in wanted)]
     unknown = [t for t in wanted if not any(w == t or w.split("-")[0] == t for w in WORKLOAD_IDS)]
     if unknown:
-        raise ValueError(f"unknown workload {', '.join(unknown)}; choose from a-k or {', '.join(WORKLOAD_IDS)}")
+        raise ValueError(f"unknown workload {', '.join(unknown)}; choose from a-l or {', '.join(WORKLOAD_IDS)}")
     return chosen
 
 
@@ -266,6 +269,7 @@ class Bench:
                          "oneshots": QUICK["oneshots"] if args.quick else FULL["oneshots"],
                          "n_10k": min(args.n, (QUICK if args.quick else FULL)["n_10k"]),
                          "n_1m": min(args.n, (QUICK if args.quick else FULL)["n_1m"]),
+                         "idle": (QUICK if args.quick else FULL)["idle"],
                          "row_seconds": ROW_SECONDS,
                          "quick": args.quick, "engine": args.engine}
         if args.engine == "postgresql":
@@ -488,7 +492,8 @@ LEGEND = ("msgs/s: messages per second, median of the runs. x floor: that over t
           "(the 100/txn floor for b; for the latency-only rows e-latency and j, the floor's p50 over the row's); "
           "below 1 is slower than raw {floor}. p50/p99: publish-to-receipt latency between processes (e), or the "
           "one-shot process's wall time (j). Peak RSS: the largest process of the row (the client side; RabbitMQ's "
-          "server is not counted). n/a: the system cannot do the workload; skipped: not installed or not "
+          "server is not counted). l: the CPU an idle consumer costs, in its notes, as a share of one core over "
+          "its wait (median of the runs). n/a: the system cannot do the workload; skipped: not installed or not "
           "reachable.")
 PG_LEGEND = ("On PostgreSQL the server's own processes are not counted in peak RSS either; pgqueuer and "
              "procrastinate consume with their workers (asyncio), which call a job function and complete the job when "

@@ -309,6 +309,9 @@ class FloorReceiver:
         message_id, data = self.buffer.pop()
         return data, message_id
 
+    def idle(self, seconds: float) -> Optional[tuple[bytes, int]]:
+        return self.next(seconds)
+
     def ack(self, message_id: int) -> None:
         if self.floor.batch == 1:
             self.floor.ack(message_id)

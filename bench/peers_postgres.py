@@ -243,7 +243,7 @@ class PgQueuer(JobQueue):
              "e": "enqueue; worker, batch_size 100", "e-lat": "enqueue; worker, NOTIFY by trigger",
              "h": "worker, batch_size 1", "i-1": "worker, batch_size 1", "i-4": "worker, batch_size 1",
              "j": "SyncQueries.enqueue", "k-10KB": "enqueue; worker, batch_size 1",
-             "k-1MB": "enqueue; worker, batch_size 1"}
+             "k-1MB": "enqueue; worker, batch_size 1", "l": "PgQueuer worker"}
 
     def install(self, cfg: dict[str, Any]) -> None:
         import psycopg
@@ -342,7 +342,8 @@ class Procrastinate(JobQueue):
              "d": "no prefetch: worker, concurrency 1", "e": "defer; worker, concurrency 1",
              "e-lat": "defer; worker, concurrency 1, LISTEN", "h": "worker, concurrency 1",
              "i-1": "worker, concurrency 1", "i-4": "worker, concurrency 1", "j": "Task.defer",
-             "k-10KB": "defer; worker, concurrency 1", "k-1MB": "defer; worker, concurrency 1"}
+             "k-10KB": "defer; worker, concurrency 1", "k-1MB": "defer; worker, concurrency 1",
+             "l": "run_worker_async"}
 
     def install(self, cfg: dict[str, Any]) -> None:
         app = procrastinate_app(cfg, _ignore)

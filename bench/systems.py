@@ -31,6 +31,10 @@ class Receiver:
     def ack(self, handle: Any) -> None:
         raise NotImplementedError
 
+    def idle(self, seconds: float) -> Optional[Message]:
+        """Wait ``seconds`` on an empty queue as the system's users wait (l): what came, or None."""
+        return self.next(seconds)
+
     def stop(self) -> list[Message]:
         """Take no more messages: those that came while stopping (a job queue's worker finishes the jobs it holds
         and calls their function; see bench/peers_postgres.py)."""
@@ -141,6 +145,11 @@ class System:
     def versions(self) -> dict[str, str]:
         return {}
 
+    def server_sessions(self, cfg: dict[str, Any]) -> list[int]:
+        """The pids of the server processes (of this machine) serving this process's connections to the store,
+        whose CPU an idle consumer's row counts with its own: none but on PostgreSQL."""
+        return []
+
     def oneshot_script(self) -> str:
         """Python source that, given the config as JSON in argv[1], opens the store, publishes argv[2], exits."""
         raise NotImplementedError
@@ -221,12 +230,12 @@ class Floor(System):
             self.not_applicable = {"b": "one per transaction is row a"}
             self.notes = {"d": "claims 100 per statement, 1 delete per txn", "e": "polls data_version",
                           "e-lat": "polls data_version every 0.25 ms", "k-10KB": "bodies in their own table",
-                          "k-1MB": "bodies in their own table"}
+                          "k-1MB": "bodies in their own table", "l": "polls data_version every 0.25 ms"}
         else:
             one = "one at a time: see the 1/txn floor"
             self.not_applicable = {"a": "100 per transaction is row b", "c": one, "e-lat": "a batch holds messages",
                                    "h-shallow": one, "h-deep": one, "i-1": one, "i-4": one, "j": one,
-                                   "k-10KB": one, "k-1MB": one}
+                                   "k-10KB": one, "k-1MB": one, "l": one}
             self.notes = {"d": "claims 100, deletes 100 per txn", "e": "commits per 100 both sides",
                           "f": "100 messages per txn", "g": "100 messages per txn"}
 
@@ -381,6 +390,11 @@ class PikaReceiver(Receiver):
         channel.basic_qos(prefetch_count=prefetch)
         self.messages = channel.consume(queue, inactivity_timeout=0.05)
 
+    def idle(self, seconds: float) -> Optional[Message]:
+        # As start_consuming waits: the consume generator's 50 ms inactivity steps are the bench's, not a user's.
+        self.channel.connection.process_data_events(time_limit=seconds)
+        return self.next(0)
+
     def next(self, timeout: float) -> Optional[Message]:
         deadline = time.monotonic() + timeout
         while True:
@@ -517,12 +531,12 @@ class RabbitMQ(System):
             self.label = "RabbitMQ, confirms"
             same = "consumer side: as without confirms"
             self.not_applicable = {"b": "confirms and tx exclude each other", "c": same, "d": same,
-                                   "h-shallow": same, "h-deep": same, "i-1": same, "i-4": same}
+                                   "h-shallow": same, "h-deep": same, "i-1": same, "i-4": same, "l": same}
             self.notes = {}
         else:
             self.key = "rabbitmq-plain"
             self.label = "RabbitMQ"
-            self.notes = {"b": "AMQP tx, commit per 100"}
+            self.notes = {"b": "AMQP tx, commit per 100", "l": "the broker's own CPU not counted"}
 
     def available(self, options: dict[str, Any]) -> Optional[str]:
         missing = _module_present("pika")
@@ -607,7 +621,8 @@ def _server_version(connection: Any) -> str:
 # persist-queue's SQLiteAckQueue
 # =============================================================================================================
 
-POLLING_NOTES = {"e": "polls every 1 ms", "e-lat": "polls every 1 ms", "i-1": "polls", "i-4": "polls"}
+POLLING_NOTES = {"e": "polls every 1 ms", "e-lat": "polls every 1 ms", "i-1": "polls", "i-4": "polls",
+                 "l": "polls every 1 ms"}
 """The peers without a way to wait for a message poll for one, as their users do."""
 
 

@@ -96,6 +96,17 @@ class PostgresSystem(System):
             for (table,) in tables:
                 conn.execute(f"ANALYZE {table}")
 
+    def server_sessions(self, cfg: dict[str, Any]) -> list[int]:
+        """The server processes of this process's sessions: those whose client port is one of its sockets'."""
+        import psycopg
+
+        from .measure import tcp_ports
+
+        with psycopg.connect(cfg["pg_url"], autocommit=True) as conn:
+            rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE client_port = ANY(%s) "
+                                "AND pid <> pg_backend_pid()", (tcp_ports(),)).fetchall()
+        return [row[0] for row in rows]
+
     def drop_store(self, cfg: dict[str, Any]) -> None:
         try:
             drop_schemas(cfg["pg_url"], [cfg["schema"]])
@@ -129,13 +140,13 @@ class PgFloor(PostgresSystem):
             self.label = "psycopg floor, 1/txn"
             self.not_applicable = {"b": "one per transaction is row a"}
             self.notes = {"d": "claims 100 per statement, 1 DELETE per txn", "e": "INSERT + pg_notify; LISTEN",
-                          "e-lat": "INSERT + pg_notify; LISTEN", "i-1": "LISTEN", "i-4": "LISTEN"}
+                          "e-lat": "INSERT + pg_notify; LISTEN", "i-1": "LISTEN", "i-4": "LISTEN", "l": "LISTEN"}
         else:
             one = "one at a time: see the 1/txn floor"
             self.label = "psycopg floor, 100/txn"
             self.not_applicable = {"a": "100 per transaction is row b", "c": one, "e-lat": "a batch holds messages",
                                    "h-shallow": one, "h-deep": one, "i-1": one, "i-4": one, "j": one,
-                                   "k-10KB": one, "k-1MB": one}
+                                   "k-10KB": one, "k-1MB": one, "l": one}
             self.notes = {"b": "INSERT ... unnest(100 bodies)", "d": "claims 100, deletes 100 per txn",
                           "e": "commits per 100 both sides; LISTEN", "f": "100 messages per txn",
                           "g": "100 messages per txn"}

@@ -585,11 +585,53 @@ def bodies_1m(system: System, spec: dict[str, Any]) -> Result:
     return large_bodies(system, spec, 1024 * 1024, spec["n_1m"], "1MB")
 
 
+# =============================================================================================================
+# l: an idle waiting consumer
+# =============================================================================================================
+
+IDLE_WARM_SECONDS = 0.5
+"""l's consumer first waits this long, not measured: it has started, prepared its statements and gone to sleep."""
+
+
+def idle_consumer(system: System, spec: dict[str, Any]) -> Result:
+    """The CPU an idle consumer costs while it waits on an empty queue: this process's (every thread of it) and,
+    on PostgreSQL, its server sessions'; the median of the runs."""
+    runs, problems = [], []
+    for _ in repetitions(spec):
+        with fresh_store(system, spec) as cfg:
+            client = system.client(cfg)
+            receiver = client.receiver(1)
+            try:
+                came = receiver.next(IDLE_WARM_SECONDS)
+                sessions = system.server_sessions(cfg)
+                before = time.process_time(), measure.cpu_seconds(sessions), time.monotonic()
+                came = came or receiver.idle(spec["idle"])
+                after = time.process_time(), measure.cpu_seconds(sessions), time.monotonic()
+            finally:
+                receiver.stop()
+                receiver.close()
+                client.close()
+        if came is not None:
+            problems.append("a message came from an empty queue")
+        wall = after[2] - before[2]
+        runs.append({"process_pct": 100 * (after[0] - before[0]) / wall, "server_pct": 100 * (after[1] - before[1]) / wall,
+                     "server_sessions": len(sessions), "seconds": wall})
+    total = median(r["process_pct"] + r["server_pct"] for r in runs)
+    note = f"{total:.2f} % of a core"
+    sessions = runs[0]["server_sessions"]
+    if sessions:
+        note += (f" (process {median(r['process_pct'] for r in runs):.2f}, its {sessions} server "
+                 f"session{'s' if sessions > 1 else ''} {median(r['server_pct'] for r in runs):.2f})")
+    note = "; ".join(x for x in (note, system.note("l")) if x)
+    return {"msgs_per_s": None, "p50_ms": None, "p99_ms": None, "idle_cpu_pct": total, "n": len(runs),
+            "runs": runs, "problems": problems, "note": note}
+
+
 WORKLOADS: dict[str, Callable[[System, dict[str, Any]], Result]] = {
     "a": publish_one, "b": publish_batches, "c": get_ack, "d": consume_prefetch,
     "e": throughput_two_processes, "e-lat": latency_paced, "f": fanout, "g": topic,
     "h-shallow": shallow, "h-deep": deep, "i-1": one_consumer, "i-4": four_consumers, "j": one_shot,
-    "k-10KB": bodies_10k, "k-1MB": bodies_1m, "build": build_template,
+    "k-10KB": bodies_10k, "k-1MB": bodies_1m, "l": idle_consumer, "build": build_template,
 }
 
 

@@ -96,6 +96,28 @@ def test_bench_on_postgresql_measures_the_psycopg_floor_and_drops_its_schemas(tm
                             (prefix,)).fetchall() == []
 
 
+def test_the_idle_row_measures_what_a_waiting_consumer_costs_with_its_server_sessions(tmp_path: Path,
+                                                                                      engine: str) -> None:
+    out = tmp_path / "bench.json"
+    server = ["--engine", "postgresql", "--pg-url", POSTGRESQL_URL] if engine == "postgresql" else []
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "l", "--systems", "floor,litemq-native,litemq-pika",
+         *server, "--json", str(out)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = {row["system"]: row for row in json.loads(out.read_text())["rows"]}
+    assert rows["floor-100"]["status"] == "n/a"  # batching does not change a wait
+    for system in ("floor-1", "litemq-native", "litemq-pika"):
+        row = rows[system]
+        assert row["status"] == "ok" and not row["problems"], row
+        assert row["idle_cpu_pct"] >= 0 and row["runs"][0]["seconds"] >= 1.0
+        assert re.match(r"\d+\.\d\d % of a core", row["note"]), row["note"]
+    if engine == "postgresql":  # its own session and the listening one are found and counted
+        assert rows["litemq-native"]["runs"][0]["server_sessions"] == 2
+        assert "its 2 server sessions" in rows["litemq-native"]["note"]
+    else:
+        assert rows["litemq-native"]["runs"][0]["server_sessions"] == 0
+
+
 def test_profile_prints_the_time_split_statements_and_wal_pages_of_one_workload() -> None:
     """``--profile c``: per get+ack, the CPU split (user and kernel, cProfile's SQLite share, perf's libraries where
     perf runs), the statements and commits run and the WAL pages written. The figures are counted, never timed."""
