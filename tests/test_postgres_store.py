@@ -383,8 +383,9 @@ def test_an_idle_waiting_consumer_sleeps_between_looks_instead_of_polling(stores
     print(f"\nidle consumer over {seconds} s: process {figures['process']:.3f} s CPU, its server sessions "
           f"{figures['backends']:.3f} s, {figures['looks']} looks, {figures['wakes']} wakes")
     # It wakes about once a second (the liveness watch's deadline), never in a loop. Issue 17's figure, under 1 % of
-    # a core with its server sessions, is a benchmark's: on this machine it measured 0.8-2.3 %, one look a second
-    # costing about seven round trips (2026-12-07 note); a waiter that polled would cost many times that.
+    # a core with its server sessions, is the benchmark's (`python -m bench --engine postgresql --only l`: 0.1 % on
+    # a quiet machine; this test read 0.06-0.23 % there, and up to 2.3 % beside a loaded suite); a waiter that
+    # polled would cost many times that.
     assert figures["wakes"] <= float(seconds) + 3
     assert (figures["process"] + figures["backends"]) / figures["seconds"] < 0.05
 
