@@ -1,6 +1,6 @@
 """How fast a SIGKILLed process is noticed: litemq beside RabbitMQ, on this machine.
 
-    python bench/crash_detection.py [--trials 20] [--settle 0.2] [--no-rabbitmq]
+    python bench/crash_detection.py [--trials 20] [--settle 0.2] [--no-rabbitmq] [--url postgresql://...]
 
 Each trial starts a fresh process, lets it take what it holds, waits --settle seconds so everyone else is
 asleep or polling, reads the clock right before ``os.kill(pid, SIGKILL)``, and measures until:
@@ -16,6 +16,9 @@ asleep or polling, reads the clock right before ``os.kill(pid, SIGKILL)``, and m
 
 The floor row is the kernel's share of every figure: from SIGKILL until a socket connected to the dead process
 turns readable (the process's memory is torn down before its files and sockets are closed).
+
+With ``--url postgresql://user@host/db`` litemq runs on that PostgreSQL server (a fresh schema, dropped after)
+instead of a temporary SQLite file, and (b) and (c) look for the queue's row with psycopg.
 
 RabbitMQ (127.0.0.1:5672, guest/guest, through pika) runs (a) and (b) the same way when it is reachable; (c) is
 RabbitMQ's own job (the broker sees the TCP connection drop), so (b) is its figure there. All clocks are
@@ -38,7 +41,7 @@ import sys
 import tempfile
 import time
 import uuid
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if os.path.isfile(os.path.join(REPO, "litemq", "__init__.py")) and REPO not in sys.path:
@@ -236,7 +239,7 @@ class Bench:
     # --- (a)
     def redelivery(self, holder: Callable[..., None], waiter: Callable[..., None], publish: Callable[[bytes], None],
                    *where: str) -> list[float]:
-        _, waiting = self.spawn(waiter, *where)
+        waiter_process, waiting = self.spawn(waiter, *where)
         assert self.recv(waiting) == "ready"
         delays = []
         for trial in range(self.trials):
@@ -254,12 +257,13 @@ class Bench:
             assert (got_body, redelivered) == (body, True), (got_body, redelivered)
             delays.append((received - killed) * 1000)
         waiting.send("quit")
+        waiter_process.join(10)  # gone before its store is
         return delays
 
     # --- (b)
     def polled(self, owner: Callable[..., None], poller: Callable[..., None], *where: str,
                row_exists: Optional[Callable[[str], bool]] = None) -> tuple[list[float], int]:
-        _, polling = self.spawn(poller, *where)
+        poller_process, polling = self.spawn(poller, *where)
         delays, phantom = [], 0
         for _ in range(self.trials):
             process, owning = self.spawn(owner, *where)
@@ -275,6 +279,7 @@ class Bench:
                 phantom += 1
             polling.send("next")
         polling.send(None)
+        poller_process.join(10)
         return delays, phantom
 
     # --- the floor
@@ -293,32 +298,51 @@ class Bench:
         return delays
 
     # --- (c)
-    def unpolled(self, path: str) -> list[float]:
-        _, idle = self.spawn(litemq_idle_waiter, path)
+    def unpolled(self, path: str, queue_exists: Callable[[str], bool]) -> list[float]:
+        idle_process, idle = self.spawn(litemq_idle_waiter, path)
         assert self.recv(idle) == "ready"
         delays = []
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
-                                                timeout=30)) as db:
-            for _ in range(self.trials):
-                process, owning = self.spawn(litemq_owner, path)
-                name = self.recv(owning)
-                killed = self.kill(process)
-                deadline = killed + TIMEOUT
-                while db.execute("SELECT 1 FROM litemq_queues WHERE name = ?", (name,)).fetchone() is not None:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"queue {name} still in the file {TIMEOUT} s after its owner was killed")
-                    time.sleep(POLL_SECONDS)
-                delays.append((time.monotonic() - killed) * 1000)
-                process.join(5)
+        for _ in range(self.trials):
+            process, owning = self.spawn(litemq_owner, path)
+            name = self.recv(owning)
+            killed = self.kill(process)
+            deadline = killed + TIMEOUT
+            while queue_exists(name):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"queue {name} still in the store {TIMEOUT} s after its owner was killed")
+                time.sleep(POLL_SECONDS)
+            delays.append((time.monotonic() - killed) * 1000)
+            process.join(5)
         idle.send("quit")
+        idle_process.join(10)
         return delays
 
 
-def _row_checker(path: str) -> Callable[[str], bool]:
-    def exists(name: str) -> bool:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
-            return db.execute("SELECT 1 FROM litemq_queues WHERE name = ?", (name,)).fetchone() is not None
-    return exists
+@contextlib.contextmanager
+def litemq_store(url: Optional[str]) -> Iterator[tuple[str, Callable[[str], bool]]]:
+    """Where litemq runs (a temporary file, or a fresh schema on the server ``url`` names) and a test of whether a
+    queue's row is still in it, read without litemq (plain sqlite3 read-only, or psycopg)."""
+    if url is None:
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "crash.db")
+            litemq.connect(path).close()
+            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None,
+                                                    timeout=30)) as db:
+                yield path, lambda name: db.execute("SELECT 1 FROM litemq_queues WHERE name = ?",
+                                                    (name,)).fetchone() is not None
+        return
+    import psycopg
+
+    from bench.systems_postgres import schema_url
+
+    schema = f"litemq_crash_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(url, autocommit=True) as db:
+        try:
+            litemq.connect(schema_url(url, schema)).close()  # creates the schema and its tables
+            yield schema_url(url, schema), lambda name: db.execute(
+                f'SELECT 1 FROM "{schema}".litemq_queues WHERE name = %s', (name,)).fetchone() is not None
+        finally:
+            db.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def rabbitmq_reachable() -> bool:
@@ -339,13 +363,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--settle", type=float, default=0.2, help="seconds between setting up and the kill")
     parser.add_argument("--no-rabbitmq", action="store_true", help="skip measuring RabbitMQ itself")
+    parser.add_argument("--url", help="a postgresql:// URL: litemq on that server (a fresh schema, dropped after), "
+                                      "not on a temporary SQLite file")
     args = parser.parse_args()
     bench = Bench(args.trials, args.settle)
     rows: list[tuple[str, str, Optional[list[float]], str]] = []
     try:
         rows.append(("(floor) kernel: dead process's socket readable", "", bench.floor(), ""))
-        with tempfile.TemporaryDirectory() as directory:
-            path = os.path.join(directory, "crash.db")
+        with litemq_store(args.url) as (path, queue_exists):
             with litemq.connect(path) as conn:
                 conn.declare_queue("crash")
             publisher = litemq.connect(path)
@@ -353,11 +378,12 @@ def main() -> None:
                          bench.redelivery(litemq_holder, litemq_waiter, lambda body: publisher.publish(
                              "", "crash", body), path, "crash"), ""))
             publisher.close()
-            delays, phantom = bench.polled(litemq_owner, litemq_poller, path, row_exists=_row_checker(path))
-            note = (f"queue row still in the file after the 404 in {phantom}/{args.trials} trials"
+            delays, phantom = bench.polled(litemq_owner, litemq_poller, path, row_exists=queue_exists)
+            note = (f"queue row still in the store after the 404 in {phantom}/{args.trials} trials"
                     if phantom else "")
             rows.append(("(b) exclusive queue gone, polled", "litemq", delays, note))
-            rows.append(("(c) exclusive queue gone, nobody polling", "litemq", bench.unpolled(path), ""))
+            rows.append(("(c) exclusive queue gone, nobody polling", "litemq", bench.unpolled(path, queue_exists),
+                         ""))
 
         if args.no_rabbitmq:
             pass
@@ -380,8 +406,9 @@ def main() -> None:
     finally:
         bench.cleanup()
 
+    engine = f"PostgreSQL at {args.url.split('@')[-1]}" if args.url else f"SQLite {sqlite3.sqlite_version}"
     print(f"crash detection: {args.trials} trials, SIGKILL after {args.settle:g} s settled; litemq "
-          f"{litemq.__version__} on SQLite {sqlite3.sqlite_version}, Python {platform.python_version()}, "
+          f"{litemq.__version__} on {engine}, Python {platform.python_version()}, "
           f"{os.cpu_count()} CPUs")
     print(f"{'':47} {'':9} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8}")
     for what, broker, values, note in rows:

@@ -118,6 +118,25 @@ def test_the_idle_row_measures_what_a_waiting_consumer_costs_with_its_server_ses
         assert rows["litemq-native"]["runs"][0]["server_sessions"] == 0
 
 
+def test_crash_detection_bench_measures_each_case_and_leaves_no_store_behind(engine: str) -> None:
+    server = ["--url", POSTGRESQL_URL] if engine == "postgresql" else []
+    done = subprocess.run([sys.executable, "bench/crash_detection.py", "--trials", "1", "--no-rabbitmq", *server],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and not done.stderr, done.stdout + done.stderr
+    assert ("PostgreSQL at 127.0.0.1:5432" if engine == "postgresql" else "on SQLite") in done.stdout
+    rows = {line[:47].strip(): line[47:].split() for line in done.stdout.splitlines() if line.startswith("(")}
+    for case in ("(a) redelivery to a waiting consumer", "(b) exclusive queue gone, polled",
+                 "(c) exclusive queue gone, nobody polling"):
+        broker, p50, p90, top = rows[case][:4]
+        assert broker == "litemq" and 0 < float(p50) <= float(top) < 30_000, rows[case]
+    if engine == "postgresql":
+        import psycopg
+
+        with psycopg.connect(POSTGRESQL_URL, autocommit=True) as conn:
+            assert conn.execute("SELECT nspname FROM pg_namespace WHERE starts_with(nspname, 'litemq_crash_')"
+                                ).fetchall() == []
+
+
 def test_profile_prints_the_time_split_statements_and_wal_pages_of_one_workload() -> None:
     """``--profile c``: per get+ack, the CPU split (user and kernel, cProfile's SQLite share, perf's libraries where
     perf runs), the statements and commits run and the WAL pages written. The figures are counted, never timed."""
