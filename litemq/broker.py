@@ -12,6 +12,7 @@ import os
 from . import queue_rules, routing
 from .errors import (AccessRefused, DeliveryError, LeaseExpired, MessageTooLarge, PreconditionFailed,
                      PublishRejected, QueueNotFound, Unroutable)
+from .log import logger
 from .message import EMPTY_PROPERTIES, Body, Delivery, Properties, decode_properties, encode_body, encode_properties
 from .policy import QueuePolicy, delay_seconds, queue_policy
 from .queue_rules import Arrival
@@ -391,9 +392,48 @@ class Channel(Topology):
         return self._store.remove_consumer(self._session.connection_id, self.number, consumer.consumer_tag)
 
     # --- settling
-    def ack(self, delivery_tag: int, multiple: bool = False) -> None:
-        """Acknowledge a delivery (and every earlier one on this channel with ``multiple``)."""
-        self._settle(delivery_tag, multiple, "ack")
+    def ack(self, delivery_tag: int, multiple: bool = False, *, deferred: bool = False) -> None:
+        """Acknowledge a delivery (and every earlier one on this channel with ``multiple``): committed when this
+        returns, or with ``deferred`` (as RabbitMQ's acks are: sent without waiting) by the connection's next
+        write, within a few milliseconds, or at close; a process killed before that gets it back redelivered."""
+        if deferred:
+            self._defer_ack(delivery_tag, multiple)
+        else:
+            self._settle(delivery_tag, multiple, "ack")
+
+    def _defer_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._check_open()
+        _check_tag(delivery_tag)
+        with self._store.lock:
+            unacked = self._unacked
+            acks = [(tag, unacked.pop(tag)) for tag in self._settled_by(delivery_tag, multiple)]
+            for _, held in acks:
+                if held.consumer is not None:
+                    held.consumer.unacked -= 1  # type: ignore[attr-defined]  # its room is free for its next claim
+            if acks:
+                self._session.defer_acks(self, acks)
+
+    def _acks_settled(self, store: Store, acks: list[tuple[int, Held]]) -> None:
+        """Deferred acks of this channel, settled at the start of a write transaction: one whose lease expired
+        meanwhile is logged (its ack returned long ago), and consumers waiting in another thread look for room."""
+        leases = [held for _, held in acks]
+        done = store.ack([(held.message_id, held.token) for held in leases])
+        if done < len(leases):
+            done += sum(1 for held in leases if held.queue_deleted or _queue_gone_since(store, held))
+        if done < len(leases):
+            now = clock()
+            late = [(tag, held) for tag, held in acks if held.expires_at <= now] or acks
+            queues = ", ".join(sorted({repr(held.queue) for _, held in late}))
+            tags = ", ".join(str(tag) for tag, _ in late)
+            count = len(leases) - done
+            store.after_commit(lambda: logger().warning(
+                "litemq: %d deferred ack(s) of delivery tag %s on channel %d from queue %s in %s came after the "
+                "lease expired: the message went back to the queue, to be delivered again", count, tags,
+                self.number, queues, self.path))
+        self._refill(store, leases, claim=False)
+        waiting = {held.consumer for held in leases if getattr(held.consumer, "waiting", False)}
+        for consumer in waiting:
+            store.after_commit(consumer.doorbell.ring)  # type: ignore[union-attr]  # its room, claimed by itself
 
     def nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
         """Return deliveries to their original place in the queue, or drop them with ``requeue=False``."""
@@ -432,16 +472,9 @@ class Channel(Topology):
                    all_or_nothing: bool = False, last: bool = False) -> list[Held]:
         """Settle deliveries as ``how`` says; the leases settled. ``last``: nothing else writes in the transaction
         but refills of consumers' room."""
-        if multiple and delivery_tag == 0:  # everything outstanding, if anything is (RabbitMQ's rule)
-            tags = list(self._unacked)
-            if not tags:
-                return []
-        elif delivery_tag not in self._unacked:
-            tags = []  # with ``multiple`` too: RabbitMQ settles nothing up to a tag it does not know
-        else:
-            tags = [t for t in self._unacked if t <= delivery_tag] if multiple else [delivery_tag]
+        tags = self._settled_by(delivery_tag, multiple)
         if not tags:
-            raise self._unknown_tag(delivery_tag)
+            return []
         leases = [self._unacked[t] for t in tags]
         # Forgotten once settled for good: a transaction that rolls back (ack_and_publish whose publish fails)
         # leaves them held, still to be acked and renewed.
@@ -475,6 +508,14 @@ class Channel(Topology):
                 raise error  # inside the transaction: everything in it rolls back
             store.after_commit(lambda: _raise(error))
         return leases
+
+    def _settled_by(self, delivery_tag: int, multiple: bool) -> list[int]:
+        """The unacked tags an ack (nack, reject) of ``delivery_tag`` settles; DeliveryError when it names none."""
+        if multiple and delivery_tag == 0:  # everything outstanding, if anything is (RabbitMQ's rule)
+            return list(self._unacked)
+        if delivery_tag not in self._unacked:
+            raise self._unknown_tag(delivery_tag)  # with ``multiple`` too: RabbitMQ settles nothing up to it
+        return [t for t in self._unacked if t <= delivery_tag] if multiple else [delivery_tag]
 
     def _refill(self, store: Store, settled: list[Held], claim: bool = True) -> None:
         # The room an ack frees is filled in the same transaction, as RabbitMQ sends a consumer its next message on

@@ -521,7 +521,9 @@ class BlockingChannel:
 
     # --- settling
     def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
-        self._call(lambda: self._native.ack(delivery_tag, multiple))
+        """Fire-and-forget, as on RabbitMQ: committed by the connection's next write, within a few milliseconds, or
+        at close (litemq's deferred ack); an unknown tag is refused at once."""
+        self._call(lambda: self._native.ack(delivery_tag, multiple, deferred=True))
 
     def basic_nack(self, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True) -> None:
         self._call(lambda: self._native.nack(delivery_tag, multiple, requeue))
