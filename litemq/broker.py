@@ -17,7 +17,7 @@ from .message import EMPTY_PROPERTIES, Body, Delivery, Properties, decode_proper
 from .policy import QueuePolicy, delay_seconds, queue_policy
 from .queue_rules import Arrival
 from .routing import DELAYED_EXCHANGE
-from .session import Held, Session
+from .session import Held, Scope, Session
 from .store.contract import MessageRow, QueueRow, Store
 from .timing import check_seconds, clock
 from .topology import Topology, _reaping
@@ -406,34 +406,40 @@ class Channel(Topology):
         _check_tag(delivery_tag)
         with self._store.lock:
             unacked = self._unacked
-            acks = [(tag, unacked.pop(tag)) for tag in self._settled_by(delivery_tag, multiple)]
-            for _, held in acks:
+            acks: list[tuple[Scope, int, Held]] = [(self, tag, unacked.pop(tag))
+                                                   for tag in self._settled_by(delivery_tag, multiple)]
+            for _, _, held in acks:
                 if held.consumer is not None:
                     held.consumer.unacked -= 1  # type: ignore[attr-defined]  # its room is free for its next claim
             if acks:
-                self._session.defer_acks(self, acks)
+                self._session.defer_acks(acks)
 
-    def _acks_settled(self, store: Store, acks: list[tuple[int, Held]]) -> None:
+    def _acks_settled(self, store: Store, acks: list[tuple[Scope, int, Held]]) -> None:
         """Deferred acks of this channel, settled at the start of a write transaction: one whose lease expired
-        meanwhile is logged (its ack returned long ago), and consumers waiting in another thread look for room."""
-        leases = [held for _, held in acks]
-        done = store.ack([(held.message_id, held.token) for held in leases])
-        if done < len(leases):
-            done += sum(1 for held in leases if held.queue_deleted or _queue_gone_since(store, held))
-        if done < len(leases):
-            now = clock()
-            late = [(tag, held) for tag, held in acks if held.expires_at <= now] or acks
-            queues = ", ".join(sorted({repr(held.queue) for _, held in late}))
-            tags = ", ".join(str(tag) for tag, _ in late)
-            count = len(leases) - done
-            store.after_commit(lambda: logger().warning(
-                "litemq: %d deferred ack(s) of delivery tag %s on channel %d from queue %s in %s came after the "
-                "lease expired: the message went back to the queue, to be delivered again", count, tags,
-                self.number, queues, self.path))
-        self._refill(store, leases, claim=False)
-        waiting = {held.consumer for held in leases if getattr(held.consumer, "waiting", False)}
-        for consumer in waiting:
-            store.after_commit(consumer.doorbell.ring)  # type: ignore[union-attr]  # its room, claimed by itself
+        meanwhile is logged (its ack returned long ago), and their consumers have room again."""
+        done = store.ack([(held.message_id, held.token) for _, _, held in acks])
+        if done < len(acks):
+            self._acks_late(store, acks, done)
+        consumers = {held.consumer for _, _, held in acks if held.consumer is not None}
+        for consumer in consumers:
+            if consumer.reported_full:  # type: ignore[attr-defined]
+                consumer.report_room(store, full=False)  # type: ignore[attr-defined]
+            if consumer.waiting:  # type: ignore[attr-defined]  # in another thread: it claims the room itself
+                store.after_commit(consumer.doorbell.ring)  # type: ignore[attr-defined]
+
+    def _acks_late(self, store: Store, acks: list[tuple[Scope, int, Held]], done: int) -> None:
+        gone = sum(1 for _, _, held in acks if held.queue_deleted or _queue_gone_since(store, held))
+        count = len(acks) - done - gone
+        if count <= 0:
+            return  # their queue was deleted: settled quietly, as RabbitMQ settles them
+        now = clock()
+        late = [(tag, held) for _, tag, held in acks if held.expires_at <= now] or [(t, h) for _, t, h in acks]
+        queues = ", ".join(sorted({repr(held.queue) for _, held in late}))
+        tags = ", ".join(str(tag) for tag, _ in late)
+        store.after_commit(lambda: logger().warning(
+            "litemq: %d deferred ack(s) of delivery tag %s on channel %d from queue %s in %s came after the lease "
+            "expired: the message went back to the queue, to be delivered again", count, tags, self.number,
+            queues, self.path))
 
     def nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
         """Return deliveries to their original place in the queue, or drop them with ``requeue=False``."""

@@ -3,6 +3,7 @@ finding and cleaning up after dead connections, renewing its leases, and its sto
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -80,7 +81,7 @@ class Scope(Protocol):
     def _close_in(self, store: Store) -> None:
         ...
 
-    def _acks_settled(self, store: Store, acks: list[tuple[int, "Held"]]) -> None:
+    def _acks_settled(self, store: Store, acks: list[tuple["Scope", int, "Held"]]) -> None:
         ...
 
 
@@ -256,14 +257,15 @@ class Session:
             debug("litemq: connection %s on %s died holding no deliveries; cleaned up", connection_id, self.path)
 
     # --- deferred acks: committed by the next write transaction, or by the background thread
-    def defer_acks(self, channel: Scope, acks: list[tuple[int, Held]]) -> None:
-        """Queue acks (under the store's lock) for the connection's next write transaction, whichever it is, or the
-        background thread's within ACK_DELAY_SECONDS; closing the connection commits them first."""
+    def defer_acks(self, acks: list[tuple[Scope, int, Held]]) -> None:
+        """Queue acks (channel, delivery tag, lease), under the store's lock, for the connection's next write
+        transaction, whichever it is, or the background thread's within ACK_DELAY_SECONDS; closing the connection
+        commits them first."""
         pending = self.deferred_acks
         if not pending:
             self._acks_since = time.monotonic()
             self.store.before_write = self._settle_acks
-        pending.extend((channel, tag, held) for tag, held in acks)
+        pending.extend(acks)
         if not self._acks_armed:
             self._acks_armed = True
             self._poke.set()
@@ -271,22 +273,23 @@ class Session:
     def _settle_acks(self, store: Store) -> None:
         # At the start of a write transaction (``Store.before_write``): the acks go first, so one made before a
         # publish, a nack or a close commits before it, or with it. Until the commit they stay queued (a rollback
-        # leaves them for the next transaction); each channel hears of its own once committed.
+        # leaves them for the next transaction).
         pending = self.deferred_acks
-        count = len(pending)
-        by_channel: dict[Scope, list[tuple[int, Held]]] = {}
-        for channel, tag, held in pending:
-            by_channel.setdefault(channel, []).append((tag, held))
-        for channel, acks in by_channel.items():
-            channel._acks_settled(store, acks)
-        store.after_commit(lambda: self._acks_committed(count))
+        first = pending[0][0]
+        if all(entry[0] is first for entry in pending):
+            first._acks_settled(store, pending)
+        else:
+            by_channel: dict[Scope, list[tuple[Scope, int, Held]]] = {}
+            for entry in pending:
+                by_channel.setdefault(entry[0], []).append(entry)
+            for channel, acks in by_channel.items():
+                channel._acks_settled(store, acks)
+        store.after_commit(functools.partial(self._acks_committed, len(pending)))
 
     def _acks_committed(self, count: int) -> None:
         del self.deferred_acks[:count]
         if not self.deferred_acks:
             self.store.before_write = None
-        else:
-            self._acks_since = time.monotonic()
 
     def settle_acks(self) -> None:
         """Commit the deferred acks now, if there are any."""
