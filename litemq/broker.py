@@ -12,11 +12,12 @@ import os
 from . import queue_rules, routing
 from .errors import (AccessRefused, DeliveryError, LeaseExpired, MessageTooLarge, PreconditionFailed,
                      PublishRejected, QueueNotFound, Unroutable)
+from .log import logger
 from .message import EMPTY_PROPERTIES, Body, Delivery, Properties, decode_properties, encode_body, encode_properties
 from .policy import QueuePolicy, delay_seconds, queue_policy
 from .queue_rules import Arrival
 from .routing import DELAYED_EXCHANGE
-from .session import Held, Session
+from .session import Held, Scope, Session
 from .store.contract import MessageRow, QueueRow, Store
 from .timing import check_seconds, clock
 from .topology import Topology, _reaping
@@ -391,9 +392,54 @@ class Channel(Topology):
         return self._store.remove_consumer(self._session.connection_id, self.number, consumer.consumer_tag)
 
     # --- settling
-    def ack(self, delivery_tag: int, multiple: bool = False) -> None:
-        """Acknowledge a delivery (and every earlier one on this channel with ``multiple``)."""
-        self._settle(delivery_tag, multiple, "ack")
+    def ack(self, delivery_tag: int, multiple: bool = False, *, deferred: bool = False) -> None:
+        """Acknowledge a delivery (and every earlier one on this channel with ``multiple``): committed when this
+        returns, or with ``deferred`` (as RabbitMQ's acks are: sent without waiting) by the connection's next
+        write, within a few milliseconds, or at close; a process killed before that gets it back redelivered."""
+        if deferred:
+            self._defer_ack(delivery_tag, multiple)
+        else:
+            self._settle(delivery_tag, multiple, "ack")
+
+    def _defer_ack(self, delivery_tag: int, multiple: bool) -> None:
+        self._check_open()
+        _check_tag(delivery_tag)
+        with self._store.lock:
+            unacked = self._unacked
+            acks: list[tuple[Scope, int, Held]] = [(self, tag, unacked.pop(tag))
+                                                   for tag in self._settled_by(delivery_tag, multiple)]
+            for _, _, held in acks:
+                if held.consumer is not None:
+                    held.consumer.unacked -= 1  # type: ignore[attr-defined]  # its room is free for its next claim
+            if acks:
+                self._session.defer_acks(acks)
+
+    def _acks_settled(self, store: Store, acks: list[tuple[Scope, int, Held]]) -> None:
+        """Deferred acks of this channel, settled at the start of a write transaction: one whose lease expired
+        meanwhile is logged (its ack returned long ago), and their consumers have room again."""
+        done = store.ack([(held.message_id, held.token) for _, _, held in acks])
+        if done < len(acks):
+            self._acks_late(store, acks, done)
+        consumers = {held.consumer for _, _, held in acks if held.consumer is not None}
+        for consumer in consumers:
+            if consumer.reported_full:  # type: ignore[attr-defined]
+                consumer.report_room(store, full=False)  # type: ignore[attr-defined]
+            if consumer.waiting:  # type: ignore[attr-defined]  # in another thread: it claims the room itself
+                store.after_commit(consumer.doorbell.ring)  # type: ignore[attr-defined]
+
+    def _acks_late(self, store: Store, acks: list[tuple[Scope, int, Held]], done: int) -> None:
+        gone = sum(1 for _, _, held in acks if held.queue_deleted or _queue_gone_since(store, held))
+        count = len(acks) - done - gone
+        if count <= 0:
+            return  # their queue was deleted: settled quietly, as RabbitMQ settles them
+        now = clock()
+        late = [(tag, held) for _, tag, held in acks if held.expires_at <= now] or [(t, h) for _, t, h in acks]
+        queues = ", ".join(sorted({repr(held.queue) for _, held in late}))
+        tags = ", ".join(str(tag) for tag, _ in late)
+        store.after_commit(lambda: logger().warning(
+            "litemq: %d deferred ack(s) of delivery tag %s on channel %d from queue %s in %s came after the lease "
+            "expired: the message went back to the queue, to be delivered again", count, tags, self.number,
+            queues, self.path))
 
     def nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
         """Return deliveries to their original place in the queue, or drop them with ``requeue=False``."""
@@ -432,16 +478,9 @@ class Channel(Topology):
                    all_or_nothing: bool = False, last: bool = False) -> list[Held]:
         """Settle deliveries as ``how`` says; the leases settled. ``last``: nothing else writes in the transaction
         but refills of consumers' room."""
-        if multiple and delivery_tag == 0:  # everything outstanding, if anything is (RabbitMQ's rule)
-            tags = list(self._unacked)
-            if not tags:
-                return []
-        elif delivery_tag not in self._unacked:
-            tags = []  # with ``multiple`` too: RabbitMQ settles nothing up to a tag it does not know
-        else:
-            tags = [t for t in self._unacked if t <= delivery_tag] if multiple else [delivery_tag]
+        tags = self._settled_by(delivery_tag, multiple)
         if not tags:
-            raise self._unknown_tag(delivery_tag)
+            return []
         leases = [self._unacked[t] for t in tags]
         # Forgotten once settled for good: a transaction that rolls back (ack_and_publish whose publish fails)
         # leaves them held, still to be acked and renewed.
@@ -475,6 +514,14 @@ class Channel(Topology):
                 raise error  # inside the transaction: everything in it rolls back
             store.after_commit(lambda: _raise(error))
         return leases
+
+    def _settled_by(self, delivery_tag: int, multiple: bool) -> list[int]:
+        """The unacked tags an ack (nack, reject) of ``delivery_tag`` settles; DeliveryError when it names none."""
+        if multiple and delivery_tag == 0:  # everything outstanding, if anything is (RabbitMQ's rule)
+            return list(self._unacked)
+        if delivery_tag not in self._unacked:
+            raise self._unknown_tag(delivery_tag)  # with ``multiple`` too: RabbitMQ settles nothing up to it
+        return [t for t in self._unacked if t <= delivery_tag] if multiple else [delivery_tag]
 
     def _refill(self, store: Store, settled: list[Held], claim: bool = True) -> None:
         # The room an ack frees is filled in the same transaction, as RabbitMQ sends a consumer its next message on

@@ -169,7 +169,7 @@ EMPTY_PROPERTIES = Properties()
 class Settles(Protocol):
     """What a delivery needs of the channel that delivered it (``broker.Channel``)."""
 
-    def ack(self, delivery_tag: int, multiple: bool = False) -> None:
+    def ack(self, delivery_tag: int, multiple: bool = False, *, deferred: bool = False) -> None:
         ...
 
     def nack(self, delivery_tag: int, multiple: bool = False, requeue: bool = True) -> None:
@@ -206,9 +206,13 @@ class Delivery(_Value):
                    "delivery_count": delivery_count, "consumer_tag": consumer_tag, "message_count": message_count,
                    "_channel": _channel})
 
-    def ack(self) -> None:
-        """Acknowledge: the message is done and deleted."""
-        self._require_channel().ack(self.delivery_tag)
+    def ack(self, *, deferred: bool = False) -> None:
+        """Acknowledge: the message is done and deleted, when this returns; with ``deferred``, by the connection's
+        next write, within a few milliseconds, or at close (see ``Channel.ack``)."""
+        if deferred:
+            self._require_channel().ack(self.delivery_tag, deferred=True)
+        else:
+            self._require_channel().ack(self.delivery_tag)
 
     def nack(self, requeue: bool = True) -> None:
         """Negative acknowledge: back to its place in the queue, or dropped with ``requeue=False``."""

@@ -3,6 +3,7 @@ finding and cleaning up after dead connections, renewing its leases, and its sto
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import threading
@@ -28,6 +29,12 @@ UPKEEP_SECONDS = 0.5
 """How often the background thread does the store's upkeep after this connection wrote (``Store.maintain``: a WAL
 checkpoint on SQLite, where a commit past ``WAL_CHECKPOINT_PAGES`` does it too) and makes sure this connection's
 proof of life is in place (``Liveness.keep``)."""
+ACK_DELAY_SECONDS = 0.005
+"""How long a deferred ack waits for the connection's next write transaction before the background thread commits
+it in one of its own."""
+ACK_LINGER_SECONDS = 0.2
+"""How long the background thread keeps looking every ``ACK_DELAY_SECONDS`` after the last deferred ack: a stream of
+them wakes it at that pace, not once each."""
 BACKOFF_SECONDS = (0.5, 30.0)
 """How long the background thread waits after its first failure to renew leases or checkpoint, doubling up to the
 second: logged once, not at every retry."""
@@ -74,6 +81,9 @@ class Scope(Protocol):
     def _close_in(self, store: Store) -> None:
         ...
 
+    def _acks_settled(self, store: Store, acks: list[tuple["Scope", int, "Held"]]) -> None:
+        ...
+
 
 class Session:
     def __init__(self, store: Store, *, lease_seconds: float, max_message_bytes: int,
@@ -96,6 +106,11 @@ class Session:
         self._known_connections: tuple[int, list[str]] = (-1, [])
         self._next_renewal = float("inf")  # when the next renewal is due: never while nothing is held
         self._checkpointed_commits = 0
+        self._next_upkeep = 0.0
+        self.deferred_acks: list[tuple[Scope, int, Held]] = []
+        """Acks made with ``deferred=True`` and not yet committed, in order: (channel, delivery tag, lease)."""
+        self._acks_since = 0.0  # when the oldest of them was made
+        self._acks_armed = False  # the background thread looks for them every ACK_DELAY_SECONDS
         self._stop = threading.Event()
         self._poke = threading.Event()
         # The proof of life comes before the row, so a row whose proof can be taken always means a dead connection.
@@ -241,6 +256,48 @@ class Session:
         elif registered:
             debug("litemq: connection %s on %s died holding no deliveries; cleaned up", connection_id, self.path)
 
+    # --- deferred acks: committed by the next write transaction, or by the background thread
+    def defer_acks(self, acks: list[tuple[Scope, int, Held]]) -> None:
+        """Queue acks (channel, delivery tag, lease), under the store's lock, for the connection's next write
+        transaction, whichever it is, or the background thread's within ACK_DELAY_SECONDS; closing the connection
+        commits them first."""
+        pending = self.deferred_acks
+        if not pending:
+            self._acks_since = time.monotonic()
+            self.store.before_write = self._settle_acks
+        pending.extend(acks)
+        if not self._acks_armed:
+            self._acks_armed = True
+            self._poke.set()
+
+    def _settle_acks(self, store: Store) -> None:
+        # At the start of a write transaction (``Store.before_write``): the acks go first, so one made before a
+        # publish, a nack or a close commits before it, or with it. Until the commit they stay queued (a rollback
+        # leaves them for the next transaction).
+        pending = self.deferred_acks
+        first = pending[0][0]
+        if all(entry[0] is first for entry in pending):
+            first._acks_settled(store, pending)
+        else:
+            by_channel: dict[Scope, list[tuple[Scope, int, Held]]] = {}
+            for entry in pending:
+                by_channel.setdefault(entry[0], []).append(entry)
+            for channel, acks in by_channel.items():
+                channel._acks_settled(store, acks)
+        store.after_commit(functools.partial(self._acks_committed, len(pending)))
+
+    def _acks_committed(self, count: int) -> None:
+        del self.deferred_acks[:count]
+        if not self.deferred_acks:
+            self.store.before_write = None
+
+    def settle_acks(self) -> None:
+        """Commit the deferred acks now, if there are any."""
+        with self.store.lock:
+            if self.deferred_acks and not self.closed:
+                with self.store.write():
+                    pass  # its beginning settles them (``_settle_acks``)
+
     # --- background duties: lease renewal and the store's upkeep
     def lease_taken(self, lease_seconds: float) -> None:
         """A lease was taken: make sure the background thread renews it in time, however short it is."""
@@ -257,9 +314,17 @@ class Session:
         return leases
 
     def housekeep(self) -> float:
-        """Renew leases when due, do the store's upkeep when this connection wrote, put this connection's proof of
-        life back if it was removed, clean up after dead connections; returns how long to rest."""
+        """Commit deferred acks when due, renew leases when due, do the store's upkeep when this connection wrote, put
+        this connection's proof of life back if it was removed, clean up after dead connections; returns how long
+        to rest."""
         now = time.monotonic()
+        if self._acks_armed:
+            rest = self._housekeep_acks(now)
+            if now < self._next_upkeep and now < self._next_renewal:  # a wake for the acks only
+                return max(0.0, min(rest, self._next_upkeep - now, self._next_renewal - now))
+        else:
+            rest = UPKEEP_SECONDS
+        self._next_upkeep = now + UPKEEP_SECONDS
         if self.renew_leases and now >= self._next_renewal:
             delay = self.renew()
             self._next_renewal = float("inf") if delay is None else now + delay
@@ -272,8 +337,24 @@ class Session:
                 # Not only waiting consumers look for dead connections: a process that only publishes, or whose
                 # consumers never run dry, notices too.
                 self.sweep()
-        rest = min(UPKEEP_SECONDS, self._next_renewal - time.monotonic())
+        rest = min(rest, UPKEEP_SECONDS, self._next_renewal - time.monotonic())
         return max(0.0, rest)
+
+    def _housekeep_acks(self, now: float) -> float:
+        """Commit the deferred acks that waited ACK_DELAY_SECONDS; how long until the next look."""
+        if self.deferred_acks:
+            due = self._acks_since + ACK_DELAY_SECONDS
+            if now < due:
+                return due - now
+            self.settle_acks()
+            return ACK_DELAY_SECONDS
+        if now - self._acks_since < ACK_LINGER_SECONDS:
+            return ACK_DELAY_SECONDS
+        self._acks_armed = False
+        if self.deferred_acks:  # one came as the thread stopped looking, and did not poke it
+            self._acks_armed = True
+            return 0.0
+        return UPKEEP_SECONDS
 
     def renew(self) -> Optional[float]:
         """Extend every lease this connection holds, up to ``consumer_timeout`` after its claim.

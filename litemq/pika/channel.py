@@ -8,7 +8,9 @@ Deliberate differences from pika with RabbitMQ (tests/conformance asserts each):
 - Errors surface at the call that caused them. Without publisher confirms pika sends a publish, ack, nack or
   reject without waiting, so RabbitMQ's error (a missing exchange, an unknown delivery tag) is raised by the
   channel's next synchronous call; litemq knows at once and raises at the publish or ack itself, and the next call
-  then raises ChannelWrongStateError.
+  then raises ChannelWrongStateError. basic_ack does not wait either (litemq's deferred ack: committed by the
+  connection's next write, within a few milliseconds, or at close); an ack whose lease had expired by then is
+  logged at WARNING, as RabbitMQ has already closed such a channel (its delivery timeout) and redelivered.
 - Consumers pull. RabbitMQ pushes messages to a consumer, up to its prefetch, as soon as it is registered; litemq
   claims them only when the connection processes events (process_data_events, start_consuming, sleep, consume()).
   Until then they stay ready (counted by queue_declare, free for other consumers), and a channel closed before
@@ -521,7 +523,9 @@ class BlockingChannel:
 
     # --- settling
     def basic_ack(self, delivery_tag: int = 0, multiple: bool = False) -> None:
-        self._call(lambda: self._native.ack(delivery_tag, multiple))
+        """Fire-and-forget, as on RabbitMQ: committed by the connection's next write, within a few milliseconds, or
+        at close (litemq's deferred ack); an unknown tag is refused at once."""
+        self._call(lambda: self._native.ack(delivery_tag, multiple, deferred=True))
 
     def basic_nack(self, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True) -> None:
         self._call(lambda: self._native.nack(delivery_tag, multiple, requeue))

@@ -206,6 +206,10 @@ class Store(Protocol):
     def after_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the current transaction has committed (never if it rolls back)."""
 
+    before_write: Optional[Callable[["Store"], None]]
+    """Set by the connection while it has work for its next write (deferred acks): called with the store at the
+    start of every write transaction, before the block runs, and inside it (it commits or rolls back with it)."""
+
     def check_process(self) -> None:
         """Raise StorageError in a forked child: a connection belongs to the process that opened it."""
 

@@ -82,6 +82,7 @@ class PostgresStore:
     """One connection to a litemq schema on a PostgreSQL server."""
 
     engine = "postgresql"
+    before_write: Optional[Callable[[Any], None]] = None
 
     def __init__(self, url: str, *, synchronous: str = "NORMAL", busy_timeout: float = 60.0,
                  share_with_group: bool = False, connect_timeout: float = 10.0) -> None:
@@ -721,6 +722,8 @@ class _Transaction(Transaction):
                 store._pending = []
                 store._control(self.begin)  # BEGIN and the lock in one round trip, before anything is read
             store._in_transaction = True
+            if self.writes and store.before_write is not None:
+                store.before_write(store)
         except BaseException:
             self._abandon()
             raise

@@ -63,6 +63,8 @@ if hasattr(os, "register_at_fork"):
 class SQLiteConnection:
     """One connection to a litemq file. Thread-safe: every transaction holds the connection's lock."""
 
+    before_write: Optional[Callable[[Any], None]] = None
+
     def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 60.0,
                  share_with_group: bool = False) -> None:
         if synchronous not in SYNCHRONOUS:
@@ -273,6 +275,8 @@ class _Transaction(Transaction, Generic[S]):
                     store._checkpoints_off = False
                     store._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
                 store._db.execute(self.begin)
+            if self.writes and store.before_write is not None:
+                store.before_write(store)
         except BaseException as exc:
             self._abandon()
             if isinstance(exc, sqlite3.Error):
