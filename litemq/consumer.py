@@ -350,8 +350,8 @@ class ConsumerSet(Consuming):
         for step in range(count):
             index = (self._turn + step) % count
             consumer = self.consumers[index]
-            if not consumer.active:
-                continue
+            if not consumer.active or (not consumer._buffer and not consumer.finishing and consumer._room() <= 0):
+                continue  # nothing to hand out, and no room to claim: no need to read its queue
             try:
                 with consumer._store.lock:
                     ready = None if consumer._buffer else consumer._store.ready_count(consumer.queue)
@@ -464,8 +464,8 @@ class Waiter:
             rung = False
             if changed:
                 with self._store.lock:
-                    if any(_has_work(ready, c) for c, ready in zip(active, ready_counts(self._store, active))):
-                        return None  # ready messages, or a queue is gone: claim to find out
+                    if any(_may_take(ready, c) for c, ready in zip(active, ready_counts(self._store, active))):
+                        return None  # ready messages it has room for, or a queue is gone: claim to find out
                     expiries = _lease_expiries(self._store, active)
                     # Delayed messages falling due, TTLs and unused queues expiring: whoever wakes first does it.
                     deadlines = [d for d in self._store.deadlines() if d is not None]
@@ -560,6 +560,12 @@ def _lease_expiries(store: Store, consumers: Sequence[Consumer]) -> list[Optiona
 
 def _has_work(ready: Optional[int], consumer: Consumer) -> bool:
     return bool(consumer._buffer) or ready is None or (ready != 0 and consumer.may_claim())
+
+
+def _may_take(ready: Optional[int], consumer: Consumer) -> bool:
+    # A consumer without room waits for the ack that frees some: that ack claims for it (and rings it when it
+    # sleeps in another thread). Returning for it would only read its queue again and again until then.
+    return bool(consumer._buffer) or ready is None or (ready != 0 and consumer._room() > 0 and consumer.may_claim())
 
 
 @contextmanager
