@@ -25,7 +25,7 @@ import socket
 import time
 from typing import Any, Callable, Generator, Optional
 
-from .consumer import Consumer, ConsumerSet, Nap, claim_found_work
+from .consumer import Consumer, ConsumerSet, Nap, Waiter, claim_found_work
 from .store.waiting import POLL_MAX_SECONDS, POLL_MIN_SECONDS, POLLED, drain
 
 DISPATCH_BATCH = 8
@@ -56,6 +56,8 @@ class HubWaiting:
         self._others: dict[int, socket.socket] = {}
         """The nap's other sockets (hang-up watches) the hub watches, by descriptor."""
         self._steps: Optional[Steps] = None
+        self._waiter: Optional[Waiter] = None
+        """The waiter whose steps these are."""
         self._napping: list[Consumer] = []
         self._hearing = False
         """The nap under way hears doorbells (not while the waiter hushes them)."""
@@ -169,7 +171,8 @@ class HubWaiting:
         self._napping = active
         for consumer in active:
             consumer.waiting = True  # an ack that claims for it (in another thread) rings its doorbell
-        self._steps = consumers._waiter.waiting(active, None)
+        self._waiter = consumers._waiter
+        self._steps = self._waiter.waiting(active, None)
         try:
             nap = next(self._steps)
         except StopIteration:
@@ -229,9 +232,10 @@ class HubWaiting:
         """The waiter's wait ended: claim where it found work, so that serving hands it out without reading each
         queue again (a claim that failed is met again by the serving's own claim)."""
         napping = self._napping
+        found = self._waiter.found if self._waiter is not None else None
         self._stop_steps()
         if napping:
-            claim_found_work(napping)
+            claim_found_work(napping, found)
 
     # --- naps
     def _take(self, nap: Nap) -> None:
