@@ -11,8 +11,8 @@ A Celery worker acks on the hub's next turn (``call_soon``), not in the delivery
 handed out what the consumers had room for, the waiter is not taken up at once: the hub's tick (``on_tick``, after
 that next turn's acks, before it polls) commits the acks, which claim the room they free, and hands those out; only
 a tick that finds nothing to hand out starts the nap. A busy worker thus writes once per prefetch's worth of tasks
-and reads nothing else, and wakes itself by no doorbell but to end the hub's poll after handing out tasks (their
-acks wait in the hub's ready list).
+and takes up no wait in between, and rings its own doorbell only to end the hub's poll after a tick handed out
+tasks (their acks wait in the hub's ready list).
 
 It needs of the hub only ``add_reader``, ``remove_reader``, ``readers`` and ``call_later`` (kombu's ``Hub``), and
 ``on_tick`` where it has one; it imports nothing of kombu.
