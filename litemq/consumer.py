@@ -350,8 +350,8 @@ class ConsumerSet(Consuming):
         for step in range(count):
             index = (self._turn + step) % count
             consumer = self.consumers[index]
-            if not consumer.active:
-                continue
+            if not consumer.active or (not consumer._buffer and not consumer.finishing and consumer._room() <= 0):
+                continue  # nothing to hand out, and no room to claim: no need to read its queue
             try:
                 with consumer._store.lock:
                     ready = None if consumer._buffer else consumer._store.ready_count(consumer.queue)
@@ -424,6 +424,9 @@ class Waiter:
         self._session = session
         self._store = session.store
         self._seen_version = (-1, -1)
+        self.found: Optional[dict["Consumer", Optional[int]]] = None
+        """The ready counts the wait that just ended on work read (None when it ended otherwise), so that whoever
+        claims for it need not read them again."""
 
     def wait(self, consumers: Sequence["Consumer"], deadline: Optional[float],
              others: Sequence[socket.socket] = ()) -> Optional[socket.socket]:
@@ -447,6 +450,7 @@ class Waiter:
         hushed_until = 0.0
         hush = HUSH_SECONDS[0]
         while True:
+            self.found = None
             active = [consumer for consumer in consumers if consumer.active]
             if not active or any(consumer.finishing for consumer in active):
                 return None  # a ring from finish() announces no change to the file, yet must end the wait
@@ -464,8 +468,10 @@ class Waiter:
             rung = False
             if changed:
                 with self._store.lock:
-                    if any(_has_work(ready, c) for c, ready in zip(active, ready_counts(self._store, active))):
-                        return None  # ready messages, or a queue is gone: claim to find out
+                    counts = ready_counts(self._store, active)
+                    if any(_may_take(ready, c) for c, ready in zip(active, counts)):
+                        self.found = dict(zip(active, counts))
+                        return None  # ready messages it has room for, or a queue is gone: claim to find out
                     expiries = _lease_expiries(self._store, active)
                     # Delayed messages falling due, TTLs and unused queues expiring: whoever wakes first does it.
                     deadlines = [d for d in self._store.deadlines() if d is not None]
@@ -530,14 +536,18 @@ def ready_counts(store: Store, consumers: Sequence[Consumer]) -> list[Optional[i
     return [counts[c.queue][0] if c.queue in counts else None for c in consumers]
 
 
-def claim_found_work(consumers: Sequence[Consumer]) -> tuple[list[Consumer], dict[Consumer, BaseException]]:
+def claim_found_work(consumers: Sequence[Consumer], found: Optional[dict[Consumer, Optional[int]]] = None
+                     ) -> tuple[list[Consumer], dict[Consumer, BaseException]]:
     """When a waiter's wait ended: which consumers may have work, each claimed for already where its queue shows
-    ready messages and it has room (one read of the counts for all, rather than one per consumer after the wake),
-    and the error a claim met (the queue deleted, ...), which its consumer then meets as its own claim would."""
+    ready messages and it has room (one read of the counts for all, rather than one per consumer after the wake;
+    none where the waiter read them just now: ``found``), and the error a claim met (the queue deleted, ...), which
+    its consumer then meets as its own claim would."""
     store = consumers[0]._store
     failed: dict[Consumer, BaseException] = {}
     with store.lock:
-        counts = dict(zip(consumers, ready_counts(store, consumers)))
+        if found is None or any(c not in found for c in consumers):
+            found = dict(zip(consumers, ready_counts(store, consumers)))
+        counts = found
         ready = [c for c in consumers if c.finishing or not c.active or _has_work(counts[c], c)]
         for consumer in ready:
             # Not where the queue is gone: that claim cancels the consumer, closing a doorbell an event loop may
@@ -560,6 +570,12 @@ def _lease_expiries(store: Store, consumers: Sequence[Consumer]) -> list[Optiona
 
 def _has_work(ready: Optional[int], consumer: Consumer) -> bool:
     return bool(consumer._buffer) or ready is None or (ready != 0 and consumer.may_claim())
+
+
+def _may_take(ready: Optional[int], consumer: Consumer) -> bool:
+    # A consumer without room waits for the ack that frees some: that ack claims for it (and rings it when it
+    # sleeps in another thread). Returning for it would only read its queue again and again until then.
+    return bool(consumer._buffer) or ready is None or (ready != 0 and consumer._room() > 0 and consumer.may_claim())
 
 
 @contextmanager

@@ -7,8 +7,15 @@ the connection's ``Waiter`` again: its naps become the hub's readers (other conn
 timer; what woke a nap is sent back to the waiter's steps, as the asyncio consumers do (``litemq.aio.idle``). Where
 doorbells have no socket, a nap polls the store's change counter on the hub's timer, with backoff.
 
+A Celery worker acks on the hub's next turn (``call_soon``), not in the delivery's callback. So when a turn has
+handed out what the consumers had room for, the waiter is not taken up at once: the hub's tick (``on_tick``, after
+that next turn's acks, before it polls) commits the acks, which claim the room they free, and hands those out; only
+a tick that finds nothing to hand out starts the nap. A busy worker thus writes once per prefetch's worth of tasks
+and takes up no wait in between, and rings its own doorbell only to end the hub's poll after a tick handed out
+tasks (their acks wait in the hub's ready list).
+
 It needs of the hub only ``add_reader``, ``remove_reader``, ``readers`` and ``call_later`` (kombu's ``Hub``), and
-imports nothing of kombu.
+``on_tick`` where it has one; it imports nothing of kombu.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import socket
 import time
 from typing import Any, Callable, Generator, Optional
 
-from .consumer import Consumer, ConsumerSet, Nap, claim_found_work
+from .consumer import Consumer, ConsumerSet, Nap, Waiter, claim_found_work
 from .store.waiting import POLL_MAX_SECONDS, POLL_MIN_SECONDS, POLLED, drain
 
 DISPATCH_BATCH = 8
@@ -49,6 +56,8 @@ class HubWaiting:
         self._others: dict[int, socket.socket] = {}
         """The nap's other sockets (hang-up watches) the hub watches, by descriptor."""
         self._steps: Optional[Steps] = None
+        self._waiter: Optional[Waiter] = None
+        """The waiter whose steps these are."""
         self._napping: list[Consumer] = []
         self._hearing = False
         """The nap under way hears doorbells (not while the waiter hushes them)."""
@@ -57,6 +66,13 @@ class HubWaiting:
         self._timer: Any = None
         self._serving = False
         self._again = False
+        self._delivered = 0
+        """Deliveries handed out, ever (a tick that hands some out ends the hub's next poll at once)."""
+        self._nap_due = False
+        """Serving found nothing more to hand out: the hub's tick starts the nap, after the turn's acks."""
+        self._ticks: Optional[set[Callable[[], None]]] = getattr(hub, "on_tick", None)
+        if self._ticks is not None:
+            self._ticks.add(self._on_tick)
         self.closed = False
 
     # --- what the transport tells it
@@ -82,6 +98,8 @@ class HubWaiting:
         if self._serving or self._settling:
             return
         self._settling = True
+        if self._ticks is not None:
+            return  # the hub's tick commits it, before its next poll
         consumers = self._consumers()
         for consumer in consumers.consumers if consumers is not None else []:
             if consumer.active and consumer.doorbell.socket is not None:
@@ -100,6 +118,8 @@ class HubWaiting:
         self.closed = True
         self._end_nap()
         self._watch([])
+        if self._ticks is not None:
+            self._ticks.discard(self._on_tick)
 
     # --- serving
     def serve(self) -> None:
@@ -122,6 +142,7 @@ class HubWaiting:
                 for _ in range(DISPATCH_BATCH):
                     if not self._deliver(consumers):
                         break
+                    self._delivered += 1
                 else:
                     self._settle()
                     self._call_back(consumers.consumers)  # more may be ready: after the hub's other work
@@ -135,20 +156,62 @@ class HubWaiting:
                     return
                 if self._again:
                     continue
-                self._napping = active
-                for consumer in active:
-                    consumer.waiting = True  # an ack that claims for it (in this thread) rings its doorbell
-                self._steps = consumers._waiter.waiting(active, None)
-                try:
-                    nap = next(self._steps)
-                except StopIteration:
-                    self._found_work()
-                    continue
-                self._take(nap)
-                return
+                if self._ticks is not None and not self._nap_due:
+                    self._nap_due = True  # the acks of what was handed out may come first (on the next turn)
+                    return
+                self._nap_due = False
+                if self._nap(consumers, active):
+                    return
             self._call_back(self._napping or [])
         finally:
             self._serving = False
+
+    def _nap(self, consumers: ConsumerSet, active: list[Consumer]) -> bool:
+        """Take up the waiter; False when it found work at once (it was claimed: serve again)."""
+        self._napping = active
+        for consumer in active:
+            consumer.waiting = True  # an ack that claims for it (in another thread) rings its doorbell
+        self._waiter = consumers._waiter
+        self._steps = self._waiter.waiting(active, None)
+        try:
+            nap = next(self._steps)
+        except StopIteration:
+            self._found_work()
+            return False
+        self._take(nap)
+        return True
+
+    def _on_tick(self) -> None:
+        """Each turn of the hub, before it polls: commit the acks made since the last tick; hand out what they
+        claimed, or else start the nap that serving left due."""
+        if self.closed or self._serving:
+            return
+        if self._settling:
+            self._settling = False
+            napping = self._napping
+            for consumer in napping:
+                consumer.waiting = False  # this thread claims for them: it looks at their buffers itself
+            try:
+                settled = self._settle()
+            finally:
+                for consumer in napping:
+                    consumer.waiting = True
+            if settled:
+                consumers = self._consumers()
+                if consumers is not None and any(c._buffer for c in consumers.consumers if c.active):
+                    self._nap_due = False
+                    delivered = self._delivered
+                    self.serve()
+                    if self._delivered != delivered and self._steps is None:
+                        # Their callbacks may have left work in the hub's ready list (a Celery worker's acks): the
+                        # poll ahead must not sleep on it.
+                        self._call_back(consumers.consumers)
+                    return
+                if self._steps is not None:
+                    self._advance(POLLED)  # type: ignore[arg-type]  # the waiter looks at what the acks changed
+                    return
+        if self._nap_due and self._steps is None and not self._serving:
+            self.serve()  # with nothing new to hand out, it naps
 
     def _advance(self, woke: Optional[socket.socket]) -> None:
         """Send the waiter what ended its nap: it naps again, or its wait is over and the hub serves."""
@@ -169,9 +232,10 @@ class HubWaiting:
         """The waiter's wait ended: claim where it found work, so that serving hands it out without reading each
         queue again (a claim that failed is met again by the serving's own claim)."""
         napping = self._napping
+        found = self._waiter.found if self._waiter is not None else None
         self._stop_steps()
         if napping:
-            claim_found_work(napping)
+            claim_found_work(napping, found)
 
     # --- naps
     def _take(self, nap: Nap) -> None:
@@ -235,6 +299,8 @@ class HubWaiting:
     # --- the hub's callbacks
     def _on_doorbell(self, sock: socket.socket) -> None:
         drain(sock)
+        if self._nap_due and self._steps is None:
+            return  # the hub's tick, before its next poll, hands out or naps (this may be the ring that ended one)
         self._settle_now()
         if self._steps is None:
             self.serve()

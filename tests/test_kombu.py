@@ -322,6 +322,40 @@ def test_acks_made_on_the_hub_commit_between_its_batches_and_at_close(url: str) 
     hub.close()
 
 
+def test_acks_made_on_the_hubs_next_turn_as_celery_makes_them_claim_the_next_messages_without_a_nap(
+        connection: Connection) -> None:
+    # A Celery worker acks with hub.call_soon: on the hub's next turn, not in the delivery's callback. The hub's
+    # tick (after those acks, before the poll) commits them, and what they claim is handed out at once: a
+    # prefetch's worth of messages a turn, without taking up the waiter in between (its looks read the store).
+    hub = Hub()
+    connection.transport.register_with_event_loop(connection.connection, hub)
+    producer = Producer(connection.default_channel)
+    for n in range(12):
+        producer.publish(n, routing_key="turns", declare=[Queue("turns")])
+    got: list[Any] = []
+    consumer = Consumer(connection.channel(), [Queue("turns")],
+                        callbacks=[lambda body, message: (got.append(body), hub.call_soon(message.ack))])
+    consumer.qos(prefetch_count=3)
+    store = connection.transport.broker()._store
+    looks: list[str] = []
+    for name in ("data_version", "counts_with_queues", "next_lease_expiry", "next_lease_expiries"):
+        def counted(*args: Any, _name: str = name, _read: Any = getattr(store, name)) -> Any:
+            looks.append(_name)
+            return _read(*args)
+        setattr(store, name, counted)
+    turns = 0
+    loop = hub.create_loop()
+    deadline = time.monotonic() + WAIT
+    with consumer:
+        while len(got) < 12 and time.monotonic() < deadline:
+            next(loop)
+            turns += 1
+        assert got == list(range(12))
+        assert turns <= 12 // 3 + 2  # the first claim, then one turn per three messages
+        assert len(looks) <= 2, looks  # the first wait's look, if any: none between the batches
+    hub.close()
+
+
 # --- mandatory publishes: basic.return, as on RabbitMQ through py-amqp
 def test_an_unroutable_mandatory_message_comes_back_to_on_return_at_the_next_drain(
         connection: Connection) -> None:
