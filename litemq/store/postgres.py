@@ -516,13 +516,13 @@ class PostgresStore:
         return row, first[10], claimed
 
     def ack(self, leases: Sequence[Lease]) -> int:
-        return self.run(sql.ACK, _lease_arrays(leases)).rowcount
+        return self.run(*_acking(leases)).rowcount
 
     def ack_last(self, leases: Sequence[Lease]) -> int:
         if not self._in_transaction:
             return self.ack(leases)
         # The DELETE is token-fenced and runs after the lock in the server's order: nothing is read to decide.
-        return self._first_and_commit(sql.ACK, _lease_arrays(leases)).rowcount
+        return self._first_and_commit(*_acking(leases)).rowcount
 
     def publish_plain(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                       now: float) -> Optional[bool]:
@@ -686,6 +686,13 @@ def _in_order(rows: list[Any]) -> list[MessageRow]:
 def _taken_out(rows: list[Any]) -> list[StoredMessage]:
     rows.sort()
     return [StoredMessage(*r) for r in rows]
+
+
+def _acking(leases: Sequence[Lease]) -> tuple[str, Sequence[Any]]:
+    """The statement that acks ``leases``, with its parameters."""
+    if len(leases) == 1:
+        return sql.ACK_ONE, leases[0]
+    return sql.ACK, _lease_arrays(leases)
 
 
 def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[int]]:
