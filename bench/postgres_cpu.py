@@ -100,8 +100,8 @@ def main() -> None:
             schema = f"cpu_{uuid.uuid4().hex[:8]}"
             system = kind(args.url, schema)
             try:
-                for op, figures in run(system, args.n).items():
-                    results.setdefault((op, name), []).append(figures)
+                for op, measure in run(system, args.n).items():
+                    results.setdefault((op, name), []).append(measure)
             finally:
                 system.close()
                 drop_schemas(args.url, [schema])
