@@ -9,7 +9,8 @@ advisory lock on the schema and ``write_exclusive()`` the same lock exclusively:
 consumers coming and going and reaping run alone, as on SQLite, while publishes, claims and acks run together.
 A write's BEGIN and lock go with its first statement
 (one round trip; the server runs them in order, so that statement's snapshot comes after the lock), an exclusive
-one's before anything else. ``lock_queue`` takes a transaction-level lock keyed by the queue (a length
+one's before anything else; a write that is one statement sends the lock and the statement alone, which the server
+runs as one implicit transaction up to the pipeline's sync point. ``lock_queue`` takes a transaction-level lock keyed by the queue (a length
 limit counts before it stores). ``read()`` is REPEATABLE READ: one snapshot for several reads.
 
 Claims are one statement: a materialised CTE picks the queue's next ready rows from the ready index in delivery
@@ -517,13 +518,13 @@ class PostgresStore:
         return row, first[10], claimed
 
     def ack(self, leases: Sequence[Lease]) -> int:
-        return self.run(sql.ACK, _lease_arrays(leases)).rowcount
+        return self.run(*_acking(leases)).rowcount
 
     def ack_last(self, leases: Sequence[Lease]) -> int:
         if not self._in_transaction:
             return self.ack(leases)
         # The DELETE is token-fenced and runs after the lock in the server's order: nothing is read to decide.
-        return self._first_and_commit(sql.ACK, _lease_arrays(leases)).rowcount
+        return self._first_and_commit(*_acking(leases)).rowcount
 
     def publish_plain(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                       now: float) -> Optional[bool]:
@@ -545,11 +546,17 @@ class PostgresStore:
         return self._pending == self._begin_write and queue not in self._not_plain
 
     def _first_and_commit(self, statement: str, params: Sequence[Any]) -> Rows:
-        """What waits (BEGIN, its lock, statements run ``later``), ``statement`` and COMMIT, in one round trip:
-        the statement's rows. What the block runs next runs on its own (``_begin_again`` undoes that)."""
+        """What waits (BEGIN, its lock, statements run ``later``), ``statement`` and COMMIT, in one round trip (one
+        implicit transaction when the transaction had not begun): the statement's rows. What the block runs next runs on its own (``_begin_again`` undoes that)."""
         pending, self._pending = self._pending, []
+        if pending[:2] == self._begin_write:
+            # Not begun yet: the pipeline's statements up to its sync point are one implicit transaction, which the
+            # server commits at that point (or rolls back, when one fails), so BEGIN and COMMIT need not be sent.
+            statements, wanted = [*pending[1:], (statement, params, None)], -1
+        else:
+            statements, wanted = [*pending, (statement, params, None), _COMMIT], -2
         try:
-            rows = self._wire.send([*pending, (statement, params, None), _COMMIT], wanted=-2)
+            rows = self._wire.send(statements, wanted=wanted)
         except psycopg.Error as exc:
             raise self.failed(exc) from exc
         self._in_transaction = False
@@ -687,6 +694,13 @@ def _in_order(rows: list[Any]) -> list[MessageRow]:
 def _taken_out(rows: list[Any]) -> list[StoredMessage]:
     rows.sort()
     return [StoredMessage(*r) for r in rows]
+
+
+def _acking(leases: Sequence[Lease]) -> tuple[str, Sequence[Any]]:
+    """The statement that acks ``leases``, with its parameters."""
+    if len(leases) == 1:
+        return sql.ACK_ONE, leases[0]
+    return sql.ACK, _lease_arrays(leases)
 
 
 def _lease_arrays(leases: Sequence[Lease]) -> tuple[list[int], list[int]]:

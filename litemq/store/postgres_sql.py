@@ -181,6 +181,9 @@ TAKE_DUE = (_CHOSEN.format(where="visible_at <= $1", order="visible_at", limit="
 # --- settling by (id, token), many in one statement
 _LEASES = "unnest($1::bigint[], $2::bigint[]) AS l(message_id, token) WHERE id = message_id AND lease_token = token"
 ACK = f"DELETE FROM litemq_messages USING {_LEASES}"
+# One lease (an ack as it comes) by its primary key, as on SQLite: no arrays to send nor unnest and join on the server
+# (bench/postgres_cpu.py: get + ack 8 % less of the server's CPU, 10 % less of the client's).
+ACK_ONE = from_sqlite(lite.ACK)
 DROP = f"DELETE FROM litemq_messages USING {_LEASES} {lite._TAKEN}"
 REQUEUE = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
            f"delivery_count = delivery_count - $3 FROM {_LEASES} {lite._RETURNED}")
