@@ -288,6 +288,73 @@ asyncio.run(main())
         assert conn.declare_queue("jobs", passive=True).message_count == 0 and conn.get("jobs") is None
 
 
+def test_acks_held_on_the_loop_commit_together_once_the_last_in_hand_is_acked_or_the_loop_turns(db_path):
+    # While its consumer has more deliveries in hand, an ack waits on the loop for the next ones: the batch commits
+    # in one transaction (with the claim that refills the consumer) when the last in hand is acked, when the task
+    # lets the loop turn, or before any other call, which then runs after it.
+    async def body(conn):
+        store = conn._channel._store
+        await conn.declare_queue("jobs")
+        await conn.publish_many("", "jobs", [b"1", b"2", b"3", b"4", b"5", b"6"])
+        consumer = conn.consume("jobs", prefetch=3)
+        first = await consumer.get(timeout=BOUND)  # three claimed: two more in hand
+        commits = store.commits
+        await first.ack()
+        held = (list(conn._acks._held) == [first.delivery_tag], store.commits - commits)
+        await asyncio.sleep(0)  # the loop turns: committed, or queued on the worker where it would wait
+        turned = list(conn._acks._held)
+        await conn._acks.settled()
+        commits = store.commits
+        second = await consumer.get(timeout=BOUND)
+        await second.ack()  # held: the third is in hand
+        third = await consumer.get(timeout=BOUND)
+        await third.ack()  # the last in hand: both go now, with the claim that refills the consumer
+        last = list(conn._acks._held)
+        await conn._acks.settled()
+        transactions = store.commits - commits
+        fourth = await consumer.get(timeout=BOUND)
+        await fourth.ack()
+        await conn.publish("", "jobs", b"7")  # the held ack commits first, then the publish
+        await consumer.cancel()
+        return held, turned, last, transactions, [d.body for d in (first, second, third, fourth)]
+
+    assert run(db_path, body) == ((True, 0), [], [], 1, [b"1", b"2", b"3", b"4"])
+    with litemq.connect(db_path) as conn:
+        assert sorted(conn.get("jobs", auto_ack=True).body for _ in range(3)) == [b"5", b"6", b"7"]
+        assert conn.get("jobs") is None
+
+
+def test_acks_held_when_a_program_ends_without_closing_still_commit(db_path, subprocess_env):
+    program = """
+import asyncio, sys
+import litemq.aio
+
+async def main():
+    conn = await litemq.aio.connect(sys.argv[1])  # never closed
+    await conn.declare_queue("jobs")
+    await conn.publish_many("", "jobs", [str(n).encode() for n in range(20)])
+    async for delivery in conn.consume("jobs", prefetch=20):
+        await delivery.ack()  # held on the loop: more are in hand
+        if delivery.body == b"9":
+            break
+
+asyncio.run(main())
+"""
+    done = subprocess.run([sys.executable, "-c", program, db_path], env=subprocess_env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    with litemq.connect(db_path) as conn:
+        back = []
+        deadline = time.monotonic() + BOUND
+        while len(back) < 10 and time.monotonic() < deadline:  # the unacked ten, once their holder is seen dead
+            delivery = conn.get("jobs", auto_ack=True)
+            if delivery is None:
+                time.sleep(0.05)
+            else:
+                back.append(int(delivery.body))
+        assert sorted(back) == list(range(10, 20)) and conn.get("jobs") is None
+
+
 def test_consume_many_takes_turns_waits_on_every_queue_and_outlives_a_deleted_one(db_path, caplog):
     async def body(conn):
         for name in ("a", "b", "c"):
@@ -487,3 +554,22 @@ def test_a_write_that_may_not_wait_finds_the_files_lock_taken_and_does_nothing(d
             conn.publish("", "q", b"y")
             conn.publish("", "q", b"z")
         assert [conn.get("q", auto_ack=True).body for _ in range(2)] == [b"y", b"z"]
+
+
+@pytest.mark.sqlite_only
+def test_a_write_that_may_wait_after_writes_that_might_not_still_waits_for_the_files_lock(db_path):
+    # Writes that may not wait leave SQLite's busy timeout at 0 between them; any other use gives it back first.
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("q")
+        with conn._store.without_waiting():
+            conn.publish("", "q", b"x")
+        locker = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        try:
+            locker.execute("BEGIN IMMEDIATE")  # another process's write transaction, for a moment
+            release = threading.Timer(0.3, locker.execute, ("COMMIT",))
+            release.start()
+            conn.publish("", "q", b"y")  # waits for it, as before, rather than failing as busy
+            release.join(BOUND)
+        finally:
+            locker.close()
+        assert [conn.get("q", auto_ack=True).body for _ in range(2)] == [b"x", b"y"]
