@@ -263,31 +263,6 @@ def test_acks_are_pipelined_in_order_and_what_their_commit_meets_is_raised_by_th
         assert conn.get("jobs") is None
 
 
-def test_acks_queued_when_a_program_ends_without_closing_still_commit(db_path, subprocess_env):
-    program = """
-import asyncio, sys
-import litemq.aio
-
-async def main():
-    conn = await litemq.aio.connect(sys.argv[1])  # never closed
-    await conn.declare_queue("jobs")
-    await conn.publish_many("", "jobs", [b"job"] * 20)
-    acked = 0
-    async for delivery in conn.consume("jobs", prefetch=20):
-        await delivery.ack()
-        acked += 1
-        if acked == 20:
-            break
-
-asyncio.run(main())
-"""
-    done = subprocess.run([sys.executable, "-c", program, db_path], env=subprocess_env, capture_output=True,
-                          text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    with litemq.connect(db_path) as conn:
-        assert conn.declare_queue("jobs", passive=True).message_count == 0 and conn.get("jobs") is None
-
-
 def test_acks_held_on_the_loop_commit_together_once_the_last_in_hand_is_acked_or_the_loop_turns(db_path):
     # While its consumer has more deliveries in hand, an ack waits on the loop for the next ones: the batch commits
     # in one transaction (with the claim that refills the consumer) when the last in hand is acked, when the task
@@ -324,7 +299,9 @@ def test_acks_held_on_the_loop_commit_together_once_the_last_in_hand_is_acked_or
         assert conn.get("jobs") is None
 
 
-def test_acks_held_when_a_program_ends_without_closing_still_commit(db_path, subprocess_env):
+@pytest.mark.parametrize("acked", [20, 10], ids=["all-acked", "acks-held"])
+def test_acks_queued_or_held_when_a_program_ends_without_closing_still_commit(db_path, subprocess_env, acked):
+    # All twenty acked: the last ack goes at once. Ten acked with ten more in hand: they are held on the loop.
     program = """
 import asyncio, sys
 import litemq.aio
@@ -334,25 +311,26 @@ async def main():
     await conn.declare_queue("jobs")
     await conn.publish_many("", "jobs", [str(n).encode() for n in range(20)])
     async for delivery in conn.consume("jobs", prefetch=20):
-        await delivery.ack()  # held on the loop: more are in hand
-        if delivery.body == b"9":
+        await delivery.ack()
+        if int(delivery.body) == int(sys.argv[2]) - 1:
             break
 
 asyncio.run(main())
 """
-    done = subprocess.run([sys.executable, "-c", program, db_path], env=subprocess_env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", program, db_path, str(acked)], env=subprocess_env,
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     with litemq.connect(db_path) as conn:
         back = []
         deadline = time.monotonic() + BOUND
-        while len(back) < 10 and time.monotonic() < deadline:  # the unacked ten, once their holder is seen dead
+        while len(back) < 20 - acked and time.monotonic() < deadline:  # the unacked, once their holder is dead
             delivery = conn.get("jobs", auto_ack=True)
             if delivery is None:
                 time.sleep(0.05)
             else:
                 back.append(int(delivery.body))
-        assert sorted(back) == list(range(10, 20)) and conn.get("jobs") is None
+        assert sorted(back) == list(range(acked, 20))
+        assert conn.declare_queue("jobs", passive=True).message_count == 0 and conn.get("jobs") is None
 
 
 def test_consume_many_takes_turns_waits_on_every_queue_and_outlives_a_deleted_one(db_path, caplog):
