@@ -551,3 +551,38 @@ def test_a_write_that_may_wait_after_writes_that_might_not_still_waits_for_the_f
         finally:
             locker.close()
         assert [conn.get("q", auto_ack=True).body for _ in range(2)] == [b"x", b"y"]
+
+
+@pytest.mark.parametrize("told", [True, False])
+def test_an_idle_waiter_told_of_changes_looks_at_no_consumer_when_its_timer_wakes_it_to_an_unchanged_file(
+        db_path, told):
+    # What keeps the step of a thousand idle async consumers short (it holds the GIL the loop needs): their
+    # waiter is told when one stops or finishes, and a delivery claimed for one rings its doorbell.
+    from litemq.consumer import Waiter
+
+    class Looked:
+        def __init__(self, consumer: Any, looks: list[str]) -> None:
+            object.__setattr__(self, "_consumer", consumer)
+            object.__setattr__(self, "_looks", looks)
+
+        def __getattr__(self, name: str) -> Any:
+            self._looks.append(name)
+            return getattr(self._consumer, name)
+
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("q")
+        consumer = conn.consume("q")
+        looks: list[str] = []
+        steps = Waiter(consumer._session).waiting([Looked(consumer, looks)], None, told=told)
+        next(steps)  # the first look
+        looks.clear()
+        steps.send(None)  # the timer
+        timer_looks = bool(looks)
+        consumer.finishing = True
+        try:
+            steps.send(consumer.doorbell.socket)  # a ring: the consumers are looked at again
+            ended = False
+        except StopIteration:
+            ended = True
+        consumer.finishing = False
+    assert (timer_looks, ended) == (not told, True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generator, Optional, Union
 
 from ..consumer import Consumer, Nap, Waiter, claim_found_work
@@ -67,6 +68,8 @@ class Idle:
         """A doorbell that rang when no nap heard it."""
         self._futile = False
         """A ring answered on the loop found nothing: until the waiter finds work, rings go to the waiter."""
+        self._socketed: list[Any] = []
+        """The doorbells of the nap before, each with a socket: a nap on the same list need not look again."""
         self.closed = False
 
     async def wait(self, consumers: list[Consumer], timeout: Optional[float]) -> None:
@@ -201,7 +204,7 @@ class Idle:
             consumers = list(self._waiting)
             if not consumers:
                 return
-            steps = self._waiter.waiting(consumers, None)
+            steps = self._waiter.waiting(consumers, None, told=True)  # wake() and _changed() tell it
             answer: Union[Nap, _Done] = await self._worker.run(_step, steps, None, consumers)
             while isinstance(answer, Nap):
                 woke = await self._nap(answer, restart)
@@ -215,8 +218,10 @@ class Idle:
 
     async def _nap(self, nap: Nap, restart: "asyncio.Future[None]") -> Any:
         """Until a doorbell of the nap rings, a socket of the nap is readable (it), its timeout, or ``restart``."""
-        if any(bell.socket is None for bell in nap.doorbells):
-            return await self._poll(nap, restart)
+        if nap.doorbells is not self._socketed:  # a waiter told of changes naps again on the same list
+            if None in map(_socket, nap.doorbells):
+                return await self._poll(nap, restart)
+            self._socketed = nap.doorbells
         if nap.doorbells and self._rang is not None:
             rang, self._rang = self._rang, None
             return rang
@@ -261,6 +266,9 @@ class Idle:
             await asyncio.wait([restart], timeout=min(pause, left))
             pause = min(pause * 2, POLL_MAX_SECONDS)
         return _RESTART
+
+
+_socket = attrgetter("socket")
 
 
 def _step(steps: Steps, woke: Optional[socket.socket], consumers: list[Consumer]) -> Union[Nap, _Done]:
