@@ -18,7 +18,7 @@ from .log import logger
 from .message import Delivery
 from .policy import PLAIN_QUEUE, QueuePolicy
 from .session import Held, Session
-from .store.contract import Doorbell, MessageRow, Store
+from .store.contract import Doorbell, MessageRow, Store, WouldWait
 from .store.waiting import sleep
 from .timing import RECHECK_SECONDS, check_seconds, clock
 
@@ -531,6 +531,10 @@ class Waiter:
         self._seen_version = version
         return changed
 
+    def forget_seen(self) -> None:
+        """The next wait looks at the file as if it had changed (a step before it was abandoned midway)."""
+        self._seen_version = (-1, -1)
+
     def _file_unseen(self) -> bool:
         """Whether the file changed since the waiter last looked (without counting this as a look)."""
         return self._version() != self._seen_version
@@ -563,6 +567,8 @@ def claim_found_work(consumers: Sequence[Consumer]) -> tuple[list[Consumer], dic
                     and consumer._room() > 0:
                 try:
                     consumer._fill()
+                except WouldWait:
+                    raise  # the first claim, on an event loop's thread (``litemq.aio``): nothing done, redone elsewhere
                 except Exception as exc:
                     failed[consumer] = exc
     return ready, failed

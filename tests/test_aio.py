@@ -586,3 +586,62 @@ def test_an_idle_waiter_told_of_changes_looks_at_no_consumer_when_its_timer_wake
             ended = True
         consumer.finishing = False
     assert (timer_looks, ended) == (not told, True)
+
+
+def test_an_idle_consumers_waiter_steps_on_the_loops_thread_only_where_that_never_waits(db_path, engine,
+                                                                                        monkeypatch):
+    # One consumer's waiter reads a few rows a step: on SQLite with synchronous=NORMAL its steps (the first look,
+    # the timer's wakes, a ring's) take no hop to the worker thread (unless the lock is busy at that moment, with
+    # a lease renewal, say); where a commit waits, they all run there.
+    import litemq.aio.idle
+
+    threads: list[bool] = []
+    step = litemq.aio.idle._step
+
+    def recorded(*args: Any) -> Any:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return step(*args)
+
+    monkeypatch.setattr(litemq.aio.idle, "_step", recorded)
+
+    async def body(conn):
+        await conn.declare_queue("q")
+        consumer = conn.consume("q")
+        fetch = asyncio.ensure_future(consumer.get(timeout=BOUND))
+        await asyncio.sleep(1.5)  # waiting: its first look and a wake of its timer
+        async with litemq.aio.connect(db_path) as other:
+            await other.publish("", "q", b"x")
+        delivery = await fetch
+        await delivery.ack()
+        return delivery.body
+
+    assert run(db_path, body) == b"x"
+    on_loop = engine == "sqlite"
+    assert len(threads) >= 2 and (threads.count(True) > len(threads) // 2 if on_loop else not any(threads))
+
+
+@pytest.mark.sqlite_only
+def test_a_waiters_step_that_would_wait_for_the_files_lock_runs_on_the_worker_and_the_loop_goes_on(db_path):
+    # A delayed message falls due while another process holds the write lock: the step on the loop's thread that
+    # would move it stops at that write, and the waiter does it again on the worker, which waits.
+    locker = sqlite3.connect(db_path, isolation_level=None)
+
+    async def body(conn):
+        await conn.declare_queue("q")
+        consumer = conn.consume("q")
+        await consumer.start()
+        await conn.publish("", "q", b"later", delay=0.3)
+        fetch = asyncio.ensure_future(consumer.get(timeout=BOUND))
+        await asyncio.sleep(0.1)
+        locker.execute("BEGIN IMMEDIATE")  # another process's long write transaction, past the delay
+        await asyncio.sleep(0.5)  # the loop turns meanwhile (a step waiting on its thread would hang the test)
+        waited = not fetch.done()
+        locker.execute("COMMIT")
+        delivery = await fetch
+        await delivery.ack()
+        return waited, delivery.body
+
+    try:
+        assert run(db_path, body) == (True, b"later")
+    finally:
+        locker.close()

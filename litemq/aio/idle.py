@@ -42,6 +42,10 @@ class _Done:
         self.failed = failed
 
 
+STEP_HERE_MOST = 4
+"""Most consumers whose waiter's step runs on the loop's thread: a step reads a few rows per consumer (a thousand
+would hold the loop for a millisecond)."""
+
 _RESTART = object()
 """What a nap returns when the set of idle consumers changed: the waiter starts over with the new set."""
 
@@ -205,16 +209,30 @@ class Idle:
             if not consumers:
                 return
             steps = self._waiter.waiting(consumers, None, told=True)  # wake() and _changed() tell it
-            answer: Union[Nap, _Done] = await self._worker.run(_step, steps, None, consumers)
+            steps, answer = await self._stepped(steps, None, consumers)
             while isinstance(answer, Nap):
                 woke = await self._nap(answer, restart)
                 if woke is _RESTART:
                     break
-                answer = await self._worker.run(_step, steps, woke, consumers)
+                steps, answer = await self._stepped(steps, woke, consumers)
             if isinstance(answer, _Done):
                 self._futile = False
                 for consumer in answer.ready:
                     self._release(consumer, answer.failed.get(consumer))
+
+    async def _stepped(self, steps: Steps, woke: Optional[socket.socket], consumers: list[Consumer]
+                       ) -> tuple[Steps, Union[Nap, _Done]]:
+        """A step of the waiter: for a few consumers on the loop's thread where its writes (rare: what fell due, a
+        dead connection's cleanup) would not wait (``Worker.here``), sparing two thread wake-ups a wait; else on
+        the worker. A step abandoned at a write that would have waited is started afresh on the worker."""
+        if len(consumers) <= STEP_HERE_MOST:
+            done, answer = self._worker.here(self._session.store, _step, steps, woke, consumers)
+            if done:
+                return steps, answer  # type: ignore[return-value]
+            if steps.gi_frame is None:  # it ended at that write: nothing of it done
+                self._waiter.forget_seen()
+                steps, woke = self._waiter.waiting(consumers, None, told=True), None
+        return steps, await self._worker.run(_step, steps, woke, consumers)
 
     async def _nap(self, nap: Nap, restart: "asyncio.Future[None]") -> Any:
         """Until a doorbell of the nap rings, a socket of the nap is readable (it), its timeout, or ``restart``."""
