@@ -449,6 +449,7 @@ class Waiter:
         rung = False
         hushed_until = 0.0
         hush = HUSH_SECONDS[0]
+        stale = True  # the next ring that announces nothing may be late news, of a change seen before it was heard
         quiet = False
         """Woken by the timer alone, and told: what the consumers were at the last look, they still are."""
         bells: list[Doorbell] = []
@@ -461,7 +462,12 @@ class Waiter:
                 if not active or any(map(_finishing, active)):
                     return None  # a ring from finish() announces no change to the file, yet must end the wait
             changed = self._file_changed()
-            if rung and not changed:
+            if rung and not changed and stale:
+                # Once after each change: the ring of a publish whose message was claimed before the ring was read
+                # (after a timer's look, say). Hushing then would leave the next message's ring unheard, and every
+                # message after it could come at the end of a hush in turn.
+                stale = False
+            elif rung and not changed:
                 # A ring that announced nothing: leave the doorbells unheard a moment, so that a flood of them
                 # costs a few dozen looks a second. The file is looked at again when the moment ends. Nor may a
                 # flood keep the timer's duties (checking other connections' locks) from running.
@@ -471,6 +477,7 @@ class Waiter:
                     return None
             elif changed:
                 hush = HUSH_SECONDS[0]
+                stale = True
             rung = False
             if changed:
                 with self._store.lock:
