@@ -645,3 +645,27 @@ def test_a_waiters_step_that_would_wait_for_the_files_lock_runs_on_the_worker_an
         assert run(db_path, body) == (True, b"later")
     finally:
         locker.close()
+
+
+@pytest.mark.sqlite_only
+def test_a_ring_that_finds_nothing_once_is_late_news_and_the_next_ring_is_still_answered_on_the_loop(db_path):
+    # A publish's ring may be read after its message was claimed: it finds nothing, and the next ring still
+    # claims on the loop at once; a second ring in a row that finds nothing sends rings to the waiter (its hush).
+    async def body(conn):
+        await conn.declare_queue("q")
+        consumer = conn.consume("q")
+        fetch = asyncio.ensure_future(consumer.get(timeout=BOUND))
+        await asyncio.sleep(0.2)  # waiting
+        member = consumer._consumer
+        member.doorbell.ring()  # nothing published
+        await asyncio.sleep(0.2)
+        after_one = conn._idle._futile
+        member.doorbell.ring()
+        await asyncio.sleep(0.2)
+        after_two = conn._idle._futile
+        await conn.publish("", "q", b"x")
+        delivery = await fetch
+        await delivery.ack()
+        return after_one, after_two, delivery.body
+
+    assert run(db_path, body) == (False, True, b"x")

@@ -10,8 +10,9 @@ with backoff, as the blocking waiter does.
 A doorbell that rings while the worker is idle is answered on the loop's thread at once, where the store lets a
 write go without waiting (``Worker.here``): its queue's ready count read and, when it shows messages, a claim for
 its consumer, which is woken with them. The ring then costs one wake-up, as a blocking consumer's does, rather
-than three (the loop, the worker, the loop). A ring that finds nothing turns this off until the waiter next finds
-work, so that a flood of rings meets the waiter's hush.
+than three (the loop, the worker, the loop). Two rings in a row that find nothing (the first may be late news of
+a message claimed already) turn this off until the waiter next finds work, so that a flood of rings meets the
+waiter's hush.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ class Idle:
         """A doorbell that rang when no nap heard it."""
         self._futile = False
         """A ring answered on the loop found nothing: until the waiter finds work, rings go to the waiter."""
+        self._stale = True
+        """The next ring that finds nothing may be late news (a publish whose message was claimed before its ring
+        was read): it does not set ``_futile``; a second in a row does."""
         self._socketed: list[Any] = []
         """The doorbells of the nap before, each with a socket: a nap on the same list need not look again."""
         self.closed = False
@@ -176,8 +180,10 @@ class Idle:
         if not done:
             return False
         if not claimed:
-            self._futile = True
+            self._futile = not self._stale
+            self._stale = False
             return False
+        self._stale = True
         self._release(consumer, error)
         self._changed()  # the waiter starts over without it
         return True
@@ -216,7 +222,7 @@ class Idle:
                     break
                 steps, answer = await self._stepped(steps, woke, consumers)
             if isinstance(answer, _Done):
-                self._futile = False
+                self._futile, self._stale = False, True
                 for consumer in answer.ready:
                     self._release(consumer, answer.failed.get(consumer))
 
