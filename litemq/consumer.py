@@ -10,6 +10,7 @@ import time
 from abc import ABC, abstractmethod
 from collections import deque
 from contextlib import contextmanager
+from operator import attrgetter
 from typing import Callable, Generator, Iterable, Iterator, NamedTuple, Optional, Protocol, Sequence, TypeVar, Union
 
 from .errors import QueueNotFound
@@ -17,7 +18,7 @@ from .log import logger
 from .message import Delivery
 from .policy import PLAIN_QUEUE, QueuePolicy
 from .session import Held, Session
-from .store.contract import Doorbell, MessageRow, Store
+from .store.contract import Doorbell, MessageRow, Store, WouldWait
 from .store.waiting import sleep
 from .timing import RECHECK_SECONDS, check_seconds, clock
 
@@ -440,22 +441,37 @@ class Waiter:
             return done.value  # type: ignore[no-any-return]
 
     def waiting(self, consumers: Sequence["Consumer"], deadline: Optional[float],
-                others: Sequence[socket.socket] = ()) -> Generator[Nap, Optional[socket.socket],
-                                                                   Optional[socket.socket]]:
+                others: Sequence[socket.socket] = (), told: bool = False
+                ) -> Generator[Nap, Optional[socket.socket], Optional[socket.socket]]:
         """``wait`` as steps: each step does the waiter's reads and writes, then yields the ``Nap`` to take and is
         sent what woke it (what ``store.waiting.sleep`` returns). The asyncio consumer takes the naps on its event
-        loop and the steps on its connection's worker thread; the blocking one does both in its own thread."""
+        loop and the steps on its connection's worker thread; the blocking one does both in its own thread.
+        ``told``: the caller ends the wait itself when a consumer stops or finishes, and a delivery claimed for one
+        rings its doorbell; a timer's wake that finds the file unchanged then looks at no consumer."""
         next_expiry: Optional[float] = None
         rung = False
         hushed_until = 0.0
         hush = HUSH_SECONDS[0]
+        stale = True  # the next ring that announces nothing may be late news, of a change seen before it was heard
+        quiet = False
+        """Woken by the timer alone, and told: what the consumers were at the last look, they still are."""
+        bells: list[Doorbell] = []
         while True:
             self.found = None
-            active = [consumer for consumer in consumers if consumer.active]
-            if not active or any(consumer.finishing for consumer in active):
-                return None  # a ring from finish() announces no change to the file, yet must end the wait
+            # A step over a thousand consumers holds the GIL (and an event loop waiting on another thread) for
+            # about 0.1 ms per pass over them, however it iterates (each is its own object in memory): few passes.
+            quiet = quiet and not self._file_unseen()
+            if not quiet:
+                active = consumers if all(map(_active, consumers)) else [c for c in consumers if c.active]
+                if not active or any(map(_finishing, active)):
+                    return None  # a ring from finish() announces no change to the file, yet must end the wait
             changed = self._file_changed()
-            if rung and not changed:
+            if rung and not changed and stale:
+                # Once after each change: the ring of a publish whose message was claimed before the ring was read
+                # (after a timer's look, say). Hushing then would leave the next message's ring unheard, and every
+                # message after it could come at the end of a hush in turn.
+                stale = False
+            elif rung and not changed:
                 # A ring that announced nothing: leave the doorbells unheard a moment, so that a flood of them
                 # costs a few dozen looks a second. The file is looked at again when the moment ends. Nor may a
                 # flood keep the timer's duties (checking other connections' locks) from running.
@@ -465,11 +481,13 @@ class Waiter:
                     return None
             elif changed:
                 hush = HUSH_SECONDS[0]
+                stale = True
             rung = False
             if changed:
                 with self._store.lock:
                     counts = ready_counts(self._store, active)
-                    if any(_may_take(ready, c) for c, ready in zip(active, counts)):
+                    if (counts.count(0) < len(counts) or any(map(_buffer, active))) and \
+                            any(_may_take(ready, c) for c, ready in zip(active, counts)):
                         self.found = dict(zip(active, counts))
                         return None  # ready messages it has room for, or a queue is gone: claim to find out
                     expiries = _lease_expiries(self._store, active)
@@ -481,7 +499,7 @@ class Waiter:
                 horizon = min(next_expiry or float("inf"), clock() + RECHECK_SECONDS)
                 for consumer, expiry in zip(active, expiries):
                     consumer.expiry_horizon = min(expiry or float("inf"), horizon)
-            elif any(c._buffer for c in active):
+            elif not quiet and any(map(_buffer, active)):
                 return None  # claimed for them by another thread's ack
             watch, delay = self._session.watch()
             if deadline is not None:
@@ -495,14 +513,16 @@ class Waiter:
                     # change it makes leads back here with fresh counts and deadlines.
                     self._session.settle_due([c.queue for c in active])
                     next_expiry = None
+                    quiet = False
                     continue
                 delay = min(delay, until + 0.001)
             hushed = hushed_until - time.monotonic()
             if hushed > 0:
                 bells, delay = [], min(delay, hushed)
-            else:
-                bells = [c.doorbell for c in active]
+            elif not (quiet and bells):
+                bells = list(map(_doorbell, active))
             woke = yield Nap(bells, [*others, *watch], delay)
+            quiet = told and woke is None
             if woke is None:
                 if self._session.sweep():
                     return None
@@ -523,9 +543,16 @@ class Waiter:
         self._seen_version = version
         return changed
 
+    def forget_seen(self) -> None:
+        """The next wait looks at the file as if it had changed (a step before it was abandoned midway)."""
+        self._seen_version = (-1, -1)
+
     def _file_unseen(self) -> bool:
         """Whether the file changed since the waiter last looked (without counting this as a look)."""
         return self._version() != self._seen_version
+
+
+_active, _finishing, _buffer, _doorbell = (attrgetter(name) for name in ("active", "finishing", "_buffer", "doorbell"))
 
 
 def ready_counts(store: Store, consumers: Sequence[Consumer]) -> list[Optional[int]]:
@@ -556,6 +583,8 @@ def claim_found_work(consumers: Sequence[Consumer], found: Optional[dict[Consume
                     and consumer._room() > 0:
                 try:
                     consumer._fill()
+                except WouldWait:
+                    raise  # the first claim, on an event loop's thread (``litemq.aio``): nothing done, redone elsewhere
                 except Exception as exc:
                     failed[consumer] = exc
     return ready, failed

@@ -263,7 +263,45 @@ def test_acks_are_pipelined_in_order_and_what_their_commit_meets_is_raised_by_th
         assert conn.get("jobs") is None
 
 
-def test_acks_queued_when_a_program_ends_without_closing_still_commit(db_path, subprocess_env):
+def test_acks_held_on_the_loop_commit_together_once_the_last_in_hand_is_acked_or_the_loop_turns(db_path):
+    # While its consumer has more deliveries in hand, an ack waits on the loop for the next ones: the batch commits
+    # in one transaction (with the claim that refills the consumer) when the last in hand is acked, when the task
+    # lets the loop turn, or before any other call, which then runs after it.
+    async def body(conn):
+        store = conn._channel._store
+        await conn.declare_queue("jobs")
+        await conn.publish_many("", "jobs", [b"1", b"2", b"3", b"4", b"5", b"6"])
+        consumer = conn.consume("jobs", prefetch=3)
+        first = await consumer.get(timeout=BOUND)  # three claimed: two more in hand
+        commits = store.commits
+        await first.ack()
+        held = (list(conn._acks._held) == [first.delivery_tag], store.commits - commits)
+        await asyncio.sleep(0)  # the loop turns: committed, or queued on the worker where it would wait
+        turned = list(conn._acks._held)
+        await conn._acks.settled()
+        commits = store.commits
+        second = await consumer.get(timeout=BOUND)
+        await second.ack()  # held: the third is in hand
+        third = await consumer.get(timeout=BOUND)
+        await third.ack()  # the last in hand: both go now, with the claim that refills the consumer
+        last = list(conn._acks._held)
+        await conn._acks.settled()
+        transactions = store.commits - commits
+        fourth = await consumer.get(timeout=BOUND)
+        await fourth.ack()
+        await conn.publish("", "jobs", b"7")  # the held ack commits first, then the publish
+        await consumer.cancel()
+        return held, turned, last, transactions, [d.body for d in (first, second, third, fourth)]
+
+    assert run(db_path, body) == ((True, 0), [], [], 1, [b"1", b"2", b"3", b"4"])
+    with litemq.connect(db_path) as conn:
+        assert sorted(conn.get("jobs", auto_ack=True).body for _ in range(3)) == [b"5", b"6", b"7"]
+        assert conn.get("jobs") is None
+
+
+@pytest.mark.parametrize("acked", [20, 10], ids=["all-acked", "acks-held"])
+def test_acks_queued_or_held_when_a_program_ends_without_closing_still_commit(db_path, subprocess_env, acked):
+    # All twenty acked: the last ack goes at once. Ten acked with ten more in hand: they are held on the loop.
     program = """
 import asyncio, sys
 import litemq.aio
@@ -271,20 +309,27 @@ import litemq.aio
 async def main():
     conn = await litemq.aio.connect(sys.argv[1])  # never closed
     await conn.declare_queue("jobs")
-    await conn.publish_many("", "jobs", [b"job"] * 20)
-    acked = 0
+    await conn.publish_many("", "jobs", [str(n).encode() for n in range(20)])
     async for delivery in conn.consume("jobs", prefetch=20):
         await delivery.ack()
-        acked += 1
-        if acked == 20:
+        if int(delivery.body) == int(sys.argv[2]) - 1:
             break
 
 asyncio.run(main())
 """
-    done = subprocess.run([sys.executable, "-c", program, db_path], env=subprocess_env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run([sys.executable, "-c", program, db_path, str(acked)], env=subprocess_env,
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     with litemq.connect(db_path) as conn:
+        back = []
+        deadline = time.monotonic() + BOUND
+        while len(back) < 20 - acked and time.monotonic() < deadline:  # the unacked, once their holder is dead
+            delivery = conn.get("jobs", auto_ack=True)
+            if delivery is None:
+                time.sleep(0.05)
+            else:
+                back.append(int(delivery.body))
+        assert sorted(back) == list(range(acked, 20))
         assert conn.declare_queue("jobs", passive=True).message_count == 0 and conn.get("jobs") is None
 
 
@@ -487,3 +532,140 @@ def test_a_write_that_may_not_wait_finds_the_files_lock_taken_and_does_nothing(d
             conn.publish("", "q", b"y")
             conn.publish("", "q", b"z")
         assert [conn.get("q", auto_ack=True).body for _ in range(2)] == [b"y", b"z"]
+
+
+@pytest.mark.sqlite_only
+def test_a_write_that_may_wait_after_writes_that_might_not_still_waits_for_the_files_lock(db_path):
+    # Writes that may not wait leave SQLite's busy timeout at 0 between them; any other use gives it back first.
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("q")
+        with conn._store.without_waiting():
+            conn.publish("", "q", b"x")
+        locker = sqlite3.connect(db_path, isolation_level=None, check_same_thread=False)
+        try:
+            locker.execute("BEGIN IMMEDIATE")  # another process's write transaction, for a moment
+            release = threading.Timer(0.3, locker.execute, ("COMMIT",))
+            release.start()
+            conn.publish("", "q", b"y")  # waits for it, as before, rather than failing as busy
+            release.join(BOUND)
+        finally:
+            locker.close()
+        assert [conn.get("q", auto_ack=True).body for _ in range(2)] == [b"x", b"y"]
+
+
+@pytest.mark.parametrize("told", [True, False])
+def test_an_idle_waiter_told_of_changes_looks_at_no_consumer_when_its_timer_wakes_it_to_an_unchanged_file(
+        db_path, told):
+    # What keeps the step of a thousand idle async consumers short (it holds the GIL the loop needs): their
+    # waiter is told when one stops or finishes, and a delivery claimed for one rings its doorbell.
+    from litemq.consumer import Waiter
+
+    class Looked:
+        def __init__(self, consumer: Any, looks: list[str]) -> None:
+            object.__setattr__(self, "_consumer", consumer)
+            object.__setattr__(self, "_looks", looks)
+
+        def __getattr__(self, name: str) -> Any:
+            self._looks.append(name)
+            return getattr(self._consumer, name)
+
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("q")
+        consumer = conn.consume("q")
+        looks: list[str] = []
+        steps = Waiter(consumer._session).waiting([Looked(consumer, looks)], None, told=told)
+        next(steps)  # the first look
+        looks.clear()
+        steps.send(None)  # the timer
+        timer_looks = bool(looks)
+        consumer.finishing = True
+        try:
+            steps.send(consumer.doorbell.socket)  # a ring: the consumers are looked at again
+            ended = False
+        except StopIteration:
+            ended = True
+        consumer.finishing = False
+    assert (timer_looks, ended) == (not told, True)
+
+
+def test_an_idle_consumers_waiter_steps_on_the_loops_thread_only_where_that_never_waits(db_path, engine,
+                                                                                        monkeypatch):
+    # One consumer's waiter reads a few rows a step: on SQLite with synchronous=NORMAL its steps (the first look,
+    # the timer's wakes, a ring's) take no hop to the worker thread (unless the lock is busy at that moment, with
+    # a lease renewal, say); where a commit waits, they all run there.
+    import litemq.aio.idle
+
+    threads: list[bool] = []
+    step = litemq.aio.idle._step
+
+    def recorded(*args: Any) -> Any:
+        threads.append(threading.current_thread() is threading.main_thread())
+        return step(*args)
+
+    monkeypatch.setattr(litemq.aio.idle, "_step", recorded)
+
+    async def body(conn):
+        await conn.declare_queue("q")
+        consumer = conn.consume("q")
+        fetch = asyncio.ensure_future(consumer.get(timeout=BOUND))
+        await asyncio.sleep(1.5)  # waiting: its first look and a wake of its timer
+        async with litemq.aio.connect(db_path) as other:
+            await other.publish("", "q", b"x")
+        delivery = await fetch
+        await delivery.ack()
+        return delivery.body
+
+    assert run(db_path, body) == b"x"
+    on_loop = engine == "sqlite"
+    assert len(threads) >= 2 and (threads.count(True) > len(threads) // 2 if on_loop else not any(threads))
+
+
+@pytest.mark.sqlite_only
+def test_a_waiters_step_that_would_wait_for_the_files_lock_runs_on_the_worker_and_the_loop_goes_on(db_path):
+    # A delayed message falls due while another process holds the write lock: the step on the loop's thread that
+    # would move it stops at that write, and the waiter does it again on the worker, which waits.
+    locker = sqlite3.connect(db_path, isolation_level=None)
+
+    async def body(conn):
+        await conn.declare_queue("q")
+        consumer = conn.consume("q")
+        await consumer.start()
+        await conn.publish("", "q", b"later", delay=0.3)
+        fetch = asyncio.ensure_future(consumer.get(timeout=BOUND))
+        await asyncio.sleep(0.1)
+        locker.execute("BEGIN IMMEDIATE")  # another process's long write transaction, past the delay
+        await asyncio.sleep(0.5)  # the loop turns meanwhile (a step waiting on its thread would hang the test)
+        waited = not fetch.done()
+        locker.execute("COMMIT")
+        delivery = await fetch
+        await delivery.ack()
+        return waited, delivery.body
+
+    try:
+        assert run(db_path, body) == (True, b"later")
+    finally:
+        locker.close()
+
+
+@pytest.mark.sqlite_only
+def test_a_ring_that_finds_nothing_once_is_late_news_and_the_next_ring_is_still_answered_on_the_loop(db_path):
+    # A publish's ring may be read after its message was claimed: it finds nothing, and the next ring still
+    # claims on the loop at once; a second ring in a row that finds nothing sends rings to the waiter (its hush).
+    async def body(conn):
+        await conn.declare_queue("q")
+        consumer = conn.consume("q")
+        fetch = asyncio.ensure_future(consumer.get(timeout=BOUND))
+        await asyncio.sleep(0.2)  # waiting
+        member = consumer._consumer
+        member.doorbell.ring()  # nothing published
+        await asyncio.sleep(0.2)
+        after_one = conn._idle._futile
+        member.doorbell.ring()
+        await asyncio.sleep(0.2)
+        after_two = conn._idle._futile
+        await conn.publish("", "q", b"x")
+        delivery = await fetch
+        await delivery.ack()
+        return after_one, after_two, delivery.body
+
+    assert run(db_path, body) == (False, True, b"x")

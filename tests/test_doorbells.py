@@ -103,3 +103,20 @@ def test_the_socket_names_a_connection_shows_every_local_user_do_not_reveal_its_
     names = Path("/proc/net/unix").read_text()
     assert consumer.doorbell.address[1:].decode() in names  # listed for anyone to see, and ring
     assert conn._session.connection_id not in names  # from which every doorbell name of the connection derives
+
+
+def test_a_ring_of_a_change_already_seen_leaves_the_doorbell_heard_and_a_second_one_hushes_it(db_path):
+    # A publish's ring read after its message was claimed (the waiter looked at the file for another reason first)
+    # announces nothing, yet is no flood: hushing then would leave the next message's ring unheard for a moment.
+    from litemq.consumer import Waiter
+
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("q")
+        consumer = conn.consume("q")
+        steps = Waiter(consumer._session).waiting([consumer], None)
+        first = next(steps)  # the first look
+        after_one = steps.send(consumer.doorbell.socket)  # a ring, the file unchanged
+        after_two = steps.send(consumer.doorbell.socket)  # another
+        heard = [len(nap.doorbells) for nap in (first, after_one, after_two)]
+        steps.close()
+    assert heard == [1, 1, 0]

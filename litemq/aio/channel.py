@@ -95,9 +95,15 @@ class AsyncChannel:
     async def publish(self, exchange: str, routing_key: str, body: Body, properties: Optional[Properties] = None,
                       *, mandatory: bool = False, delay: Optional[float] = None) -> int:
         """Store a copy in every queue the message reaches; how many (see ``litemq.Channel.publish``)."""
-        reached: int = await self._write(self._channel.publish, exchange, routing_key, body, properties,
-                                         mandatory=mandatory, delay=delay)
-        return reached
+        channel = self._channel
+        if self._acks.idle:  # the common case, with no coroutine between: at once on the loop's thread
+            done, reached = self._worker.here(channel._store, channel.publish, exchange, routing_key, body,
+                                              properties, mandatory=mandatory, delay=delay)
+            if done:
+                return reached  # type: ignore[return-value]
+        reached = await self._write(channel.publish, exchange, routing_key, body, properties, mandatory=mandatory,
+                                    delay=delay)
+        return reached  # type: ignore[no-any-return]
 
     async def publish_many(self, exchange: str, routing_key: str, bodies: Iterable[Body],
                            properties: Optional[Properties] = None, *, mandatory: bool = False,

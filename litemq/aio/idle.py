@@ -10,8 +10,9 @@ with backoff, as the blocking waiter does.
 A doorbell that rings while the worker is idle is answered on the loop's thread at once, where the store lets a
 write go without waiting (``Worker.here``): its queue's ready count read and, when it shows messages, a claim for
 its consumer, which is woken with them. The ring then costs one wake-up, as a blocking consumer's does, rather
-than three (the loop, the worker, the loop). A ring that finds nothing turns this off until the waiter next finds
-work, so that a flood of rings meets the waiter's hush.
+than three (the loop, the worker, the loop). Two rings in a row that find nothing (the first may be late news of
+a message claimed already) turn this off until the waiter next finds work, so that a flood of rings meets the
+waiter's hush.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Generator, Optional, Union
 
 from ..consumer import Consumer, Nap, Waiter, claim_found_work
@@ -40,6 +42,10 @@ class _Done:
         self.ready = ready
         self.failed = failed
 
+
+STEP_HERE_MOST = 4
+"""Most consumers whose waiter's step runs on the loop's thread: a step reads a few rows per consumer (a thousand
+would hold the loop for a millisecond)."""
 
 _RESTART = object()
 """What a nap returns when the set of idle consumers changed: the waiter starts over with the new set."""
@@ -67,6 +73,11 @@ class Idle:
         """A doorbell that rang when no nap heard it."""
         self._futile = False
         """A ring answered on the loop found nothing: until the waiter finds work, rings go to the waiter."""
+        self._stale = True
+        """The next ring that finds nothing may be late news (a publish whose message was claimed before its ring
+        was read): it does not set ``_futile``; a second in a row does."""
+        self._socketed: list[Any] = []
+        """The doorbells of the nap before, each with a socket: a nap on the same list need not look again."""
         self.closed = False
 
     async def wait(self, consumers: list[Consumer], timeout: Optional[float]) -> None:
@@ -169,8 +180,10 @@ class Idle:
         if not done:
             return False
         if not claimed:
-            self._futile = True
+            self._futile = not self._stale
+            self._stale = False
             return False
+        self._stale = True
         self._release(consumer, error)
         self._changed()  # the waiter starts over without it
         return True
@@ -201,22 +214,38 @@ class Idle:
             consumers = list(self._waiting)
             if not consumers:
                 return
-            steps = self._waiter.waiting(consumers, None)
-            answer: Union[Nap, _Done] = await self._worker.run(_step, steps, None, consumers)
+            steps = self._waiter.waiting(consumers, None, told=True)  # wake() and _changed() tell it
+            steps, answer = await self._stepped(steps, None, consumers)
             while isinstance(answer, Nap):
                 woke = await self._nap(answer, restart)
                 if woke is _RESTART:
                     break
-                answer = await self._worker.run(_step, steps, woke, consumers)
+                steps, answer = await self._stepped(steps, woke, consumers)
             if isinstance(answer, _Done):
-                self._futile = False
+                self._futile, self._stale = False, True
                 for consumer in answer.ready:
                     self._release(consumer, answer.failed.get(consumer))
 
+    async def _stepped(self, steps: Steps, woke: Optional[socket.socket], consumers: list[Consumer]
+                       ) -> tuple[Steps, Union[Nap, _Done]]:
+        """A step of the waiter: for a few consumers on the loop's thread where its writes (rare: what fell due, a
+        dead connection's cleanup) would not wait (``Worker.here``), sparing two thread wake-ups a wait; else on
+        the worker. A step abandoned at a write that would have waited is started afresh on the worker."""
+        if len(consumers) <= STEP_HERE_MOST:
+            done, answer = self._worker.here(self._session.store, _step, steps, woke, consumers)
+            if done:
+                return steps, answer  # type: ignore[return-value]
+            if steps.gi_frame is None:  # it ended at that write: nothing of it done
+                self._waiter.forget_seen()
+                steps, woke = self._waiter.waiting(consumers, None, told=True), None
+        return steps, await self._worker.run(_step, steps, woke, consumers)
+
     async def _nap(self, nap: Nap, restart: "asyncio.Future[None]") -> Any:
         """Until a doorbell of the nap rings, a socket of the nap is readable (it), its timeout, or ``restart``."""
-        if any(bell.socket is None for bell in nap.doorbells):
-            return await self._poll(nap, restart)
+        if nap.doorbells is not self._socketed:  # a waiter told of changes naps again on the same list
+            if None in map(_socket, nap.doorbells):
+                return await self._poll(nap, restart)
+            self._socketed = nap.doorbells
         if nap.doorbells and self._rang is not None:
             rang, self._rang = self._rang, None
             return rang
@@ -261,6 +290,9 @@ class Idle:
             await asyncio.wait([restart], timeout=min(pause, left))
             pause = min(pause * 2, POLL_MAX_SECONDS)
         return _RESTART
+
+
+_socket = attrgetter("socket")
 
 
 def _step(steps: Steps, woke: Optional[socket.socket], consumers: list[Consumer]) -> Union[Nap, _Done]:

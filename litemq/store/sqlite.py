@@ -177,6 +177,7 @@ class SQLiteStore(SQLiteConnection):
     def counts_with_queues(self, queues: Sequence[str], size: int, count: int = 1
                            ) -> dict[str, Counts]:
         """``counts_with`` for each of several queues: what it returns, by name, for those that exist."""
+        self._outside()
         counted = {}
         for names in padded(queues):
             for name, *row in self._db.execute(COUNTS_WITH_QUEUES, (count, size, *names)):
@@ -382,10 +383,12 @@ class SQLiteStore(SQLiteConnection):
 
     def next_lease_expiry(self, queue: str) -> Optional[float]:
         """When the first lease in the queue expires, or None when none is held."""
+        self._outside()
         row = self._db.execute(SELECT_NEXT_EXPIRY, (queue,)).fetchone()
         return row[0] if row else None
 
     def next_lease_expiries(self, queues: Sequence[str]) -> dict[str, float]:
+        self._outside()
         expiries: dict[str, float] = {}
         for names in padded(queues):
             expiries.update(self._db.execute(SELECT_NEXT_EXPIRIES, names).fetchall())
@@ -398,6 +401,7 @@ class SQLiteStore(SQLiteConnection):
     def deadlines(self) -> tuple[Optional[float], Optional[float], Optional[float]]:
         """When the next delayed message falls due, the next ready message expires, the next unused queue
         expires (None for each where nothing waits)."""
+        self._outside()
         return self._db.execute(SELECT_DEADLINES).fetchone()
 
     def expired_queues(self, now: float) -> list[str]:
@@ -407,6 +411,7 @@ class SQLiteStore(SQLiteConnection):
         self._db.execute(SET_QUEUE_EXPIRY, (expires_at, queue))
 
     def ready_count(self, queue: str) -> Optional[int]:
+        self._outside()
         row = self._db.execute(SELECT_READY_COUNT, (queue,)).fetchone()
         return row[0] if row else None
 

@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 
 from ..errors import SchemaError, StorageError, StorageFull
 from . import SCHEMA_REVISION
@@ -22,7 +22,7 @@ from .transaction import Transaction
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, Generic, Iterator, Optional, Sequence, TypeVar
+    from typing import Any, Callable, Generic, Optional, Sequence, TypeVar
 else:
     from ..runtime_types import Generic, TypeVar
 
@@ -118,21 +118,11 @@ class SQLiteConnection:
         """A consistent snapshot for several reads."""
         return _Transaction(self, "BEGIN")
 
-    @contextmanager
-    def without_waiting(self) -> Iterator[None]:
+    def without_waiting(self) -> "_WithoutWaiting":
         """``contract.Store.without_waiting``: the lock taken only if free, the first write's BEGIN IMMEDIATE with no
         busy wait, and no automatic checkpoint at its commit (the background upkeep does it: ``maintain``). With
         synchronous=NORMAL in WAL mode a commit writes the WAL and syncs nothing; FULL syncs: then never."""
-        if not self.writes_without_waiting or not self.lock.acquire(blocking=False):
-            raise WouldWait(self.path)
-        try:
-            self._no_wait = True
-            try:
-                yield
-            finally:
-                self._no_wait = False
-        finally:
-            self.lock.release()
+        return _WithoutWaiting(self)
 
     def after_commit(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the current transaction has committed (never if it rolls back)."""
@@ -147,6 +137,7 @@ class SQLiteConnection:
         self.writes_without_waiting = False
         self._no_wait = False  # in ``without_waiting``, until its first write begins
         self._checkpoints_off = False  # wal_autocheckpoint=0 since a write that may not wait
+        self._busy_off = False  # busy_timeout=0 since a write that may not wait: restored before any other use
         self._checkpoint_lock = threading.Lock()
         self._checkpointer: Optional[sqlite3.Connection] = None
         self._closed = False
@@ -232,14 +223,48 @@ class SQLiteConnection:
                 self._checkpointer.close()
             self._db.close()
 
+    def may_wait(self) -> None:
+        """Give the busy timeout back after writes that might not wait (``without_waiting``), before a statement
+        that may: called by every transaction but those writes, and by the reads made outside one."""
+        if self._busy_off:
+            self._busy_off = False
+            self._db.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+
+    def _outside(self) -> None:
+        # A read the waiters make outside a transaction: with the busy timeout, unless a write that may not wait
+        # is about to begin (``without_waiting``), which may not wait for its reads either.
+        if self._busy_off and not self._no_wait:
+            self.may_wait()
+
     def data_version(self) -> int:
         """Changes whenever another connection commits to the file (cheap; no lock taken)."""
         with self.lock:
+            if self._busy_off:
+                self.may_wait()
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def execute(self, sql: str, params: "Sequence[Any] | dict[str, Any]" = ()) -> sqlite3.Cursor:
         """Run one statement in the current transaction (``?`` or ``:name`` parameters); for tools and tests."""
         return self._db.execute(sql, params)
+
+
+class _WithoutWaiting:
+    """``without_waiting``'s block: a class, not a generator, as it runs on every write of an event loop."""
+
+    __slots__ = ("store",)
+
+    def __init__(self, store: SQLiteConnection) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        store = self.store
+        if not store.writes_without_waiting or not store.lock.acquire(blocking=False):
+            raise WouldWait(store.path)
+        store._no_wait = True
+
+    def __exit__(self, *exc: object) -> None:
+        self.store._no_wait = False
+        self.store.lock.release()
 
 
 class _Transaction(Transaction, Generic[S]):
@@ -271,6 +296,8 @@ class _Transaction(Transaction, Generic[S]):
                 store._no_wait = False  # only the first write may refuse: one after it must not be done twice
                 self._begin_without_waiting()
             else:
+                if store._busy_off:
+                    store.may_wait()
                 if store._checkpoints_off and self.writes:
                     store._checkpoints_off = False
                     store._db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
@@ -292,15 +319,17 @@ class _Transaction(Transaction, Generic[S]):
             # until a write that may wait comes, so that a run of them sets it once.
             store._checkpoints_off = True
             db.execute("PRAGMA wal_autocheckpoint=0")
-        db.execute("PRAGMA busy_timeout=0")
+        if not store._busy_off:
+            # Left at 0 for a run of such writes (an event loop's publishes, claims and acks): two statements less
+            # each. Whatever else uses the connection next restores it first (``may_wait``).
+            store._busy_off = True
+            db.execute("PRAGMA busy_timeout=0")
         try:
             db.execute(self.begin)
         except sqlite3.OperationalError as exc:
             if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY"):
                 raise WouldWait(self.store.path) from exc
             raise
-        finally:
-            db.execute(f"PRAGMA busy_timeout={store._busy_ms}")
 
     def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], traceback: object) -> None:
         store = self.store
