@@ -69,6 +69,8 @@ BRK_N = 5000
 
 CELERY_N = {"full": 2000, "quick": 300}
 """Tasks per throughput run of --celery."""
+CELERY_PACED = {"full": 40, "quick": 10}
+"""Paced tasks of --celery's latency rows, unless --paced-n says (40 give a p99 of little weight: 200 for a verdict)."""
 
 QUICK_LEAVES_OUT = ("litemq-full", "persist-queue-default", "rabbitmq-confirms")
 """--quick runs one variant of each system (litemq and persist-queue with NORMAL; RabbitMQ without confirms), unless
@@ -120,7 +122,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                                                  f"--quick {QUICK['deep']:,})")
     parser.add_argument("--rate", type=float, default=100.0, help="the paced rate of e's latency row (100 msg/s)")
     parser.add_argument("--paced-n", type=int, help=f"messages in e's paced run (default {FULL['paced_n']}; "
-                                                    f"--quick {QUICK['paced_n']})")
+                                                    f"--quick {QUICK['paced_n']}); with --celery, the paced tasks "
+                                                    f"of its latency rows (default {CELERY_PACED['full']})")
     parser.add_argument("--budget", type=float,
                         help=f"seconds a timed loop may run before it stops and reports what it did (default "
                              f"{FULL['budget']:g}; --quick {QUICK['budget']:g})")
@@ -164,6 +167,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
         args.systems = args.systems or DEFAULT_SYSTEMS
     if args.celery:
         args.celery_n = args.n or CELERY_N["quick" if args.quick else "full"]
+        args.celery_paced = args.paced_n or CELERY_PACED["quick" if args.quick else "full"]
     preset = QUICK if args.quick else FULL
     for name in ("n", "runs", "deep", "paced_n", "budget"):
         if getattr(args, name) is None:
@@ -509,7 +513,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.celery:
         from .celery_throughput import main as celery_main
 
-        return celery_main(args.celery_n, paced=10 if args.quick else 40, runs=args.runs)
+        return celery_main(args.celery_n, paced=args.celery_paced, runs=args.runs)
     started = time.monotonic()
     machine = measure.machine()
     if args.engine == "postgresql":

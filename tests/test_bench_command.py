@@ -137,6 +137,14 @@ def test_crash_detection_bench_measures_each_case_and_leaves_no_store_behind(eng
                                 ).fetchall() == []
 
 
+def test_celery_latency_rows_take_their_paced_tasks_from_paced_n() -> None:
+    from bench.command import parse_args
+
+    assert parse_args(["--celery"]).celery_paced == 40
+    assert parse_args(["--celery", "--quick"]).celery_paced == 10
+    assert parse_args(["--celery", "--paced-n", "200"]).celery_paced == 200
+
+
 def test_profile_prints_the_time_split_statements_and_wal_pages_of_one_workload() -> None:
     """``--profile c``: per get+ack, the CPU split (user and kernel, cProfile's SQLite share, perf's libraries where
     perf runs), the statements and commits run and the WAL pages written. The figures are counted, never timed."""
