@@ -240,6 +240,18 @@ def run_hub(hub: Hub, until: Callable[[], bool], timeout: float = WAIT) -> None:
         next(loop)
 
 
+def hub_for(connection: Connection, queue: str = "", count: int = 0) -> Hub:
+    """A hub the connection's transport is registered with, after ``count`` messages (0, 1, ...) published to
+    ``queue``."""
+    hub = Hub()
+    connection.transport.register_with_event_loop(connection.connection, hub)
+    if count:
+        producer = Producer(connection.default_channel)
+        for n in range(count):
+            producer.publish(n, routing_key=queue, declare=[Queue(queue)])
+    return hub
+
+
 def test_the_transport_says_it_is_asynchronous_so_celery_runs_its_event_loop(connection: Connection) -> None:
     assert connection.transport.implements.asynchronous is True
     assert connection.is_evented
@@ -247,8 +259,7 @@ def test_the_transport_says_it_is_asynchronous_so_celery_runs_its_event_loop(con
 
 def test_a_consumer_on_the_hub_gets_messages_from_another_process_without_drain_events(
         url: str, processes: Processes, connection: Connection) -> None:
-    hub = Hub()
-    connection.transport.register_with_event_loop(connection.connection, hub)
+    hub = hub_for(connection)
     got: list[Any] = []
     consumer = Consumer(connection, [Queue("evented")], callbacks=[lambda body, message: (got.append(body),
                                                                                          message.ack())])
@@ -265,8 +276,7 @@ def test_a_consumer_on_the_hub_gets_messages_from_another_process_without_drain_
 
 def test_the_hub_stops_watching_a_cancelled_consumers_doorbell_and_serves_the_others(
         connection: Connection) -> None:
-    hub = Hub()
-    connection.transport.register_with_event_loop(connection.connection, hub)
+    hub = hub_for(connection)
     got: list[Any] = []
     keep = Consumer(connection, [Queue("kept")], callbacks=[lambda body, message: (got.append(body), message.ack())])
     gone = Consumer(connection.channel(), [Queue("cancelled")], callbacks=[lambda body, message: got.append(body)])
@@ -284,11 +294,7 @@ def test_the_hub_stops_watching_a_cancelled_consumers_doorbell_and_serves_the_ot
 
 
 def test_raising_the_prefetch_on_the_hub_claims_what_waited(connection: Connection) -> None:
-    hub = Hub()
-    connection.transport.register_with_event_loop(connection.connection, hub)
-    producer = Producer(connection.default_channel)
-    for n in range(3):
-        producer.publish(n, routing_key="held", declare=[Queue("held")])
+    hub = hub_for(connection, "held", 3)
     got: list[Any] = []
     consumer = Consumer(connection.channel(), [Queue("held")], callbacks=[lambda body, message: got.append(message)])
     consumer.qos(prefetch_count=1)
@@ -302,12 +308,8 @@ def test_raising_the_prefetch_on_the_hub_claims_what_waited(connection: Connecti
 
 
 def test_acks_made_on_the_hub_commit_between_its_batches_and_at_close(url: str) -> None:
-    hub = Hub()
     with Connection(url) as connection:
-        connection.transport.register_with_event_loop(connection.connection, hub)
-        producer = Producer(connection.default_channel)
-        for n in range(6):
-            producer.publish(n, routing_key="piped", declare=[Queue("piped")])
+        hub = hub_for(connection, "piped", 6)
         got: list[Any] = []
         consumer = Consumer(connection.channel(), [Queue("piped")],
                             callbacks=[lambda body, message: (got.append(message), body < 4 and message.ack())])
@@ -327,11 +329,7 @@ def test_acks_made_on_the_hubs_next_turn_as_celery_makes_them_claim_the_next_mes
     # A Celery worker acks with hub.call_soon: on the hub's next turn, not in the delivery's callback. The hub's
     # tick (after those acks, before the poll) commits them, and what they claim is handed out at once: a
     # prefetch's worth of messages a turn, without taking up the waiter in between (its looks read the store).
-    hub = Hub()
-    connection.transport.register_with_event_loop(connection.connection, hub)
-    producer = Producer(connection.default_channel)
-    for n in range(12):
-        producer.publish(n, routing_key="turns", declare=[Queue("turns")])
+    hub = hub_for(connection, "turns", 12)
     got: list[Any] = []
     consumer = Consumer(connection.channel(), [Queue("turns")],
                         callbacks=[lambda body, message: (got.append(body), hub.call_soon(message.ack))])
