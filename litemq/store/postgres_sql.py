@@ -104,8 +104,8 @@ _READY = "queue = {queue} AND lease_token IS NULL AND visible_at IS NULL"
 _CHOSEN = ("WITH chosen(chosen_id) AS MATERIALIZED (SELECT id FROM litemq_messages WHERE {where} ORDER BY {order} "
            "LIMIT {limit} FOR UPDATE SKIP LOCKED) ")
 _LEASE = ("UPDATE litemq_messages SET lease_owner = $1, lease_token = $2, lease_expires_at = $3, "
-          "delivery_count = delivery_count + 1 FROM chosen WHERE id = chosen_id ")
-_TAKE = "DELETE FROM litemq_messages USING chosen WHERE id = chosen_id "
+          "delivery_count = delivery_count + 1 WHERE id = ANY(ARRAY(SELECT chosen_id FROM chosen)) ")
+_TAKE = "DELETE FROM litemq_messages WHERE id = ANY(ARRAY(SELECT chosen_id FROM chosen)) "
 _DELIVERED = f"RETURNING id, exchange, routing_key, {lite.BODY}, properties, {{count}}, priority"
 # A priority-0 consumer claims nothing while one of higher priority has room, and learns whether any of lower
 # priority are there: both from the index of consumers of other than the default priority, usually empty.
