@@ -491,6 +491,31 @@ def test_a_claim_from_a_plain_queue_is_committed_with_its_statement_and_from_oth
     assert other.ready_count("mine") == 1
 
 
+def test_an_ack_alone_waits_for_no_exclusive_writer_but_for_the_rows_it_holds(stores: list[Any],
+                                                                             postgresql_url: str) -> None:
+    store = store_with_messages(stores, postgresql_url, 2, lambda s: s.insert_message("q", "", "q", b"m", None, 2.0))
+    other, third = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    with store.write() as s:
+        first, second = s.claim("q", 2, "c/1", 7, 60.0)
+    acked: list[int] = []
+
+    def ack_second() -> None:
+        with third.write() as t:
+            acked.append(t.ack_last([(second.id, 7)]))
+
+    waiting = threading.Thread(target=ack_second)
+    with other.write_exclusive() as o:  # declaring, binding, reaping: the write lock held exclusively
+        with store.write() as s:
+            assert s.ack_last([(first.id, 7)]) == 1  # not held back until the exclusive writer commits
+        o.run("DELETE FROM litemq_messages WHERE queue = 'q'")  # (its queue deleted, say): the row is the writer's
+        waiting.start()
+        time.sleep(0.2)
+        assert not acked  # the ack waits on that row
+    waiting.join(5)
+    assert acked == [0]  # and finds it gone: acked by nobody, as after the writer
+    assert store.run("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+
+
 def test_single_step_publishes_fold_their_deltas_now_and_then(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store.postgres import FOLD_AT
 

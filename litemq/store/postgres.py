@@ -523,8 +523,10 @@ class PostgresStore:
     def ack_last(self, leases: Sequence[Lease]) -> int:
         if not self._in_transaction:
             return self.ack(leases)
-        # The DELETE is token-fenced and runs after the lock in the server's order: nothing is read to decide.
-        return self._first_and_commit(*_acking(leases)).rowcount
+        # The DELETE is token-fenced: nothing is read to decide. Alone in its transaction it needs no write lock:
+        # what an exclusive writer does to the same rows (deleting their queue, returning a dead connection's
+        # leases) it waits for on the rows themselves, then finds them gone and acks none, as after that writer.
+        return self._first_and_commit(*_acking(leases), locked=False).rowcount
 
     def publish_plain(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                       now: float) -> Optional[bool]:
@@ -545,14 +547,15 @@ class PostgresStore:
         queue was not seen with arguments or an owner (which a single step leaves to the general path)."""
         return self._pending == self._begin_write and queue not in self._not_plain
 
-    def _first_and_commit(self, statement: str, params: Sequence[Any]) -> Rows:
+    def _first_and_commit(self, statement: str, params: Sequence[Any], locked: bool = True) -> Rows:
         """What waits (BEGIN, its lock, statements run ``later``), ``statement`` and COMMIT, in one round trip (one
-        implicit transaction when the transaction had not begun): the statement's rows. What the block runs next runs on its own (``_begin_again`` undoes that)."""
+        implicit transaction when the transaction had not begun): the statement's rows. What the block runs next runs on its own (``_begin_again`` undoes that).
+        ``locked=False``: without the write lock when the statement is the transaction's only one."""
         pending, self._pending = self._pending, []
         if pending[:2] == self._begin_write:
             # Not begun yet: the pipeline's statements up to its sync point are one implicit transaction, which the
             # server commits at that point (or rolls back, when one fails), so BEGIN and COMMIT need not be sent.
-            statements, wanted = [*pending[1:], (statement, params, None)], -1
+            statements, wanted = [*pending[1 if locked or len(pending) > 2 else 2:], (statement, params, None)], -1
         else:
             statements, wanted = [*pending, (statement, params, None), _COMMIT], -2
         try:
