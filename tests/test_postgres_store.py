@@ -201,6 +201,48 @@ def test_migration_0010_counts_totals_from_0_with_the_data_of_0009_and_goes_back
     assert reopened.ready_count("q") == 3
 
 
+def test_migration_0011_folds_0010s_delta_rows_keeps_the_counts_and_goes_back(stores: list[Any],
+                                                                              postgresql_url: str) -> None:
+    import psycopg
+
+    from litemq.store import migrate, postgres_url
+
+    server = postgres_url.parse(postgresql_url)
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0010") is True
+    counts = ("SELECT q.ready_count + coalesce(sum(d.ready_count), 0), q.published_total + coalesce(sum("
+              "d.published_total), 0), q.acked_total + coalesce(sum(d.acked_total), 0), count(d.queue) FROM "
+              "litemq_queues q LEFT JOIN litemq_queue_deltas d ON d.queue = q.name GROUP BY q.name")
+
+    def at_0010() -> psycopg.Connection:
+        db = psycopg.connect(server.conninfo, autocommit=True)
+        db.execute(f'SET search_path TO "{server.schema}"')
+        return db
+
+    with at_0010() as db:  # 0010's triggers: a delta row per statement
+        db.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, created_at) "
+                   "VALUES ('q', true, false, false, 1.0)")
+        for body in ("one", "two", "three"):
+            db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at, lease_token) "
+                       "VALUES ('q', '', 'q', %s, 2.0, CASE WHEN %s = 'one' THEN 7 END)", (body.encode(), body))
+        db.execute("DELETE FROM litemq_messages WHERE lease_token = 7")  # an ack
+        assert db.execute(counts).fetchall() == [(2, 3, 1, 4)]
+    store = open_store(stores, postgresql_url)  # upgraded on open: the deltas folded into the row
+    assert store.run(counts).fetchall() == [(2, 3, 1, 0)]
+    with store.write() as s:
+        s.insert_message("q", "", "q", b"four", None, 3.0)
+        s.insert_message("q", "", "q", b"five", None, 3.0)
+    assert store.run(counts).fetchall() == [(4, 5, 1, 1)]  # one row for the session
+    store.close()
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0010") is True
+    with at_0010() as db:
+        assert db.execute(counts).fetchall() == [(4, 5, 1, 0)]
+        db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                   "VALUES ('q', '', 'q', 'six', 4.0)")
+        db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                   "VALUES ('q', '', 'q', 'seven', 4.0)")
+        assert db.execute(counts).fetchall() == [(6, 7, 1, 2)]  # 0010's rows again, one per statement
+
+
 def test_concurrent_first_openers_migrate_once_and_all_open(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store import migrate
 
@@ -430,9 +472,10 @@ def store_with_messages(stores: list[Any], url: str, count: int, publish: Callab
 def test_a_reader_that_sees_many_deltas_folds_them_after_its_commit(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store.postgres import FOLD_AT
 
-    store = store_with_messages(stores, postgresql_url, FOLD_AT + 1,
-                                lambda s: s.insert_message("q", "", "q", b"m", None, 2.0))
-    assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] == FOLD_AT + 1
+    store = store_with_messages(stores, postgresql_url, 0, lambda s: None)
+    # As many sessions as that added to the queue's counts (by hand here: one row per server process).
+    store.run("INSERT INTO litemq_queue_deltas (queue, ready_count, ready_bytes, backend_pid) "
+              f"SELECT 'q', 1, 1, -n FROM generate_series(1, {FOLD_AT + 1}) AS n")
     with store.write() as s:
         assert s.counts_with("q", 0, 0)[0] == FOLD_AT + 1
     assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] == 0
@@ -516,13 +559,24 @@ def test_an_ack_alone_waits_for_no_exclusive_writer_but_for_the_rows_it_holds(st
     assert store.run("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
 
 
-def test_single_step_publishes_fold_their_deltas_now_and_then(stores: list[Any], postgresql_url: str) -> None:
-    from litemq.store.postgres import FOLD_AT
-
-    store = store_with_messages(stores, postgresql_url, FOLD_AT + 2,
-                                lambda s: s.publish_plain("q", "", "q", b"m", None, 2.0))
-    assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] < FOLD_AT
-    assert store.ready_count("q") == FOLD_AT + 2
+def test_a_session_adds_its_writes_to_one_delta_row_per_queue_and_another_to_its_own(
+        stores: list[Any], postgresql_url: str) -> None:
+    store = store_with_messages(stores, postgresql_url, 40, lambda s: s.publish_plain("q", "", "q", b"m", None, 2.0))
+    with store.write() as s:
+        s.insert_messages("q", "", "q", [b"a", b"b"], None, 2.0, 0)
+    for token in (1, 2, 3):
+        with store.write() as s:
+            (message,) = s.claim("q", 1, "c/1", token, 60.0)
+        with store.write() as s:
+            assert s.ack_last([(message.id, token)]) == 1
+    other = open_store(stores, postgresql_url)
+    with other.write() as o:
+        o.insert_message("q", "", "q", b"m", None, 2.0)
+    rows = store.run("SELECT backend_pid, ready_count, published_total, delivered_total, acked_total "
+                     "FROM litemq_queue_deltas WHERE queue = 'q' ORDER BY published_total DESC").fetchall()
+    # (no fold ran: the background thread that folds is the broker's, not the store's)
+    assert rows == [(store._conn.info.backend_pid, 42 - 3, 42, 3, 3), (other._conn.info.backend_pid, 1, 1, 0, 0)]
+    assert store.ready_count("q") == 40
 
 
 def test_claims_walk_the_ready_index_and_expired_leases_the_lease_index(stores: list[Any],

@@ -22,13 +22,17 @@ index; bulk returns skip locked rows, so two processes returning or reaping the 
 nor wait on each other. Message bodies stay in their rows: PostgreSQL moves a large one out of line (TOAST) and an
 UPDATE of the lease leaves it there, so ``litemq_bodies`` serves only rows written by hand.
 
-Counts (migration 0007). A counter in the queue's row, raised by every publish, is a row lock that every publisher
-of the queue waits on until it commits, WAL flush included, and a new row version per message. Instead statement
-triggers insert one delta row per statement and queue into ``litemq_queue_deltas`` (no row is updated, nobody
-waits); a queue's ready count is its row's plus the sum of its deltas (one index range), and ``maintain()`` folds
-the deltas into the rows from the background thread, one folder at a time, giving up rather than waiting (a reader
-that saw more than FOLD_AT deltas of a queue also folds, after its commit). Writes by hand with plain SQL count
-through the same triggers. Measured here (PostgreSQL 15, 2 shared cores under a load average of 6 to 13 from other
+Counts (migrations 0007 and 0011). A counter in the queue's row, raised by every publish, is a row lock that every
+publisher of the queue waits on until it commits, WAL flush included, and a new row version per message. Instead
+the triggers add each write's changes to a delta row of ``litemq_queue_deltas`` that belongs to the writing session
+(one per queue and server process: no two sessions write the same row, nobody waits on another); a queue's ready
+count is its row's plus its few delta rows, and ``maintain()`` folds the deltas into the rows from the background
+thread, taking the rows no transaction is writing and waiting for none (a reader that saw more than FOLD_AT delta
+rows of a queue also folds, after its commit). Writes by hand with plain SQL count through the same triggers. Until
+0011 each write inserted a delta row of its own: a get's count then walked up to 256 of them, and through its index
+the folded ones not yet vacuumed, a fifth of the server's time in a get and its ack (``perf`` on the backend). An
+update of a session's row changes no indexed column, so PostgreSQL keeps its new version on the same page (HOT) and
+prunes the old ones there: nothing for the index or vacuum. Measured here (PostgreSQL 15, 2 shared cores under a load average of 6 to 13 from other
 work, fdatasync about 4 ms; ``python bench/postgres_counts.py --seconds 8 --rounds 2``), 8 publisher processes, one
 100-byte message per transaction as the broker publishes (counts read, then insert) into one queue:
 
@@ -98,7 +102,6 @@ class PostgresStore:
         self._after_commit: list[Callable[[], None]] = []
         self._wakes: dict[str, None] = {}  # queues to notify once the transaction commits
         self._fold_wanted = False
-        self._deltas_added = 0  # delta rows this connection added without reading how many there are
         self._not_plain: dict[str, None] = {}  # queues seen with arguments or an owner: no single-step publish or get
         self._write_key = lock_key(self.schema, "write")
         self._fold_key = lock_key(self.schema, "fold")
@@ -329,7 +332,6 @@ class PostgresStore:
 
     def _fold(self) -> None:
         self._fold_wanted = False
-        self._deltas_added = 0
         if self.run(sql.ANY_DELTAS).fetchone() is None:
             return
         begin = f"BEGIN; SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'; " + sql.LOCK_SHARED.format(key=self._write_key)
@@ -537,9 +539,6 @@ class PostgresStore:
         if not stored:
             self._begin_again(queue, plain is False)
             return None
-        self._deltas_added += 1  # the insert's trigger added one; fold now and then, as a read of the counts would
-        if self._deltas_added > FOLD_AT:
-            self._fold_wanted = True
         return bool(consumed)
 
     def _may_commit_with(self, queue: str) -> bool:

@@ -84,7 +84,12 @@ COUNTS_WITH_FIRST = (f"SELECT {_COUNTS_WITH}, {lite._DELAYED_DUE}, {lite._QUEUE_
 # The queue's counts and its totals (migration 0010) are its row's plus its deltas'.
 TOTALS = ("published_total", "delivered_total", "redelivered_total", "acked_total")
 _FOLDED = ("ready_count", "ready_bytes", *TOTALS)
-FOLD = (f"WITH folded AS (DELETE FROM {DELTAS} RETURNING queue, {', '.join(_FOLDED)}) "
+# Each session adds to its own delta row of a queue (migration 0011): the writer's, named by its server process.
+ADDED_TO_OWN_ROW = f"ON CONFLICT (queue, backend_pid) DO UPDATE SET {{0}} = {DELTAS}.{{0}} + excluded.{{0}}, " \
+                   f"{{1}} = {DELTAS}.{{1}} + excluded.{{1}}"
+# A fold takes the rows no transaction is adding to (those it leaves for the next), and waits for none.
+FOLD = (f"WITH folded AS (DELETE FROM {DELTAS} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {DELTAS} "
+        f"FOR UPDATE SKIP LOCKED)) RETURNING queue, {', '.join(_FOLDED)}) "
         "UPDATE litemq_queues q SET " + ", ".join(f"{c} = q.{c} + f.{c}" for c in _FOLDED)
         + " FROM (SELECT queue, " + ", ".join(f"sum({c}) AS {c}" for c in _FOLDED)
         + " FROM folded GROUP BY queue) f WHERE q.name = f.queue")
@@ -126,7 +131,7 @@ def _claim(queue: str, limit: str, action: str, count: str, default_consumer: bo
 _TAKEN_COUNT = "delivery_count + 1 AS delivery_count"
 _COUNT_TAKEN = (f"counted AS (INSERT INTO {DELTAS} (queue, ready_count, ready_bytes, delivered_total, "
                 "redelivered_total) SELECT {queue}, 0, 0, count(*), count(*) FILTER (WHERE delivery_count > 1) "
-                "FROM taken HAVING count(*) > 0)")
+                f"FROM taken HAVING count(*) > 0 {ADDED_TO_OWN_ROW.format(*TOTALS[1:3])})")
 
 
 def _counted(claim: str, queue: str) -> str:
