@@ -574,6 +574,33 @@ def test_reads_inside_writes_that_may_not_wait_leave_the_busy_timeout_off_until_
         assert busy_timeout(conn) == 60000
 
 
+@pytest.mark.sqlite_only
+def test_a_consumer_whose_acks_refill_found_nothing_waits_without_claiming_again_and_gets_what_comes_next(db_path):
+    # The ack's transaction claimed for it (its refill) and found nothing: a claim right after would find nothing
+    # either, so the consumer goes straight to its wait; a message published next still comes (its ring).
+    async def body(conn):
+        await conn.declare_queue("q")
+        writes = []
+        conn.connection._store._db.set_trace_callback(
+            lambda sql: writes.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None)
+        consumer = conn.consume("q", prefetch=10)
+        with litemq.connect(db_path) as publisher:
+            publisher.publish("", "q", b"one")
+            first = await consumer.get(BOUND)
+            await first.ack()  # committed with its refill, which found nothing
+            writes.clear()
+            waiting = asyncio.ensure_future(consumer.get(BOUND))
+            while not consumer._consumer.waiting:
+                await asyncio.sleep(0)
+            claims_before_waiting = len(writes)
+            publisher.publish("", "q", b"two")
+            second = await waiting
+        await consumer.cancel()
+        return first.body, claims_before_waiting, second.body
+
+    assert run(db_path, body) == (b"one", 0, b"two")
+
+
 @pytest.mark.parametrize("told", [True, False])
 def test_an_idle_waiter_told_of_changes_looks_at_no_consumer_when_its_timer_wakes_it_to_an_unchanged_file(
         db_path, told):
