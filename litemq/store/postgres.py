@@ -528,8 +528,6 @@ class PostgresStore:
         # The DELETE is token-fenced: nothing is read to decide. Alone in its transaction it needs no write lock:
         # what an exclusive writer does to the same rows (deleting their queue, returning a dead connection's
         # leases) it waits for on the rows themselves, then finds them gone and acks none, as after that writer.
-        if len(leases) == 1:  # counted by the statement itself
-            return self._first_and_commit(sql.ACK_ONE_COUNTED, leases[0], locked=False).fetchall()[0][0]
         return self._first_and_commit(*_acking(leases), locked=False).rowcount
 
     def publish_plain(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],

@@ -109,11 +109,6 @@ INSERT_MESSAGES = ("INSERT INTO litemq_messages (queue, exchange, routing_key, p
                    "body) SELECT $1, $2, $3, $4, $5, $6, body FROM unnest($7::bytea[]) WITH ORDINALITY AS b(body, n) "
                    "ORDER BY n")
 
-# A statement that is its transaction's only one counts what it changes itself, and says so: the triggers of the
-# messages then stand aside (migration 0011). Local to the transaction, which the statement's commit ends; set in
-# the WHERE of the write, before any row is written (a row trigger's WHEN is read as the row is).
-COUNTED_HERE = "set_config('litemq.counted', 'on', true) = 'on'"
-
 # --- claiming and taking: one statement, the rows locked as they are chosen and skipped when another holds them
 _READY = "queue = {queue} AND lease_token IS NULL AND visible_at IS NULL"
 _CHOSEN = ("WITH chosen(chosen_id) AS MATERIALIZED (SELECT id FROM litemq_messages WHERE {where} ORDER BY {order} "
@@ -121,7 +116,7 @@ _CHOSEN = ("WITH chosen(chosen_id) AS MATERIALIZED (SELECT id FROM litemq_messag
 _LEASE = ("UPDATE litemq_messages SET lease_owner = $1, lease_token = $2, lease_expires_at = $3, "
           "delivery_count = delivery_count + 1 WHERE id = ANY(ARRAY(SELECT chosen_id FROM chosen)) ")
 _TAKE = "DELETE FROM litemq_messages WHERE id = ANY(ARRAY(SELECT chosen_id FROM chosen)) "
-_DELIVERED = f"RETURNING id, exchange, routing_key, {lite.BODY} AS body, properties, {{count}}, priority"
+_DELIVERED = f"RETURNING id, exchange, routing_key, {lite.BODY}, properties, {{count}}, priority"
 # A priority-0 consumer claims nothing while one of higher priority has room, and learns whether any of lower
 # priority are there: both from the index of consumers of other than the default priority, usually empty.
 _OTHERS = "SELECT 1 FROM litemq_consumers WHERE queue = {queue} AND priority != 0 AND priority"
@@ -159,20 +154,9 @@ _CLAIMABLE = ("EXISTS (SELECT 1 FROM queue_row WHERE arguments IS NULL{owner}) "
               "AND NOT EXISTS (SELECT 1 FROM due WHERE at <= {now})")
 
 
-# What a claim changes, counted by the claim itself (as the update trigger would: out of ready, delivered).
-_COUNT_LEASED = (f"counted AS (INSERT INTO {DELTAS} (queue, ready_count, ready_bytes, delivered_total, "
-                 "redelivered_total) SELECT {queue}, -count(*), -coalesce(sum(length(body)), 0), count(*), "
-                 "count(*) FILTER (WHERE delivery_count > 1) FROM taken HAVING count(*) > 0 "
-                 + added_to_own_row("ready_count", "ready_bytes", *TOTALS[1:3]) + ")")
-
-
 def _claim_with_queue(queue: str, limit: str, now: str, action: str, count: str, plain: bool = False) -> str:
-    """``plain``: claims only from a queue that no connection owns either, whose claim nothing can undo after (it
-    is its transaction's only statement: a lease it counts itself)."""
+    """``plain``: claims only from a queue that no connection owns either, whose claim nothing can undo after."""
     claimable = _CLAIMABLE.format(now=now, owner=" AND owner_connection IS NULL" if plain else "")
-    counted_here = plain and action == _LEASE
-    if counted_here:
-        action = action + f"AND {COUNTED_HERE} "
     return ("WITH queue_row(durable, exclusive, auto_delete, arguments, owner_connection, ready_count, ready_bytes, "
             f"created_at, deltas) AS ({SELECT_QUEUE.replace('$1', queue)}), "
             f"due(at) AS (SELECT least(a, b, c, d) FROM ({SELECT_DUE.replace('$1', queue)}) AS t(a, b, c, d)), "
@@ -180,7 +164,6 @@ def _claim_with_queue(queue: str, limit: str, now: str, action: str, count: str,
                              limit=limit)[len("WITH "):]
             + f", taken AS ({action}{_DELIVERED.format(count=count)}) "
             + (f", {_COUNT_TAKEN.format(queue=queue)} " if action == _TAKE else "")
-            + (f", {_COUNT_LEASED.format(queue=queue)} " if counted_here else "")
             + f"SELECT {claimable}, queue_row.*, due.at, taken.* FROM due LEFT JOIN queue_row ON true "
             "LEFT JOIN taken ON true")
 
@@ -189,6 +172,9 @@ CLAIM_WITH_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count")
 CLAIM_AND_DELETE_WITH_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, _TAKEN_COUNT)
 CLAIM_WITH_PLAIN_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count", plain=True)
 CLAIM_AND_DELETE_WITH_PLAIN_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, _TAKEN_COUNT, plain=True)
+# The one statement of its transaction counts what it stores itself, and says so: the insert trigger then does not
+# run (migration 0011). Local to the transaction, which the statement's commit ends.
+COUNTED_HERE = "set_config('litemq.counted', 'on', true) = 'on'"
 # A publish to a queue without arguments or an owner when nothing is due (delayed messages, queue expiry): nothing
 # to decide, so stored at once; whether it was, and why not (the queue is missing, not plain, or something is due).
 PUBLISH_PLAIN = ("WITH q(plain) AS (SELECT arguments IS NULL AND owner_connection IS NULL FROM litemq_queues "
@@ -214,13 +200,6 @@ ACK = f"DELETE FROM litemq_messages USING {_LEASES}"
 # One lease (an ack as it comes) by its primary key, as on SQLite: no arrays to send nor unnest and join on the server
 # (bench/postgres_cpu.py: get + ack 8 % less of the server's CPU, 10 % less of the client's).
 ACK_ONE = from_sqlite(lite.ACK)
-# ... and alone in its transaction, counted by itself (as the delete trigger would: acked; a body kept apart goes).
-ACK_ONE_COUNTED = (f"WITH acked AS (DELETE FROM litemq_messages WHERE id = $1 AND lease_token = $2 AND {COUNTED_HERE} "
-                   "RETURNING id, queue, body IS NULL AS apart), "
-                   f"counted AS (INSERT INTO {DELTAS} (queue, ready_count, ready_bytes, acked_total) "
-                   f"SELECT queue, 0, 0, 1 FROM acked {added_to_own_row('acked_total')}), "
-                   "bodies AS (DELETE FROM litemq_bodies WHERE id IN (SELECT id FROM acked WHERE apart)) "
-                   "SELECT count(*) FROM acked")
 DROP = f"DELETE FROM litemq_messages USING {_LEASES} {lite._TAKEN}"
 REQUEUE = ("UPDATE litemq_messages SET lease_owner = NULL, lease_token = NULL, lease_expires_at = NULL, "
            f"delivery_count = delivery_count - $3 FROM {_LEASES} {lite._RETURNED}")
