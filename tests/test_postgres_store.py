@@ -579,6 +579,38 @@ def test_a_session_adds_its_writes_to_one_delta_row_per_queue_and_another_to_its
     assert store.ready_count("q") == 40
 
 
+def test_a_plain_publish_counts_itself_once_and_the_writes_after_it_count_through_the_triggers(
+        stores: list[Any], postgresql_url: str) -> None:
+    counted = ("SELECT q.ready_count + sum(d.ready_count), q.ready_bytes + sum(d.ready_bytes), q.published_total + "
+               "sum(d.published_total), q.delivered_total + sum(d.delivered_total), q.redelivered_total + "
+               "sum(d.redelivered_total), q.acked_total + sum(d.acked_total) FROM litemq_queues q "
+               "JOIN litemq_queue_deltas d ON d.queue = q.name GROUP BY q.name")
+    store = store_with_messages(stores, postgresql_url, 3, lambda s: s.publish_plain("q", "", "q", b"abc", None, 2.0))
+    assert store.run(counted).fetchall() == [(3, 9, 3, 0, 0, 0)]
+    with store.write() as s:  # a claim from a plain queue, committed with its statement, then an ack alone
+        _, _, (first,) = s.claim_with_queue("q", 1, "c/1", 7, 60.0, 2.0)
+    with store.write() as s:
+        assert s.ack_last([(first.id, 7)]) == 1
+    assert store.run(counted).fetchall() == [(2, 6, 3, 1, 0, 1)]
+    with store.write() as s:
+        _, _, (second,) = s.claim_with_queue("q", 1, "c/1", 8, 60.0, 2.0)
+        assert s.requeue([(second.id, 8)])  # (the same transaction: the claim committed already)
+    with store.write() as s:
+        _, _, (again,) = s.claim_with_queue("q", 1, "c/1", 9, 60.0, 2.0)
+    assert again.id == second.id and store.run(counted).fetchall() == [(1, 3, 3, 3, 1, 1)]
+    # A message written by hand with its body apart, claimed and acked as above: its body goes with it.
+    store.run("INSERT INTO litemq_messages (id, queue, exchange, routing_key, body, published_at, priority) "
+              "VALUES (1000, 'q', '', 'q', NULL, 2.0, 9)")
+    store.run("INSERT INTO litemq_bodies (id, body) VALUES (1000, 'apart')")
+    with store.write() as s:
+        _, _, (apart,) = s.claim_with_queue("q", 1, "c/1", 10, 60.0, 2.0)
+    with store.write() as s:
+        assert apart.body == b"apart" and s.ack_last([(apart.id, 10)]) == 1
+    assert store.run("SELECT count(*) FROM litemq_bodies").fetchone()[0] == 0
+    assert store.run(counted).fetchall() == [(1, 3, 4, 4, 1, 2)]
+    assert store.ready_count("q") == 1
+
+
 def test_claims_walk_the_ready_index_and_expired_leases_the_lease_index(stores: list[Any],
                                                                       postgresql_url: str) -> None:
     from litemq.store import postgres_sql as sql
