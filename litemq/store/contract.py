@@ -362,9 +362,10 @@ class Store(Protocol):
     def publish_plain(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                       now: float) -> Optional[bool]:
         """As the transaction's first and only write, store one message in ``queue`` when it exists without
-        arguments or an owner and nothing is due (delayed messages, queue expiry), and commit (one round trip on
-        PostgreSQL): whether the queue has consumers to wake. None when it stored nothing (or the engine has no
-        use for it: SQLite): the block goes on, in a transaction as before, by the general path."""
+        arguments (PostgreSQL: nor an owner) and nothing is due (delayed messages, queue expiry), and commit (one
+        round trip on PostgreSQL; SQLite commits when the block ends): whether the queue has consumers to wake
+        (True: it may have; ``wake`` reads them). None when it stored nothing: the block goes on, in a transaction
+        as before, by the general path."""
 
     def ack_last(self, leases: Sequence[Lease]) -> int:
         """``ack`` as the transaction's last write: the engine may commit with it (PostgreSQL: BEGIN, lock, DELETE

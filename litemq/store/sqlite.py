@@ -25,7 +25,7 @@ from .sqlite_sql import (ACK, BATCH_ROWS, CLAIM, CLAIM_AND_DELETE, CLAIM_AND_DEL
                          DELETE_QUEUE_CONSUMERS, DELETE_QUEUE_MESSAGES, DELETE_READY, DROP, INSERT_BINDING, INSERT_BODY,
                          INSERT_CONNECTION, INSERT_CONSUMER, INSERT_COPIES, INSERT_DELAYED, INSERT_EXCHANGE,
                          INSERT_MESSAGE, INSERT_MESSAGES, INSERT_QUEUE, LEASE_READY, NEXT_READY,
-                         NEXT_READY_AS_DEFAULT_CONSUMER, OUT_OF_ROW_BYTES, PURGE_READY,
+                         NEXT_READY_AS_DEFAULT_CONSUMER, OUT_OF_ROW_BYTES, PUBLISH_PLAIN, PUBLISH_PLAIN_UNCONSUMED, PURGE_READY,
                          RELEASE_CONNECTION, RELEASE_OWNER, RENEW_LEASE, REQUEUE, RETURN_EXPIRED,
                          SELECT_ALL_CONSUMERS, SELECT_ARRIVAL_DEADLINES, SELECT_CONNECTION, SELECT_CONNECTION_IDS,
                          SELECT_CONSUMERS_OF, SELECT_CONSUMER_COUNT, SELECT_CONSUMER_RANKING, SELECT_DEADLINES,
@@ -58,6 +58,9 @@ class SQLiteStore(SQLiteConnection):
     def _start(self, path: str) -> None:
         super()._start(path)
         self._bell: Optional[Bell] = None
+        # Hints for ``publish_plain`` (a queue in neither may still be missing, have arguments or consumers):
+        self._consumed: dict[str, None] = {}  # queues seen with consumers
+        self._not_plain: dict[str, None] = {}  # queues seen with arguments
 
     # --- what only the engine knows
     def liveness(self, connection_id: str,
@@ -72,8 +75,15 @@ class SQLiteStore(SQLiteConnection):
     def wake(self, queues: Optional[Iterable[str]]) -> None:
         """Inside a write: once it commits, ring the doorbells of the consumers these queues have now (None: of
         every consumer)."""
-        consumers = self.all_consumers() if queues is None else [
-            consumer for queue in queues for consumer in self.consumers_of(queue)]
+        if queues is None:
+            consumers = self.all_consumers()
+        else:
+            consumers = []
+            for queue in queues:
+                found = self.consumers_of(queue)
+                if not found:
+                    self._consumed.pop(queue, None)
+                consumers.extend(found)
         if consumers:
             addresses = [doorbell_address(*consumer) for consumer in consumers]
             self.after_commit(lambda: self._ring(addresses))
@@ -255,6 +265,8 @@ class SQLiteStore(SQLiteConnection):
         row = self._db.execute(COUNTS_WITH_FIRST, (count, size, queue)).fetchone()
         if row is None:
             return None, self.arrival_due()
+        if row[2] is not None:
+            _remember(self._not_plain, queue)  # ``publish_plain`` need not try it
         return (row[0], row[1], row[2], row[3]), _earliest(row[4:])
 
     def ack_last(self, leases: Sequence[Lease]) -> int:
@@ -346,7 +358,17 @@ class SQLiteStore(SQLiteConnection):
 
     def publish_plain(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                       now: float) -> Optional[bool]:
-        """Never: a statement costs no round trip here, and the general path's counts are read anyway."""
+        """One INSERT (``PUBLISH_PLAIN``), which stores nothing unless the queue has no arguments and nothing is due;
+        the block's COMMIT follows. Queues seen with consumers or arguments are remembered: the first try asks for
+        no consumers (then it tells there are none to wake), and a queue with arguments takes the general path."""
+        if queue in self._not_plain or len(body) > OUT_OF_ROW_BYTES:
+            return None
+        row = (queue, exchange, routing_key, body, properties, now)
+        if queue not in self._consumed and self._db.execute(PUBLISH_PLAIN_UNCONSUMED, row).rowcount:
+            return False
+        if self._db.execute(PUBLISH_PLAIN, row).rowcount:
+            _remember(self._consumed, queue)  # ``wake`` forgets it once it finds no consumers
+            return True
         return None
 
     def ack(self, leases: Sequence[Lease]) -> int:
@@ -475,6 +497,16 @@ class SQLiteStore(SQLiteConnection):
 
     def unregister_connection(self, connection_id: str) -> None:
         self._db.execute(DELETE_CONNECTION, (connection_id,))
+
+
+REMEMBERED = 1024
+"""How many queues each of ``publish_plain``'s hints holds (then it starts again)."""
+
+
+def _remember(queues: dict[str, None], queue: str) -> None:
+    if len(queues) >= REMEMBERED:
+        queues.clear()
+    queues[queue] = None
 
 
 def _earliest(times: Sequence[Optional[float]]) -> Optional[float]:
