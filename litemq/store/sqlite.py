@@ -32,7 +32,7 @@ from .sqlite_sql import (ACK, BATCH_ROWS, CLAIM, CLAIM_AND_DELETE, CLAIM_AND_DEL
                          SELECT_DEFAULT_CONSUMER_RANKING, SELECT_DUE, SELECT_EXCHANGE, SELECT_EXCLUSIVE_CONSUMER,
                          SELECT_EXPIRED_QUEUES, SELECT_FIRST_CONSUMER, SELECT_HAS_BINDINGS, SELECT_IS_DESTINATION,
                          SELECT_NEXT_EXPIRIES, SELECT_NEXT_EXPIRY, SELECT_OWNED_QUEUES, SELECT_QUEUE,
-                         SELECT_QUEUE_CREATED_AT, SELECT_QUEUE_DUE, SELECT_READY_COUNT, SELECT_REGISTRATION, SELECT_ROUTE,
+                         SELECT_QUEUE_CREATED_AT, SELECT_QUEUE_DUE, SELECT_QUEUE_DUE_NEXT, SELECT_READY_COUNT, SELECT_REGISTRATION, SELECT_ROUTE,
                          SELECT_ROUTING_VERSION, SELECT_UNACKED_COUNT, SET_CONSUMER_ROOM, SET_QUEUE_EXPIRY, TAKE_DUE,
                          TAKE_EXPIRED, TAKE_HEAD, TAKE_READY, padded)
 
@@ -321,16 +321,27 @@ class SQLiteStore(SQLiteConnection):
     def claim_with_queue(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float,
                          now: float, *, auto_ack: bool = False
                          ) -> tuple[Optional[QueueRow], Optional[float], Optional[list[MessageRow]]]:
-        """The queue, when it is due, and a claim when it exists, has no arguments and nothing is due."""
-        found = self._db.execute(SELECT_QUEUE_DUE, (queue,)).fetchone()
+        """The queue, when it is due, and a claim when it exists, has no arguments and nothing is due. One message
+        is read with the queue (``SELECT_QUEUE_DUE_NEXT``), then leased or deleted by its id."""
+        one = limit == 1
+        found = self._db.execute(SELECT_QUEUE_DUE_NEXT if one else SELECT_QUEUE_DUE, (queue,)).fetchone()
         if found is None:
             return None, None, None
-        row, due = QueueRow(bool(found[0]), bool(found[1]), bool(found[2]), *found[3:8]), _earliest(found[8:])
+        row, due = QueueRow(bool(found[0]), bool(found[1]), bool(found[2]), *found[3:8]), _earliest(found[8:12])
         if row.arguments is not None or (due is not None and due <= now):
             return row, due, None
+        if not one:
+            if auto_ack:
+                return row, due, self.claim_and_delete(queue, limit)
+            return row, due, self.claim(queue, limit, owner, token, lease_expires_at)
+        if found[12] is None:
+            return row, due, []
+        message = MessageRow(*found[12:])
         if auto_ack:
-            return row, due, self.claim_and_delete(queue, limit)
-        return row, due, self.claim(queue, limit, owner, token, lease_expires_at)
+            self._delete_taken(queue, [message])
+        else:
+            self._db.execute(LEASE_READY, (owner, token, lease_expires_at, message.id))
+        return row, due, [message]
 
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (``default_consumer``: as
@@ -339,16 +350,23 @@ class SQLiteStore(SQLiteConnection):
             row = self._next_ready(queue, default_consumer)
             if row is None:
                 return []
-            self._db.execute(DELETE_READY, (row[0],))
             taken = [MessageRow(*row)]
-        else:
-            statement = CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else CLAIM_AND_DELETE
-            taken = self._taken(self._db.execute(statement, (queue, limit)).fetchall())
-            if not taken:
-                return taken
+            self._delete_taken(queue, taken)
+            return taken
+        statement = CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else CLAIM_AND_DELETE
+        taken = self._taken(self._db.execute(statement, (queue, limit)).fetchall())
+        if taken:
+            self._count_taken(queue, taken)
+        return taken
+
+    def _delete_taken(self, queue: str, taken: list[MessageRow]) -> None:
+        """Delete one ready message read to be taken for good (auto-ack)."""
+        self._db.execute(DELETE_READY, (taken[0].id,))
+        self._count_taken(queue, taken)
+
+    def _count_taken(self, queue: str, taken: list[MessageRow]) -> None:
         # A trigger cannot tell this delete from a purge's: the take counts itself as delivered.
         self._db.execute(COUNT_TAKEN, (len(taken), sum(m.delivery_count > 1 for m in taken), queue))
-        return taken
 
     def _taken(self, rows: list[Any]) -> list[MessageRow]:
         messages = [MessageRow(*r) for r in rows]
