@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
 
 
+_CHECKED_NAMES: set[str] = set()
+"""Exchange names and routing keys a publish has checked (``routing.check_name``): not checked again. Bounded."""
+CHECKED_NAMES_KEPT = 4096
+
+
 class Channel(Topology):
     """A scope of consumers and unacked deliveries: closing it returns what it still holds to the queues."""
 
@@ -60,7 +65,8 @@ class Channel(Topology):
         have it, as RabbitMQ nacks it."""
         properties = self._outgoing(exchange, routing_key, properties)
         data = self._body(exchange, body)
-        check_seconds("delay", delay)
+        if delay is not None:
+            check_seconds("delay", delay)
         with self._store.write() as store:
             arrival = self._publish_in(store, exchange, routing_key, [data], properties, delay=delay)
         return self._confirm(arrival, exchange, routing_key, mandatory)
@@ -114,8 +120,16 @@ class Channel(Topology):
 
     def _outgoing(self, exchange: str, routing_key: str, properties: Optional[Properties]) -> Properties:
         self._check_open()
-        routing.check_name("exchange name", exchange)
-        routing.check_name("routing key", routing_key)
+        try:
+            checked = exchange in _CHECKED_NAMES and routing_key in _CHECKED_NAMES
+        except TypeError:  # unhashable: check_name says what it must be
+            checked = False
+        if not checked:
+            routing.check_name("exchange name", exchange)
+            routing.check_name("routing key", routing_key)
+            if len(_CHECKED_NAMES) >= CHECKED_NAMES_KEPT:
+                _CHECKED_NAMES.clear()
+            _CHECKED_NAMES.update((exchange, routing_key))
         if properties is None:
             return EMPTY_PROPERTIES
         if not isinstance(properties, Properties):
@@ -144,11 +158,13 @@ class Channel(Topology):
         encoded = encode_properties(properties)
         if encoded is not None and len(encoded) > self._session.max_message_bytes // 4:
             self._check_size("properties", len(encoded.encode("utf-8")), exchange)
-        store.reserve(len(queues) * sum(map(len, bodies)))  # refused while the disk is under the floor
         if exchange == "" and len(bodies) == 1 and not delay and properties.expiration is None:
+            store.reserve(len(bodies[0]))  # refused while the disk is under the floor
             consumed = store.publish_plain(routing_key, exchange, routing_key, bodies[0], encoded, clock())
             if consumed is not None:
                 return queue_rules.arrived(store, routing_key, consumed)
+        else:
+            store.reserve(len(queues) * sum(map(len, bodies)))
         return queue_rules.enqueue(self._session, store, queues, exchange, routing_key, bodies, properties,
                                    encoded, clock(), delay or 0.0, published=True)
 
