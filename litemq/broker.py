@@ -177,7 +177,8 @@ class Channel(Topology):
         The delivery's ``message_count`` is how many ready messages are left."""
         self._check_open()
         routing.check_name("queue name", queue)
-        check_seconds("lease_seconds", lease_seconds, positive=True)
+        if lease_seconds is not None:
+            check_seconds("lease_seconds", lease_seconds, positive=True)
         for attempt in range(2):
             with self._store.write() as store:
                 now = clock()

@@ -528,7 +528,11 @@ def _remember(queues: dict[str, None], queue: str) -> None:
 
 
 def _earliest(times: Sequence[Optional[float]]) -> Optional[float]:
-    return min((t for t in times if t is not None), default=None)
+    earliest = None  # a loop, not min() over a generator: it runs at every publish and get
+    for t in times:
+        if t is not None and (earliest is None or t < earliest):
+            earliest = t
+    return earliest
 
 
 if TYPE_CHECKING:
