@@ -67,6 +67,11 @@ class Channel(Topology):
         data = self._body(exchange, body)
         if delay is not None:
             check_seconds("delay", delay)
+        elif exchange == "" and properties.expiration is None:  # to a queue by name: perhaps a plain one
+            consumed = self._store.publish_alone(routing_key, exchange, routing_key, data,
+                                                 self._encoded(exchange, properties), clock())
+            if consumed is not None:
+                return 1
         with self._store.write() as store:
             arrival = self._publish_in(store, exchange, routing_key, [data], properties, delay=delay)
         return self._confirm(arrival, exchange, routing_key, mandatory)
@@ -147,6 +152,12 @@ class Channel(Topology):
             raise MessageTooLarge(f"{what} of {size} bytes for exchange {exchange!r} is larger than the "
                                   f"maximum of {self._session.max_message_bytes} bytes (in {self.path})")
 
+    def _encoded(self, exchange: str, properties: Properties) -> Optional[str]:
+        encoded = encode_properties(properties)
+        if encoded is not None and len(encoded) > self._session.max_message_bytes // 4:
+            self._check_size("properties", len(encoded.encode("utf-8")), exchange)
+        return encoded
+
     def _publish_in(self, store: Store, exchange: str, routing_key: str, bodies: list[bytes],
                     properties: Properties, delay: Optional[float] = None) -> Arrival:
         if exchange == "":
@@ -155,9 +166,7 @@ class Channel(Topology):
             exchange_type, queues = self._route(store, exchange, routing_key, properties.headers)
             if delay is None and exchange_type == DELAYED_EXCHANGE:
                 delay = delay_seconds(properties.headers)
-        encoded = encode_properties(properties)
-        if encoded is not None and len(encoded) > self._session.max_message_bytes // 4:
-            self._check_size("properties", len(encoded.encode("utf-8")), exchange)
+        encoded = self._encoded(exchange, properties)
         if exchange == "" and len(bodies) == 1 and not delay and properties.expiration is None:
             store.reserve(len(bodies[0]))  # refused while the disk is under the floor
             consumed = store.publish_plain(routing_key, exchange, routing_key, bodies[0], encoded, clock())

@@ -292,6 +292,20 @@ def test_a_plain_publish_stores_nothing_into_a_queue_with_arguments_a_missing_on
     assert store.ready_count("q") == 1
 
 
+def test_a_publish_alone_commits_by_itself_outside_a_transaction_and_never_inside_one(
+        open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    declare(store)
+    stored = store.publish_alone("q", "ex", "key", b"m", None, 2.0)
+    assert stored is (False if store.engine == "sqlite" else None)  # PostgreSQL: publish_plain's round trip is one
+    assert other.ready_count("q") == (1 if stored is not None else 0)
+    declare(store, "limited", '{"x-max-length":1}')
+    assert store.publish_alone("limited", "", "limited", b"m", None, 2.0) is None
+    with store.write():
+        assert store.publish_alone("q", "", "q", b"m", None, 3.0) is None  # the block's transaction has it
+    assert other.ready_count("q") == (1 if stored is not None else 0) and other.ready_count("limited") == 0
+
+
 # --- claiming and settling
 def test_claims_go_by_priority_then_arrival_and_take_no_more_than_asked(store: Any) -> None:
     declare(store)

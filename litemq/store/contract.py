@@ -367,6 +367,12 @@ class Store(Protocol):
         (True: it may have; ``wake`` reads them). None when it stored nothing: the block goes on, in a transaction
         as before, by the general path."""
 
+    def publish_alone(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
+                      now: float) -> Optional[bool]:
+        """Outside any transaction: ``publish_plain`` as a transaction of its own, consumers woken (SQLite: one
+        statement in autocommit mode). Whether the queue has consumers. None when it stored nothing (the engine
+        has no use for it, or the connection or the queue needs the general path): publish in a ``write()``."""
+
     def ack_last(self, leases: Sequence[Lease]) -> int:
         """``ack`` as the transaction's last write: the engine may commit with it (PostgreSQL: BEGIN, lock, DELETE
         and COMMIT in one round trip). Reads may follow it (then outside the transaction), writes may not."""
