@@ -478,6 +478,17 @@ class Channel(Topology):
     def _settle(self, delivery_tag: int, multiple: bool, how: str) -> None:
         self._check_open()
         _check_tag(delivery_tag)
+        if how == "ack" and not multiple:
+            held = self._unacked.get(delivery_tag)
+            # A get's delivery (no consumer's room to refill) acked as a transaction of its own, where the engine
+            # can, and forgotten under the same lock as after a write() block's commit; one it did not delete takes
+            # the general path, which says why.
+            if held is not None and held.consumer is None:
+                self._store.check_process()  # before the lock, which another thread may have held at fork()
+                with self._store.lock:
+                    if self._store.ack_alone((held.message_id, held.token)):
+                        self._forget([delivery_tag])
+                        return
         with self._store.write() as store:
             leases = self._settle_in(store, delivery_tag, multiple, how, last=True)
             self._refill(store, leases, claim=how == "ack")

@@ -306,6 +306,20 @@ def test_a_publish_alone_commits_by_itself_outside_a_transaction_and_never_insid
     assert other.ready_count("q") == (1 if stored is not None else 0) and other.ready_count("limited") == 0
 
 
+def test_an_ack_alone_commits_by_itself_outside_a_transaction_and_never_inside_one(
+        open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    declare(store)
+    publish(store, "q", b"1", b"2")
+    first, second = claim(store, 2)
+    alone = store.engine == "sqlite"  # PostgreSQL: ack_last's round trip is one already
+    assert store.ack_alone((first.id, TOKEN + 1)) == (0 if alone else None)  # not its token: left alone
+    assert store.ack_alone((first.id, TOKEN)) == (1 if alone else None)
+    with store.write():
+        assert store.ack_alone((second.id, TOKEN)) is None  # the block's transaction has it
+    assert other.unacked_count("q") == (1 if alone else 2)
+
+
 # --- claiming and settling
 def test_claims_go_by_priority_then_arrival_and_take_no_more_than_asked(store: Any) -> None:
     declare(store)

@@ -373,6 +373,11 @@ class Store(Protocol):
         statement in autocommit mode). Whether the queue has consumers. None when it stored nothing (the engine
         has no use for it, or the connection or the queue needs the general path): publish in a ``write()``."""
 
+    def ack_alone(self, lease: Lease) -> Optional[int]:
+        """Outside any transaction: ``ack`` of one lease as a transaction of its own (SQLite: one statement in
+        autocommit mode); how many it deleted (0 or 1). None when it did nothing (the engine has no use for it, or
+        the connection needs a ``write()`` block first)."""
+
     def ack_last(self, leases: Sequence[Lease]) -> int:
         """``ack`` as the transaction's last write: the engine may commit with it (PostgreSQL: BEGIN, lock, DELETE
         and COMMIT in one round trip). Reads may follow it (then outside the transaction), writes may not."""

@@ -417,6 +417,20 @@ class SQLiteStore(SQLiteConnection):
             self._consumed.pop(queue, None)
         return bool(addresses)
 
+    def ack_alone(self, lease: Lease) -> Optional[int]:
+        """``ack`` of one lease as a transaction of its own: its DELETE in autocommit mode (as ``publish_alone``).
+        None when the connection needs a ``write()`` block first (``alone``)."""
+        self.before_lock()
+        with self.lock:
+            if not self.alone():
+                return None
+            try:
+                done = self._db.execute(ACK, lease).rowcount
+            except sqlite3.Error as exc:
+                raise self.failed(exc) from exc
+            self.commits += 1
+            return done
+
     def ack(self, leases: Sequence[Lease]) -> int:
         """Delete messages by (id, token); a message whose token changed is left alone. Returns how many."""
         if len(leases) == 1:
