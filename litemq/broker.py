@@ -30,6 +30,11 @@ if TYPE_CHECKING:
 
 
 
+_CHECKED_NAMES: set[str] = set()
+"""Exchange names and routing keys a publish has checked (``routing.check_name``): not checked again. Bounded."""
+CHECKED_NAMES_KEPT = 4096
+
+
 class Channel(Topology):
     """A scope of consumers and unacked deliveries: closing it returns what it still holds to the queues."""
 
@@ -60,7 +65,13 @@ class Channel(Topology):
         have it, as RabbitMQ nacks it."""
         properties = self._outgoing(exchange, routing_key, properties)
         data = self._body(exchange, body)
-        check_seconds("delay", delay)
+        if delay is not None:
+            check_seconds("delay", delay)
+        elif exchange == "" and properties.expiration is None:  # to a queue by name: perhaps a plain one
+            consumed = self._store.publish_alone(routing_key, exchange, routing_key, data,
+                                                 self._encoded(exchange, properties), clock())
+            if consumed is not None:
+                return 1
         with self._store.write() as store:
             arrival = self._publish_in(store, exchange, routing_key, [data], properties, delay=delay)
         return self._confirm(arrival, exchange, routing_key, mandatory)
@@ -114,8 +125,16 @@ class Channel(Topology):
 
     def _outgoing(self, exchange: str, routing_key: str, properties: Optional[Properties]) -> Properties:
         self._check_open()
-        routing.check_name("exchange name", exchange)
-        routing.check_name("routing key", routing_key)
+        try:
+            checked = exchange in _CHECKED_NAMES and routing_key in _CHECKED_NAMES
+        except TypeError:  # unhashable: check_name says what it must be
+            checked = False
+        if not checked:
+            routing.check_name("exchange name", exchange)
+            routing.check_name("routing key", routing_key)
+            if len(_CHECKED_NAMES) >= CHECKED_NAMES_KEPT:
+                _CHECKED_NAMES.clear()
+            _CHECKED_NAMES.update((exchange, routing_key))
         if properties is None:
             return EMPTY_PROPERTIES
         if not isinstance(properties, Properties):
@@ -133,6 +152,12 @@ class Channel(Topology):
             raise MessageTooLarge(f"{what} of {size} bytes for exchange {exchange!r} is larger than the "
                                   f"maximum of {self._session.max_message_bytes} bytes (in {self.path})")
 
+    def _encoded(self, exchange: str, properties: Properties) -> Optional[str]:
+        encoded = encode_properties(properties)
+        if encoded is not None and len(encoded) > self._session.max_message_bytes // 4:
+            self._check_size("properties", len(encoded.encode("utf-8")), exchange)
+        return encoded
+
     def _publish_in(self, store: Store, exchange: str, routing_key: str, bodies: list[bytes],
                     properties: Properties, delay: Optional[float] = None) -> Arrival:
         if exchange == "":
@@ -141,14 +166,14 @@ class Channel(Topology):
             exchange_type, queues = self._route(store, exchange, routing_key, properties.headers)
             if delay is None and exchange_type == DELAYED_EXCHANGE:
                 delay = delay_seconds(properties.headers)
-        encoded = encode_properties(properties)
-        if encoded is not None and len(encoded) > self._session.max_message_bytes // 4:
-            self._check_size("properties", len(encoded.encode("utf-8")), exchange)
-        store.reserve(len(queues) * sum(map(len, bodies)))  # refused while the disk is under the floor
+        encoded = self._encoded(exchange, properties)
         if exchange == "" and len(bodies) == 1 and not delay and properties.expiration is None:
+            store.reserve(len(bodies[0]))  # refused while the disk is under the floor
             consumed = store.publish_plain(routing_key, exchange, routing_key, bodies[0], encoded, clock())
             if consumed is not None:
                 return queue_rules.arrived(store, routing_key, consumed)
+        else:
+            store.reserve(len(queues) * sum(map(len, bodies)))
         return queue_rules.enqueue(self._session, store, queues, exchange, routing_key, bodies, properties,
                                    encoded, clock(), delay or 0.0, published=True)
 
@@ -161,7 +186,8 @@ class Channel(Topology):
         The delivery's ``message_count`` is how many ready messages are left."""
         self._check_open()
         routing.check_name("queue name", queue)
-        check_seconds("lease_seconds", lease_seconds, positive=True)
+        if lease_seconds is not None:
+            check_seconds("lease_seconds", lease_seconds, positive=True)
         for attempt in range(2):
             with self._store.write() as store:
                 now = clock()
@@ -452,6 +478,17 @@ class Channel(Topology):
     def _settle(self, delivery_tag: int, multiple: bool, how: str) -> None:
         self._check_open()
         _check_tag(delivery_tag)
+        if how == "ack" and not multiple:
+            held = self._unacked.get(delivery_tag)
+            # A get's delivery (no consumer's room to refill) acked as a transaction of its own, where the engine
+            # can, and forgotten under the same lock as after a write() block's commit; one it did not delete takes
+            # the general path, which says why.
+            if held is not None and held.consumer is None:
+                self._store.check_process()  # before the lock, which another thread may have held at fork()
+                with self._store.lock:
+                    if self._store.ack_alone((held.message_id, held.token)):
+                        self._forget([delivery_tag])
+                        return
         with self._store.write() as store:
             leases = self._settle_in(store, delivery_tag, multiple, how, last=True)
             self._refill(store, leases, claim=how == "ack")

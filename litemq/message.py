@@ -21,6 +21,10 @@ _SHORT_STR_FIELDS = (
 )
 
 
+_SET = object.__setattr__
+"""How an immutable value sets its fields (its own ``__setattr__`` refuses)."""
+
+
 class _Value:
     """Immutable fields with equality, a hash and a repr: what ``dataclass(frozen=True)`` gives, without importing
     dataclasses (and inspect) in every process that imports litemq."""
@@ -30,7 +34,7 @@ class _Value:
 
     def _set(self, values: dict[str, Any]) -> None:
         for name, value in values.items():
-            object.__setattr__(self, name, value)
+            _SET(self, name, value)
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"{type(self).__name__} is immutable: cannot set {name!r}")
@@ -201,10 +205,18 @@ class Delivery(_Value):
     def __init__(self, body: bytes, properties: Properties, exchange: str, routing_key: str, queue: str,
                  delivery_tag: int, redelivered: bool, delivery_count: int, consumer_tag: Optional[str] = None,
                  message_count: Optional[int] = None, _channel: Optional[Settles] = None) -> None:
-        self._set({"body": body, "properties": properties, "exchange": exchange, "routing_key": routing_key,
-                   "queue": queue, "delivery_tag": delivery_tag, "redelivered": redelivered,
-                   "delivery_count": delivery_count, "consumer_tag": consumer_tag, "message_count": message_count,
-                   "_channel": _channel})
+        # One per delivery: set field by field, without the dict ``_set`` takes.
+        _SET(self, "body", body)
+        _SET(self, "properties", properties)
+        _SET(self, "exchange", exchange)
+        _SET(self, "routing_key", routing_key)
+        _SET(self, "queue", queue)
+        _SET(self, "delivery_tag", delivery_tag)
+        _SET(self, "redelivered", redelivered)
+        _SET(self, "delivery_count", delivery_count)
+        _SET(self, "consumer_tag", consumer_tag)
+        _SET(self, "message_count", message_count)
+        _SET(self, "_channel", _channel)
 
     def ack(self, *, deferred: bool = False) -> None:
         """Acknowledge: the message is done and deleted, when this returns; with ``deferred``, by the connection's

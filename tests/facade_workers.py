@@ -79,7 +79,7 @@ def serve_until_killed(db: str, queue: str, out_dir: str) -> None:
         litemq.RpcServer(conn, queue, handler, declare=False).serve(inactivity_timeout=WAIT_SECONDS)
 
 
-VERBS = {"ack": ["ack"], "insert_message": ["insert_message", "insert_copies", "insert_messages"]}
+VERBS = {"ack": ["ack"], "insert_message": ["insert_message", "insert_copies", "insert_messages", "publish_plain"]}
 
 
 def die_inside_the_reply_transaction(db: str, queue: str, out_dir: str, verb: str, when: str) -> None:
@@ -105,7 +105,8 @@ def die_inside_the_reply_transaction(db: str, queue: str, out_dir: str, verb: st
                 return result
             return dying_verb
 
-        # The reply's insert is whichever insert verb the engine is asked for (one queue's message, or copies).
+        # The reply's insert is whichever insert verb the engine is asked for (one queue's message, copies, or the
+        # single step of a plain queue's).
         for name in VERBS[verb]:
             setattr(engine, name, dying(getattr(engine, name)))
         server = litemq.RpcServer(conn, queue, lambda request: b"reply never committed", declare=False)

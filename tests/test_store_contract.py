@@ -262,6 +262,64 @@ def test_copies_batches_and_delayed_messages_are_stored_in_order(store: Any) -> 
     assert [(m.body, m.queue, at) for m, at in due] == [(b"later", "c", 50.0)]
 
 
+def test_a_plain_publish_stores_into_a_queue_without_arguments_and_tells_of_its_consumers(
+        open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    declare(store)
+    with store.write() as s:
+        assert s.publish_plain("q", "ex", "key", b"m", '{"p": 1}', 2.0) is False  # no consumers to wake
+    with other.write_exclusive() as s:
+        s.add_consumer("c/1", 1, "tag", "q", 0, False, False, 3.0, 0)
+    with store.write() as s:
+        assert s.publish_plain("q", "ex", "key", b"n", None, 4.0) is True
+    assert store.ready_count("q") == 2
+    message = claim(store, 1)[0]
+    assert (message.body, message.exchange, message.routing_key, message.properties) == (b"m", "ex", "key", '{"p": 1}')
+
+
+def test_a_plain_publish_stores_nothing_into_a_queue_with_arguments_a_missing_one_or_when_something_is_due(
+        store: Any) -> None:
+    declare(store, "limited", '{"x-max-length":1}')
+    declare(store)
+    with store.write() as s:
+        s.insert_delayed("q", "", "q", [b"due"], None, 1.0, 1.5)
+    for queue, now in (("limited", 2.0), ("limited", 1.2), ("missing", 1.2), ("q", 2.0)):
+        with store.write() as s:
+            assert s.publish_plain(queue, "", queue, b"m", None, now) is None
+    assert [store.ready_count(queue) for queue in ("limited", "q")] == [0, 0]
+    with store.write() as s:
+        assert s.publish_plain("q", "", "q", b"m", None, 1.2) is False  # nothing due yet
+    assert store.ready_count("q") == 1
+
+
+def test_a_publish_alone_commits_by_itself_outside_a_transaction_and_never_inside_one(
+        open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    declare(store)
+    stored = store.publish_alone("q", "ex", "key", b"m", None, 2.0)
+    assert stored is (False if store.engine == "sqlite" else None)  # PostgreSQL: publish_plain's round trip is one
+    assert other.ready_count("q") == (1 if stored is not None else 0)
+    declare(store, "limited", '{"x-max-length":1}')
+    assert store.publish_alone("limited", "", "limited", b"m", None, 2.0) is None
+    with store.write():
+        assert store.publish_alone("q", "", "q", b"m", None, 3.0) is None  # the block's transaction has it
+    assert other.ready_count("q") == (1 if stored is not None else 0) and other.ready_count("limited") == 0
+
+
+def test_an_ack_alone_commits_by_itself_outside_a_transaction_and_never_inside_one(
+        open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    declare(store)
+    publish(store, "q", b"1", b"2")
+    first, second = claim(store, 2)
+    alone = store.engine == "sqlite"  # PostgreSQL: ack_last's round trip is one already
+    assert store.ack_alone((first.id, TOKEN + 1)) == (0 if alone else None)  # not its token: left alone
+    assert store.ack_alone((first.id, TOKEN)) == (1 if alone else None)
+    with store.write():
+        assert store.ack_alone((second.id, TOKEN)) is None  # the block's transaction has it
+    assert other.unacked_count("q") == (1 if alone else 2)
+
+
 # --- claiming and settling
 def test_claims_go_by_priority_then_arrival_and_take_no_more_than_asked(store: Any) -> None:
     declare(store)

@@ -362,9 +362,21 @@ class Store(Protocol):
     def publish_plain(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                       now: float) -> Optional[bool]:
         """As the transaction's first and only write, store one message in ``queue`` when it exists without
-        arguments or an owner and nothing is due (delayed messages, queue expiry), and commit (one round trip on
-        PostgreSQL): whether the queue has consumers to wake. None when it stored nothing (or the engine has no
-        use for it: SQLite): the block goes on, in a transaction as before, by the general path."""
+        arguments (PostgreSQL: nor an owner) and nothing is due (delayed messages, queue expiry), and commit (one
+        round trip on PostgreSQL; SQLite commits when the block ends): whether the queue has consumers to wake
+        (True: it may have; ``wake`` reads them). None when it stored nothing: the block goes on, in a transaction
+        as before, by the general path."""
+
+    def publish_alone(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
+                      now: float) -> Optional[bool]:
+        """Outside any transaction: ``publish_plain`` as a transaction of its own, consumers woken (SQLite: one
+        statement in autocommit mode). Whether the queue has consumers. None when it stored nothing (the engine
+        has no use for it, or the connection or the queue needs the general path): publish in a ``write()``."""
+
+    def ack_alone(self, lease: Lease) -> Optional[int]:
+        """Outside any transaction: ``ack`` of one lease as a transaction of its own (SQLite: one statement in
+        autocommit mode); how many it deleted (0 or 1). None when it did nothing (the engine has no use for it, or
+        the connection needs a ``write()`` block first)."""
 
     def ack_last(self, leases: Sequence[Lease]) -> int:
         """``ack`` as the transaction's last write: the engine may commit with it (PostgreSQL: BEGIN, lock, DELETE

@@ -544,6 +544,15 @@ class PostgresStore:
             return None
         return bool(consumed)
 
+    def publish_alone(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
+                      now: float) -> Optional[bool]:
+        """Never: ``publish_plain`` in a ``write()`` block already takes one round trip."""
+        return None
+
+    def ack_alone(self, lease: Lease) -> Optional[int]:
+        """Never: ``ack_last`` in a ``write()`` block already takes one round trip."""
+        return None
+
     def _may_commit_with(self, queue: str) -> bool:
         """Whether a write to the queue may go with BEGIN and COMMIT: it is the transaction's first statement, and the
         queue was not seen with arguments or an owner (which a single step leaves to the general path)."""

@@ -193,6 +193,20 @@ class SQLiteConnection:
                     f"under litemq's floor of {floor:,} kept so that gets, acks and close go on; free disk space "
                     "and publish again (nothing was stored)")
 
+    def before_lock(self) -> None:
+        """What a transaction checks before it takes the lock: the process (another thread may have held the lock
+        at fork()) and, now and then, the files."""
+        self.check_process()
+        if time.monotonic() >= self._next_check:
+            self.check_files()
+
+    def alone(self) -> bool:
+        """Inside the lock: whether a statement may run as a transaction of its own (autocommit), without the
+        ``write()`` block's BEGIN and COMMIT: no transaction is open, nothing must run first (``before_write``), and
+        no setting of a write that may not wait is left to restore."""
+        return not (self._db.in_transaction or self.before_write is not None or self._no_wait or self._busy_off
+                    or self._checkpoints_off)
+
     def check_process(self) -> None:
         if _pid != self.pid:
             raise StorageError(f"this connection to {self.path} was opened in process {self.pid} and cannot be "
@@ -282,9 +296,7 @@ class _Transaction(Transaction, Generic[S]):
 
     def __enter__(self) -> S:
         store = self.store
-        store.check_process()  # before the lock, which another thread may have held at fork()
-        if time.monotonic() >= store._next_check:
-            store.check_files()
+        store.before_lock()
         store.lock.acquire()
         try:
             if store._db.in_transaction:
