@@ -281,8 +281,11 @@ class Consumer(Consuming):
             room = min(room, self.channel.channel_prefetch_count - (self.channel._holding() - acked_on_channel))
         return room
 
-    def _fill(self) -> bool:
-        claimed = self.channel._claim(self, self._room())
+    def _fill(self, ready: Optional[int] = None) -> bool:
+        """Claim what its room allows, or no more than ``ready`` (its queue's count, just read): one message is
+        read, then leased by its id, where a claim of several builds temporary tables."""
+        room = self._room()
+        claimed = self.channel._claim(self, room if ready is None else min(room, ready))
         self._buffer.extend(claimed)
         return bool(claimed)
 
@@ -456,6 +459,8 @@ class Waiter:
         quiet = False
         """Woken by the timer alone, and told: what the consumers were at the last look, they still are."""
         bells: list[Doorbell] = []
+        bell: Optional[socket.socket] = None
+        """The doorbell socket whose ring ended the last nap."""
         while True:
             self.found = None
             # A step over a thousand consumers holds the GIL (and an event loop waiting on another thread) for
@@ -485,6 +490,8 @@ class Waiter:
             rung = False
             if changed:
                 with self._store.lock:
+                    if bell is not None and self._rung_has_work(bell, active):
+                        return None
                     counts = ready_counts(self._store, active)
                     if (counts.count(0) < len(counts) or any(map(_buffer, active))) and \
                             any(_may_take(ready, c) for c, ready in zip(active, counts)):
@@ -522,6 +529,7 @@ class Waiter:
             elif not (quiet and bells):
                 bells = list(map(_doorbell, active))
             woke = yield Nap(bells, [*others, *watch], delay)
+            bell = None
             quiet = told and woke is None
             if woke is None:
                 if self._session.sweep():
@@ -533,6 +541,23 @@ class Waiter:
                 return None
             else:
                 rung = True  # or the file changed while polling: the top of the loop looks
+                bell = woke
+
+    def _rung_has_work(self, bell: socket.socket, consumers: Sequence["Consumer"]) -> bool:
+        """A consumer's doorbell rang and the file changed: whether its queue shows work it may take (then
+        ``found`` says so and nothing else), read from that queue alone. A publish rings the consumers of the queue
+        it reached: the other queues' counts, read for them all, are mostly the same as before. Those of other
+        queues rang their own doorbells, heard at the next nap."""
+        for consumer in consumers:
+            if consumer.doorbell.socket is bell:
+                if consumer._buffer:
+                    return False
+                ready = self._store.ready_count(consumer.queue)
+                if not ready or not _may_take(ready, consumer):
+                    return False
+                self.found = {c: ready if c is consumer else 0 for c in consumers}
+                return True
+        return False
 
     def _version(self) -> tuple[int, int]:
         return self._store.data_version(), self._store.commits
@@ -582,7 +607,7 @@ def claim_found_work(consumers: Sequence[Consumer], found: Optional[dict[Consume
             if consumer.active and not consumer.finishing and counts[consumer] and not consumer._buffer \
                     and consumer._room() > 0:
                 try:
-                    consumer._fill()
+                    consumer._fill(counts[consumer])
                 except WouldWait:
                     raise  # the first claim, on an event loop's thread (``litemq.aio``): nothing done, redone elsewhere
                 except Exception as exc:
