@@ -470,6 +470,10 @@ class Waiter:
                 active = consumers if all(map(_active, consumers)) else [c for c in consumers if c.active]
                 if not active or any(map(_finishing, active)):
                     return None  # a ring from finish() announces no change to the file, yet must end the wait
+            if bell is not None:
+                with self._store.lock:
+                    if self._rung_has_work(bell, active):
+                        return None  # the count it read is news enough: no need to ask whether the file changed
             changed = self._file_changed()
             if rung and not changed and stale:
                 # Once after each change: the ring of a publish whose message was claimed before the ring was read
@@ -490,8 +494,6 @@ class Waiter:
             rung = False
             if changed:
                 with self._store.lock:
-                    if bell is not None and self._rung_has_work(bell, active):
-                        return None
                     counts = ready_counts(self._store, active)
                     if (counts.count(0) < len(counts) or any(map(_buffer, active))) and \
                             any(_may_take(ready, c) for c, ready in zip(active, counts)):
@@ -544,10 +546,11 @@ class Waiter:
                 bell = woke
 
     def _rung_has_work(self, bell: socket.socket, consumers: Sequence["Consumer"]) -> bool:
-        """A consumer's doorbell rang and the file changed: whether its queue shows work it may take (then
-        ``found`` says so and nothing else), read from that queue alone. A publish rings the consumers of the queue
-        it reached: the other queues' counts, read for them all, are mostly the same as before. Those of other
-        queues rang their own doorbells, heard at the next nap."""
+        """A consumer's doorbell rang: whether its queue shows work it may take (then ``found`` says so and
+        nothing else), read from that queue alone. A publish rings the consumers of the queue it reached: the other
+        queues' counts, read for them all, are mostly the same as before (those of other queues rang their own
+        doorbells, heard at the next nap), and whether the file changed is a read it need not make: a ring that
+        announced nothing finds no work it may take here, and meets the hush."""
         for consumer in consumers:
             if consumer.doorbell.socket is bell:
                 if consumer._buffer:
