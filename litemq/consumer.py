@@ -429,8 +429,8 @@ class Waiter:
         self._store = session.store
         self._seen_version = (-1, -1)
         self.found: Optional[dict["Consumer", Optional[int]]] = None
-        """The ready counts the wait that just ended on work read (None when it ended otherwise), so that whoever
-        claims for it need not read them again."""
+        """The ready counts the wait that just ended on work read (None when it ended otherwise), 0 for a consumer
+        that may not take what its queue holds, so that whoever claims for it need not read or ask again."""
 
     def wait(self, consumers: Sequence["Consumer"], deadline: Optional[float],
              others: Sequence[socket.socket] = ()) -> Optional[socket.socket]:
@@ -495,10 +495,11 @@ class Waiter:
             if changed:
                 with self._store.lock:
                     counts = ready_counts(self._store, active)
-                    if (counts.count(0) < len(counts) or any(map(_buffer, active))) and \
-                            any(_may_take(ready, c) for c, ready in zip(active, counts)):
-                        self.found = dict(zip(active, counts))
-                        return None  # ready messages it has room for, or a queue is gone: claim to find out
+                    if counts.count(0) < len(counts) or any(map(_buffer, active)):
+                        takes = {c: ready for c, ready in zip(active, counts) if _may_take(ready, c)}
+                        if takes:
+                            self.found = {c: takes.get(c, 0) for c in active}
+                            return None  # ready messages it has room for, or a queue is gone: claim to find out
                     expiries = _lease_expiries(self._store, active)
                     # Delayed messages falling due, TTLs and unused queues expiring: whoever wakes first does it.
                     deadlines = [d for d in self._store.deadlines() if d is not None]
@@ -600,10 +601,14 @@ def claim_found_work(consumers: Sequence[Consumer], found: Optional[dict[Consume
     store = consumers[0]._store
     failed: dict[Consumer, BaseException] = {}
     with store.lock:
-        if found is None or any(c not in found for c in consumers):
-            found = dict(zip(consumers, ready_counts(store, consumers)))
-        counts = found
-        ready = [c for c in consumers if c.finishing or not c.active or _has_work(counts[c], c)]
+        if found is not None and all(c in found for c in consumers):
+            # The waiter counted only the consumers that may take (their priority, a single active consumer):
+            # not asked again.
+            counts = found
+            ready = [c for c in consumers if c.finishing or not c.active or c._buffer or counts[c] != 0]
+        else:
+            counts = dict(zip(consumers, ready_counts(store, consumers)))
+            ready = [c for c in consumers if c.finishing or not c.active or _has_work(counts[c], c)]
         for consumer in ready:
             # Not where the queue is gone: that claim cancels the consumer, closing a doorbell an event loop may
             # still watch.
