@@ -127,7 +127,7 @@ class Properties(_Value):
                 continue
             if not isinstance(value, str):
                 raise TypeError(f"property {name} must be str, not {type(value).__name__}")
-            if len(_utf8(value, f"property {name}")) > 255:
+            if not (value.isascii() and len(value) <= 255) and len(_utf8(value, f"property {name}")) > 255:
                 raise ValueError(f"property {name} is longer than 255 bytes")
         if self.expiration is not None and not (self.expiration.isascii() and self.expiration.isdigit()):
             raise ValueError(f"property expiration must be a string of milliseconds, got {self.expiration!r}")
