@@ -304,6 +304,12 @@ class HubWaiting:
 
     # --- the hub's callbacks
     def _on_doorbell(self, sock: socket.socket) -> None:
+        if self._hearing and self._steps is not None and not self._settling:
+            # A nap that hears it, the wake a publish waits on: one ring read, not a second read that finds the
+            # socket empty. Any more rings keep it readable for the hub's next turn, drained there.
+            drain(sock, 1)
+            self._advance(sock)
+            return
         drain(sock)
         if self._nap_due and self._steps is None:
             return  # the hub's tick, before its next poll, hands out or naps (this may be the ring that ended one)
