@@ -143,6 +143,8 @@ def test_celery_latency_rows_take_their_paced_tasks_from_paced_n() -> None:
     assert parse_args(["--celery"]).celery_paced == 40
     assert parse_args(["--celery", "--quick"]).celery_paced == 10
     assert parse_args(["--celery", "--paced-n", "200"]).celery_paced == 200
+    assert parse_args(["--celery-latency"]).celery_paced == 200
+    assert parse_args(["--celery-latency", "--paced-n", "50"]).celery_paced == 50
 
 
 def test_profile_prints_the_time_split_statements_and_wal_pages_of_one_workload() -> None:
