@@ -42,9 +42,12 @@ class Broker:
         self.queue = f"bench-{uuid.uuid4().hex[:12]}"  # RabbitMQ is shared: a queue of this run's own
         self.out = ""
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.extra_path: list[str] = []
+        """Directories the workers import from after the checkout (``celery_phases``'s sitecustomize)."""
 
     def env(self) -> dict[str, str]:
-        return dict(os.environ, PYTHONPATH=REPO, BENCH_CELERY_BROKER=self.url, BENCH_CELERY_QUEUE=self.queue,
+        return dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, *self.extra_path]), BENCH_CELERY_BROKER=self.url,
+                    BENCH_CELERY_QUEUE=self.queue,
                     BENCH_CELERY_OUT=self.out)
 
     def fresh_output(self, label: str) -> None:

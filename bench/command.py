@@ -158,8 +158,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--celery-latency", action="store_true",
                         help="instead: --celery's latency step alone, litemq and RabbitMQ taking turns --runs times "
                              f"(default 3), --paced-n tasks each (default {CELERY_LATENCY_PACED})")
+    parser.add_argument("--celery-phases", action="store_true",
+                        help="instead: where --celery-latency's milliseconds go, step by step (publish, ring, wake, "
+                             "claim, hand-out to kombu, task start), on litemq and RabbitMQ (bench/celery_phases.py)")
     args = parser.parse_args(argv)
-    if args.celery_latency:
+    if args.celery_latency or args.celery_phases:
         args.celery_paced = args.paced_n or CELERY_LATENCY_PACED
     if args.profile and args.n is None:
         args.n = PROFILE_N
@@ -518,6 +521,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         from .profile import main as profile_main
 
         return profile_main(args.profile, args.systems, args.n, args.size)
+    if args.celery_phases:
+        from .celery_phases import main as phases_main
+
+        return phases_main(args.celery_paced)
     if args.celery_latency:
         from .celery_throughput import latency_main
 
