@@ -1,5 +1,6 @@
-"""How litemq's PostgreSQL ready counts cost publishers: delta rows per statement (what migration 0007 builds)
-beside the obvious alternative, a counter UPDATE of the queue's row per publish, on this machine's server.
+"""How litemq's PostgreSQL ready counts cost publishers: delta rows, one per queue and session, that each session
+adds to in place (what migrations 0007 and 0011 build), beside the obvious alternative, a counter UPDATE of the
+queue's row per publish, on this machine's server.
 
     python bench/postgres_counts.py [--url postgresql://postgres@127.0.0.1:5432/test] [--publishers 8]
                                     [--seconds 10] [--body 100] [--wake] [--rounds 1]
@@ -8,7 +9,7 @@ Each design gets a fresh schema. N publisher processes (spawned) each open a Pos
 at a time into one queue as the broker does (``write()``: BEGIN with the shared schema lock, ``counts_with_first``,
 ``insert_message``, COMMIT), calling ``maintain()`` every 0.5 s as the background thread does, for --seconds. It
 prints messages per second, the p50/p99 latency of a publish, and what the queue row and the delta table left
-behind (row versions, dead rows) as pg_stat_user_tables counts them. With ``--wake`` every publish also wakes the
+behind (row versions, dead rows, delta rows inserted and updated in place) as pg_stat_user_tables counts them. With ``--wake`` every publish also wakes the
 queue, and the rows compare the store's notification after the commit with a NOTIFY inside the transaction.
 ``--notify-floor`` measures that choice without litemq: N processes of raw psycopg committing one-row INSERTs with
 no NOTIFY, with one inside the transaction, and with one after it in an asynchronous-commit transaction.
@@ -109,6 +110,7 @@ def run(url: str, design: str, wake: str, publishers: int, seconds: float, body:
     return {"design": design, "wake": wake, "rate": len(latencies) / seconds, "p50": latencies[len(latencies) // 2],
             "p99": latencies[int(len(latencies) * 0.99)], "queue_updates": stats["litemq_queues"][0],
             "queue_dead": stats["litemq_queues"][2], "deltas_inserted": stats["litemq_queue_deltas"][3],
+            "deltas_hot": stats["litemq_queue_deltas"][1],
             "count": count}
 
 
@@ -177,7 +179,7 @@ def main() -> None:
     body = b"x" * args.body
     print(f"{args.publishers} publisher processes, {args.seconds:.0f} s each run, {args.body}-byte bodies")
     print(f"{'design':<16} {'wake':<20} {'msgs/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'queue row UPDATEs':>18} "
-          f"{'queue dead rows':>16} {'delta rows':>11}")
+          f"{'queue dead rows':>16} {'delta rows':>11} {'delta HOT updates':>18}")
     rows: dict[str, list[dict]] = {}
     for _ in range(args.rounds):
         variants = ([("delta rows", "after the commit"), ("delta rows", "in the transaction")] if args.wake
@@ -186,7 +188,8 @@ def main() -> None:
             result = run(args.url, design, wake, args.publishers, args.seconds, body)
             rows.setdefault(f"{design}, wake {wake}", []).append(result)
             print(f"{design:<16} {wake:<20} {result['rate']:>8.0f} {1000 * result['p50']:>7.2f} {1000 * result['p99']:>7.2f} "
-                  f"{result['queue_updates']:>18} {result['queue_dead']:>16} {result['deltas_inserted']:>11}",
+                  f"{result['queue_updates']:>18} {result['queue_dead']:>16} {result['deltas_inserted']:>11} "
+                  f"{result['deltas_hot']:>18}",
                   flush=True)
     if args.rounds > 1:
         for design, results in rows.items():

@@ -160,6 +160,9 @@ class Consumer(Consuming):
         self._buffer: deque[tuple[MessageRow, Optional[Held]]] = deque()
         self.expiry_horizon = 0.0
         """Before this time no lease in the queue can have expired, as far as this consumer last looked."""
+        self.refill_found_nothing = False
+        """An ack's refill claimed for it and found nothing: a claim right after would find nothing either (what
+        comes later rings its doorbell, and its waiter's first look reads the queue)."""
         # Bound now, before any claim, so no ring between a claim finding nothing and the wait is lost.
         self.doorbell = self._store.doorbell(self._session.connection_id, channel.number, consumer_tag, queue,
                                              f"consumer {consumer_tag!r} of queue {queue!r} in {self._session.path}")
@@ -260,6 +263,7 @@ class Consumer(Consuming):
         room = self._room(acked, acked_on_channel)
         if room > 0:
             claimed = self.channel._claim_in(store, self, room)
+            self.refill_found_nothing = not claimed
             if claimed:
                 store.after_commit(lambda: self._take(claimed))
 

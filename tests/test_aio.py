@@ -553,6 +553,54 @@ def test_a_write_that_may_wait_after_writes_that_might_not_still_waits_for_the_f
         assert [conn.get("q", auto_ack=True).body for _ in range(2)] == [b"x", b"y"]
 
 
+@pytest.mark.sqlite_only
+def test_reads_inside_writes_that_may_not_wait_leave_the_busy_timeout_off_until_another_use(db_path):
+    # A claim reads inside its write (its lock held, nothing to wait for) and a waiter's step on the loop reads
+    # the file's version: neither gives the busy timeout back between an event loop's writes.
+    def busy_timeout(conn: litemq.Connection) -> int:
+        return int(conn._store._db.execute("PRAGMA busy_timeout").fetchone()[0])
+
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("q")
+        conn.publish("", "q", b"x")
+        consumer = conn.consume("q", prefetch=10)
+        with conn._store.without_waiting():
+            assert consumer._fill()  # a claim: BEGIN IMMEDIATE with the timeout off, then reads inside it
+        assert busy_timeout(conn) == 0
+        with conn._store.without_waiting():
+            conn._store.data_version()
+        assert busy_timeout(conn) == 0
+        conn._store.data_version()  # a read outside such a block gives it back
+        assert busy_timeout(conn) == 60000
+
+
+@pytest.mark.sqlite_only
+def test_a_consumer_whose_acks_refill_found_nothing_waits_without_claiming_again_and_gets_what_comes_next(db_path):
+    # The ack's transaction claimed for it (its refill) and found nothing: a claim right after would find nothing
+    # either, so the consumer goes straight to its wait; a message published next still comes (its ring).
+    async def body(conn):
+        await conn.declare_queue("q")
+        writes = []
+        conn.connection._store._db.set_trace_callback(
+            lambda sql: writes.append(sql) if sql.startswith("BEGIN IMMEDIATE") else None)
+        consumer = conn.consume("q", prefetch=10)
+        with litemq.connect(db_path) as publisher:
+            publisher.publish("", "q", b"one")
+            first = await consumer.get(BOUND)
+            await first.ack()  # committed with its refill, which found nothing
+            writes.clear()
+            waiting = asyncio.ensure_future(consumer.get(BOUND))
+            while not consumer._consumer.waiting:
+                await asyncio.sleep(0)
+            claims_before_waiting = len(writes)
+            publisher.publish("", "q", b"two")
+            second = await waiting
+        await consumer.cancel()
+        return first.body, claims_before_waiting, second.body
+
+    assert run(db_path, body) == (b"one", 0, b"two")
+
+
 @pytest.mark.parametrize("told", [True, False])
 def test_an_idle_waiter_told_of_changes_looks_at_no_consumer_when_its_timer_wakes_it_to_an_unchanged_file(
         db_path, told):

@@ -379,7 +379,7 @@ def test_db_check_json_reports_tuples_sizes_and_the_oldest_transaction(world: Se
 
 def test_db_check_counts_ready_messages_as_the_store_does_and_names_queues_that_are_off(
         world: Server, run: Callable[..., Result]) -> None:
-    world.sql("INSERT INTO litemq_queue_deltas (queue, ready_count, ready_bytes) VALUES ('jobs', 5, 0)")
+    world.sql("INSERT INTO litemq_queue_deltas (queue, ready_count, ready_bytes, backend_pid) VALUES ('jobs', 5, 0, 0)")
     world.sql("UPDATE litemq_queues SET ready_count = ready_count - 5 WHERE name = 'jobs'")
     assert run(world.url, "db", "check").out.splitlines()[0] == "ok"  # a row and deltas that add up are right
     world.sql("UPDATE litemq_queues SET ready_bytes = 99 WHERE name = 'audit'")
@@ -493,7 +493,7 @@ def _move_all(server: Server) -> int:
 
 def test_recount_sets_the_row_and_drops_the_deltas_of_each_queue_that_is_off(world: Server,
                                                                               run: Callable[..., Result]) -> None:
-    world.sql("INSERT INTO litemq_queue_deltas (queue, ready_count, ready_bytes) VALUES ('jobs', 4, 40)")
+    world.sql("INSERT INTO litemq_queue_deltas (queue, ready_count, ready_bytes, backend_pid) VALUES ('jobs', 4, 40, 0)")
     with writing(world) as store:
         off = inspect.recount(store)
     assert [(m.queue, m.ready_count, m.rows_count) for m in off] == [("jobs", 6, 2)]

@@ -201,6 +201,48 @@ def test_migration_0010_counts_totals_from_0_with_the_data_of_0009_and_goes_back
     assert reopened.ready_count("q") == 3
 
 
+def test_migration_0011_folds_0010s_delta_rows_keeps_the_counts_and_goes_back(stores: list[Any],
+                                                                              postgresql_url: str) -> None:
+    import psycopg
+
+    from litemq.store import migrate, postgres_url
+
+    server = postgres_url.parse(postgresql_url)
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0010") is True
+    counts = ("SELECT q.ready_count + coalesce(sum(d.ready_count), 0), q.published_total + coalesce(sum("
+              "d.published_total), 0), q.acked_total + coalesce(sum(d.acked_total), 0), count(d.queue) FROM "
+              "litemq_queues q LEFT JOIN litemq_queue_deltas d ON d.queue = q.name GROUP BY q.name")
+
+    def at_0010() -> psycopg.Connection:
+        db = psycopg.connect(server.conninfo, autocommit=True)
+        db.execute(f'SET search_path TO "{server.schema}"')
+        return db
+
+    with at_0010() as db:  # 0010's triggers: a delta row per statement
+        db.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, created_at) "
+                   "VALUES ('q', true, false, false, 1.0)")
+        for body in ("one", "two", "three"):
+            db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at, lease_token) "
+                       "VALUES ('q', '', 'q', %s, 2.0, CASE WHEN %s = 'one' THEN 7 END)", (body.encode(), body))
+        db.execute("DELETE FROM litemq_messages WHERE lease_token = 7")  # an ack
+        assert db.execute(counts).fetchall() == [(2, 3, 1, 4)]
+    store = open_store(stores, postgresql_url)  # upgraded on open: the deltas folded into the row
+    assert store.run(counts).fetchall() == [(2, 3, 1, 0)]
+    with store.write() as s:
+        s.insert_message("q", "", "q", b"four", None, 3.0)
+        s.insert_message("q", "", "q", b"five", None, 3.0)
+    assert store.run(counts).fetchall() == [(4, 5, 1, 1)]  # one row for the session
+    store.close()
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0010") is True
+    with at_0010() as db:
+        assert db.execute(counts).fetchall() == [(4, 5, 1, 0)]
+        db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                   "VALUES ('q', '', 'q', 'six', 4.0)")
+        db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                   "VALUES ('q', '', 'q', 'seven', 4.0)")
+        assert db.execute(counts).fetchall() == [(6, 7, 1, 2)]  # 0010's rows again, one per statement
+
+
 def test_concurrent_first_openers_migrate_once_and_all_open(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store import migrate
 
@@ -430,9 +472,10 @@ def store_with_messages(stores: list[Any], url: str, count: int, publish: Callab
 def test_a_reader_that_sees_many_deltas_folds_them_after_its_commit(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store.postgres import FOLD_AT
 
-    store = store_with_messages(stores, postgresql_url, FOLD_AT + 1,
-                                lambda s: s.insert_message("q", "", "q", b"m", None, 2.0))
-    assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] == FOLD_AT + 1
+    store = store_with_messages(stores, postgresql_url, 0, lambda s: None)
+    # As many sessions as that added to the queue's counts (by hand here: one row per server process).
+    store.run("INSERT INTO litemq_queue_deltas (queue, ready_count, ready_bytes, backend_pid) "
+              f"SELECT 'q', 1, 1, -n FROM generate_series(1, {FOLD_AT + 1}) AS n")
     with store.write() as s:
         assert s.counts_with("q", 0, 0)[0] == FOLD_AT + 1
     assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] == 0
@@ -491,13 +534,81 @@ def test_a_claim_from_a_plain_queue_is_committed_with_its_statement_and_from_oth
     assert other.ready_count("mine") == 1
 
 
-def test_single_step_publishes_fold_their_deltas_now_and_then(stores: list[Any], postgresql_url: str) -> None:
-    from litemq.store.postgres import FOLD_AT
+def test_an_ack_alone_waits_for_no_exclusive_writer_but_for_the_rows_it_holds(stores: list[Any],
+                                                                             postgresql_url: str) -> None:
+    store = store_with_messages(stores, postgresql_url, 2, lambda s: s.insert_message("q", "", "q", b"m", None, 2.0))
+    other, third = open_store(stores, postgresql_url), open_store(stores, postgresql_url)
+    with store.write() as s:
+        first, second = s.claim("q", 2, "c/1", 7, 60.0)
+    acked: list[int] = []
 
-    store = store_with_messages(stores, postgresql_url, FOLD_AT + 2,
-                                lambda s: s.publish_plain("q", "", "q", b"m", None, 2.0))
-    assert store.run("SELECT count(*) FROM litemq_queue_deltas").fetchone()[0] < FOLD_AT
-    assert store.ready_count("q") == FOLD_AT + 2
+    def ack_second() -> None:
+        with third.write() as t:
+            acked.append(t.ack_last([(second.id, 7)]))
+
+    waiting = threading.Thread(target=ack_second)
+    with other.write_exclusive() as o:  # declaring, binding, reaping: the write lock held exclusively
+        with store.write() as s:
+            assert s.ack_last([(first.id, 7)]) == 1  # not held back until the exclusive writer commits
+        o.run("DELETE FROM litemq_messages WHERE queue = 'q'")  # (its queue deleted, say): the row is the writer's
+        waiting.start()
+        time.sleep(0.2)
+        assert not acked  # the ack waits on that row
+    waiting.join(5)
+    assert acked == [0]  # and finds it gone: acked by nobody, as after the writer
+    assert store.run("SELECT count(*) FROM litemq_messages").fetchone()[0] == 0
+
+
+def test_a_session_adds_its_writes_to_one_delta_row_per_queue_and_another_to_its_own(
+        stores: list[Any], postgresql_url: str) -> None:
+    store = store_with_messages(stores, postgresql_url, 40, lambda s: s.publish_plain("q", "", "q", b"m", None, 2.0))
+    with store.write() as s:
+        s.insert_messages("q", "", "q", [b"a", b"b"], None, 2.0, 0)
+    for token in (1, 2, 3):
+        with store.write() as s:
+            (message,) = s.claim("q", 1, "c/1", token, 60.0)
+        with store.write() as s:
+            assert s.ack_last([(message.id, token)]) == 1
+    other = open_store(stores, postgresql_url)
+    with other.write() as o:
+        o.insert_message("q", "", "q", b"m", None, 2.0)
+    rows = store.run("SELECT backend_pid, ready_count, published_total, delivered_total, acked_total "
+                     "FROM litemq_queue_deltas WHERE queue = 'q' ORDER BY published_total DESC").fetchall()
+    # (no fold ran: the background thread that folds is the broker's, not the store's)
+    assert rows == [(store._conn.info.backend_pid, 42 - 3, 42, 3, 3), (other._conn.info.backend_pid, 1, 1, 0, 0)]
+    assert store.ready_count("q") == 40
+
+
+def test_a_plain_publish_counts_itself_once_and_the_writes_after_it_count_through_the_triggers(
+        stores: list[Any], postgresql_url: str) -> None:
+    counted = ("SELECT q.ready_count + sum(d.ready_count), q.ready_bytes + sum(d.ready_bytes), q.published_total + "
+               "sum(d.published_total), q.delivered_total + sum(d.delivered_total), q.redelivered_total + "
+               "sum(d.redelivered_total), q.acked_total + sum(d.acked_total) FROM litemq_queues q "
+               "JOIN litemq_queue_deltas d ON d.queue = q.name GROUP BY q.name")
+    store = store_with_messages(stores, postgresql_url, 3, lambda s: s.publish_plain("q", "", "q", b"abc", None, 2.0))
+    assert store.run(counted).fetchall() == [(3, 9, 3, 0, 0, 0)]
+    with store.write() as s:  # a claim from a plain queue, committed with its statement, then an ack alone
+        _, _, (first,) = s.claim_with_queue("q", 1, "c/1", 7, 60.0, 2.0)
+    with store.write() as s:
+        assert s.ack_last([(first.id, 7)]) == 1
+    assert store.run(counted).fetchall() == [(2, 6, 3, 1, 0, 1)]
+    with store.write() as s:
+        _, _, (second,) = s.claim_with_queue("q", 1, "c/1", 8, 60.0, 2.0)
+        assert s.requeue([(second.id, 8)])  # (the same transaction: the claim committed already)
+    with store.write() as s:
+        _, _, (again,) = s.claim_with_queue("q", 1, "c/1", 9, 60.0, 2.0)
+    assert again.id == second.id and store.run(counted).fetchall() == [(1, 3, 3, 3, 1, 1)]
+    # A message written by hand with its body apart, claimed and acked as above: its body goes with it.
+    store.run("INSERT INTO litemq_messages (id, queue, exchange, routing_key, body, published_at, priority) "
+              "VALUES (1000, 'q', '', 'q', NULL, 2.0, 9)")
+    store.run("INSERT INTO litemq_bodies (id, body) VALUES (1000, 'apart')")
+    with store.write() as s:
+        _, _, (apart,) = s.claim_with_queue("q", 1, "c/1", 10, 60.0, 2.0)
+    with store.write() as s:
+        assert apart.body == b"apart" and s.ack_last([(apart.id, 10)]) == 1
+    assert store.run("SELECT count(*) FROM litemq_bodies").fetchone()[0] == 0
+    assert store.run(counted).fetchall() == [(1, 3, 4, 4, 1, 2)]
+    assert store.ready_count("q") == 1
 
 
 def test_claims_walk_the_ready_index_and_expired_leases_the_lease_index(stores: list[Any],

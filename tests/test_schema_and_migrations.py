@@ -421,6 +421,7 @@ SEED_SQL["0007"] = [SEED_SQL["0003"][0].replace("2, 1000.0, 6)", "0, 1000.0, 0)"
 SEED_SQL["0008"] = SEED_SQL["0007"]  # 0008 gave consumer rows a priority and has_room (the seed has no consumers)
 SEED_SQL["0009"] = SEED_SQL["0008"]  # 0009 changed PostgreSQL's counter triggers only
 SEED_SQL["0010"] = SEED_SQL["0009"]  # 0010 added the queues' totals, which the seeded messages count up from 0
+SEED_SQL["0011"] = SEED_SQL["0010"]  # 0011 changed PostgreSQL's delta rows only
 
 
 def _seed(path: str, revision: str) -> None:

@@ -108,7 +108,8 @@ class AsyncConsumer(AsyncConsuming):
         idle = self.channel._idle
         if not isinstance(consumer, Consumer) or consumer.finishing or idle.closed or consumer._buffer:
             return False
-        if consumer._room() > 0:
+        refilled_empty, consumer.refill_found_nothing = consumer.refill_found_nothing, False
+        if consumer._room() > 0 and not refilled_empty:  # else the ack's refill just claimed: a write spared
             done, _ = self.channel._worker.here(consumer._store, consumer._fill)
             if not done:
                 return False

@@ -22,22 +22,27 @@ index; bulk returns skip locked rows, so two processes returning or reaping the 
 nor wait on each other. Message bodies stay in their rows: PostgreSQL moves a large one out of line (TOAST) and an
 UPDATE of the lease leaves it there, so ``litemq_bodies`` serves only rows written by hand.
 
-Counts (migration 0007). A counter in the queue's row, raised by every publish, is a row lock that every publisher
-of the queue waits on until it commits, WAL flush included, and a new row version per message. Instead statement
-triggers insert one delta row per statement and queue into ``litemq_queue_deltas`` (no row is updated, nobody
-waits); a queue's ready count is its row's plus the sum of its deltas (one index range), and ``maintain()`` folds
-the deltas into the rows from the background thread, one folder at a time, giving up rather than waiting (a reader
-that saw more than FOLD_AT deltas of a queue also folds, after its commit). Writes by hand with plain SQL count
-through the same triggers. Measured here (PostgreSQL 15, 2 shared cores under a load average of 6 to 13 from other
-work, fdatasync about 4 ms; ``python bench/postgres_counts.py --seconds 8 --rounds 2``), 8 publisher processes, one
-100-byte message per transaction as the broker publishes (counts read, then insert) into one queue:
+Counts (migrations 0007 and 0011). A counter in the queue's row, raised by every publish, is a row lock that every
+publisher of the queue waits on until it commits, WAL flush included, and a new row version per message. Instead
+the triggers add each write's changes to a delta row of ``litemq_queue_deltas`` that belongs to the writing session
+(one per queue and server process: no two sessions write the same row, nobody waits on another); a queue's ready
+count is its row's plus its few delta rows, and ``maintain()`` folds the deltas into the rows from the background
+thread, taking the rows no transaction is writing and waiting for none (a reader that saw more than FOLD_AT delta
+rows of a queue also folds, after its commit). Writes by hand with plain SQL count through the same triggers. Until
+0011 each write inserted a delta row of its own: a get's count then walked up to 256 of them, and through its index
+the folded ones not yet vacuumed, a fifth of the server's time in a get and its ack (``perf`` on the backend). An
+update of a session's row changes no indexed column, so PostgreSQL keeps its new version on the same page (HOT) and
+prunes the old ones there: nothing for the index or vacuum. Measured here (PostgreSQL 15, 2 shared cores, load
+average 0.6 to 3 with other work; ``python bench/postgres_counts.py --seconds 5 --rounds 2``), 8 publisher processes,
+one 100-byte message per transaction as the broker publishes (counts read, then insert) into one queue:
 
-    delta rows         368 and 411 msgs/s, p99 41 and 49 ms; 57 and 73 queue row updates (the folds)
-    counter UPDATE     151 and 318 msgs/s, p99 104 and 219 ms; one queue row update per message
+    delta rows per session   3,078 and 3,393 msgs/s, p99 9.0 and 9.2 ms; 45 and 36 queue row updates (the folds),
+                             199 and 158 delta rows inserted, 15,191 and 16,808 updated in place (HOT)
+    counter UPDATE           2,183 and 2,112 msgs/s, p99 16.8 and 17.0 ms; one queue row update per message
 
-With ``synchronous_commit=off`` (CPU bound) 470 and 514 against 481 and 356 msgs/s; one publisher alone, 181 and
-237 against 136 and 226 (the flush decides). A count stays O(1) in depth: at 1,000,000 ready messages reading it
-took 0.043 ms of server time folded and 0.079 ms with 256 deltas, against 573 ms for count(*) over the ready index.
+(A delta row per statement, before 0011, under a load average of 6 to 13: 368 and 411 msgs/s against 151 and 318.)
+A count stays O(1) in depth: at 1,000,000 ready messages reading it took 0.043 ms of server time folded and 0.079
+ms with 256 deltas, against 573 ms for count(*) over the ready index.
 """
 
 from __future__ import annotations
@@ -98,14 +103,15 @@ class PostgresStore:
         self._after_commit: list[Callable[[], None]] = []
         self._wakes: dict[str, None] = {}  # queues to notify once the transaction commits
         self._fold_wanted = False
-        self._deltas_added = 0  # delta rows this connection added without reading how many there are
         self._not_plain: dict[str, None] = {}  # queues seen with arguments or an owner: no single-step publish or get
         self._write_key = lock_key(self.schema, "write")
         self._fold_key = lock_key(self.schema, "fold")
         self._channel = channel(self.schema)
         # write() sends its BEGIN and lock with its first statement (a pipeline): the server runs them in order, so
         # the lock is granted before that statement takes its snapshot (READ COMMITTED: one per statement).
-        self._begin_write = [("BEGIN", (), False), (sql.LOCK_SHARED.format(key=self._write_key), (), False)]
+        # (The lock prepared once, as the statements are: its text parsed and planned at every write was a twentieth
+        # of the server's time in a publish, perf on the backend.)
+        self._begin_write = [("BEGIN", (), False), (sql.LOCK_WRITE_SHARED, (self._write_key,), None)]
         self._begin_exclusive = "BEGIN; " + sql.LOCK_EXCLUSIVE.format(key=self._write_key)
         self._in_transaction = False
         self._pending: list[tuple[str, Sequence[Any], Optional[bool]]] = []  # sent with the next statement or the COMMIT
@@ -329,7 +335,6 @@ class PostgresStore:
 
     def _fold(self) -> None:
         self._fold_wanted = False
-        self._deltas_added = 0
         if self.run(sql.ANY_DELTAS).fetchone() is None:
             return
         begin = f"BEGIN; SET LOCAL lock_timeout = '{FOLD_LOCK_TIMEOUT}'; " + sql.LOCK_SHARED.format(key=self._write_key)
@@ -523,8 +528,10 @@ class PostgresStore:
     def ack_last(self, leases: Sequence[Lease]) -> int:
         if not self._in_transaction:
             return self.ack(leases)
-        # The DELETE is token-fenced and runs after the lock in the server's order: nothing is read to decide.
-        return self._first_and_commit(*_acking(leases)).rowcount
+        # The DELETE is token-fenced: nothing is read to decide. Alone in its transaction it needs no write lock:
+        # what an exclusive writer does to the same rows (deleting their queue, returning a dead connection's
+        # leases) it waits for on the rows themselves, then finds them gone and acks none, as after that writer.
+        return self._first_and_commit(*_acking(leases), locked=False).rowcount
 
     def publish_plain(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                       now: float) -> Optional[bool]:
@@ -535,9 +542,6 @@ class PostgresStore:
         if not stored:
             self._begin_again(queue, plain is False)
             return None
-        self._deltas_added += 1  # the insert's trigger added one; fold now and then, as a read of the counts would
-        if self._deltas_added > FOLD_AT:
-            self._fold_wanted = True
         return bool(consumed)
 
     def _may_commit_with(self, queue: str) -> bool:
@@ -545,14 +549,15 @@ class PostgresStore:
         queue was not seen with arguments or an owner (which a single step leaves to the general path)."""
         return self._pending == self._begin_write and queue not in self._not_plain
 
-    def _first_and_commit(self, statement: str, params: Sequence[Any]) -> Rows:
+    def _first_and_commit(self, statement: str, params: Sequence[Any], locked: bool = True) -> Rows:
         """What waits (BEGIN, its lock, statements run ``later``), ``statement`` and COMMIT, in one round trip (one
-        implicit transaction when the transaction had not begun): the statement's rows. What the block runs next runs on its own (``_begin_again`` undoes that)."""
+        implicit transaction when the transaction had not begun): the statement's rows. What the block runs next runs on its own (``_begin_again`` undoes that).
+        ``locked=False``: without the write lock when the statement is the transaction's only one."""
         pending, self._pending = self._pending, []
         if pending[:2] == self._begin_write:
             # Not begun yet: the pipeline's statements up to its sync point are one implicit transaction, which the
             # server commits at that point (or rolls back, when one fails), so BEGIN and COMMIT need not be sent.
-            statements, wanted = [*pending[1:], (statement, params, None)], -1
+            statements, wanted = [*pending[1 if locked or len(pending) > 2 else 2:], (statement, params, None)], -1
         else:
             statements, wanted = [*pending, (statement, params, None), _COMMIT], -2
         try:

@@ -84,7 +84,17 @@ COUNTS_WITH_FIRST = (f"SELECT {_COUNTS_WITH}, {lite._DELAYED_DUE}, {lite._QUEUE_
 # The queue's counts and its totals (migration 0010) are its row's plus its deltas'.
 TOTALS = ("published_total", "delivered_total", "redelivered_total", "acked_total")
 _FOLDED = ("ready_count", "ready_bytes", *TOTALS)
-FOLD = (f"WITH folded AS (DELETE FROM {DELTAS} RETURNING queue, {', '.join(_FOLDED)}) "
+
+
+def added_to_own_row(*columns: str) -> str:
+    """An insert into the deltas adding to the session's own row of the queue instead (migration 0011)."""
+    return "ON CONFLICT (queue, backend_pid) DO UPDATE SET " + ", ".join(
+        f"{c} = {DELTAS}.{c} + excluded.{c}" for c in columns)
+
+
+# A fold takes the rows no transaction is adding to (those it leaves for the next), and waits for none.
+FOLD = (f"WITH folded AS (DELETE FROM {DELTAS} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {DELTAS} "
+        f"FOR UPDATE SKIP LOCKED)) RETURNING queue, {', '.join(_FOLDED)}) "
         "UPDATE litemq_queues q SET " + ", ".join(f"{c} = q.{c} + f.{c}" for c in _FOLDED)
         + " FROM (SELECT queue, " + ", ".join(f"sum({c}) AS {c}" for c in _FOLDED)
         + " FROM folded GROUP BY queue) f WHERE q.name = f.queue")
@@ -126,7 +136,7 @@ def _claim(queue: str, limit: str, action: str, count: str, default_consumer: bo
 _TAKEN_COUNT = "delivery_count + 1 AS delivery_count"
 _COUNT_TAKEN = (f"counted AS (INSERT INTO {DELTAS} (queue, ready_count, ready_bytes, delivered_total, "
                 "redelivered_total) SELECT {queue}, 0, 0, count(*), count(*) FILTER (WHERE delivery_count > 1) "
-                "FROM taken HAVING count(*) > 0)")
+                f"FROM taken HAVING count(*) > 0 {added_to_own_row(*TOTALS[1:3])})")
 
 
 def _counted(claim: str, queue: str) -> str:
@@ -162,6 +172,9 @@ CLAIM_WITH_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count")
 CLAIM_AND_DELETE_WITH_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, _TAKEN_COUNT)
 CLAIM_WITH_PLAIN_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count", plain=True)
 CLAIM_AND_DELETE_WITH_PLAIN_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, _TAKEN_COUNT, plain=True)
+# The one statement of its transaction counts what it stores itself, and says so: the insert trigger then does not
+# run (migration 0011). Local to the transaction, which the statement's commit ends.
+COUNTED_HERE = "set_config('litemq.counted', 'on', true) = 'on'"
 # A publish to a queue without arguments or an owner when nothing is due (delayed messages, queue expiry): nothing
 # to decide, so stored at once; whether it was, and why not (the queue is missing, not plain, or something is due).
 PUBLISH_PLAIN = ("WITH q(plain) AS (SELECT arguments IS NULL AND owner_connection IS NULL FROM litemq_queues "
@@ -169,7 +182,10 @@ PUBLISH_PLAIN = ("WITH q(plain) AS (SELECT arguments IS NULL AND owner_connectio
                  f"due(due) AS (SELECT coalesce({lite._DELAYED_DUE} <= $6, false) "
                  f"OR coalesce({lite._QUEUE_EXPIRY} <= $6, false)), "
                  "stored AS (INSERT INTO litemq_messages (queue, exchange, routing_key, body, properties, published_at) "
-                 "SELECT $1, $2, $3, $4, $5, $6 FROM q, due WHERE q.plain AND NOT due.due RETURNING 1) "
+                 "SELECT $1, $2, $3, $4, $5, $6 FROM q, due WHERE q.plain AND NOT due.due "
+                 f"AND {COUNTED_HERE} RETURNING 1), "
+                 f"counted AS (INSERT INTO {DELTAS} (queue, ready_count, ready_bytes, published_total) "
+                 f"SELECT $1, 1, length($4), 1 FROM stored {added_to_own_row('ready_count', 'ready_bytes', 'published_total')}) "
                  "SELECT (SELECT plain FROM q), EXISTS (SELECT 1 FROM stored), "
                  "EXISTS (SELECT 1 FROM litemq_consumers WHERE queue = $1)")
 TAKE_HEAD = _CHOSEN.format(where=_READY.format(queue="$1"), order=_IN_ORDER, limit="$2") + _TAKE + lite._TAKEN
@@ -208,6 +224,7 @@ SELECT_DEFAULT_CONSUMER_RANKING = ("SELECT coalesce(bool_or(priority > 0 AND has
 
 # --- locks (the keys are computed in Python from the schema and the name)
 LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared({key})"
+LOCK_WRITE_SHARED = "SELECT pg_advisory_xact_lock_shared($1::bigint)"
 LOCK_EXCLUSIVE = "SELECT pg_advisory_xact_lock({key})"
 LOCK = "SELECT pg_advisory_xact_lock($1)"
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"

@@ -232,15 +232,15 @@ class SQLiteConnection:
 
     def _outside(self) -> None:
         # A read the waiters make outside a transaction: with the busy timeout, unless a write that may not wait
-        # is about to begin (``without_waiting``), which may not wait for its reads either.
-        if self._busy_off and not self._no_wait:
+        # is about to begin (``without_waiting``), which may not wait for its reads either. Inside a write
+        # transaction nothing waits (its lock is held): an event loop's claim keeps the timeout off.
+        if self._busy_off and not self._no_wait and not self._db.in_transaction:
             self.may_wait()
 
     def data_version(self) -> int:
         """Changes whenever another connection commits to the file (cheap; no lock taken)."""
         with self.lock:
-            if self._busy_off:
-                self.may_wait()
+            self._outside()
             return int(self._db.execute("PRAGMA data_version").fetchone()[0])
 
     def execute(self, sql: str, params: "Sequence[Any] | dict[str, Any]" = ()) -> sqlite3.Cursor:
