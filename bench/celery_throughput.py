@@ -42,9 +42,12 @@ class Broker:
         self.queue = f"bench-{uuid.uuid4().hex[:12]}"  # RabbitMQ is shared: a queue of this run's own
         self.out = ""
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.extra_path: list[str] = []
+        """Directories the workers import from after the checkout (``celery_phases``'s sitecustomize)."""
 
     def env(self) -> dict[str, str]:
-        return dict(os.environ, PYTHONPATH=REPO, BENCH_CELERY_BROKER=self.url, BENCH_CELERY_QUEUE=self.queue,
+        return dict(os.environ, PYTHONPATH=os.pathsep.join([REPO, *self.extra_path]), BENCH_CELERY_BROKER=self.url,
+                    BENCH_CELERY_QUEUE=self.queue,
                     BENCH_CELERY_OUT=self.out)
 
     def fresh_output(self, label: str) -> None:
@@ -218,6 +221,56 @@ def measure(broker: Broker, n: int, paced: int, runs: int) -> dict[str, Any]:
         except Exception as exc:
             result.setdefault("error", f"cleanup: {exc}")
     return result
+
+
+def idle_latency(broker: Broker, paced: int) -> dict[str, float]:
+    """The latency step alone: one idle solo worker, ``paced`` tasks (the worker stopped after)."""
+    broker.fresh_output(f"latency-{uuid.uuid4().hex[:6]}")
+    app = broker.app()
+    with app.producer_pool.acquire(block=True) as producer:
+        producer.connection.ensure_connection()
+    close(app)
+    try:
+        broker.start(1)
+        broker.wait("1 ready worker", lambda: broker.ready() == 1)
+        open(os.path.join(broker.out, "go"), "w").close()
+        return broker.latency(paced)
+    finally:
+        broker.stop()
+
+
+def latency_main(paced: int = 200, runs: int = 3) -> int:
+    """``--celery-latency``: the latency step alone, litemq and RabbitMQ taking turns ``runs`` times (turns, so that
+    other work on the machine weighs on both alike); each run's p50 and p99, then their medians."""
+    import litemq.kombu  # noqa: F401  (the litemq:// scheme)
+
+    if not rabbitmq_reachable():
+        print("RabbitMQ not reachable at 127.0.0.1:5672: nothing to compare with")
+        return 1
+    print(f"litemq benchmark: python -m bench --celery-latency ({paced} paced tasks, {runs} runs taking turns)")
+    directory = tempfile.mkdtemp(prefix="litemq-bench-celery-")
+    brokers = [Broker("litemq (SQLite file)", f"litemq:///{directory}/litemq.db", directory),
+               Broker("RabbitMQ 127.0.0.1", RABBITMQ, directory)]
+    figures: dict[str, list[dict[str, float]]] = {broker.name: [] for broker in brokers}
+    try:
+        for run in range(runs):
+            for broker in brokers:
+                found = idle_latency(broker, paced)
+                figures[broker.name].append(found)
+                print(f"  run {run + 1} {broker.name}: p50 {found['p50'] * 1000:.2f} ms, p99 "
+                      f"{found['p99'] * 1000:.2f} ms (load average {os.getloadavg()[0]:.2f})", flush=True)
+    finally:
+        for broker in brokers:
+            broker.stop()
+            try:
+                broker.cleanup()
+            except Exception as exc:
+                print(f"{broker.name}: cleanup: {exc}")
+        shutil.rmtree(directory, ignore_errors=True)
+    for name, found in figures.items():
+        print(f"{name}: median p50 {statistics.median(f['p50'] for f in found) * 1000:.2f} ms, median p99 "
+              f"{statistics.median(f['p99'] for f in found) * 1000:.2f} ms")
+    return 0
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:

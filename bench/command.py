@@ -72,6 +72,9 @@ CELERY_N = {"full": 2000, "quick": 300}
 CELERY_PACED = {"full": 40, "quick": 10}
 """Paced tasks of --celery's latency rows, unless --paced-n says (40 give a p99 of little weight: 200 for a verdict)."""
 
+CELERY_LATENCY_PACED = 200
+"""Paced tasks per run of --celery-latency: enough for a p99."""
+
 QUICK_LEAVES_OUT = ("litemq-full", "persist-queue-default", "rabbitmq-confirms")
 """--quick runs one variant of each system (litemq and persist-queue with NORMAL; RabbitMQ without confirms), unless
 --systems names them."""
@@ -152,7 +155,15 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="instead: Celery tasks/s through 1 and 4 workers and apply_async-to-start latency, on "
                              "litemq, RabbitMQ and kombu's SQLAlchemy transport (bench/celery_throughput.py); --n "
                              f"tasks per throughput run (default {CELERY_N['full']:,}; --quick {CELERY_N['quick']})")
+    parser.add_argument("--celery-latency", action="store_true",
+                        help="instead: --celery's latency step alone, litemq and RabbitMQ taking turns --runs times "
+                             f"(default 3), --paced-n tasks each (default {CELERY_LATENCY_PACED})")
+    parser.add_argument("--celery-phases", action="store_true",
+                        help="instead: where --celery-latency's milliseconds go, step by step (publish, ring, wake, "
+                             "claim, hand-out to kombu, task start), on litemq and RabbitMQ (bench/celery_phases.py)")
     args = parser.parse_args(argv)
+    if args.celery_latency or args.celery_phases:
+        args.celery_paced = args.paced_n or CELERY_LATENCY_PACED
     if args.profile and args.n is None:
         args.n = PROFILE_N
     if args.brk:
@@ -510,6 +521,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         from .profile import main as profile_main
 
         return profile_main(args.profile, args.systems, args.n, args.size)
+    if args.celery_phases:
+        from .celery_phases import main as phases_main
+
+        return phases_main(args.celery_paced)
+    if args.celery_latency:
+        from .celery_throughput import latency_main
+
+        return latency_main(args.celery_paced, runs=args.runs)
     if args.celery:
         from .celery_throughput import main as celery_main
 

@@ -285,8 +285,11 @@ class Consumer(Consuming):
             room = min(room, self.channel.channel_prefetch_count - (self.channel._holding() - acked_on_channel))
         return room
 
-    def _fill(self) -> bool:
-        claimed = self.channel._claim(self, self._room())
+    def _fill(self, ready: Optional[int] = None) -> bool:
+        """Claim what its room allows, or no more than ``ready`` (its queue's count, just read): one message is
+        read, then leased by its id, where a claim of several builds temporary tables."""
+        room = self._room()
+        claimed = self.channel._claim(self, room if ready is None else min(room, ready))
         self._buffer.extend(claimed)
         return bool(claimed)
 
@@ -430,8 +433,8 @@ class Waiter:
         self._store = session.store
         self._seen_version = (-1, -1)
         self.found: Optional[dict["Consumer", Optional[int]]] = None
-        """The ready counts the wait that just ended on work read (None when it ended otherwise), so that whoever
-        claims for it need not read them again."""
+        """The ready counts the wait that just ended on work read (None when it ended otherwise), 0 for a consumer
+        that may not take what its queue holds, so that whoever claims for it need not read or ask again."""
 
     def wait(self, consumers: Sequence["Consumer"], deadline: Optional[float],
              others: Sequence[socket.socket] = ()) -> Optional[socket.socket]:
@@ -460,6 +463,8 @@ class Waiter:
         quiet = False
         """Woken by the timer alone, and told: what the consumers were at the last look, they still are."""
         bells: list[Doorbell] = []
+        bell: Optional[socket.socket] = None
+        """The doorbell socket whose ring ended the last nap."""
         while True:
             self.found = None
             # A step over a thousand consumers holds the GIL (and an event loop waiting on another thread) for
@@ -469,6 +474,10 @@ class Waiter:
                 active = consumers if all(map(_active, consumers)) else [c for c in consumers if c.active]
                 if not active or any(map(_finishing, active)):
                     return None  # a ring from finish() announces no change to the file, yet must end the wait
+            if bell is not None:
+                with self._store.lock:
+                    if self._rung_has_work(bell, active):
+                        return None  # the count it read is news enough: no need to ask whether the file changed
             changed = self._file_changed()
             if rung and not changed and stale:
                 # Once after each change: the ring of a publish whose message was claimed before the ring was read
@@ -490,10 +499,11 @@ class Waiter:
             if changed:
                 with self._store.lock:
                     counts = ready_counts(self._store, active)
-                    if (counts.count(0) < len(counts) or any(map(_buffer, active))) and \
-                            any(_may_take(ready, c) for c, ready in zip(active, counts)):
-                        self.found = dict(zip(active, counts))
-                        return None  # ready messages it has room for, or a queue is gone: claim to find out
+                    if counts.count(0) < len(counts) or any(map(_buffer, active)):
+                        takes = {c: ready for c, ready in zip(active, counts) if _may_take(ready, c)}
+                        if takes:
+                            self.found = {c: takes.get(c, 0) for c in active}
+                            return None  # ready messages it has room for, or a queue is gone: claim to find out
                     expiries = _lease_expiries(self._store, active)
                     # Delayed messages falling due, TTLs and unused queues expiring: whoever wakes first does it.
                     deadlines = [d for d in self._store.deadlines() if d is not None]
@@ -526,6 +536,7 @@ class Waiter:
             elif not (quiet and bells):
                 bells = list(map(_doorbell, active))
             woke = yield Nap(bells, [*others, *watch], delay)
+            bell = None
             quiet = told and woke is None
             if woke is None:
                 if self._session.sweep():
@@ -537,6 +548,24 @@ class Waiter:
                 return None
             else:
                 rung = True  # or the file changed while polling: the top of the loop looks
+                bell = woke
+
+    def _rung_has_work(self, bell: socket.socket, consumers: Sequence["Consumer"]) -> bool:
+        """A consumer's doorbell rang: whether its queue shows work it may take (then ``found`` says so and
+        nothing else), read from that queue alone. A publish rings the consumers of the queue it reached: the other
+        queues' counts, read for them all, are mostly the same as before (those of other queues rang their own
+        doorbells, heard at the next nap), and whether the file changed is a read it need not make: a ring that
+        announced nothing finds no work it may take here, and meets the hush."""
+        for consumer in consumers:
+            if consumer.doorbell.socket is bell:
+                if consumer._buffer:
+                    return False
+                ready = self._store.ready_count(consumer.queue)
+                if not ready or not _may_take(ready, consumer):
+                    return False
+                self.found = {c: ready if c is consumer else 0 for c in consumers}
+                return True
+        return False
 
     def _version(self) -> tuple[int, int]:
         return self._store.data_version(), self._store.commits
@@ -576,17 +605,21 @@ def claim_found_work(consumers: Sequence[Consumer], found: Optional[dict[Consume
     store = consumers[0]._store
     failed: dict[Consumer, BaseException] = {}
     with store.lock:
-        if found is None or any(c not in found for c in consumers):
-            found = dict(zip(consumers, ready_counts(store, consumers)))
-        counts = found
-        ready = [c for c in consumers if c.finishing or not c.active or _has_work(counts[c], c)]
+        if found is not None and all(c in found for c in consumers):
+            # The waiter counted only the consumers that may take (their priority, a single active consumer):
+            # not asked again.
+            counts = found
+            ready = [c for c in consumers if c.finishing or not c.active or c._buffer or counts[c] != 0]
+        else:
+            counts = dict(zip(consumers, ready_counts(store, consumers)))
+            ready = [c for c in consumers if c.finishing or not c.active or _has_work(counts[c], c)]
         for consumer in ready:
             # Not where the queue is gone: that claim cancels the consumer, closing a doorbell an event loop may
             # still watch.
             if consumer.active and not consumer.finishing and counts[consumer] and not consumer._buffer \
                     and consumer._room() > 0:
                 try:
-                    consumer._fill()
+                    consumer._fill(counts[consumer])
                 except WouldWait:
                     raise  # the first claim, on an event loop's thread (``litemq.aio``): nothing done, redone elsewhere
                 except Exception as exc:

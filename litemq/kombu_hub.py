@@ -117,6 +117,8 @@ class HubWaiting:
         """Stop waiting: the hub watches nothing of this connection any more (its doorbells may then close)."""
         self.closed = True
         self._end_nap()
+        for fd in list(self._others):
+            self._unwatch_other(fd)
         self._watch([])
         if self._ticks is not None:
             self._ticks.discard(self._on_tick)
@@ -247,9 +249,14 @@ class HubWaiting:
             rang, self._rang = self._rang, None
             self._advance(rang)
             return
-        for sock in nap.sockets:
+        wanted = {sock.fileno(): sock for sock in nap.sockets}
+        for fd, sock in list(self._others.items()):
+            if wanted.get(fd) is not sock:
+                self._unwatch_other(fd)
+        for fd, sock in wanted.items():
+            if fd in self._others:
+                continue
             try:
-                fd = sock.fileno()
                 self.hub.add_reader(fd, self._on_other, sock)
             except (OSError, ValueError):  # closed meanwhile: its connection is looked for at once
                 self._advance(sock)
@@ -278,12 +285,11 @@ class HubWaiting:
         return consumers is not None and consumers._waiter._file_unseen()
 
     def _end_nap(self, keep_steps: bool = False) -> None:
+        # The other sockets stay watched: the next nap mostly watches the same ones, and unwatching them (a system
+        # call each) came before the claim of a wake. One that is readable between naps is unwatched then.
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for fd, sock in list(self._others.items()):
-            self._unwatch(fd, sock, self._on_other)
-        self._others.clear()
         self._hearing = False
         if not keep_steps:
             self._stop_steps()
@@ -298,6 +304,12 @@ class HubWaiting:
 
     # --- the hub's callbacks
     def _on_doorbell(self, sock: socket.socket) -> None:
+        if self._hearing and self._steps is not None and not self._settling:
+            # A nap that hears it, the wake a publish waits on: one ring read, not a second read that finds the
+            # socket empty. Any more rings keep it readable for the hub's next turn, drained there.
+            drain(sock, 1)
+            self._advance(sock)
+            return
         drain(sock)
         if self._nap_due and self._steps is None:
             return  # the hub's tick, before its next poll, hands out or naps (this may be the ring that ended one)
@@ -310,7 +322,16 @@ class HubWaiting:
             self._rang = sock  # hushed: the next nap that hears doorbells hears this one
 
     def _on_other(self, sock: socket.socket) -> None:
+        if self._steps is None:
+            # Between naps (a connection hung up while this one served): the next nap watches it again, and hears
+            # it at once.
+            self._unwatch_other(sock.fileno())
         self._advance(sock)
+
+    def _unwatch_other(self, fd: int) -> None:
+        sock = self._others.pop(fd, None)
+        if sock is not None:
+            self._unwatch(fd, sock, self._on_other)
 
     def _on_timer(self) -> None:
         self._timer = None

@@ -143,6 +143,20 @@ def test_celery_latency_rows_take_their_paced_tasks_from_paced_n() -> None:
     assert parse_args(["--celery"]).celery_paced == 40
     assert parse_args(["--celery", "--quick"]).celery_paced == 10
     assert parse_args(["--celery", "--paced-n", "200"]).celery_paced == 200
+    assert parse_args(["--celery-latency"]).celery_paced == 200
+    assert parse_args(["--celery-latency", "--paced-n", "50"]).celery_paced == 50
+    assert parse_args(["--celery-phases"]).celery_paced == 200
+
+
+def test_celery_phases_split_each_task_by_the_first_time_each_mark_came(tmp_path: Path) -> None:
+    from bench.celery_phases import steps
+
+    (tmp_path / "marks-1").write_text("10.0001 publish >\n10.0003 publish <\n10.0004 publish >\n20.0 late >\n")
+    (tmp_path / "marks-2").write_text("10.0006 claim >\n")
+    found = steps(str(tmp_path), [(10.0, 10.001, 10.002)], 1)
+    assert {step: [round(d) for d, _ in durations] for step, durations in found.items()} == {
+        "send_task -> publish >": [100], "publish > -> publish <": [200], "publish < -> claim >": [300],
+        "claim > -> task start": [400]}
 
 
 def test_profile_prints_the_time_split_statements_and_wal_pages_of_one_workload() -> None:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any, Mapping
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import litemq
@@ -327,6 +327,21 @@ headers_tables = st.dictionaries(keys, values, max_size=6)
 def test_any_header_table_round_trips_exactly(conn: litemq.Connection, headers: dict[str, Any]) -> None:
     delivery = round_trip(conn, properties=Properties(headers=headers))
     assert exact(delivery.properties.headers) == exact(headers)
+
+
+@settings(max_examples=300, deadline=None)
+@given(headers=headers_tables)
+@example(headers={"lookalike": {"$litemq": "bytes", "v": "AAA="}, "$litemq": "top"})
+@example(headers={"floats": [math.inf, -math.inf, math.nan], "when": dt.datetime(2024, 2, 29, 12, 0)})
+@example(headers={"plain": ["a", 1, 2.5, True, None, {"b": []}], "text": "\u00e9t\u00e9"})
+def test_any_header_table_is_stored_as_its_tagged_encoding_whichever_way_it_is_checked_and_encoded(
+        headers: dict[str, Any]) -> None:
+    # Headers of plain JSON types take a quicker path through the checks and the encoding than tagged values do:
+    # both must store the same text.
+    from litemq.message import _encode_value, encode_properties
+
+    tagged = json.dumps({"headers": _encode_value(headers)}, separators=(",", ":"), ensure_ascii=False)
+    assert encode_properties(Properties(headers=headers)) == tagged
 
 
 # --- Properties and Delivery as values: immutable, compared and hashed by their fields, picklable

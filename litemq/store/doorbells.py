@@ -30,11 +30,22 @@ if TYPE_CHECKING:
 ABSTRACT_SOCKETS = sys.platform.startswith("linux") and hasattr(_socket, "AF_UNIX")
 
 
-def doorbell_address(connection_id: str, channel: int, consumer_tag: str) -> bytes:
-    import hashlib  # here: a process that only publishes to queues nobody consumes never needs it
+ADDRESSES_KEPT = 1024
+"""Doorbell addresses a process keeps once computed (a publish rings the same consumers again and again)."""
+_addresses: dict[tuple[str, int, str], bytes] = {}
 
-    digest = hashlib.blake2b(f"{connection_id}/{channel}/{consumer_tag}".encode("utf-8"), digest_size=16)
-    return b"\0litemq-" + digest.hexdigest().encode("ascii")
+
+def doorbell_address(connection_id: str, channel: int, consumer_tag: str) -> bytes:
+    address = _addresses.get((connection_id, channel, consumer_tag))
+    if address is None:
+        import hashlib  # here: a process that only publishes to queues nobody consumes never needs it
+
+        digest = hashlib.blake2b(f"{connection_id}/{channel}/{consumer_tag}".encode("utf-8"), digest_size=16)
+        address = b"\0litemq-" + digest.hexdigest().encode("ascii")
+        if len(_addresses) >= ADDRESSES_KEPT:
+            _addresses.clear()
+        _addresses[connection_id, channel, consumer_tag] = address
+    return address
 
 
 class Doorbell:

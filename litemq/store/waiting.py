@@ -63,10 +63,10 @@ DRAIN_AT_MOST = 16
 """Rings read at once: a flood from another core must not keep a waiter reading its doorbell for ever."""
 
 
-def drain(sock: socket.socket) -> None:
+def drain(sock: socket.socket, at_most: int = DRAIN_AT_MOST) -> None:
     """Read the rings a doorbell holds (at most DRAIN_AT_MOST)."""
     try:
-        for _ in range(DRAIN_AT_MOST):
+        for _ in range(at_most):
             sock.recv(64)
     except (BlockingIOError, InterruptedError):
         pass
