@@ -339,16 +339,20 @@ def consume_until_ctrl_c(db: str, queue: str, out_dir: str) -> None:
         write_atomically(Path(out_dir) / "interrupted", "closed" if closed else "open")
 
 
-def interrupted_as_a_transaction_begins(db: str, out_dir: str) -> None:
-    """Hold a delivery, then ack it at a moment when Ctrl-C lands just as the ack's transaction has begun: another
-    connection holds the write lock, SIGINT arrives while the ack waits for it, and the lock is released, so the
-    KeyboardInterrupt is raised as BEGIN returns. Write ``outcome``: how the ack ended, whether the write lock was
-    free afterwards, and how closing went, one per line."""
+def interrupted_as_a_transaction_begins(db: str, out_dir: str, source: str = "consumer") -> None:
+    """Hold a delivery (from a consumer, or from a get: ``source``), then ack it at a moment when Ctrl-C lands just as
+    the ack's write begins: another connection holds the write lock, SIGINT arrives while the ack waits for it, and
+    the lock is released, so the KeyboardInterrupt is raised as BEGIN (a consumer's ack, which refills in the same
+    transaction) or the autocommit DELETE (a get's) returns. Write ``outcome``: how the ack ended, whether the write
+    lock was free afterwards, and how closing went, one per line."""
     out = Path(out_dir)
     conn = litemq.connect(db)
     conn.declare_queue("jobs")
     conn.publish("", "jobs", b"job")
-    delivery = conn.get("jobs", lease_seconds=LONG_LEASE)
+    if source == "get":
+        delivery = conn.get("jobs", lease_seconds=LONG_LEASE)
+    else:
+        delivery = next(iter(conn.consume("jobs", prefetch=1, lease_seconds=LONG_LEASE)))
     assert delivery is not None
     blocker = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
     blocker.execute("BEGIN IMMEDIATE")

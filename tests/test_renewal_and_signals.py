@@ -289,6 +289,22 @@ def test_ctrl_c_that_lands_as_a_transaction_begins_leaves_no_transaction_open(
         assert delivery is not None and delivery.redelivered
 
 
+@pytest.mark.sqlite_only
+def test_ctrl_c_while_a_gets_ack_waits_for_the_lock_finds_it_done_whole_and_no_transaction_open(
+        db_path: str, tmp_path: Path, subprocess_env: dict[str, str], popen: list[subprocess.Popen]) -> None:
+    # A get's ack is one DELETE in autocommit mode: the signal lands while SQLite waits for the lock, and Python
+    # raises it once the statement has returned, committed. Whole, then: acked, nothing held, the file free.
+    worker = start_python(f"w.interrupted_as_a_transaction_begins({db_path!r}, {str(tmp_path)!r}, 'get')",
+                          subprocess_env)
+    popen.append(worker)
+    outcome = wait_for_file_from(worker, tmp_path / "outcome").splitlines()
+    code, stderr = finish(worker)
+    assert outcome == ["interrupted", "write lock free", "closed"], stderr
+    assert code == 0, stderr
+    with litemq.connect(db_path) as conn:
+        assert conn.get("jobs") is None and conn.declare_queue("jobs", passive=True).message_count == 0
+
+
 def test_the_receive_example_exits_0_without_a_traceback_on_ctrl_c(
         db_path: str, conn: litemq.Connection, tmp_path: Path, subprocess_env: dict[str, str],
         popen: list[subprocess.Popen]) -> None:
