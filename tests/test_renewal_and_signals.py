@@ -271,19 +271,26 @@ def lines_of(stream: IO[str]) -> "queue_module.Queue[str]":
     return lines
 
 
-@pytest.mark.sqlite_only
-def test_ctrl_c_that_lands_as_a_transaction_begins_leaves_no_transaction_open(
-        db_path: str, tmp_path: Path, subprocess_env: dict[str, str], popen: list[subprocess.Popen]) -> None:
-    # KeyboardInterrupt (and the SystemExit litemq makes of SIGTERM) can be raised at any bytecode, including the
-    # one right after BEGIN IMMEDIATE returns: the transaction must still be rolled back, or the connection keeps
-    # the file's write lock (every other process waits) and its close fails.
-    worker = start_python(f"w.interrupted_as_a_transaction_begins({db_path!r}, {str(tmp_path)!r})",
+def ack_interrupted_as_its_write_begins(db_path: str, tmp_path: Path, subprocess_env: dict[str, str],
+                                        popen: list[subprocess.Popen], source: str) -> None:
+    """The worker's ack of a delivery from ``source`` met by Ctrl-C as its write begins: interrupted, the file's
+    write lock free afterwards, and the connection closed cleanly."""
+    worker = start_python(f"w.interrupted_as_a_transaction_begins({db_path!r}, {str(tmp_path)!r}, {source!r})",
                           subprocess_env)
     popen.append(worker)
     outcome = wait_for_file_from(worker, tmp_path / "outcome").splitlines()
     code, stderr = finish(worker)
     assert outcome == ["interrupted", "write lock free", "closed"], stderr
     assert code == 0, stderr
+
+
+@pytest.mark.sqlite_only
+def test_ctrl_c_that_lands_as_a_transaction_begins_leaves_no_transaction_open(
+        db_path: str, tmp_path: Path, subprocess_env: dict[str, str], popen: list[subprocess.Popen]) -> None:
+    # KeyboardInterrupt (and the SystemExit litemq makes of SIGTERM) can be raised at any bytecode, including the
+    # one right after BEGIN IMMEDIATE returns: the transaction must still be rolled back, or the connection keeps
+    # the file's write lock (every other process waits) and its close fails.
+    ack_interrupted_as_its_write_begins(db_path, tmp_path, subprocess_env, popen, "consumer")
     with litemq.connect(db_path) as conn:
         delivery = conn.get("jobs")  # the interrupted ack did not happen; the close gave the message back
         assert delivery is not None and delivery.redelivered
@@ -294,13 +301,7 @@ def test_ctrl_c_while_a_gets_ack_waits_for_the_lock_finds_it_done_whole_and_no_t
         db_path: str, tmp_path: Path, subprocess_env: dict[str, str], popen: list[subprocess.Popen]) -> None:
     # A get's ack is one DELETE in autocommit mode: the signal lands while SQLite waits for the lock, and Python
     # raises it once the statement has returned, committed. Whole, then: acked, nothing held, the file free.
-    worker = start_python(f"w.interrupted_as_a_transaction_begins({db_path!r}, {str(tmp_path)!r}, 'get')",
-                          subprocess_env)
-    popen.append(worker)
-    outcome = wait_for_file_from(worker, tmp_path / "outcome").splitlines()
-    code, stderr = finish(worker)
-    assert outcome == ["interrupted", "write lock free", "closed"], stderr
-    assert code == 0, stderr
+    ack_interrupted_as_its_write_begins(db_path, tmp_path, subprocess_env, popen, "get")
     with litemq.connect(db_path) as conn:
         assert conn.get("jobs") is None and conn.declare_queue("jobs", passive=True).message_count == 0
 
