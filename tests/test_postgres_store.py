@@ -628,20 +628,25 @@ def test_claims_walk_the_ready_index_and_expired_leases_the_lease_index(stores: 
     assert "ix_litemq_messages_lease_expiry" in plan(sql.RETURN_EXPIRED, "'q'", "1.0")
 
 
-def test_a_publish_looks_for_delayed_messages_by_their_index_however_many_messages_are_held(
-        stores: list[Any], postgresql_url: str) -> None:
-    from litemq.store import postgres_sql as sql
-
-    store = open_store(stores, postgresql_url)
+def generic_plan_at_depth(stores: list[Any], url: str, statement: str, values: str) -> str:
+    """EXPLAIN of ``statement`` executed with ``values`` as a statement prepared once runs it after its fifth use (a
+    generic plan), on queue "q" holding 20,000 messages, analysed."""
+    store = open_store(stores, url)
     with store.write_exclusive() as s:
         s.insert_queue("q", True, False, False, None, None, 1.0)
     store.run("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
               "SELECT 'q', '', 'q', '\\x00'::bytea, 1.0 FROM generate_series(1, 20000)")
     store.run("ANALYZE litemq_messages")
-    store.run("SET plan_cache_mode = force_generic_plan")  # what a statement prepared once runs after its fifth use
-    store.run(f"PREPARE publish(text, text, text, bytea, text, float8) AS {sql.PUBLISH_PLAIN}")
-    plan = "\n".join(row[0] for row in store.run(
-        "EXPLAIN EXECUTE publish('q', '', 'q', '\\x00'::bytea, NULL, 2.0)").fetchall())
+    store.run("SET plan_cache_mode = force_generic_plan")
+    store.run(f"PREPARE measured AS {statement}")
+    return "\n".join(row[0] for row in store.run(f"EXPLAIN EXECUTE measured({values})").fetchall())
+
+
+def test_a_publish_looks_for_delayed_messages_by_their_index_however_many_messages_are_held(
+        stores: list[Any], postgresql_url: str) -> None:
+    from litemq.store import postgres_sql as sql
+
+    plan = generic_plan_at_depth(stores, postgresql_url, sql.PUBLISH_PLAIN, "'q', '', 'q', '\\x00'::bytea, NULL, 2.0")
     assert "Seq Scan on litemq_messages" not in plan, plan  # (a scan of every message held, at every publish)
 
 
@@ -653,17 +658,9 @@ def test_a_claim_prepared_once_takes_its_rows_by_key_however_many_messages_are_h
         stores: list[Any], postgresql_url: str, name: str, values: str) -> None:
     from litemq.store import postgres_sql as sql
 
-    store = open_store(stores, postgresql_url)
-    with store.write_exclusive() as s:
-        s.insert_queue("q", True, False, False, None, None, 1.0)
-    store.run("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
-              "SELECT 'q', '', 'q', '\\x00'::bytea, 1.0 FROM generate_series(1, 20000)")
-    store.run("ANALYZE litemq_messages")
     # The generic plan guesses a tenth of the table for LIMIT $n: joined to the chosen rows, it hashed the whole
     # table at every claim (bench row c at 0.38x the floor after ANALYZE, 0.59x with the rows taken by key).
-    store.run("SET plan_cache_mode = force_generic_plan")
-    store.run(f"PREPARE claim AS {getattr(sql, name)}")
-    plan = "\n".join(row[0] for row in store.run(f"EXPLAIN EXECUTE claim({values})").fetchall())
+    plan = generic_plan_at_depth(stores, postgresql_url, getattr(sql, name), values)
     assert "Seq Scan on litemq_messages" not in plan, plan
 
 
