@@ -8,8 +8,9 @@ store, it prints per operation:
   kernel: page writes, locks, syscalls); cProfile's split of the same loop between SQLite's C calls and Python; and,
   where ``perf`` runs, the share of CPU samples in each library (SQLite, the interpreter, the kernel, libc);
 - SQL: the statements run (sqlite3's trace callback on every connection of the process, trigger programs counted
-  apart), commits, and WAL pages written (the -wal file's growth while a reader pins it, so that no checkpoint can
-  restart it) and pages per commit;
+  apart), commits (COMMIT statements, and writes run outside a transaction, which commit by themselves), and WAL
+  pages written (the -wal file's growth while a reader pins it, so that no checkpoint can restart it) and pages per
+  commit;
 - the functions that took the most time, by cProfile.
 
 Nothing here is a target: it says where the time goes today.
@@ -84,6 +85,7 @@ def fill(client: Client, count: int, size: int) -> None:
 # Counting statements and WAL pages
 # =============================================================================================================
 
+_WRITE = re.compile(r"\s*(INSERT|UPDATE|DELETE|REPLACE)\b", re.IGNORECASE)
 _LITERAL = re.compile(r"x'[0-9a-fA-F]*'|'(?:[^']|'')*'|\b\d+(?:\.\d+)?(?:e[-+]?\d+)?\b")
 
 
@@ -97,6 +99,7 @@ class StatementCounter:
     def __init__(self) -> None:
         self.statements: Counter[str] = Counter()
         self.triggers = 0
+        self.autocommits = 0  # writes run outside a transaction: each commits by itself
         self._connections: list[sqlite3.Connection] = []
         self._last: dict[int, str] = {}
         self._connect = sqlite3.connect
@@ -112,17 +115,20 @@ class StatementCounter:
         sqlite3.connect = self._connect
         self._connections.clear()
 
-    def _traced(self, key: int, sql: str) -> None:
+    def _traced(self, db: sqlite3.Connection, sql: str) -> None:
+        key = id(db)
         if self._last.get(key) == sql:
             self.triggers += 1
             return
         self._last[key] = sql
         self.statements[" ".join(_LITERAL.sub("?", sql).split())[:110]] += 1
+        if not db.in_transaction and _WRITE.match(sql):
+            self.autocommits += 1
 
     def _set(self, tracing: bool) -> None:
         for db in self._connections:
             try:
-                db.set_trace_callback((lambda sql, key=id(db): self._traced(key, sql)) if tracing else None)
+                db.set_trace_callback((lambda sql, db=db: self._traced(db, sql)) if tracing else None)
             except sqlite3.ProgrammingError:
                 pass  # closed
 
@@ -312,7 +318,8 @@ def report(workload: str, system: System, n: int, size: int, messages: int, plai
     cpu = plain["user"] + plain["system"]
     in_sqlite, profiled_total = sqlite_share(stats)
     statements = sum(counter.statements.values())
-    commits = sum(count for sql, count in counter.statements.items() if sql.upper().startswith(("COMMIT", "END")))
+    commits = counter.autocommits + sum(count for sql, count in counter.statements.items()
+                                        if sql.upper().startswith(("COMMIT", "END")))
     per_message = f" ({messages} messages each)" if messages > 1 else ""
     lines = [
         f"profile: {workload} ({WORKLOADS[workload]}) on {system.label}: {n:,} operations{per_message}, "

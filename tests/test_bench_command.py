@@ -182,6 +182,14 @@ def test_profile_prints_the_time_split_statements_and_wal_pages_of_one_workload(
     assert re.search(r"top \d+ functions by own time", out)
 
 
+def test_profile_counts_a_write_outside_a_transaction_as_its_commit() -> None:
+    # litemq's publish by queue name is one INSERT in autocommit mode: a commit per publish, with no COMMIT statement.
+    done = subprocess.run([sys.executable, "-m", "bench", "--profile", "a", "--n", "200"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"commits 1\.00\n  WAL pages written [\d.]+, per commit [1-9]", done.stdout), done.stdout
+
+
 def test_profile_measures_the_floor_too() -> None:
     done = subprocess.run([sys.executable, "-m", "bench", "--profile", "a", "--systems", "floor-1", "--n", "200"],
                           cwd=REPO, capture_output=True, text=True, timeout=300)
