@@ -125,7 +125,8 @@ def test_every_page_shows_the_broker_and_follows_a_producer(
     # Overview: the totals are the file's, and the chart draws once samples come in.
     page.goto(base + "/")
     assert _number(page, '[data-total="queues"]') == 3
-    assert _number(page, '[data-total="unacked"]') == 2
+    # The consumer's two, and the acker's one when the page reads between its get and its ack.
+    assert _number(page, '[data-total="unacked"]') in (2, 3)
     page.wait_for_function("document.querySelectorAll('[data-chart=depths] polyline').length === 3")
     assert _number(page, '[data-total="connections"]') == 4  # this test's, the two consumers', the producer's
     page.wait_for_function("document.querySelector('[data-field=net_rate]').textContent.startsWith('+')"
