@@ -59,7 +59,7 @@ from psycopg import errors as pg_errors
 
 from ..errors import DatabaseNotFound, ReadOnlyDatabase, SchemaError, ServerUnreachable, StorageError, StorageFull
 from ..log import debug
-from . import SCHEMA_REVISION
+from . import SCHEMA_REVISION, remember
 from . import postgres_sql as sql
 from . import postgres_url
 from .contract import (Binding, Consumer, Counts, ExchangeRow, Lease, MessageRow, QueueRow, Registration,
@@ -76,8 +76,6 @@ FOLD_LOCK_TIMEOUT = "100ms"
 """A fold waits no longer than this for a queue row another transaction holds: it gives up, to fold later."""
 SYNCHRONOUS = ("NORMAL", "FULL")
 _COMMIT: tuple[str, Sequence[Any], Optional[bool]] = ("COMMIT", (), False)
-NOT_PLAIN_KEPT = 1024
-"""How many queues with arguments or an owner a connection remembers (to skip trying them in a single step)."""
 
 
 _pid = os.getpid()
@@ -566,7 +564,8 @@ class PostgresStore:
         if pending[:2] == self._begin_write:
             # Not begun yet: the pipeline's statements up to its sync point are one implicit transaction, which the
             # server commits at that point (or rolls back, when one fails), so BEGIN and COMMIT need not be sent.
-            statements, wanted = [*pending[1 if locked or len(pending) > 2 else 2:], (statement, params, None)], -1
+            alone = not locked and len(pending) == 2  # nothing but BEGIN and the lock waits: the lock may go too
+            statements, wanted = [*pending[2 if alone else 1:], (statement, params, None)], -1
         else:
             statements, wanted = [*pending, (statement, params, None), _COMMIT], -2
         try:
@@ -579,9 +578,7 @@ class PostgresStore:
     def _begin_again(self, queue: str, not_plain: bool) -> None:
         """After a single step that wrote nothing: the block goes on in a new transaction, as if it began now."""
         if not_plain:
-            if len(self._not_plain) >= NOT_PLAIN_KEPT:
-                self._not_plain.clear()
-            self._not_plain[queue] = None
+            remember(self._not_plain, queue)
         self._pending = list(self._begin_write)
         self._in_transaction = True
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import sqlite3
 
 from ..log import debug
+from . import remember
 from .contract import (Binding, Consumer, Counts, ExchangeRow, Lease, MessageRow, QueueRow, Registration,
                        ReturnedMessage, StoredMessage)
 from .doorbells import Bell, Doorbell, doorbell_address
@@ -267,7 +268,7 @@ class SQLiteStore(SQLiteConnection):
         if row is None:
             return None, self.arrival_due()
         if row[2] is not None:
-            _remember(self._not_plain, queue)  # ``publish_plain`` need not try it
+            remember(self._not_plain, queue)  # ``publish_plain`` need not try it
         return (row[0], row[1], row[2], row[3]), _earliest(row[4:])
 
     def ack_last(self, leases: Sequence[Lease]) -> int:
@@ -380,15 +381,19 @@ class SQLiteStore(SQLiteConnection):
         """One INSERT (``PUBLISH_PLAIN``), which stores nothing unless the queue has no arguments and nothing is due;
         the block's COMMIT follows. Queues seen with consumers or arguments are remembered: the first try asks for
         no consumers (then it tells there are none to wake), and a queue with arguments takes the general path."""
-        if queue in self._not_plain or len(body) > OUT_OF_ROW_BYTES:
+        if not self._may_be_plain(queue, body):
             return None
         row = (queue, exchange, routing_key, body, properties, now)
         if queue not in self._consumed and self._db.execute(PUBLISH_PLAIN_UNCONSUMED, row).rowcount:
             return False
         if self._db.execute(PUBLISH_PLAIN, row).rowcount:
-            _remember(self._consumed, queue)  # ``wake`` forgets it once it finds no consumers
+            remember(self._consumed, queue)  # ``wake`` forgets it once it finds no consumers
             return True
         return None
+
+    def _may_be_plain(self, queue: str, body: bytes) -> bool:
+        """Whether ``publish_plain`` may store this: the queue not seen with arguments, the body kept in its row."""
+        return queue not in self._not_plain and len(body) <= OUT_OF_ROW_BYTES
 
     def publish_alone(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                       now: float) -> Optional[bool]:
@@ -396,7 +401,7 @@ class SQLiteStore(SQLiteConnection):
         (waiting for it as BEGIN IMMEDIATE does) and commits, without BEGIN and COMMIT statements (callgrind: 17,000
         instructions less per publish); consumers are rung at once. None, having stored nothing, when the
         connection needs a ``write()`` block first (``alone``) or the queue is not plain."""
-        if queue in self._not_plain or len(body) > OUT_OF_ROW_BYTES:
+        if not self._may_be_plain(queue, body):  # (before the lock: a queue with arguments never waits for it)
             return None
         self.before_lock()
         with self.lock:
@@ -557,16 +562,6 @@ class SQLiteStore(SQLiteConnection):
 
     def unregister_connection(self, connection_id: str) -> None:
         self._db.execute(DELETE_CONNECTION, (connection_id,))
-
-
-REMEMBERED = 1024
-"""How many queues each of ``publish_plain``'s hints holds (then it starts again)."""
-
-
-def _remember(queues: dict[str, None], queue: str) -> None:
-    if len(queues) >= REMEMBERED:
-        queues.clear()
-    queues[queue] = None
 
 
 def _earliest(times: Sequence[Optional[float]]) -> Optional[float]:
