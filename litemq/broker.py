@@ -67,14 +67,26 @@ class Channel(Topology):
         data = self._body(exchange, body)
         if delay is not None:
             check_seconds("delay", delay)
-        elif exchange == "" and properties.expiration is None:  # to a queue by name: perhaps a plain one
-            consumed = self._store.publish_alone(routing_key, exchange, routing_key, data,
-                                                 self._encoded(exchange, properties), clock())
-            if consumed is not None:
-                return 1
+        elif properties.expiration is None and self._published_alone(exchange, routing_key, data, properties):
+            return 1
         with self._store.write() as store:
             arrival = self._publish_in(store, exchange, routing_key, [data], properties, delay=delay)
         return self._confirm(arrival, exchange, routing_key, mandatory)
+
+    def _published_alone(self, exchange: str, routing_key: str, data: bytes, properties: Properties) -> bool:
+        """Whether the message went to its one queue, a plain one, as a transaction of its own (``publish_alone``):
+        a queue named by the default exchange, or the one queue of a route this connection cached (while the file's
+        bindings are still the ones it was cached by)."""
+        if exchange == "":
+            return self._store.publish_alone(routing_key, exchange, routing_key, data,
+                                             self._encoded(exchange, properties), clock()) is not None
+        self._store.check_process()  # before the lock, which another thread may have held at fork()
+        with self._store.lock:  # the routes are cached under it
+            route = self._session.routes.only_queue(self._store, exchange, routing_key)
+            if route is None:
+                return False
+            return self._store.publish_alone(route[0], exchange, routing_key, data, self._encoded(exchange, properties),
+                                             clock(), routing_version=route[1]) is not None
 
     def publish_many(self, exchange: str, routing_key: str, bodies: Iterable[Body],
                      properties: Optional[Properties] = None, *, mandatory: bool = False,

@@ -72,6 +72,21 @@ class Routes:
                 self._queues[(exchange, routing_key)] = queues
         return found, queues
 
+    def only_queue(self, store: Store, exchange: str, routing_key: str) -> Optional[tuple[str, int]]:
+        """Outside a transaction, without reading the file: the one queue a message published to the exchange with
+        this key reached when last routed, and the routing version that route holds at (the publish must check
+        it). None unless that route is cached and is one queue, from an exchange a message may be published to
+        without more ado (not internal, not delayed)."""
+        if self._version is None or self._version[1] != store.rollbacks:
+            return None
+        found = self._exchanges.get(exchange)
+        if found is None or found.internal or found.type == routing.DELAYED_EXCHANGE:
+            return None
+        queues = self._queues.get((exchange, routing_key))
+        if queues is None or len(queues) != 1:
+            return None
+        return queues[0], self._version[0]
+
     def _exchange(self, store: Store, name: str) -> Optional[Exchange]:
         if name in self._exchanges:
             return self._exchanges[name]

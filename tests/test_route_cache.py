@@ -7,7 +7,7 @@ import pytest
 
 import litemq
 from conftest import vm_steps
-from litemq import AccessRefused, ExchangeNotFound, Properties
+from litemq import AccessRefused, ExchangeNotFound, Properties, PublishRejected
 
 pytestmark = pytest.mark.no_lease_renewal
 
@@ -137,18 +137,51 @@ def test_the_routing_version_rises_with_every_change_to_exchanges_and_bindings(c
     assert seen == sorted(set(seen)), f"the routing version did not rise at each change: {seen}"
 
 
-def test_a_rolled_back_transaction_leaves_no_route_behind_even_when_the_version_comes_round_again(conn, other):
+@pytest.mark.parametrize("rolled_back", [[("add", "q2")], [("remove", "q1"), ("add", "q2")]],
+                         ids=["to two queues", "to one queue, published by one statement"])
+def test_a_rolled_back_transaction_leaves_no_route_behind_even_when_the_version_comes_round_again(
+        conn, other, rolled_back):
     # The cache is stamped with the version it was filled under. A transaction that changed a binding, routed, and
-    # rolled back leaves the file at the old version; another change can bring it to the same number again.
+    # rolled back leaves the file at the old version; other changes can bring it to the same number again.
     conn.declare_exchange("x", "direct")
     for queue in ("q1", "q2", "q3"):
         conn.declare_queue(queue)
     conn.bind_queue("q1", "x", "k")
     with pytest.raises(RuntimeError):
         with conn._store.write() as store:
-            store.add_binding("x", "q2", "queue", "k", "{}")
-            assert conn._session.routes.route(store, "x", "k", None)[1] == ["q1", "q2"]
+            for change, queue in rolled_back:
+                (store.add_binding if change == "add" else store.remove_binding)("x", queue, "queue", "k", "{}")
+            assert "q2" in conn._session.routes.route(store, "x", "k", None)[1]
             raise RuntimeError("rolled back")
-    other.bind_queue("q3", "x", "k")  # one change, as the rolled-back one was
+    other.bind_queue("q3", "x", "k")
+    for n in range(1, len(rolled_back)):  # as many changes as the rolled-back ones
+        other.bind_queue("q3", "x", f"key {n}")
     assert conn.publish("x", "k", b"m") == 2
     assert (ready(conn, "q1"), ready(conn, "q2"), ready(conn, "q3")) == (1, 0, 1)
+
+
+@pytest.mark.sqlite_only
+def test_a_publish_by_a_cached_route_to_one_plain_queue_is_one_statement_with_no_begin_or_commit(conn):
+    conn.declare_exchange("tasks", "direct")
+    conn.declare_queue("celery")
+    conn.bind_queue("celery", "tasks", "celery")
+    assert conn.publish("tasks", "celery", b"caches the route") == 1
+    statements: list[str] = []
+    conn._store._db.set_trace_callback(statements.append)
+    try:
+        assert conn.publish("tasks", "celery", b"m", mandatory=True) == 1
+    finally:
+        conn._store._db.set_trace_callback(None)
+    distinct = set(statements)  # the driver reports the statement again for each trigger it runs
+    assert len(distinct) == 1 and statements[0].startswith("INSERT"), statements
+    assert ready(conn, "celery") == 2
+
+
+def test_a_cached_route_to_one_queue_with_a_length_limit_still_meets_the_limit(conn):
+    conn.declare_exchange("x", "direct")
+    conn.declare_queue("limited", arguments={"x-max-length": 1, "x-overflow": "reject-publish"})
+    conn.bind_queue("limited", "x", "k")
+    assert conn.publish("x", "k", b"1") == 1
+    with pytest.raises(PublishRejected):
+        conn.publish("x", "k", b"2")
+    assert ready(conn, "limited") == 1

@@ -306,6 +306,19 @@ def test_a_publish_alone_commits_by_itself_outside_a_transaction_and_never_insid
     assert other.ready_count("q") == (1 if stored is not None else 0) and other.ready_count("limited") == 0
 
 
+def test_a_routed_publish_alone_stores_only_while_the_files_routing_version_is_the_one_given(
+        open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    declare(store)
+    version = store.routing_version()
+    with other.write_exclusive() as s:
+        s.insert_exchange("ex", "direct", True, False, False, None, 1.0)  # a change to the routing: the version rises
+    assert store.publish_alone("q", "ex", "key", b"stale", None, 2.0, routing_version=version) is None
+    stored = store.publish_alone("q", "ex", "key", b"m", None, 2.0, routing_version=store.routing_version())
+    assert stored is (False if store.engine == "sqlite" else None)  # PostgreSQL: publish_plain's round trip is one
+    assert other.ready_count("q") == (1 if stored is not None else 0)
+
+
 def test_an_ack_alone_commits_by_itself_outside_a_transaction_and_never_inside_one(
         open_store: Callable[[], Any]) -> None:
     store, other = open_store(), open_store()

@@ -368,10 +368,12 @@ class Store(Protocol):
         as before, by the general path."""
 
     def publish_alone(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
-                      now: float) -> Optional[bool]:
+                      now: float, routing_version: Optional[int] = None) -> Optional[bool]:
         """Outside any transaction: ``publish_plain`` as a transaction of its own, consumers woken (SQLite: one
         statement in autocommit mode). Whether the queue has consumers. None when it stored nothing (the engine
-        has no use for it, or the connection or the queue needs the general path): publish in a ``write()``."""
+        has no use for it, or the connection or the queue needs the general path): publish in a ``write()``.
+        ``routing_version``: the queue is where routes cached at that version (``routing_version()``) send the
+        message; nothing is stored unless the file's version is still that one."""
 
     def ack_alone(self, lease: Lease) -> Optional[int]:
         """Outside any transaction: ``ack`` of one lease as a transaction of its own (SQLite: one statement in

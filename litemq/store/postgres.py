@@ -543,7 +543,7 @@ class PostgresStore:
         return bool(consumed)
 
     def publish_alone(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
-                      now: float) -> Optional[bool]:
+                      now: float, routing_version: Optional[int] = None) -> Optional[bool]:
         """Never: ``publish_plain`` in a ``write()`` block already takes one round trip."""
         return None
 

@@ -84,9 +84,14 @@ def _insert_plain(queue: str) -> str:
             f"VALUES (({queue}), ?2, ?3, ?4, ?5, ?6)")
 
 
-PUBLISH_PLAIN_UNCONSUMED = _insert_plain(
-    f"{_PLAIN_QUEUE} AND NOT EXISTS (SELECT 1 FROM litemq_consumers c WHERE c.queue = ?1)")
+_UNCONSUMED = " AND NOT EXISTS (SELECT 1 FROM litemq_consumers c WHERE c.queue = ?1)"
+PUBLISH_PLAIN_UNCONSUMED = _insert_plain(_PLAIN_QUEUE + _UNCONSUMED)
 PUBLISH_PLAIN = _insert_plain(_PLAIN_QUEUE)
+# The same for a queue that an exchange's routes, cached at routing version ?7, reach alone: stored only while the
+# file's bindings are still the ones cached (every change to them raises the version).
+_ROUTED_QUEUE = f"{_PLAIN_QUEUE} AND (SELECT version FROM litemq_routing) = ?7"
+PUBLISH_ROUTED_UNCONSUMED = _insert_plain(_ROUTED_QUEUE + _UNCONSUMED)
+PUBLISH_ROUTED = _insert_plain(_ROUTED_QUEUE)
 # A message's body and its size, from the row or from litemq_bodies.
 _OUT_OF_ROW = "(SELECT {} FROM litemq_bodies b WHERE b.id = litemq_messages.id)"
 BODY = f"coalesce(body, {_OUT_OF_ROW.format('b.body')})"
