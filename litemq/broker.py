@@ -319,6 +319,10 @@ class Channel(Topology):
 
     def _claim(self, consumer: "Consumer", limit: int) -> list[tuple[MessageRow, Optional[Held]]]:
         """Claim up to ``limit`` messages for a consumer; raises QueueNotFound when its queue is gone."""
+        if limit == 1:
+            claimed = self._claim_alone(consumer)
+            if claimed is not None:
+                return claimed
         with self._store.write() as store:
             claimed = self._claim_in(store, consumer, limit)
             if not claimed and store.queue(consumer.queue) is None:
@@ -327,6 +331,22 @@ class Channel(Topology):
                                      f"{consumer.consumer_tag!r} is cancelled")
                 store.after_commit(lambda: _raise(gone))  # after the commit, which may be what deleted it
             return claimed
+
+    def _claim_alone(self, consumer: "Consumer") -> Optional[list[tuple[MessageRow, Optional[Held]]]]:
+        """One message claimed as a transaction of its own, where the engine can (``claim_alone``) and nothing else
+        is to be done in the claim's transaction: a priority-0 consumer that acks, of a queue without a single
+        active consumer, that told no one it is full, when no lease in its queue can have expired (its waiter
+        looked). None when the general path must claim."""
+        now = clock()
+        if (consumer.priority or consumer.auto_ack or consumer.reported_full or now >= consumer.expiry_horizon
+                or consumer.policy.single_active_consumer):
+            return None
+        token = next(self._session.lease_tokens)
+        rows = self._store.claim_alone(consumer.queue, self._owner, token, now + consumer.lease_seconds, now)
+        if rows is None:
+            return None
+        consumer.expiry_horizon = 0.0  # as after any claim: the next one looks for expired leases
+        return [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now)) for row in rows]
 
     def _claim_in(self, store: Store, consumer: "Consumer", limit: int
                   ) -> list[tuple[MessageRow, Optional[Held]]]:

@@ -348,3 +348,21 @@ def test_a_delivery_whose_queue_was_deleted_is_settled_quietly_once(conn, other,
     else:
         with pytest.raises(QueueNotFound):
             other.get(jobs)
+
+
+@pytest.mark.sqlite_only
+def test_a_consumer_claims_one_message_without_begin_or_commit_once_its_waiter_has_looked_at_the_leases(conn, other):
+    conn.declare_queue("q")
+    consumer = conn.consume("q", prefetch=1)
+    other.publish("", "q", b"m")
+    consumer.expiry_horizon = float("inf")  # as its waiter leaves it after a look: no lease expired before then
+    statements: list[str] = []
+    conn._store._db.set_trace_callback(statements.append)
+    try:
+        delivery = consumer.get(timeout=5)
+    finally:
+        conn._store._db.set_trace_callback(None)
+    assert delivery is not None and delivery.body == b"m" and delivery.delivery_count == 1
+    assert not [sql for sql in statements if sql.startswith(("BEGIN", "COMMIT"))], statements
+    delivery.ack()
+    assert other.declare_queue("q", passive=True).message_count == 0

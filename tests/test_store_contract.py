@@ -385,6 +385,37 @@ def test_a_default_consumer_claims_nothing_while_a_higher_priority_consumer_has_
     assert store.consumer_ranking("q", 5) == (False, True)
 
 
+def test_a_claim_alone_leases_the_next_message_by_itself_or_leaves_the_claim_to_a_transaction(
+        open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    declare(store)
+    declare(store, "empty")
+    publish(store, "q", b"a", b"b")
+    if store.engine != "sqlite":  # PostgreSQL: a claim's BEGIN and COMMIT already go with its statements
+        assert store.claim_alone("q", "c/1", TOKEN, 100.0, 3.0) is None
+        return
+    got = store.claim_alone("q", "c/1", TOKEN, 100.0, 3.0)
+    assert [(m.body, m.delivery_count) for m in got] == [(b"a", 1)]
+    assert (other.ready_count("q"), other.unacked_count("q")) == (1, 1)  # committed
+    with store.write() as s:
+        assert s.ack([(got[0].id, TOKEN)]) == 1  # leased with that token
+        assert store.claim_alone("q", "c/1", TOKEN, 100.0, 3.0) is None  # the block's transaction has it
+    assert store.claim_alone("empty", "c/1", TOKEN, 100.0, 3.0) == []
+    assert store.claim_alone("missing", "c/1", TOKEN, 100.0, 3.0) is None
+    with store.write() as s:
+        s.insert_delayed("empty", "", "empty", [b"due"], None, 1.0, 2.5)
+    assert store.claim_alone("q", "c/1", TOKEN, 100.0, 3.0) is None  # due first: the general path settles it
+    with store.write() as s:
+        s.take_due(3.0, 10)
+        s.add_consumer("hi", 1, "t", "q", 1, False, False, 1.0, priority=5)
+    assert store.claim_alone("q", "c/1", TOKEN, 100.0, 3.0) == []  # a consumer of higher priority has room
+    with store.write() as s:
+        s.set_consumer_room("hi", 1, "t", False)
+        s.add_consumer("lo", 1, "t", "q", 1, False, False, 1.0, priority=-1)
+    assert store.claim_alone("q", "c/1", TOKEN, 100.0, 3.0) is None  # the general path tells lower ones of room
+    assert other.ready_count("q") == 1
+
+
 def test_settling_needs_the_lease_token(store: Any) -> None:
     declare(store)
     publish(store, "q", b"a", b"b", b"c", b"d")

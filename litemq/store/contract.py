@@ -344,6 +344,14 @@ class Store(Protocol):
         arrival), counting a delivery each; a message another claim holds is skipped, never waited for. For a
         ``default_consumer`` (priority 0): none while a consumer of higher priority has room."""
 
+    def claim_alone(self, queue: str, owner: str, token: int, lease_expires_at: float, now: float
+                    ) -> Optional[list[MessageRow]]:
+        """Outside any transaction: ``claim`` of one message for a priority-0 consumer, as a transaction of its own
+        (SQLite: two statements in autocommit mode). None when it leased nothing and the general path must claim
+        (the engine has no use for it, the connection needs a ``write()`` block first, the queue is gone, anything
+        in the file is due by ``now``, the queue has consumers of lower priority, or another claim took the
+        message); the empty list when the queue has nothing this consumer may take."""
+
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (as ``claim``)."""
 

@@ -551,6 +551,11 @@ class PostgresStore:
         """Never: ``ack_last`` in a ``write()`` block already takes one round trip."""
         return None
 
+    def claim_alone(self, queue: str, owner: str, token: int, lease_expires_at: float, now: float
+                    ) -> Optional[list[MessageRow]]:
+        """Never: a claim's BEGIN and COMMIT already go with its statements."""
+        return None
+
     def _may_commit_with(self, queue: str) -> bool:
         """Whether a write to the queue may go with BEGIN and COMMIT: it is the transaction's first statement, and the
         queue was not seen with arguments or an owner (which a single step leaves to the general path)."""

@@ -26,8 +26,8 @@ from .sqlite_sql import (ACK, BATCH_ROWS, CLAIM, CLAIM_AND_DELETE, CLAIM_AND_DEL
                          DELETE_CONNECTION_CONSUMERS, DELETE_CONSUMER, DELETE_EXCHANGE, DELETE_QUEUE,
                          DELETE_QUEUE_CONSUMERS, DELETE_QUEUE_MESSAGES, DELETE_READY, DROP, INSERT_BINDING, INSERT_BODY,
                          INSERT_CONNECTION, INSERT_CONSUMER, INSERT_COPIES, INSERT_DELAYED, INSERT_EXCHANGE,
-                         INSERT_MESSAGE, INSERT_MESSAGES, INSERT_QUEUE, LEASE_READY, NEXT_READY,
-                         NEXT_READY_AS_DEFAULT_CONSUMER, OUT_OF_ROW_BYTES, PUBLISH_PLAIN, PUBLISH_PLAIN_UNCONSUMED,
+                         INSERT_MESSAGE, INSERT_MESSAGES, INSERT_QUEUE, LEASE_READY, LEASE_READY_ALONE, NEXT_READY,
+                         NEXT_READY_AS_DEFAULT_CONSUMER, NEXT_READY_ALONE, OUT_OF_ROW_BYTES, PUBLISH_PLAIN, PUBLISH_PLAIN_UNCONSUMED,
                          PUBLISH_ROUTED, PUBLISH_ROUTED_UNCONSUMED, PURGE_READY,
                          RELEASE_CONNECTION, RELEASE_OWNER, RENEW_LEASE, REQUEUE, RETURN_EXPIRED,
                          SELECT_ALL_CONSUMERS, SELECT_ARRIVAL_DEADLINES, SELECT_CONNECTION, SELECT_CONNECTION_IDS,
@@ -345,6 +345,30 @@ class SQLiteStore(SQLiteConnection):
         else:
             self._db.execute(LEASE_READY, (owner, token, lease_expires_at, message.id))
         return row, due, [message]
+
+    def claim_alone(self, queue: str, owner: str, token: int, lease_expires_at: float, now: float
+                    ) -> Optional[list[MessageRow]]:
+        """``claim`` of one message for a priority-0 consumer as a transaction of its own: the next ready message
+        read, then leased by its id in autocommit mode (``NEXT_READY_ALONE``), without BEGIN and COMMIT. None, having
+        leased nothing, when the general path must claim: the connection needs a ``write()`` block (``alone``), the
+        queue is gone, something is due by ``now``, consumers of lower priority wait for word of this one's room,
+        or another claim took the message in between."""
+        self.before_lock()
+        with self.lock:
+            if not self.alone():
+                return None
+            try:
+                found = self._db.execute(NEXT_READY_ALONE, (queue, now)).fetchone()
+                if found is None or found[0] or found[2]:
+                    return None
+                if found[1] or found[3] is None:
+                    return []  # outranked, or nothing ready: what the general path's claim finds too
+                if not self._db.execute(LEASE_READY_ALONE, (queue, owner, token, lease_expires_at, found[3])).rowcount:
+                    return None
+            except sqlite3.Error as exc:
+                raise self.failed(exc) from exc
+            self.commits += 1
+            return [MessageRow(*found[3:])]
 
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (``default_consumer``: as
