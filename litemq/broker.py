@@ -345,7 +345,8 @@ class Channel(Topology):
         rows = self._store.claim_alone(consumer.queue, self._owner, token, now + consumer.lease_seconds, now)
         if rows is None:
             return None
-        consumer.expiry_horizon = 0.0  # as after any claim: the next one looks for expired leases
+        if rows:
+            consumer.expiry_horizon = 0.0  # as after any claim that leased: the next one looks for expired leases
         return [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now)) for row in rows]
 
     def _claim_in(self, store: Store, consumer: "Consumer", limit: int

@@ -374,9 +374,12 @@ def test_a_default_consumer_claims_nothing_while_a_higher_priority_consumer_has_
         s.add_consumer("hi", 1, "t", "q", 1, False, False, 1.0, priority=5)
         s.add_consumer("lo", 1, "t", "q", 1, False, False, 1.0, priority=-1)
     assert store.consumer_ranking("q", 0) == (True, True)
+    assert store.ready_count_ranked("q") == (2, True)
     assert claim(store, 1, default_consumer=True) == []
     with store.write() as s:
         s.set_consumer_room("hi", 1, "t", False)
+    assert store.ready_count_ranked("q") == (2, False)
+    assert store.ready_count_ranked("missing") == (None, False)
     got = claim(store, 1, default_consumer=True)
     assert [m.body for m in got] == [b"a"] and got[0].consumers_below == 1
     with store.write() as s:

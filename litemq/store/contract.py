@@ -300,6 +300,10 @@ class Store(Protocol):
     def ready_count(self, queue: str) -> Optional[int]:
         """The queue's ready messages (None: no such queue). O(1) at any depth."""
 
+    def ready_count_ranked(self, queue: str) -> tuple[Optional[int], bool]:
+        """``ready_count``, and whether a consumer of the queue with a priority above 0 has room (so that a
+        priority-0 consumer may take nothing: ``consumer_ranking``); SQLite reads both in one statement."""
+
     def expired_queues(self, now: float) -> list[str]:
         ...
 

@@ -436,6 +436,10 @@ class PostgresStore:
         self._counted(row[1])
         return int(row[0])
 
+    def ready_count_ranked(self, queue: str) -> tuple[Optional[int], bool]:
+        ready = self.ready_count(queue)
+        return ready, ready is not None and self.consumer_ranking(queue, 0)[0]
+
     def expired_queues(self, now: float) -> list[str]:
         return [r[0] for r in self.run(sql.SELECT_EXPIRED_QUEUES, (now,)).fetchall()]
 

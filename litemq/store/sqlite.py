@@ -35,7 +35,8 @@ from .sqlite_sql import (ACK, BATCH_ROWS, CLAIM, CLAIM_AND_DELETE, CLAIM_AND_DEL
                          SELECT_DEFAULT_CONSUMER_RANKING, SELECT_DUE, SELECT_EXCHANGE, SELECT_EXCLUSIVE_CONSUMER,
                          SELECT_EXPIRED_QUEUES, SELECT_FIRST_CONSUMER, SELECT_HAS_BINDINGS, SELECT_IS_DESTINATION,
                          SELECT_NEXT_EXPIRIES, SELECT_NEXT_EXPIRY, SELECT_OWNED_QUEUES, SELECT_QUEUE,
-                         SELECT_QUEUE_CREATED_AT, SELECT_QUEUE_DUE, SELECT_QUEUE_DUE_NEXT, SELECT_READY_COUNT, SELECT_REGISTRATION, SELECT_ROUTE,
+                         SELECT_QUEUE_CREATED_AT, SELECT_QUEUE_DUE, SELECT_QUEUE_DUE_NEXT, SELECT_READY_COUNT, SELECT_READY_COUNT_RANKED,
+                         SELECT_REGISTRATION, SELECT_ROUTE,
                          SELECT_ROUTING_VERSION, SELECT_UNACKED_COUNT, SET_CONSUMER_ROOM, SET_QUEUE_EXPIRY, TAKE_DUE,
                          TAKE_EXPIRED, TAKE_HEAD, TAKE_READY, padded)
 
@@ -532,6 +533,12 @@ class SQLiteStore(SQLiteConnection):
         self._outside()
         row = self._db.execute(SELECT_READY_COUNT, (queue,)).fetchone()
         return row[0] if row else None
+
+    def ready_count_ranked(self, queue: str) -> tuple[Optional[int], bool]:
+        """``ready_count`` and ``consumer_ranking(queue, 0)[0]`` in one statement."""
+        self._outside()
+        row = self._db.execute(SELECT_READY_COUNT_RANKED, (queue,)).fetchone()
+        return (row[0], bool(row[1])) if row else (None, False)
 
     # --- consumers and connections
     def consumer_count(self, queue: str) -> int:

@@ -216,6 +216,9 @@ SELECT_QUEUE_DUE_NEXT = (f"{SELECT_QUEUE_DUE.replace(' FROM litemq_queues WHERE 
                          "(SELECT id FROM litemq_messages WHERE queue = ?1 AND lease_token IS NULL AND visible_at IS NULL "
                          "ORDER BY priority DESC, id LIMIT 1) WHERE name = ?1")
 SELECT_READY_COUNT = "SELECT ready_count FROM litemq_queues WHERE name = ?"
+# The same with whether a consumer of priority above 0 has room (then a priority-0 consumer may take nothing).
+SELECT_READY_COUNT_RANKED = ("SELECT ready_count, EXISTS (SELECT 1 FROM litemq_consumers WHERE queue = ?1 "
+                             "AND priority != 0 AND priority > 0 AND has_room) FROM litemq_queues WHERE name = ?1")
 SELECT_CONSUMERS_OF = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers WHERE queue = ?"
 SELECT_ALL_CONSUMERS = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers"
 DELETE_CONNECTION_CONSUMERS = "DELETE FROM litemq_consumers WHERE connection_id = ? RETURNING queue"
