@@ -535,6 +535,33 @@ def test_a_write_that_may_not_wait_finds_the_files_lock_taken_and_does_nothing(d
 
 
 @pytest.mark.sqlite_only
+def test_a_publish_that_may_not_wait_to_a_plain_queue_is_one_statement_and_refused_whole_when_the_lock_is_taken(
+        db_path):
+    # An event loop's publish takes the blocking publish's path: its INSERT alone, no BEGIN and COMMIT around it.
+    from litemq.store.contract import WouldWait
+
+    with litemq.connect(db_path) as conn:
+        conn.declare_queue("q")
+        statements: list[str] = []
+        conn._store._db.set_trace_callback(statements.append)
+        with conn._store.without_waiting():
+            conn.publish("", "q", b"x")
+        kinds = {sql.split()[0] for sql in statements if not sql.startswith("PRAGMA")}
+        assert kinds == {"INSERT"}  # (its trigger programs are traced with its text)
+        locker = sqlite3.connect(db_path, isolation_level=None)
+        try:
+            locker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(WouldWait):
+                with conn._store.without_waiting():
+                    conn.publish("", "q", b"y")
+            locker.execute("COMMIT")
+        finally:
+            locker.close()
+        conn._store._db.set_trace_callback(None)
+        assert [conn.get("q", auto_ack=True).body, conn.get("q")] == [b"x", None]
+
+
+@pytest.mark.sqlite_only
 def test_a_write_that_may_wait_after_writes_that_might_not_still_waits_for_the_files_lock(db_path):
     # Writes that may not wait leave SQLite's busy timeout at 0 between them; any other use gives it back first.
     with litemq.connect(db_path) as conn:

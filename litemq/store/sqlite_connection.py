@@ -150,7 +150,10 @@ class SQLiteConnection:
 
     def failed(self, exc: sqlite3.Error) -> Exception:
         """The litemq error for an SQLite error that ended a transaction (rolled back by now). A full disk first
-        checkpoints the WAL, so the next transactions reuse its space from the start instead of growing it."""
+        checkpoints the WAL, so the next transactions reuse its space from the start instead of growing it. With the
+        busy timeout off (``stop_waiting``), SQLITE_BUSY is a write that may not wait refused: WouldWait."""
+        if self._busy_off and _busy(exc):
+            return WouldWait(self.path)
         error = translate_error(exc, self.path)
         if isinstance(error, StorageFull):
             with suppress(sqlite3.Error):
@@ -203,9 +206,29 @@ class SQLiteConnection:
     def alone(self) -> bool:
         """Inside the lock: whether a statement may run as a transaction of its own (autocommit), without the
         ``write()`` block's BEGIN and COMMIT: no transaction is open, nothing must run first (``before_write``), and
-        no setting of a write that may not wait is left to restore."""
-        return not (self._db.in_transaction or self.before_write is not None or self._no_wait or self._busy_off
-                    or self._checkpoints_off)
+        no setting of a write that may not wait is left to restore. Inside ``without_waiting`` it may, with those
+        settings made (``stop_waiting``): a statement that would wait then fails with SQLITE_BUSY having written
+        nothing, which ``failed`` makes WouldWait."""
+        if self._db.in_transaction or self.before_write is not None:
+            return False
+        if self._no_wait:
+            self.stop_waiting()
+            return True
+        return not (self._busy_off or self._checkpoints_off)
+
+    def stop_waiting(self) -> None:
+        """Settings for writes that may not wait (``without_waiting``), left for a run of them: set once."""
+        db = self._db
+        if not self._checkpoints_off:
+            # Their commits leave the checkpoint to the background upkeep (its fsyncs would hold up the loop); off
+            # until a write that may wait comes, so that a run of them sets it once.
+            self._checkpoints_off = True
+            db.execute("PRAGMA wal_autocheckpoint=0")
+        if not self._busy_off:
+            # Left at 0 for a run of such writes (an event loop's publishes, claims and acks): two statements less
+            # each. Whatever else uses the connection next restores it first (``may_wait``).
+            self._busy_off = True
+            db.execute("PRAGMA busy_timeout=0")
 
     def check_process(self) -> None:
         if _pid != self.pid:
@@ -325,21 +348,11 @@ class _Transaction(Transaction, Generic[S]):
 
     def _begin_without_waiting(self) -> None:
         store = self.store
-        db = store._db
-        if not store._checkpoints_off:
-            # Its commit leaves the checkpoint to the background upkeep (its fsyncs would hold up the loop); off
-            # until a write that may wait comes, so that a run of them sets it once.
-            store._checkpoints_off = True
-            db.execute("PRAGMA wal_autocheckpoint=0")
-        if not store._busy_off:
-            # Left at 0 for a run of such writes (an event loop's publishes, claims and acks): two statements less
-            # each. Whatever else uses the connection next restores it first (``may_wait``).
-            store._busy_off = True
-            db.execute("PRAGMA busy_timeout=0")
+        store.stop_waiting()
         try:
-            db.execute(self.begin)
+            store._db.execute(self.begin)
         except sqlite3.OperationalError as exc:
-            if getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY"):
+            if _busy(exc):
                 raise WouldWait(self.store.path) from exc
             raise
 
@@ -362,3 +375,7 @@ class _Transaction(Transaction, Generic[S]):
                     raise failure
         finally:
             store.lock.release()
+
+
+def _busy(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY")
