@@ -419,6 +419,61 @@ def test_a_claim_alone_leases_the_next_message_by_itself_or_leaves_the_claim_to_
     assert other.ready_count("q") == 1
 
 
+class _Interleaved:
+    """A store's SQLite connection that runs ``meanwhile`` right after the statement ``after`` (another connection's
+    work between the two statements of a claim alone)."""
+
+    def __init__(self, db: Any, after: str, meanwhile: Callable[[], None]) -> None:
+        self._db, self._after, self._meanwhile = db, after, meanwhile
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        cursor = self._db.execute(sql, *args)
+        if sql == self._after:
+            rows = cursor.fetchall()
+            self._meanwhile()
+            return _Rows(rows)
+        return cursor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._db, name)
+
+
+class _Rows:
+    def __init__(self, rows: list[Any]) -> None:
+        self._rows = rows
+
+    def fetchone(self) -> Any:
+        return self._rows[0] if self._rows else None
+
+
+@pytest.mark.sqlite_only
+def test_a_claim_alone_delivers_what_it_leased_when_its_message_was_taken_and_its_id_reused_in_between(
+        open_store: Callable[[], Any]) -> None:
+    # Between the claim's read and its lease by id, another consumer takes the message and acks it, and the next
+    # publish gets the same id (SQLite reuses the highest rowid once it is deleted). The lease must then deliver
+    # the message it leased, not the one it read, or none at all; never the old body under the new message's lease.
+    from litemq.store.sqlite_sql import NEXT_READY_ALONE
+
+    store, other = open_store(), open_store()
+    declare(store)
+    publish(store, "q", b"old")
+
+    def meanwhile() -> None:
+        (taken,) = claim(other, 1, owner="c/2", token=TOKEN + 1)
+        with other.write() as s:
+            assert s.ack([(taken.id, TOKEN + 1)]) == 1
+        publish(other, "q", b"new")
+
+    store._db = _Interleaved(store._db, NEXT_READY_ALONE, meanwhile)
+    got = store.claim_alone("q", "c/1", TOKEN, 100.0, 3.0)
+    store._db = store._db._db
+    leased = claim(other, 5, owner="c/3", token=TOKEN + 2)  # what is still ready
+    if got:
+        assert [m.body for m in got] == [b"new"] and leased == []
+    else:
+        assert [m.body for m in leased] == [b"new"]
+
+
 def test_settling_needs_the_lease_token(store: Any) -> None:
     declare(store)
     publish(store, "q", b"a", b"b", b"c", b"d")

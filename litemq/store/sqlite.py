@@ -364,12 +364,15 @@ class SQLiteStore(SQLiteConnection):
                     return None
                 if found[1] or found[3] is None:
                     return []  # outranked, or nothing ready: what the general path's claim finds too
-                if not self._db.execute(LEASE_READY_ALONE, (queue, owner, token, lease_expires_at, found[3])).rowcount:
+                # fetchall: stepped to its end, the statement commits here, not when its cursor is collected
+                lease = (queue, owner, token, lease_expires_at, found[3])
+                leased = self._db.execute(LEASE_READY_ALONE, lease).fetchall()
+                if not leased:
                     return None
             except sqlite3.Error as exc:
                 raise self.failed(exc) from exc
             self.commits += 1
-            return [MessageRow(*found[3:])]
+            return [MessageRow(*leased[0])]
 
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (``default_consumer``: as

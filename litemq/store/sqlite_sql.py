@@ -168,16 +168,18 @@ LEASE_READY = ("UPDATE litemq_messages SET lease_owner = ?, lease_token = ?, lea
 # ready message read with whether anything is due by ?2 (which the general path settles first) and whether
 # consumers of other priorities rank it (NULL columns when none is ready; no row when the queue is gone), then
 # leased by its id while it is still ready and no consumer of higher priority has room: each statement is atomic,
-# the lease decides. No BEGIN and COMMIT, nor a read of the deadlines of its own.
+# the lease decides, and what it returns is what is delivered (the id read may have been taken, acked and given to
+# a newer message in between: SQLite reuses the highest rowid). No BEGIN and COMMIT, nor a read of the deadlines.
 NEXT_READY_ALONE = (f"SELECT coalesce({_DELAYED_DUE} <= ?2, 0) OR coalesce({_MESSAGE_EXPIRY} <= ?2, 0) "
                     f"OR coalesce({_QUEUE_EXPIRY} <= ?2, 0), EXISTS ({_OTHER_PRIORITIES} > 0 AND has_room), "
-                    f"EXISTS ({_OTHER_PRIORITIES} < 0), litemq_messages.id, exchange, routing_key, {BODY}, "
-                    "properties, delivery_count + 1, priority FROM litemq_queues LEFT JOIN litemq_messages ON "
+                    f"EXISTS ({_OTHER_PRIORITIES} < 0), litemq_messages.id "
+                    "FROM litemq_queues LEFT JOIN litemq_messages ON "
                     "litemq_messages.id = (SELECT id FROM litemq_messages WHERE queue = ?1 AND lease_token IS NULL "
                     "AND visible_at IS NULL ORDER BY priority DESC, id LIMIT 1) WHERE name = ?1")
 LEASE_READY_ALONE = ("UPDATE litemq_messages SET lease_owner = ?2, lease_token = ?3, lease_expires_at = ?4, "
-                     "delivery_count = delivery_count + 1 WHERE id = ?5 AND lease_token IS NULL AND visible_at IS NULL "
-                     f"AND NOT EXISTS ({_OTHER_PRIORITIES} > 0 AND has_room)")
+                     "delivery_count = delivery_count + 1 WHERE id = ?5 AND queue = ?1 AND lease_token IS NULL "
+                     f"AND visible_at IS NULL AND NOT EXISTS ({_OTHER_PRIORITIES} > 0 AND has_room) "
+                     f"RETURNING id, exchange, routing_key, {BODY}, properties, delivery_count, priority")
 DELETE_READY = "DELETE FROM litemq_messages WHERE id = ?"
 TAKE_HEAD = f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) {_TAKEN}"
 TAKE_EXPIRED = ("DELETE FROM litemq_messages WHERE id IN (SELECT id FROM litemq_messages "
