@@ -535,12 +535,17 @@ class PostgresStore:
                       now: float) -> Optional[bool]:
         if not self._may_commit_with(queue):
             return None
-        plain, stored, consumed = self._first_and_commit(
-            sql.PUBLISH_PLAIN, (queue, exchange, routing_key, body, properties, now)).fetchall()[0]
-        if not stored:
-            self._begin_again(queue, plain is False)
+        stored = self._first_and_commit(sql.PUBLISH_PLAIN, (queue, exchange, routing_key, body, properties, now)
+                                        ).fetchone()
+        if stored is None:
+            # The block goes on in a new transaction, which first asks why: a queue with arguments or an owner is
+            # left to the general path from now on (a round trip more, on this path only).
+            self._begin_again(queue, False)
+            plain = self.run(sql.SELECT_PLAIN, (queue,)).fetchone()
+            if plain is not None and not plain[0]:
+                remember(self._not_plain, queue)
             return None
-        return bool(consumed)
+        return bool(stored[0])
 
     def publish_alone(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                       now: float) -> Optional[bool]:
