@@ -787,6 +787,19 @@ def test_statements_prepared_before_a_rollback_still_run_after_it(stores: list[A
     assert store.ready_count("q") == 2
 
 
+def test_a_write_takes_its_lock_by_a_statement_prepared_without_parameters(stores: list[Any],
+                                                                          postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    for now in (2.0, 3.0):
+        with store.write() as s:
+            assert s.publish_plain("q", "", "q", b"m", None, now) is False
+    locks = [key for key in store._wire._prepared if "pg_advisory_xact_lock_shared" in key[0]]
+    assert locks == [(f"SELECT pg_advisory_xact_lock_shared({store._write_key})", ())]  # nothing to convert
+    assert store.ready_count("q") == 2
+
+
 def test_stopping_the_listening_session_while_notifications_arrive_raises_nothing(stores: list[Any],
                                                                                  postgresql_url: str) -> None:
     notifier = open_store(stores, postgresql_url + "&listen=0")  # not a user of the relay the others start

@@ -229,7 +229,6 @@ SELECT_DEFAULT_CONSUMER_RANKING = ("SELECT coalesce(bool_or(priority > 0 AND has
 
 # --- locks (the keys are computed in Python from the schema and the name)
 LOCK_SHARED = "SELECT pg_advisory_xact_lock_shared({key})"
-LOCK_WRITE_SHARED = "SELECT pg_advisory_xact_lock_shared($1::bigint)"
 LOCK_EXCLUSIVE = "SELECT pg_advisory_xact_lock({key})"
 LOCK = "SELECT pg_advisory_xact_lock($1)"
 TRY_LOCK = "SELECT pg_try_advisory_xact_lock($1)"
