@@ -243,6 +243,53 @@ def test_migration_0011_folds_0010s_delta_rows_keeps_the_counts_and_goes_back(st
         assert db.execute(counts).fetchall() == [(6, 7, 1, 2)]  # 0010's rows again, one per statement
 
 
+def test_migration_0012_keeps_counting_inserts_by_hand_and_not_those_that_count_themselves(
+        stores: list[Any], postgresql_url: str) -> None:
+    import psycopg
+
+    from litemq.store import migrate, postgres_url
+    from litemq.store import postgres_sql as sql
+
+    server = postgres_url.parse(postgresql_url)
+    counts = "SELECT q.ready_count + coalesce(sum(d.ready_count), 0) FROM litemq_queues q " \
+             "LEFT JOIN litemq_queue_deltas d ON d.queue = q.name GROUP BY q.name"
+    by_hand = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+               "VALUES ('q', '', 'q', 'm', 2.0)")
+    counted_here = ("WITH stored AS (INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                    f"SELECT 'q', '', 'q', 'm', 2.0 WHERE {sql.COUNTED_HERE} RETURNING 1) SELECT count(*) FROM stored")
+
+    def connected() -> psycopg.Connection:
+        db = psycopg.connect(server.conninfo, autocommit=True)
+        db.execute(f'SET search_path TO "{server.schema}"')
+        return db
+
+    def trigger() -> str:
+        return db.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+                          "WHERE tgname = 'litemq_messages_insert_count' AND tgrelid = 'litemq_messages'::regclass"
+                          ).fetchone()[0]
+
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0011") is True
+    with connected() as db:
+        db.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, created_at) "
+                   "VALUES ('q', true, false, false, 1.0)")
+        db.execute(by_hand)
+        assert db.execute(counted_here).fetchone()[0] == 1  # stored, and counted by nobody: the count stays
+        assert db.execute(counts).fetchone()[0] == 1 and " WHEN " in trigger()
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0012") is True
+    with connected() as db:
+        assert " WHEN " not in trigger()
+        db.execute(by_hand)
+        assert db.execute(counted_here).fetchone()[0] == 1
+        assert db.execute(counts).fetchone()[0] == 2  # the one by hand counted, the other left to its statement
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0011") is True
+    with connected() as db:
+        assert " WHEN " in trigger()
+        db.execute(by_hand)
+        assert db.execute(counted_here).fetchone()[0] == 1
+        assert db.execute(counts).fetchone()[0] == 3
+    assert open_store(stores, postgresql_url).ready_count("q") == 3  # upgraded again on open
+
+
 def test_concurrent_first_openers_migrate_once_and_all_open(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store import migrate
 

@@ -172,8 +172,9 @@ CLAIM_WITH_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count")
 CLAIM_AND_DELETE_WITH_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, _TAKEN_COUNT)
 CLAIM_WITH_PLAIN_QUEUE = _claim_with_queue("$4", "$5", "$6", _LEASE, "delivery_count", plain=True)
 CLAIM_AND_DELETE_WITH_PLAIN_QUEUE = _claim_with_queue("$1", "$2", "$3", _TAKE, _TAKEN_COUNT, plain=True)
-# The one statement of its transaction counts what it stores itself, and says so: the insert trigger then does not
-# run (migration 0011). Local to the transaction, which the statement's commit ends.
+# The one statement of its transaction counts what it stores itself, and says so: the insert trigger then counts
+# nothing (migration 0011; since 0012 its function returns at once). Local to the transaction, which the statement's
+# commit ends.
 COUNTED_HERE = "set_config('litemq.counted', 'on', true) = 'on'"
 # A publish to a queue without arguments or an owner when nothing is due (delayed messages, queue expiry): nothing
 # to decide, so stored at once, and counted in the session's delta row, whose RETURNING says whether the queue has
