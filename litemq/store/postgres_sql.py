@@ -181,8 +181,8 @@ COUNTED_HERE = "set_config('litemq.counted', 'on', true) = 'on'"
 # consumers to ring; no row when nothing was stored (the queue is missing, not plain, or something is due: then
 # SELECT_PLAIN tells which). As few plan nodes as the work needs, since each is set up at every execution: the queue's
 # row read where the insert reads it, the earliest deadlines as the first entry of their index rather than by min(),
-# no SELECT around the upsert (454,000 instructions of the server per publish, lock and commit included, against
-# 483,000 with a CTE of the queue's row, min()s and a SELECT of three subqueries: cachegrind on a single-user server).
+# no SELECT around the upsert (428,000 instructions of the server per publish, lock and commit included, against
+# 463,000 with a CTE of the queue's row, min()s and a SELECT of three subqueries: bench/postgres_instructions.py).
 _NOT_DUE = " AND ".join(f"coalesce((SELECT {column} FROM {table} WHERE {column} IS NOT NULL ORDER BY {column} LIMIT 1) "
                         "> $6, true)" for table, column in (("litemq_messages", "visible_at"),
                                                             ("litemq_queues", "expires_at")))
