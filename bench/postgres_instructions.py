@@ -73,7 +73,7 @@ def instructions(bindir: Path, data: Path, script: str) -> int:
     command = ["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}",
                str(bindir / "postgres"), "--single", "-D", str(data), "-c", "fsync=off", "postgres"]
     run = subprocess.run(_as_server_user(command, data.parent), input=script, capture_output=True, text=True)
-    errors = [line for line in run.stdout.splitlines() if "ERROR" in line]
+    errors = [line for line in run.stderr.splitlines() if " ERROR: " in line]  # (the server logs to stderr)
     found = re.search(r"I\s+refs:\s+([\d,]+)", run.stderr)
     if errors or not found:
         raise RuntimeError(f"the single-user server failed: {errors[:3] or run.stderr[-1000:]}")
