@@ -243,6 +243,53 @@ def test_migration_0011_folds_0010s_delta_rows_keeps_the_counts_and_goes_back(st
         assert db.execute(counts).fetchall() == [(6, 7, 1, 2)]  # 0010's rows again, one per statement
 
 
+def test_migration_0012_keeps_counting_inserts_by_hand_and_not_those_that_count_themselves(
+        stores: list[Any], postgresql_url: str) -> None:
+    import psycopg
+
+    from litemq.store import migrate, postgres_url
+    from litemq.store import postgres_sql as sql
+
+    server = postgres_url.parse(postgresql_url)
+    counts = "SELECT q.ready_count + coalesce(sum(d.ready_count), 0) FROM litemq_queues q " \
+             "LEFT JOIN litemq_queue_deltas d ON d.queue = q.name GROUP BY q.name"
+    by_hand = ("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+               "VALUES ('q', '', 'q', 'm', 2.0)")
+    counted_here = ("WITH stored AS (INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                    f"SELECT 'q', '', 'q', 'm', 2.0 WHERE {sql.COUNTED_HERE} RETURNING 1) SELECT count(*) FROM stored")
+
+    def connected() -> psycopg.Connection:
+        db = psycopg.connect(server.conninfo, autocommit=True)
+        db.execute(f'SET search_path TO "{server.schema}"')
+        return db
+
+    def trigger() -> str:
+        return db.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
+                          "WHERE tgname = 'litemq_messages_insert_count' AND tgrelid = 'litemq_messages'::regclass"
+                          ).fetchone()[0]
+
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0011") is True
+    with connected() as db:
+        db.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, created_at) "
+                   "VALUES ('q', true, false, false, 1.0)")
+        db.execute(by_hand)
+        assert db.execute(counted_here).fetchone()[0] == 1  # stored, and counted by nobody: the count stays
+        assert db.execute(counts).fetchone()[0] == 1 and " WHEN " in trigger()
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0012") is True
+    with connected() as db:
+        assert " WHEN " not in trigger()
+        db.execute(by_hand)
+        assert db.execute(counted_here).fetchone()[0] == 1
+        assert db.execute(counts).fetchone()[0] == 2  # the one by hand counted, the other left to its statement
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0011") is True
+    with connected() as db:
+        assert " WHEN " in trigger()
+        db.execute(by_hand)
+        assert db.execute(counted_here).fetchone()[0] == 1
+        assert db.execute(counts).fetchone()[0] == 3
+    assert open_store(stores, postgresql_url).ready_count("q") == 3  # upgraded again on open
+
+
 def test_concurrent_first_openers_migrate_once_and_all_open(stores: list[Any], postgresql_url: str) -> None:
     from litemq.store import migrate
 
@@ -510,6 +557,8 @@ def test_a_publish_that_a_single_step_cannot_store_goes_on_in_one_transaction(st
                 s.insert_message("q", "", "q", b"general path", None, now)
                 raise RuntimeError("rolled back")
         assert other.ready_count("q") == 0
+    # Asked why once nothing was stored: a queue with arguments or an owner is not tried again.
+    assert set(store._not_plain) == {"limited", "mine"}
     with store.write() as s:
         assert s.publish_plain("q", "", "q", b"m", None, 1.2) is False  # nothing due yet
 
@@ -782,6 +831,19 @@ def test_statements_prepared_before_a_rollback_still_run_after_it(stores: list[A
             raise RuntimeError("rolled back")
     with store.write() as s:
         assert s.publish_plain("q", "", "q", b"2", None, 3.0) is False
+    assert store.ready_count("q") == 2
+
+
+def test_a_write_takes_its_lock_by_a_statement_prepared_without_parameters(stores: list[Any],
+                                                                          postgresql_url: str) -> None:
+    store = open_store(stores, postgresql_url)
+    with store.write_exclusive() as s:
+        s.insert_queue("q", True, False, False, None, None, 1.0)
+    for now in (2.0, 3.0):
+        with store.write() as s:
+            assert s.publish_plain("q", "", "q", b"m", None, now) is False
+    locks = [key for key in store._wire._prepared if "pg_advisory_xact_lock_shared" in key[0]]
+    assert locks == [(f"SELECT pg_advisory_xact_lock_shared({store._write_key})", ())]  # nothing to convert
     assert store.ready_count("q") == 2
 
 

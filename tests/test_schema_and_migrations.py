@@ -422,6 +422,7 @@ SEED_SQL["0008"] = SEED_SQL["0007"]  # 0008 gave consumer rows a priority and ha
 SEED_SQL["0009"] = SEED_SQL["0008"]  # 0009 changed PostgreSQL's counter triggers only
 SEED_SQL["0010"] = SEED_SQL["0009"]  # 0010 added the queues' totals, which the seeded messages count up from 0
 SEED_SQL["0011"] = SEED_SQL["0010"]  # 0011 changed PostgreSQL's delta rows only
+SEED_SQL["0012"] = SEED_SQL["0011"]  # 0012 changed PostgreSQL's insert trigger only
 
 
 def _seed(path: str, revision: str) -> None:

@@ -76,6 +76,7 @@ FOLD_LOCK_TIMEOUT = "100ms"
 """A fold waits no longer than this for a queue row another transaction holds: it gives up, to fold later."""
 SYNCHRONOUS = ("NORMAL", "FULL")
 _COMMIT: tuple[str, Sequence[Any], Optional[bool]] = ("COMMIT", (), False)
+_IDLE, _ACTIVE = psycopg.pq.TransactionStatus.IDLE.value, psycopg.pq.TransactionStatus.ACTIVE.value
 
 
 _pid = os.getpid()
@@ -108,8 +109,9 @@ class PostgresStore:
         # write() sends its BEGIN and lock with its first statement (a pipeline): the server runs them in order, so
         # the lock is granted before that statement takes its snapshot (READ COMMITTED: one per statement).
         # (The lock prepared once, as the statements are: its text parsed and planned at every write was a twentieth
-        # of the server's time in a publish, perf on the backend.)
-        self._begin_write = [("BEGIN", (), False), (sql.LOCK_WRITE_SHARED, (self._write_key,), None)]
+        # of the server's time in a publish, perf on the backend. Its key in the text, not a parameter: nothing to
+        # convert at every write.)
+        self._begin_write = [("BEGIN", (), False), (sql.LOCK_SHARED.format(key=self._write_key), (), True)]
         self._begin_exclusive = "BEGIN; " + sql.LOCK_EXCLUSIVE.format(key=self._write_key)
         self._in_transaction = False
         self._pending: list[tuple[str, Sequence[Any], Optional[bool]]] = []  # sent with the next statement or the COMMIT
@@ -234,7 +236,7 @@ class PostgresStore:
     def _settle_interrupted(self) -> None:
         """A statement that an exception interrupted on its way (a signal handler that raised in this thread) leaves
         the session busy, and every later statement would fail: cancel it and read what the server still sends."""
-        if self._conn.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE and not self._conn.broken:
+        if self._conn.pgconn.transaction_status == _ACTIVE and not self._conn.broken:
             try:
                 self._conn.cancel_safe()
                 while self._conn.pgconn.get_result() is not None:
@@ -245,8 +247,10 @@ class PostgresStore:
     def _rollback(self) -> None:
         self._in_transaction = False
         self._pending = []
+        if self._conn.pgconn.transaction_status == _IDLE:  # every transaction's start: nothing to undo
+            return
         self._settle_interrupted()
-        if self._conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not self._conn.broken:
+        if self._conn.pgconn.transaction_status != _IDLE and not self._conn.broken:
             self.rollbacks += 1
             try:
                 self._controls.execute("ROLLBACK", prepare=False)
@@ -539,12 +543,17 @@ class PostgresStore:
                       now: float) -> Optional[bool]:
         if not self._may_commit_with(queue):
             return None
-        plain, stored, consumed = self._first_and_commit(
-            sql.PUBLISH_PLAIN, (queue, exchange, routing_key, body, properties, now)).fetchall()[0]
-        if not stored:
-            self._begin_again(queue, plain is False)
+        stored = self._first_and_commit(sql.PUBLISH_PLAIN, (queue, exchange, routing_key, body, properties, now)
+                                        ).fetchone()
+        if stored is None:
+            # The block goes on in a new transaction, which first asks why: a queue with arguments or an owner is
+            # left to the general path from now on (a round trip more, on this path only).
+            self._begin_again(queue, False)
+            plain = self.run(sql.SELECT_PLAIN, (queue,)).fetchone()
+            if plain is not None and not plain[0]:
+                remember(self._not_plain, queue)
             return None
-        return bool(consumed)
+        return bool(stored[0])
 
     def publish_alone(self, queue: str, exchange: str, routing_key: str, body: bytes, properties: Optional[str],
                       now: float, routing_version: Optional[int] = None) -> Optional[bool]:

@@ -16,7 +16,10 @@ import psycopg
 from psycopg import pq
 from psycopg.adapt import PyFormat, Transformer
 
-_OK = (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK)
+_TUPLES_OK, _COMMAND_OK, _PIPELINE_SYNC = (pq.ExecStatus.TUPLES_OK.value, pq.ExecStatus.COMMAND_OK.value,
+                                           pq.ExecStatus.PIPELINE_SYNC.value)
+_OK = (_TUPLES_OK, _COMMAND_OK)
+_BINARY = pq.Format.BINARY
 
 
 class Rows:
@@ -59,9 +62,9 @@ class Wire:
         self._prepared: dict[tuple[str, tuple[int, ...]], bytes] = {}
 
     def send(self, statements: Sequence[tuple[str, Sequence[Any], Optional[bool]]], wanted: int = -1) -> Rows:
-        """Run ``statements`` (text, parameters, prepare: False for never) in order, in one round trip; the rows
-        of the ``wanted`` one (the last by default). The first that fails raises its psycopg error, once the server has answered them all (those
-        after it did not run)."""
+        """Run ``statements`` (text, parameters, prepare: False for never, True for even without parameters) in
+        order, in one round trip; the rows of the ``wanted`` one (the last by default). The first that fails raises
+        its psycopg error, once the server has answered them all (those after it did not run)."""
         pg, tx = self._pg, self._tx
         pg.enter_pipeline_mode()
         try:
@@ -79,14 +82,14 @@ class Wire:
         for key in preparing:
             if key is not None:
                 prepared = next(answers)
-                if prepared.status != pq.ExecStatus.COMMAND_OK:
+                if prepared.status != _COMMAND_OK:
                     del self._prepared[key]  # it never came to exist on the server
             own.append(next(answers))
         failed = next((r for r in own if r.status not in _OK), None)
         if failed is not None:
             raise psycopg.errors.error_from_result(failed, encoding=self._conn.info.encoding)
         last = own[wanted]
-        if last.status != pq.ExecStatus.TUPLES_OK:
+        if last.status != _TUPLES_OK:
             return Rows([], last.command_tuples or 0)
         tx.set_pgresult(last)
         return Rows(tx.load_rows(0, last.ntuples, tuple), last.ntuples, last)
@@ -96,14 +99,17 @@ class Wire:
         """Queue one statement; the key of the statement it prepares on the way, if it does."""
         pg, tx = self._pg, self._tx
         if not params:
-            pg.send_query_params(text.encode(), None, result_format=pq.Format.BINARY)
-            return None
-        values = tx.dump_sequence(params, [PyFormat.AUTO] * len(params))
-        types, formats = tx.types, tx.formats
-        if prepare is False:
-            pg.send_query_params(text.encode(), values, param_types=types, param_formats=formats,
-                                 result_format=pq.Format.BINARY)
-            return None
+            if not prepare:
+                pg.send_query_params(text.encode(), None, result_format=_BINARY)
+                return None
+            values, types, formats = None, (), None
+        else:
+            values = tx.dump_sequence(params, [PyFormat.AUTO] * len(params))
+            types, formats = tx.types, tx.formats
+            if prepare is False:
+                pg.send_query_params(text.encode(), values, param_types=types, param_formats=formats,
+                                     result_format=_BINARY)
+                return None
         key = (text, tuple(types or ()))
         name = self._prepared.get(key)
         preparing = None
@@ -111,7 +117,7 @@ class Wire:
             name = self._prepared[key] = f"litemq_{len(self._prepared)}".encode()
             pg.send_prepare(name, text.encode(), param_types=types)
             preparing = key
-        pg.send_query_prepared(name, values, param_formats=formats, result_format=pq.Format.BINARY)
+        pg.send_query_prepared(name, values, param_formats=formats, result_format=_BINARY)
         return preparing
 
     def _flush(self) -> None:
@@ -131,7 +137,7 @@ class Wire:
             result = pg.get_result()
             if result is None:
                 continue  # the end of one statement's results
-            if result.status == pq.ExecStatus.PIPELINE_SYNC:
+            if result.status == _PIPELINE_SYNC:
                 return results
             results.append(result)
 
