@@ -67,19 +67,20 @@ class Channel(Topology):
         data = self._body(exchange, body)
         if delay is not None:
             check_seconds("delay", delay)
-        elif properties.expiration is None and self._published_alone(exchange, routing_key, data, properties):
-            return 1
+        elif properties.expiration is None:  # to one plain queue perhaps: a transaction of its own (publish_alone)
+            if exchange == "":  # (the commonest publish: no call between)
+                if self._store.publish_alone(routing_key, exchange, routing_key, data,
+                                             self._encoded(exchange, properties), clock()) is not None:
+                    return 1
+            elif self._published_routed(exchange, routing_key, data, properties):
+                return 1
         with self._store.write() as store:
             arrival = self._publish_in(store, exchange, routing_key, [data], properties, delay=delay)
         return self._confirm(arrival, exchange, routing_key, mandatory)
 
-    def _published_alone(self, exchange: str, routing_key: str, data: bytes, properties: Properties) -> bool:
-        """Whether the message went to its one queue, a plain one, as a transaction of its own (``publish_alone``):
-        a queue named by the default exchange, or the one queue of a route this connection cached (while the file's
-        bindings are still the ones it was cached by)."""
-        if exchange == "":
-            return self._store.publish_alone(routing_key, exchange, routing_key, data,
-                                             self._encoded(exchange, properties), clock()) is not None
+    def _published_routed(self, exchange: str, routing_key: str, data: bytes, properties: Properties) -> bool:
+        """Whether the message went to the one queue, a plain one, of a route this connection cached, as a
+        transaction of its own (``publish_alone``, while the file's bindings are still the ones it was cached by)."""
         self._store.check_process()  # before the lock, which another thread may have held at fork()
         with self._store.lock:  # the routes are cached under it
             route = self._session.routes.only_queue(self._store, exchange, routing_key)
