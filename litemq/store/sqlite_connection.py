@@ -152,7 +152,7 @@ class SQLiteConnection:
         """The litemq error for an SQLite error that ended a transaction (rolled back by now). A full disk first
         checkpoints the WAL, so the next transactions reuse its space from the start instead of growing it. With the
         busy timeout off (``stop_waiting``), SQLITE_BUSY is a write that may not wait refused: WouldWait."""
-        if self._busy_off and _busy(exc):
+        if self._busy_off and getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY"):
             return WouldWait(self.path)
         error = translate_error(exc, self.path)
         if isinstance(error, StorageFull):
@@ -329,7 +329,8 @@ class _Transaction(Transaction, Generic[S]):
             store._after_commit = []
             if store._no_wait and self.writes:
                 store._no_wait = False  # only the first write may refuse: one after it must not be done twice
-                self._begin_without_waiting()
+                store.stop_waiting()
+                store._db.execute(self.begin)  # SQLITE_BUSY: ``failed`` below makes it WouldWait
             else:
                 if store._busy_off:
                     store.may_wait()
@@ -345,16 +346,6 @@ class _Transaction(Transaction, Generic[S]):
                 raise store.failed(exc) from exc
             raise
         return store
-
-    def _begin_without_waiting(self) -> None:
-        store = self.store
-        store.stop_waiting()
-        try:
-            store._db.execute(self.begin)
-        except sqlite3.OperationalError as exc:
-            if _busy(exc):
-                raise WouldWait(self.store.path) from exc
-            raise
 
     def __exit__(self, exc_type: Optional[type], exc: Optional[BaseException], traceback: object) -> None:
         store = self.store
@@ -375,7 +366,3 @@ class _Transaction(Transaction, Generic[S]):
                     raise failure
         finally:
             store.lock.release()
-
-
-def _busy(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorname", "").startswith("SQLITE_BUSY")

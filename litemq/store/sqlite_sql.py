@@ -150,6 +150,8 @@ CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER = _as_default_consumer(
 # (one to hold the rows returned, one for the ids): callgrind counted 294,000 instructions per claim + ack with
 # CLAIM, 230,000 read then leased. Inside the write transaction nothing can claim it in between.
 _OTHER_PRIORITIES = "SELECT 1 FROM litemq_consumers WHERE queue = ?1 AND priority != 0 AND priority"
+# A consumer of higher priority than 0 has room: then a priority-0 consumer may take nothing.
+_OUTRANKED = f"EXISTS ({_OTHER_PRIORITIES} > 0 AND has_room)"
 
 
 def _next_ready(below: str = "", ranking: str = "") -> str:
@@ -161,7 +163,7 @@ def _next_ready(below: str = "", ranking: str = "") -> str:
 NEXT_READY = _next_ready()
 # As a priority-0 consumer's (``_as_default_consumer`` below).
 NEXT_READY_AS_DEFAULT_CONSUMER = _next_ready(f", EXISTS ({_OTHER_PRIORITIES} < 0)",
-                                             f"AND NOT EXISTS ({_OTHER_PRIORITIES} > 0 AND has_room) ")
+                                             f"AND NOT {_OUTRANKED} ")
 LEASE_READY = ("UPDATE litemq_messages SET lease_owner = ?, lease_token = ?, lease_expires_at = ?, "
                "delivery_count = delivery_count + 1 WHERE id = ?")
 # A priority-0 consumer's claim of one message as two statements in autocommit mode (``claim_alone``): the next
@@ -171,14 +173,14 @@ LEASE_READY = ("UPDATE litemq_messages SET lease_owner = ?, lease_token = ?, lea
 # the lease decides, and what it returns is what is delivered (the id read may have been taken, acked and given to
 # a newer message in between: SQLite reuses the highest rowid). No BEGIN and COMMIT, nor a read of the deadlines.
 NEXT_READY_ALONE = (f"SELECT coalesce({_DELAYED_DUE} <= ?2, 0) OR coalesce({_MESSAGE_EXPIRY} <= ?2, 0) "
-                    f"OR coalesce({_QUEUE_EXPIRY} <= ?2, 0), EXISTS ({_OTHER_PRIORITIES} > 0 AND has_room), "
+                    f"OR coalesce({_QUEUE_EXPIRY} <= ?2, 0), {_OUTRANKED}, "
                     f"EXISTS ({_OTHER_PRIORITIES} < 0), litemq_messages.id "
                     "FROM litemq_queues LEFT JOIN litemq_messages ON "
                     "litemq_messages.id = (SELECT id FROM litemq_messages WHERE queue = ?1 AND lease_token IS NULL "
                     "AND visible_at IS NULL ORDER BY priority DESC, id LIMIT 1) WHERE name = ?1")
 LEASE_READY_ALONE = ("UPDATE litemq_messages SET lease_owner = ?2, lease_token = ?3, lease_expires_at = ?4, "
                      "delivery_count = delivery_count + 1 WHERE id = ?5 AND queue = ?1 AND lease_token IS NULL "
-                     f"AND visible_at IS NULL AND NOT EXISTS ({_OTHER_PRIORITIES} > 0 AND has_room) "
+                     f"AND visible_at IS NULL AND NOT {_OUTRANKED} "
                      f"RETURNING id, exchange, routing_key, {BODY}, properties, delivery_count, priority")
 DELETE_READY = "DELETE FROM litemq_messages WHERE id = ?"
 TAKE_HEAD = f"DELETE FROM litemq_messages WHERE id IN ({_READY_IN_ORDER}) {_TAKEN}"
@@ -219,8 +221,7 @@ SELECT_QUEUE_DUE_NEXT = (f"{SELECT_QUEUE_DUE.replace(' FROM litemq_queues WHERE 
                          "ORDER BY priority DESC, id LIMIT 1) WHERE name = ?1")
 SELECT_READY_COUNT = "SELECT ready_count FROM litemq_queues WHERE name = ?"
 # The same with whether a consumer of priority above 0 has room (then a priority-0 consumer may take nothing).
-SELECT_READY_COUNT_RANKED = ("SELECT ready_count, EXISTS (SELECT 1 FROM litemq_consumers WHERE queue = ?1 "
-                             "AND priority != 0 AND priority > 0 AND has_room) FROM litemq_queues WHERE name = ?1")
+SELECT_READY_COUNT_RANKED = f"SELECT ready_count, {_OUTRANKED} FROM litemq_queues WHERE name = ?1"
 SELECT_CONSUMERS_OF = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers WHERE queue = ?"
 SELECT_ALL_CONSUMERS = "SELECT connection_id, channel, consumer_tag FROM litemq_consumers"
 DELETE_CONNECTION_CONSUMERS = "DELETE FROM litemq_consumers WHERE connection_id = ? RETURNING queue"
