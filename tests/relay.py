@@ -23,8 +23,10 @@ class Relay:
     partition leaves a server's socket.
 
     ``keepalive=(idle, interval, count)`` gives the machine-side sockets the TCP keepalive the server would give
-    its own (PostgreSQL's ``tcp_keepalives_idle/interval/count``): once it finds the machine gone, the relay
-    closes the upstream socket, and the server ends that session as it would have on its own socket."""
+    its own (PostgreSQL's ``tcp_keepalives_idle/interval/count``), and the ``tcp_user_timeout`` that goes with them
+    (idle + interval x count): keepalive probes only a socket with nothing unacknowledged, so a cut that falls while
+    a reply is on its way to the machine is found by the user timeout instead. Once it finds the machine gone, the
+    relay closes the upstream socket, and the server ends that session as it would have on its own socket."""
 
     def __init__(self, upstream: tuple[str, int] = SERVER,
                  keepalive: Optional[tuple[int, int, int]] = None) -> None:
@@ -78,6 +80,7 @@ class Relay:
                 downstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
                 downstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
                 downstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+                downstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 1000 * (idle + interval * count))
             try:
                 upstream = socket.create_connection(self.upstream, timeout=5)
             except OSError:
