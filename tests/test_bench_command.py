@@ -137,6 +137,20 @@ def test_crash_detection_bench_measures_each_case_and_leaves_no_store_behind(eng
                                 ).fetchall() == []
 
 
+def test_write_lock_bench_drains_the_queue_with_each_number_of_consumers_and_counts_their_waits() -> None:
+    done = subprocess.run([sys.executable, "bench/write_lock.py", "--consumers", "1,2", "--n", "60", "--runs", "1"],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and not done.stderr, done.stdout + done.stderr
+    lines = [line for line in done.stdout.splitlines() if "consumer(s)" in line]
+    assert [line.split()[0] for line in lines] == ["1", "2"], done.stdout
+    for line, consumers in zip(lines, (1, 2)):
+        found = re.search(r"shares \[([\d, ]+)\]", line)
+        assert found, line
+        shares = [int(n) for n in found.group(1).split(",")]
+        assert len(shares) == consumers and sum(shares) == 60, line
+        assert re.search(r"CPU +\d+ us/msg \( *\d+ us inside each write transaction\)", line), line
+
+
 def test_celery_latency_rows_take_their_paced_tasks_from_paced_n() -> None:
     from bench.command import parse_args
 
