@@ -466,8 +466,14 @@ class Channel(Topology):
         _check_tag(delivery_tag)
         with self._store.lock:
             unacked = self._unacked
-            acks: list[tuple[Scope, int, Held]] = [(self, tag, unacked.pop(tag))
-                                                   for tag in self._settled_by(delivery_tag, multiple)]
+            if multiple:
+                acks: list[tuple[Scope, int, Held]] = [(self, tag, unacked.pop(tag))
+                                                       for tag in self._settled_by(delivery_tag, multiple)]
+            else:  # the common case, without the list of tags
+                held = unacked.pop(delivery_tag, None)
+                if held is None:
+                    raise self._unknown_tag(delivery_tag)
+                acks = [(self, delivery_tag, held)]
             for _, _, held in acks:
                 if held.consumer is not None:
                     held.consumer.unacked -= 1  # type: ignore[attr-defined]  # its room is free for its next claim
@@ -480,7 +486,8 @@ class Channel(Topology):
         done = store.ack([(held.message_id, held.token) for _, _, held in acks])
         if done < len(acks):
             self._acks_late(store, acks, done)
-        consumers = {held.consumer for _, _, held in acks if held.consumer is not None}
+        consumers = {held.consumer for _, _, held in acks if held.consumer is not None} if len(acks) > 1 else (
+            () if acks[0][2].consumer is None else (acks[0][2].consumer,))  # one ack: no set
         for consumer in consumers:
             if consumer.reported_full:  # type: ignore[attr-defined]
                 consumer.report_room(store, full=False)  # type: ignore[attr-defined]
