@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from enum import Enum
 from operator import attrgetter
-from typing import Any, Optional
+from typing import Any, Optional, TypeVar
 
 from ..message import PROPERTY_NAMES, Properties
 from . import exceptions
@@ -35,6 +35,9 @@ class ExchangeType(str, Enum):
     topic = "topic"
 
 
+M = TypeVar("M", bound="_Method")
+
+
 class _Method:
     """An AMQP method with named fields, shown as pika shows them. Each is a class of its own, as in pika, so a
     callback can be annotated ``method: spec.Basic.Deliver`` and its fields are typed."""
@@ -47,6 +50,14 @@ class _Method:
         values.update(kwargs)
         for name in self.FIELDS:
             setattr(self, name, values.get(name))
+
+    @classmethod
+    def _received(cls: type[M], *values: Any) -> M:
+        """One as litemq hands it out, from every field's value in FIELDS order: without the dict of arguments
+        ``__init__`` builds (one per delivery)."""
+        method = cls.__new__(cls)
+        method.__dict__.update(zip(cls.FIELDS, values))
+        return method
 
     def __repr__(self) -> str:
         fields = [f"{name}={getattr(self, name)!r}" for name in self.FIELDS]
