@@ -7,7 +7,7 @@ from enum import Enum
 from operator import attrgetter
 from typing import Any, Optional, TypeVar
 
-from ..message import PROPERTY_NAMES, Properties
+from ..message import EMPTY_PROPERTIES, PROPERTY_NAMES, Properties
 from . import exceptions
 
 TRANSIENT_DELIVERY_MODE = 1
@@ -238,11 +238,15 @@ class BasicProperties:
     @classmethod
     def from_native(cls, properties: Properties) -> "BasicProperties":
         received = cls.__new__(cls)  # its fields as they are: checked already (1.5 -> 0.9 us a get)
-        received.__dict__.update(zip(PROPERTY_NAMES, _property_values(properties)))
+        if properties is EMPTY_PROPERTIES:  # most messages': a copy of the fields read once (a dict's copy is quickest)
+            received.__dict__ = _EMPTY_FIELDS.copy()
+        else:
+            received.__dict__.update(zip(PROPERTY_NAMES, _property_values(properties)))
         return received
 
 
 _property_values = attrgetter(*PROPERTY_NAMES)
+_EMPTY_FIELDS = dict(zip(PROPERTY_NAMES, _property_values(EMPTY_PROPERTIES)))
 
 
 def _as_sent(value: Any) -> Any:
