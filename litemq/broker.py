@@ -31,8 +31,18 @@ if TYPE_CHECKING:
 
 
 _CHECKED_NAMES: set[str] = set()
-"""Exchange names and routing keys a publish has checked (``routing.check_name``): not checked again. Bounded."""
+"""Exchange names, routing keys and queue names a publish or a get has checked (``routing.check_name``): not
+checked again. Bounded."""
 CHECKED_NAMES_KEPT = 4096
+
+
+def _check_names(*names: tuple[str, object]) -> None:
+    """``routing.check_name`` of each (kind, name), then remembered in _CHECKED_NAMES."""
+    for kind, name in names:
+        routing.check_name(kind, name)
+    if len(_CHECKED_NAMES) >= CHECKED_NAMES_KEPT:
+        _CHECKED_NAMES.clear()
+    _CHECKED_NAMES.update(name for _, name in names)  # type: ignore[misc]  # checked: str
 
 
 class Channel(Topology):
@@ -143,11 +153,7 @@ class Channel(Topology):
         except TypeError:  # unhashable: check_name says what it must be
             checked = False
         if not checked:
-            routing.check_name("exchange name", exchange)
-            routing.check_name("routing key", routing_key)
-            if len(_CHECKED_NAMES) >= CHECKED_NAMES_KEPT:
-                _CHECKED_NAMES.clear()
-            _CHECKED_NAMES.update((exchange, routing_key))
+            _check_names(("exchange name", exchange), ("routing key", routing_key))
         if properties is None:
             return EMPTY_PROPERTIES
         if not isinstance(properties, Properties):
@@ -198,7 +204,12 @@ class Channel(Topology):
 
         The delivery's ``message_count`` is how many ready messages are left."""
         self._check_open()
-        routing.check_name("queue name", queue)
+        try:
+            checked = queue in _CHECKED_NAMES
+        except TypeError:  # unhashable: check_name says what it must be
+            checked = False
+        if not checked:
+            _check_names(("queue name", queue))
         if lease_seconds is not None:
             check_seconds("lease_seconds", lease_seconds, positive=True)
         for attempt in range(2):
@@ -207,8 +218,8 @@ class Channel(Topology):
                 token = 0 if auto_ack else next(self._session.lease_tokens)
                 # Read and claimed in one step where the queue has no arguments (which may set the lease) and
                 # nothing is due (which settles first): then the claim's lease is the channel's.
-                default_lease = self._session.lease_seconds if lease_seconds is None else float(lease_seconds)
-                found, due, rows = store.claim_with_queue(queue, 1, self._owner, token, now + default_lease, now,
+                lease = self._session.lease_seconds if lease_seconds is None else float(lease_seconds)
+                found, due, rows = store.claim_with_queue(queue, 1, self._owner, token, now + lease, now,
                                                           auto_ack=auto_ack)
                 row = self._usable(found, queue)
                 policy = queue_policy(None)
@@ -229,11 +240,10 @@ class Channel(Topology):
                     if auto_ack:
                         rows = store.claim_and_delete(queue, 1)
                     else:
-                        rows = store.claim(queue, 1, self._owner, token,
-                                           now + self._lease_seconds(row, queue, lease_seconds))
+                        lease = self._lease_seconds(row, queue, lease_seconds)
+                        rows = store.claim(queue, 1, self._owner, token, now + lease)
                 if rows:
-                    held = None if auto_ack else self._hold(rows[0], queue, token, None, lease_seconds or 0, now,
-                                                            row)
+                    held = None if auto_ack else self._hold(rows[0], queue, token, None, lease, now, row)
                     return self._deliver(rows[0], queue, held, None, policy, message_count=row.ready_count - 1)
             # Empty: a dead connection may be holding messages; look (at most every SWEEP_SECONDS) and retry once.
             if attempt or not self._session.sweep():
@@ -381,9 +391,6 @@ class Channel(Topology):
 
     def _hold(self, row: MessageRow, queue: str, token: int, consumer: Optional["Consumer"],
               lease_seconds: float, now: float, queue_row: Optional[QueueRow] = None) -> Held:
-        if not lease_seconds:
-            assert queue_row is not None
-            lease_seconds = self._lease_seconds(queue_row, queue, None)
         self._session.lease_taken(lease_seconds)
         created_at = queue_row.created_at if queue_row is not None else consumer and consumer.queue_created_at
         return Held(row.id, token, queue, consumer, lease_seconds, now, created_at)
@@ -405,11 +412,11 @@ class Channel(Topology):
             # As RabbitMQ's quorum queues show it: absent on the first delivery, then the returns before this one.
             properties = properties.replace(headers={**(properties.headers or {}),
                                                      "x-delivery-count": row.delivery_count - 1})
-        return Delivery(
-            body=row.body, properties=properties, exchange=row.exchange,
-            routing_key=row.routing_key, queue=queue, delivery_tag=tag, redelivered=row.delivery_count > 1,
-            delivery_count=row.delivery_count, consumer_tag=consumer.consumer_tag if consumer else None,
-            message_count=message_count, _channel=None if held is None else self)
+        # (body, properties, exchange, routing_key, queue, delivery_tag, redelivered, delivery_count, consumer_tag,
+        # message_count, _channel): positional, one per delivery
+        return Delivery(row.body, properties, row.exchange, row.routing_key, queue, tag, row.delivery_count > 1,
+                        row.delivery_count, consumer.consumer_tag if consumer else None, message_count,
+                        None if held is None else self)
 
     def _holding(self) -> int:
         """How many deliveries this channel's consumers hold, handed out or not (for a channel-wide prefetch)."""
@@ -466,8 +473,14 @@ class Channel(Topology):
         _check_tag(delivery_tag)
         with self._store.lock:
             unacked = self._unacked
-            acks: list[tuple[Scope, int, Held]] = [(self, tag, unacked.pop(tag))
-                                                   for tag in self._settled_by(delivery_tag, multiple)]
+            if multiple:
+                acks: list[tuple[Scope, int, Held]] = [(self, tag, unacked.pop(tag))
+                                                       for tag in self._settled_by(delivery_tag, multiple)]
+            else:  # the common case, without the list of tags
+                held = unacked.pop(delivery_tag, None)
+                if held is None:
+                    raise self._unknown_tag(delivery_tag)
+                acks = [(self, delivery_tag, held)]
             for _, _, held in acks:
                 if held.consumer is not None:
                     held.consumer.unacked -= 1  # type: ignore[attr-defined]  # its room is free for its next claim
@@ -480,7 +493,8 @@ class Channel(Topology):
         done = store.ack([(held.message_id, held.token) for _, _, held in acks])
         if done < len(acks):
             self._acks_late(store, acks, done)
-        consumers = {held.consumer for _, _, held in acks if held.consumer is not None}
+        consumers = {held.consumer for _, _, held in acks if held.consumer is not None} if len(acks) > 1 else (
+            () if acks[0][2].consumer is None else (acks[0][2].consumer,))  # one ack: no set
         for consumer in consumers:
             if consumer.reported_full:  # type: ignore[attr-defined]
                 consumer.report_room(store, full=False)  # type: ignore[attr-defined]
@@ -521,7 +535,7 @@ class Channel(Topology):
                 self._store.check_process()  # before the lock, which another thread may have held at fork()
                 with self._store.lock:
                     if self._store.ack_alone((held.message_id, held.token)):
-                        self._forget([delivery_tag])
+                        self._unacked.pop(delivery_tag, None)  # ``_forget``, for a get's delivery (no consumer)
                         return
         with self._store.write() as store:
             leases = self._settle_in(store, delivery_tag, multiple, how, last=True)

@@ -276,7 +276,7 @@ class Session:
         # leaves them for the next transaction).
         pending = self.deferred_acks
         first = pending[0][0]
-        if all(entry[0] is first for entry in pending):
+        if len(pending) == 1 or all(entry[0] is first for entry in pending):
             first._acks_settled(store, pending)
         else:
             by_channel: dict[Scope, list[tuple[Scope, int, Held]]] = {}

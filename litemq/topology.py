@@ -43,12 +43,14 @@ def _reaping(method: Method) -> Method:
     which nothing the operation raises can roll back) and starts over."""
     @functools.wraps(method)
     def run(self: "Topology", *args: Any, **kwargs: Any) -> Any:
-        reaped: set[str] = set()
+        reaped: Optional[set[str]] = None  # made once one is: this runs on every get
         while True:
             try:
                 return method(self, *args, **kwargs)
             except OwnerDied as dead:
-                if dead.connection_id in reaped:  # cleaned up, yet still there: never loop on it
+                if reaped is None:
+                    reaped = set()
+                elif dead.connection_id in reaped:  # cleaned up, yet still there: never loop on it
                     raise StorageError(f"{self._session.path}: could not clean up after dead connection "
                                        f"{dead.connection_id}") from None
                 reaped.add(dead.connection_id)

@@ -336,9 +336,8 @@ class BlockingChannel:
         delivery = self._call(lambda: self._native.get(name, auto_ack=auto_ack))
         if delivery is None:
             return None, None, None
-        method = spec.Basic.GetOk(delivery_tag=delivery.delivery_tag, redelivered=delivery.redelivered,
-                                  exchange=delivery.exchange, routing_key=delivery.routing_key,
-                                  message_count=delivery.message_count)
+        method = spec.Basic.GetOk._received(delivery.delivery_tag, delivery.redelivered, delivery.exchange,
+                                            delivery.routing_key, delivery.message_count)
         return method, spec.BasicProperties.from_native(delivery.properties), delivery.body
 
     # --- consuming with callbacks
@@ -468,9 +467,8 @@ class BlockingChannel:
         return delivery
 
     def _as_pika(self, delivery: Delivery) -> PikaDelivery:
-        method = spec.Basic.Deliver(consumer_tag=delivery.consumer_tag, delivery_tag=delivery.delivery_tag,
-                                    redelivered=delivery.redelivered, exchange=delivery.exchange,
-                                    routing_key=delivery.routing_key)
+        method = spec.Basic.Deliver._received(delivery.consumer_tag, delivery.delivery_tag, delivery.redelivered,
+                                              delivery.exchange, delivery.routing_key)
         return method, spec.BasicProperties.from_native(delivery.properties), delivery.body
 
     # --- consuming with a generator
