@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import multiprocessing
 import os
 import statistics
@@ -155,7 +156,17 @@ def _blocking_consumer(url: str, count: int, out: Any) -> None:
         out.put((time.time(), latencies))
 
 
-def _aio_publisher(url: str, count: int, pace: float) -> None:
+def _run(main: Any, loop: str) -> None:
+    """``asyncio.run``, or uvloop's loop where asked (as uvicorn runs a FastAPI service when uvloop is installed)."""
+    if loop == "uvloop":
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
+
+
+def _aio_publisher(url: str, count: int, pace: float, loop: str = "asyncio") -> None:
     async def run() -> None:
         import litemq.aio
 
@@ -165,10 +176,10 @@ def _aio_publisher(url: str, count: int, pace: float) -> None:
                 if pace:
                     await asyncio.sleep(pace)
 
-    asyncio.run(run())
+    _run(run(), loop)
 
 
-def _aio_consumer(url: str, count: int, out: Any) -> None:
+def _aio_consumer(url: str, count: int, out: Any, loop: str = "asyncio") -> None:
     async def run() -> None:
         import litemq.aio
 
@@ -182,7 +193,7 @@ def _aio_consumer(url: str, count: int, out: Any) -> None:
                     break
             out.put((time.time(), latencies))
 
-    asyncio.run(run())
+    _run(run(), loop)
 
 
 def _aio_pika_publisher(url: str, count: int, pace: float) -> None:
@@ -223,7 +234,7 @@ def _aio_pika_consumer(url: str, count: int, out: Any) -> None:
 
 
 def _prepare(system: str, url: str) -> None:
-    if system == "aio-pika/RabbitMQ":
+    if system.startswith("aio-pika/RabbitMQ"):
         import pika
 
         connection = pika.BlockingConnection(pika.URLParameters(AMQP))
@@ -267,6 +278,10 @@ SYSTEMS = {
     "litemq.aio": (_aio_publisher, _aio_consumer),
     "aio-pika/RabbitMQ": (_aio_pika_publisher, _aio_pika_consumer),
 }
+UVLOOP_SYSTEMS = {
+    "litemq.aio, uvloop": (functools.partial(_aio_publisher, loop="uvloop"),
+                           functools.partial(_aio_consumer, loop="uvloop")),
+}
 
 
 def main() -> None:
@@ -281,9 +296,16 @@ def main() -> None:
                              "where allowed, so that the machine's other programs do not delay the loop)")
     parser.add_argument("--realtime-pairs", action="store_true",
                         help="part 2 again at real-time priority (the clients; a broker's server keeps its own)")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="part 2 also runs litemq.aio on uvloop's event loop (the bench extra installs it)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds of part 2, the systems taking turns: the median rate, latencies pooled")
     args = parser.parse_args()
+    if args.uvloop:
+        try:
+            import uvloop  # noqa: F401
+        except ImportError:
+            parser.error("--uvloop needs uvloop (pip install uvloop, or the bench extra)")
     directory = tempfile.mkdtemp(prefix="litemq-bench-async-")
     url = args.url or os.path.join(directory, "bench.db")
     idle_url = args.url or os.path.join(directory, "idle.db")
@@ -305,11 +327,12 @@ def _report_pairs(args: Any, url: str, realtime: bool) -> None:
     print(f"2. two processes, {args.messages} messages in a burst (prefetch 100, ack each); {args.paced} paced "
           f"one every 2 ms for latency; {args.rounds} rounds; at {priority}")
     print(f"   {'system':<20} {'msg/s':>9} {'p50 ms':>8} {'p99 ms':>8}")
-    rates: dict[str, list[float]] = {system: [] for system in SYSTEMS}
-    latencies: dict[str, list[float]] = {system: [] for system in SYSTEMS}
+    systems = {**SYSTEMS, **(UVLOOP_SYSTEMS if args.uvloop else {})}
+    rates: dict[str, list[float]] = {system: [] for system in systems}
+    latencies: dict[str, list[float]] = {system: [] for system in systems}
     failed: dict[str, str] = {}
     for _ in range(args.rounds):  # the systems take turns, so a spell of load elsewhere hits them alike
-        for system, (publisher, consumer) in SYSTEMS.items():
+        for system, (publisher, consumer) in systems.items():
             if system in failed:
                 continue
             try:
@@ -317,7 +340,7 @@ def _report_pairs(args: Any, url: str, realtime: bool) -> None:
                 latencies[system].extend(_pair(system, url, publisher, consumer, args.paced, 0.002, realtime)[1])
             except Exception as exc:  # RabbitMQ unreachable: say so, go on
                 failed[system] = f"{type(exc).__name__}: {exc}"
-    for system in SYSTEMS:
+    for system in systems:
         if system in failed:
             print(f"   {system:<20} not measured: {failed[system]}")
             continue

@@ -744,3 +744,46 @@ def test_a_ring_that_finds_nothing_once_is_late_news_and_the_next_ring_is_still_
         return after_one, after_two, delivery.body
 
     assert run(db_path, body) == (False, True, b"x")
+
+
+def test_on_uvloops_event_loop_consumers_wake_on_publishes_and_rpc_answers(db_path):
+    # uvicorn runs FastAPI services on uvloop when it is installed: the doorbells (add_reader), the worker thread's
+    # hand-backs and the timers must work on its loop as on asyncio's.
+    uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (the test extra installs it)")
+    publisher = litemq.connect(db_path)
+
+    async def body(conn):
+        assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
+        await conn.declare_queue("jobs")
+        received = []
+
+        async def consume():
+            async for delivery in conn.consume("jobs", prefetch=2):
+                received.append(delivery.body)
+                await delivery.ack()
+                if len(received) == 3:
+                    return
+
+        consuming = asyncio.ensure_future(consume())
+        await asyncio.sleep(0.1)  # waiting, on the loop
+        for body in (b"1", b"2", b"3"):
+            await asyncio.to_thread(publisher.publish, "", "jobs", body)
+        await asyncio.wait_for(consuming, BOUND)
+        server = AsyncRpcServer(conn, "rpc", lambda request: request.body.upper())
+        serving = asyncio.ensure_future(server.serve(limit=1))
+        async with AsyncRpcClient(conn) as client:
+            answer = await client.call("rpc", b"up", timeout=5)
+        await serving
+        await server.close()
+        return received, answer
+
+    async def main():
+        async with litemq.aio.connect(db_path) as conn:
+            return await asyncio.wait_for(body(conn), BOUND)
+
+    try:
+        assert uvloop.run(main()) == ([b"1", b"2", b"3"], b"UP")
+    finally:
+        publisher.close()
+    with litemq.connect(db_path) as conn:
+        assert conn.declare_queue("jobs", passive=True).message_count == 0

@@ -151,6 +151,17 @@ def test_write_lock_bench_drains_the_queue_with_each_number_of_consumers_and_cou
         assert re.search(r"CPU +\d+ us/msg \( *\d+ us inside each write transaction\)", line), line
 
 
+def test_asyncio_targets_measure_the_idle_consumers_and_each_pairing_uvloops_included() -> None:
+    pytest.importorskip("uvloop", reason="uvloop is not installed (the test extra installs it)")
+    done = subprocess.run([sys.executable, "bench/asyncio_targets.py", "--consumers", "3", "--idle-seconds", "0.1",
+                           "--no-realtime", "--rounds", "1", "--messages", "30", "--paced", "5", "--uvloop"],
+                          cwd=REPO, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert re.search(r"3 idle async consumers on 3 queues.*: [\d.]+ % of a core", done.stdout), done.stdout
+    for system in ("litemq blocking", "litemq.aio", "litemq.aio, uvloop"):
+        assert re.search(rf"^   {re.escape(system)} +[\d,]+ +[\d.]+ +[\d.]+ ", done.stdout, re.M), done.stdout
+
+
 def test_celery_latency_rows_take_their_paced_tasks_from_paced_n() -> None:
     from bench.command import parse_args
 
