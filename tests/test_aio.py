@@ -746,6 +746,37 @@ def test_a_ring_that_finds_nothing_once_is_late_news_and_the_next_ring_is_still_
     assert run(db_path, body) == (False, True, b"x")
 
 
+def test_a_ring_answered_on_the_loop_reads_its_queue_once_before_the_claim(db_path, engine):
+    # A priority-0 consumer's ring: its queue's count and whether a consumer of higher priority has room in one
+    # read, as the blocking waiter's, then the claim; no separate look at the consumers' ranking. (On PostgreSQL no
+    # ring is answered on the loop: every statement waits for the server, so the worker runs them.)
+    publisher = litemq.connect(db_path)
+
+    async def body(conn):
+        await conn.declare_queue("q")
+        consumer = conn.consume("q")
+        fetch = asyncio.ensure_future(consumer.get(timeout=BOUND))
+        await asyncio.sleep(0.2)  # waiting
+        store, reads = consumer._consumer._store, []
+        for name in ("ready_count", "ready_count_ranked", "consumer_ranking"):
+            def counted(*args, _read=getattr(store, name), _name=name):
+                if threading.current_thread() is threading.main_thread():
+                    reads.append(_name)
+                return _read(*args)
+            setattr(store, name, counted)
+        await asyncio.to_thread(publisher.publish, "", "q", b"x")
+        delivery = await fetch
+        await delivery.ack()
+        for name in ("ready_count", "ready_count_ranked", "consumer_ranking"):
+            delattr(store, name)
+        return delivery.body, reads
+
+    try:
+        assert run(db_path, body) == (b"x", ["ready_count_ranked"] if engine == "sqlite" else [])
+    finally:
+        publisher.close()
+
+
 def test_on_uvloops_event_loop_consumers_wake_on_publishes_and_rpc_answers(db_path):
     # uvicorn runs FastAPI services on uvloop when it is installed: the doorbells (add_reader), the worker thread's
     # hand-backs and the timers must work on its loop as on asyncio's.
