@@ -4,14 +4,15 @@ psycopg floor's: exact and repeatable where CPU time is not (a shared machine, a
 A scratch cluster (initdb in a temporary directory, its own socket, no TCP) gets litemq's schema by a store opening
 it, then runs in single-user mode under cachegrind: for each row, ``--short`` and ``--long`` transactions as the
 store sends them (a publish or a claim: BEGIN, litemq's write lock, the statement as the store prepares it, COMMIT;
-an ack: its statement alone, as ``ack_last`` sends it; a get + ack: a claim of one message, then its ack), each run
+an ack: its statement alone, as ``ack_last`` sends it; a get + ack: a claim of one message, then its ack; consume: a
+consumer's ack and the claim that refills its room, in one transaction), each run
 on a fresh copy of the cluster after the same setup (``--long`` messages stored first, ready or leased). The difference of the two runs,
 divided by their difference in transactions, is the instructions of one (the server's start and end and the setup
 cancel out). Single-user mode reads each EXECUTE as text, a few thousand instructions more than the wire protocol's
 Bind: the same for every row, so the differences between rows hold.
 
     python -m bench.postgres_instructions [--bindir /usr/lib/postgresql/15/bin] [--short 100] [--long 400]
-        [--only publish,get+ack,ack]
+        [--only publish,get+ack,ack,consume]
 
 Needs valgrind and PostgreSQL's initdb, pg_ctl and postgres; as root, runs them as the ``postgres`` account.
 """
@@ -113,7 +114,7 @@ def main() -> None:
         ["pg_config", "--bindir"], capture_output=True, text=True).stdout.strip() or "/usr/lib/postgresql/15/bin"))
     parser.add_argument("--short", type=int, default=100)
     parser.add_argument("--long", type=int, default=400)
-    parser.add_argument("--only", default="publish,get+ack,ack", help="which of publish, get+ack, ack")
+    parser.add_argument("--only", default="publish,get+ack,ack,consume", help="which of publish, get+ack, ack, consume")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="litemq-instructions-") as scratch:
         data = scratch_cluster(args.bindir, Path(scratch))
@@ -153,6 +154,23 @@ def main() -> None:
                     lambda k: ["BEGIN", "EXECUTE lock", f"EXECUTE claim('o', {k + 1}, 1e12, 'q', 1)", "COMMIT",
                                "BEGIN", f"EXECUTE ack({FIRST_ID + k}, {k + 1})", "COMMIT"]),
             },
+            "consume": {  # a consumer's ack with its refill (prefetch 1): transaction k acks message k - 1
+                "litemq general path (lock, ACK_ONE; RETURN_EXPIRED; SELECT_DEADLINES; CLAIM_AS_DEFAULT_CONSUMER)": (
+                    litemq_ + [litemq_ready, f"PREPARE ack(bigint, bigint) AS {sql.ACK_ONE}",
+                               f"PREPARE expired(text, float8) AS {sql.RETURN_EXPIRED}",
+                               f"PREPARE deadlines AS {sql.SELECT_DEADLINES}",
+                               "PREPARE claim(text, bigint, float8, text, bigint) AS "
+                               f"{sql.CLAIM_AS_DEFAULT_CONSUMER}"],
+                    lambda k: ["BEGIN", "EXECUTE lock", f"EXECUTE ack({FIRST_ID + k - 1}, {k})",
+                               "EXECUTE expired('q', 1.0)", "EXECUTE deadlines",
+                               f"EXECUTE claim('o', {k + 1}, 1e12, 'q', 1)", "COMMIT"]),
+                "litemq (lock, ACK_ONE; CLAIM_UNLESS_DUE)": (
+                    litemq_ + [litemq_ready, f"PREPARE ack(bigint, bigint) AS {sql.ACK_ONE}",
+                               "PREPARE claim(text, bigint, float8, text, bigint, float8) AS "
+                               f"{sql.CLAIM_UNLESS_DUE}"],
+                    lambda k: ["BEGIN", "EXECUTE lock", f"EXECUTE ack({FIRST_ID + k - 1}, {k})",
+                               f"EXECUTE claim('o', {k + 1}, 1e12, 'q', 1, 1.0)", "COMMIT"]),
+            },
             "ack": {
                 "floor (DELETE)": (floor + [leased, f"PREPARE ack(bigint) AS {floor_postgres.DELETE % '$1'}"],
                                    lambda k: ["BEGIN", f"EXECUTE ack({FIRST_ID + k})", "COMMIT"]),
@@ -163,7 +181,7 @@ def main() -> None:
         print(f"server instructions per transaction ({args.long} - {args.short} transactions)")
         for kind in args.only.split(","):
             for name, (setup, transaction) in rows[kind].items():
-                print(f"{kind:8} {name:50} "
+                print(f"{kind:8} {name:60} "
                       f"{per_transaction(args.bindir, data, setup, transaction, args.short, args.long):10,.0f}")
 
 if __name__ == "__main__":

@@ -353,6 +353,15 @@ class Channel(Topology):
     def _claim_in(self, store: Store, consumer: "Consumer", limit: int
                   ) -> list[tuple[MessageRow, Optional[Held]]]:
         now = clock()
+        if not (consumer.priority or consumer.auto_ack or consumer.policy.single_active_consumer):
+            # A priority-0 consumer that acks: first a claim that leases only when nothing is due, where the engine
+            # makes it one statement with its look at what is due (none when it is not).
+            token = next(self._session.lease_tokens)
+            rows = store.claim_unless_due(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds,
+                                          now)
+            if rows is not None:
+                consumer.expiry_horizon = 0.0
+                return self._claimed(store, consumer, rows, token, limit, now, False)
         if now >= consumer.expiry_horizon:
             queue_rules.returned(self._session, store, store.return_expired(consumer.queue, now), now)
         consumer.expiry_horizon = 0.0  # until its waiter looks at the leases again, every claim looks for expired ones
@@ -366,14 +375,20 @@ class Channel(Topology):
         if outranked:
             return []
         if consumer.auto_ack:
-            rows = store.claim_and_delete(consumer.queue, limit, default_consumer=default)
-            claimed = [(row, None) for row in rows]
-        else:
-            token = next(self._session.lease_tokens)
-            rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds,
-                               default_consumer=default)
-            claimed = [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now))
-                       for row in rows]
+            return self._claimed(store, consumer, store.claim_and_delete(consumer.queue, limit,
+                                                                         default_consumer=default), 0, limit, now,
+                                 lower)
+        token = next(self._session.lease_tokens)
+        rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds,
+                           default_consumer=default)
+        return self._claimed(store, consumer, rows, token, limit, now, lower)
+
+    def _claimed(self, store: Store, consumer: "Consumer", rows: list[MessageRow], token: int, limit: int,
+                 now: float, lower: bool) -> list[tuple[MessageRow, Optional[Held]]]:
+        """A consumer's claim of ``rows`` (leased with ``token``, or taken for good with auto-ack); ``lower``:
+        the queue has consumers of lower priority than this one's."""
+        claimed = [(row, None if consumer.auto_ack else self._hold(row, consumer.queue, token, consumer,
+                                                                   consumer.lease_seconds, now)) for row in rows]
         if lower or (rows and rows[0].consumers_below) or consumer.reported_full:
             # Consumers of lower priority claim while this one is full: tell them when it is, and when it is not.
             consumer.report_room(store, full=consumer.full_after(len(claimed), limit))

@@ -61,6 +61,22 @@ def test_expired_message_keeps_its_place_in_the_queue(conn, frozen):
     assert [conn.get("q", auto_ack=True).body for _ in range(2)] == [b"1", b"2"]
 
 
+def test_a_consumers_claim_in_its_ack_returns_expired_leases_to_their_place_first(conn, frozen):
+    conn.declare_queue("q")
+    for body in (b"1", b"2", b"3"):
+        conn.publish("", "q", body)
+    conn.get("q", lease_seconds=5)
+    consumer = conn.consume("q", prefetch=1)
+    first = consumer.get(0)
+    assert first.body == b"2"
+    frozen.tick(6)
+    first.ack()  # its room refilled in the ack's transaction: "1" is back before "3"
+    again = consumer.get(0)
+    assert (again.body, again.redelivered) == (b"1", True)
+    again.ack()
+    assert consumer.get(0).body == b"3"
+
+
 def test_expired_leases_count_as_ready_again(conn, jobs, frozen):
     conn.get(jobs, lease_seconds=5)
     assert conn.declare_queue(jobs).message_count == 0

@@ -419,6 +419,39 @@ def test_a_claim_alone_leases_the_next_message_by_itself_or_leaves_the_claim_to_
     assert other.ready_count("q") == 1
 
 
+def test_a_claim_unless_due_leases_when_nothing_is_due_and_leaves_the_rest_to_the_general_path(store: Any) -> None:
+    declare(store)
+    declare(store, "other")
+    publish(store, "q", b"a", b"b", b"c")
+
+    def claimed(limit: int = 1, now: float = 3.0) -> Any:
+        with store.write() as s:
+            return s.claim_unless_due("q", limit, "c/1", TOKEN, 100.0, now)
+
+    if store.engine == "sqlite":  # the general path's reads of what is due cost no round trip on a file
+        assert claimed() is None
+        return
+    got = claimed()
+    assert [(m.body, m.delivery_count, m.consumers_below) for m in got] == [(b"a", 1, 0)]
+    assert (store.ready_count("q"), store.unacked_count("q")) == (2, 1)
+    assert claimed(now=100.0) is None and store.unacked_count("q") == 1  # its lease expired by then: nothing leased
+    with store.write() as s:
+        s.insert_delayed("other", "", "other", [b"due"], None, 1.0, 4.0)  # in another queue: due all the same
+    assert claimed(now=5.0) is None
+    got = claimed(now=3.5)  # before it falls due
+    assert [m.body for m in got] == [b"b"]
+    with store.write() as s:
+        s.take_due(5.0, 10)
+        s.add_consumer("hi", 1, "t", "q", 1, False, False, 1.0, priority=5)
+        s.add_consumer("lo", 1, "t", "q", 1, False, False, 1.0, priority=-1)
+    assert claimed(now=5.0) == []  # a consumer of higher priority has room
+    with store.write() as s:
+        s.set_consumer_room("hi", 1, "t", False)
+    got = claimed(5, now=5.0)
+    assert [(m.body, m.consumers_below) for m in got] == [(b"c", 1)]
+    assert claimed(now=5.0) == []  # nothing left ready
+
+
 class _Interleaved:
     """A store's SQLite connection that runs ``meanwhile`` right after the statement ``after`` (another connection's
     work between the two statements of a claim alone)."""

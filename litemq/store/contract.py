@@ -356,6 +356,13 @@ class Store(Protocol):
         in the file is due by ``now``, the queue has consumers of lower priority, or another claim took the
         message); the empty list when the queue has nothing this consumer may take."""
 
+    def claim_unless_due(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float, now: float
+                         ) -> Optional[list[MessageRow]]:
+        """In a ``write()`` block: ``claim`` for a priority-0 consumer, in one statement with the look at what is due
+        that the general path makes first (the queue's leases expired by ``now``, anything else ``deadlines`` would
+        settle). None, having leased nothing, when something is due (the general path returns and settles it, then
+        claims) or the engine has no such statement."""
+
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (as ``claim``)."""
 

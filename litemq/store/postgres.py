@@ -501,6 +501,14 @@ class PostgresStore:
         statement = sql.CLAIM_AS_DEFAULT_CONSUMER if default_consumer else sql.CLAIM
         return _in_order(self.run(statement, (owner, token, lease_expires_at, queue, limit)).fetchall())
 
+    def claim_unless_due(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float, now: float
+                         ) -> Optional[list[MessageRow]]:
+        rows = self.run(sql.CLAIM_UNLESS_DUE, (owner, token, lease_expires_at, queue, limit, now)).fetchall()
+        due = rows[0][0]
+        if due is not None and due <= now:
+            return None
+        return _in_order([r[1:] for r in rows if r[1] is not None])
+
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         statement = sql.CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else sql.CLAIM_AND_DELETE
         return _in_order(self.run(statement, (queue, limit)).fetchall())
