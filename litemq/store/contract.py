@@ -363,6 +363,15 @@ class Store(Protocol):
         settle). None, having leased nothing, when something is due (the general path returns and settles it, then
         claims) or the engine has no such statement."""
 
+    def ack_and_claim_unless_due(self, lease: Lease, queue: str, limit: int, owner: str, token: int,
+                                 lease_expires_at: float, now: float
+                                 ) -> Optional[tuple[int, Optional[list[MessageRow]]]]:
+        """In a ``write()`` block: ``ack`` of one lease and ``claim_unless_due`` for a priority-0 consumer of
+        ``queue``, in one statement; (messages acked, claimed or None when something was due). As the block's
+        first statement its COMMIT may go with it: then, when the rest of the block may have more to write (nothing
+        claimed as something was due, nothing acked, a claim that found consumers of lower priority), the block
+        goes on in a transaction of its own. None, having done nothing, where the engine has no such statement."""
+
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (as ``claim``)."""
 

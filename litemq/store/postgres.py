@@ -509,6 +509,19 @@ class PostgresStore:
             return None
         return _in_order([r[1:] for r in rows if r[1] is not None])
 
+    def ack_and_claim_unless_due(self, lease: Lease, queue: str, limit: int, owner: str, token: int,
+                                 lease_expires_at: float, now: float
+                                 ) -> Optional[tuple[int, Optional[list[MessageRow]]]]:
+        params = (owner, token, lease_expires_at, queue, limit, now, *lease)
+        first = self._pending == self._begin_write
+        # The transaction's first statement: COMMIT goes with it (one round trip for an ack and the next delivery).
+        rows = (self._first_and_commit if first else self.run)(sql.ACK_AND_CLAIM_UNLESS_DUE, params).fetchall()
+        acked, due = rows[0][0], rows[0][1]
+        claimed = None if due is not None and due <= now else _in_order([r[2:] for r in rows if r[2] is not None])
+        if first and (claimed is None or not acked or any(m.consumers_below for m in claimed)):
+            self._begin_again(queue, False)  # the block has more to do, which begins where the statement ended
+        return acked, claimed
+
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         statement = sql.CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else sql.CLAIM_AND_DELETE
         return _in_order(self.run(statement, (queue, limit)).fetchall())

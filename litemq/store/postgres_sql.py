@@ -138,11 +138,15 @@ def _claim(queue: str, limit: str, action: str, count: str, default_consumer: bo
 # statements are left out; when something is due, nothing is claimed and the row says when it fell due.
 _DUE = "due(at) AS (SELECT least(a, b, c, d) FROM ({select_due}) AS t(a, b, c, d)), "
 _NOTHING_DUE = "NOT EXISTS (SELECT 1 FROM due WHERE at <= {now})"
-CLAIM_UNLESS_DUE = (f"WITH {_DUE.format(select_due=SELECT_DUE.replace('$1', '$4'))}"
-                    + _CHOSEN.format(where=f"{_READY} AND {_NOTHING_DUE} AND {_NOT_OUTRANKED}".format(
-                        queue="$4", now="$6"), order=_IN_ORDER, limit="$5")[len("WITH "):]
-                    + f", taken AS ({_LEASE}{_DELIVERED.format(count='delivery_count')}{_BELOW.format(queue='$4')}) "
-                    "SELECT due.at, taken.* FROM due LEFT JOIN taken ON true")
+_CLAIM_UNLESS_DUE = (_DUE.format(select_due=SELECT_DUE.replace('$1', '$4'))
+                     + _CHOSEN.format(where=f"{_READY} AND {_NOTHING_DUE} AND {_NOT_OUTRANKED}".format(
+                         queue="$4", now="$6"), order=_IN_ORDER, limit="$5")[len("WITH "):]
+                     + f", taken AS ({_LEASE}{_DELIVERED.format(count='delivery_count')}{_BELOW.format(queue='$4')}) ")
+CLAIM_UNLESS_DUE = f"WITH {_CLAIM_UNLESS_DUE}SELECT due.at, taken.* FROM due LEFT JOIN taken ON true"
+# A consumer's ack of one delivery and the claim that refills its room, in one statement: the ack's count first.
+ACK_AND_CLAIM_UNLESS_DUE = ("WITH acked AS (DELETE FROM litemq_messages WHERE id = $7 AND lease_token = $8 RETURNING 1), "
+                            f"{_CLAIM_UNLESS_DUE}SELECT (SELECT count(*) FROM acked), due.at, taken.* FROM due "
+                            "LEFT JOIN taken ON true")
 
 
 # Messages taken with auto-ack count as delivered (redelivered when delivered before) in a delta row of the same

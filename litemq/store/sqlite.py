@@ -379,6 +379,12 @@ class SQLiteStore(SQLiteConnection):
         """Never: the general path's reads of what is due cost no round trip on a file."""
         return None
 
+    def ack_and_claim_unless_due(self, lease: Lease, queue: str, limit: int, owner: str, token: int,
+                                 lease_expires_at: float, now: float
+                                 ) -> Optional[tuple[int, Optional[list[MessageRow]]]]:
+        """Never: a file's statements cost no round trip."""
+        return None
+
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (``default_consumer``: as
         ``claim``)."""
