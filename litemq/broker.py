@@ -353,7 +353,7 @@ class Channel(Topology):
     def _claim_in(self, store: Store, consumer: "Consumer", limit: int
                   ) -> list[tuple[MessageRow, Optional[Held]]]:
         now = clock()
-        if _claims_unless_due(consumer):
+        if store.statements_are_round_trips and _claims_unless_due(consumer):
             # A priority-0 consumer that acks: first a claim that leases only when nothing is due, where the engine
             # makes it one statement with its look at what is due (none when it is not).
             token = next(self._session.lease_tokens)
@@ -550,7 +550,8 @@ class Channel(Topology):
         when the general path must settle."""
         held = self._unacked.get(delivery_tag)
         consumer = held.consumer if held is not None else None
-        if held is None or consumer is None or not _claims_unless_due(consumer) or consumer.reported_full:
+        if (not store.statements_are_round_trips or held is None or consumer is None or not _claims_unless_due(consumer)
+                or consumer.reported_full):
             return False
         room = consumer.refill_room(1, 1)
         if room <= 0:

@@ -198,6 +198,10 @@ class Store(Protocol):
     writes_without_waiting: bool
     """Whether ``without_waiting`` can ever succeed: commits here never wait for the disk."""
 
+    statements_are_round_trips: bool
+    """Whether each statement goes to a server and back: then ``claim_unless_due`` and ``ack_and_claim_unless_due``,
+    which fold several steps into one statement, are worth asking (elsewhere they answer None)."""
+
     def without_waiting(self) -> ContextManager[None]:
         """A block for an event loop's thread: its first write begins only if it need not wait (the lock free in
         this process, the write lock free in every other) and commits without waiting for the disk; otherwise it

@@ -225,6 +225,7 @@ class PostgresStore:
         return _Transaction(self, "BEGIN ISOLATION LEVEL REPEATABLE READ", False)
 
     writes_without_waiting = False
+    statements_are_round_trips = True
     """A commit is a round trip to the server, which waits for its disk."""
 
     def without_waiting(self) -> ContextManager[None]:

@@ -52,6 +52,7 @@ class SQLiteStore(SQLiteConnection):
     """One connection to a litemq file (``contract.Store``). Thread-safe: every transaction holds its lock."""
 
     engine = "sqlite"
+    statements_are_round_trips = False
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 60.0,
                  share_with_group: bool = False) -> None:
