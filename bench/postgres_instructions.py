@@ -170,6 +170,11 @@ def main() -> None:
                                f"{sql.CLAIM_UNLESS_DUE}"],
                     lambda k: ["BEGIN", "EXECUTE lock", f"EXECUTE ack({FIRST_ID + k - 1}, {k})",
                                f"EXECUTE claim('o', {k + 1}, 1e12, 'q', 1, 1.0)", "COMMIT"]),
+                "litemq (lock, ACK_AND_CLAIM_UNLESS_DUE)": (
+                    litemq_ + [litemq_ready, "PREPARE ack_claim(text, bigint, float8, text, bigint, float8, bigint, "
+                               f"bigint) AS {sql.ACK_AND_CLAIM_UNLESS_DUE}"],
+                    lambda k: ["BEGIN", "EXECUTE lock",
+                               f"EXECUTE ack_claim('o', {k + 1}, 1e12, 'q', 1, 1.0, {FIRST_ID + k - 1}, {k})", "COMMIT"]),
             },
             "ack": {
                 "floor (DELETE)": (floor + [leased, f"PREPARE ack(bigint) AS {floor_postgres.DELETE % '$1'}"],
