@@ -363,6 +363,15 @@ class Channel(Topology):
     def _claim_in(self, store: Store, consumer: "Consumer", limit: int
                   ) -> list[tuple[MessageRow, Optional[Held]]]:
         now = clock()
+        if store.statements_are_round_trips and _claims_unless_due(consumer):
+            # A priority-0 consumer that acks: first a claim that leases only when nothing is due, where the engine
+            # makes it one statement with its look at what is due (none when it is not).
+            token = next(self._session.lease_tokens)
+            rows = store.claim_unless_due(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds,
+                                          now)
+            if rows is not None:
+                consumer.expiry_horizon = 0.0
+                return self._claimed(store, consumer, rows, token, limit, now, False)
         if now >= consumer.expiry_horizon:
             queue_rules.returned(self._session, store, store.return_expired(consumer.queue, now), now)
         consumer.expiry_horizon = 0.0  # until its waiter looks at the leases again, every claim looks for expired ones
@@ -376,14 +385,20 @@ class Channel(Topology):
         if outranked:
             return []
         if consumer.auto_ack:
-            rows = store.claim_and_delete(consumer.queue, limit, default_consumer=default)
-            claimed = [(row, None) for row in rows]
-        else:
-            token = next(self._session.lease_tokens)
-            rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds,
-                               default_consumer=default)
-            claimed = [(row, self._hold(row, consumer.queue, token, consumer, consumer.lease_seconds, now))
-                       for row in rows]
+            return self._claimed(store, consumer, store.claim_and_delete(consumer.queue, limit,
+                                                                         default_consumer=default), 0, limit, now,
+                                 lower)
+        token = next(self._session.lease_tokens)
+        rows = store.claim(consumer.queue, limit, self._owner, token, now + consumer.lease_seconds,
+                           default_consumer=default)
+        return self._claimed(store, consumer, rows, token, limit, now, lower)
+
+    def _claimed(self, store: Store, consumer: "Consumer", rows: list[MessageRow], token: int, limit: int,
+                 now: float, lower: bool) -> list[tuple[MessageRow, Optional[Held]]]:
+        """A consumer's claim of ``rows`` (leased with ``token``, or taken for good with auto-ack); ``lower``:
+        the queue has consumers of lower priority than this one's."""
+        claimed = [(row, None if consumer.auto_ack else self._hold(row, consumer.queue, token, consumer,
+                                                                   consumer.lease_seconds, now)) for row in rows]
         if lower or (rows and rows[0].consumers_below) or consumer.reported_full:
             # Consumers of lower priority claim while this one is full: tell them when it is, and when it is not.
             consumer.report_room(store, full=consumer.full_after(len(claimed), limit))
@@ -538,8 +553,38 @@ class Channel(Topology):
                         self._unacked.pop(delivery_tag, None)  # ``_forget``, for a get's delivery (no consumer)
                         return
         with self._store.write() as store:
+            if how == "ack" and not multiple and self._ack_refilling(store, delivery_tag):
+                return
             leases = self._settle_in(store, delivery_tag, multiple, how, last=True)
             self._refill(store, leases, claim=how == "ack")
+
+    def _ack_refilling(self, store: Store, delivery_tag: int) -> bool:
+        """A consumer's ack of one delivery and the claim that refills its room, in one statement where the engine
+        can (``ack_and_claim_unless_due``) and nothing else is to be done for them; False, having done nothing,
+        when the general path must settle."""
+        held = self._unacked.get(delivery_tag)
+        consumer = held.consumer if held is not None else None
+        if (not store.statements_are_round_trips or held is None or consumer is None or not _claims_unless_due(consumer)
+                or consumer.reported_full):
+            return False
+        room = consumer.refill_room(1, 1)
+        if room <= 0:
+            return False
+        now = clock()
+        token = next(self._session.lease_tokens)
+        done = store.ack_and_claim_unless_due((held.message_id, held.token), consumer.queue, room, self._owner, token,
+                                              now + consumer.lease_seconds, now)
+        if done is None:
+            return False
+        acked, rows = done
+        store.after_commit(lambda: self._forget([delivery_tag]))  # as _settle_in's
+        self._settled(store, [held], acked, delivery_tag, False)
+        if rows is None:  # something was due: the general path settles it, then claims
+            consumer.refill(store, 1, 1)
+        else:
+            consumer.expiry_horizon = 0.0
+            consumer.refilled(store, self._claimed(store, consumer, rows, token, room, now, False))
+        return True
 
     def _ack_each(self, delivery_tags: list[int]) -> None:
         """Ack each delivery as ``ack`` would, in one transaction (the asyncio channel's acks, pipelined): those
@@ -583,22 +628,27 @@ class Channel(Topology):
             done = store.ack_last(pairs)
         else:
             done = store.ack(pairs)
-        if done < len(pairs):
+        self._settled(store, leases, done, delivery_tag, all_or_nothing)
+        return leases
+
+    def _settled(self, store: Store, leases: list[Held], done: int, delivery_tag: int, all_or_nothing: bool) -> None:
+        """After ``done`` of ``leases`` (up to ``delivery_tag``) were settled: the rest raise LeaseExpired unless
+        their queue was deleted (at once with ``all_or_nothing``, otherwise after the commit)."""
+        if done < len(leases):
             # A message that went with its deleted queue is settled as RabbitMQ settles it: quietly, even when a
             # queue of the same name was declared since (this connection marks its leases when it deletes a queue;
             # a queue another connection declared again has another declaration time).
             gone = sum(1 for lease in leases if lease.queue_deleted or _queue_gone_since(store, lease))
             done += gone
-        if done < len(pairs):
+        if done < len(leases):
             queues = sorted({lease.queue for lease in leases})
             error = LeaseExpired(
-                f"{len(pairs) - done} of {len(pairs)} deliveries (up to tag {delivery_tag}) from queue "
+                f"{len(leases) - done} of {len(leases)} deliveries (up to tag {delivery_tag}) from queue "
                 f"{', '.join(map(repr, queues))} in {self.path} were not settled: their lease expired and the "
                 f"message went back to the queue, to be delivered again")
             if all_or_nothing:
                 raise error  # inside the transaction: everything in it rolls back
             store.after_commit(lambda: _raise(error))
-        return leases
 
     def _settled_by(self, delivery_tag: int, multiple: bool) -> list[int]:
         """The unacked tags an ack (nack, reject) of ``delivery_tag`` settles; DeliveryError when it names none."""
@@ -653,6 +703,12 @@ class Channel(Topology):
             return float(override)
         from_queue = queue_policy(row.arguments).lease_seconds
         return from_queue if from_queue is not None else self._session.lease_seconds
+
+
+def _claims_unless_due(consumer: "Consumer") -> bool:
+    """Whether a consumer's claim may lease at once when nothing is due (``claim_unless_due``): a priority-0
+    consumer that acks, of a queue without a single active consumer."""
+    return not (consumer.priority or consumer.auto_ack or consumer.policy.single_active_consumer)
 
 
 def _check_prefetch(prefetch: object) -> None:

@@ -258,14 +258,21 @@ class Consumer(Consuming):
     def refill(self, store: Store, acked: int, acked_on_channel: int) -> None:
         """In an ack's transaction (``acked`` of this consumer's deliveries, ``acked_on_channel`` of the channel's
         consumers'): claim what the freed room allows when nothing is waiting to be handed out."""
-        if not self.active or self._buffer or self.finishing:
-            return
-        room = self._room(acked, acked_on_channel)
+        room = self.refill_room(acked, acked_on_channel)
         if room > 0:
-            claimed = self.channel._claim_in(store, self, room)
-            self.refill_found_nothing = not claimed
-            if claimed:
-                store.after_commit(lambda: self._take(claimed))
+            self.refilled(store, self.channel._claim_in(store, self, room))
+
+    def refill_room(self, acked: int, acked_on_channel: int) -> int:
+        """How many messages an ack's refill claims (``refill``'s arguments); 0 for none."""
+        if not self.active or self._buffer or self.finishing:
+            return 0
+        return self._room(acked, acked_on_channel)
+
+    def refilled(self, store: Store, claimed: Claimed) -> None:
+        """What an ack's refill claimed, handed out once its transaction commits."""
+        self.refill_found_nothing = not claimed
+        if claimed:
+            store.after_commit(lambda: self._take(claimed))
 
     def _take(self, claimed: Claimed) -> None:
         self._buffer.extend(claimed)

@@ -61,6 +61,37 @@ def test_expired_message_keeps_its_place_in_the_queue(conn, frozen):
     assert [conn.get("q", auto_ack=True).body for _ in range(2)] == [b"1", b"2"]
 
 
+def test_a_consumers_claim_in_its_ack_returns_expired_leases_to_their_place_first(conn, frozen):
+    conn.declare_queue("q")
+    for body in (b"1", b"2", b"3"):
+        conn.publish("", "q", body)
+    conn.get("q", lease_seconds=5)
+    consumer = conn.consume("q", prefetch=1)
+    first = consumer.get(0)
+    assert first.body == b"2"
+    frozen.tick(6)
+    first.ack()  # its room refilled in the ack's transaction: "1" is back before "3"
+    again = consumer.get(0)
+    assert (again.body, again.redelivered) == (b"1", True)
+    again.ack()
+    assert consumer.get(0).body == b"3"
+
+
+def test_a_consumers_ack_after_its_lease_expired_raises_and_its_room_is_refilled(conn, other, frozen):
+    conn.declare_queue("q")
+    for body in (b"1", b"2"):
+        conn.publish("", "q", body)
+    consumer = conn.consume("q", prefetch=1, lease_seconds=5)
+    first = consumer.get(0)
+    frozen.tick(6)
+    taken = other.get("q")  # the expired lease returned, and the message taken again
+    assert (taken.body, taken.redelivered) == (b"1", True)
+    with pytest.raises(LeaseExpired, match="'q'"):
+        first.ack()
+    assert consumer.get(0).body == b"2"  # claimed in the ack's transaction all the same
+    taken.ack()
+
+
 def test_expired_leases_count_as_ready_again(conn, jobs, frozen):
     conn.get(jobs, lease_seconds=5)
     assert conn.declare_queue(jobs).message_count == 0

@@ -54,6 +54,15 @@ def first_line(process: subprocess.Popen[str], timeout: float = 30.0) -> dict[st
     return json.loads(process.stdout.readline())
 
 
+def in_schema(server: Any) -> Any:
+    """An autocommit session of psycopg in the test's schema (``server``: postgres_url.parse's)."""
+    import psycopg
+
+    db = psycopg.connect(server.conninfo, autocommit=True)
+    db.execute(f'SET search_path TO "{server.schema}"')
+    return db
+
+
 # --- URL and opening
 def test_an_unreachable_server_is_named() -> None:
     require_postgresql()
@@ -203,8 +212,6 @@ def test_migration_0010_counts_totals_from_0_with_the_data_of_0009_and_goes_back
 
 def test_migration_0011_folds_0010s_delta_rows_keeps_the_counts_and_goes_back(stores: list[Any],
                                                                               postgresql_url: str) -> None:
-    import psycopg
-
     from litemq.store import migrate, postgres_url
 
     server = postgres_url.parse(postgresql_url)
@@ -213,12 +220,7 @@ def test_migration_0011_folds_0010s_delta_rows_keeps_the_counts_and_goes_back(st
               "d.published_total), 0), q.acked_total + coalesce(sum(d.acked_total), 0), count(d.queue) FROM "
               "litemq_queues q LEFT JOIN litemq_queue_deltas d ON d.queue = q.name GROUP BY q.name")
 
-    def at_0010() -> psycopg.Connection:
-        db = psycopg.connect(server.conninfo, autocommit=True)
-        db.execute(f'SET search_path TO "{server.schema}"')
-        return db
-
-    with at_0010() as db:  # 0010's triggers: a delta row per statement
+    with in_schema(server) as db:  # 0010's triggers: a delta row per statement
         db.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, created_at) "
                    "VALUES ('q', true, false, false, 1.0)")
         for body in ("one", "two", "three"):
@@ -234,7 +236,7 @@ def test_migration_0011_folds_0010s_delta_rows_keeps_the_counts_and_goes_back(st
     assert store.run(counts).fetchall() == [(4, 5, 1, 1)]  # one row for the session
     store.close()
     assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0010") is True
-    with at_0010() as db:
+    with in_schema(server) as db:
         assert db.execute(counts).fetchall() == [(4, 5, 1, 0)]
         db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
                    "VALUES ('q', '', 'q', 'six', 4.0)")
@@ -245,8 +247,6 @@ def test_migration_0011_folds_0010s_delta_rows_keeps_the_counts_and_goes_back(st
 
 def test_migration_0012_keeps_counting_inserts_by_hand_and_not_those_that_count_themselves(
         stores: list[Any], postgresql_url: str) -> None:
-    import psycopg
-
     from litemq.store import migrate, postgres_url
     from litemq.store import postgres_sql as sql
 
@@ -258,36 +258,99 @@ def test_migration_0012_keeps_counting_inserts_by_hand_and_not_those_that_count_
     counted_here = ("WITH stored AS (INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
                     f"SELECT 'q', '', 'q', 'm', 2.0 WHERE {sql.COUNTED_HERE} RETURNING 1) SELECT count(*) FROM stored")
 
-    def connected() -> psycopg.Connection:
-        db = psycopg.connect(server.conninfo, autocommit=True)
-        db.execute(f'SET search_path TO "{server.schema}"')
-        return db
-
     def trigger() -> str:
         return db.execute("SELECT pg_get_triggerdef(oid) FROM pg_trigger "
                           "WHERE tgname = 'litemq_messages_insert_count' AND tgrelid = 'litemq_messages'::regclass"
                           ).fetchone()[0]
 
     assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0011") is True
-    with connected() as db:
+    with in_schema(server) as db:
         db.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, created_at) "
                    "VALUES ('q', true, false, false, 1.0)")
         db.execute(by_hand)
         assert db.execute(counted_here).fetchone()[0] == 1  # stored, and counted by nobody: the count stays
         assert db.execute(counts).fetchone()[0] == 1 and " WHEN " in trigger()
     assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0012") is True
-    with connected() as db:
+    with in_schema(server) as db:
         assert " WHEN " not in trigger()
         db.execute(by_hand)
         assert db.execute(counted_here).fetchone()[0] == 1
         assert db.execute(counts).fetchone()[0] == 2  # the one by hand counted, the other left to its statement
     assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0011") is True
-    with connected() as db:
+    with in_schema(server) as db:
         assert " WHEN " in trigger()
         db.execute(by_hand)
         assert db.execute(counted_here).fetchone()[0] == 1
         assert db.execute(counts).fetchone()[0] == 3
     assert open_store(stores, postgresql_url).ready_count("q") == 3  # upgraded again on open
+
+
+def test_migration_0013s_row_triggers_without_when_count_what_0012s_counted_and_go_back(
+        stores: list[Any], postgresql_url: str) -> None:
+    import psycopg
+
+    from litemq.store import migrate, postgres_url
+
+    server = postgres_url.parse(postgresql_url)
+    counted = ("SELECT q.name, " + ", ".join(f"q.{c} + coalesce(sum(d.{c}), 0)" for c in (
+        "ready_count", "ready_bytes", "published_total", "delivered_total", "redelivered_total", "acked_total"))
+        + " FROM litemq_queues q LEFT JOIN litemq_queue_deltas d ON d.queue = q.name GROUP BY q.name ORDER BY q.name")
+    ready = ("SELECT queue, count(*), sum(coalesce(length(m.body), length(b.body))) FROM litemq_messages m LEFT JOIN "
+             "litemq_bodies b ON b.id = m.id WHERE lease_token IS NULL AND visible_at IS NULL GROUP BY queue "
+             "ORDER BY queue")
+
+    def whens(db: psycopg.Connection) -> list[bool]:
+        return [" WHEN " in row[0] for row in db.execute(
+            "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = 'litemq_messages'::regclass AND tgname IN "
+            "('litemq_messages_update_count', 'litemq_messages_delete_count') ORDER BY tgname")]
+
+    def writes(db: psycopg.Connection, tag: str) -> list[tuple[Any, ...]]:
+        """Every kind of write to the messages, by hand: what it changed in the counts, per queue."""
+        before = db.execute(counted).fetchall()
+        ids = [db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at, visible_at) "
+                          "VALUES ('q', '', 'q', %s, 1.0, %s) RETURNING id", (f"{tag}{n}".encode(), visible)
+                          ).fetchone()[0] for n, visible in ((1, None), (2, None), (3, None), (4, 99.0))]
+        outside = db.execute("INSERT INTO litemq_messages (queue, exchange, routing_key, body, published_at) "
+                             "VALUES ('q', '', 'q', NULL, 1.0) RETURNING id").fetchone()[0]
+        db.execute("INSERT INTO litemq_bodies (id, body) VALUES (%s, 'a body out of the row')", (outside,))
+        claim = ("UPDATE litemq_messages SET lease_token = %s, lease_owner = 'x/1', lease_expires_at = 9.0, "
+                 "delivery_count = delivery_count + 1 WHERE id = %s")
+        db.execute(claim, (1, ids[0]))
+        db.execute("UPDATE litemq_messages SET lease_expires_at = 10.0 WHERE id = %s", (ids[0],))  # a renewal
+        db.execute("UPDATE litemq_messages SET lease_token = NULL, lease_owner = NULL, lease_expires_at = NULL "
+                   "WHERE id = %s", (ids[0],))  # returned
+        db.execute(claim, (2, ids[0]))  # redelivered
+        db.execute("DELETE FROM litemq_messages WHERE id = %s AND lease_token = 2", (ids[0],))  # acked
+        db.execute("UPDATE litemq_messages SET body = body || body WHERE id = %s", (ids[1],))  # edited by hand
+        db.execute("UPDATE litemq_messages SET priority = 3 WHERE id = %s", (ids[1],))  # changes no count
+        db.execute("UPDATE litemq_messages SET queue = 'r' WHERE id = %s", (ids[2],))  # moved by hand
+        db.execute("DELETE FROM litemq_messages WHERE id = %s", (outside,))  # ready, its body out of the row
+        db.execute("UPDATE litemq_messages SET visible_at = 100.0 WHERE id = %s", (ids[3],))  # still delayed
+        db.execute("UPDATE litemq_messages SET visible_at = NULL WHERE id = %s", (ids[3],))  # due
+        db.execute("UPDATE litemq_messages SET visible_at = 101.0 WHERE id = %s", (ids[3],))  # delayed again
+        db.execute("DELETE FROM litemq_messages WHERE id = %s", (ids[3],))  # a delayed message deleted
+        assert db.execute("SELECT count(*) FROM litemq_bodies").fetchone()[0] == 0
+        after = db.execute(counted).fetchall()
+        assert [row[:3] for row in after] == [(queue, int(count), int(size)) for queue, count, size in
+                                             db.execute(ready).fetchall()]
+        return [tuple(a - b for a, b in zip(new[1:], old[1:])) for new, old in zip(after, before)]
+
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0012") is True
+    with in_schema(server) as db:
+        db.execute("INSERT INTO litemq_queues (name, durable, exclusive, auto_delete, created_at) "
+                   "VALUES ('q', true, false, false, 1.0), ('r', true, false, false, 1.0)")
+        assert whens(db) == [True, True]
+        at_0012 = writes(db, "a")
+        assert at_0012[0][2:] == (5, 2, 1, 1)  # q: published, delivered, redelivered, acked
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0013") is True
+    with in_schema(server) as db:
+        assert whens(db) == [False, False]
+        assert writes(db, "b") == at_0012
+    assert migrate.upgrade_postgresql(server.conninfo, server.schema, server.where, "0012") is True
+    with in_schema(server) as db:
+        assert whens(db) == [True, True]
+        assert writes(db, "c") == at_0012
+    assert open_store(stores, postgresql_url).ready_count("q") == 3  # upgraded again on open; 1 of each run left
 
 
 def test_concurrent_first_openers_migrate_once_and_all_open(stores: list[Any], postgresql_url: str) -> None:

@@ -423,6 +423,7 @@ SEED_SQL["0009"] = SEED_SQL["0008"]  # 0009 changed PostgreSQL's counter trigger
 SEED_SQL["0010"] = SEED_SQL["0009"]  # 0010 added the queues' totals, which the seeded messages count up from 0
 SEED_SQL["0011"] = SEED_SQL["0010"]  # 0011 changed PostgreSQL's delta rows only
 SEED_SQL["0012"] = SEED_SQL["0011"]  # 0012 changed PostgreSQL's insert trigger only
+SEED_SQL["0013"] = SEED_SQL["0012"]  # 0013 changed PostgreSQL's update and delete triggers only
 
 
 def _seed(path: str, revision: str) -> None:

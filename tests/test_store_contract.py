@@ -419,6 +419,82 @@ def test_a_claim_alone_leases_the_next_message_by_itself_or_leaves_the_claim_to_
     assert other.ready_count("q") == 1
 
 
+def test_a_claim_unless_due_leases_when_nothing_is_due_and_leaves_the_rest_to_the_general_path(store: Any) -> None:
+    declare(store)
+    declare(store, "other")
+    publish(store, "q", b"a", b"b", b"c")
+
+    def claimed(limit: int = 1, now: float = 3.0) -> Any:
+        with store.write() as s:
+            return s.claim_unless_due("q", limit, "c/1", TOKEN, 100.0, now)
+
+    if store.engine == "sqlite":  # the general path's reads of what is due cost no round trip on a file
+        assert claimed() is None
+        return
+    got = claimed()
+    assert [(m.body, m.delivery_count, m.consumers_below) for m in got] == [(b"a", 1, 0)]
+    assert (store.ready_count("q"), store.unacked_count("q")) == (2, 1)
+    assert claimed(now=100.0) is None and store.unacked_count("q") == 1  # its lease expired by then: nothing leased
+    with store.write() as s:
+        s.insert_delayed("other", "", "other", [b"due"], None, 1.0, 4.0)  # in another queue: due all the same
+    assert claimed(now=5.0) is None
+    got = claimed(now=3.5)  # before it falls due
+    assert [m.body for m in got] == [b"b"]
+    with store.write() as s:
+        s.take_due(5.0, 10)
+        s.add_consumer("hi", 1, "t", "q", 1, False, False, 1.0, priority=5)
+        s.add_consumer("lo", 1, "t", "q", 1, False, False, 1.0, priority=-1)
+    assert claimed(now=5.0) == []  # a consumer of higher priority has room
+    with store.write() as s:
+        s.set_consumer_room("hi", 1, "t", False)
+    got = claimed(5, now=5.0)
+    assert [(m.body, m.consumers_below) for m in got] == [(b"c", 1)]
+    assert claimed(now=5.0) == []  # nothing left ready
+
+
+def test_an_ack_and_claim_unless_due_commits_with_its_statement_and_begins_again_when_more_is_to_do(
+        open_store: Callable[[], Any]) -> None:
+    store, other = open_store(), open_store()
+    declare(store)
+    publish(store, "q", b"a", b"b", b"c", b"d")
+    held = claim(store, 1)[0]
+    if store.engine == "sqlite":  # a file's statements cost no round trip
+        with store.write() as s:
+            assert s.ack_and_claim_unless_due((held.id, TOKEN), "q", 1, "c/1", TOKEN + 1, 100.0, 3.0) is None
+        return
+    with store.write() as s:
+        acked, got = s.ack_and_claim_unless_due((held.id, TOKEN), "q", 1, "c/1", TOKEN + 1, 100.0, 3.0)
+        assert (acked, [(m.body, m.delivery_count) for m in got]) == (1, [(b"b", 1)])
+        assert (other.ready_count("q"), other.unacked_count("q")) == (2, 1)  # committed with the statement
+    with store.write_exclusive() as s:
+        s.add_consumer("x", 1, "t", "other", 1, False, False, 1.0)
+    with pytest.raises(RuntimeError):
+        with store.write() as s:
+            acked, got = s.ack_and_claim_unless_due((got[0].id, TOKEN), "q", 1, "c/1", TOKEN + 2, 100.0, 3.0)
+            assert (acked, [m.body for m in got]) == (0, [b"c"])  # not its lease: nothing acked, the claim all the same
+            s.set_consumer_room("x", 1, "t", False)  # a write after it: in a transaction of its own, rolled back
+            raise RuntimeError("boom")
+    assert other.unacked_count("q") == 2
+    assert other.run("SELECT has_room FROM litemq_consumers WHERE connection_id = 'x'").fetchone() == (True,)
+    with store.write() as s:
+        s.insert_delayed("q", "", "q", [b"later"], None, 1.0, 4.0)
+        acked, got = s.ack_and_claim_unless_due((got[0].id, TOKEN + 2), "q", 1, "c/1", TOKEN + 3, 100.0, 5.0)
+        assert (acked, got) == (1, None)  # the block's second statement: something is due, nothing claimed
+        assert s.take_due(5.0, 10)[0][0].body == b"later"  # (out of the file: the broker stores it again)
+    assert (other.ready_count("q"), other.unacked_count("q")) == (1, 1)
+    with store.write() as s:
+        acked, got = s.ack_and_claim_unless_due((1, 1), "q", 1, "c/1", TOKEN + 4, 100.0, 150.0)
+        assert (acked, got) == (0, None)  # the lease of "b" expired by then
+        assert len(s.return_expired("q", 150.0)) == 1
+    with store.write() as s:
+        s.add_consumer("lo", 1, "t", "q", 1, False, False, 1.0, priority=-1)
+    with store.write() as s:
+        acked, got = s.ack_and_claim_unless_due((1, 1), "q", 5, "c/1", TOKEN + 5, 200.0, 150.0)
+        assert [(m.body, m.consumers_below) for m in got] == [(b"b", 1), (b"d", 1)]
+        s.set_consumer_room("lo", 1, "t", True)  # told of consumers below: it may write on
+    assert (other.ready_count("q"), other.unacked_count("q")) == (0, 2)
+
+
 class _Interleaved:
     """A store's SQLite connection that runs ``meanwhile`` right after the statement ``after`` (another connection's
     work between the two statements of a claim alone)."""

@@ -3,7 +3,7 @@ engine a URL names (``sqlite``, the stdlib-driver store of a file; ``postgres``,
 and ``migrate`` are the SQLAlchemy and Alembic side, imported only when a schema needs creating or upgrading."""
 
 VERSION_TABLE = "litemq_alembic_version"
-SCHEMA_REVISION = "0012"
+SCHEMA_REVISION = "0013"
 """The Alembic head this litemq writes; a file at this revision opens without importing SQLAlchemy."""
 
 QUEUE_HINTS_KEPT = 1024

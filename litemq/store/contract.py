@@ -198,6 +198,10 @@ class Store(Protocol):
     writes_without_waiting: bool
     """Whether ``without_waiting`` can ever succeed: commits here never wait for the disk."""
 
+    statements_are_round_trips: bool
+    """Whether each statement goes to a server and back: then ``claim_unless_due`` and ``ack_and_claim_unless_due``,
+    which fold several steps into one statement, are worth asking (elsewhere they answer None)."""
+
     def without_waiting(self) -> ContextManager[None]:
         """A block for an event loop's thread: its first write begins only if it need not wait (the lock free in
         this process, the write lock free in every other) and commits without waiting for the disk; otherwise it
@@ -355,6 +359,22 @@ class Store(Protocol):
         (the engine has no use for it, the connection needs a ``write()`` block first, the queue is gone, anything
         in the file is due by ``now``, the queue has consumers of lower priority, or another claim took the
         message); the empty list when the queue has nothing this consumer may take."""
+
+    def claim_unless_due(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float, now: float
+                         ) -> Optional[list[MessageRow]]:
+        """In a ``write()`` block: ``claim`` for a priority-0 consumer, in one statement with the look at what is due
+        that the general path makes first (the queue's leases expired by ``now``, anything else ``deadlines`` would
+        settle). None, having leased nothing, when something is due (the general path returns and settles it, then
+        claims) or the engine has no such statement."""
+
+    def ack_and_claim_unless_due(self, lease: Lease, queue: str, limit: int, owner: str, token: int,
+                                 lease_expires_at: float, now: float
+                                 ) -> Optional[tuple[int, Optional[list[MessageRow]]]]:
+        """In a ``write()`` block: ``ack`` of one lease and ``claim_unless_due`` for a priority-0 consumer of
+        ``queue``, in one statement; (messages acked, claimed or None when something was due). As the block's
+        first statement its COMMIT may go with it: then, when the rest of the block may have more to write (nothing
+        claimed as something was due, nothing acked, a claim that found consumers of lower priority), the block
+        goes on in a transaction of its own. None, having done nothing, where the engine has no such statement."""
 
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (as ``claim``)."""

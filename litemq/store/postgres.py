@@ -225,6 +225,7 @@ class PostgresStore:
         return _Transaction(self, "BEGIN ISOLATION LEVEL REPEATABLE READ", False)
 
     writes_without_waiting = False
+    statements_are_round_trips = True
     """A commit is a round trip to the server, which waits for its disk."""
 
     def without_waiting(self) -> ContextManager[None]:
@@ -500,6 +501,27 @@ class PostgresStore:
               default_consumer: bool = False) -> list[MessageRow]:
         statement = sql.CLAIM_AS_DEFAULT_CONSUMER if default_consumer else sql.CLAIM
         return _in_order(self.run(statement, (owner, token, lease_expires_at, queue, limit)).fetchall())
+
+    def claim_unless_due(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float, now: float
+                         ) -> Optional[list[MessageRow]]:
+        rows = self.run(sql.CLAIM_UNLESS_DUE, (owner, token, lease_expires_at, queue, limit, now)).fetchall()
+        due = rows[0][0]
+        if due is not None and due <= now:
+            return None
+        return _in_order([r[1:] for r in rows if r[1] is not None])
+
+    def ack_and_claim_unless_due(self, lease: Lease, queue: str, limit: int, owner: str, token: int,
+                                 lease_expires_at: float, now: float
+                                 ) -> Optional[tuple[int, Optional[list[MessageRow]]]]:
+        params = (owner, token, lease_expires_at, queue, limit, now, *lease)
+        first = self._pending == self._begin_write
+        # The transaction's first statement: COMMIT goes with it (one round trip for an ack and the next delivery).
+        rows = (self._first_and_commit if first else self.run)(sql.ACK_AND_CLAIM_UNLESS_DUE, params).fetchall()
+        acked, due = rows[0][0], rows[0][1]
+        claimed = None if due is not None and due <= now else _in_order([r[2:] for r in rows if r[2] is not None])
+        if first and (claimed is None or not acked or any(m.consumers_below for m in claimed)):
+            self._begin_again(queue, False)  # the block has more to do, which begins where the statement ended
+        return acked, claimed
 
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         statement = sql.CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER if default_consumer else sql.CLAIM_AND_DELETE

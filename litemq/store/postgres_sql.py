@@ -121,14 +121,32 @@ _DELIVERED = f"RETURNING id, exchange, routing_key, {lite.BODY}, properties, {{c
 # priority are there: both from the index of consumers of other than the default priority, usually empty.
 _OTHERS = "SELECT 1 FROM litemq_consumers WHERE queue = {queue} AND priority != 0 AND priority"
 _IN_ORDER = "priority DESC, id"
+_NOT_OUTRANKED = f"NOT EXISTS ({_OTHERS} > 0 AND has_room)"
+_BELOW = f", EXISTS ({_OTHERS} < 0)::int"
 
 
 def _claim(queue: str, limit: str, action: str, count: str, default_consumer: bool) -> str:
-    where, others = _READY.format(queue=queue), _OTHERS.format(queue=queue)
+    where = _READY.format(queue=queue)
     if default_consumer:
-        where += f" AND NOT EXISTS ({others} > 0 AND has_room)"
+        where += " AND " + _NOT_OUTRANKED.format(queue=queue)
     claim = _CHOSEN.format(where=where, order=_IN_ORDER, limit=limit) + action + _DELIVERED.format(count=count)
-    return claim + f", EXISTS ({others} < 0)::int" if default_consumer else claim
+    return claim + _BELOW.format(queue=queue) if default_consumer else claim
+
+
+# A priority-0 consumer's claim in an ack's transaction (its refill) when nothing is due: what the general path
+# would do first (return the queue's expired leases, settle what fell due) would do nothing then, so its two
+# statements are left out; when something is due, nothing is claimed and the row says when it fell due.
+_DUE = "due(at) AS (SELECT least(a, b, c, d) FROM ({select_due}) AS t(a, b, c, d)), "
+_NOTHING_DUE = "NOT EXISTS (SELECT 1 FROM due WHERE at <= {now})"
+_CLAIM_UNLESS_DUE = (_DUE.format(select_due=SELECT_DUE.replace('$1', '$4'))
+                     + _CHOSEN.format(where=f"{_READY} AND {_NOTHING_DUE} AND {_NOT_OUTRANKED}".format(
+                         queue="$4", now="$6"), order=_IN_ORDER, limit="$5")[len("WITH "):]
+                     + f", taken AS ({_LEASE}{_DELIVERED.format(count='delivery_count')}{_BELOW.format(queue='$4')}) ")
+CLAIM_UNLESS_DUE = f"WITH {_CLAIM_UNLESS_DUE}SELECT due.at, taken.* FROM due LEFT JOIN taken ON true"
+# A consumer's ack of one delivery and the claim that refills its room, in one statement: the ack's count first.
+ACK_AND_CLAIM_UNLESS_DUE = ("WITH acked AS (DELETE FROM litemq_messages WHERE id = $7 AND lease_token = $8 RETURNING 1), "
+                            f"{_CLAIM_UNLESS_DUE}SELECT (SELECT count(*) FROM acked), due.at, taken.* FROM due "
+                            "LEFT JOIN taken ON true")
 
 
 # Messages taken with auto-ack count as delivered (redelivered when delivered before) in a delta row of the same
@@ -150,8 +168,7 @@ CLAIM_AS_DEFAULT_CONSUMER = _claim("$4", "$5", _LEASE, "delivery_count", True)
 CLAIM_AND_DELETE = _counted(_claim("$1", "$2", _TAKE, _TAKEN_COUNT, False), "$1")
 CLAIM_AND_DELETE_AS_DEFAULT_CONSUMER = _counted(_claim("$1", "$2", _TAKE, _TAKEN_COUNT, True), "$1")
 # basic.get's common case: the queue, when it is due, and a claim unless it has arguments or something is due.
-_CLAIMABLE = ("EXISTS (SELECT 1 FROM queue_row WHERE arguments IS NULL{owner}) "
-              "AND NOT EXISTS (SELECT 1 FROM due WHERE at <= {now})")
+_CLAIMABLE = "EXISTS (SELECT 1 FROM queue_row WHERE arguments IS NULL{owner}) AND " + _NOTHING_DUE
 
 
 def _claim_with_queue(queue: str, limit: str, now: str, action: str, count: str, plain: bool = False) -> str:
@@ -159,7 +176,7 @@ def _claim_with_queue(queue: str, limit: str, now: str, action: str, count: str,
     claimable = _CLAIMABLE.format(now=now, owner=" AND owner_connection IS NULL" if plain else "")
     return ("WITH queue_row(durable, exclusive, auto_delete, arguments, owner_connection, ready_count, ready_bytes, "
             f"created_at, deltas) AS ({SELECT_QUEUE.replace('$1', queue)}), "
-            f"due(at) AS (SELECT least(a, b, c, d) FROM ({SELECT_DUE.replace('$1', queue)}) AS t(a, b, c, d)), "
+            + _DUE.format(select_due=SELECT_DUE.replace('$1', queue))
             + _CHOSEN.format(where=f"{_READY.format(queue=queue)} AND {claimable}", order=_IN_ORDER,
                              limit=limit)[len("WITH "):]
             + f", taken AS ({action}{_DELIVERED.format(count=count)}) "

@@ -52,6 +52,7 @@ class SQLiteStore(SQLiteConnection):
     """One connection to a litemq file (``contract.Store``). Thread-safe: every transaction holds its lock."""
 
     engine = "sqlite"
+    statements_are_round_trips = False
 
     def __init__(self, path: str, *, synchronous: str = "NORMAL", busy_timeout: float = 60.0,
                  share_with_group: bool = False) -> None:
@@ -373,6 +374,17 @@ class SQLiteStore(SQLiteConnection):
                 raise self.failed(exc) from exc
             self.commits += 1
             return [MessageRow(*leased[0])]
+
+    def claim_unless_due(self, queue: str, limit: int, owner: str, token: int, lease_expires_at: float, now: float
+                         ) -> Optional[list[MessageRow]]:
+        """Never: the general path's reads of what is due cost no round trip on a file."""
+        return None
+
+    def ack_and_claim_unless_due(self, lease: Lease, queue: str, limit: int, owner: str, token: int,
+                                 lease_expires_at: float, now: float
+                                 ) -> Optional[tuple[int, Optional[list[MessageRow]]]]:
+        """Never: a file's statements cost no round trip."""
+        return None
 
     def claim_and_delete(self, queue: str, limit: int, *, default_consumer: bool = False) -> list[MessageRow]:
         """Take up to ``limit`` ready messages for good (auto-ack), in delivery order (``default_consumer``: as
