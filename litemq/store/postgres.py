@@ -225,8 +225,8 @@ class PostgresStore:
         return _Transaction(self, "BEGIN ISOLATION LEVEL REPEATABLE READ", False)
 
     writes_without_waiting = False
-    statements_are_round_trips = True
     """A commit is a round trip to the server, which waits for its disk."""
+    statements_are_round_trips = True
 
     def without_waiting(self) -> ContextManager[None]:
         raise WouldWait(self.path)
