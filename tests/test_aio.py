@@ -414,6 +414,51 @@ def test_a_publish_waiting_for_the_files_lock_does_not_block_the_loop(db_path):
     assert waited and ticks >= 10
 
 
+@pytest.mark.sqlite_only
+def test_a_write_the_loop_found_the_lock_taken_for_is_tried_again_without_waiting_before_it_waits(db_path,
+                                                                                                 monkeypatch):
+    # On the worker, a publish the loop could not make tries again without waiting after short pauses (SQLite's
+    # busy handler would first sleep a millisecond, then longer), and only then waits as any write does. Here the
+    # pauses are long and the wait short: the publish lands through a retry, after the wait alone would have
+    # given up.
+    import litemq.aio.worker
+
+    monkeypatch.setattr(litemq.aio.worker, "RETRY_PAUSES", (0.05,) * 10)
+    locker = sqlite3.connect(db_path, isolation_level=None)
+
+    async def body(conn):
+        await conn.declare_queue("q")
+        locker.execute("BEGIN IMMEDIATE")
+        publish = asyncio.ensure_future(conn.publish("", "q", b"x"))
+        await asyncio.sleep(0.2)  # longer than the busy timeout: only a retry can store it
+        locker.execute("COMMIT")
+        return await publish, conn._worker.submitted
+
+    try:
+        reached, hops = run(db_path, body, busy_timeout=0.05)
+    finally:
+        locker.close()
+    assert reached == 1 and hops >= 1
+    with litemq.connect(db_path) as conn:
+        assert conn.get("q", auto_ack=True).body == b"x"
+
+
+def test_where_no_write_goes_without_waiting_the_worker_waits_at_once(monkeypatch):
+    # PostgreSQL, or SQLite with synchronous=FULL: a retry without waiting could never succeed, so none is made.
+    import litemq.aio.worker
+
+    class Store:
+        writes_without_waiting = False
+
+        def without_waiting(self):
+            raise AssertionError("tried without waiting")
+
+    slept: list[float] = []
+    monkeypatch.setattr(litemq.aio.worker.time, "sleep", slept.append)
+    assert litemq.aio.worker._retried(Store(), lambda *args: args, (1, 2)) == (1, 2)
+    assert slept == []
+
+
 def test_ack_and_publish_and_rpc(db_path):
     async def body(conn):
         await conn.declare_queue("in")

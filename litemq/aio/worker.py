@@ -14,6 +14,7 @@ import asyncio
 import atexit
 import queue
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional, TypeVar
 
@@ -25,8 +26,14 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 EXIT_SECONDS = 10.0
 """How long a program's exit waits for the calls its workers still have queued."""
+RETRY_PAUSES = (0.00005, 0.0001, 0.0002, 0.0004)
+"""A write the loop found the file's lock taken for tries again on the worker without waiting, after each of these
+pauses, before it waits as any other write does: SQLite's busy handler sleeps a millisecond at its first try and
+longer after, while another process's write transaction (a consumer's ack and claim) holds the lock for about a
+tenth of that."""
 
-_Job = Optional[tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]]
+_Job = Optional[tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...],
+                      Optional["Store"]]]
 
 
 class Worker:
@@ -51,7 +58,7 @@ class Worker:
             done, result = self.here(store, call, *args)
             if done:
                 return result  # type: ignore[return-value]
-        return await self.submit(call, *args)
+        return await self.submit(call, *args, store=store)
 
     def hold(self, flush: Callable[[], None]) -> None:
         """A batch of acks is held on the loop: ``flush`` commits (or queues) it, and runs before any later call."""
@@ -87,16 +94,16 @@ class Worker:
         """Nothing queued or running."""
         return self._finished == self.submitted
 
-    def submit(self, call: Callable[..., T], *args: Any) -> "asyncio.Future[T]":
+    def submit(self, call: Callable[..., T], *args: Any, store: Optional["Store"] = None) -> "asyncio.Future[T]":
         """``call(*args)`` queued for the worker thread now (after every call queued before it); the future of its
-        result."""
+        result. With ``store``: a write that ``here`` found the lock taken for (see RETRY_PAUSES)."""
         if self._stopped:
             raise RuntimeError("the connection's worker thread has stopped (the connection is closed)")
         if self._held:
             self._flush_held()
         loop = asyncio.get_running_loop()
         future: "asyncio.Future[T]" = loop.create_future()
-        self._jobs.put((loop, future, call, args))
+        self._jobs.put((loop, future, call, args, store))
         self.submitted += 1
         return future
 
@@ -115,19 +122,32 @@ class Worker:
             job = self._jobs.get()
             if job is None:
                 return
-            loop, future, call, args = job
+            loop, future, call, args, store = job
             if future.cancelled():
                 self._finished += 1
                 continue
             try:
-                result = call(*args)
+                result = call(*args) if store is None else _retried(store, call, args)
             except BaseException as exc:  # handed to the caller, whatever it is
                 self._finished += 1
                 _resolve(loop, future, None, exc)
             else:
                 self._finished += 1
                 _resolve(loop, future, result, None)
-            del job, future, call, args
+            del job, future, call, args, store
+
+
+def _retried(store: "Store", call: Callable[..., T], args: tuple[Any, ...]) -> T:
+    """``call(*args)``, tried without waiting after each of RETRY_PAUSES before it may wait (at once where no write
+    goes without waiting: PostgreSQL, SQLite with synchronous=FULL)."""
+    for pause in RETRY_PAUSES if store.writes_without_waiting else ():
+        time.sleep(pause)
+        try:
+            with store.without_waiting():
+                return call(*args)
+        except WouldWait:
+            pass
+    return call(*args)
 
 
 def _resolve(loop: asyncio.AbstractEventLoop, future: "asyncio.Future[Any]", result: Any,
