@@ -349,8 +349,7 @@ class Channel(Topology):
         active consumer, that told no one it is full, when no lease in its queue can have expired (its waiter
         looked). None when the general path must claim."""
         now = clock()
-        if (consumer.priority or consumer.auto_ack or consumer.reported_full or now >= consumer.expiry_horizon
-                or consumer.policy.single_active_consumer):
+        if not _claims_plainly(consumer) or consumer.reported_full or now >= consumer.expiry_horizon:
             return None
         token = next(self._session.lease_tokens)
         rows = self._store.claim_alone(consumer.queue, self._owner, token, now + consumer.lease_seconds, now)
@@ -363,7 +362,7 @@ class Channel(Topology):
     def _claim_in(self, store: Store, consumer: "Consumer", limit: int
                   ) -> list[tuple[MessageRow, Optional[Held]]]:
         now = clock()
-        if store.statements_are_round_trips and _claims_unless_due(consumer):
+        if store.statements_are_round_trips and _claims_plainly(consumer):
             # A priority-0 consumer that acks: first a claim that leases only when nothing is due, where the engine
             # makes it one statement with its look at what is due (none when it is not).
             token = next(self._session.lease_tokens)
@@ -564,7 +563,7 @@ class Channel(Topology):
         when the general path must settle."""
         held = self._unacked.get(delivery_tag)
         consumer = held.consumer if held is not None else None
-        if (not store.statements_are_round_trips or held is None or consumer is None or not _claims_unless_due(consumer)
+        if (not store.statements_are_round_trips or held is None or consumer is None or not _claims_plainly(consumer)
                 or consumer.reported_full):
             return False
         room = consumer.refill_room(1, 1)
@@ -705,9 +704,9 @@ class Channel(Topology):
         return from_queue if from_queue is not None else self._session.lease_seconds
 
 
-def _claims_unless_due(consumer: "Consumer") -> bool:
-    """Whether a consumer's claim may lease at once when nothing is due (``claim_unless_due``): a priority-0
-    consumer that acks, of a queue without a single active consumer."""
+def _claims_plainly(consumer: "Consumer") -> bool:
+    """Whether the consumer's claim may lease what is ready with no other look first (``claim_alone``,
+    ``claim_unless_due``): a priority-0 consumer that acks, of a queue without a single active consumer."""
     return not (consumer.priority or consumer.auto_ack or consumer.policy.single_active_consumer)
 
 

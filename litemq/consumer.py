@@ -227,6 +227,15 @@ class Consumer(Consuming):
             return False
         return not self._store.consumer_ranking(self.queue, self.priority)[0]
 
+    def ready_to_take(self) -> int:
+        """Its queue's ready count when it has room and may claim now, else 0 (also when the queue is gone): what a
+        ring's answer reads first, in one statement for a priority-0 consumer (``ready_count_ranked``)."""
+        if self.priority or self.policy.single_active_consumer:
+            ready = self._store.ready_count(self.queue)
+            return ready if ready and self._room() > 0 and self.may_claim() else 0
+        ready, outranked = self._store.ready_count_ranked(self.queue)
+        return ready if ready and not outranked and self._room() > 0 else 0
+
     def full_after(self, claimed: int, limit: int) -> bool:
         """Whether claiming ``claimed`` of the ``limit`` it asked for leaves it no room (its prefetch, or its
         channel's, is reached); an auto-ack or unlimited consumer always has room."""
@@ -567,14 +576,9 @@ class Waiter:
             if consumer.doorbell.socket is bell:
                 if consumer._buffer:
                     return False
-                if consumer.priority or consumer.policy.single_active_consumer:
-                    ready = self._store.ready_count(consumer.queue)
-                    if not ready or not _may_take(ready, consumer):
-                        return False
-                else:  # the common case: what _may_take asks, in one read
-                    ready, outranked = self._store.ready_count_ranked(consumer.queue)
-                    if not ready or outranked or consumer._room() <= 0:
-                        return False
+                ready = consumer.ready_to_take()
+                if not ready:
+                    return False
                 self.found = {c: ready if c is consumer else 0 for c in consumers}
                 return True
         return False

@@ -308,11 +308,7 @@ def _step(steps: Steps, woke: Optional[socket.socket], consumers: list[Consumer]
 def _claim_if_ready(consumer: Consumer) -> bool:
     """A claim for the consumer when its queue's ready count shows messages it may take; whether it got some. Not
     where the queue is gone: that claim cancels the consumer, closing the doorbell the loop watches."""
-    if consumer.priority or consumer.policy.single_active_consumer:
-        ready = consumer._store.ready_count(consumer.queue)
-        return bool(ready) and consumer.may_claim() and consumer._fill()
-    ready, outranked = consumer._store.ready_count_ranked(consumer.queue)  # the common case: one read, as a waiter's
-    return bool(ready) and not outranked and consumer._fill()
+    return bool(consumer.ready_to_take()) and consumer._fill()
 
 
 def _settle(future: "asyncio.Future[Any]", result: Any = None) -> None:

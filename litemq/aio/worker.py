@@ -83,11 +83,7 @@ class Worker:
             self._flush_held()
         if not store.writes_without_waiting or self._finished != self.submitted or self._stopped:
             return False, None
-        try:
-            with store.without_waiting():
-                return True, call(*args, **kwargs)
-        except WouldWait:
-            return False, None
+        return _tried(store, call, *args, **kwargs)
 
     @property
     def idle(self) -> bool:
@@ -142,12 +138,20 @@ def _retried(store: "Store", call: Callable[..., T], args: tuple[Any, ...]) -> T
     goes without waiting: PostgreSQL, SQLite with synchronous=FULL)."""
     for pause in RETRY_PAUSES if store.writes_without_waiting else ():
         time.sleep(pause)
-        try:
-            with store.without_waiting():
-                return call(*args)
-        except WouldWait:
-            pass
+        done, result = _tried(store, call, *args)
+        if done:
+            return result  # type: ignore[return-value]
     return call(*args)
+
+
+def _tried(store: "Store", call: Callable[..., T], *args: Any, **kwargs: Any) -> tuple[bool, Optional[T]]:
+    """(True, ``call(*args)``) where its first write need not wait; (False, None), having done nothing, where it
+    would."""
+    try:
+        with store.without_waiting():
+            return True, call(*args, **kwargs)
+    except WouldWait:
+        return False, None
 
 
 def _resolve(loop: asyncio.AbstractEventLoop, future: "asyncio.Future[Any]", result: Any,
